@@ -1,0 +1,26 @@
+/**
+ * meshd: CLI wiring only. Commands come from their modules; signals end the process.
+ */
+import type { Command } from "./mod/cli/command.ts";
+import { runCli } from "./mod/cli/run.ts";
+import { versionCommand } from "./mod/cli/version_command.ts";
+import { createServeCommand } from "./mod/runtime/serve_command.ts";
+
+const commands: readonly Command[] = [createServeCommand(), versionCommand];
+
+const stop = new AbortController();
+let signals = 0;
+for (const sig of ["SIGTERM", "SIGINT"] as const) {
+  process.on(sig, () => {
+    if (++signals > 1) process.exit(130);
+    stop.abort();
+  });
+}
+
+const code = await runCli(commands, process.argv.slice(2), {
+  env: process.env,
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  signal: stop.signal,
+});
+process.exit(code);
