@@ -11,6 +11,7 @@ import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createMetricsRegistry, type MetricsRegistry } from "../shared/metrics.ts";
+import { ADS_SERVER, createAdsServer } from "../xds/mod.ts";
 import { createLinks } from "./links.ts";
 import type { DebugHandler, Module, ModuleDefinition } from "./module.ts";
 
@@ -98,6 +99,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     return !r.stopping && r.notReady.length === 0 && running.length === opts.modules.length;
   };
   registerHealthService(grpc, { ready: isReady, clock });
+  const ads = createAdsServer({ logger: logger.child({ module: "xds" }), now: () => clock.now() });
+  ads.register(grpc);
+  links.offer(ADS_SERVER, ads);
+  debugHandlers.push({
+    path: "adsz",
+    description: "connected xDS streams: node, mode, and per type what was sent, ACKed and NACKed",
+    handle: () => Response.json(ads.streams()),
+  });
 
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = () => {

@@ -15,6 +15,8 @@ export interface MeshdProcess {
   readonly grpcAddr: string;
   /** Every JSON log line so far. */
   readonly logs: Array<Record<string, unknown>>;
+  /** The `addr` field of the first log line with this message, once it appears. */
+  addrOf(msg: string): Promise<string>;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(): Promise<number>;
 }
@@ -40,6 +42,7 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
       "serve",
       "--grpc-addr=127.0.0.1:0",
       "--admin-addr=127.0.0.1:0",
+      "--webhook-addr=127.0.0.1:0",
       "--log-format=json",
       ...(opts.args ?? []),
     ],
@@ -96,6 +99,15 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
     adminAddr: admin!,
     grpcAddr: grpc!,
     logs,
+    async addrOf(msg) {
+      let found: string | undefined;
+      await eventually(() => {
+        found = logs.find((l) => l.msg === msg)?.addr as string | undefined;
+        return found !== undefined;
+      });
+      if (found === undefined) throw new Error(`no log line "${msg}"`);
+      return found;
+    },
     async stop() {
       if (proc.exitCode === null) proc.kill("SIGTERM");
       return await proc.exited;

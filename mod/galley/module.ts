@@ -1,0 +1,106 @@
+/**
+ * The galley module: ingests config from the directory and remote sources into the store,
+ * offers the store to other modules, distributes it over MCP, and serves the admission webhook.
+ */
+import type { SettingSpec } from "../cli/setting.ts";
+import type { ModuleDefinition } from "../runtime/module.ts";
+import { errorMessage } from "../shared/errors.ts";
+import { ADS_SERVER } from "../xds/mod.ts";
+import { createDirSource } from "./dir_source.ts";
+import { CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
+import { createMcpProvider } from "./mcp.ts";
+import type { ConfigSource } from "./source.ts";
+import { createConfigStore } from "./store.ts";
+import { startWebhookServer, type WebhookServer } from "./webhook.ts";
+import { createXdsSource } from "./xds_source.ts";
+
+const SETTINGS: readonly SettingSpec[] = [
+  { name: "config-dir", kind: { type: "path" }, help: "directory of Istio-style YAML/JSON config, read recursively and watched" },
+  {
+    name: "config-source",
+    kind: { type: "list" },
+    default: [],
+    help: "remote config sources: xds://HOST:PORT takes config from another meshd's galley (MCP over xDS)",
+  },
+  { name: "config-debounce", kind: { type: "duration" }, default: 100, help: "quiet time after a config file change before it is read" },
+  { name: "config-rescan", kind: { type: "duration" }, default: 30_000, help: "full rescan of --config-dir, for changes the file watch missed (0 disables)" },
+  {
+    name: "config-max-file-size",
+    kind: { type: "int", min: 1024 },
+    default: 8 * 1024 * 1024,
+    help: "largest config file or remote resource accepted, in bytes",
+  },
+  { name: "webhook-addr", kind: { type: "addr" }, default: "0.0.0.0:15017", help: "HTTPS address of the admission webhook (/validate)" },
+  { name: "webhook-cert", kind: { type: "path" }, help: "PEM certificate for the webhook; a self-signed one is made when unset" },
+  { name: "webhook-key", kind: { type: "path" }, help: "PEM private key for --webhook-cert" },
+];
+
+/** The galley module definition. */
+export const galleyModule: ModuleDefinition = {
+  name: "galley",
+  summary: "ingests, validates, analyses and distributes mesh config",
+  settings: SETTINGS,
+  create(ctx) {
+    const s = ctx.settings;
+    const maxBytes = s.number("config-max-file-size");
+    const store = createConfigStore({ logger: ctx.logger, metrics: ctx.metrics, maxBytes });
+    ctx.links.offer(CONFIG_STORE, store);
+    const sources: ConfigSource[] = [];
+    const dir = s.optionalString("config-dir");
+    if (dir !== undefined) {
+      sources.push(createDirSource({
+        dir,
+        logger: ctx.logger,
+        clock: ctx.clock,
+        debounceMs: s.number("config-debounce"),
+        rescanMs: s.number("config-rescan"),
+        maxBytes,
+      }));
+    }
+    for (const url of s.list("config-source")) {
+      sources.push(createXdsSource({ url, collections: MCP_COLLECTIONS, logger: ctx.logger, clock: ctx.clock }));
+    }
+    const ads = ctx.links.find(ADS_SERVER);
+    ads?.addProvider(createMcpProvider(store, MCP_COLLECTIONS));
+    ctx.debug({
+      path: "configz",
+      description: "config status: every resource and file, accepted or rejected with the reason; ?key= shows one resource",
+      handle(req) {
+        const key = new URL(req.url).searchParams.get("key");
+        const snap = store.snapshot();
+        if (key !== null) {
+          const r = snap.resources.get(key);
+          if (!r) return Response.json({ error: `no accepted resource ${key}` }, { status: 404 });
+          return Response.json({ key, source: r.source, metadata: r.metadata, spec: r.spec });
+        }
+        return Response.json({ version: snap.version, sources: sources.map((x) => ({ name: x.name, synced: x.synced() })), ...store.status() });
+      },
+    });
+    if (sources.length === 0) ctx.logger.warn("no config sources (--config-dir, --config-source); serving an empty config");
+    let webhook: WebhookServer | undefined;
+    return {
+      async start() {
+        for (const src of sources) {
+          try {
+            await src.start(store.sink(src.name));
+          } catch (err) {
+            throw new Error(`galley: ${errorMessage(err)}`);
+          }
+        }
+        webhook = await startWebhookServer({
+          addr: s.string("webhook-addr"),
+          certFile: s.optionalString("webhook-cert"),
+          keyFile: s.optionalString("webhook-key"),
+          logger: ctx.logger,
+          maxBytes,
+        });
+        ctx.logger.info("admission webhook listening", { addr: webhook.addr });
+      },
+      ready: () => sources.every((x) => x.synced()),
+      async stop() {
+        await Promise.all(sources.map((x) => x.stop()));
+        await webhook?.stop();
+      },
+    };
+  },
+};

@@ -1,0 +1,374 @@
+/**
+ * Galley's store: turns what sources report into an immutable, versioned snapshot of accepted
+ * resources, and tells subscribers what changed.
+ *
+ * Guarantees:
+ * - A resource whose new version is rejected keeps its last accepted version in force, and its
+ *   status says rejected with the reasons.
+ * - An origin that cannot be read or parsed keeps every resource it had; one that parses cleanly
+ *   but no longer holds a resource removes it.
+ * - The same resource defined in two origins: the one accepted first stays, the other is
+ *   rejected with both places named.
+ * - Each change to the accepted set produces exactly one new snapshot; nothing is applied half-way.
+ */
+import { Counter, Gauge } from "prom-client";
+import type { Logger } from "../shared/logger.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
+import { parseConfig } from "./parse.ts";
+import { type Diagnostic, formatDiagnostic, type Resource, resourceKey, resourceLabel } from "./resource.ts";
+import { isDeleted, isError, type OriginChange, type OriginContent, type OriginError, type SourceSink } from "./source.ts";
+import { validateResource } from "./validate.ts";
+
+/** An immutable view of every accepted resource. */
+export interface ConfigSnapshot {
+  /** Increases by one with every change to the accepted set. */
+  readonly version: number;
+  /** Accepted resources by resourceKey. */
+  readonly resources: ReadonlyMap<string, Resource>;
+  /** Resources of one kind, ordered by namespace then name. */
+  list<S = unknown>(group: string, kind: string): readonly Resource<S>[];
+  /** One resource, or undefined. */
+  get<S = unknown>(group: string, kind: string, namespace: string, name: string): Resource<S> | undefined;
+}
+
+/** What one new snapshot changed, by resourceKey. */
+export interface ConfigChange {
+  readonly snapshot: ConfigSnapshot;
+  readonly previous: ConfigSnapshot;
+  readonly added: readonly string[];
+  readonly updated: readonly string[];
+  readonly removed: readonly string[];
+}
+
+/** The status of one resource, as /debug/configz and the CLI show it. */
+export interface ResourceStatus {
+  readonly key: string;
+  /** "Kind namespace/name". */
+  readonly resource: string;
+  readonly source: string;
+  readonly origin: string;
+  readonly state: "accepted" | "rejected";
+  /** Formatted reasons, when rejected. */
+  readonly errors: readonly string[];
+  /** Rejected, but an earlier accepted version is still in force. */
+  readonly servingPrevious: boolean;
+}
+
+/** The status of one origin (a file, a key). */
+export interface OriginStatus {
+  readonly source: string;
+  readonly origin: string;
+  /** Rejected: the origin could not be read or parsed at all; partial: some resources rejected. */
+  readonly state: "accepted" | "partial" | "rejected";
+  readonly errors: readonly string[];
+  readonly resources: number;
+}
+
+/** Reads config, and learns of changes. */
+export interface ConfigStore {
+  /** The current snapshot. Cheap; never null (starts empty at version 0). */
+  snapshot(): ConfigSnapshot;
+  /**
+   * Calls `listener` after every new snapshot, synchronously and in order. Returns an
+   * unsubscribe function. A listener that throws is logged and does not affect others.
+   */
+  subscribe(listener: (change: ConfigChange) => void): () => void;
+  /** Statuses of resources and origins, sorted. */
+  status(): { resources: ResourceStatus[]; origins: OriginStatus[] };
+}
+
+/** A ConfigStore that sources write into. */
+export interface WritableConfigStore extends ConfigStore {
+  /** A sink for the named source. Each source must use its own name. */
+  sink(source: string): SourceSink;
+}
+
+/** Options for createConfigStore. */
+export interface StoreOptions {
+  logger: Logger;
+  metrics?: MetricsRegistry;
+  /** Largest origin accepted, in bytes. */
+  maxBytes?: number;
+}
+
+interface OriginState {
+  readonly source: string;
+  readonly origin: string;
+  /** Resources of this origin in force, by key. */
+  accepted: Map<string, Resource>;
+  /** Keys whose newest definition here was rejected, with the reasons. */
+  rejected: Map<string, { label: string; errors: Diagnostic[] }>;
+  /** Errors not tied to one resource (unreadable file, YAML syntax). */
+  originErrors: Diagnostic[];
+}
+
+const EMPTY: ConfigSnapshot = makeSnapshot(0, new Map());
+
+/** Creates an empty store. */
+export function createConfigStore(opts: StoreOptions): WritableConfigStore {
+  const log = opts.logger;
+  const origins = new Map<string, OriginState>();
+  /** Order in which a key was first accepted from an origin: decides duplicates. */
+  const claims = new Map<string, number>();
+  let claimSeq = 0;
+  let current = EMPTY;
+  let hashes = new Map<string, number>();
+  /** Duplicates found by the last rebuild: key -> losing origin ids and the reason. */
+  let duplicates = new Map<string, Map<string, string>>();
+  const listeners = new Set<(c: ConfigChange) => void>();
+
+  const m = opts.metrics
+    ? {
+      rejected: new Counter({
+        name: "galley_validation_failed_total",
+        help: "Resources or origins rejected by parsing or validation",
+        labelNames: ["kind"],
+        registers: [opts.metrics],
+      }),
+      resources: new Gauge({
+        name: "galley_resources",
+        help: "Accepted resources in the current snapshot, by kind",
+        labelNames: ["kind"],
+        registers: [opts.metrics],
+      }),
+      version: new Gauge({ name: "galley_snapshot_version", help: "Version of the current snapshot", registers: [opts.metrics] }),
+      updates: new Counter({ name: "galley_snapshot_updates_total", help: "Snapshots published", registers: [opts.metrics] }),
+    }
+    : undefined;
+
+  const originId = (source: string, origin: string) => `${source}\u0000${origin}`;
+  const claimId = (oid: string, key: string) => `${oid}\u0000${key}`;
+
+  function applyContent(state: OriginState, c: OriginContent): void {
+    const oid = originId(state.source, state.origin);
+    const parsed = parseConfig(c.content, c.origin, { maxBytes: opts.maxBytes });
+    const unkeyed = parsed.diagnostics.filter((d) => d.severity === "error" && d.resource === undefined);
+    const keyedParseErrors = new Map<string, Diagnostic[]>();
+    for (const d of parsed.diagnostics) {
+      if (d.severity !== "error" || d.resource === undefined) continue;
+      const r = parsed.resources.find((x) => resourceLabel(x) === d.resource);
+      const key = r ? resourceKey(r) : `label:${d.resource}`;
+      keyedParseErrors.set(key, [...(keyedParseErrors.get(key) ?? []), d]);
+    }
+    const nextAccepted = new Map<string, Resource>();
+    const nextRejected = new Map<string, { label: string; errors: Diagnostic[] }>();
+    for (const r of parsed.resources) {
+      const key = resourceKey(r);
+      const errors = [...(keyedParseErrors.get(key) ?? []), ...validateResource(r).filter((d) => d.severity === "error")];
+      if (errors.length === 0) {
+        nextAccepted.set(key, r);
+        if (!claims.has(claimId(oid, key))) claims.set(claimId(oid, key), ++claimSeq);
+      } else {
+        nextRejected.set(key, { label: resourceLabel(r), errors });
+        m?.rejected.inc({ kind: r.kind });
+        const previous = state.accepted.get(key);
+        if (previous) nextAccepted.set(key, previous);
+      }
+    }
+    for (const [key, errors] of keyedParseErrors) {
+      if (key.startsWith("label:")) nextRejected.set(key, { label: key.slice(6), errors });
+    }
+    if (unkeyed.length > 0) {
+      // Part of the origin could not be read as resources: keep everything it had before.
+      m?.rejected.inc({ kind: "" });
+      for (const [key, r] of state.accepted) if (!nextAccepted.has(key)) nextAccepted.set(key, r);
+    }
+    for (const key of state.accepted.keys()) {
+      if (!nextAccepted.has(key)) claims.delete(claimId(oid, key));
+    }
+    state.accepted = nextAccepted;
+    state.rejected = nextRejected;
+    state.originErrors = unkeyed;
+    for (const d of [...unkeyed, ...[...nextRejected.values()].flatMap((x) => x.errors)]) {
+      log.warn("config rejected", { origin: c.origin, error: formatDiagnostic(d) });
+    }
+  }
+
+  function applyError(state: OriginState, e: OriginError): void {
+    state.originErrors = [{ severity: "error", message: e.error, pos: { file: e.origin, line: 1, col: 1 } }];
+    m?.rejected.inc({ kind: "" });
+    log.warn("config origin unreadable; keeping its previous resources", { origin: e.origin, error: e.error });
+  }
+
+  function removeOrigin(oid: string): void {
+    const state = origins.get(oid);
+    if (!state) return;
+    for (const key of state.accepted.keys()) claims.delete(claimId(oid, key));
+    origins.delete(oid);
+  }
+
+  function stateFor(source: string, origin: string): OriginState {
+    const oid = originId(source, origin);
+    let s = origins.get(oid);
+    if (!s) {
+      s = { source, origin, accepted: new Map(), rejected: new Map(), originErrors: [] };
+      origins.set(oid, s);
+    }
+    return s;
+  }
+
+  function rebuild(): void {
+    const candidates = new Map<string, Array<{ oid: string; r: Resource; seq: number }>>();
+    for (const [oid, s] of origins) {
+      for (const [key, r] of s.accepted) {
+        const list = candidates.get(key) ?? [];
+        list.push({ oid, r, seq: claims.get(claimId(oid, key)) ?? Number.MAX_SAFE_INTEGER });
+        candidates.set(key, list);
+      }
+    }
+    const resources = new Map<string, Resource>();
+    const nextDuplicates = new Map<string, Map<string, string>>();
+    for (const [key, list] of candidates) {
+      list.sort((a, b) => a.seq - b.seq || (a.oid < b.oid ? -1 : 1));
+      const winner = list[0]!;
+      resources.set(key, winner.r);
+      if (list.length > 1) {
+        const losers = new Map<string, string>();
+        const w = winner.r.source;
+        for (const l of list.slice(1)) {
+          losers.set(l.oid, `${resourceLabel(l.r)} is already defined at ${w.file}:${w.line}:${w.col}`);
+          m?.rejected.inc({ kind: l.r.kind });
+          log.warn("duplicate resource rejected", {
+            resource: resourceLabel(l.r),
+            at: `${l.r.source.file}:${l.r.source.line}`,
+            kept: `${w.file}:${w.line}`,
+          });
+        }
+        nextDuplicates.set(key, losers);
+      }
+    }
+    duplicates = nextDuplicates;
+    const nextHashes = new Map<string, number>();
+    const added: string[] = [];
+    const updated: string[] = [];
+    for (const [key, r] of resources) {
+      const h = contentHash(r);
+      nextHashes.set(key, h);
+      const old = hashes.get(key);
+      if (old === undefined) added.push(key);
+      else if (old !== h) updated.push(key);
+    }
+    const removed = [...hashes.keys()].filter((k) => !resources.has(k));
+    if (added.length + updated.length + removed.length === 0) return;
+    // Unchanged resources keep their previous object, so consumers can compare by identity.
+    for (const [key] of resources) {
+      if (!added.includes(key) && !updated.includes(key)) resources.set(key, current.resources.get(key)!);
+    }
+    hashes = nextHashes;
+    const previous = current;
+    current = makeSnapshot(previous.version + 1, resources);
+    if (m) {
+      m.version.set(current.version);
+      m.updates.inc();
+      m.resources.reset();
+      for (const r of resources.values()) m.resources.inc({ kind: r.kind });
+    }
+    const change: ConfigChange = { snapshot: current, previous, added, updated, removed };
+    log.info("config snapshot", { version: current.version, added: added.length, updated: updated.length, removed: removed.length });
+    for (const l of listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        log.error("config subscriber failed", { err });
+      }
+    }
+  }
+
+  return {
+    snapshot: () => current,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    status() {
+      const resources: ResourceStatus[] = [];
+      const originStatuses: OriginStatus[] = [];
+      for (const [oid, s] of origins) {
+        const errors: string[] = s.originErrors.map(formatDiagnostic);
+        const keys = new Set([...s.accepted.keys(), ...s.rejected.keys()]);
+        let rejectedCount = 0;
+        for (const key of keys) {
+          const rej = s.rejected.get(key);
+          const dup = duplicates.get(key)?.get(oid);
+          const r = s.accepted.get(key);
+          const reasons = [...(rej?.errors.map(formatDiagnostic) ?? []), ...(dup ? [dup] : [])];
+          if (reasons.length > 0) rejectedCount++;
+          resources.push({
+            key,
+            resource: r ? resourceLabel(r) : rej!.label,
+            source: s.source,
+            origin: s.origin,
+            state: reasons.length > 0 ? "rejected" : "accepted",
+            errors: reasons,
+            servingPrevious: reasons.length > 0 && r !== undefined && dup === undefined,
+          });
+        }
+        originStatuses.push({
+          source: s.source,
+          origin: s.origin,
+          state: errors.length > 0 ? "rejected" : rejectedCount > 0 ? "partial" : "accepted",
+          errors,
+          resources: s.accepted.size,
+        });
+      }
+      resources.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.origin < b.origin ? -1 : 1));
+      originStatuses.sort((a, b) => (a.origin < b.origin ? -1 : 1));
+      return { resources, origins: originStatuses };
+    },
+    sink(source) {
+      const apply = (changes: readonly OriginChange[]) => {
+        for (const c of changes) {
+          if (isDeleted(c)) removeOrigin(originId(source, c.origin));
+          else if (isError(c)) applyError(stateFor(source, c.origin), c);
+          else applyContent(stateFor(source, c.origin), c);
+        }
+      };
+      return {
+        replace(list) {
+          const keep = new Set(list.map((c) => originId(source, c.origin)));
+          for (const [oid, s] of [...origins]) if (s.source === source && !keep.has(oid)) removeOrigin(oid);
+          apply(list);
+          rebuild();
+        },
+        update(changes) {
+          apply(changes);
+          rebuild();
+        },
+      };
+    },
+  };
+}
+
+function contentHash(r: Resource): number {
+  const { name, namespace, labels, annotations } = r.metadata;
+  return Number(
+    Bun.hash(JSON.stringify([r.group, r.version, r.kind, name, namespace, labels ?? null, annotations ?? null, r.spec])) &
+      0xffffffffffffn,
+  );
+}
+
+function makeSnapshot(version: number, resources: Map<string, Resource>): ConfigSnapshot {
+  const byKind = new Map<string, Resource[]>();
+  for (const r of resources.values()) {
+    const k = `${r.group}/${r.kind}`;
+    const list = byKind.get(k) ?? [];
+    list.push(r);
+    byKind.set(k, list);
+  }
+  for (const list of byKind.values()) {
+    list.sort((a, b) =>
+      a.metadata.namespace === b.metadata.namespace
+        ? a.metadata.name < b.metadata.name ? -1 : 1
+        : a.metadata.namespace < b.metadata.namespace
+        ? -1
+        : 1
+    );
+  }
+  return {
+    version,
+    resources,
+    list: <S>(group: string, kind: string) => (byKind.get(`${group}/${kind}`) ?? []) as Resource<S>[],
+    get: <S>(group: string, kind: string, namespace: string, name: string) =>
+      resources.get(`${group}/${kind}/${namespace}/${name}`) as Resource<S> | undefined,
+  };
+}

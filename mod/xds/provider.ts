@@ -1,0 +1,53 @@
+/**
+ * What the xDS stream server sees of the world: providers that say which resources a client
+ * should have, and notice when that changes (go-control-plane's split: the provider decides
+ * *what* to send, the stream server decides *how*).
+ */
+import type { Any } from "@bufbuild/protobuf/wkt";
+import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
+
+/** A connected xDS client, as providers see it. */
+export interface XdsClient {
+  /** Unique per stream. */
+  readonly connectionId: string;
+  /** The node the client sent in its first request. */
+  readonly node: Node;
+}
+
+/** One named resource at one version. */
+export interface XdsResource {
+  readonly name: string;
+  /** Changes whenever the resource's content changes (a content hash). */
+  readonly version: string;
+  /** The encoded resource. Providers share one Any per distinct content. */
+  readonly resource: Any;
+}
+
+/** Serves resources of some type URLs. */
+export interface ResourceProvider {
+  /** Type URLs this provider answers for; each type URL has one provider. */
+  readonly typeUrls: readonly string[];
+  /**
+   * The resources of `typeUrl` the client should have now, keyed by name. Called on the stream's
+   * task; must be cheap when nothing changed (providers cache). Throwing refuses the request
+   * with the error's message (sent as a gRPC error ending the stream).
+   */
+  resources(client: XdsClient, typeUrl: string): ReadonlyMap<string, XdsResource>;
+  /**
+   * Registers a listener called when resources of some type URLs may have changed, for every
+   * client (when `clients` is undefined) or those it selects. Returns an unsubscribe function.
+   */
+  watch(listener: (typeUrls: ReadonlySet<string>, clients?: (c: XdsClient) => boolean) => void): () => void;
+}
+
+/** Events the stream server reports, for metrics and debug pages. All methods are optional. */
+export interface XdsObserver {
+  connected?(client: XdsClient): void;
+  disconnected?(client: XdsClient): void;
+  /** A response was sent. */
+  pushed?(client: XdsClient, typeUrl: string, version: string, resources: number): void;
+  /** The client accepted `version`. */
+  acked?(client: XdsClient, typeUrl: string, version: string): void;
+  /** The client rejected `version`, keeping its previous config. */
+  nacked?(client: XdsClient, typeUrl: string, version: string, message: string): void;
+}

@@ -1,0 +1,347 @@
+/**
+ * The ADS stream server: State-of-the-World and Delta streams of
+ * envoy.service.discovery.v3.AggregatedDiscoveryService, over resources from providers.
+ *
+ * Per stream and type URL it keeps the subscription, the last version and nonce sent, and what
+ * the client ACKed or NACKed. Requests carrying a stale nonce are ignored. A NACK is recorded
+ * and nothing is re-sent until the resources change, so a rejected version never loops.
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
+import {
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  DeltaDiscoveryResponseSchema,
+  type DiscoveryRequest,
+  type DiscoveryResponse,
+  DiscoveryResponseSchema,
+  ResourceSchema,
+} from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import type { GrpcRegistrar } from "../runtime/module.ts";
+import { errorMessage } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import { createChannel } from "./channel.ts";
+import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "./provider.ts";
+import { setVersion } from "./version.ts";
+
+/** Per type URL state of one stream, as debug pages show it. */
+export interface TypeStatus {
+  readonly typeUrl: string;
+  /** Subscribed names; "*" for a wildcard subscription. */
+  readonly subscribed: readonly string[] | "*";
+  readonly sentVersion?: string;
+  readonly sentNonce?: string;
+  readonly sentResources: number;
+  readonly ackedVersion?: string;
+  readonly nackedVersion?: string;
+  readonly lastNack?: string;
+}
+
+/** One connected stream. */
+export interface StreamStatus {
+  readonly connectionId: string;
+  readonly nodeId: string;
+  readonly mode: "sotw" | "delta";
+  readonly connectedAt: number;
+  readonly types: readonly TypeStatus[];
+}
+
+/** The ADS server. */
+export interface AdsServer {
+  /** Adds a provider. Each type URL may have one provider. */
+  addProvider(provider: ResourceProvider): void;
+  /** Registers the ADS service on a gRPC server. */
+  register(grpc: GrpcRegistrar): void;
+  /** Status of every open stream. */
+  streams(): StreamStatus[];
+}
+
+/** Options for createAdsServer. */
+export interface AdsServerOptions {
+  logger: Logger;
+  observer?: XdsObserver;
+  /** Clock for connectedAt. */
+  now?: () => number;
+}
+
+interface TypeState {
+  names: Set<string> | "*";
+  sentVersion?: string;
+  sentNonce?: string;
+  sentResources: number;
+  ackedVersion?: string;
+  nackedVersion?: string;
+  lastNack?: string;
+  /** Delta: versions the client has, by name. */
+  known: Map<string, string>;
+}
+
+interface Session {
+  client?: XdsClient;
+  readonly mode: "sotw" | "delta";
+  readonly connectedAt: number;
+  readonly types: Map<string, TypeState>;
+  /** Sends what changed for one type (or everything on first subscription). */
+  push(typeUrl: string): void;
+}
+
+let connectionSeq = 0;
+
+/** Creates an ADS server with no providers. */
+export function createAdsServer(opts: AdsServerOptions): AdsServer {
+  const log = opts.logger;
+  const obs = opts.observer ?? {};
+  const now = opts.now ?? Date.now;
+  const providers = new Map<string, ResourceProvider>();
+  const sessions = new Set<Session>();
+
+  function providerFor(typeUrl: string): ResourceProvider {
+    const p = providers.get(typeUrl);
+    if (!p) throw new ConnectError(`type URL ${typeUrl} is not served here`, Code.InvalidArgument);
+    return p;
+  }
+
+  function select(all: ReadonlyMap<string, XdsResource>, names: Set<string> | "*"): XdsResource[] {
+    if (names === "*") return [...all.values()];
+    const out: XdsResource[] = [];
+    for (const n of names) {
+      const r = all.get(n);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  function typeState(s: Session, typeUrl: string): TypeState {
+    let t = s.types.get(typeUrl);
+    if (!t) {
+      t = { names: "*", sentResources: 0, known: new Map() };
+      s.types.set(typeUrl, t);
+    }
+    return t;
+  }
+
+  /** Handles a request's ACK/NACK part. Returns false when the request is stale and must be ignored. */
+  function acknowledge(s: Session, t: TypeState, typeUrl: string, nonce: string, version: string, error?: string): boolean {
+    if (nonce === "") return true;
+    if (nonce !== t.sentNonce) return false;
+    if (error !== undefined) {
+      t.nackedVersion = t.sentVersion;
+      t.lastNack = error;
+      log.warn("xDS update rejected by client", { node: s.client?.node.id, typeUrl, version: t.sentVersion, error });
+      obs.nacked?.(s.client!, typeUrl, t.sentVersion ?? "", error);
+    } else {
+      t.ackedVersion = version;
+      obs.acked?.(s.client!, typeUrl, version);
+    }
+    return true;
+  }
+
+  function openSession(mode: "sotw" | "delta", ctx: HandlerContext, push: (s: Session, typeUrl: string) => void): Session {
+    const s: Session = { mode, connectedAt: now(), types: new Map(), push: (typeUrl) => push(s, typeUrl) };
+    ctx.signal.addEventListener("abort", () => sessions.delete(s), { once: true });
+    return s;
+  }
+
+  function identify(s: Session, node: Node | undefined): void {
+    if (s.client) return;
+    if (!node || node.id === "") throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
+    s.client = { connectionId: `${node.id}-${++connectionSeq}`, node };
+    sessions.add(s);
+    log.info("xDS client connected", { node: node.id, mode: s.mode, connection: s.client.connectionId });
+    obs.connected?.(s.client);
+  }
+
+  function close(s: Session): void {
+    sessions.delete(s);
+    if (s.client) {
+      log.info("xDS client disconnected", { node: s.client.node.id, connection: s.client.connectionId });
+      obs.disconnected?.(s.client);
+    }
+  }
+
+  async function* sotw(requests: AsyncIterable<DiscoveryRequest>, ctx: HandlerContext): AsyncIterable<DiscoveryResponse> {
+    const out = createChannel<DiscoveryResponse>();
+    let nonce = 0;
+    const session = openSession("sotw", ctx, (s, typeUrl) => {
+      const t = s.types.get(typeUrl);
+      if (!t || !s.client) return;
+      const picked = select(providerFor(typeUrl).resources(s.client, typeUrl), t.names);
+      const version = setVersion(picked);
+      if (version === t.sentVersion) return;
+      t.sentVersion = version;
+      t.sentNonce = String(++nonce);
+      t.sentResources = picked.length;
+      out.push(create(DiscoveryResponseSchema, {
+        versionInfo: version,
+        typeUrl,
+        nonce: t.sentNonce,
+        resources: picked.map((r) => r.resource),
+      }));
+      obs.pushed?.(s.client, typeUrl, version, picked.length);
+    });
+    const reader = (async () => {
+      for await (const req of requests) {
+        identify(session, req.node);
+        const typeUrl = req.typeUrl;
+        if (typeUrl === "") throw new ConnectError("ADS requests must carry type_url", Code.InvalidArgument);
+        providerFor(typeUrl);
+        const first = !session.types.has(typeUrl);
+        const t = typeState(session, typeUrl);
+        const error = req.errorDetail ? req.errorDetail.message || `code ${req.errorDetail.code}` : undefined;
+        if (!acknowledge(session, t, typeUrl, req.responseNonce, req.versionInfo, error)) continue;
+        const names = req.resourceNames.length === 0 || req.resourceNames.includes("*")
+          ? "*" as const
+          : new Set(req.resourceNames);
+        const changed = !sameNames(t.names, names);
+        t.names = names;
+        if (first || changed) t.sentVersion = undefined; // always answer a new subscription
+        if (error === undefined || changed) session.push(typeUrl);
+      }
+    })();
+    yield* drive(reader, out, session, ctx);
+  }
+
+  async function* delta(
+    requests: AsyncIterable<DeltaDiscoveryRequest>,
+    ctx: HandlerContext,
+  ): AsyncIterable<DeltaDiscoveryResponse> {
+    const out = createChannel<DeltaDiscoveryResponse>();
+    let nonce = 0;
+    const session = openSession("delta", ctx, (s, typeUrl) => {
+      const t = s.types.get(typeUrl);
+      if (!t || !s.client) return;
+      const all = providerFor(typeUrl).resources(s.client, typeUrl);
+      const picked = select(all, t.names);
+      const version = setVersion(picked);
+      const changed = picked.filter((r) => t.known.get(r.name) !== r.version);
+      const removed: string[] = [];
+      const present = new Set(picked.map((r) => r.name));
+      for (const name of t.known.keys()) if (!present.has(name)) removed.push(name);
+      if (t.names !== "*") {
+        // A named subscription to something that does not exist is answered with a removal once.
+        for (const name of t.names) if (!present.has(name) && !t.known.has(name) && t.sentVersion === undefined) removed.push(name);
+      }
+      if (changed.length === 0 && removed.length === 0 && t.sentVersion !== undefined) return;
+      for (const r of changed) t.known.set(r.name, r.version);
+      for (const n of removed) t.known.delete(n);
+      t.sentVersion = version;
+      t.sentNonce = String(++nonce);
+      t.sentResources = picked.length;
+      out.push(create(DeltaDiscoveryResponseSchema, {
+        systemVersionInfo: version,
+        typeUrl,
+        nonce: t.sentNonce,
+        resources: changed.map((r) => create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })),
+        removedResources: removed,
+      }));
+      obs.pushed?.(s.client, typeUrl, version, changed.length);
+    });
+    const reader = (async () => {
+      for await (const req of requests) {
+        identify(session, req.node);
+        const typeUrl = req.typeUrl;
+        if (typeUrl === "") throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+        providerFor(typeUrl);
+        const first = !session.types.has(typeUrl);
+        const t = typeState(session, typeUrl);
+        const error = req.errorDetail ? req.errorDetail.message || `code ${req.errorDetail.code}` : undefined;
+        if (!acknowledge(session, t, typeUrl, req.responseNonce, t.sentVersion ?? "", error)) continue;
+        if (error !== undefined) {
+          // The client kept its previous resources: forget what we thought it had of this batch.
+          continue;
+        }
+        if (first) {
+          const subs = req.resourceNamesSubscribe;
+          t.names = subs.length === 0 || subs.includes("*") ? "*" : new Set(subs);
+          for (const [name, v] of Object.entries(req.initialResourceVersions)) t.known.set(name, v);
+        } else {
+          if (req.resourceNamesSubscribe.includes("*")) t.names = "*";
+          else if (t.names !== "*") for (const n of req.resourceNamesSubscribe) t.names.add(n);
+          for (const n of req.resourceNamesUnsubscribe) {
+            if (t.names !== "*") t.names.delete(n);
+            t.known.delete(n);
+          }
+          // Newly subscribed names must be sent even if unchanged.
+          for (const n of req.resourceNamesSubscribe) t.known.delete(n);
+        }
+        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) session.push(typeUrl);
+      }
+    })();
+    yield* drive(reader, out, session, ctx);
+  }
+
+  async function* drive<T>(
+    reader: Promise<void>,
+    out: ReturnType<typeof createChannel<T>>,
+    session: Session,
+    ctx: HandlerContext,
+  ): AsyncIterable<T> {
+    reader.then(() => out.close(), (err) => out.fail(err));
+    const onAbort = () => out.close();
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      yield* out;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code !== Code.Canceled) {
+        log.warn("xDS stream failed", { node: session.client?.node.id, code: Code[e.code], err: errorMessage(e.rawMessage) });
+      }
+      throw e;
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+      close(session);
+    }
+  }
+
+  return {
+    addProvider(provider) {
+      for (const t of provider.typeUrls) {
+        if (providers.has(t)) throw new Error(`type URL ${t} already has a provider`);
+        providers.set(t, provider);
+      }
+      provider.watch((typeUrls, clients) => {
+        for (const s of sessions) {
+          if (!s.client || (clients && !clients(s.client))) continue;
+          for (const typeUrl of typeUrls) {
+            if (!s.types.has(typeUrl)) continue;
+            try {
+              s.push(typeUrl);
+            } catch (err) {
+              log.error("xDS push failed", { node: s.client.node.id, typeUrl, err: errorMessage(err) });
+            }
+          }
+        }
+      });
+    },
+    register(grpc) {
+      grpc.service(AggregatedDiscoveryService, { streamAggregatedResources: sotw, deltaAggregatedResources: delta });
+    },
+    streams() {
+      return [...sessions].filter((s) => s.client).map((s) => ({
+        connectionId: s.client!.connectionId,
+        nodeId: s.client!.node.id,
+        mode: s.mode,
+        connectedAt: s.connectedAt,
+        types: [...s.types].map(([typeUrl, t]) => ({
+          typeUrl,
+          subscribed: t.names === "*" ? "*" as const : [...t.names].sort(),
+          sentVersion: t.sentVersion,
+          sentNonce: t.sentNonce,
+          sentResources: t.sentResources,
+          ackedVersion: t.ackedVersion,
+          nackedVersion: t.nackedVersion,
+          lastNack: t.lastNack,
+        })),
+      }));
+    },
+  };
+}
+
+function sameNames(a: Set<string> | "*", b: Set<string> | "*"): boolean {
+  if (a === "*" || b === "*") return a === b;
+  if (a.size !== b.size) return false;
+  for (const n of a) if (!b.has(n)) return false;
+  return true;
+}

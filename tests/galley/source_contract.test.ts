@@ -1,0 +1,78 @@
+/**
+ * One contract, every ConfigSource: initial state, create, modify, delete, and silence after stop.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { ConfigSource } from "../../mod/galley/source.ts";
+import { type ConfigStore, createConfigStore } from "../../mod/galley/store.ts";
+import { eventually } from "../e2e/_meshd.ts";
+import { dirHarness, quiet, type SourceHarness, xdsHarness } from "./_harness.ts";
+
+const vs = (name: string, host: string, timeout = "5s") => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: ${name}, namespace: bookinfo }
+spec:
+  hosts: [${host}]
+  http:
+  - timeout: ${timeout}
+    route:
+    - destination: { host: ${host} }
+`;
+
+const harnesses: Array<[string, () => Promise<SourceHarness> | SourceHarness]> = [
+  ["directory", dirHarness],
+  ["xds", xdsHarness],
+];
+
+for (const [name, make] of harnesses) {
+  describe(`ConfigSource contract: ${name}`, () => {
+    let h: SourceHarness;
+    let source: ConfigSource;
+    let store: ConfigStore;
+    const names = () => [...store.snapshot().resources.values()].map((r) => r.metadata.name).sort();
+    const timeoutOf = (n: string) =>
+      store.snapshot().get<{ http: { timeout: string }[] }>("networking.istio.io", "VirtualService", "bookinfo", n)?.spec.http[0]
+        ?.timeout;
+
+    beforeAll(async () => {
+      h = await make();
+      await h.put("first.yaml", vs("first", "first.example.com"));
+      const s = createConfigStore({ logger: quiet });
+      store = s;
+      source = h.source();
+      await source.start(s.sink(source.name));
+    });
+    afterAll(async () => {
+      await source.stop();
+      await h.close();
+    });
+
+    test("delivers the initial state and reports synced", async () => {
+      expect(await eventually(() => source.synced())).toBe(true);
+      expect(names()).toEqual(["first"]);
+    });
+
+    test("sees a new resource", async () => {
+      await h.put("sub/second.yaml", vs("second", "second.example.com"));
+      expect(await eventually(() => names().includes("second"))).toBe(true);
+    });
+
+    test("sees a modified resource", async () => {
+      await h.put("first.yaml", vs("first", "first.example.com", "7s"));
+      expect(await eventually(() => timeoutOf("first") === "7s")).toBe(true);
+    });
+
+    test("sees a removed resource", async () => {
+      await h.remove("sub/second.yaml");
+      expect(await eventually(() => !names().includes("second"))).toBe(true);
+      expect(names()).toEqual(["first"]);
+    });
+
+    test("delivers nothing after stop", async () => {
+      await source.stop();
+      const version = store.snapshot().version;
+      await h.put("third.yaml", vs("third", "third.example.com"));
+      await Bun.sleep(300);
+      expect(store.snapshot().version).toBe(version);
+    });
+  });
+}
