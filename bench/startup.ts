@@ -24,7 +24,17 @@ export function buildBinary(): { bin: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "meshd-bench-"));
   const bin = join(dir, "meshd");
   const res = spawnSync(
-    [process.execPath, "build", join(ROOT, "main.ts"), "--compile", "--bytecode", "--format=esm", "--minify", "--outfile", bin],
+    [
+      process.execPath,
+      "build",
+      join(ROOT, "main.ts"),
+      "--compile",
+      "--bytecode",
+      "--format=esm",
+      "--minify",
+      "--outfile",
+      bin,
+    ],
     { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
   );
   if (res.exitCode !== 0) throw new Error(`build failed: ${res.stderr.toString()}`);
@@ -43,7 +53,15 @@ export function bareStartMs(bin: string): number {
 export async function measureStartup(bin: string, configDir: string, idleMs = 1000): Promise<StartupSample> {
   const t0 = performance.now();
   const proc = spawn(
-    [bin, "serve", "--grpc-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--webhook-addr=127.0.0.1:0", `--config-dir=${configDir}`, "--log-format=json"],
+    [
+      bin,
+      "serve",
+      "--grpc-addr=127.0.0.1:0",
+      "--admin-addr=127.0.0.1:0",
+      "--webhook-addr=127.0.0.1:0",
+      `--config-dir=${configDir}`,
+      "--log-format=json",
+    ],
     { cwd: "/", stdout: "ignore", stderr: "pipe" },
   );
   let firstLogMs = 0;
@@ -107,8 +125,12 @@ if (import.meta.main) {
     const rss = median(samples.map((s) => s.idleRssKiB));
     console.log(`binary size           ${(size / 1e6).toFixed(1)} MB`);
     console.log(`meshd version (bare)  ${bareMs.toFixed(0)} ms (median of ${runs})`);
-    console.log(`first log line        ${first.toFixed(0)} ms   ratio to bare ${(first / bareMs).toFixed(2)}`);
-    console.log(`ready (samples)       ${ready.toFixed(0)} ms   ratio to bare ${(ready / bareMs).toFixed(2)}`);
+    console.log(
+      `first log line        ${first.toFixed(0)} ms   ratio to bare ${(first / bareMs).toFixed(2)}`,
+    );
+    console.log(
+      `ready (samples)       ${ready.toFixed(0)} ms   ratio to bare ${(ready / bareMs).toFixed(2)}`,
+    );
     console.log(`idle RSS              ${(rss / 1024).toFixed(1)} MiB`);
   } finally {
     built.cleanup();

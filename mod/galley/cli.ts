@@ -35,7 +35,10 @@ export interface LoadResult {
  * Reads, parses and validates files and directories ("-" is standard input). A path that does
  * not exist is a usage error.
  */
-export async function loadConfigPaths(paths: readonly string[], readStdin: () => string): Promise<LoadResult> {
+export async function loadConfigPaths(
+  paths: readonly string[],
+  readStdin: () => string,
+): Promise<LoadResult> {
   const files: string[] = [];
   for (const p of paths) {
     if (p === "-") {
@@ -79,7 +82,9 @@ export async function loadConfigPaths(paths: readonly string[], readStdin: () =>
     }
   }
   const dups = duplicateDiagnostics(all).filter((d) =>
-    !diagnostics.some((x) => x.message === d.message && x.pos?.file === d.pos?.file && x.pos?.line === d.pos?.line)
+    !diagnostics.some((x) =>
+      x.message === d.message && x.pos?.file === d.pos?.file && x.pos?.line === d.pos?.line
+    )
   );
   diagnostics.push(...dups);
   return { files, valid, resources: all.length, diagnostics: sortDiagnostics(diagnostics) };
@@ -97,34 +102,36 @@ function report(inv: Invocation, result: LoadResult, diagnostics: readonly Diagn
   const errors = diagnostics.filter((d) => d.severity === "error").length;
   const warnings = diagnostics.filter((d) => d.severity === "warning").length;
   if (inv.settings.string("output") === "json") {
-    inv.out(JSON.stringify(
-      {
-        files: result.files.length,
-        resources: result.resources,
-        errors,
-        warnings,
-        diagnostics: diagnostics.map((d) => ({
-          severity: d.severity,
-          code: d.code,
-          file: d.pos?.file,
-          line: d.pos?.line,
-          col: d.pos?.col,
-          resource: d.resource,
-          field: d.field,
-          message: d.message,
-          text: formatDiagnostic(d),
-        })),
-      },
-      null,
-      2,
-    ) + "\n");
+    inv.out(
+      JSON.stringify(
+        {
+          files: result.files.length,
+          resources: result.resources,
+          errors,
+          warnings,
+          diagnostics: diagnostics.map((d) => ({
+            severity: d.severity,
+            code: d.code,
+            file: d.pos?.file,
+            line: d.pos?.line,
+            col: d.pos?.col,
+            resource: d.resource,
+            field: d.field,
+            message: d.message,
+            text: formatDiagnostic(d),
+          })),
+        },
+        null,
+        2,
+      ) + "\n",
+    );
   } else {
     for (const d of diagnostics) inv.out(formatDiagnostic(d) + "\n");
     const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
     inv.err(
-      `${plural(result.files.length, "file")}, ${plural(result.resources, "resource")}: ${plural(errors, "error")}, ${
-        plural(warnings, "warning")
-      }\n`,
+      `${plural(result.files.length, "file")}, ${plural(result.resources, "resource")}: ${
+        plural(errors, "error")
+      }, ${plural(warnings, "warning")}\n`,
     );
   }
   return errors > 0 ? 1 : 0;
@@ -137,7 +144,8 @@ export const validateCommand: Command = {
   name: "validate",
   summary: "check config files: syntax, kinds, fields and values (exit 1 if invalid)",
   usage: "meshd validate [-o text|json] FILE|DIR|- ...",
-  description: "Directories are read recursively (*.yaml, *.yml, *.json). Exit status: 0 valid, 1 invalid, 2 usage error.",
+  description:
+    "Directories are read recursively (*.yaml, *.yml, *.json). Exit status: 0 valid, 1 invalid, 2 usage error.",
   settings: () => [OUTPUT],
   args: { min: 1, max: Number.MAX_SAFE_INTEGER, name: "FILE|DIR" },
   async run(inv) {

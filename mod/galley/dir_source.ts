@@ -118,7 +118,9 @@ export function createDirSource(opts: DirSourceOptions): ConfigSource {
     try {
       content = readFileSync(path);
     } catch (err) {
-      return fingerprint(path) === undefined ? undefined : { origin: path, error: `cannot read: ${errorMessage(err)}` };
+      return fingerprint(path) === undefined
+        ? undefined
+        : { origin: path, error: `cannot read: ${errorMessage(err)}` };
     }
     const after = fingerprint(path);
     if (!same(before, after) || content.length !== before.size) return undefined;
@@ -153,7 +155,10 @@ export function createDirSource(opts: DirSourceOptions): ConfigSource {
     if (initial) {
       sink.replace(changes);
     } else if (changes.length + deleted.length > 0) {
-      log.debug("config files changed", { changed: changes.map((c) => c.origin), deleted: deleted.map((d) => d.origin) });
+      log.debug("config files changed", {
+        changed: changes.map((c) => c.origin),
+        deleted: deleted.map((d) => d.origin),
+      });
       sink.update([...changes, ...deleted]);
     }
     if (unstable) schedule();
@@ -210,9 +215,15 @@ export function createDirSource(opts: DirSourceOptions): ConfigSource {
       }
       try {
         watcher = watch(opts.dir, { recursive: true }, () => schedule());
-        watcher.on("error", (err) => log.warn("config directory watch failed; relying on rescans", { err: errorMessage(err) }));
+        watcher.on(
+          "error",
+          (err) => log.warn("config directory watch failed; relying on rescans", { err: errorMessage(err) }),
+        );
       } catch (err) {
-        log.warn("cannot watch config directory; relying on rescans", { dir: opts.dir, err: errorMessage(err) });
+        log.warn("cannot watch config directory; relying on rescans", {
+          dir: opts.dir,
+          err: errorMessage(err),
+        });
       }
       await scan(true);
       initialDone = true;

@@ -43,7 +43,9 @@ export function encodeMcpResource(r: Resource, version: string): Any {
  * parse and validate like any other input. Throws on an envelope that is not one.
  */
 export function decodeMcpResource(any: Any, c: McpCollection): { name: string; document: string } {
-  if (!anyIs(any, McpResourceSchema)) throw new Error(`resource has type ${any.typeUrl}, want istio.mcp.v1alpha1.Resource`);
+  if (!anyIs(any, McpResourceSchema)) {
+    throw new Error(`resource has type ${any.typeUrl}, want istio.mcp.v1alpha1.Resource`);
+  }
   const env = anyUnpack(any, McpResourceSchema)!;
   const full = env.metadata?.name ?? "";
   const slash = full.indexOf("/");
@@ -52,21 +54,39 @@ export function decodeMcpResource(any: Any, c: McpCollection): { name: string; d
   if (name === "") throw new Error("resource metadata.name is empty");
   let spec: JsonValue = {};
   if (env.body) {
-    if (!anyIs(env.body, StructSchema)) throw new Error(`${full}: body has type ${env.body.typeUrl}, want google.protobuf.Struct`);
+    if (!anyIs(env.body, StructSchema)) {
+      throw new Error(`${full}: body has type ${env.body.typeUrl}, want google.protobuf.Struct`);
+    }
     spec = toJson(StructSchema, anyUnpack(env.body, StructSchema)!);
   }
   const metadata: Record<string, unknown> = { name, namespace };
   if (env.metadata && Object.keys(env.metadata.labels).length) metadata.labels = env.metadata.labels;
-  if (env.metadata && Object.keys(env.metadata.annotations).length) metadata.annotations = env.metadata.annotations;
+  if (env.metadata && Object.keys(env.metadata.annotations).length) {
+    metadata.annotations = env.metadata.annotations;
+  }
   const apiVersion = c.group === "" ? c.version : `${c.group}/${c.version}`;
   return { name: full, document: JSON.stringify({ apiVersion, kind: c.kind, metadata, spec }) };
+}
+
+/** Options for createMcpProvider. */
+export interface McpProviderOptions {
+  /**
+   * Whether the store holds the complete config yet (every source synced), and a promise that
+   * settles when it does. Until then nothing is served: a replica must never take a half-loaded
+   * config for the whole. Absent means ready.
+   */
+  ready?: { now(): boolean; promise: Promise<void> };
 }
 
 /**
  * An xDS resource provider serving a store's snapshot as MCP collections. Encodes each resource
  * once per content; every client gets the same bytes.
  */
-export function createMcpProvider(store: ConfigStore, collections: readonly McpCollection[]): ResourceProvider {
+export function createMcpProvider(
+  store: ConfigStore,
+  collections: readonly McpCollection[],
+  opts: McpProviderOptions = {},
+): ResourceProvider {
   const byUrl = new Map(collections.map((c) => [collectionOf(c), c]));
   const encoded = new WeakMap<Resource, XdsResource>();
   let cache: { snapshot: ConfigSnapshot; byUrl: Map<string, Map<string, XdsResource>> } | undefined;
@@ -77,8 +97,14 @@ export function createMcpProvider(store: ConfigStore, collections: readonly McpC
     for (const r of snapshot.list(c.group, c.kind)) {
       let x = encoded.get(r);
       if (!x) {
-        const version = contentVersion(JSON.stringify([r.metadata.labels ?? null, r.metadata.annotations ?? null, r.spec]));
-        x = { name: `${r.metadata.namespace}/${r.metadata.name}`, version, resource: encodeMcpResource(r, version) };
+        const version = contentVersion(
+          JSON.stringify([r.metadata.labels ?? null, r.metadata.annotations ?? null, r.spec]),
+        );
+        x = {
+          name: `${r.metadata.namespace}/${r.metadata.name}`,
+          version,
+          resource: encodeMcpResource(r, version),
+        };
         encoded.set(r, x);
       }
       out.set(x.name, x);
@@ -88,6 +114,7 @@ export function createMcpProvider(store: ConfigStore, collections: readonly McpC
 
   return {
     typeUrls: [...byUrl.keys()],
+    ready: () => opts.ready?.now() ?? true,
     resources(_client, typeUrl) {
       const snapshot = store.snapshot();
       if (cache?.snapshot !== snapshot) cache = { snapshot, byUrl: new Map() };
@@ -99,6 +126,7 @@ export function createMcpProvider(store: ConfigStore, collections: readonly McpC
       return m;
     },
     watch(listener) {
+      opts.ready?.promise.then(() => listener(new Set(byUrl.keys())));
       return store.subscribe((change) => {
         const urls = new Set<string>();
         for (const key of [...change.added, ...change.updated, ...change.removed]) {

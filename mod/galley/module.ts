@@ -15,23 +15,46 @@ import { startWebhookServer, type WebhookServer } from "./webhook.ts";
 import { createXdsSource } from "./xds_source.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
-  { name: "config-dir", kind: { type: "path" }, help: "directory of Istio-style YAML/JSON config, read recursively and watched" },
+  {
+    name: "config-dir",
+    kind: { type: "path" },
+    help: "directory of Istio-style YAML/JSON config, read recursively and watched",
+  },
   {
     name: "config-source",
     kind: { type: "list" },
     default: [],
     help: "remote config sources: xds://HOST:PORT takes config from another meshd's galley (MCP over xDS)",
   },
-  { name: "config-debounce", kind: { type: "duration" }, default: 100, help: "quiet time after a config file change before it is read" },
-  { name: "config-rescan", kind: { type: "duration" }, default: 30_000, help: "full rescan of --config-dir, for changes the file watch missed (0 disables)" },
+  {
+    name: "config-debounce",
+    kind: { type: "duration" },
+    default: 100,
+    help: "quiet time after a config file change before it is read",
+  },
+  {
+    name: "config-rescan",
+    kind: { type: "duration" },
+    default: 30_000,
+    help: "full rescan of --config-dir, for changes the file watch missed (0 disables)",
+  },
   {
     name: "config-max-file-size",
     kind: { type: "int", min: 1024 },
     default: 8 * 1024 * 1024,
     help: "largest config file or remote resource accepted, in bytes",
   },
-  { name: "webhook-addr", kind: { type: "addr" }, default: "0.0.0.0:15017", help: "HTTPS address of the admission webhook (/validate)" },
-  { name: "webhook-cert", kind: { type: "path" }, help: "PEM certificate for the webhook; a self-signed one is made when unset" },
+  {
+    name: "webhook-addr",
+    kind: { type: "addr" },
+    default: "0.0.0.0:15017",
+    help: "HTTPS address of the admission webhook (/validate)",
+  },
+  {
+    name: "webhook-cert",
+    kind: { type: "path" },
+    help: "PEM certificate for the webhook; a self-signed one is made when unset",
+  },
   { name: "webhook-key", kind: { type: "path" }, help: "PEM private key for --webhook-cert" },
 ];
 
@@ -58,13 +81,26 @@ export const galleyModule: ModuleDefinition = {
       }));
     }
     for (const url of s.list("config-source")) {
-      sources.push(createXdsSource({ url, collections: MCP_COLLECTIONS, logger: ctx.logger, clock: ctx.clock }));
+      sources.push(
+        createXdsSource({ url, collections: MCP_COLLECTIONS, logger: ctx.logger, clock: ctx.clock }),
+      );
     }
+    const synced = new Set<string>();
+    let allSynced!: () => void;
+    const syncedPromise = new Promise<void>((resolve) => (allSynced = resolve));
+    const markSynced = (name: string) => {
+      synced.add(name);
+      if (synced.size === sources.length) allSynced();
+    };
+    if (sources.length === 0) allSynced();
     const ads = ctx.links.find(ADS_SERVER);
-    ads?.addProvider(createMcpProvider(store, MCP_COLLECTIONS));
+    ads?.addProvider(createMcpProvider(store, MCP_COLLECTIONS, {
+      ready: { now: () => synced.size === sources.length, promise: syncedPromise },
+    }));
     ctx.debug({
       path: "configz",
-      description: "config status: every resource and file, accepted or rejected with the reason; ?key= shows one resource",
+      description:
+        "config status: every resource and file, accepted or rejected with the reason; ?key= shows one resource",
       handle(req) {
         const key = new URL(req.url).searchParams.get("key");
         const snap = store.snapshot();
@@ -73,16 +109,29 @@ export const galleyModule: ModuleDefinition = {
           if (!r) return Response.json({ error: `no accepted resource ${key}` }, { status: 404 });
           return Response.json({ key, source: r.source, metadata: r.metadata, spec: r.spec });
         }
-        return Response.json({ version: snap.version, sources: sources.map((x) => ({ name: x.name, synced: x.synced() })), ...store.status() });
+        return Response.json({
+          version: snap.version,
+          sources: sources.map((x) => ({ name: x.name, synced: x.synced() })),
+          ...store.status(),
+        });
       },
     });
-    if (sources.length === 0) ctx.logger.warn("no config sources (--config-dir, --config-source); serving an empty config");
+    if (sources.length === 0) {
+      ctx.logger.warn("no config sources (--config-dir, --config-source); serving an empty config");
+    }
     let webhook: WebhookServer | undefined;
     return {
       async start() {
         for (const src of sources) {
           try {
-            await src.start(store.sink(src.name));
+            const sink = store.sink(src.name);
+            await src.start({
+              replace(origins, revision) {
+                sink.replace(origins, revision);
+                markSynced(src.name);
+              },
+              update: (changes, revision) => sink.update(changes, revision),
+            });
           } catch (err) {
             throw new Error(`galley: ${errorMessage(err)}`);
           }

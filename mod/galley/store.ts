@@ -16,7 +16,14 @@ import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import { parseConfig } from "./parse.ts";
 import { type Diagnostic, formatDiagnostic, type Resource, resourceKey, resourceLabel } from "./resource.ts";
-import { isDeleted, isError, type OriginChange, type OriginContent, type OriginError, type SourceSink } from "./source.ts";
+import {
+  isDeleted,
+  isError,
+  type OriginChange,
+  type OriginContent,
+  type OriginError,
+  type SourceSink,
+} from "./source.ts";
 import { validateResource } from "./validate.ts";
 
 /** An immutable view of every accepted resource. */
@@ -131,8 +138,16 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
         labelNames: ["kind"],
         registers: [opts.metrics],
       }),
-      version: new Gauge({ name: "galley_snapshot_version", help: "Version of the current snapshot", registers: [opts.metrics] }),
-      updates: new Counter({ name: "galley_snapshot_updates_total", help: "Snapshots published", registers: [opts.metrics] }),
+      version: new Gauge({
+        name: "galley_snapshot_version",
+        help: "Version of the current snapshot",
+        registers: [opts.metrics],
+      }),
+      updates: new Counter({
+        name: "galley_snapshot_updates_total",
+        help: "Snapshots published",
+        registers: [opts.metrics],
+      }),
     }
     : undefined;
 
@@ -154,7 +169,10 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
     const nextRejected = new Map<string, { label: string; errors: Diagnostic[] }>();
     for (const r of parsed.resources) {
       const key = resourceKey(r);
-      const errors = [...(keyedParseErrors.get(key) ?? []), ...validateResource(r).filter((d) => d.severity === "error")];
+      const errors = [
+        ...(keyedParseErrors.get(key) ?? []),
+        ...validateResource(r).filter((d) => d.severity === "error"),
+      ];
       if (errors.length === 0) {
         nextAccepted.set(key, r);
         if (!claims.has(claimId(oid, key))) claims.set(claimId(oid, key), ++claimSeq);
@@ -187,7 +205,10 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
   function applyError(state: OriginState, e: OriginError): void {
     state.originErrors = [{ severity: "error", message: e.error, pos: { file: e.origin, line: 1, col: 1 } }];
     m?.rejected.inc({ kind: "" });
-    log.warn("config origin unreadable; keeping its previous resources", { origin: e.origin, error: e.error });
+    log.warn("config origin unreadable; keeping its previous resources", {
+      origin: e.origin,
+      error: e.error,
+    });
   }
 
   function removeOrigin(oid: string): void {
@@ -264,7 +285,12 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
       for (const r of resources.values()) m.resources.inc({ kind: r.kind });
     }
     const change: ConfigChange = { snapshot: current, previous, added, updated, removed };
-    log.info("config snapshot", { version: current.version, added: added.length, updated: updated.length, removed: removed.length });
+    log.info("config snapshot", {
+      version: current.version,
+      added: added.length,
+      updated: updated.length,
+      removed: removed.length,
+    });
     for (const l of listeners) {
       try {
         l(change);
@@ -342,7 +368,18 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
 function contentHash(r: Resource): number {
   const { name, namespace, labels, annotations } = r.metadata;
   return Number(
-    Bun.hash(JSON.stringify([r.group, r.version, r.kind, name, namespace, labels ?? null, annotations ?? null, r.spec])) &
+    Bun.hash(
+      JSON.stringify([
+        r.group,
+        r.version,
+        r.kind,
+        name,
+        namespace,
+        labels ?? null,
+        annotations ?? null,
+        r.spec,
+      ]),
+    ) &
       0xffffffffffffn,
   );
 }

@@ -3,7 +3,6 @@
  * AdmissionReview requests with galley's validation, so `kubectl apply` of a bad resource is
  * denied with the same message `meshd validate` prints.
  */
-import * as x509 from "@peculiar/x509";
 import { readFileSync } from "node:fs";
 import { splitHostPort } from "../cli/setting.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -55,7 +54,10 @@ export function reviewObject(object: unknown, namespace?: string): AdmissionVerd
   const parsed = parseConfig(JSON.stringify(withNs), "admission");
   const diags = [...parsed.diagnostics, ...parsed.resources.flatMap((r) => validateResource(r))]
     .filter((d) => d.severity === "error");
-  return { allowed: diags.length === 0, messages: diags.map((d) => formatDiagnostic({ ...d, pos: undefined })) };
+  return {
+    allowed: diags.length === 0,
+    messages: diags.map((d) => formatDiagnostic({ ...d, pos: undefined })),
+  };
 }
 
 interface AdmissionRequest {
@@ -72,10 +74,15 @@ export function handleAdmissionReview(body: unknown): { status: number; body: un
     return { status: 400, body: { error: "want an admission.k8s.io/v1 AdmissionReview with a request" } };
   }
   if (review.apiVersion !== "admission.k8s.io/v1") {
-    return { status: 400, body: { error: `apiVersion ${String(review.apiVersion)} is not supported; want admission.k8s.io/v1` } };
+    return {
+      status: 400,
+      body: { error: `apiVersion ${String(review.apiVersion)} is not supported; want admission.k8s.io/v1` },
+    };
   }
   const req = review.request;
-  if (typeof req.uid !== "string" || req.uid === "") return { status: 400, body: { error: "request.uid is required" } };
+  if (typeof req.uid !== "string" || req.uid === "") {
+    return { status: 400, body: { error: "request.uid is required" } };
+  }
   const verdict = req.operation === "DELETE" || req.operation === "CONNECT"
     ? { allowed: true, messages: [] }
     : reviewObject(req.object, typeof req.namespace === "string" ? req.namespace : undefined);
@@ -87,19 +94,29 @@ export function handleAdmissionReview(body: unknown): { status: number; body: un
       response: {
         uid: req.uid,
         allowed: verdict.allowed,
-        ...(verdict.allowed ? {} : { status: { code: 400, reason: "Invalid", message: verdict.messages.join("\n") } }),
+        ...(verdict.allowed
+          ? {}
+          : { status: { code: 400, reason: "Invalid", message: verdict.messages.join("\n") } }),
       },
     },
   };
 }
 
 /** Makes a self-signed ECDSA P-256 certificate for the webhook. */
-export async function selfSignedCertificate(dnsNames: readonly string[]): Promise<{ certPem: string; keyPem: string }> {
+export async function selfSignedCertificate(
+  dnsNames: readonly string[],
+): Promise<{ certPem: string; keyPem: string }> {
+  // Loaded on demand: the X.509 library is large and only needed when no certificate is given.
+  await import("reflect-metadata");
+  const x509 = await import("@peculiar/x509");
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: crypto.getRandomValues(new Uint8Array(16)).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "7"),
+    serialNumber: crypto.getRandomValues(new Uint8Array(16)).reduce(
+      (s, b) => s + b.toString(16).padStart(2, "0"),
+      "7",
+    ),
     name: `CN=${dnsNames[0] ?? "localhost"}, O=meshd`,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 365 * 24 * 3600_000),
@@ -107,7 +124,10 @@ export async function selfSignedCertificate(dnsNames: readonly string[]): Promis
     signingAlgorithm: alg,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension([
         ...dnsNames.map((value) => ({ type: "dns" as const, value })),
@@ -117,7 +137,10 @@ export async function selfSignedCertificate(dnsNames: readonly string[]): Promis
   });
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
   const b64 = Buffer.from(pkcs8).toString("base64").replace(/(.{64})/g, "$1\n");
-  return { certPem: cert.toString("pem"), keyPem: `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n` };
+  return {
+    certPem: cert.toString("pem"),
+    keyPem: `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`,
+  };
 }
 
 /** Starts the webhook's HTTPS server. */
@@ -135,7 +158,9 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
       throw new Error(`webhook certificate: ${errorMessage(err)}`);
     }
   } else {
-    ({ certPem, keyPem } = await selfSignedCertificate(opts.dnsNames ?? ["localhost", "meshd.istio-system.svc"]));
+    ({ certPem, keyPem } = await selfSignedCertificate(
+      opts.dnsNames ?? ["localhost", "meshd.istio-system.svc"],
+    ));
   }
   const log = opts.logger;
   const server = Bun.serve({
@@ -145,7 +170,9 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
     maxRequestBodySize: opts.maxBytes,
     async fetch(req) {
       const path = new URL(req.url).pathname;
-      if (path !== "/validate") return Response.json({ error: "not found; the webhook serves /validate" }, { status: 404 });
+      if (path !== "/validate") {
+        return Response.json({ error: "not found; the webhook serves /validate" }, { status: 404 });
+      }
       if (req.method !== "POST") return Response.json({ error: "use POST" }, { status: 405 });
       let body: unknown;
       try {

@@ -9,7 +9,10 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { hostname } from "node:os";
 import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
-import { type DiscoveryRequest, DiscoveryRequestSchema } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import {
+  type DiscoveryRequest,
+  DiscoveryRequestSchema,
+} from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
 import { splitHostPort } from "../cli/setting.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -74,7 +77,9 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
       return;
     }
     const changes: OriginChange[] = [];
-    for (const [origin, content] of docs) if (before.get(origin) !== content) changes.push({ origin, content });
+    for (const [origin, content] of docs) {
+      if (before.get(origin) !== content) changes.push({ origin, content });
+    }
     for (const origin of before.keys()) if (!docs.has(origin)) changes.push({ origin, deleted: true });
     if (changes.length > 0) sink!.update(changes);
   }
@@ -103,7 +108,11 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
           }
         }
         if (error === undefined) applyResponse(res.typeUrl, docs);
-        else log.warn("rejecting config from remote galley", { url: opts.url, collection: res.typeUrl, error });
+        else {log.warn("rejecting config from remote galley", {
+            url: opts.url,
+            collection: res.typeUrl,
+            error,
+          });}
         requests.push(create(DiscoveryRequestSchema, {
           typeUrl: res.typeUrl,
           versionInfo: error === undefined ? res.versionInfo : "",
@@ -113,7 +122,9 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
       }
       if (!stopped) log.warn("remote galley closed the config stream", { url: opts.url });
     } catch (err) {
-      if (!stopped) log.warn("config stream from remote galley failed", { url: opts.url, err: errorMessage(err) });
+      if (!stopped) {
+        log.warn("config stream from remote galley failed", { url: opts.url, err: errorMessage(err) });
+      }
     } finally {
       requests.close();
     }
@@ -126,7 +137,10 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
       const progressed = await session();
       if (stopped) return;
       attempt = progressed ? 0 : attempt + 1;
-      const base = Math.min(opts.maxBackoffMs ?? 30_000, (opts.minBackoffMs ?? 500) * 2 ** Math.min(attempt, 16));
+      const base = Math.min(
+        opts.maxBackoffMs ?? 30_000,
+        (opts.minBackoffMs ?? 500) * 2 ** Math.min(attempt, 16),
+      );
       const delay = base * (0.5 + random());
       await new Promise<void>((resolve) => {
         const t = clock.setTimer(delay, resolve);

@@ -28,6 +28,12 @@ export interface ResourceProvider {
   /** Type URLs this provider answers for; each type URL has one provider. */
   readonly typeUrls: readonly string[];
   /**
+   * False while the provider has nothing authoritative to say (its inputs are still loading);
+   * nothing is sent until it turns true and the provider notifies its watchers. Absent means
+   * always ready.
+   */
+  ready?(): boolean;
+  /**
    * The resources of `typeUrl` the client should have now, keyed by name. Called on the stream's
    * task; must be cheap when nothing changed (providers cache). Throwing refuses the request
    * with the error's message (sent as a gRPC error ending the stream).

@@ -123,13 +123,25 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
   }
 
   /** Handles a request's ACK/NACK part. Returns false when the request is stale and must be ignored. */
-  function acknowledge(s: Session, t: TypeState, typeUrl: string, nonce: string, version: string, error?: string): boolean {
+  function acknowledge(
+    s: Session,
+    t: TypeState,
+    typeUrl: string,
+    nonce: string,
+    version: string,
+    error?: string,
+  ): boolean {
     if (nonce === "") return true;
     if (nonce !== t.sentNonce) return false;
     if (error !== undefined) {
       t.nackedVersion = t.sentVersion;
       t.lastNack = error;
-      log.warn("xDS update rejected by client", { node: s.client?.node.id, typeUrl, version: t.sentVersion, error });
+      log.warn("xDS update rejected by client", {
+        node: s.client?.node.id,
+        typeUrl,
+        version: t.sentVersion,
+        error,
+      });
       obs.nacked?.(s.client!, typeUrl, t.sentVersion ?? "", error);
     } else {
       t.ackedVersion = version;
@@ -138,7 +150,11 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return true;
   }
 
-  function openSession(mode: "sotw" | "delta", ctx: HandlerContext, push: (s: Session, typeUrl: string) => void): Session {
+  function openSession(
+    mode: "sotw" | "delta",
+    ctx: HandlerContext,
+    push: (s: Session, typeUrl: string) => void,
+  ): Session {
     const s: Session = { mode, connectedAt: now(), types: new Map(), push: (typeUrl) => push(s, typeUrl) };
     ctx.signal.addEventListener("abort", () => sessions.delete(s), { once: true });
     return s;
@@ -146,7 +162,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
 
   function identify(s: Session, node: Node | undefined): void {
     if (s.client) return;
-    if (!node || node.id === "") throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
+    if (!node || node.id === "") {
+      throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
+    }
     s.client = { connectionId: `${node.id}-${++connectionSeq}`, node };
     sessions.add(s);
     log.info("xDS client connected", { node: node.id, mode: s.mode, connection: s.client.connectionId });
@@ -161,13 +179,17 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     }
   }
 
-  async function* sotw(requests: AsyncIterable<DiscoveryRequest>, ctx: HandlerContext): AsyncIterable<DiscoveryResponse> {
+  async function* sotw(
+    requests: AsyncIterable<DiscoveryRequest>,
+    ctx: HandlerContext,
+  ): AsyncIterable<DiscoveryResponse> {
     const out = createChannel<DiscoveryResponse>();
     let nonce = 0;
     const session = openSession("sotw", ctx, (s, typeUrl) => {
       const t = s.types.get(typeUrl);
-      if (!t || !s.client) return;
-      const picked = select(providerFor(typeUrl).resources(s.client, typeUrl), t.names);
+      const provider = providerFor(typeUrl);
+      if (!t || !s.client || provider.ready?.() === false) return;
+      const picked = select(provider.resources(s.client, typeUrl), t.names);
       const version = setVersion(picked);
       if (version === t.sentVersion) return;
       t.sentVersion = version;
@@ -211,8 +233,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     let nonce = 0;
     const session = openSession("delta", ctx, (s, typeUrl) => {
       const t = s.types.get(typeUrl);
-      if (!t || !s.client) return;
-      const all = providerFor(typeUrl).resources(s.client, typeUrl);
+      const provider = providerFor(typeUrl);
+      if (!t || !s.client || provider.ready?.() === false) return;
+      const all = provider.resources(s.client, typeUrl);
       const picked = select(all, t.names);
       const version = setVersion(picked);
       const changed = picked.filter((r) => t.known.get(r.name) !== r.version);
@@ -221,7 +244,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       for (const name of t.known.keys()) if (!present.has(name)) removed.push(name);
       if (t.names !== "*") {
         // A named subscription to something that does not exist is answered with a removal once.
-        for (const name of t.names) if (!present.has(name) && !t.known.has(name) && t.sentVersion === undefined) removed.push(name);
+        for (const name of t.names) {
+          if (!present.has(name) && !t.known.has(name) && t.sentVersion === undefined) removed.push(name);
+        }
       }
       if (changed.length === 0 && removed.length === 0 && t.sentVersion !== undefined) return;
       for (const r of changed) t.known.set(r.name, r.version);
@@ -233,7 +258,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
         systemVersionInfo: version,
         typeUrl,
         nonce: t.sentNonce,
-        resources: changed.map((r) => create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })),
+        resources: changed.map((r) =>
+          create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })
+        ),
         removedResources: removed,
       }));
       obs.pushed?.(s.client, typeUrl, version, changed.length);
@@ -242,7 +269,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       for await (const req of requests) {
         identify(session, req.node);
         const typeUrl = req.typeUrl;
-        if (typeUrl === "") throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+        if (typeUrl === "") {
+          throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+        }
         providerFor(typeUrl);
         const first = !session.types.has(typeUrl);
         const t = typeState(session, typeUrl);
@@ -258,7 +287,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           for (const [name, v] of Object.entries(req.initialResourceVersions)) t.known.set(name, v);
         } else {
           if (req.resourceNamesSubscribe.includes("*")) t.names = "*";
-          else if (t.names !== "*") for (const n of req.resourceNamesSubscribe) t.names.add(n);
+          else if (t.names !== "*") { for (const n of req.resourceNamesSubscribe) t.names.add(n); }
           for (const n of req.resourceNamesUnsubscribe) {
             if (t.names !== "*") t.names.delete(n);
             t.known.delete(n);
@@ -266,7 +295,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           // Newly subscribed names must be sent even if unchanged.
           for (const n of req.resourceNamesSubscribe) t.known.delete(n);
         }
-        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) session.push(typeUrl);
+        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) {
+          session.push(typeUrl);
+        }
       }
     })();
     yield* drive(reader, out, session, ctx);
@@ -286,7 +317,11 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code !== Code.Canceled) {
-        log.warn("xDS stream failed", { node: session.client?.node.id, code: Code[e.code], err: errorMessage(e.rawMessage) });
+        log.warn("xDS stream failed", {
+          node: session.client?.node.id,
+          code: Code[e.code],
+          err: errorMessage(e.rawMessage),
+        });
       }
       throw e;
     } finally {
@@ -316,7 +351,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       });
     },
     register(grpc) {
-      grpc.service(AggregatedDiscoveryService, { streamAggregatedResources: sotw, deltaAggregatedResources: delta });
+      grpc.service(AggregatedDiscoveryService, {
+        streamAggregatedResources: sotw,
+        deltaAggregatedResources: delta,
+      });
     },
     streams() {
       return [...sessions].filter((s) => s.client).map((s) => ({

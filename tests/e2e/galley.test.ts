@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually, type MeshdProcess, startMeshd } from "./_meshd.ts";
 
-const vs = (timeout: string) => `apiVersion: networking.istio.io/v1
+const vs = (timeout: string) =>
+  `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: reviews
@@ -31,7 +32,8 @@ describe("galley in a running meshd", () => {
   const dir = mkdtempSync(join(tmpdir(), "meshd-e2e-config-"));
   let primary: MeshdProcess;
   let replica: MeshdProcess;
-  const configz = async (m: MeshdProcess) => (await (await fetch(`http://${m.adminAddr}/debug/configz`)).json()) as Configz;
+  const configz = async (m: MeshdProcess) =>
+    (await (await fetch(`http://${m.adminAddr}/debug/configz`)).json()) as Configz;
   const timeoutIn = async (m: MeshdProcess) => {
     const res = await fetch(`http://${m.adminAddr}/debug/configz?key=${encodeURIComponent(KEY)}`);
     if (res.status !== 200) return undefined;
@@ -50,20 +52,26 @@ describe("galley in a running meshd", () => {
   });
 
   test("serves the directory's config and is ready", async () => {
-    expect(await eventually(async () => (await fetch(`http://${primary.adminAddr}/healthz/ready`)).status === 200)).toBe(true);
+    expect(
+      await eventually(async () => (await fetch(`http://${primary.adminAddr}/healthz/ready`)).status === 200),
+    ).toBe(true);
     const c = await configz(primary);
     expect(c.resources.map((r) => [r.key, r.state])).toEqual([[KEY, "accepted"]]);
     expect(await timeoutIn(primary)).toBe("5s");
   });
 
   test("a replica with no local files takes the config over MCP-over-xDS", async () => {
-    expect(await eventually(async () => (await fetch(`http://${replica.adminAddr}/healthz/ready`)).status === 200)).toBe(true);
+    expect(
+      await eventually(async () => (await fetch(`http://${replica.adminAddr}/healthz/ready`)).status === 200),
+    ).toBe(true);
     expect(await timeoutIn(replica)).toBe("5s");
   });
 
   test("a file that turns invalid keeps the last good version, shows the rejection and counts it", async () => {
     writeFileSync(join(dir, "reviews.yaml"), vs("fast"));
-    expect(await eventually(async () => (await configz(primary)).resources[0]?.state === "rejected")).toBe(true);
+    expect(await eventually(async () => (await configz(primary)).resources[0]?.state === "rejected")).toBe(
+      true,
+    );
     const r = (await configz(primary)).resources[0]!;
     expect(r.servingPrevious).toBe(true);
     expect(r.errors[0]).toStartWith(`${join(dir, "reviews.yaml")}:10:`);
@@ -99,16 +107,34 @@ describe("galley in a running meshd", () => {
         headers: { "content-type": "application/json" },
         tls: { rejectUnauthorized: false },
       });
-      return { status: res.status, body: (await res.json()) as { response?: { uid: string; allowed: boolean; status?: { message: string } } } };
+      return {
+        status: res.status,
+        body: (await res.json()) as {
+          response?: { uid: string; allowed: boolean; status?: { message: string } };
+        },
+      };
     };
-    const good = { apiVersion: "networking.istio.io/v1", kind: "VirtualService", metadata: { name: "r" }, spec: { hosts: ["r.example.com"], http: [{ route: [{ destination: { host: "r.example.com" } }] }] } };
+    const good = {
+      apiVersion: "networking.istio.io/v1",
+      kind: "VirtualService",
+      metadata: { name: "r" },
+      spec: { hosts: ["r.example.com"], http: [{ route: [{ destination: { host: "r.example.com" } }] }] },
+    };
     const ok = await post(review(good));
     expect(ok.status).toBe(200);
     expect(ok.body.response).toEqual({ uid: "u-1", allowed: true });
-    const bad = { ...good, spec: { ...good.spec, http: [{ timeout: "fast", route: [{ destination: { host: "r.example.com" } }] }] } };
+    const bad = {
+      ...good,
+      spec: {
+        ...good.spec,
+        http: [{ timeout: "fast", route: [{ destination: { host: "r.example.com" } }] }],
+      },
+    };
     const denied = await post(review(bad));
     expect(denied.body.response?.allowed).toBe(false);
-    expect(denied.body.response?.status?.message).toStartWith("VirtualService bookinfo/r: spec.http[0].timeout:");
+    expect(denied.body.response?.status?.message).toStartWith(
+      "VirtualService bookinfo/r: spec.http[0].timeout:",
+    );
     expect((await post({ kind: "Nope" })).status).toBe(400);
   });
 });

@@ -4,11 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDirSource } from "../../mod/galley/dir_source.ts";
 import type { ConfigSource } from "../../mod/galley/source.ts";
-import { type ConfigStore, createConfigStore } from "../../mod/galley/store.ts";
+import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { quiet } from "./_harness.ts";
 
-const we = (name: string, ip: string) => `apiVersion: networking.istio.io/v1
+const we = (name: string, ip: string) =>
+  `apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata:
   name: ${name}
@@ -21,7 +22,7 @@ spec:
 
 let dir: string;
 let source: ConfigSource | undefined;
-let store: ConfigStore;
+let store: WritableConfigStore;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "meshd-dirsrc-"));
@@ -48,7 +49,12 @@ describe("createDirSource()", () => {
     writeFileSync(join(dir, "a/b/two.yml"), we("two", "192.0.2.2"));
     writeFileSync(
       join(dir, "a/three.json"),
-      JSON.stringify({ apiVersion: "networking.istio.io/v1", kind: "WorkloadEntry", metadata: { name: "three", namespace: "bookinfo" }, spec: { address: "192.0.2.3" } }),
+      JSON.stringify({
+        apiVersion: "networking.istio.io/v1",
+        kind: "WorkloadEntry",
+        metadata: { name: "three", namespace: "bookinfo" },
+        spec: { address: "192.0.2.3" },
+      }),
     );
     writeFileSync(join(dir, ".hidden.yaml"), we("hidden", "192.0.2.4"));
     writeFileSync(join(dir, ".git/x.yaml"), we("git", "192.0.2.5"));
@@ -97,7 +103,9 @@ describe("createDirSource()", () => {
     const { renameSync } = await import("node:fs");
     renameSync(join(dir, "vs.yaml.tmp~"), join(dir, "vs.yaml"));
     rmSync(join(dir, ".vs.yaml.swp"));
-    const addr = () => store.snapshot().get<{ address: string }>("networking.istio.io", "WorkloadEntry", "bookinfo", "alpha")?.spec.address;
+    const addr = () =>
+      store.snapshot().get<{ address: string }>("networking.istio.io", "WorkloadEntry", "bookinfo", "alpha")
+        ?.spec.address;
     expect(await eventually(() => addr() === "192.0.2.9")).toBe(true);
     await Bun.sleep(200);
     expect(changes).toBe(1);
@@ -108,7 +116,9 @@ describe("createDirSource()", () => {
     await start();
     const { renameSync } = await import("node:fs");
     renameSync(join(dir, "a.yaml"), join(dir, "b.yaml"));
-    expect(await eventually(() => store.status().origins.some((o) => o.origin === join(dir, "b.yaml")))).toBe(true);
+    expect(await eventually(() => store.status().origins.some((o) => o.origin === join(dir, "b.yaml")))).toBe(
+      true,
+    );
     expect(names()).toEqual(["alpha"]);
     rmSync(join(dir, "b.yaml"));
     expect(await eventually(() => names().length === 0)).toBe(true);

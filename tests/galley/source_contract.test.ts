@@ -7,7 +7,8 @@ import { type ConfigStore, createConfigStore } from "../../mod/galley/store.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { dirHarness, quiet, type SourceHarness, xdsHarness } from "./_harness.ts";
 
-const vs = (name: string, host: string, timeout = "5s") => `apiVersion: networking.istio.io/v1
+const vs = (name: string, host: string, timeout = "5s") =>
+  `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: ${name}, namespace: bookinfo }
 spec:
@@ -30,7 +31,12 @@ for (const [name, make] of harnesses) {
     let store: ConfigStore;
     const names = () => [...store.snapshot().resources.values()].map((r) => r.metadata.name).sort();
     const timeoutOf = (n: string) =>
-      store.snapshot().get<{ http: { timeout: string }[] }>("networking.istio.io", "VirtualService", "bookinfo", n)?.spec.http[0]
+      store.snapshot().get<{ http: { timeout: string }[] }>(
+        "networking.istio.io",
+        "VirtualService",
+        "bookinfo",
+        n,
+      )?.spec.http[0]
         ?.timeout;
 
     beforeAll(async () => {

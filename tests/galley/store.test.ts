@@ -30,12 +30,20 @@ const KEY = "networking.istio.io/ServiceEntry/bookinfo/";
 describe("createConfigStore()", () => {
   test("publishes accepted resources as a new snapshot with the change set", () => {
     const { store, sink, changes } = setup();
-    sink.replace([{ origin: "a.yaml", content: se("reviews", "reviews.bookinfo.svc.cluster.local") + "---" + se("ratings", "ratings.bookinfo.svc.cluster.local") }]);
+    sink.replace([{
+      origin: "a.yaml",
+      content: se("reviews", "reviews.bookinfo.svc.cluster.local") + "---" +
+        se("ratings", "ratings.bookinfo.svc.cluster.local"),
+    }]);
     expect(store.snapshot().version).toBe(1);
     expect(changes).toHaveLength(1);
     expect([...changes[0]!.added].sort()).toEqual([KEY + "ratings", KEY + "reviews"]);
-    expect(store.snapshot().list("networking.istio.io", "ServiceEntry").map((r) => r.metadata.name)).toEqual(["ratings", "reviews"]);
-    expect(store.snapshot().get("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")?.source.line).toBe(2);
+    expect(store.snapshot().list("networking.istio.io", "ServiceEntry").map((r) => r.metadata.name)).toEqual([
+      "ratings",
+      "reviews",
+    ]);
+    expect(store.snapshot().get("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")?.source.line)
+      .toBe(2);
   });
 
   test("re-reading an unchanged origin publishes nothing and keeps resource identity", () => {
@@ -45,7 +53,10 @@ describe("createConfigStore()", () => {
     sink.update([{ origin: "a.yaml", content: se("reviews", "reviews.example.com") }]);
     expect(store.snapshot()).toBe(before);
     expect(changes).toHaveLength(1);
-    sink.update([{ origin: "a.yaml", content: se("reviews", "reviews.example.com", 9081) + "---" + se("x", "x.example.com") }]);
+    sink.update([{
+      origin: "a.yaml",
+      content: se("reviews", "reviews.example.com", 9081) + "---" + se("x", "x.example.com"),
+    }]);
     expect(changes[1]!.updated).toEqual([KEY + "reviews"]);
     expect(changes[1]!.added).toEqual([KEY + "x"]);
   });
@@ -55,19 +66,31 @@ describe("createConfigStore()", () => {
     sink.replace([{ origin: "a.yaml", content: se("reviews", "reviews.example.com") }]);
     sink.update([{ origin: "a.yaml", content: se("reviews", "reviews.example.com", 70000) }]);
     expect(changes).toHaveLength(1);
-    const spec = store.snapshot().get<{ ports: { number: number }[] }>("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")!.spec;
+    const spec = store.snapshot().get<{ ports: { number: number }[] }>(
+      "networking.istio.io",
+      "ServiceEntry",
+      "bookinfo",
+      "reviews",
+    )!.spec;
     expect(spec.ports[0]!.number).toBe(9080);
     const st = store.status().resources.find((r) => r.key === KEY + "reviews")!;
     expect(st.state).toBe("rejected");
     expect(st.servingPrevious).toBe(true);
-    expect(st.errors[0]).toMatch(/^a\.yaml:9:\d+: ServiceEntry bookinfo\/reviews: spec\.ports\[0\]\.number: /);
+    expect(st.errors[0]).toMatch(
+      /^a\.yaml:9:\d+: ServiceEntry bookinfo\/reviews: spec\.ports\[0\]\.number: /,
+    );
     expect(store.status().origins[0]!.state).toBe("partial");
-    expect(await metrics.getSingleMetricAsString("galley_validation_failed_total")).toContain('kind="ServiceEntry"} 1');
+    expect(await metrics.getSingleMetricAsString("galley_validation_failed_total")).toContain(
+      'kind="ServiceEntry"} 1',
+    );
   });
 
   test("a file that no longer parses keeps every resource it had", () => {
     const { store, sink } = setup();
-    sink.replace([{ origin: "a.yaml", content: se("reviews", "r.example.com") + "---" + se("ratings", "q.example.com") }]);
+    sink.replace([{
+      origin: "a.yaml",
+      content: se("reviews", "r.example.com") + "---" + se("ratings", "q.example.com"),
+    }]);
     sink.update([{ origin: "a.yaml", content: "kind: ServiceEntry\nspec: [unclosed\n" }]);
     expect(store.snapshot().resources.size).toBe(2);
     const o = store.status().origins.find((x) => x.origin === "a.yaml")!;
@@ -100,7 +123,12 @@ describe("createConfigStore()", () => {
     const { store, sink } = setup();
     sink.replace([{ origin: "a.yaml", content: se("reviews", "r.example.com") }]);
     sink.update([{ origin: "b.yaml", content: "\n\n" + se("reviews", "other.example.com") }]);
-    const r = store.snapshot().get<{ hosts: string[] }>("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")!;
+    const r = store.snapshot().get<{ hosts: string[] }>(
+      "networking.istio.io",
+      "ServiceEntry",
+      "bookinfo",
+      "reviews",
+    )!;
     expect(r.spec.hosts).toEqual(["r.example.com"]);
     const st = store.status().resources.filter((x) => x.key === KEY + "reviews");
     const loser = st.find((x) => x.origin === "b.yaml")!;
@@ -108,7 +136,10 @@ describe("createConfigStore()", () => {
     expect(loser.errors[0]).toBe("ServiceEntry bookinfo/reviews is already defined at a.yaml:2:1");
     // Once the first goes away, the second takes over.
     sink.update([{ origin: "a.yaml", deleted: true }]);
-    expect(store.snapshot().get<{ hosts: string[] }>("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")!.spec.hosts)
+    expect(
+      store.snapshot().get<{ hosts: string[] }>("networking.istio.io", "ServiceEntry", "bookinfo", "reviews")!
+        .spec.hosts,
+    )
       .toEqual(["other.example.com"]);
   });
 

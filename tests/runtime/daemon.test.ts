@@ -93,7 +93,7 @@ describe("startDaemon()", () => {
     const list = await (await fetch(`http://${d.adminAddr}/debug/`)).json() as {
       handlers: { path: string }[];
     };
-    expect(list.handlers.map((h) => h.path)).toEqual(["/debug/settings", "/debug/alphaz"]);
+    expect(list.handlers.map((h) => h.path)).toEqual(["/debug/settings", "/debug/adsz", "/debug/alphaz"]);
     const state = await (await fetch(`http://${d.adminAddr}/debug/alphaz`)).json() as { started: number };
     expect(state.started).toBe(1);
     const settings = await (await fetch(`http://${d.adminAddr}/debug/settings`)).json() as Array<

@@ -30,7 +30,11 @@ function mapProvider() {
     resources() {
       const out = new Map<string, XdsResource>();
       for (const [name, text] of data) {
-        out.set(name, { name, version: contentVersion(text), resource: anyPack(StringValueSchema, create(StringValueSchema, { value: text })) });
+        out.set(name, {
+          name,
+          version: contentVersion(text),
+          resource: anyPack(StringValueSchema, create(StringValueSchema, { value: text })),
+        });
       }
       return out;
     },
@@ -83,7 +87,10 @@ beforeAll(async () => {
   ads.addProvider(data.provider);
   ads.register(grpc);
   const addr = await grpc.listen("127.0.0.1:0");
-  client = createClient(AggregatedDiscoveryService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${addr.port}` }));
+  client = createClient(
+    AggregatedDiscoveryService,
+    createGrpcTransport({ baseUrl: `http://127.0.0.1:${addr.port}` }),
+  );
 });
 afterAll(() => grpc.shutdown(200));
 
@@ -97,7 +104,9 @@ describe("ADS State of the World", () => {
     const r1 = await res.next();
     if (r1 === "timeout") throw new Error("no response");
     expect(r1.resources).toHaveLength(1);
-    reqs.push(create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r1.versionInfo, responseNonce: r1.nonce }));
+    reqs.push(
+      create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r1.versionInfo, responseNonce: r1.nonce }),
+    );
     // Let the ACK arrive first: an ACK carrying an older nonce than the latest push is stale.
     await Bun.sleep(50);
     expect(ads.streams()[0]!.types[0]!.ackedVersion).toBe(r1.versionInfo);
@@ -118,13 +127,17 @@ describe("ADS State of the World", () => {
     expect(st.lastNack).toBe("bad b");
     expect(st.ackedVersion).toBe(r1.versionInfo);
     // A stale nonce (r1's) is ignored.
-    reqs.push(create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r1.versionInfo, responseNonce: r1.nonce }));
+    reqs.push(
+      create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r1.versionInfo, responseNonce: r1.nonce }),
+    );
     expect(await res.next(300)).toBe("timeout");
     data.set("b", "two, fixed");
     const r3 = await res.next();
     if (r3 === "timeout") throw new Error("no push after fix");
     expect(r3.versionInfo).not.toBe(r2.versionInfo);
-    reqs.push(create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r3.versionInfo, responseNonce: r3.nonce }));
+    reqs.push(
+      create(DiscoveryRequestSchema, { typeUrl: TYPE, versionInfo: r3.versionInfo, responseNonce: r3.nonce }),
+    );
     await Bun.sleep(50);
     st = ads.streams()[0]!.types[0]!;
     expect(st.ackedVersion).toBe(r3.versionInfo);
@@ -161,8 +174,16 @@ describe("ADS Delta", () => {
     data.set("c", "three");
     const reqs = createChannel<DeltaDiscoveryRequest>();
     const abort = new AbortController();
-    const res = reader<DeltaDiscoveryResponse>(client.deltaAggregatedResources(reqs, { signal: abort.signal }));
-    reqs.push(create(DeltaDiscoveryRequestSchema, { node, typeUrl: TYPE, initialResourceVersions: { a: contentVersion("one") } }));
+    const res = reader<DeltaDiscoveryResponse>(
+      client.deltaAggregatedResources(reqs, { signal: abort.signal }),
+    );
+    reqs.push(
+      create(DeltaDiscoveryRequestSchema, {
+        node,
+        typeUrl: TYPE,
+        initialResourceVersions: { a: contentVersion("one") },
+      }),
+    );
     const r1 = await res.next();
     if (r1 === "timeout") throw new Error("no response");
     expect(r1.resources.map((r) => r.name)).toEqual(["c"]);

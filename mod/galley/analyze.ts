@@ -1,0 +1,357 @@
+/**
+ * Cross-resource analysis (`meshd analyze`): checks that look at the accepted resources together
+ * (a route naming a host no ServiceEntry declares, a subset no DestinationRule defines, mTLS
+ * settings that contradict each other) where validation looks at one resource at a time.
+ *
+ * Each analyzer is a small pure function of an {@link AnalysisContext}, an indexed read-only view
+ * of the resources, and reports diagnostics under one stable code. The codes follow istioctl's
+ * IST numbers where Istio has the same check (MSH0101 is IST0101's "referenced resource not
+ * found", MSH0113 is IST0113's mTLS conflict); checks Istio lacks take numbers from 0150 up.
+ *
+ * | code    | name                                     | severity | finding                                                         |
+ * | ------- | ---------------------------------------- | -------- | --------------------------------------------------------------- |
+ * | MSH0001 | InternalError                            | error    | an analyzer failed; a bug in meshd, not in the config           |
+ * | MSH0101 | DestinationHostNotFound                  | error    | a VirtualService routes to a host no visible ServiceEntry has   |
+ * | MSH0102 | DestinationSubsetNotFound                | error    | a route names a subset no DestinationRule for its host defines  |
+ * | MSH0103 | GatewayNotFound                          | error    | a VirtualService is bound to a Gateway that does not exist      |
+ * | MSH0104 | DestinationPortNotFound                  | error    | a route names a port its destination service does not expose    |
+ * | MSH0109 | ConflictingVirtualServiceHosts           | warning  | two VirtualServices claim the same host on the same gateway     |
+ * | MSH0110 | ConflictingSidecarWorkloadSelectors      | error    | two Sidecars select the same workload                           |
+ * | MSH0111 | MultipleSidecarsWithoutWorkloadSelectors | error    | a namespace has more than one Sidecar without a selector        |
+ * | MSH0112 | DestinationPortSelectorRequired          | error    | a route to a multi-port service names no port                   |
+ * | MSH0113 | MtlsPolicyConflict                       | error    | a DestinationRule's TLS mode contradicts the PeerAuthentication |
+ * | MSH0127 | NoMatchingWorkloads                      | warning  | a policy's or Sidecar's selector selects no workload            |
+ * | MSH0128 | GatewaySelectorMatchesNoWorkload         | warning  | no workload in any namespace would run a Gateway                |
+ * | MSH0129 | SubsetMatchesNoWorkload                  | warning  | a DestinationRule subset selects none of its service's workloads|
+ * | MSH0130 | VirtualServiceUnreachableRule            | warning  | a route can never match: an earlier route takes its traffic     |
+ * | MSH0131 | VirtualServiceIneffectiveMatch           | info     | a match block repeats an earlier one and never applies          |
+ * | MSH0132 | VirtualServiceHostNotFoundInGateway      | warning  | a host is accepted by none of the VirtualService's gateways     |
+ * | MSH0134 | ServiceEntryAddressesRequired            | warning  | a TCP-family port of a ServiceEntry without addresses           |
+ * | MSH0150 | ConflictingDestinationRules              | warning  | several DestinationRules for one host in one namespace          |
+ * | MSH0160 | AuthorizationPolicyNamespaceNotFound     | warning  | a rule names a namespace that holds no resources                |
+ * | MSH0161 | AuthorizationPolicyMalformedPrincipal    | warning  | a principal is not TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT         |
+ * | MSH0170 | MixerHandlerNotFound                     | error    | a Mixer rule names a handler that does not exist                |
+ * | MSH0171 | MixerInstanceNotFound                    | error    | a Mixer rule names an instance that does not exist              |
+ * | MSH0172 | MixerTemplateMismatch                    | error    | an instance's template is not one its handler's adapter takes   |
+ * | MSH0180 | MultipleMeshConfigs                      | error    | more than one MeshConfig; meshd uses exactly one                |
+ * | MSH0181 | WorkloadNotInService                     | info     | a WorkloadEntry belongs to no ServiceEntry                      |
+ * | MSH0182 | WorkloadGroupNotInService                | info     | a WorkloadGroup's workloads would belong to no ServiceEntry     |
+ *
+ * @module
+ */
+
+import { type DestinationRuleSpec, networkingGroup, type ServiceEntrySpec, type ServicePort, type WorkloadEntrySpec, type WorkloadGroupSpec } from "./kinds/networking.ts";
+import { securityGroup } from "./kinds/security.ts";
+import { telemetryGroup } from "./kinds/telemetry.ts";
+import { type MeshConfig, type MeshConfigSpec, meshConfigGroup, mergeMeshConfig } from "./kinds/mesh_config.ts";
+import { mixerGroup } from "./kinds/mixer.ts";
+import { DEFAULT_DOMAIN_SUFFIX, hostsOverlap, isVisibleFrom, resolveHost, type Visibility, visibilityOf } from "./analyzers/_hosts.ts";
+import { type Labels, selectorMatches } from "./analyzers/_labels.ts";
+import { authorizationNamespaceNotFound, authorizationPrincipal } from "./analyzers/authorization_policies.ts";
+import { conflictingDestinationRules } from "./analyzers/destination_rule_conflicts.ts";
+import { destinationHostNotFound, destinationPortNotFound, destinationPortSelectorRequired } from "./analyzers/destination_hosts.ts";
+import { destinationSubsetNotFound } from "./analyzers/destination_subsets.ts";
+import { conflictingVirtualServiceHosts } from "./analyzers/conflicting_virtual_services.ts";
+import { gatewaySelectorMatchesNoWorkload } from "./analyzers/gateway_workloads.ts";
+import { multipleMeshConfigs } from "./analyzers/mesh_configs.ts";
+import { mixerHandlerNotFound, mixerInstanceNotFound, mixerTemplateMismatch } from "./analyzers/mixer_rules.ts";
+import { mtlsPolicyConflict } from "./analyzers/mtls_conflicts.ts";
+import { unreachableRoutes, ineffectiveMatches } from "./analyzers/route_reachability.ts";
+import { noMatchingWorkloads } from "./analyzers/selector_workloads.ts";
+import { serviceEntryAddressesRequired } from "./analyzers/service_entry_addresses.ts";
+import { conflictingSidecarSelectors, multipleSidecarsWithoutSelector } from "./analyzers/sidecars.ts";
+import { subsetMatchesNoWorkload } from "./analyzers/subset_workloads.ts";
+import { gatewayHostNotFound, gatewayNotFound } from "./analyzers/virtual_service_gateways.ts";
+import { workloadGroupNotInService, workloadNotInService } from "./analyzers/workload_membership.ts";
+import type { Diagnostic, Resource, Severity } from "./resource.ts";
+
+/** One cross-resource check. Its findings all carry its `code` and `severity`. */
+export interface Analyzer {
+  /** Stable code, "MSH0" and three digits; see the table at the top of this file. */
+  readonly code: string;
+  /** CamelCase name, as istioctl names its messages. */
+  readonly name: string;
+  readonly severity: Severity;
+  /** One line on what it checks. */
+  readonly description: string;
+  /** Inspects the context; must not mutate it. Findings name a resource, a field and its position. */
+  analyze(ctx: AnalysisContext): Diagnostic[];
+}
+
+/**
+ * A workload as analysis sees it: a WorkloadEntry, a WorkloadGroup (the template that
+ * auto-registered VMs take their labels from), or an endpoint written inline in a ServiceEntry.
+ */
+export interface Workload {
+  readonly kind: "WorkloadEntry" | "WorkloadGroup" | "ServiceEntryEndpoint";
+  /** The resource that declares it. */
+  readonly resource: Resource;
+  /** Where in that resource: "spec", or "spec.endpoints[2]" for an inline endpoint. */
+  readonly field: string;
+  readonly namespace: string;
+  readonly labels: Labels;
+  readonly serviceAccount?: string;
+  /** Human name for messages: "WorkloadEntry bookinfo/reviews-v1", "ServiceEntry ns/x endpoint 192.0.2.1". */
+  readonly label: string;
+}
+
+/** One host of one ServiceEntry: the unit host lookups return. */
+export interface MeshService {
+  /** Resolved, lower-case host; may be a wildcard such as "*.example.com". */
+  readonly host: string;
+  readonly entry: Resource<ServiceEntrySpec>;
+  /** The host's field in the entry, "spec.hosts[N]". */
+  readonly field: string;
+  readonly namespace: string;
+  readonly location: "MESH_EXTERNAL" | "MESH_INTERNAL";
+  /** The namespaces the entry is exported to. */
+  readonly visibility: Visibility;
+  readonly ports: readonly ServicePort[];
+  /**
+   * The workloads behind the host: those its workloadSelector selects in its namespace, or its
+   * inline endpoints. Undefined when the entry names neither (DNS-resolved external hosts), so
+   * "no workload" cannot be told from "unknown".
+   */
+  readonly workloads: readonly Workload[] | undefined;
+}
+
+/** A read-only, indexed view of the accepted resources that analyzers query. */
+export interface AnalysisContext {
+  /** Every resource, in source order (file, line). */
+  readonly resources: readonly Resource[];
+  /** Resources of a kind ("VirtualService", "rule", ...), in source order. */
+  ofKind<S = unknown>(kind: string): readonly Resource<S>[];
+  /** One resource by kind, namespace and name. */
+  get<S = unknown>(kind: string, namespace: string, name: string): Resource<S> | undefined;
+  /** Namespaces that hold at least one resource. */
+  readonly namespaces: ReadonlySet<string>;
+  /** The MeshConfig resource in force: the first one in source order, if any. */
+  readonly meshConfig: Resource<MeshConfigSpec> | undefined;
+  /**
+   * The effective mesh settings (that resource merged over meshd's defaults): rootNamespace,
+   * trustDomain, defaultMtlsMode, ...
+   */
+  readonly mesh: MeshConfig;
+  /** Resolves a host written in `namespace` as Istio does: "reviews" -> "reviews.NS.svc.cluster.local". */
+  resolveHost(host: string, namespace: string): string;
+  /** Every host of every ServiceEntry, in source order. */
+  readonly services: readonly MeshService[];
+  /**
+   * The services a host written in `fromNamespace` refers to: the host is resolved, then matched
+   * against ServiceEntry hosts (wildcards on either side), keeping those exported to `fromNamespace`.
+   */
+  servicesFor(host: string, fromNamespace: string): readonly MeshService[];
+  /** Every workload: WorkloadEntries, WorkloadGroups and inline ServiceEntry endpoints. */
+  readonly workloads: readonly Workload[];
+  /**
+   * Workloads whose labels carry every pair of `selector`, in `namespace` or, when it is
+   * undefined, in any namespace. An empty selector selects every workload in scope.
+   */
+  workloadsSelected(selector: Labels | undefined, namespace?: string): readonly Workload[];
+}
+
+/** The API group of each kind the analyzers read; `ofKind` ignores same-named kinds of other groups. */
+const KIND_GROUPS: Readonly<Record<string, string>> = {
+  VirtualService: networkingGroup,
+  DestinationRule: networkingGroup,
+  Gateway: networkingGroup,
+  ServiceEntry: networkingGroup,
+  WorkloadEntry: networkingGroup,
+  WorkloadGroup: networkingGroup,
+  Sidecar: networkingGroup,
+  PeerAuthentication: securityGroup,
+  RequestAuthentication: securityGroup,
+  AuthorizationPolicy: securityGroup,
+  Telemetry: telemetryGroup,
+  handler: mixerGroup,
+  instance: mixerGroup,
+  rule: mixerGroup,
+  MeshConfig: meshConfigGroup,
+};
+
+function kindKey(group: string, kind: string): string {
+  return `${group}/${kind}`;
+}
+
+function compareSource(a: Resource, b: Resource): number {
+  if (a.source.file !== b.source.file) return a.source.file < b.source.file ? -1 : 1;
+  return a.source.line - b.source.line || a.source.col - b.source.col;
+}
+
+/**
+ * Builds the indexed view analyzers work on. The resources are taken as accepted (validated);
+ * analysis never changes them.
+ */
+export function createAnalysisContext(resources: readonly Resource[]): AnalysisContext {
+  const sorted = [...resources].sort(compareSource);
+  const byKind = new Map<string, Resource[]>();
+  const byName = new Map<string, Resource>();
+  const namespaces = new Set<string>();
+  for (const r of sorted) {
+    const k = kindKey(r.group, r.kind);
+    let list = byKind.get(k);
+    if (!list) byKind.set(k, list = []);
+    list.push(r);
+    const named = `${k}/${r.metadata.namespace}/${r.metadata.name}`;
+    if (!byName.has(named)) byName.set(named, r);
+    namespaces.add(r.metadata.namespace);
+  }
+  const keyOf = (kind: string) => kindKey(KIND_GROUPS[kind] ?? "", kind);
+  const ofKind = <S>(kind: string) => (byKind.get(keyOf(kind)) ?? []) as readonly Resource<S>[];
+
+  const meshConfig = ofKind<MeshConfigSpec>("MeshConfig")[0];
+  const resolve = (host: string, namespace: string) => resolveHost(host, namespace, DEFAULT_DOMAIN_SUFFIX);
+
+  const workloads: Workload[] = [];
+  for (const r of ofKind<WorkloadEntrySpec>("WorkloadEntry")) {
+    workloads.push({
+      kind: "WorkloadEntry",
+      resource: r,
+      field: "spec",
+      namespace: r.metadata.namespace,
+      labels: r.spec.labels ?? {},
+      serviceAccount: r.spec.serviceAccount,
+      label: `WorkloadEntry ${r.metadata.namespace}/${r.metadata.name}`,
+    });
+  }
+  for (const r of ofKind<WorkloadGroupSpec>("WorkloadGroup")) {
+    workloads.push({
+      kind: "WorkloadGroup",
+      resource: r,
+      field: "spec",
+      namespace: r.metadata.namespace,
+      labels: { ...r.spec.template?.labels, ...r.spec.metadata?.labels },
+      serviceAccount: r.spec.template?.serviceAccount,
+      label: `WorkloadGroup ${r.metadata.namespace}/${r.metadata.name}`,
+    });
+  }
+  const entryWorkloads = new Map<Resource, Workload[]>();
+  for (const r of ofKind<ServiceEntrySpec>("ServiceEntry")) {
+    const eps = (r.spec.endpoints ?? []).map((ep, i): Workload => ({
+      kind: "ServiceEntryEndpoint",
+      resource: r,
+      field: `spec.endpoints[${i}]`,
+      namespace: r.metadata.namespace,
+      labels: ep.labels ?? {},
+      serviceAccount: ep.serviceAccount,
+      label: `ServiceEntry ${r.metadata.namespace}/${r.metadata.name} endpoint ${ep.address ?? i}`,
+    }));
+    entryWorkloads.set(r, eps);
+    workloads.push(...eps);
+  }
+
+  const workloadsSelected = (selector: Labels | undefined, namespace?: string) =>
+    workloads.filter((w) =>
+      w.kind !== "ServiceEntryEndpoint" && (namespace === undefined || w.namespace === namespace) &&
+      selectorMatches(selector, w.labels)
+    );
+
+  const services: MeshService[] = [];
+  for (const r of ofKind<ServiceEntrySpec>("ServiceEntry")) {
+    const ns = r.metadata.namespace;
+    const selector = r.spec.workloadSelector?.labels;
+    let backing: readonly Workload[] | undefined;
+    if (r.spec.workloadSelector) backing = workloadsSelected(selector, ns);
+    else if ((r.spec.endpoints ?? []).length > 0) backing = entryWorkloads.get(r);
+    const visibility = visibilityOf(r.spec.exportTo, ns);
+    r.spec.hosts.forEach((h, i) => {
+      services.push({
+        host: resolve(h, ns),
+        entry: r,
+        field: `spec.hosts[${i}]`,
+        namespace: ns,
+        location: r.spec.location ?? "MESH_EXTERNAL",
+        visibility,
+        ports: r.spec.ports ?? [],
+        workloads: backing,
+      });
+    });
+  }
+
+  return {
+    resources: sorted,
+    ofKind,
+    get: <S>(kind: string, namespace: string, name: string) =>
+      byName.get(`${keyOf(kind)}/${namespace}/${name}`) as Resource<S> | undefined,
+    namespaces,
+    meshConfig,
+    mesh: mergeMeshConfig(meshConfig),
+    resolveHost: resolve,
+    services,
+    servicesFor: (host, fromNamespace) => {
+      const resolved = resolve(host, fromNamespace);
+      return services.filter((s) => isVisibleFrom(s.visibility, fromNamespace) && hostsOverlap(s.host, resolved));
+    },
+    workloads,
+    workloadsSelected,
+  };
+}
+
+/** Every analyzer meshd ships, in code order. */
+export const ANALYZERS: readonly Analyzer[] = [
+  destinationHostNotFound,
+  destinationSubsetNotFound,
+  gatewayNotFound,
+  destinationPortNotFound,
+  conflictingVirtualServiceHosts,
+  conflictingSidecarSelectors,
+  multipleSidecarsWithoutSelector,
+  destinationPortSelectorRequired,
+  mtlsPolicyConflict,
+  noMatchingWorkloads,
+  gatewaySelectorMatchesNoWorkload,
+  subsetMatchesNoWorkload,
+  unreachableRoutes,
+  ineffectiveMatches,
+  gatewayHostNotFound,
+  serviceEntryAddressesRequired,
+  conflictingDestinationRules,
+  authorizationNamespaceNotFound,
+  authorizationPrincipal,
+  mixerHandlerNotFound,
+  mixerInstanceNotFound,
+  mixerTemplateMismatch,
+  multipleMeshConfigs,
+  workloadNotInService,
+  workloadGroupNotInService,
+];
+
+/** Options of {@link analyze}. */
+export interface AnalyzeOptions {
+  /** The analyzers to run; all of {@link ANALYZERS} by default. */
+  readonly analyzers?: readonly Analyzer[];
+}
+
+function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
+  const fa = a.pos?.file ?? "\uffff";
+  const fb = b.pos?.file ?? "\uffff";
+  if (fa !== fb) return fa < fb ? -1 : 1;
+  const byPos = (a.pos?.line ?? 0) - (b.pos?.line ?? 0) || (a.pos?.col ?? 0) - (b.pos?.col ?? 0);
+  if (byPos !== 0) return byPos;
+  const ca = a.code ?? "";
+  const cb = b.code ?? "";
+  if (ca !== cb) return ca < cb ? -1 : 1;
+  return a.message < b.message ? -1 : a.message > b.message ? 1 : 0;
+}
+
+/**
+ * Runs the analyzers over the accepted resources and returns their findings sorted by file,
+ * line and column (then code). An analyzer that throws does not stop the others: its failure is
+ * reported as an MSH0001 error.
+ */
+export function analyze(resources: readonly Resource[], opts: AnalyzeOptions = {}): Diagnostic[] {
+  const ctx = createAnalysisContext(resources);
+  const out: Diagnostic[] = [];
+  for (const a of opts.analyzers ?? ANALYZERS) {
+    try {
+      out.push(...a.analyze(ctx));
+    } catch (err) {
+      out.push({
+        severity: "error",
+        code: "MSH0001",
+        message: `analyzer ${a.name} (${a.code}) failed: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
+  }
+  return out.sort(compareDiagnostics);
+}

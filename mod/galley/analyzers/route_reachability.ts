@@ -1,0 +1,138 @@
+/**
+ * Routes of a VirtualService that can never apply. Proxies try routes in order and take the
+ * first whose match holds, so a route after a catch-all (no match, or a match that holds for
+ * every request such as uri prefix "/") is dead, and a match block equal to an earlier one never
+ * decides anything.
+ *
+ * @module
+ */
+
+import type { HTTPMatchRequest, L4MatchAttributes, TLSMatchAttributes, VirtualServiceSpec } from "../kinds/networking.ts";
+import type { Resource } from "../resource.ts";
+import { defineAnalyzer } from "./_define.ts";
+
+/** A finding of the reachability walk, before it becomes a diagnostic. */
+interface Finding {
+  readonly field: string;
+  readonly message: string;
+}
+
+type Match = HTTPMatchRequest | L4MatchAttributes | TLSMatchAttributes;
+
+/** Match fields that only name or tune a match and do not restrict which requests it takes. */
+const NEUTRAL_FIELDS = new Set(["name", "ignoreUriCase", "statPrefix"]);
+
+const MATCH_ALL_REGEXES = new Set([".*", "^.*$", "/.*", "^/.*$", ".+", "^.+$"]);
+
+/** True when an HTTP, TCP or TLS match block holds for every request. */
+function matchesEverything(m: Match): boolean {
+  for (const [key, value] of Object.entries(m)) {
+    if (NEUTRAL_FIELDS.has(key) || value === undefined) continue;
+    if (key === "uri") {
+      const uri = value as NonNullable<HTTPMatchRequest["uri"]>;
+      if (uri.prefix === "/" || (uri.regex !== undefined && MATCH_ALL_REGEXES.has(uri.regex))) continue;
+      return false;
+    }
+    if (key === "sniHosts" && Array.isArray(value) && value.includes("*")) continue;
+    return false;
+  }
+  return true;
+}
+
+/** JSON with object keys sorted, so equal match blocks compare equal whatever their key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([k, v]) => v !== undefined && !NEUTRAL_FIELDS.has(k))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function describe(section: string, i: number, rule: { readonly name?: string }): string {
+  return rule.name ? `spec.${section}[${i}] ("${rule.name}")` : `spec.${section}[${i}]`;
+}
+
+/** Walks one section (http, tls or tcp) of a VirtualService. */
+function walkSection(
+  section: string,
+  rules: readonly { readonly name?: string; readonly match?: readonly Match[] }[],
+  unreachable: Finding[],
+  ineffective: Finding[],
+): void {
+  let catchAll: { index: number; why: string } | undefined;
+  const seen = new Map<string, string>();
+  rules.forEach((rule, i) => {
+    const at = `spec.${section}[${i}]`;
+    if (catchAll) {
+      unreachable.push({
+        field: at,
+        message: `${describe(section, i, rule)} is never used: ${describe(section, catchAll.index, rules[catchAll.index]!)} before it ${catchAll.why}`,
+      });
+      return;
+    }
+    const matches = rule.match ?? [];
+    if (matches.length === 0) {
+      catchAll = { index: i, why: "has no match and takes every request" };
+      return;
+    }
+    const duplicates: { field: string; earlier: string }[] = [];
+    matches.forEach((m, j) => {
+      const key = canonical(m);
+      const field = `${at}.match[${j}]`;
+      const earlier = seen.get(key);
+      if (earlier !== undefined) duplicates.push({ field, earlier });
+      else seen.set(key, field);
+    });
+    if (duplicates.length === matches.length) {
+      unreachable.push({
+        field: at,
+        message: `${describe(section, i, rule)} is never used: every match block repeats an earlier one (${
+          duplicates.map((d) => d.earlier).join(", ")
+        })`,
+      });
+    } else {
+      for (const d of duplicates) {
+        ineffective.push({ field: d.field, message: `${d.field} is never used: it repeats ${d.earlier}, which is tried first` });
+      }
+    }
+    const all = matches.findIndex(matchesEverything);
+    if (all >= 0) catchAll = { index: i, why: `matches every request (${at}.match[${all}])` };
+  });
+}
+
+/** The unreachable routes and ineffective match blocks of a VirtualService. */
+export function routeReachability(vs: Resource<VirtualServiceSpec>): { unreachable: Finding[]; ineffective: Finding[] } {
+  const unreachable: Finding[] = [];
+  const ineffective: Finding[] = [];
+  walkSection("http", vs.spec.http ?? [], unreachable, ineffective);
+  walkSection("tls", vs.spec.tls ?? [], unreachable, ineffective);
+  walkSection("tcp", vs.spec.tcp ?? [], unreachable, ineffective);
+  return { unreachable, ineffective };
+}
+
+/** MSH0130: no route sits behind a catch-all or repeats only earlier matches. */
+export const unreachableRoutes = defineAnalyzer({
+  code: "MSH0130",
+  name: "VirtualServiceUnreachableRule",
+  severity: "warning",
+  description: "A VirtualService route can never apply: an earlier route takes every request, or all its matches repeat earlier ones.",
+}, (ctx, report) => {
+  for (const vs of ctx.ofKind<VirtualServiceSpec>("VirtualService")) {
+    for (const f of routeReachability(vs).unreachable) report(vs, f.field, f.message);
+  }
+});
+
+/** MSH0131: no match block repeats an earlier one. */
+export const ineffectiveMatches = defineAnalyzer({
+  code: "MSH0131",
+  name: "VirtualServiceIneffectiveMatch",
+  severity: "info",
+  description: "A VirtualService match block repeats an earlier one, so it never decides anything.",
+}, (ctx, report) => {
+  for (const vs of ctx.ofKind<VirtualServiceSpec>("VirtualService")) {
+    for (const f of routeReachability(vs).ineffective) report(vs, f.field, f.message);
+  }
+});

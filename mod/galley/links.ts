@@ -1,0 +1,17 @@
+/**
+ * What galley offers other modules: the config store, and the MCP collections it distributes.
+ */
+import { linkKey } from "../runtime/links.ts";
+import type { McpCollection } from "./mcp.ts";
+import type { ConfigStore } from "./store.ts";
+import { knownKinds } from "./validate.ts";
+
+/** Galley's store; pilot and mixer read config through it. */
+export const CONFIG_STORE = linkKey<ConfigStore>("galley.config-store");
+
+/** Every known kind, served at its preferred version. */
+export const MCP_COLLECTIONS: readonly McpCollection[] = knownKinds.map((k) => ({
+  group: k.group,
+  version: k.versions[0]!,
+  kind: k.kind,
+}));
