@@ -94,7 +94,7 @@ export function renderSettingsTable(specs: readonly SettingSpec[]): string {
   const rows = specs.map((s) => {
     const def = describeDefault(s).replace(/^ \(default (.*)\)$/, "$1") || "—";
     const env = s.flagOnly ? "—" : `\`${envName(s)}\``;
-    const key = s.flagOnly ? "—" : `\`${fileKey(s)}\``;
+    const key = s.flagOnly || s.notInFile ? "—" : `\`${fileKey(s)}\``;
     return `| \`--${s.name}\` | ${env} | ${key} | ${def === "—" ? def : `\`${def}\``} | ${
       s.help.replaceAll("|", "\\|")
     } |`;

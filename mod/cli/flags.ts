@@ -45,7 +45,7 @@ export const CONFIG_SETTING: SettingSpec = {
   name: "config",
   kind: { type: "path" },
   help: "YAML file of settings (keys are the flags in camelCase); flags and MESHD_* variables win",
-  flagOnly: false,
+  notInFile: true,
 };
 
 /**
@@ -161,7 +161,7 @@ function readConfigFile(
   }
   if (doc.contents === null) return;
   if (!isMap(doc.contents)) fail(`${at(0)}: want a mapping of settings`);
-  const keyed = new Map(specs.filter((s) => !s.flagOnly).map((s) => [fileKey(s), s]));
+  const keyed = new Map(specs.filter((s) => !s.flagOnly && !s.notInFile).map((s) => [fileKey(s), s]));
   for (const pair of (doc.contents as YAMLMap).items) {
     const keyNode = pair.key;
     const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);

@@ -30,8 +30,10 @@ export interface SettingSpec {
   readonly help: string;
   /** One-letter alias, e.g. "o" for "-o json". */
   readonly short?: string;
-  /** Only a flag: no environment variable or config file key (e.g. --config itself). */
+  /** Only a flag: no environment variable or config file key (e.g. -o). */
   readonly flagOnly?: boolean;
+  /** A flag or environment variable, but not a config file key (--config itself). */
+  readonly notInFile?: boolean;
 }
 
 /** MESHD_GRPC_ADDR for "grpc-addr". */

@@ -8,55 +8,84 @@
  * IST numbers where Istio has the same check (MSH0101 is IST0101's "referenced resource not
  * found", MSH0113 is IST0113's mTLS conflict); checks Istio lacks take numbers from 0150 up.
  *
- * | code    | name                                     | severity | finding                                                         |
- * | ------- | ---------------------------------------- | -------- | --------------------------------------------------------------- |
- * | MSH0001 | InternalError                            | error    | an analyzer failed; a bug in meshd, not in the config           |
- * | MSH0101 | DestinationHostNotFound                  | error    | a VirtualService routes to a host no visible ServiceEntry has   |
- * | MSH0102 | DestinationSubsetNotFound                | error    | a route names a subset no DestinationRule for its host defines  |
- * | MSH0103 | GatewayNotFound                          | error    | a VirtualService is bound to a Gateway that does not exist      |
- * | MSH0104 | DestinationPortNotFound                  | error    | a route names a port its destination service does not expose    |
- * | MSH0109 | ConflictingVirtualServiceHosts           | warning  | two VirtualServices claim the same host on the same gateway     |
- * | MSH0110 | ConflictingSidecarWorkloadSelectors      | error    | two Sidecars select the same workload                           |
- * | MSH0111 | MultipleSidecarsWithoutWorkloadSelectors | error    | a namespace has more than one Sidecar without a selector        |
- * | MSH0112 | DestinationPortSelectorRequired          | error    | a route to a multi-port service names no port                   |
- * | MSH0113 | MtlsPolicyConflict                       | error    | a DestinationRule's TLS mode contradicts the PeerAuthentication |
- * | MSH0127 | NoMatchingWorkloads                      | warning  | a policy's or Sidecar's selector selects no workload            |
- * | MSH0128 | GatewaySelectorMatchesNoWorkload         | warning  | no workload in any namespace would run a Gateway                |
- * | MSH0129 | SubsetMatchesNoWorkload                  | warning  | a DestinationRule subset selects none of its service's workloads|
- * | MSH0130 | VirtualServiceUnreachableRule            | warning  | a route can never match: an earlier route takes its traffic     |
- * | MSH0131 | VirtualServiceIneffectiveMatch           | info     | a match block repeats an earlier one and never applies          |
- * | MSH0132 | VirtualServiceHostNotFoundInGateway      | warning  | a host is accepted by none of the VirtualService's gateways     |
- * | MSH0134 | ServiceEntryAddressesRequired            | warning  | a TCP-family port of a ServiceEntry without addresses           |
- * | MSH0150 | ConflictingDestinationRules              | warning  | several DestinationRules for one host in one namespace          |
- * | MSH0160 | AuthorizationPolicyNamespaceNotFound     | warning  | a rule names a namespace that holds no resources                |
- * | MSH0161 | AuthorizationPolicyMalformedPrincipal    | warning  | a principal is not TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT         |
- * | MSH0170 | MixerHandlerNotFound                     | error    | a Mixer rule names a handler that does not exist                |
- * | MSH0171 | MixerInstanceNotFound                    | error    | a Mixer rule names an instance that does not exist              |
- * | MSH0172 | MixerTemplateMismatch                    | error    | an instance's template is not one its handler's adapter takes   |
- * | MSH0180 | MultipleMeshConfigs                      | error    | more than one MeshConfig; meshd uses exactly one                |
- * | MSH0181 | WorkloadNotInService                     | info     | a WorkloadEntry belongs to no ServiceEntry                      |
- * | MSH0182 | WorkloadGroupNotInService                | info     | a WorkloadGroup's workloads would belong to no ServiceEntry     |
+ * | code    | name                                     | severity | finding                                 |
+ * | ------- | ---------------------------------------- | -------- | --------------------------------------- |
+ * | MSH0001 | InternalError                            | error    | an analyzer failed (a bug in meshd)     |
+ * | MSH0101 | DestinationHostNotFound                  | error    | route host declared by no ServiceEntry  |
+ * | MSH0102 | DestinationSubsetNotFound                | error    | route subset in no DestinationRule      |
+ * | MSH0103 | GatewayNotFound                          | error    | bound Gateway does not exist            |
+ * | MSH0104 | DestinationPortNotFound                  | error    | route port not exposed by the service   |
+ * | MSH0109 | ConflictingVirtualServiceHosts           | warning  | VirtualServices share host and gateway  |
+ * | MSH0110 | ConflictingSidecarWorkloadSelectors      | error    | two Sidecars select one workload        |
+ * | MSH0111 | MultipleSidecarsWithoutWorkloadSelectors | error    | several selector-less Sidecars in a ns  |
+ * | MSH0112 | DestinationPortSelectorRequired          | error    | multi-port service routed without port  |
+ * | MSH0113 | MtlsPolicyConflict                       | error    | TLS mode contradicts PeerAuthentication |
+ * | MSH0127 | NoMatchingWorkloads                      | warning  | policy/Sidecar selector selects nothing |
+ * | MSH0128 | GatewaySelectorMatchesNoWorkload         | warning  | Gateway selector matches no workload    |
+ * | MSH0129 | SubsetMatchesNoWorkload                  | warning  | subset labels select no workload        |
+ * | MSH0130 | VirtualServiceUnreachableRule            | warning  | route shadowed by earlier routes        |
+ * | MSH0131 | VirtualServiceIneffectiveMatch           | info     | match block repeats an earlier one      |
+ * | MSH0132 | VirtualServiceHostNotFoundInGateway      | warning  | host accepted by none of its gateways   |
+ * | MSH0134 | ServiceEntryAddressesRequired            | warning  | TCP-family port without addresses       |
+ * | MSH0150 | ConflictingDestinationRules              | warning  | several DestinationRules for one host   |
+ * | MSH0160 | AuthorizationPolicyNamespaceNotFound     | warning  | source namespace holds no resources     |
+ * | MSH0161 | AuthorizationPolicyInvalidPrincipal      | warning  | principal malformed or unknown          |
+ * | MSH0170 | MixerHandlerNotFound                     | error    | rule names a missing handler            |
+ * | MSH0171 | MixerInstanceNotFound                    | error    | rule names a missing instance           |
+ * | MSH0172 | MixerTemplateMismatch                    | error    | template not taken by handler's adapter |
+ * | MSH0180 | MultipleMeshConfigs                      | error    | more than one MeshConfig                |
+ * | MSH0181 | WorkloadNotInService                     | info     | WorkloadEntry in no ServiceEntry        |
+ * | MSH0182 | WorkloadGroupNotInService                | info     | WorkloadGroup in no ServiceEntry        |
  *
  * @module
  */
 
-import { type DestinationRuleSpec, networkingGroup, type ServiceEntrySpec, type ServicePort, type WorkloadEntrySpec, type WorkloadGroupSpec } from "./kinds/networking.ts";
+import {
+  networkingGroup,
+  type ServiceEntrySpec,
+  type ServicePort,
+  type WorkloadEntrySpec,
+  type WorkloadGroupSpec,
+} from "./kinds/networking.ts";
 import { securityGroup } from "./kinds/security.ts";
 import { telemetryGroup } from "./kinds/telemetry.ts";
-import { type MeshConfig, type MeshConfigSpec, meshConfigGroup, mergeMeshConfig } from "./kinds/mesh_config.ts";
+import {
+  mergeMeshConfig,
+  type MeshConfig,
+  meshConfigGroup,
+  type MeshConfigSpec,
+} from "./kinds/mesh_config.ts";
 import { mixerGroup } from "./kinds/mixer.ts";
-import { DEFAULT_DOMAIN_SUFFIX, hostsOverlap, isVisibleFrom, resolveHost, type Visibility, visibilityOf } from "./analyzers/_hosts.ts";
+import {
+  DEFAULT_DOMAIN_SUFFIX,
+  hostsOverlap,
+  isVisibleFrom,
+  resolveHost,
+  type Visibility,
+  visibilityOf,
+} from "./analyzers/_hosts.ts";
 import { type Labels, selectorMatches } from "./analyzers/_labels.ts";
-import { authorizationNamespaceNotFound, authorizationPrincipal } from "./analyzers/authorization_policies.ts";
+import {
+  authorizationNamespaceNotFound,
+  authorizationPrincipal,
+} from "./analyzers/authorization_policies.ts";
 import { conflictingDestinationRules } from "./analyzers/destination_rule_conflicts.ts";
-import { destinationHostNotFound, destinationPortNotFound, destinationPortSelectorRequired } from "./analyzers/destination_hosts.ts";
+import {
+  destinationHostNotFound,
+  destinationPortNotFound,
+  destinationPortSelectorRequired,
+} from "./analyzers/destination_hosts.ts";
 import { destinationSubsetNotFound } from "./analyzers/destination_subsets.ts";
 import { conflictingVirtualServiceHosts } from "./analyzers/conflicting_virtual_services.ts";
 import { gatewaySelectorMatchesNoWorkload } from "./analyzers/gateway_workloads.ts";
 import { multipleMeshConfigs } from "./analyzers/mesh_configs.ts";
-import { mixerHandlerNotFound, mixerInstanceNotFound, mixerTemplateMismatch } from "./analyzers/mixer_rules.ts";
+import {
+  mixerHandlerNotFound,
+  mixerInstanceNotFound,
+  mixerTemplateMismatch,
+} from "./analyzers/mixer_rules.ts";
 import { mtlsPolicyConflict } from "./analyzers/mtls_conflicts.ts";
-import { unreachableRoutes, ineffectiveMatches } from "./analyzers/route_reachability.ts";
+import { ineffectiveMatches, unreachableRoutes } from "./analyzers/route_reachability.ts";
 import { noMatchingWorkloads } from "./analyzers/selector_workloads.ts";
 import { serviceEntryAddressesRequired } from "./analyzers/service_entry_addresses.ts";
 import { conflictingSidecarSelectors, multipleSidecarsWithoutSelector } from "./analyzers/sidecars.ts";
@@ -145,7 +174,8 @@ export interface AnalysisContext {
   readonly workloads: readonly Workload[];
   /**
    * Workloads whose labels carry every pair of `selector`, in `namespace` or, when it is
-   * undefined, in any namespace. An empty selector selects every workload in scope.
+   * undefined, in any namespace. An empty selector selects every workload in scope. Selectors
+   * pick proxies, so inline ServiceEntry endpoints are never selected.
    */
   workloadsSelected(selector: Labels | undefined, namespace?: string): readonly Workload[];
 }
@@ -280,7 +310,9 @@ export function createAnalysisContext(resources: readonly Resource[]): AnalysisC
     services,
     servicesFor: (host, fromNamespace) => {
       const resolved = resolve(host, fromNamespace);
-      return services.filter((s) => isVisibleFrom(s.visibility, fromNamespace) && hostsOverlap(s.host, resolved));
+      return services.filter((s) =>
+        isVisibleFrom(s.visibility, fromNamespace) && hostsOverlap(s.host, resolved)
+      );
     },
     workloads,
     workloadsSelected,

@@ -12,11 +12,11 @@
  */
 
 import {
-  type CelInput,
-  type CelValue,
   celEnv,
   celFunc,
+  type CelInput,
   CelScalar,
+  type CelValue,
   isCelError,
   isCelList,
   isCelMap,
@@ -30,8 +30,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate, timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type AttributeType, type AttributeVocabulary, istioAttributes } from "./attributes.ts";
 import { parseDuration } from "../shared/duration.ts";
-import { suggest } from "../shared/suggest.ts";
-import { parseIP } from "./schema.ts";
+import { parseIP, suggest } from "./schema.ts";
 
 /** The result type an expression is required to have; "any" accepts every type. */
 export type ExpressionType =
@@ -68,7 +67,10 @@ export interface CompiledExpression {
 
 interface ProgramInternals {
   readonly run: (bindings: Record<string, CelInput>) => unknown;
-  readonly inputs: readonly { readonly name: string; readonly convert: (raw: unknown) => CelInput | undefined }[];
+  readonly inputs: readonly {
+    readonly name: string;
+    readonly convert: (raw: unknown) => CelInput | undefined;
+  }[];
   readonly presence: readonly string[];
   readonly attributeByExprId: ReadonlyMap<bigint, string>;
 }
@@ -97,7 +99,10 @@ export function compileExpression(
 ): CompileResult {
   if (expr.trim() === "") return { ok: false, message: "expression is empty" };
   if (expr.length > maxExpressionLength) {
-    return { ok: false, message: `expression is ${expr.length} characters long; the limit is ${maxExpressionLength}` };
+    return {
+      ok: false,
+      message: `expression is ${expr.length} characters long; the limit is ${maxExpressionLength}`,
+    };
   }
   let parsed: ReturnType<typeof parse>;
   try {
@@ -118,7 +123,8 @@ export function compileExpression(
   if (wanted && resultType.k !== "dyn" && !sameType(wanted, resultType)) {
     return {
       ok: false,
-      message: `expression must produce ${article(typeName(wanted))}, but it produces ${article(typeName(resultType))}`,
+      message: `expression must produce ${article(typeName(wanted))}, ` +
+        `but it produces ${article(typeName(resultType))}`,
     };
   }
   const run = plan(runtimeEnv(), parsed) as (bindings: Record<string, CelInput>) => unknown;
@@ -144,7 +150,10 @@ export function compileExpression(
  * durations accept milliseconds or duration strings. Only the attributes the expression
  * references are read. Never throws; a missing attribute is an evaluation error.
  */
-export function evaluate(program: CompiledExpression, attributes: Readonly<Record<string, unknown>>): EvalResult {
+export function evaluate(
+  program: CompiledExpression,
+  attributes: Readonly<Record<string, unknown>>,
+): EvalResult {
   const p = program[impl];
   const bindings: Record<string, CelInput> = {};
   for (const input of p.inputs) {
@@ -189,7 +198,18 @@ export function re2Error(pattern: string): string | undefined {
 // Types
 // ---------------------------------------------------------------------------------------------
 
-type ScalarKind = "int" | "uint" | "double" | "string" | "bool" | "bytes" | "null" | "dyn" | "timestamp" | "duration" | "type";
+type ScalarKind =
+  | "int"
+  | "uint"
+  | "double"
+  | "string"
+  | "bool"
+  | "bytes"
+  | "null"
+  | "dyn"
+  | "timestamp"
+  | "duration"
+  | "type";
 type CelT =
   | { readonly k: ScalarKind }
   | { readonly k: "list"; readonly elem: CelT }
@@ -455,11 +475,15 @@ class TypeChecker {
         return listOf(commonType(elems));
       }
       case "structExpr": {
-        if (kind.value.messageName !== "") this.fail(e, `message construction (${kind.value.messageName}{...}) is not supported`);
+        if (kind.value.messageName !== "") {
+          this.fail(e, `message construction (${kind.value.messageName}{...}) is not supported`);
+        }
         const keys: CelT[] = [];
         const values: CelT[] = [];
         for (const entry of kind.value.entries) {
-          if (entry.keyKind.case !== "mapKey") this.fail(e, "field initializers are only allowed in message construction");
+          if (entry.keyKind.case !== "mapKey") {
+            this.fail(e, "field initializers are only allowed in message construction");
+          }
           keys.push(this.check(entry.keyKind.value));
           values.push(this.check(entry.value));
         }
@@ -572,7 +596,10 @@ class TypeChecker {
   private referencedPresence(e: Expr, name: string): void {
     this.presence.add(name);
     this.referenced.add(name);
-    e.exprKind = { case: "identExpr", value: { $typeName: "cel.expr.Expr.Ident", name: presenceName(name) } as IdentValue };
+    e.exprKind = {
+      case: "identExpr",
+      value: { $typeName: "cel.expr.Expr.Ident", name: presenceName(name) } as IdentValue,
+    };
   }
 
   private unknownName(e: Expr, name: string): never {
@@ -583,19 +610,29 @@ class TypeChecker {
       this.fail(e, `${JSON.stringify(name)} is not an attribute; attributes under it are ${shown}`);
     }
     const guess = suggest(name, this.attributes.keys());
-    this.fail(e, `undeclared reference to ${JSON.stringify(name)}` + (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""));
+    this.fail(
+      e,
+      `undeclared reference to ${JSON.stringify(name)}` +
+        (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""),
+    );
   }
 
   private call(e: Expr, fn: string, target: Expr | undefined, args: readonly Expr[]): CelT {
     const candidates = overloads.get(fn);
     if (!candidates) {
       const guess = suggest(fn, overloads.keys());
-      this.fail(e, `undeclared function ${JSON.stringify(fn)}` + (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""));
+      this.fail(
+        e,
+        `undeclared function ${JSON.stringify(fn)}` +
+          (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""),
+      );
     }
     const receiver = target ? this.check(target) : undefined;
     const argTypes = args.map((a) => this.check(a));
     for (const o of candidates) {
-      if ((o.receiver === undefined) !== (receiver === undefined) || o.params.length !== argTypes.length) continue;
+      if ((o.receiver === undefined) !== (receiver === undefined) || o.params.length !== argTypes.length) {
+        continue;
+      }
       const bindings = new Map<string, CelT>();
       if (o.receiver && !unify(o.receiver, receiver!, bindings)) continue;
       if (o.params.every((p, i) => unify(p, argTypes[i]!, bindings))) return substitute(o.result, bindings);
@@ -683,7 +720,12 @@ function runtimeEnv(): ReturnType<typeof celEnv> {
       }),
       celFunc("match", [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, globMatch),
       celFunc("toLower", [CelScalar.STRING], CelScalar.STRING, (s: string) => s.toLowerCase()),
-      celFunc("emptyStringMap", [], mapType(CelScalar.STRING, CelScalar.STRING), () => new Map<string, string>()),
+      celFunc(
+        "emptyStringMap",
+        [],
+        mapType(CelScalar.STRING, CelScalar.STRING),
+        () => new Map<string, string>(),
+      ),
       celFunc(
         "conditional",
         [CelScalar.BOOL, CelScalar.DYN, CelScalar.DYN],
@@ -708,7 +750,11 @@ function converterFor(type: AttributeType): (raw: unknown) => CelInput | undefin
       return (raw) => (typeof raw === "string" ? raw : undefined);
     case "int":
       return (raw) =>
-        typeof raw === "bigint" ? raw : typeof raw === "number" && Number.isFinite(raw) ? BigInt(Math.trunc(raw)) : undefined;
+        typeof raw === "bigint"
+          ? raw
+          : typeof raw === "number" && Number.isFinite(raw)
+          ? BigInt(Math.trunc(raw))
+          : undefined;
     case "double":
       return (raw) => (typeof raw === "number" ? raw : typeof raw === "bigint" ? Number(raw) : undefined);
     case "bool":
@@ -733,7 +779,9 @@ function converterFor(type: AttributeType): (raw: unknown) => CelInput | undefin
         return create(DurationSchema, { seconds: ns / 1_000_000_000n, nanos: Number(ns % 1_000_000_000n) });
       };
     case "string_map":
-      return (raw) => (raw instanceof Map || (typeof raw === "object" && raw !== null) ? raw as CelInput : undefined);
+      return (
+        raw,
+      ) => (raw instanceof Map || (typeof raw === "object" && raw !== null) ? raw as CelInput : undefined);
     case "dyn":
       return (raw) => raw as CelInput;
   }
@@ -760,7 +808,9 @@ function toJs(v: CelValue): unknown {
   }
   if (isReflectMessage(v)) {
     const m = v.message;
-    if (v.desc.typeName === "google.protobuf.Timestamp") return timestampDate(m as unknown as Parameters<typeof timestampDate>[0]);
+    if (v.desc.typeName === "google.protobuf.Timestamp") {
+      return timestampDate(m as unknown as Parameters<typeof timestampDate>[0]);
+    }
     if (v.desc.typeName === "google.protobuf.Duration") {
       const d = m as unknown as { seconds: bigint; nanos: number };
       return Number(d.seconds) * 1000 + d.nanos / 1_000_000;

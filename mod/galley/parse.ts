@@ -21,7 +21,6 @@ import {
   parseAllDocuments,
   type YAMLMap,
 } from "yaml";
-import { suggest } from "../shared/suggest.ts";
 import { type Diagnostic, type Resource, resourceKey, resourceLabel, type SourcePos } from "./resource.ts";
 import {
   dns1123LabelProblem,
@@ -31,6 +30,7 @@ import {
   labelKeyProblem,
   labelValueProblem,
   splitFieldPath,
+  suggest,
 } from "./schema.ts";
 import { findKind, knownKinds } from "./validate.ts";
 
@@ -70,7 +70,8 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
       resources: [],
       diagnostics: [{
         severity: "error",
-        message: `input is ${formatSize(size)} (${size} bytes), larger than the limit of ${formatSize(maxBytes)} ` +
+        message:
+          `input is ${formatSize(size)} (${size} bytes), larger than the limit of ${formatSize(maxBytes)} ` +
           `(${maxBytes} bytes); refusing to parse it`,
         pos: start,
       }],
@@ -81,22 +82,32 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
   const text = decoded.text;
   if (text.trim() === "") return { resources: [], diagnostics: [] };
 
-  const lines = new LineCounter();
   const diagnostics: Diagnostic[] = [];
   const resources: Resource[] = [];
-  let documents: Document.Parsed[];
-  try {
-    const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, merge: true, prettyErrors: false });
-    documents = Array.isArray(parsed) ? parsed : [];
-  } catch (e) {
-    return { resources: [], diagnostics: [{ severity: "error", message: `cannot parse YAML: ${errorText(e)}`, pos: start }] };
-  }
-  const at = (offset: number): SourcePos => {
-    const { line, col } = lines.linePos(offset);
-    return { file, line, col };
-  };
-  for (const doc of documents) {
-    readDocument(doc, { file, at, diagnostics, resources });
+  for (const chunk of splitDocuments(text)) {
+    const lines = new LineCounter();
+    let documents: Document.Parsed[];
+    try {
+      const parsed = parseAllDocuments(chunk.text, {
+        lineCounter: lines,
+        uniqueKeys: true,
+        merge: true,
+        prettyErrors: false,
+      });
+      documents = Array.isArray(parsed) ? parsed : [];
+    } catch (e) {
+      diagnostics.push({
+        severity: "error",
+        message: `cannot parse YAML: ${errorText(e)}`,
+        pos: { file, line: chunk.line, col: 1 },
+      });
+      continue;
+    }
+    const at = (offset: number): SourcePos => {
+      const { line, col } = lines.linePos(offset);
+      return { file, line: line + chunk.line - 1, col };
+    };
+    for (const doc of documents) readDocument(doc, { file, at, diagnostics, resources });
   }
   const duplicates = duplicateDiagnostics(resources);
   if (duplicates.length > 0) {
@@ -129,7 +140,7 @@ export function duplicateDiagnostics(resources: readonly Resource[]): Diagnostic
     if (earlier) {
       diagnostics.push({
         severity: "error",
-        message: `${resourceLabel(r)} is defined more than once: first at ${where(earlier.source)}, again at ${where(r.source)}`,
+        message: `defined more than once: first at ${where(earlier.source)}, again at ${where(r.source)}`,
         pos: r.source,
         resource: resourceLabel(r),
       });
@@ -140,7 +151,8 @@ export function duplicateDiagnostics(resources: readonly Resource[]): Diagnostic
       if (meshConfig) {
         diagnostics.push({
           severity: "error",
-          message: `only one MeshConfig is allowed per mesh; ${resourceLabel(meshConfig)} is already defined at ` +
+          message:
+            `only one MeshConfig is allowed per mesh; ${resourceLabel(meshConfig)} is already defined at ` +
             `${where(meshConfig.source)}`,
           pos: r.source,
           resource: resourceLabel(r),
@@ -164,7 +176,11 @@ const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\
 function decodeText(input: string | Uint8Array, file: string): Decoded {
   const binary = (message: string, pos: SourcePos): Decoded => ({
     ok: false,
-    diagnostic: { severity: "error", message: `${message}; this looks like binary data, not YAML or JSON text`, pos },
+    diagnostic: {
+      severity: "error",
+      message: `${message}; this looks like binary data, not YAML or JSON text`,
+      pos,
+    },
   });
   if (typeof input !== "string") {
     const nul = input.indexOf(0);
@@ -180,15 +196,23 @@ function decodeText(input: string | Uint8Array, file: string): Decoded {
   }
   const text = input.startsWith("\ufeff") ? input.slice(1) : input;
   const surrogate = loneSurrogate.exec(text);
-  if (surrogate) return binary("invalid Unicode (an unpaired surrogate)", textPos(text, surrogate.index, file));
+  if (surrogate) {
+    return binary("invalid Unicode (an unpaired surrogate)", textPos(text, surrogate.index, file));
+  }
   return checkText(text, file, binary);
 }
 
-function checkText(text: string, file: string, binary: (message: string, pos: SourcePos) => Decoded): Decoded {
+function checkText(
+  text: string,
+  file: string,
+  binary: (message: string, pos: SourcePos) => Decoded,
+): Decoded {
   const control = controlCharacter.exec(text);
   if (control) {
     const code = control[0].charCodeAt(0);
-    const name = code === 0 ? "NUL character" : `control character U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+    const name = code === 0
+      ? "NUL character"
+      : `control character U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
     return binary(name, textPos(text, control.index, file));
   }
   return { ok: true, text };
@@ -254,6 +278,34 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** One `---`-separated part of the input and the line it starts on. */
+interface Chunk {
+  readonly text: string;
+  readonly line: number;
+}
+
+const documentMarker = /^(---|\.\.\.)(\s|$)/;
+
+/**
+ * Splits the input at document markers (`---` and `...` at the start of a line), which YAML
+ * forbids inside any scalar, so that a broken document (an unclosed quote, say) cannot swallow
+ * the documents after it. Directive lines (`%YAML`) move with the document they precede.
+ */
+function splitDocuments(text: string): Chunk[] {
+  const lines = text.split("\n");
+  const chunks: Chunk[] = [];
+  let start = 0;
+  for (let i = 1; i < lines.length; i++) {
+    if (!lines[i]!.startsWith("---") || !documentMarker.test(lines[i]!)) continue;
+    let cut = i;
+    while (cut > start && lines[cut - 1]!.startsWith("%")) cut--;
+    if (cut > start) chunks.push({ text: lines.slice(start, cut).join("\n") + "\n", line: start + 1 });
+    start = cut;
+  }
+  chunks.push({ text: lines.slice(start).join("\n"), line: start + 1 });
+  return chunks;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Documents
 // ---------------------------------------------------------------------------------------------
@@ -273,7 +325,11 @@ function readDocument(doc: Document.Parsed, ctx: ParseContext): void {
     if (hasDuplicates) ctx.diagnostics.push(...duplicates);
     for (const err of doc.errors) {
       if (err.code === "DUPLICATE_KEY" && hasDuplicates) continue;
-      ctx.diagnostics.push({ severity: "error", message: yamlErrorMessage(err.code, err.message), pos: ctx.at(err.pos[0]) });
+      ctx.diagnostics.push({
+        severity: "error",
+        message: yamlErrorMessage(err.code, err.message),
+        pos: ctx.at(err.pos[0]),
+      });
     }
     return;
   }
@@ -355,13 +411,21 @@ function readObject(
   const source = ctx.at(node.range?.[0] ?? 0);
   const positionOf = positionLookup(node, doc, ctx, source);
   const fail = (message: string, field?: string, resource?: string) =>
-    ctx.diagnostics.push({ severity: "error", message, pos: field ? positionOf(field) : source, field, resource });
+    ctx.diagnostics.push({
+      severity: "error",
+      message,
+      pos: field ? positionOf(field) : source,
+      field,
+      resource,
+    });
 
   if (!isPlainObject(value)) {
     const got = Array.isArray(value) ? "a list" : value === null ? "null" : `a ${typeof value}`;
     fail(
       `a document must be a mapping with apiVersion, kind, metadata and spec; got ${got}` +
-        (Array.isArray(value) ? ' (to put several resources in one document, use "kind: List" with items)' : ""),
+        (Array.isArray(value)
+          ? ' (to put several resources in one document, use "kind: List" with items)'
+          : ""),
     );
     return;
   }
@@ -377,14 +441,20 @@ function readObject(
   const name = isPlainObject(metadata) ? metadata["name"] : undefined;
   const namespaceRaw = isPlainObject(metadata) ? metadata["namespace"] : undefined;
   const namespace = typeof namespaceRaw === "string" && namespaceRaw !== "" ? namespaceRaw : "default";
-  const label = typeof kind === "string" && typeof name === "string" ? `${kind} ${namespace}/${name}` : undefined;
+  const label = typeof kind === "string" && typeof name === "string"
+    ? `${kind} ${namespace}/${name}`
+    : undefined;
 
   let broken = false;
   if (apiVersion === undefined || apiVersion === null || apiVersion === "") {
     fail("missing apiVersion", "apiVersion", label);
     broken = true;
   } else if (typeof apiVersion !== "string") {
-    fail(`apiVersion must be a string like "networking.istio.io/v1", got ${typeof apiVersion}`, "apiVersion", label);
+    fail(
+      `apiVersion must be a string like "networking.istio.io/v1", got ${typeof apiVersion}`,
+      "apiVersion",
+      label,
+    );
     broken = true;
   }
   if (kind === undefined || kind === null || kind === "") {
@@ -418,8 +488,9 @@ function readObject(
   const nameProblem = dns1123SubdomainProblem(name as string);
   if (nameProblem) keyed(`invalid name: ${nameProblem}`, "metadata.name");
   if (namespaceRaw !== undefined && namespaceRaw !== null) {
-    if (typeof namespaceRaw !== "string") keyed(`metadata.namespace must be a string, got ${typeof namespaceRaw}`, "metadata.namespace");
-    else if (namespaceRaw !== "") {
+    if (typeof namespaceRaw !== "string") {
+      keyed(`metadata.namespace must be a string, got ${typeof namespaceRaw}`, "metadata.namespace");
+    } else if (namespaceRaw !== "") {
       const nsProblem = dns1123LabelProblem(namespaceRaw);
       if (nsProblem) keyed(`invalid namespace: ${nsProblem}`, "metadata.namespace");
     }
@@ -430,7 +501,11 @@ function readObject(
   for (const key of Object.keys(value)) {
     if (topLevelFields.includes(key)) continue;
     const guess = suggest(key, topLevelFields);
-    keyed(`unknown top-level field ${JSON.stringify(key)}` + (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""), fieldPath("", key));
+    keyed(
+      `unknown top-level field ${JSON.stringify(key)}` +
+        (guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ""),
+      fieldPath("", key),
+    );
   }
   const spec = value["spec"] ?? {};
 
@@ -464,7 +539,12 @@ function readList(
   const items = value["items"];
   if (items === null || items === undefined) return;
   if (!Array.isArray(items)) {
-    ctx.diagnostics.push({ severity: "error", message: `items of a ${kind} must be a list`, pos: positionOf("items"), field: "items" });
+    ctx.diagnostics.push({
+      severity: "error",
+      message: `items of a ${kind} must be a list`,
+      pos: positionOf("items"),
+      field: "items",
+    });
     return;
   }
   const itemsNode = resolveNode(isMap(node) ? node.get("items", true) : undefined, doc);
@@ -498,7 +578,11 @@ function checkKind(
   const sameKind = knownKinds.filter((k) => k.kind === kind);
   if (sameKind.length > 0) {
     const k = sameKind[0]!;
-    fail(`${kind} belongs to ${k.group} (apiVersion ${k.group}/${k.versions[0]}), not ${apiVersion}`, "apiVersion", label);
+    fail(
+      `${kind} belongs to ${k.group} (apiVersion ${k.group}/${k.versions[0]}), not ${apiVersion}`,
+      "apiVersion",
+      label,
+    );
     return false;
   }
   const inGroup = knownKinds.filter((k) => k.group === group).map((k) => k.kind);
@@ -508,7 +592,11 @@ function checkKind(
     fail(`unknown kind ${JSON.stringify(kind)} (did you mean ${guess}?)`, "kind", label);
   } else {
     const groups = [...new Set(knownKinds.map((k) => k.group))].join(", ");
-    fail(`unknown kind ${JSON.stringify(kind)} in ${apiVersion}; meshd reads kinds of ${groups}`, "kind", label);
+    fail(
+      `unknown kind ${JSON.stringify(kind)} in ${apiVersion}; meshd reads kinds of ${groups}`,
+      "kind",
+      label,
+    );
   }
   return false;
 }
@@ -529,7 +617,11 @@ function stringMap(
     const at = fieldPath(field, key);
     if (typeof v !== "string") {
       const hint = typeof v === "number" || typeof v === "boolean" ? `; quote it: "${String(v)}"` : "";
-      fail(`${labels ? "label" : "annotation"} values must be strings, got ${v === null ? "null" : typeof v}${hint}`, at);
+      const got = v === null ? "null" : typeof v;
+      fail(
+        `${labels ? "label" : "annotation"} values must be strings, got ${got}${hint}`,
+        at,
+      );
       continue;
     }
     if (labels) {
@@ -570,7 +662,9 @@ function positionLookup(
       node = resolveNode(node, doc);
       if (!node) break;
       if (isMap(node)) {
-        const pair = (node as YAMLMap).items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+        const pair = (node as YAMLMap).items.find((p) =>
+          isScalar(p.key) && String(p.key.value) === String(segment)
+        );
         if (!pair) break;
         const keyNode = pair.key as YamlNode;
         if (keyNode.range) best = ctx.at(keyNode.range[0]);

@@ -75,7 +75,11 @@ export function resourceLabel(r: Pick<Resource, "kind" | "metadata">): string {
 export function formatDiagnostic(d: Diagnostic): string {
   const parts: string[] = [];
   if (d.pos) parts.push(`${d.pos.file}:${d.pos.line}:${d.pos.col}`);
-  if (d.code) parts.push(`${d.severity === "error" ? "Error" : d.severity === "warning" ? "Warning" : "Info"} [${d.code}]`);
+  if (d.code) {
+    parts.push(
+      `${d.severity === "error" ? "Error" : d.severity === "warning" ? "Warning" : "Info"} [${d.code}]`,
+    );
+  }
   if (d.resource) parts.push(d.resource);
   if (d.field) parts.push(d.field);
   parts.push(d.message);

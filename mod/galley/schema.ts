@@ -18,7 +18,7 @@
  */
 
 import { parseDuration } from "../shared/duration.ts";
-import { suggest } from "../shared/suggest.ts";
+import { suggest as suggestByDistance } from "../shared/suggest.ts";
 import { type Diagnostic, type Resource, resourceLabel, type Severity } from "./resource.ts";
 
 /** Receives the problems a schema walk or a semantic check finds. */
@@ -98,7 +98,14 @@ export interface AnySchema extends SchemaBase<unknown> {
 }
 
 /** A node of the schema language. */
-export type Schema = StringSchema | NumberSchema | BoolSchema | ArraySchema | MapSchema | ObjectSchema | AnySchema;
+export type Schema =
+  | StringSchema
+  | NumberSchema
+  | BoolSchema
+  | ArraySchema
+  | MapSchema
+  | ObjectSchema
+  | AnySchema;
 
 type Opts<S> = Omit<S, "type">;
 
@@ -118,7 +125,11 @@ export const t = {
   /** Any number. */
   number: (opts: Omit<Opts<NumberSchema>, "integer"> = {}): NumberSchema => ({ type: "number", ...opts }),
   /** An integer. */
-  int: (opts: Omit<Opts<NumberSchema>, "integer"> = {}): NumberSchema => ({ type: "number", integer: true, ...opts }),
+  int: (opts: Omit<Opts<NumberSchema>, "integer"> = {}): NumberSchema => ({
+    type: "number",
+    integer: true,
+    ...opts,
+  }),
   /** A boolean. */
   bool: (opts: Opts<BoolSchema> = {}): BoolSchema => ({ type: "bool", ...opts }),
   /** A list of `items`; `T` types the items `opts.check` receives. */
@@ -166,7 +177,7 @@ export const t = {
       type: "string",
       required,
       check: (value, path, report) => {
-        const message = durationProblem(value, min, max, precision);
+        const message = durationProblem(value, { min, max, precision });
         if (message) report.error(path, message);
         else check?.(value, path, report);
       },
@@ -186,16 +197,16 @@ export interface DurationOptions {
 
 /**
  * Explains what is wrong with a duration string, or returns undefined when it is a valid duration
- * of at least `min` (default "1ms"), at most `max`, and no finer than `precision` (default "ms").
+ * of at least `opts.min` (default "1ms"), at most `opts.max`, and no finer than `opts.precision`
+ * (default "ms").
  */
-export function durationProblem(
-  value: string,
-  min = "1ms",
-  max?: string,
-  precision: "s" | "ms" | "ns" = "ms",
-): string | undefined {
+export function durationProblem(value: string, opts: DurationOptions = {}): string | undefined {
+  const { min = "1ms", max, precision = "ms" } = opts;
   const ms = parseDuration(value);
-  if (ms === undefined) return `invalid duration ${JSON.stringify(value)}: use a number with a unit, like "1.5s", "100ms" or "1h2m"`;
+  if (ms === undefined) {
+    const quoted = JSON.stringify(value);
+    return `invalid duration ${quoted}: use a number with a unit, like "1.5s", "100ms" or "1h2m"`;
+  }
   if (ms < 0) return `duration must be positive, got ${JSON.stringify(value)}`;
   if (ms < parseDuration(min)!) return `duration must be at least ${min}`;
   if (max !== undefined && ms > parseDuration(max)!) return `duration must be at most ${max}`;
@@ -213,17 +224,16 @@ export function durationProblem(
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Checks `value` (the data found at `path` inside `resource`) against `schema` and returns the
- * diagnostics. `path` defaults to "spec".
+ * Checks data of `resource` against `schema` and returns the diagnostics. The data is
+ * `opts.value` (default the resource's spec) found at `opts.path` (default "spec").
  */
 export function checkSchema(
   resource: Resource,
-  value: unknown,
   schema: Schema,
-  opts: { path?: string } = {},
+  opts: { readonly value?: unknown; readonly path?: string } = {},
 ): Diagnostic[] {
   const report = createReporter(resource);
-  walkSchema(value, schema, opts.path ?? "spec", report);
+  walk("value" in opts ? opts.value : resource.spec, schema, opts.path ?? "spec", report);
   return report.diagnostics;
 }
 
@@ -259,11 +269,20 @@ export function createReporter(resource: Resource): CollectingReporter {
 }
 
 /**
- * Checks `value` at `path` against `schema`, reporting through `report`. Returns true when no
+ * Checks `value`, found at `at.path`, against `schema`, reporting through `at.report` (use it
+ * inside a check to validate a part whose schema depends on other fields). Returns true when no
  * error was found in this subtree. Absent values (undefined or null) are the caller's business:
  * pass only present ones.
  */
-export function walkSchema(value: unknown, schema: Schema, path: string, report: Reporter): boolean {
+export function walkSchema(
+  schema: Schema,
+  value: unknown,
+  at: { readonly path: string; readonly report: Reporter },
+): boolean {
+  return walk(value, schema, at.path, at.report);
+}
+
+function walk(value: unknown, schema: Schema, path: string, report: Reporter): boolean {
   const counter = errorCounter(report);
   switch (schema.type) {
     case "string":
@@ -337,8 +356,9 @@ function walkNumber(value: unknown, schema: NumberSchema, path: string, report: 
   const { min, max } = schema;
   if ((min !== undefined && value < min) || (max !== undefined && value > max)) {
     if (min !== undefined && max !== undefined) report.error(path, `must be between ${min} and ${max}`);
-    else if (min !== undefined) report.error(path, min === 0 ? "must not be negative" : `must be at least ${min}`);
-    else report.error(path, `must be at most ${max}`);
+    else if (min !== undefined) {
+      report.error(path, min === 0 ? "must not be negative" : `must be at least ${min}`);
+    } else report.error(path, `must be at most ${max}`);
   }
 }
 
@@ -348,12 +368,17 @@ function walkArray(value: unknown, schema: ArraySchema, path: string, report: Re
     return;
   }
   if (schema.minItems !== undefined && value.length < schema.minItems) {
-    report.error(path, schema.minItems === 1 ? "must have at least one entry" : `must have at least ${schema.minItems} entries`);
+    report.error(
+      path,
+      schema.minItems === 1
+        ? "must have at least one entry"
+        : `must have at least ${schema.minItems} entries`,
+    );
   }
   value.forEach((item, i) => {
     const itemPath = indexPath(path, i);
     if (item === null || item === undefined) report.error(itemPath, "list entries must not be null");
-    else walkSchema(item, schema.items, itemPath, report);
+    else walk(item, schema.items, itemPath, report);
   });
 }
 
@@ -364,7 +389,12 @@ function walkMap(value: unknown, schema: MapSchema, path: string, report: Report
   }
   const keys = Object.keys(value);
   if (schema.minEntries !== undefined && keys.length < schema.minEntries) {
-    report.error(path, schema.minEntries === 1 ? "must have at least one entry" : `must have at least ${schema.minEntries} entries`);
+    report.error(
+      path,
+      schema.minEntries === 1
+        ? "must have at least one entry"
+        : `must have at least ${schema.minEntries} entries`,
+    );
   }
   for (const key of keys) {
     const entryPath = fieldPath(path, key);
@@ -375,7 +405,7 @@ function walkMap(value: unknown, schema: MapSchema, path: string, report: Report
       else if (schema.values.required) report.error(entryPath, "must not be null");
       continue;
     }
-    walkSchema(entry, schema.values, entryPath, report);
+    walk(entry, schema.values, entryPath, report);
   }
 }
 
@@ -402,19 +432,25 @@ function walkObject(value: unknown, schema: ObjectSchema, path: string, report: 
       if (fieldSchema.required) report.error(childPath, "is required");
       continue;
     }
-    walkSchema(child, fieldSchema, childPath, report);
+    walk(child, fieldSchema, childPath, report);
   }
   for (const group of schema.oneOf ?? []) {
     const present = group.filter((name) => isSet(value[name]));
     if (present.length > 1) {
-      report.error(fieldPath(path, present[1]!), `only one of ${listWords(group, "or")} may be set; found ${listWords(present, "and")}`);
+      report.error(
+        fieldPath(path, present[1]!),
+        `only one of ${listWords(group, "or")} may be set; found ${listWords(present, "and")}`,
+      );
     }
   }
   for (const group of schema.exactlyOneOf ?? []) {
     const present = group.filter((name) => isSet(value[name]));
     if (present.length === 0) report.error(path, `exactly one of ${listWords(group, "or")} must be set`);
     else if (present.length > 1) {
-      report.error(fieldPath(path, present[1]!), `only one of ${listWords(group, "or")} may be set; found ${listWords(present, "and")}`);
+      report.error(
+        fieldPath(path, present[1]!),
+        `only one of ${listWords(group, "or")} may be set; found ${listWords(present, "and")}`,
+      );
     }
   }
 }
@@ -452,7 +488,8 @@ export function describeValue(value: unknown): string {
 
 function enumMessage(value: string, values: readonly string[]): string {
   const guess = suggest(value, values);
-  return `must be one of ${values.join(", ")}; got ${JSON.stringify(value)}` + (guess ? ` (did you mean ${guess}?)` : "");
+  return `must be one of ${values.join(", ")}; got ${JSON.stringify(value)}` +
+    (guess ? ` (did you mean ${guess}?)` : "");
 }
 
 /** True for a non-null, non-array object (a JSON map). */
@@ -529,6 +566,28 @@ function closingQuote(s: string, open: number): number {
     else if (s[i] === '"') return i;
   }
   return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Did you mean
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The candidate `word` was probably meant to be: the shared edit-distance suggestion, or else a
+ * candidate that differs from `word` by swapping two adjacent letters ("sepc" for "spec"), the
+ * commonest typo, which plain edit distance counts as two edits.
+ */
+export function suggest(word: string, candidates: Iterable<string>): string | undefined {
+  const list = [...candidates];
+  return suggestByDistance(word, list) ??
+    list.find((c) => isTransposition(word.toLowerCase(), c.toLowerCase()));
+}
+
+function isTransposition(a: string, b: string): boolean {
+  if (a.length !== b.length || a === b) return false;
+  let i = 0;
+  while (a[i] === b[i]) i++;
+  return a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,8 +699,8 @@ export function dns1123SubdomainProblem(text: string): string | undefined {
   if (text === "") return "must not be empty";
   if (text.length > 253) return `must be at most 253 characters, got ${text.length}`;
   if (!isDNS1123Subdomain(text)) {
-    return `${JSON.stringify(text)} is not a valid DNS-1123 subdomain: use lower-case letters, digits, '-' and '.', ` +
-      "each part starting and ending with a letter or digit";
+    return `${JSON.stringify(text)} is not a valid DNS-1123 subdomain: ` +
+      "use lower-case letters, digits, '-' and '.', each part starting and ending with a letter or digit";
   }
   return undefined;
 }
@@ -655,11 +714,13 @@ export function labelKeyProblem(key: string): string | undefined {
   const name = slash < 0 ? key : key.slice(slash + 1);
   if (slash >= 0) {
     const prefix = key.slice(0, slash);
-    if (!isDNS1123Subdomain(prefix)) return `label key prefix ${JSON.stringify(prefix)} must be a DNS-1123 subdomain`;
+    if (!isDNS1123Subdomain(prefix)) {
+      return `label key prefix ${JSON.stringify(prefix)} must be a DNS-1123 subdomain`;
+    }
   }
   if (name.length === 0 || name.length > 63 || !labelName.test(name)) {
-    return `invalid label key ${JSON.stringify(key)}: the name part must be 1-63 characters of letters, digits, ` +
-      "'-', '_' or '.', starting and ending with a letter or digit";
+    return `invalid label key ${JSON.stringify(key)}: ` +
+      "the name part must be 1-63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
   }
   return undefined;
 }

@@ -14,6 +14,7 @@
 import { Counter, Gauge } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
+import { contentVersion } from "../xds/version.ts";
 import { parseConfig } from "./parse.ts";
 import { type Diagnostic, formatDiagnostic, type Resource, resourceKey, resourceLabel } from "./resource.ts";
 import {
@@ -119,7 +120,7 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
   const claims = new Map<string, number>();
   let claimSeq = 0;
   let current = EMPTY;
-  let hashes = new Map<string, number>();
+  let hashes = new Map<string, string>();
   /** Duplicates found by the last rebuild: key -> losing origin ids and the reason. */
   let duplicates = new Map<string, Map<string, string>>();
   const listeners = new Set<(c: ConfigChange) => void>();
@@ -259,7 +260,7 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
       }
     }
     duplicates = nextDuplicates;
-    const nextHashes = new Map<string, number>();
+    const nextHashes = new Map<string, string>();
     const added: string[] = [];
     const updated: string[] = [];
     for (const [key, r] of resources) {
@@ -272,8 +273,9 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
     const removed = [...hashes.keys()].filter((k) => !resources.has(k));
     if (added.length + updated.length + removed.length === 0) return;
     // Unchanged resources keep their previous object, so consumers can compare by identity.
+    const fresh = new Set([...added, ...updated]);
     for (const [key] of resources) {
-      if (!added.includes(key) && !updated.includes(key)) resources.set(key, current.resources.get(key)!);
+      if (!fresh.has(key)) resources.set(key, current.resources.get(key)!);
     }
     hashes = nextHashes;
     const previous = current;
@@ -281,8 +283,10 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
     if (m) {
       m.version.set(current.version);
       m.updates.inc();
+      const counts = new Map<string, number>();
+      for (const r of resources.values()) counts.set(r.kind, (counts.get(r.kind) ?? 0) + 1);
       m.resources.reset();
-      for (const r of resources.values()) m.resources.inc({ kind: r.kind });
+      for (const [kind, n] of counts) m.resources.set({ kind }, n);
     }
     const change: ConfigChange = { snapshot: current, previous, added, updated, removed };
     log.info("config snapshot", {
@@ -365,10 +369,14 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
   };
 }
 
-function contentHash(r: Resource): number {
-  const { name, namespace, labels, annotations } = r.metadata;
-  return Number(
-    Bun.hash(
+const hashCache = new WeakMap<Resource, string>();
+
+/** A hash of what a resource says; cached per object, since unchanged resources keep their object. */
+function contentHash(r: Resource): string {
+  let h = hashCache.get(r);
+  if (h === undefined) {
+    const { name, namespace, labels, annotations } = r.metadata;
+    h = contentVersion(
       JSON.stringify([
         r.group,
         r.version,
@@ -379,32 +387,43 @@ function contentHash(r: Resource): number {
         annotations ?? null,
         r.spec,
       ]),
-    ) &
-      0xffffffffffffn,
-  );
+    );
+    hashCache.set(r, h);
+  }
+  return h;
 }
 
 function makeSnapshot(version: number, resources: Map<string, Resource>): ConfigSnapshot {
-  const byKind = new Map<string, Resource[]>();
-  for (const r of resources.values()) {
-    const k = `${r.group}/${r.kind}`;
-    const list = byKind.get(k) ?? [];
-    list.push(r);
-    byKind.set(k, list);
-  }
-  for (const list of byKind.values()) {
-    list.sort((a, b) =>
-      a.metadata.namespace === b.metadata.namespace
-        ? a.metadata.name < b.metadata.name ? -1 : 1
-        : a.metadata.namespace < b.metadata.namespace
-        ? -1
-        : 1
-    );
-  }
+  // Per-kind lists are built on first use: most snapshots are read for a few kinds only.
+  let byKind: Map<string, Resource[]> | undefined;
+  const lists = new Map<string, Resource[]>();
+  const byName = (a: Resource, b: Resource) =>
+    a.metadata.namespace === b.metadata.namespace
+      ? a.metadata.name < b.metadata.name ? -1 : 1
+      : a.metadata.namespace < b.metadata.namespace
+      ? -1
+      : 1;
   return {
     version,
     resources,
-    list: <S>(group: string, kind: string) => (byKind.get(`${group}/${kind}`) ?? []) as Resource<S>[],
+    list<S>(group: string, kind: string) {
+      const k = `${group}/${kind}`;
+      let list = lists.get(k);
+      if (!list) {
+        if (!byKind) {
+          byKind = new Map();
+          for (const r of resources.values()) {
+            const rk = `${r.group}/${r.kind}`;
+            const l = byKind.get(rk);
+            if (l) l.push(r);
+            else byKind.set(rk, [r]);
+          }
+        }
+        list = (byKind.get(k) ?? []).sort(byName);
+        lists.set(k, list);
+      }
+      return list as Resource<S>[];
+    },
     get: <S>(group: string, kind: string, namespace: string, name: string) =>
       resources.get(`${group}/${kind}/${namespace}/${name}`) as Resource<S> | undefined,
   };

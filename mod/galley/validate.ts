@@ -6,13 +6,7 @@
  * @module
  */
 
-import {
-  mixerGroup,
-  mixerVersions,
-  validateHandler,
-  validateInstance,
-  validateRule,
-} from "./kinds/mixer.ts";
+import { mixerGroup, mixerVersions, validateHandler, validateInstance, validateRule } from "./kinds/mixer.ts";
 import { meshConfigGroup, meshConfigVersions, validateMeshConfig } from "./kinds/mesh_config.ts";
 import {
   networkingGroup,
@@ -89,12 +83,19 @@ export function validateResource(r: Resource): Diagnostic[] {
   const info = findKind(r.group, r.kind);
   const apiVersion = r.group === "" ? r.version : `${r.group}/${r.version}`;
   if (!info) {
-    return [{ severity: "error", message: `unknown kind ${r.kind} (${apiVersion})`, pos: r.source, resource: resourceLabel(r), field: "kind" }];
+    return [{
+      severity: "error",
+      message: `unknown kind ${r.kind} (${apiVersion})`,
+      pos: r.source,
+      resource: resourceLabel(r),
+      field: "kind",
+    }];
   }
   if (!info.versions.includes(r.version)) {
     return [{
       severity: "error",
-      message: `${apiVersion} is not a supported version of ${r.kind}; use ${info.versions.map((v) => `${info.group}/${v}`).join(", ")}`,
+      message: `${apiVersion} is not a supported version of ${r.kind}; ` +
+        `use ${info.versions.map((v) => `${info.group}/${v}`).join(", ")}`,
       pos: r.positionOf("apiVersion"),
       resource: resourceLabel(r),
       field: "apiVersion",

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bareStartMs, buildBinary, measureStartup } from "../../bench/startup.ts";
 import { eventually, type MeshdProcess, ROOT, startMeshd } from "./_meshd.ts";
 
 /** A grpc-js client for grpc.health.v1, built from the project's own proto. */
@@ -69,35 +68,22 @@ describe("meshd serve (process)", () => {
 });
 
 describe("dist/meshd (compiled binary)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "meshd-bin-"));
-  const bin = join(dir, "meshd");
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const built = buildBinary();
+  afterAll(() => built.cleanup());
 
-  test("builds, answers --help from /, serves and exits 0 on SIGTERM", async () => {
-    const build = Bun.spawnSync(
-      [
-        process.execPath,
-        "build",
-        join(ROOT, "main.ts"),
-        "--compile",
-        "--bytecode",
-        "--format=esm",
-        "--minify",
-        "--outfile",
-        bin,
-      ],
-      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
-    );
-    expect(build.exitCode, build.stderr.toString()).toBe(0);
-    const help = Bun.spawnSync([bin, "--help"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  test("answers --help from /, refuses a bad flag with exit 2", () => {
+    const help = Bun.spawnSync([built.bin, "--help"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString()).toContain("Usage: meshd <command>");
-    const bad = Bun.spawnSync([bin, "serve", "--nope"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+    const bad = Bun.spawnSync([built.bin, "serve", "--nope"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toBe("meshd serve: unknown flag --nope\n");
-    const m = await startMeshd({ command: [bin], cwd: "/", args: ["--shutdown-grace=2s"] });
-    expect(await eventually(async () => (await fetch(`http://${m.adminAddr}/healthz/ready`)).status === 200))
-      .toBe(true);
-    expect(await m.stop()).toBe(0);
+  });
+
+  test("serves the samples from /, becomes ready, and exits 0 on SIGTERM (bench/startup.ts, once)", async () => {
+    const s = await measureStartup(built.bin, join(ROOT, "config/samples"), 50);
+    expect(s.readyMs).toBeGreaterThan(0);
+    expect(s.idleRssKiB).toBeGreaterThan(0);
+    expect(bareStartMs(built.bin)).toBeGreaterThan(0);
   }, 60_000);
 });

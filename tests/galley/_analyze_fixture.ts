@@ -112,7 +112,13 @@ export interface Finding {
 
 /** Reduces diagnostics to the parts tests compare. */
 export function findings(ds: readonly Diagnostic[]): Finding[] {
-  return ds.map((d) => ({ code: d.code, resource: d.resource, field: d.field, file: d.pos?.file, line: d.pos?.line }));
+  return ds.map((d) => ({
+    code: d.code,
+    resource: d.resource,
+    field: d.field,
+    file: d.pos?.file,
+    line: d.pos?.line,
+  }));
 }
 
 /** The 1-based line of the `occurrence`th line of `text` that contains `needle`. */

@@ -6,8 +6,11 @@ import {
   mixerTemplateMismatch,
   parseMixerRef,
 } from "../../mod/galley/analyzers/mixer_rules.ts";
-import { workloadGroupNotInService, workloadNotInService } from "../../mod/galley/analyzers/workload_membership.ts";
-import { at, findings, run } from "./_analyze_fixture.ts";
+import {
+  workloadGroupNotInService,
+  workloadNotInService,
+} from "../../mod/galley/analyzers/workload_membership.ts";
+import { at, BASE, findings, lineOf, run } from "./_analyze_fixture.ts";
 
 const MIXER = `apiVersion: config.istio.io/v1alpha2
 kind: handler
@@ -61,8 +64,12 @@ describe("MSH0170 MixerHandlerNotFound", () => {
   test("reports an action whose handler does not exist", () => {
     const yaml = MIXER + rule("    - { handler: whitelst, instances: [source-version] }");
     const ds = run(mixerHandlerNotFound, yaml);
-    expect(findings(ds)).toEqual([at("MSH0170", "rule default/check", "spec.actions[0].handler", yaml, "handler: whitelst")]);
-    expect(ds[0]!.message).toBe('handler "whitelst" (default/whitelst) not found (did you mean default/whitelist?); this action never runs');
+    expect(findings(ds)).toEqual([
+      at("MSH0170", "rule default/check", "spec.actions[0].handler", yaml, "handler: whitelst"),
+    ]);
+    expect(ds[0]!.message).toBe(
+      'handler "whitelst" (default/whitelst) not found (did you mean default/whitelist?); this action never runs',
+    );
   });
 
   test("resolves NAME, NAME.NAMESPACE and NAME.KIND.NAMESPACE references", () => {
@@ -70,7 +77,10 @@ describe("MSH0170 MixerHandlerNotFound", () => {
     - { handler: quota.istio-system, instances: [requests.instance.istio-system] }`);
     expect(run(mixerHandlerNotFound, yaml)).toEqual([]);
     expect(run(mixerInstanceNotFound, yaml)).toEqual([]);
-    expect(parseMixerRef("quota.handler.istio-system", "default")).toEqual({ namespace: "istio-system", name: "quota" });
+    expect(parseMixerRef("quota.handler.istio-system", "default")).toEqual({
+      namespace: "istio-system",
+      name: "quota",
+    });
   });
 });
 
@@ -78,12 +88,16 @@ describe("MSH0171 MixerInstanceNotFound", () => {
   test("reports instances that do not exist, including ones in another namespace named short", () => {
     const yaml = MIXER + rule("    - { handler: whitelist, instances: [source-version, requests] }");
     const ds = run(mixerInstanceNotFound, yaml);
-    expect(findings(ds)).toEqual([at("MSH0171", "rule default/check", "spec.actions[0].instances[1]", yaml, "handler: whitelist")]);
+    expect(findings(ds)).toEqual([
+      at("MSH0171", "rule default/check", "spec.actions[0].instances[1]", yaml, "handler: whitelist"),
+    ]);
     expect(ds[0]!.message).toStartWith('instance "requests" (default/requests) not found');
   });
 
   test("accepts existing instances", () => {
-    expect(run(mixerInstanceNotFound, MIXER + rule("    - { handler: whitelist, instances: [source-version] }"))).toEqual([]);
+    expect(
+      run(mixerInstanceNotFound, MIXER + rule("    - { handler: whitelist, instances: [source-version] }")),
+    ).toEqual([]);
   });
 });
 
@@ -92,7 +106,9 @@ describe("MSH0172 MixerTemplateMismatch", () => {
     const yaml = MIXER + rule(`    - handler: whitelist
       instances: [source-version, request-count]`);
     const ds = run(mixerTemplateMismatch, yaml);
-    expect(findings(ds)).toEqual([at("MSH0172", "rule default/check", "spec.actions[0].instances[1]", yaml, "instances: [source-version")]);
+    expect(findings(ds)).toEqual([
+      at("MSH0172", "rule default/check", "spec.actions[0].instances[1]", yaml, "instances: [source-version"),
+    ]);
     expect(ds[0]!.message).toBe(
       "instance default/request-count has template metric, but handler default/whitelist uses adapter listchecker, " +
         "which accepts only listentry instances",
@@ -113,18 +129,23 @@ spec: { trustDomain: cluster.local, defaultMtlsMode: STRICT }
 `;
 
 describe("MSH0180 MultipleMeshConfigs", () => {
-  test("reports every MeshConfig after the first, naming the one in force", () => {
-    const yaml = `${MESH}---
-apiVersion: config.meshd.io/v1alpha1
+  test("reports a MeshConfig in another file than the one in force (parsing catches two in one file)", () => {
+    const yaml = `apiVersion: config.meshd.io/v1alpha1
 kind: MeshConfig
 metadata: { name: mesh-override, namespace: default }
 spec: { defaultMtlsMode: DISABLE }
 `;
-    const ds = run(multipleMeshConfigs, yaml);
-    expect(findings(ds)).toEqual([at("MSH0180", "MeshConfig default/mesh-override", "metadata.name", yaml, "mesh-override")]);
+    const base = `${BASE}---\n${MESH}`;
+    const ds = run(multipleMeshConfigs, yaml, base);
+    expect(findings(ds)).toEqual([
+      at("MSH0180", "MeshConfig default/mesh-override", "metadata.name", yaml, "mesh-override"),
+    ]);
     expect(ds[0]!.severity).toBe("error");
     expect(ds[0]!.message).toBe(
-      "MeshConfig istio-system/mesh (test.yaml:1) is already in force; a mesh has exactly one MeshConfig and this one is ignored",
+      `MeshConfig istio-system/mesh (base.yaml:${
+        lineOf(base, "kind: MeshConfig") - 1
+      }) is already in force; ` +
+        "a mesh has exactly one MeshConfig and this one is ignored",
     );
   });
 
@@ -143,7 +164,9 @@ spec:
   labels: { app: batch }
 `;
     const ds = run(workloadNotInService, yaml);
-    expect(findings(ds)).toEqual([at("MSH0181", "WorkloadEntry default/batch-1", "spec.labels", yaml, "labels:")]);
+    expect(findings(ds)).toEqual([
+      at("MSH0181", "WorkloadEntry default/batch-1", "spec.labels", yaml, "labels:"),
+    ]);
     expect(ds[0]!.severity).toBe("info");
     expect(ds[0]!.message).toBe(
       "this workload belongs to no service: its labels {app=batch} match no ServiceEntry workloadSelector in namespace default",
@@ -155,7 +178,8 @@ spec:
   });
 
   test("MSH0182 reports a WorkloadGroup whose labels no ServiceEntry selects; a selected group passes", () => {
-    const group = (name: string, app: string) => `apiVersion: networking.istio.io/v1
+    const group = (name: string, app: string) =>
+      `apiVersion: networking.istio.io/v1
 kind: WorkloadGroup
 metadata: { name: ${name}, namespace: default }
 spec:

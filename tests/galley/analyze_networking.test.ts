@@ -43,7 +43,13 @@ describe("MSH0101 DestinationHostNotFound", () => {
     const yaml = vs("reviews", "{ host: reviewz }");
     const ds = run(destinationHostNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0101", "VirtualService default/reviews", "spec.http[0].route[0].destination.host", yaml, "host: reviewz"),
+      at(
+        "MSH0101",
+        "VirtualService default/reviews",
+        "spec.http[0].route[0].destination.host",
+        yaml,
+        "host: reviewz",
+      ),
     ]);
     expect(ds[0]!.severity).toBe("error");
     expect(ds[0]!.message).toBe(
@@ -65,7 +71,13 @@ describe("MSH0101 DestinationHostNotFound", () => {
   test("a short name resolves in the VirtualService's own namespace", () => {
     const yaml = vs("reviews", "{ host: reviews }", "", "shop");
     expect(findings(run(destinationHostNotFound, yaml))).toEqual([
-      at("MSH0101", "VirtualService shop/reviews", "spec.http[0].route[0].destination.host", yaml, "host: reviews"),
+      at(
+        "MSH0101",
+        "VirtualService shop/reviews",
+        "spec.http[0].route[0].destination.host",
+        yaml,
+        "host: reviews",
+      ),
     ]);
   });
 
@@ -83,7 +95,13 @@ spec:
 `;
     expect(findings(run(destinationHostNotFound, yaml))).toEqual([
       at("MSH0101", "VirtualService default/mixed", "spec.http[0].mirror.host", yaml, "host: shadow"),
-      at("MSH0101", "VirtualService default/mixed", "spec.tcp[0].route[0].destination.host", yaml, "db.example.net"),
+      at(
+        "MSH0101",
+        "VirtualService default/mixed",
+        "spec.tcp[0].route[0].destination.host",
+        yaml,
+        "db.example.net",
+      ),
     ]);
   });
 
@@ -102,9 +120,17 @@ spec:
 ${vs("vault", "{ host: vault.secrets.svc.cluster.local }")}`;
     const ds = run(destinationHostNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0101", "VirtualService default/vault", "spec.http[0].route[0].destination.host", yaml, "host: vault.secrets"),
+      at(
+        "MSH0101",
+        "VirtualService default/vault",
+        "spec.http[0].route[0].destination.host",
+        yaml,
+        "host: vault.secrets",
+      ),
     ]);
-    expect(ds[0]!.message).toContain("declared by ServiceEntry secrets/vault but not exported to namespace default");
+    expect(ds[0]!.message).toContain(
+      "declared by ServiceEntry secrets/vault but not exported to namespace default",
+    );
   });
 });
 
@@ -113,18 +139,34 @@ describe("MSH0102 DestinationSubsetNotFound", () => {
     const yaml = vs("reviews", "{ host: reviews, subset: v3 }");
     const ds = run(destinationSubsetNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0102", "VirtualService default/reviews", "spec.http[0].route[0].destination.subset", yaml, "subset: v3"),
+      at(
+        "MSH0102",
+        "VirtualService default/reviews",
+        "spec.http[0].route[0].destination.subset",
+        yaml,
+        "subset: v3",
+      ),
     ]);
-    expect(ds[0]!.message).toContain("DestinationRule default/reviews for host reviews.default.svc.cluster.local defines v1, v2");
+    expect(ds[0]!.message).toContain(
+      "DestinationRule default/reviews for host reviews.default.svc.cluster.local defines v1, v2",
+    );
   });
 
   test("reports a subset of a host that has no DestinationRule at all", () => {
     const yaml = vs("ratings", "{ host: ratings, subset: v1, port: { number: 9080 } }");
     const ds = run(destinationSubsetNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0102", "VirtualService default/ratings", "spec.http[0].route[0].destination.subset", yaml, "subset: v1"),
+      at(
+        "MSH0102",
+        "VirtualService default/ratings",
+        "spec.http[0].route[0].destination.subset",
+        yaml,
+        "subset: v1",
+      ),
     ]);
-    expect(ds[0]!.message).toContain("no DestinationRule visible from namespace default applies to host ratings.default");
+    expect(ds[0]!.message).toContain(
+      "no DestinationRule visible from namespace default applies to host ratings.default",
+    );
   });
 
   test("accepts subsets defined for the host, written short or fully qualified", () => {
@@ -156,10 +198,18 @@ spec:
     expect(findings(ds)).toEqual([
       at("MSH0103", "VirtualService default/site", "spec.gateways[1]", yaml, "gateways: [ingress/edge"),
       at("MSH0103", "VirtualService default/site", "spec.gateways[2]", yaml, "gateways: [ingress/edge"),
-      at("MSH0103", "VirtualService default/site", "spec.http[0].match[0].gateways[0]", yaml, "ingress/missing"),
+      at(
+        "MSH0103",
+        "VirtualService default/site",
+        "spec.http[0].match[0].gateways[0]",
+        yaml,
+        "ingress/missing",
+      ),
     ]);
     expect(ds[0]!.message).toBe('referenced gateway "ingress/egde" not found (did you mean ingress/edge?)');
-    expect(ds[1]!.message).toBe('referenced gateway "edge" (default/edge) not found (did you mean ingress/edge?)');
+    expect(ds[1]!.message).toBe(
+      'referenced gateway "edge" (default/edge) not found (did you mean ingress/edge?)',
+    );
   });
 
   test("accepts mesh, namespace/name, the legacy name.namespace form and same-namespace short names", () => {
@@ -218,20 +268,31 @@ spec:
 
 describe("MSH0109 ConflictingVirtualServiceHosts", () => {
   test("reports two mesh VirtualServices claiming the same host, however it is written", () => {
-    const yaml = [vs("reviews", "{ host: reviews }"), `apiVersion: networking.istio.io/v1
+    const yaml = [
+      vs("reviews", "{ host: reviews }"),
+      `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: reviews-canary, namespace: default }
 spec:
   hosts: [reviews.default.svc.cluster.local]
   http: [{ route: [{ destination: { host: reviews } }] }]
-`].join("---\n");
+`,
+    ].join("---\n");
     const ds = run(conflictingVirtualServiceHosts, yaml);
     expect(findings(ds)).toEqual([
       at("MSH0109", "VirtualService default/reviews", "spec.hosts[0]", yaml, "hosts: [reviews]"),
-      at("MSH0109", "VirtualService default/reviews-canary", "spec.hosts[0]", yaml, "hosts: [reviews.default"),
+      at(
+        "MSH0109",
+        "VirtualService default/reviews-canary",
+        "spec.hosts[0]",
+        yaml,
+        "hosts: [reviews.default",
+      ),
     ]);
     expect(ds[0]!.severity).toBe("warning");
-    expect(ds[0]!.message).toContain("host reviews.default.svc.cluster.local on the mesh is also claimed by VirtualService default/reviews-canary");
+    expect(ds[0]!.message).toContain(
+      "host reviews.default.svc.cluster.local on the mesh is also claimed by VirtualService default/reviews-canary",
+    );
   });
 
   test("reports two VirtualServices on one gateway with the same host", () => {
@@ -294,26 +355,43 @@ describe("MSH0104 DestinationPortNotFound and MSH0112 DestinationPortSelectorReq
     const yaml = vs("reviews", "{ host: reviews, port: { number: 9443 } }");
     const ds = run(destinationPortNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0104", "VirtualService default/reviews", "spec.http[0].route[0].destination.port.number", yaml, "number: 9443"),
+      at(
+        "MSH0104",
+        "VirtualService default/reviews",
+        "spec.http[0].route[0].destination.port.number",
+        yaml,
+        "number: 9443",
+      ),
     ]);
     expect(ds[0]!.message).toContain("ServiceEntry default/reviews exposes 9080");
   });
 
   test("MSH0104 accepts a port the service exposes", () => {
-    expect(run(destinationPortNotFound, vs("ratings", "{ host: ratings, port: { number: 9090 } }"))).toEqual([]);
+    expect(run(destinationPortNotFound, vs("ratings", "{ host: ratings, port: { number: 9090 } }"))).toEqual(
+      [],
+    );
   });
 
   test("MSH0112 reports a destination without port on a service with two ports", () => {
     const yaml = vs("ratings", "{ host: ratings }");
     const ds = run(destinationPortSelectorRequired, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0112", "VirtualService default/ratings", "spec.http[0].route[0].destination", yaml, "destination: { host: ratings }"),
+      at(
+        "MSH0112",
+        "VirtualService default/ratings",
+        "spec.http[0].route[0].destination",
+        yaml,
+        "destination: { host: ratings }",
+      ),
     ]);
     expect(ds[0]!.message).toContain("exposes ports 9080, 9090");
   });
 
   test("MSH0112 accepts a single-port service without port, and a multi-port one with it", () => {
-    const yaml = [vs("reviews", "{ host: reviews }"), vs("ratings", "{ host: ratings, port: { number: 9080 } }")].join("---\n");
+    const yaml = [
+      vs("reviews", "{ host: reviews }"),
+      vs("ratings", "{ host: ratings, port: { number: 9080 } }"),
+    ].join("---\n");
     expect(run(destinationPortSelectorRequired, yaml)).toEqual([]);
   });
 });
@@ -335,13 +413,15 @@ spec:
       ${routeTo}
 `;
     const ds = run(unreachableRoutes, yaml);
-    expect(findings(ds)).toEqual([at("MSH0130", "VirtualService default/reviews", "spec.http[1]", yaml, "name: jason")]);
+    expect(findings(ds)).toEqual([
+      at("MSH0130", "VirtualService default/reviews", "spec.http[1]", yaml, "name: jason"),
+    ]);
     expect(ds[0]!.message).toBe(
       'spec.http[1] ("jason") is never used: spec.http[0] ("everyone") before it has no match and takes every request',
     );
   });
 
-  test("MSH0130 treats uri prefix \"/\" as a catch-all, and a route whose matches all repeat earlier ones as dead", () => {
+  test('MSH0130 treats uri prefix "/" as a catch-all, and a route whose matches all repeat earlier ones as dead', () => {
     const yaml = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: site, namespace: default }
@@ -384,11 +464,36 @@ spec:
 `;
     const ds = run(ineffectiveMatches, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0131", "VirtualService default/site", "spec.http[1].match[0]", yaml, "- { method: { exact: POST }"),
+      at(
+        "MSH0131",
+        "VirtualService default/site",
+        "spec.http[1].match[0]",
+        yaml,
+        "- { method: { exact: POST }",
+      ),
     ]);
     expect(ds[0]!.severity).toBe("info");
-    expect(ds[0]!.message).toBe("spec.http[1].match[0] is never used: it repeats spec.http[0].match[0], which is tried first");
+    expect(ds[0]!.message).toBe(
+      "spec.http[1].match[0] is never used: it repeats spec.http[0].match[0], which is tried first",
+    );
     expect(run(unreachableRoutes, yaml)).toEqual([]);
+  });
+
+  test("MSH0131 compares match conditions, not match names, and keeps header names apart", () => {
+    const yaml = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: site, namespace: default }
+spec:
+  hosts: [reviews]
+  http:
+    - match: [{ name: first, headers: { name: { exact: a } } }]
+      ${routeTo}
+    - match: [{ headers: { name: { exact: b } } }, { name: again, headers: { name: { exact: a } } }]
+      ${routeTo}
+`;
+    expect(findings(run(ineffectiveMatches, yaml))).toEqual([
+      at("MSH0131", "VirtualService default/site", "spec.http[1].match[1]", yaml, "name: again"),
+    ]);
   });
 
   test("accepts specific matches before a final catch-all", () => {
@@ -508,7 +613,9 @@ spec:
       at("MSH0150", "DestinationRule default/reviews-tls", "spec.host", yaml, "host: reviews.default"),
     ]);
     expect(ds[0]!.message).toBe(
-      `host reviews.default.svc.cluster.local already has DestinationRule default/reviews (base.yaml:${lineOf(BASE, "  host: reviews")}) ` +
+      `host reviews.default.svc.cluster.local already has DestinationRule default/reviews (base.yaml:${
+        lineOf(BASE, "  host: reviews")
+      }) ` +
         "in namespace default; " +
         "its trafficPolicy is ignored and its subsets v1 are dropped as duplicates. Merge them into one",
     );

@@ -8,7 +8,10 @@ import {
 } from "../../mod/galley/analyzers/authorization_policies.ts";
 import { effectiveMtls, mtlsPolicyConflict } from "../../mod/galley/analyzers/mtls_conflicts.ts";
 import { noMatchingWorkloads } from "../../mod/galley/analyzers/selector_workloads.ts";
-import { conflictingSidecarSelectors, multipleSidecarsWithoutSelector } from "../../mod/galley/analyzers/sidecars.ts";
+import {
+  conflictingSidecarSelectors,
+  multipleSidecarsWithoutSelector,
+} from "../../mod/galley/analyzers/sidecars.ts";
 import { at, BASE, findings, load, run } from "./_analyze_fixture.ts";
 
 function peerAuthentication(name: string, namespace: string, mode: string, selector = ""): string {
@@ -34,10 +37,17 @@ spec:
 
 describe("MSH0113 MtlsPolicyConflict", () => {
   test("reports DISABLE towards workloads a mesh-wide STRICT PeerAuthentication covers", () => {
-    const yaml = peerAuthentication("default", "istio-system", "STRICT") + destinationRule("reviews-plain", "reviews", "DISABLE");
+    const yaml = peerAuthentication("default", "istio-system", "STRICT") +
+      destinationRule("reviews-plain", "reviews", "DISABLE");
     const ds = run(mtlsPolicyConflict, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0113", "DestinationRule default/reviews-plain", "spec.trafficPolicy.tls.mode", yaml, "mode: DISABLE"),
+      at(
+        "MSH0113",
+        "DestinationRule default/reviews-plain",
+        "spec.trafficPolicy.tls.mode",
+        yaml,
+        "mode: DISABLE",
+      ),
     ]);
     expect(ds[0]!.message).toBe(
       "tls.mode DISABLE sends plain text to reviews.default.svc.cluster.local, but PeerAuthentication istio-system/default " +
@@ -46,10 +56,17 @@ describe("MSH0113 MtlsPolicyConflict", () => {
   });
 
   test("reports ISTIO_MUTUAL towards a namespace whose PeerAuthentication disables mTLS", () => {
-    const yaml = peerAuthentication("plain", "default", "DISABLE") + destinationRule("reviews-mtls", "reviews", "ISTIO_MUTUAL");
+    const yaml = peerAuthentication("plain", "default", "DISABLE") +
+      destinationRule("reviews-mtls", "reviews", "ISTIO_MUTUAL");
     const ds = run(mtlsPolicyConflict, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0113", "DestinationRule default/reviews-mtls", "spec.trafficPolicy.tls.mode", yaml, "mode: ISTIO_MUTUAL"),
+      at(
+        "MSH0113",
+        "DestinationRule default/reviews-mtls",
+        "spec.trafficPolicy.tls.mode",
+        yaml,
+        "mode: ISTIO_MUTUAL",
+      ),
     ]);
     expect(ds[0]!.message).toContain("PeerAuthentication default/plain disables mTLS");
   });
@@ -72,9 +89,17 @@ spec:
 `;
     const ds = run(mtlsPolicyConflict, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0113", "DestinationRule other/reviews-v2-plain", "spec.subsets[0].trafficPolicy.tls.mode", yaml, "mode: DISABLE"),
+      at(
+        "MSH0113",
+        "DestinationRule other/reviews-v2-plain",
+        "spec.subsets[0].trafficPolicy.tls.mode",
+        yaml,
+        "mode: DISABLE",
+      ),
     ]);
-    expect(ds[0]!.message).toContain("MeshConfig istio-system/mesh (defaultMtlsMode) requires mutual TLS (STRICT) on WorkloadEntry default/reviews-v2;");
+    expect(ds[0]!.message).toContain(
+      "MeshConfig istio-system/mesh (defaultMtlsMode) requires mutual TLS (STRICT) on WorkloadEntry default/reviews-v2;",
+    );
   });
 
   test("accepts ISTIO_MUTUAL under STRICT, DISABLE where a workload-level policy is PERMISSIVE, and external hosts", () => {
@@ -91,11 +116,23 @@ spec:
       peerAuthentication("ns", "default", "UNSET") +
       peerAuthentication("ratings", "default", "DISABLE", "{ app: ratings }");
     const ctx = createAnalysisContext(load({ "base.yaml": BASE, "test.yaml": yaml }));
-    expect(effectiveMtls(ctx, "default", { app: "ratings" })).toEqual({ mode: "DISABLE", source: "PeerAuthentication default/ratings" });
-    expect(effectiveMtls(ctx, "default", { app: "reviews" })).toEqual({ mode: "STRICT", source: "PeerAuthentication istio-system/mesh" });
-    expect(effectiveMtls(ctx, "shop", undefined)).toEqual({ mode: "STRICT", source: "PeerAuthentication istio-system/mesh" });
+    expect(effectiveMtls(ctx, "default", { app: "ratings" })).toEqual({
+      mode: "DISABLE",
+      source: "PeerAuthentication default/ratings",
+    });
+    expect(effectiveMtls(ctx, "default", { app: "reviews" })).toEqual({
+      mode: "STRICT",
+      source: "PeerAuthentication istio-system/mesh",
+    });
+    expect(effectiveMtls(ctx, "shop", undefined)).toEqual({
+      mode: "STRICT",
+      source: "PeerAuthentication istio-system/mesh",
+    });
     const bare = createAnalysisContext(load({ "base.yaml": BASE }));
-    expect(effectiveMtls(bare, "default", undefined)).toEqual({ mode: "PERMISSIVE", source: "meshd's default mTLS mode" });
+    expect(effectiveMtls(bare, "default", undefined)).toEqual({
+      mode: "PERMISSIVE",
+      source: "meshd's default mTLS mode",
+    });
   });
 });
 
@@ -125,8 +162,20 @@ spec:
     const ds = run(noMatchingWorkloads, yaml);
     expect(findings(ds)).toEqual([
       at("MSH0127", "Sidecar default/reviews", "spec.workloadSelector.labels", yaml, "workloadSelector:"),
-      at("MSH0127", "AuthorizationPolicy default/ratings-viewer", "spec.selector.matchLabels", yaml, "matchLabels: { app: ratings"),
-      at("MSH0127", "PeerAuthentication istio-system/reviews", "spec.selector.matchLabels", yaml, "matchLabels: { app: reviews"),
+      at(
+        "MSH0127",
+        "AuthorizationPolicy default/ratings-viewer",
+        "spec.selector.matchLabels",
+        yaml,
+        "matchLabels: { app: ratings",
+      ),
+      at(
+        "MSH0127",
+        "PeerAuthentication istio-system/reviews",
+        "spec.selector.matchLabels",
+        yaml,
+        "matchLabels: { app: reviews",
+      ),
     ]);
     expect(ds[1]!.message).toBe(
       "selector {app=ratings,version=v2} matches no workload in namespace default; this AuthorizationPolicy has no effect",
@@ -158,17 +207,25 @@ describe("MSH0111 MultipleSidecarsWithoutWorkloadSelectors and MSH0110 Conflicti
 kind: Sidecar
 metadata: { name: ${name}, namespace: default }
 spec:
-${selector ? `  workloadSelector: { labels: ${selector} }\n` : ""}  egress: [{ hosts: ["./*", "istio-system/*"] }]
+${
+      selector
+        ? `  workloadSelector: { labels: ${selector} }\n`
+        : ""
+    }  egress: [{ hosts: ["./*", "istio-system/*"] }]
 `;
 
   test("MSH0111 reports every selector-less Sidecar of a namespace that has two", () => {
-    const yaml = [sidecar("default", ""), sidecar("legacy", ""), sidecar("reviews", "{ app: reviews }")].join("---\n");
+    const yaml = [sidecar("default", ""), sidecar("legacy", ""), sidecar("reviews", "{ app: reviews }")].join(
+      "---\n",
+    );
     const ds = run(multipleSidecarsWithoutSelector, yaml);
     expect(findings(ds)).toEqual([
       at("MSH0111", "Sidecar default/default", "spec", yaml, "spec:", 1),
       at("MSH0111", "Sidecar default/legacy", "spec", yaml, "spec:", 2),
     ]);
-    expect(ds[0]!.message).toBe("Sidecar default/legacy in namespace default has no workloadSelector either; which one applies is undefined");
+    expect(ds[0]!.message).toBe(
+      "Sidecar default/legacy in namespace default has no workloadSelector either; which one applies is undefined",
+    );
   });
 
   test("MSH0111 accepts one selector-less Sidecar per namespace", () => {
@@ -177,7 +234,9 @@ ${selector ? `  workloadSelector: { labels: ${selector} }\n` : ""}  egress: [{ h
   });
 
   test("MSH0110 reports two Sidecars selecting the same workload", () => {
-    const yaml = [sidecar("reviews", "{ app: reviews }"), sidecar("reviews-v2", "{ version: v2 }")].join("---\n");
+    const yaml = [sidecar("reviews", "{ app: reviews }"), sidecar("reviews-v2", "{ version: v2 }")].join(
+      "---\n",
+    );
     const ds = run(conflictingSidecarSelectors, yaml);
     expect(findings(ds)).toEqual([
       at("MSH0110", "Sidecar default/reviews", "spec.workloadSelector", yaml, "workloadSelector:", 1),
@@ -189,7 +248,9 @@ ${selector ? `  workloadSelector: { labels: ${selector} }\n` : ""}  egress: [{ h
   });
 
   test("MSH0110 accepts Sidecars with disjoint selections", () => {
-    const yaml = [sidecar("reviews", "{ app: reviews }"), sidecar("ratings", "{ app: ratings }")].join("---\n");
+    const yaml = [sidecar("reviews", "{ app: reviews }"), sidecar("ratings", "{ app: ratings }")].join(
+      "---\n",
+    );
     expect(run(conflictingSidecarSelectors, yaml)).toEqual([]);
   });
 });
@@ -213,10 +274,24 @@ describe("MSH0160 AuthorizationPolicyNamespaceNotFound", () => {
             notNamespaces: ["legacy-*"]`);
     const ds = run(authorizationNamespaceNotFound, yaml);
     expect(findings(ds)).toEqual([
-      at("MSH0160", "AuthorizationPolicy default/reviews-viewer", "spec.rules[0].from[0].source.namespaces[0]", yaml, "defualt"),
-      at("MSH0160", "AuthorizationPolicy default/reviews-viewer", "spec.rules[0].from[0].source.notNamespaces[0]", yaml, "legacy-*"),
+      at(
+        "MSH0160",
+        "AuthorizationPolicy default/reviews-viewer",
+        "spec.rules[0].from[0].source.namespaces[0]",
+        yaml,
+        "defualt",
+      ),
+      at(
+        "MSH0160",
+        "AuthorizationPolicy default/reviews-viewer",
+        "spec.rules[0].from[0].source.notNamespaces[0]",
+        yaml,
+        "legacy-*",
+      ),
     ]);
-    expect(ds[0]!.message).toBe('namespace "defualt" holds no resources in the mesh; this source never matches (did you mean default?)');
+    expect(ds[0]!.message).toBe(
+      'namespace "defualt" holds no resources in the mesh; this source never matches (did you mean default?)',
+    );
     expect(ds[1]!.message).toContain("excluding it changes nothing");
   });
 
@@ -241,7 +316,13 @@ describe("MSH0161 AuthorizationPolicyInvalidPrincipal", () => {
       at("MSH0161", "AuthorizationPolicy default/reviews-viewer", field(1), yaml, "serviceaccount"),
       at("MSH0161", "AuthorizationPolicy default/reviews-viewer", field(2), yaml, "example.org"),
       at("MSH0161", "AuthorizationPolicy default/reviews-viewer", field(3), yaml, "ratngs"),
-      at("MSH0161", "AuthorizationPolicy default/reviews-viewer", "spec.rules[0].from[0].source.notPrincipals[0]", yaml, "notPrincipals"),
+      at(
+        "MSH0161",
+        "AuthorizationPolicy default/reviews-viewer",
+        "spec.rules[0].from[0].source.notPrincipals[0]",
+        yaml,
+        "notPrincipals",
+      ),
     ]);
     expect(ds.map((d) => d.message)).toEqual([
       'principal "reviews" is malformed: incomplete principal; use TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT',

@@ -34,51 +34,74 @@ describe("compileExpression()", () => {
   });
 
   test("compileExpression() lists the attributes an expression references", () => {
-    const r = compile('source.labels["app"] == "ratings" && destination.port == 9080 && source.labels.version == "v1"', "bool");
+    const r = compile(
+      'source.labels["app"] == "ratings" && destination.port == 9080 && source.labels.version == "v1"',
+      "bool",
+    );
     expect(r.referenced).toEqual(["destination.port", "source.labels"]);
     expect(r.program.referenced).toEqual(["destination.port", "source.labels"]);
   });
 
   test("compileExpression() reports unknown attributes with a suggestion and a column", () => {
-    expect(failure("sourc.ip == ip('1.1.1.1')")).toBe('undeclared reference to "sourc.ip" (did you mean "source.ip"?) (at column 6)');
+    expect(failure("sourc.ip == ip('1.1.1.1')")).toBe(
+      'undeclared reference to "sourc.ip" (did you mean "source.ip"?) (at column 6)',
+    );
     expect(failure("source.workload == 'x'")).toContain(
       '"source.workload" is not an attribute; attributes under it are source.workload.uid, source.workload.name',
     );
   });
 
   test("compileExpression() rejects operators on mismatched types", () => {
-    expect(failure('destination.port == "9080"')).toBe("operator == cannot be applied to (int, string) (at column 18)");
+    expect(failure('destination.port == "9080"')).toBe(
+      "operator == cannot be applied to (int, string) (at column 18)",
+    );
     expect(failure("request.size.startsWith('1')")).toContain("no method startsWith(string) on int");
     expect(failure("request.time + 1")).toContain("operator + cannot be applied to (timestamp, int)");
   });
 
   test("compileExpression() checks the result type against expectType", () => {
-    expect(failure('source.labels["app"]', "bool")).toBe("expression must produce a bool, but it produces a string");
+    expect(failure('source.labels["app"]', "bool")).toBe(
+      "expression must produce a bool, but it produces a string",
+    );
     expect(compile("request.headers", "string_map").program.resultType).toBe("map(string, string)");
     expect(compile("dyn(request.size)", "string").program.resultType).toBe("dyn");
   });
 
   test("compileExpression() reports syntax errors with their column, and hints at Mixer's | operator", () => {
     expect(failure("a ==")).toBe("syntax error at column 3: found = but expecting end of input");
-    expect(failure('source.workload.name | "unknown"')).toContain('the "a | b" default operator is Mixer\'s old expression language');
+    expect(failure('source.workload.name | "unknown"')).toContain(
+      'the "a | b" default operator is Mixer\'s old expression language',
+    );
     expect(failure("")).toBe("expression is empty");
   });
 
   test("compileExpression() resolves names against the chosen vocabulary", () => {
     expect(compileExpression("response.code >= 500", "bool", { attributes: envoyAttributes }).ok).toBe(true);
-    expect(compileExpression("source.address == '1.2.3.4'", "bool", { attributes: istioAttributes }).ok).toBe(false);
-    expect(compileExpression("x.output.value == 'ok'", "bool", { extraAttributes: { "x.output": "dyn" } }).ok).toBe(true);
+    expect(compileExpression("source.address == '1.2.3.4'", "bool", { attributes: istioAttributes }).ok).toBe(
+      false,
+    );
+    expect(compileExpression("x.output.value == 'ok'", "bool", { extraAttributes: { "x.output": "dyn" } }).ok)
+      .toBe(true);
   });
 });
 
 describe("evaluate()", () => {
   test("evaluate() runs compiled programs against attribute bags", () => {
     const match = compile('source.labels["app"] == "ratings" && destination.port == 9080', "bool").program;
-    expect(evaluate(match, { "source.labels": { app: "ratings" }, "destination.port": 9080 })).toEqual({ ok: true, value: true });
-    expect(evaluate(match, { "source.labels": { app: "reviews" }, "destination.port": 9080 })).toEqual({ ok: true, value: false });
+    expect(evaluate(match, { "source.labels": { app: "ratings" }, "destination.port": 9080 })).toEqual({
+      ok: true,
+      value: true,
+    });
+    expect(evaluate(match, { "source.labels": { app: "reviews" }, "destination.port": 9080 })).toEqual({
+      ok: true,
+      value: false,
+    });
 
     const prefix = compile('request.headers["x-user"].startsWith("bob")', "bool").program;
-    expect(evaluate(prefix, { "request.headers": new Map([["x-user", "bobby"]]) })).toEqual({ ok: true, value: true });
+    expect(evaluate(prefix, { "request.headers": new Map([["x-user", "bobby"]]) })).toEqual({
+      ok: true,
+      value: true,
+    });
 
     const size = compile("request.size > 1024", "bool").program;
     expect(evaluate(size, { "request.size": 2048 })).toEqual({ ok: true, value: true });
@@ -103,18 +126,28 @@ describe("evaluate()", () => {
 
   test("evaluate() returns plain values: numbers, strings, lists and maps", () => {
     const value = compile('{"n": request.size, "tags": [source.name, "x"]}').program;
-    expect(evaluate(value, { "request.size": 7, "source.name": "a" })).toEqual({ ok: true, value: { n: 7, tags: ["a", "x"] } });
+    expect(evaluate(value, { "request.size": 7, "source.name": "a" })).toEqual({
+      ok: true,
+      value: { n: 7, tags: ["a", "x"] },
+    });
   });
 
   test("evaluate() treats has() on an attribute as presence in the bag", () => {
-    const fallback = compile("has(source.workload.name) ? source.workload.name : 'unknown'", "string").program;
+    const fallback =
+      compile("has(source.workload.name) ? source.workload.name : 'unknown'", "string").program;
     expect(evaluate(fallback, {})).toEqual({ ok: true, value: "unknown" });
-    expect(evaluate(fallback, { "source.workload.name": "ratings-v1" })).toEqual({ ok: true, value: "ratings-v1" });
+    expect(evaluate(fallback, { "source.workload.name": "ratings-v1" })).toEqual({
+      ok: true,
+      value: "ratings-v1",
+    });
   });
 
   test("evaluate() reports a missing attribute by name", () => {
     const size = compile("request.size > 1024", "bool").program;
-    expect(evaluate(size, {})).toEqual({ ok: false, message: "attribute request.size is not present (or has the wrong type)" });
+    expect(evaluate(size, {})).toEqual({
+      ok: false,
+      message: "attribute request.size is not present (or has the wrong type)",
+    });
     const div = compile("request.size / 0").program;
     expect(evaluate(div, { "request.size": 1 })).toEqual({ ok: false, message: "int divide by zero" });
   });

@@ -9,7 +9,7 @@
 import type { AnalysisContext, Analyzer } from "../analyze.ts";
 import { type Diagnostic, type Resource, resourceLabel, type Severity } from "../resource.ts";
 
-/** What an analyzer is: its stable code, a CamelCase name, how serious its findings are, and what it checks. */
+/** An analyzer's stable code, CamelCase name, severity of its findings and what it checks. */
 export interface AnalyzerMeta {
   readonly code: string;
   readonly name: string;

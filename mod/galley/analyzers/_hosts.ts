@@ -49,7 +49,9 @@ export interface Visibility {
  * every namespace, `"."` the resource's own namespace, `"~"` none, anything else a namespace.
  */
 export function visibilityOf(exportTo: readonly string[] | undefined, ownNamespace: string): Visibility {
-  if (!exportTo || exportTo.length === 0 || exportTo.includes("*")) return { all: true, namespaces: new Set() };
+  if (!exportTo || exportTo.length === 0 || exportTo.includes("*")) {
+    return { all: true, namespaces: new Set() };
+  }
   const namespaces = new Set<string>();
   for (const e of exportTo) {
     if (e === ".") namespaces.add(ownNamespace);

@@ -18,15 +18,23 @@ export interface DestinationRef {
 export function destinationsOf(vs: VirtualServiceSpec): DestinationRef[] {
   const out: DestinationRef[] = [];
   (vs.http ?? []).forEach((h, i) => {
-    (h.route ?? []).forEach((r, j) => out.push({ destination: r.destination, field: `spec.http[${i}].route[${j}].destination` }));
+    (h.route ?? []).forEach((r, j) =>
+      out.push({ destination: r.destination, field: `spec.http[${i}].route[${j}].destination` })
+    );
     if (h.mirror) out.push({ destination: h.mirror, field: `spec.http[${i}].mirror` });
-    (h.mirrors ?? []).forEach((m, j) => out.push({ destination: m.destination, field: `spec.http[${i}].mirrors[${j}].destination` }));
+    (h.mirrors ?? []).forEach((m, j) =>
+      out.push({ destination: m.destination, field: `spec.http[${i}].mirrors[${j}].destination` })
+    );
   });
   (vs.tls ?? []).forEach((t, i) => {
-    (t.route ?? []).forEach((r, j) => out.push({ destination: r.destination, field: `spec.tls[${i}].route[${j}].destination` }));
+    (t.route ?? []).forEach((r, j) =>
+      out.push({ destination: r.destination, field: `spec.tls[${i}].route[${j}].destination` })
+    );
   });
   (vs.tcp ?? []).forEach((t, i) => {
-    (t.route ?? []).forEach((r, j) => out.push({ destination: r.destination, field: `spec.tcp[${i}].route[${j}].destination` }));
+    (t.route ?? []).forEach((r, j) =>
+      out.push({ destination: r.destination, field: `spec.tcp[${i}].route[${j}].destination` })
+    );
   });
   return out;
 }
@@ -45,10 +53,15 @@ export interface GatewayRef {
 export function gatewayRefsOf(vs: VirtualServiceSpec): GatewayRef[] {
   const out: GatewayRef[] = [];
   (vs.gateways ?? []).forEach((ref, i) => out.push({ ref, field: `spec.gateways[${i}]` }));
-  const fromMatches = (section: string, rules: readonly { readonly match?: readonly { readonly gateways?: readonly string[] }[] }[]) => {
+  const fromMatches = (
+    section: string,
+    rules: readonly { readonly match?: readonly { readonly gateways?: readonly string[] }[] }[],
+  ) => {
     rules.forEach((rule, i) => {
       (rule.match ?? []).forEach((m, j) => {
-        (m.gateways ?? []).forEach((ref, k) => out.push({ ref, field: `spec.${section}[${i}].match[${j}].gateways[${k}]` }));
+        (m.gateways ?? []).forEach((ref, k) =>
+          out.push({ ref, field: `spec.${section}[${i}].match[${j}].gateways[${k}]` })
+        );
       });
     });
   };

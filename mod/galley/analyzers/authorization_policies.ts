@@ -35,7 +35,9 @@ function eachSourceValue(
       for (const key of fields) {
         const values = from.source?.[key];
         if (!Array.isArray(values)) continue;
-        values.forEach((v: string, k) => visit(v, `spec.rules[${i}].from[${j}].source.${key}[${k}]`, key.startsWith("not")));
+        values.forEach((v: string, k) =>
+          visit(v, `spec.rules[${i}].from[${j}].source.${key}[${k}]`, key.startsWith("not"))
+        );
       }
     });
   });
@@ -52,7 +54,11 @@ export const authorizationNamespaceNotFound = defineAnalyzer({
     eachSourceValue(ap, ["namespaces", "notNamespaces"], (ns, field, negated) => {
       if ([...ctx.namespaces].some((n) => patternMatches(ns, n))) return;
       const effect = negated ? "excluding it changes nothing" : "this source never matches";
-      report(ap, field, `namespace "${ns}" holds no resources in the mesh; ${effect}${didYouMean(ns, ctx.namespaces)}`);
+      report(
+        ap,
+        field,
+        `namespace "${ns}" holds no resources in the mesh; ${effect}${didYouMean(ns, ctx.namespaces)}`,
+      );
     });
   }
 });
@@ -70,7 +76,9 @@ export function principalFormProblem(principal: string): string | undefined {
   const prefix = principal.endsWith("*");
   const body = principal.slice(suffix ? 1 : 0, prefix ? -1 : undefined);
   const form = "use TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT";
-  if ((suffix && prefix) || body.includes("*")) return `only one leading or trailing "*" is supported; ${form}`;
+  if ((suffix && prefix) || body.includes("*")) {
+    return `only one leading or trailing "*" is supported; ${form}`;
+  }
   const segs = body.split("/");
   if (segs.length > SHAPE.length) return `too many "/" segments; ${form}`;
   for (let i = 0; i < segs.length; i++) {
@@ -94,14 +102,26 @@ export function principalFormProblem(principal: string): string | undefined {
 /** Why a well-formed, exact principal names nobody in the mesh, or undefined. */
 function identityProblem(ctx: AnalysisContext, principal: string): string | undefined {
   if (principal.includes("*")) return undefined;
-  const [trustDomain, , namespace, , account] = principal.split("/") as [string, string, string, string, string];
+  const [trustDomain, , namespace, , account] = principal.split("/") as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   if (trustDomain !== ctx.mesh.trustDomain) {
     return `it names trust domain "${trustDomain}", but the mesh's trust domain is "${ctx.mesh.trustDomain}"`;
   }
-  if (!ctx.namespaces.has(namespace)) return `namespace "${namespace}" holds no resources in the mesh${didYouMean(namespace, ctx.namespaces)}`;
-  const accounts = new Set(ctx.workloads.filter((w) => w.namespace === namespace).map((w) => w.serviceAccount || "default"));
+  if (!ctx.namespaces.has(namespace)) {
+    return `namespace "${namespace}" holds no resources in the mesh${didYouMean(namespace, ctx.namespaces)}`;
+  }
+  const accounts = new Set(
+    ctx.workloads.filter((w) => w.namespace === namespace).map((w) => w.serviceAccount || "default"),
+  );
   if (!accounts.has(account)) {
-    return `no workload in namespace ${namespace} runs as service account "${account}"${didYouMean(account, accounts)}`;
+    return `no workload in namespace ${namespace} runs as service account "${account}"${
+      didYouMean(account, accounts)
+    }`;
   }
   return undefined;
 }
@@ -123,8 +143,10 @@ export const authorizationPrincipal = defineAnalyzer({
   code: "MSH0161",
   name: "AuthorizationPolicyInvalidPrincipal",
   severity: "warning",
-  description:
-    "An AuthorizationPolicy principal is not of the form TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT, or names an identity no workload has.",
+  description: "An AuthorizationPolicy principal is not of the form TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT, " +
+    "or names an identity no workload has.",
 }, (ctx, report) => {
-  for (const ap of ctx.ofKind<AuthorizationPolicySpec>("AuthorizationPolicy")) checkPrincipals(ctx, report, ap);
+  for (const ap of ctx.ofKind<AuthorizationPolicySpec>("AuthorizationPolicy")) {
+    checkPrincipals(ctx, report, ap);
+  }
 });

@@ -8,7 +8,7 @@
 
 import type { VirtualServiceSpec } from "../kinds/networking.ts";
 import type { Resource } from "../resource.ts";
-import { type Visibility, visibilitiesOverlap, visibilityOf } from "./_hosts.ts";
+import { visibilitiesOverlap, type Visibility, visibilityOf } from "./_hosts.ts";
 import { defineAnalyzer } from "./_define.ts";
 import { boundGateways } from "./_routes.ts";
 
@@ -51,11 +51,13 @@ export const conflictingVirtualServiceHosts = defineAnalyzer({
     for (const claim of list) {
       const rivals = list.filter((c) => c !== claim && visibilitiesOverlap(c.visibility, claim.visibility));
       if (rivals.length === 0) continue;
-      const others = rivals.map((c) => `${name(c.vs)} (${c.vs.source.file}:${c.vs.positionOf(c.field).line})`).join(", ");
+      const others = rivals.map((c) => `${name(c.vs)} (${c.vs.source.file}:${c.vs.positionOf(c.field).line})`)
+        .join(", ");
       report(
         claim.vs,
         claim.field,
-        `host ${host} on ${on} is also claimed by VirtualService ${others}; which one applies is undefined, merge them into one`,
+        `host ${host} on ${on} is also claimed by VirtualService ${others}; ` +
+          "which one applies is undefined, merge them into one",
       );
     }
   }

@@ -19,9 +19,13 @@ function entryName(s: MeshService): string {
 function hostNotFoundReason(ctx: AnalysisContext, host: string, namespace: string): string {
   const resolved = ctx.resolveHost(host, namespace);
   const shown = resolved === host ? `"${host}"` : `"${host}" (${resolved})`;
-  const hidden = ctx.services.filter((s) => hostsOverlap(s.host, resolved) && !isVisibleFrom(s.visibility, namespace));
+  const hidden = ctx.services.filter((s) =>
+    hostsOverlap(s.host, resolved) && !isVisibleFrom(s.visibility, namespace)
+  );
   if (hidden.length > 0) {
-    return `referenced host ${shown} is declared by ServiceEntry ${entryName(hidden[0]!)} but not exported to namespace ${namespace}`;
+    return `referenced host ${shown} is declared by ServiceEntry ${
+      entryName(hidden[0]!)
+    } but not exported to namespace ${namespace}`;
   }
   const visible = ctx.services.filter((s) => isVisibleFrom(s.visibility, namespace) && !s.host.includes("*"));
   const guess = didYouMean(resolved, visible.map((s) => s.host));
@@ -33,7 +37,8 @@ export const destinationHostNotFound = defineAnalyzer({
   code: "MSH0101",
   name: "DestinationHostNotFound",
   severity: "error",
-  description: "A VirtualService routes or mirrors to a host that no ServiceEntry visible from its namespace declares.",
+  description:
+    "A VirtualService routes or mirrors to a host that no ServiceEntry visible from its namespace declares.",
 }, (ctx, report) => {
   for (const vs of ctx.ofKind<VirtualServiceSpec>("VirtualService")) {
     const ns = vs.metadata.namespace;
@@ -66,7 +71,9 @@ export const destinationPortNotFound = defineAnalyzer({
       report(
         vs,
         `${d.field}.port.number`,
-        `port ${port} is not a port of ${services[0]!.host} (ServiceEntry ${entryName(services[0]!)} exposes ${ports.join(", ")})`,
+        `port ${port} is not a port of ${services[0]!.host} (ServiceEntry ${
+          entryName(services[0]!)
+        } exposes ${ports.join(", ")})`,
       );
     }
   }
@@ -88,7 +95,9 @@ export const destinationPortSelectorRequired = defineAnalyzer({
       report(
         vs,
         d.field,
-        `${services[0]!.host} exposes ports ${ports.join(", ")}; set port.number to say which one this destination means`,
+        `${services[0]!.host} exposes ports ${
+          ports.join(", ")
+        }; set port.number to say which one this destination means`,
       );
     }
   }

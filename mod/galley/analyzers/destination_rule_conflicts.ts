@@ -22,7 +22,8 @@ export const conflictingDestinationRules = defineAnalyzer({
   code: "MSH0150",
   name: "ConflictingDestinationRules",
   severity: "warning",
-  description: "More than one DestinationRule in a namespace configures the same host; Istio merges them only partly.",
+  description:
+    "More than one DestinationRule in a namespace configures the same host; Istio merges them only partly.",
 }, (ctx, report) => {
   const groups = new Map<string, Resource<DestinationRuleSpec>[]>();
   for (const dr of ctx.ofKind<DestinationRuleSpec>("DestinationRule")) {
@@ -38,16 +39,22 @@ export const conflictingDestinationRules = defineAnalyzer({
     list.forEach((dr, i) => {
       if (i === 0) return;
       const v = visibilityOf(dr.spec.exportTo, dr.metadata.namespace);
-      const earlier = list.slice(0, i).filter((e) => visibilitiesOverlap(v, visibilityOf(e.spec.exportTo, e.metadata.namespace)));
+      const earlier = list.slice(0, i).filter((e) =>
+        visibilitiesOverlap(v, visibilityOf(e.spec.exportTo, e.metadata.namespace))
+      );
       if (earlier.length === 0) return;
       const subsets = new Set(earlier.flatMap((e) => (e.spec.subsets ?? []).map((s) => s.name)));
       const dropped = (dr.spec.subsets ?? []).map((s) => s.name).filter((n) => subsets.has(n));
       const lost = dr.spec.trafficPolicy ? "its trafficPolicy is ignored" : "only its subsets are merged";
-      const dup = dropped.length > 0 ? ` and its subsets ${dropped.join(", ")} are dropped as duplicates` : "";
+      const dup = dropped.length > 0
+        ? ` and its subsets ${dropped.join(", ")} are dropped as duplicates`
+        : "";
       report(
         dr,
         "spec.host",
-        `host ${host} already has DestinationRule ${earlier.map(where).join(", ")} in namespace ${dr.metadata.namespace}; ${lost}${dup}. Merge them into one`,
+        `host ${host} already has DestinationRule ${
+          earlier.map(where).join(", ")
+        } in namespace ${dr.metadata.namespace}; ${lost}${dup}. Merge them into one`,
       );
     });
   }

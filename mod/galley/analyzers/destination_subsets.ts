@@ -46,7 +46,12 @@ export const destinationSubsetNotFound = defineAnalyzer({
       if (rules.length === 0) {
         // An unknown host is reported once, by MSH0101; its subsets add nothing.
         if (ctx.servicesFor(d.destination.host, ns).length === 0) continue;
-        report(vs, field, `subset "${subset}" not found: no DestinationRule visible from namespace ${ns} applies to host ${host}`);
+        report(
+          vs,
+          field,
+          `subset "${subset}" not found: no DestinationRule visible from namespace ${ns} ` +
+            `applies to host ${host}`,
+        );
         continue;
       }
       const names = rules.map((dr) => `${dr.metadata.namespace}/${dr.metadata.name}`).join(", ");
@@ -54,7 +59,11 @@ export const destinationSubsetNotFound = defineAnalyzer({
       const verb = many ? "define" : "defines";
       const known = defined.length > 0 ? `${verb} ${defined.join(", ")}` : `${verb} no subsets`;
       const what = `DestinationRule${many ? "s" : ""} ${names}`;
-      report(vs, field, `subset "${subset}" not found: ${what} for host ${host} ${known}${didYouMean(subset, defined)}`);
+      report(
+        vs,
+        field,
+        `subset "${subset}" not found: ${what} for host ${host} ${known}${didYouMean(subset, defined)}`,
+      );
     }
   }
 });

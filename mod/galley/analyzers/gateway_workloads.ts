@@ -14,7 +14,8 @@ export const gatewaySelectorMatchesNoWorkload = defineAnalyzer({
   code: "MSH0128",
   name: "GatewaySelectorMatchesNoWorkload",
   severity: "warning",
-  description: "A Gateway's selector matches no WorkloadEntry or WorkloadGroup in any namespace, so no proxy serves it.",
+  description:
+    "A Gateway's selector matches no WorkloadEntry or WorkloadGroup in any namespace, so no proxy serves it.",
 }, (ctx, report) => {
   for (const gw of ctx.ofKind<GatewaySpec>("Gateway")) {
     const selector = gw.spec.selector;
@@ -24,7 +25,9 @@ export const gatewaySelectorMatchesNoWorkload = defineAnalyzer({
     report(
       gw,
       "spec.selector",
-      `selector ${formatLabels(selector)} matches no workload in any namespace; no proxy opens this gateway's port${
+      `selector ${
+        formatLabels(selector)
+      } matches no workload in any namespace; no proxy opens this gateway's port${
         gw.spec.servers.length > 1 ? "s" : ""
       } ${ports}`,
     );

@@ -1,6 +1,8 @@
 /**
  * More than one MeshConfig. meshd runs with exactly one set of mesh-wide settings; with several
- * resources only the first (in file order) is used and the others are silently ignored.
+ * resources only the first (in file order) is used and the others are silently ignored. Parsing
+ * already refuses a second MeshConfig in the same file; this catches them across files and
+ * sources.
  *
  * @module
  */
@@ -16,8 +18,13 @@ export const multipleMeshConfigs = defineAnalyzer({
 }, (ctx, report) => {
   const [first, ...rest] = ctx.ofKind("MeshConfig");
   if (!first) return;
-  const inForce = `${first.metadata.namespace}/${first.metadata.name} (${first.source.file}:${first.source.line})`;
+  const inForce =
+    `${first.metadata.namespace}/${first.metadata.name} (${first.source.file}:${first.source.line})`;
   for (const r of rest) {
-    report(r, "metadata.name", `MeshConfig ${inForce} is already in force; a mesh has exactly one MeshConfig and this one is ignored`);
+    report(
+      r,
+      "metadata.name",
+      `MeshConfig ${inForce} is already in force; a mesh has exactly one MeshConfig and this one is ignored`,
+    );
   }
 });

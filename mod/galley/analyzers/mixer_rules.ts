@@ -9,7 +9,13 @@
  * @module
  */
 
-import type { CompiledAdapter, CompiledTemplate, HandlerSpec, InstanceSpec, RuleSpec } from "../kinds/mixer.ts";
+import type {
+  CompiledAdapter,
+  CompiledTemplate,
+  HandlerSpec,
+  InstanceSpec,
+  RuleSpec,
+} from "../kinds/mixer.ts";
 import { didYouMean } from "../../shared/suggest.ts";
 import type { AnalysisContext } from "../analyze.ts";
 import type { Resource } from "../resource.ts";
@@ -41,7 +47,13 @@ interface Reference<S> {
   readonly key: string;
 }
 
-function lookup<S>(ctx: AnalysisContext, kind: string, ref: string, namespace: string, field: string): Reference<S> {
+function lookup<S>(
+  ctx: AnalysisContext,
+  kind: string,
+  ref: string,
+  namespace: string,
+  field: string,
+): Reference<S> {
   const { namespace: ns, name } = parseMixerRef(ref, namespace);
   return { ref, field, target: ctx.get<S>(kind, ns, name), key: `${ns}/${name}` };
 }
@@ -51,11 +63,19 @@ function actionsOf(ctx: AnalysisContext, rule: Resource<RuleSpec>) {
   const ns = rule.metadata.namespace;
   return (rule.spec.actions ?? []).map((a, i) => ({
     handler: lookup<HandlerSpec>(ctx, "handler", a.handler, ns, `spec.actions[${i}].handler`),
-    instances: (a.instances ?? []).map((ref, j) => lookup<InstanceSpec>(ctx, "instance", ref, ns, `spec.actions[${i}].instances[${j}]`)),
+    instances: (a.instances ?? []).map((ref, j) =>
+      lookup<InstanceSpec>(ctx, "instance", ref, ns, `spec.actions[${i}].instances[${j}]`)
+    ),
   }));
 }
 
-function notFound(ctx: AnalysisContext, report: Report, rule: Resource, kind: string, r: Reference<unknown>): void {
+function notFound(
+  ctx: AnalysisContext,
+  report: Report,
+  rule: Resource,
+  kind: string,
+  r: Reference<unknown>,
+): void {
   const known = ctx.ofKind(kind).map((x) => `${x.metadata.namespace}/${x.metadata.name}`);
   const shown = r.key === r.ref ? `"${r.ref}"` : `"${r.ref}" (${r.key})`;
   report(rule, r.field, `${kind} ${shown} not found${didYouMean(r.key, known)}; this action never runs`);
@@ -69,7 +89,9 @@ export const mixerHandlerNotFound = defineAnalyzer({
   description: "A Mixer rule action names a handler that does not exist.",
 }, (ctx, report) => {
   for (const rule of ctx.ofKind<RuleSpec>("rule")) {
-    for (const a of actionsOf(ctx, rule)) if (!a.handler.target) notFound(ctx, report, rule, "handler", a.handler);
+    for (const a of actionsOf(ctx, rule)) {
+      if (!a.handler.target) notFound(ctx, report, rule, "handler", a.handler);
+    }
   }
 });
 
@@ -92,7 +114,8 @@ export const mixerTemplateMismatch = defineAnalyzer({
   code: "MSH0172",
   name: "MixerTemplateMismatch",
   severity: "error",
-  description: "A Mixer rule sends an instance to a handler whose adapter does not accept the instance's template.",
+  description:
+    "A Mixer rule sends an instance to a handler whose adapter does not accept the instance's template.",
 }, (ctx, report) => {
   for (const rule of ctx.ofKind<RuleSpec>("rule")) {
     for (const a of actionsOf(ctx, rule)) {
@@ -105,9 +128,9 @@ export const mixerTemplateMismatch = defineAnalyzer({
         report(
           rule,
           inst.field,
-          `instance ${inst.key} has template ${template}, but handler ${a.handler.key} uses adapter ${adapter}, which accepts only ${
-            accepted.join(" or ")
-          } instances`,
+          `instance ${inst.key} has template ${template}, ` +
+            `but handler ${a.handler.key} uses adapter ${adapter}, ` +
+            `which accepts only ${accepted.join(" or ")} instances`,
         );
       }
     }

@@ -29,20 +29,29 @@ export interface EffectiveMtls {
  * The mTLS mode workloads with `labels` in `namespace` accept; with `labels` undefined, the mode
  * for the namespace as a whole (workload-level policies are not consulted).
  */
-export function effectiveMtls(ctx: AnalysisContext, namespace: string, labels: Labels | undefined): EffectiveMtls {
+export function effectiveMtls(
+  ctx: AnalysisContext,
+  namespace: string,
+  labels: Labels | undefined,
+): EffectiveMtls {
   const policies = ctx.ofKind<PeerAuthenticationSpec>("PeerAuthentication");
-  const wide = (ns: string) => policies.find((pa) => pa.metadata.namespace === ns && isEmptySelector(pa.spec.selector?.matchLabels));
+  const wide = (ns: string) =>
+    policies.find((pa) => pa.metadata.namespace === ns && isEmptySelector(pa.spec.selector?.matchLabels));
   const levels = [
-    labels === undefined ? undefined : policies.find((pa) =>
-      pa.metadata.namespace === namespace && !isEmptySelector(pa.spec.selector?.matchLabels) &&
-      selectorMatches(pa.spec.selector?.matchLabels, labels)
-    ),
+    labels === undefined
+      ? undefined
+      : policies.find((pa) =>
+        pa.metadata.namespace === namespace && !isEmptySelector(pa.spec.selector?.matchLabels) &&
+        selectorMatches(pa.spec.selector?.matchLabels, labels)
+      ),
     wide(namespace),
     wide(ctx.mesh.rootNamespace),
   ];
   for (const pa of levels) {
     const mode = pa?.spec.mtls?.mode;
-    if (pa && mode && mode !== "UNSET") return { mode, source: `PeerAuthentication ${pa.metadata.namespace}/${pa.metadata.name}` };
+    if (pa && mode && mode !== "UNSET") {
+      return { mode, source: `PeerAuthentication ${pa.metadata.namespace}/${pa.metadata.name}` };
+    }
   }
   const source = ctx.meshConfig
     ? `MeshConfig ${ctx.meshConfig.metadata.namespace}/${ctx.meshConfig.metadata.name} (defaultMtlsMode)`
@@ -62,11 +71,15 @@ function tlsSettings(dr: DestinationRuleSpec): TlsSetting[] {
   const fromPolicy = (policy: TrafficPolicy | undefined, at: string, subsetLabels?: Labels) => {
     if (policy?.tls?.mode) out.push({ field: `${at}.tls.mode`, mode: policy.tls.mode, subsetLabels });
     (policy?.portLevelSettings ?? []).forEach((p, i) => {
-      if (p.tls?.mode) out.push({ field: `${at}.portLevelSettings[${i}].tls.mode`, mode: p.tls.mode, subsetLabels });
+      if (p.tls?.mode) {
+        out.push({ field: `${at}.portLevelSettings[${i}].tls.mode`, mode: p.tls.mode, subsetLabels });
+      }
     });
   };
   fromPolicy(dr.trafficPolicy, "spec.trafficPolicy");
-  (dr.subsets ?? []).forEach((s, i) => fromPolicy(s.trafficPolicy, `spec.subsets[${i}].trafficPolicy`, s.labels));
+  (dr.subsets ?? []).forEach((s, i) =>
+    fromPolicy(s.trafficPolicy, `spec.subsets[${i}].trafficPolicy`, s.labels)
+  );
   return out;
 }
 
@@ -79,7 +92,9 @@ export const mtlsPolicyConflict = defineAnalyzer({
   code: "MSH0113",
   name: "MtlsPolicyConflict",
   severity: "error",
-  description: "A DestinationRule's tls.mode contradicts the mTLS mode PeerAuthentication (or the mesh default) sets for the workloads of its host.",
+  description:
+    "A DestinationRule's tls.mode contradicts the mTLS mode that PeerAuthentication (or the mesh default) " +
+    "sets for the workloads of its host.",
 }, (ctx, report) => {
   for (const dr of ctx.ofKind<DestinationRuleSpec>("DestinationRule")) {
     const ns = dr.metadata.namespace;
@@ -90,10 +105,14 @@ export const mtlsPolicyConflict = defineAnalyzer({
       if (setting.mode !== "DISABLE" && setting.mode !== "ISTIO_MUTUAL") continue;
       const found: { target: string; server: EffectiveMtls }[] = [];
       for (const svc of services) {
-        const workloads = (svc.workloads ?? []).filter((w) => selectorMatches(setting.subsetLabels, w.labels));
+        const workloads = (svc.workloads ?? []).filter((w) =>
+          selectorMatches(setting.subsetLabels, w.labels)
+        );
         if (workloads.length === 0) {
           const server = effectiveMtls(ctx, svc.namespace, undefined);
-          if (conflicts(setting.mode, server.mode)) found.push({ target: `namespace ${svc.namespace}`, server });
+          if (conflicts(setting.mode, server.mode)) {
+            found.push({ target: `namespace ${svc.namespace}`, server });
+          }
           continue;
         }
         for (const w of workloads) {
@@ -103,10 +122,15 @@ export const mtlsPolicyConflict = defineAnalyzer({
       }
       const first = found[0];
       if (!first) continue;
-      const more = found.length > 1 ? ` (and ${found.length - 1} more workload${found.length > 2 ? "s" : ""})` : "";
+      const more = found.length > 1
+        ? ` (and ${found.length - 1} more workload${found.length > 2 ? "s" : ""})`
+        : "";
       const message = setting.mode === "DISABLE"
-        ? `tls.mode DISABLE sends plain text to ${host}, but ${first.server.source} requires mutual TLS (STRICT) on ${first.target}${more}; these calls will be refused`
-        : `tls.mode ISTIO_MUTUAL sends mutual TLS to ${host}, but ${first.server.source} disables mTLS on ${first.target}${more}; the handshake will fail`;
+        ? `tls.mode DISABLE sends plain text to ${host}, ` +
+          `but ${first.server.source} requires mutual TLS (STRICT) on ${first.target}${more}; ` +
+          "these calls will be refused"
+        : `tls.mode ISTIO_MUTUAL sends mutual TLS to ${host}, but ${first.server.source} disables mTLS ` +
+          `on ${first.target}${more}; the handshake will fail`;
       report(dr, setting.field, message);
     }
   }

@@ -7,7 +7,12 @@
  * @module
  */
 
-import type { HTTPMatchRequest, L4MatchAttributes, TLSMatchAttributes, VirtualServiceSpec } from "../kinds/networking.ts";
+import type {
+  HTTPMatchRequest,
+  L4MatchAttributes,
+  TLSMatchAttributes,
+  VirtualServiceSpec,
+} from "../kinds/networking.ts";
 import type { Resource } from "../resource.ts";
 import { defineAnalyzer } from "./_define.ts";
 
@@ -19,15 +24,18 @@ interface Finding {
 
 type Match = HTTPMatchRequest | L4MatchAttributes | TLSMatchAttributes;
 
-/** Match fields that only name or tune a match and do not restrict which requests it takes. */
-const NEUTRAL_FIELDS = new Set(["name", "ignoreUriCase", "statPrefix"]);
+/** Match fields that do not restrict which requests a match takes. */
+const UNRESTRICTING_FIELDS = new Set(["name", "ignoreUriCase", "statPrefix"]);
+
+/** Match fields that only name a match; two matches differing only in these are the same. */
+const NAMING_FIELDS = new Set(["name", "statPrefix"]);
 
 const MATCH_ALL_REGEXES = new Set([".*", "^.*$", "/.*", "^/.*$", ".+", "^.+$"]);
 
 /** True when an HTTP, TCP or TLS match block holds for every request. */
 function matchesEverything(m: Match): boolean {
   for (const [key, value] of Object.entries(m)) {
-    if (NEUTRAL_FIELDS.has(key) || value === undefined) continue;
+    if (UNRESTRICTING_FIELDS.has(key) || value === undefined) continue;
     if (key === "uri") {
       const uri = value as NonNullable<HTTPMatchRequest["uri"]>;
       if (uri.prefix === "/" || (uri.regex !== undefined && MATCH_ALL_REGEXES.has(uri.regex))) continue;
@@ -44,7 +52,7 @@ function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([k, v]) => v !== undefined && !NEUTRAL_FIELDS.has(k))
+      .filter(([, v]) => v !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
   }
@@ -69,7 +77,9 @@ function walkSection(
     if (catchAll) {
       unreachable.push({
         field: at,
-        message: `${describe(section, i, rule)} is never used: ${describe(section, catchAll.index, rules[catchAll.index]!)} before it ${catchAll.why}`,
+        message: `${describe(section, i, rule)} is never used: ${
+          describe(section, catchAll.index, rules[catchAll.index]!)
+        } before it ${catchAll.why}`,
       });
       return;
     }
@@ -80,7 +90,7 @@ function walkSection(
     }
     const duplicates: { field: string; earlier: string }[] = [];
     matches.forEach((m, j) => {
-      const key = canonical(m);
+      const key = canonical(Object.fromEntries(Object.entries(m).filter(([k]) => !NAMING_FIELDS.has(k))));
       const field = `${at}.match[${j}]`;
       const earlier = seen.get(key);
       if (earlier !== undefined) duplicates.push({ field, earlier });
@@ -95,7 +105,10 @@ function walkSection(
       });
     } else {
       for (const d of duplicates) {
-        ineffective.push({ field: d.field, message: `${d.field} is never used: it repeats ${d.earlier}, which is tried first` });
+        ineffective.push({
+          field: d.field,
+          message: `${d.field} is never used: it repeats ${d.earlier}, which is tried first`,
+        });
       }
     }
     const all = matches.findIndex(matchesEverything);
@@ -104,7 +117,9 @@ function walkSection(
 }
 
 /** The unreachable routes and ineffective match blocks of a VirtualService. */
-export function routeReachability(vs: Resource<VirtualServiceSpec>): { unreachable: Finding[]; ineffective: Finding[] } {
+export function routeReachability(
+  vs: Resource<VirtualServiceSpec>,
+): { unreachable: Finding[]; ineffective: Finding[] } {
   const unreachable: Finding[] = [];
   const ineffective: Finding[] = [];
   walkSection("http", vs.spec.http ?? [], unreachable, ineffective);
@@ -118,7 +133,8 @@ export const unreachableRoutes = defineAnalyzer({
   code: "MSH0130",
   name: "VirtualServiceUnreachableRule",
   severity: "warning",
-  description: "A VirtualService route can never apply: an earlier route takes every request, or all its matches repeat earlier ones.",
+  description: "A VirtualService route can never apply: an earlier route takes every request, " +
+    "or all its matches repeat earlier ones.",
 }, (ctx, report) => {
   for (const vs of ctx.ofKind<VirtualServiceSpec>("VirtualService")) {
     for (const f of routeReachability(vs).unreachable) report(vs, f.field, f.message);

@@ -7,8 +7,7 @@
  * @module
  */
 
-import type { SidecarSpec } from "../kinds/networking.ts";
-import type { MatchLabelsSelector } from "../kinds/networking.ts";
+import type { MatchLabelsSelector, SidecarSpec } from "../kinds/networking.ts";
 import type { AnalysisContext } from "../analyze.ts";
 import type { Resource } from "../resource.ts";
 import { formatLabels, isEmptySelector, type Labels } from "./_labels.ts";
@@ -17,13 +16,24 @@ import { defineAnalyzer, type Report } from "./_define.ts";
 /** Kinds with `spec.selector.matchLabels`. */
 const MATCH_LABEL_KINDS = ["PeerAuthentication", "RequestAuthentication", "AuthorizationPolicy", "Telemetry"];
 
-function check(ctx: AnalysisContext, report: Report, r: Resource, selector: Labels | undefined, field: string, meshWide: boolean): void {
+function check(
+  ctx: AnalysisContext,
+  report: Report,
+  r: Resource,
+  selector: Labels | undefined,
+  field: string,
+  meshWide: boolean,
+): void {
   if (isEmptySelector(selector)) return;
   const ns = r.metadata.namespace;
   const scope = meshWide && ns === ctx.mesh.rootNamespace ? undefined : ns;
   if (ctx.workloadsSelected(selector, scope).length > 0) return;
   const where = scope === undefined ? "in any namespace" : `in namespace ${ns}`;
-  report(r, field, `selector ${formatLabels(selector)} matches no workload ${where}; this ${r.kind} has no effect`);
+  report(
+    r,
+    field,
+    `selector ${formatLabels(selector)} matches no workload ${where}; this ${r.kind} has no effect`,
+  );
 }
 
 /** MSH0127: selectors of policies and Sidecars select at least one workload. */
@@ -31,14 +41,23 @@ export const noMatchingWorkloads = defineAnalyzer({
   code: "MSH0127",
   name: "NoMatchingWorkloads",
   severity: "warning",
-  description: "The workload selector of a Sidecar, PeerAuthentication, RequestAuthentication, AuthorizationPolicy or Telemetry selects no workload.",
+  description:
+    "The workload selector of a Sidecar, PeerAuthentication, RequestAuthentication, AuthorizationPolicy " +
+    "or Telemetry selects no workload.",
 }, (ctx, report) => {
   for (const sc of ctx.ofKind<SidecarSpec>("Sidecar")) {
     check(ctx, report, sc, sc.spec.workloadSelector?.labels, "spec.workloadSelector.labels", false);
   }
   for (const kind of MATCH_LABEL_KINDS) {
     for (const r of ctx.ofKind<{ readonly selector?: MatchLabelsSelector }>(kind)) {
-      check(ctx, report, r, r.spec.selector?.matchLabels, "spec.selector.matchLabels", kind !== "PeerAuthentication");
+      check(
+        ctx,
+        report,
+        r,
+        r.spec.selector?.matchLabels,
+        "spec.selector.matchLabels",
+        kind !== "PeerAuthentication",
+      );
     }
   }
 });

@@ -19,7 +19,8 @@ export const serviceEntryAddressesRequired = defineAnalyzer({
   code: "MSH0134",
   name: "ServiceEntryAddressesRequired",
   severity: "warning",
-  description: "A ServiceEntry has a TCP-family port (TCP, MONGO, MYSQL, REDIS or unset) but no addresses to route it by.",
+  description: "A ServiceEntry has a TCP-family port (TCP, MONGO, MYSQL, REDIS or unset) " +
+    "but no addresses to route it by.",
 }, (ctx, report) => {
   for (const se of ctx.ofKind<ServiceEntrySpec>("ServiceEntry")) {
     if ((se.spec.addresses ?? []).length > 0) continue;
@@ -29,7 +30,9 @@ export const serviceEntryAddressesRequired = defineAnalyzer({
       report(
         se,
         `spec.ports[${i}]`,
-        `port ${p.number} (${protocol || "unset, so TCP"}) can only be routed by destination address, but the entry has no addresses; ` +
+        `port ${p.number} (${
+          protocol || "unset, so TCP"
+        }) can only be routed by destination address, but the entry has no addresses; ` +
           `sidecars would capture every connection to port ${p.number} for it. Add addresses (a VIP or CIDR)`,
       );
     });

@@ -20,7 +20,8 @@ export const multipleSidecarsWithoutSelector = defineAnalyzer({
   code: "MSH0111",
   name: "MultipleSidecarsWithoutWorkloadSelectors",
   severity: "error",
-  description: "More than one Sidecar in a namespace has no workloadSelector; which one applies is undefined.",
+  description:
+    "More than one Sidecar in a namespace has no workloadSelector; which one applies is undefined.",
 }, (ctx, report) => {
   const byNamespace = new Map<string, Resource<SidecarSpec>[]>();
   for (const sc of ctx.ofKind<SidecarSpec>("Sidecar")) {
@@ -33,7 +34,11 @@ export const multipleSidecarsWithoutSelector = defineAnalyzer({
     if (list.length < 2) continue;
     for (const sc of list) {
       const others = list.filter((o) => o !== sc).map(name).join(", ");
-      report(sc, "spec", `Sidecar ${others} in namespace ${ns} has no workloadSelector either; which one applies is undefined`);
+      report(
+        sc,
+        "spec",
+        `Sidecar ${others} in namespace ${ns} has no workloadSelector either; which one applies is undefined`,
+      );
     }
   }
 });
@@ -45,7 +50,9 @@ export const conflictingSidecarSelectors = defineAnalyzer({
   severity: "error",
   description: "Two Sidecars' workloadSelectors match the same workload; which one applies is undefined.",
 }, (ctx, report) => {
-  const selecting = ctx.ofKind<SidecarSpec>("Sidecar").filter((sc) => !isEmptySelector(sc.spec.workloadSelector?.labels));
+  const selecting = ctx.ofKind<SidecarSpec>("Sidecar").filter((sc) =>
+    !isEmptySelector(sc.spec.workloadSelector?.labels)
+  );
   for (const sc of selecting) {
     const rivals = new Map<Resource, string>();
     for (const w of ctx.workloadsSelected(sc.spec.workloadSelector?.labels, sc.metadata.namespace)) {
@@ -55,7 +62,11 @@ export const conflictingSidecarSelectors = defineAnalyzer({
       }
     }
     for (const [other, workload] of rivals) {
-      report(sc, "spec.workloadSelector", `selects ${workload}, which Sidecar ${name(other)} also selects; which one applies is undefined`);
+      report(
+        sc,
+        "spec.workloadSelector",
+        `selects ${workload}, which Sidecar ${name(other)} also selects; which one applies is undefined`,
+      );
     }
   }
 });

@@ -15,8 +15,11 @@ import { defineAnalyzer } from "./_define.ts";
 function mismatch(selector: Labels, workloads: readonly Workload[]): string {
   for (const [k, v] of Object.entries(selector)) {
     if (workloads.some((w) => w.labels[k] === v)) continue;
-    const values = [...new Set(workloads.map((w) => w.labels[k]).filter((x): x is string => x !== undefined))].sort();
-    return values.length > 0 ? `; its workloads have ${k}=${values.join(", ")}` : `; none of its workloads has a label ${k}`;
+    const values = [...new Set(workloads.map((w) => w.labels[k]).filter((x): x is string => x !== undefined))]
+      .sort();
+    return values.length > 0
+      ? `; its workloads have ${k}=${values.join(", ")}`
+      : `; none of its workloads has a label ${k}`;
   }
   return "; no single workload has all of these labels";
 }
@@ -40,8 +43,14 @@ export const subsetMatchesNoWorkload = defineAnalyzer({
       const entries = [...new Set(services.map((s) => `${s.namespace}/${s.entry.metadata.name}`))].join(", ");
       const why = workloads.length === 0
         ? `ServiceEntry ${entries} has no workloads at all`
-        : `no workload of ServiceEntry ${entries} has labels ${formatLabels(subset.labels)}${mismatch(subset.labels, workloads)}`;
-      report(dr, `spec.subsets[${i}].labels`, `subset "${subset.name}" selects no workload of ${host}: ${why}`);
+        : `no workload of ServiceEntry ${entries} has labels ${formatLabels(subset.labels)}${
+          mismatch(subset.labels, workloads)
+        }`;
+      report(
+        dr,
+        `spec.subsets[${i}].labels`,
+        `subset "${subset.name}" selects no workload of ${host}: ${why}`,
+      );
     });
   }
 });

@@ -30,7 +30,9 @@ export const gatewayNotFound = defineAnalyzer({
       const key = `${g.namespace}/${g.name}`;
       const shown = key === ref ? `"${ref}"` : `"${ref}" (${key})`;
       const elsewhere = gateways.find((gw) => gw.metadata.name === g.name);
-      const hint = elsewhere ? ` (did you mean ${elsewhere.metadata.namespace}/${g.name}?)` : didYouMean(key, known);
+      const hint = elsewhere
+        ? ` (did you mean ${elsewhere.metadata.namespace}/${g.name}?)`
+        : didYouMean(key, known);
       report(vs, field, `referenced gateway ${shown} not found${hint}`);
     }
   }
@@ -47,13 +49,18 @@ function hostsAcceptedFor(gw: Resource<GatewaySpec>, namespace: string): string[
       const slash = h.indexOf("/");
       const ns = slash < 0 ? "*" : h.slice(0, slash);
       const host = (slash < 0 ? h : h.slice(slash + 1)).toLowerCase();
-      if (ns === "*" || ns === namespace || (ns === "." && gw.metadata.namespace === namespace)) out.push(host);
+      if (ns === "*" || ns === namespace || (ns === "." && gw.metadata.namespace === namespace)) {
+        out.push(host);
+      }
     }
   }
   return out;
 }
 
-function boundGatewayResources(ctx: AnalysisContext, vs: Resource<VirtualServiceSpec>): Resource<GatewaySpec>[] {
+function boundGatewayResources(
+  ctx: AnalysisContext,
+  vs: Resource<VirtualServiceSpec>,
+): Resource<GatewaySpec>[] {
   const out: Resource<GatewaySpec>[] = [];
   for (const ref of vs.spec.gateways ?? []) {
     const g = parseGatewayRef(ref, vs.metadata.namespace);
@@ -83,8 +90,16 @@ export const gatewayHostNotFound = defineAnalyzer({
       const names = gateways.map((gw) => `${gw.metadata.namespace}/${gw.metadata.name}`).join(", ");
       const many = gateways.length > 1;
       const verb = many ? "accept" : "accepts";
-      const offer = accepted.length > 0 ? `${verb} only ${[...new Set(accepted)].join(", ")}` : `${verb} no host from namespace ${ns}`;
-      report(vs, `spec.hosts[${i}]`, `host ${host} is not accepted by gateway${many ? "s" : ""} ${names}, which ${offer}; no traffic reaches it`);
+      const offer = accepted.length > 0
+        ? `${verb} only ${[...new Set(accepted)].join(", ")}`
+        : `${verb} no host from namespace ${ns}`;
+      report(
+        vs,
+        `spec.hosts[${i}]`,
+        `host ${host} is not accepted by gateway${
+          many ? "s" : ""
+        } ${names}, which ${offer}; no traffic reaches it`,
+      );
     });
   }
 });

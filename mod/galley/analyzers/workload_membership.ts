@@ -23,8 +23,11 @@ function check(ctx: AnalysisContext, report: Report, kind: Workload["kind"], wha
   for (const w of ctx.workloads) {
     if (w.kind !== kind || inSomeService(ctx, w)) continue;
     const labels = isEmptySelector(w.labels) ? "it has no labels" : `its labels ${formatLabels(w.labels)}`;
-    report(w.resource, w.kind === "WorkloadGroup" ? "spec.metadata.labels" : "spec.labels",
-      `${what} no service: ${labels} match no ServiceEntry workloadSelector in namespace ${w.namespace}`);
+    report(
+      w.resource,
+      w.kind === "WorkloadGroup" ? "spec.metadata.labels" : "spec.labels",
+      `${what} no service: ${labels} match no ServiceEntry workloadSelector in namespace ${w.namespace}`,
+    );
   }
 }
 
@@ -33,7 +36,8 @@ export const workloadNotInService = defineAnalyzer({
   code: "MSH0181",
   name: "WorkloadNotInService",
   severity: "info",
-  description: "A WorkloadEntry's labels match no ServiceEntry workloadSelector in its namespace; it receives no service traffic.",
+  description: "A WorkloadEntry's labels match no ServiceEntry workloadSelector in its namespace; " +
+    "it receives no service traffic.",
 }, (ctx, report) => check(ctx, report, "WorkloadEntry", "this workload belongs to"));
 
 /** MSH0182: every WorkloadGroup's workloads would be endpoints of some ServiceEntry. */
@@ -41,5 +45,6 @@ export const workloadGroupNotInService = defineAnalyzer({
   code: "MSH0182",
   name: "WorkloadGroupNotInService",
   severity: "info",
-  description: "A WorkloadGroup's labels match no ServiceEntry workloadSelector in its namespace; VMs registering with it serve no service.",
+  description: "A WorkloadGroup's labels match no ServiceEntry workloadSelector in its namespace; " +
+    "VMs registering with it serve no service.",
 }, (ctx, report) => check(ctx, report, "WorkloadGroup", "workloads registering with this group belong to"));

@@ -60,12 +60,19 @@ export const defaultMeshConfig: MeshConfig = {
   defaultConfig: { discoveryAddress: "" },
 };
 
-/** Merges a MeshConfig spec (or resource) over `base` (default {@link defaultMeshConfig}). */
+/**
+ * Merges a MeshConfig spec, or a validated MeshConfig resource, over `base` (default
+ * {@link defaultMeshConfig}), field by field.
+ */
 export function mergeMeshConfig(
-  source: MeshConfigSpec | Resource<MeshConfigSpec> | undefined,
+  source: MeshConfigSpec | Resource | undefined,
   base: MeshConfig = defaultMeshConfig,
 ): MeshConfig {
-  const spec: MeshConfigSpec = source === undefined ? {} : isResource(source) ? source.spec ?? {} : source;
+  const spec: MeshConfigSpec = source === undefined
+    ? {}
+    : isResource(source)
+    ? (source.spec ?? {}) as MeshConfigSpec
+    : source;
   return {
     trustDomain: spec.trustDomain ?? base.trustDomain,
     rootNamespace: spec.rootNamespace ?? base.rootNamespace,
@@ -75,11 +82,13 @@ export function mergeMeshConfig(
     connectTimeout: spec.connectTimeout ?? base.connectTimeout,
     mixer: { failOpen: spec.mixer?.failOpen ?? base.mixer.failOpen },
     accessLogFile: spec.accessLogFile ?? base.accessLogFile,
-    defaultConfig: { discoveryAddress: spec.defaultConfig?.discoveryAddress ?? base.defaultConfig.discoveryAddress },
+    defaultConfig: {
+      discoveryAddress: spec.defaultConfig?.discoveryAddress ?? base.defaultConfig.discoveryAddress,
+    },
   };
 }
 
-function isResource(v: MeshConfigSpec | Resource<MeshConfigSpec>): v is Resource<MeshConfigSpec> {
+function isResource(v: MeshConfigSpec | Resource): v is Resource {
   return "kind" in v && "metadata" in v;
 }
 
@@ -88,7 +97,10 @@ const meshConfigSchema = t.object({
     check: (v, path, report) => {
       const domain = v.endsWith(".") ? v.slice(0, -1) : v;
       if (domain === "" || domain.includes("*") || domain !== domain.toLowerCase() || hostProblem(domain)) {
-        report.error(path, `trust domain ${JSON.stringify(v)} must be a lower-case DNS name such as "cluster.local"`);
+        report.error(
+          path,
+          `trust domain ${JSON.stringify(v)} must be a lower-case DNS name such as "cluster.local"`,
+        );
       }
     },
   }),
@@ -105,7 +117,9 @@ const meshConfigSchema = t.object({
   mixer: t.object({ failOpen: t.bool() }),
   accessLogFile: t.string({
     check: (v, path, report) => {
-      if (v !== "" && !v.startsWith("/")) report.error(path, `accessLogFile ${JSON.stringify(v)} must be an absolute path (e.g. /dev/stdout)`);
+      if (v !== "" && !v.startsWith("/")) {
+        report.error(path, `accessLogFile ${JSON.stringify(v)} must be an absolute path (e.g. /dev/stdout)`);
+      }
     },
   }),
   defaultConfig: t.object({
@@ -115,7 +129,10 @@ const meshConfigSchema = t.object({
         const port = m ? Number(m[3]) : NaN;
         const host = m ? (m[1] ?? m[2]!) : "";
         if (!m || !(port >= 1 && port <= 65535) || (!isIP(host) && hostProblem(host))) {
-          report.error(path, `discoveryAddress ${JSON.stringify(v)} must be host:port, e.g. "meshd.example.internal:15012"`);
+          report.error(
+            path,
+            `discoveryAddress ${JSON.stringify(v)} must be host:port, e.g. "meshd.example.internal:15012"`,
+          );
         }
       },
     }),
@@ -130,5 +147,5 @@ export const meshConfigVersions: readonly string[] = ["v1alpha1"];
 
 /** Validates a MeshConfig resource. */
 export function validateMeshConfig(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, meshConfigSchema);
+  return checkSchema(r, meshConfigSchema);
 }

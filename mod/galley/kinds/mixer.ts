@@ -28,7 +28,14 @@ import {
 // ---------------------------------------------------------------------------------------------
 
 /** Adapters compiled into meshd's mixer. */
-export type CompiledAdapter = "denier" | "listchecker" | "memquota" | "redisquota" | "prometheus" | "stdio" | "zipkin";
+export type CompiledAdapter =
+  | "denier"
+  | "listchecker"
+  | "memquota"
+  | "redisquota"
+  | "prometheus"
+  | "stdio"
+  | "zipkin";
 
 /** Templates compiled into meshd's mixer. */
 export type CompiledTemplate =
@@ -42,7 +49,15 @@ export type CompiledTemplate =
   | "reportnothing";
 
 /** The adapters meshd compiles in. */
-export const compiledAdapters: readonly CompiledAdapter[] = ["denier", "listchecker", "memquota", "redisquota", "prometheus", "stdio", "zipkin"];
+export const compiledAdapters: readonly CompiledAdapter[] = [
+  "denier",
+  "listchecker",
+  "memquota",
+  "redisquota",
+  "prometheus",
+  "stdio",
+  "zipkin",
+];
 
 /** The templates meshd compiles in. */
 export const compiledTemplates: readonly CompiledTemplate[] = [
@@ -123,8 +138,16 @@ export interface RedisQuotaParams {
 /** Prometheus histogram buckets: exactly one of the three forms. */
 export interface PrometheusBuckets {
   readonly explicitBuckets?: { readonly bounds: readonly number[] };
-  readonly linearBuckets?: { readonly numFiniteBuckets: number; readonly width: number; readonly offset?: number };
-  readonly exponentialBuckets?: { readonly numFiniteBuckets: number; readonly growthFactor: number; readonly scale: number };
+  readonly linearBuckets?: {
+    readonly numFiniteBuckets: number;
+    readonly width: number;
+    readonly offset?: number;
+  };
+  readonly exponentialBuckets?: {
+    readonly numFiniteBuckets: number;
+    readonly growthFactor: number;
+    readonly scale: number;
+  };
 }
 
 /** prometheus adapter parameters. */
@@ -138,7 +161,10 @@ export interface PrometheusParams {
     readonly labelNames?: readonly string[];
     readonly buckets?: PrometheusBuckets;
   }[];
-  readonly metricsExpirationPolicy?: { readonly metricsExpiryDuration?: string; readonly expiryCheckIntervalDuration?: string };
+  readonly metricsExpirationPolicy?: {
+    readonly metricsExpiryDuration?: string;
+    readonly expiryCheckIntervalDuration?: string;
+  };
 }
 
 /** stdio adapter parameters. */
@@ -201,7 +227,9 @@ const optionalDuration = t.duration({ min: "0" });
 function hostPortCheck(value: string, path: string, report: Reporter): void {
   const m = /^(.+):(\d+)$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535 || (m[1]!.startsWith("[") ? !m[1]!.endsWith("]") : m[1]!.includes(":"))) {
+  if (
+    !m || port < 1 || port > 65535 || (m[1]!.startsWith("[") ? !m[1]!.endsWith("]") : m[1]!.includes(":"))
+  ) {
     report.error(path, `address ${JSON.stringify(value)} must be host:port`);
   }
 }
@@ -214,7 +242,9 @@ function urlCheck(value: string, path: string, report: Reporter): void {
     report.error(path, `${JSON.stringify(value)} is not a valid URL`);
     return;
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") report.error(path, `URL ${JSON.stringify(value)} must use http or https`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    report.error(path, `URL ${JSON.stringify(value)} must use http or https`);
+  }
 }
 
 const quotaOverrideSchema = t.object({
@@ -223,16 +253,30 @@ const quotaOverrideSchema = t.object({
   validDuration: optionalDuration,
 });
 
-function uniqueNames(items: readonly { readonly name: string }[], path: string, report: Reporter, what: string): void {
+function uniqueNames(
+  items: readonly { readonly name: string }[],
+  path: string,
+  report: Reporter,
+  what: string,
+): void {
   const seen = new Map<string, number>();
   items.forEach((item, i) => {
     const first = seen.get(item.name);
-    if (first !== undefined) report.error(fieldPath(indexPath(path, i), "name"), `${what} ${JSON.stringify(item.name)} is already defined at ${indexPath(path, first)}`);
-    else seen.set(item.name, i);
+    if (first !== undefined) {
+      report.error(
+        fieldPath(indexPath(path, i), "name"),
+        `${what} ${JSON.stringify(item.name)} is already defined at ${indexPath(path, first)}`,
+      );
+    } else seen.set(item.name, i);
   });
 }
 
-const listEntryTypes: readonly ListEntryType[] = ["STRINGS", "CASE_INSENSITIVE_STRINGS", "IP_ADDRESSES", "REGEX"];
+const listEntryTypes: readonly ListEntryType[] = [
+  "STRINGS",
+  "CASE_INSENSITIVE_STRINGS",
+  "IP_ADDRESSES",
+  "REGEX",
+];
 
 const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
   denier: t.object({
@@ -282,9 +326,13 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
         {
           check: (q, path, report) => {
             if (q.rateLimitAlgorithm === "ROLLING_WINDOW") {
-              if (!q.bucketDuration) report.error(fieldPath(path, "bucketDuration"), "ROLLING_WINDOW quotas need bucketDuration");
-              else if (parseMs(q.bucketDuration) >= parseMs(q.validDuration!)) {
-                report.error(fieldPath(path, "bucketDuration"), "bucketDuration must be shorter than validDuration");
+              if (!q.bucketDuration) {
+                report.error(fieldPath(path, "bucketDuration"), "ROLLING_WINDOW quotas need bucketDuration");
+              } else if (parseMs(q.bucketDuration) >= parseMs(q.validDuration!)) {
+                report.error(
+                  fieldPath(path, "bucketDuration"),
+                  "bucketDuration must be shorter than validDuration",
+                );
               }
             }
           },
@@ -297,7 +345,10 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
     metrics: t.array<{ name: string }>(
       t.object<NonNullable<PrometheusParams["metrics"]>[number]>(
         {
-          name: t.string({ required: true, check: promNameCheck("metric name", /^[a-zA-Z_:][a-zA-Z0-9_:]*$/) }),
+          name: t.string({
+            required: true,
+            check: promNameCheck("metric name", /^[a-zA-Z_:][a-zA-Z0-9_:]*$/),
+          }),
           namespace: t.string({ check: promNameCheck("namespace", /^[a-zA-Z_][a-zA-Z0-9_]*$/) }),
           instanceName: t.string({ required: true }),
           description: t.string(),
@@ -310,7 +361,9 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
                   required: true,
                   minItems: 1,
                   check: (b, path, report) => {
-                    if (b.some((v, i) => i > 0 && v <= b[i - 1]!)) report.error(path, "bucket bounds must be strictly increasing");
+                    if (b.some((v, i) => i > 0 && v <= b[i - 1]!)) {
+                      report.error(path, "bucket bounds must be strictly increasing");
+                    }
                   },
                 }),
               }),
@@ -340,18 +393,33 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
         },
         {
           check: (m, path, report) => {
-            if (m.kind === "DISTRIBUTION" && !m.buckets) report.error(fieldPath(path, "buckets"), "DISTRIBUTION metrics need buckets");
-            if (m.kind !== "DISTRIBUTION" && m.buckets) report.error(fieldPath(path, "buckets"), `buckets only apply to DISTRIBUTION metrics, not ${m.kind}`);
+            if (m.kind === "DISTRIBUTION" && !m.buckets) {
+              report.error(fieldPath(path, "buckets"), "DISTRIBUTION metrics need buckets");
+            }
+            if (m.kind !== "DISTRIBUTION" && m.buckets) {
+              report.error(
+                fieldPath(path, "buckets"),
+                `buckets only apply to DISTRIBUTION metrics, not ${m.kind}`,
+              );
+            }
             const labels = m.labelNames ?? [];
             labels.forEach((l, i) => {
-              if (labels.indexOf(l) !== i) report.error(indexPath(fieldPath(path, "labelNames"), i), `duplicate label name ${JSON.stringify(l)}`);
+              if (labels.indexOf(l) !== i) {
+                report.error(
+                  indexPath(fieldPath(path, "labelNames"), i),
+                  `duplicate label name ${JSON.stringify(l)}`,
+                );
+              }
             });
           },
         },
       ),
       { check: (m, path, report) => uniqueNames(m, path, report, "metric") },
     ),
-    metricsExpirationPolicy: t.object({ metricsExpiryDuration: durationSchema, expiryCheckIntervalDuration: durationSchema }),
+    metricsExpirationPolicy: t.object({
+      metricsExpiryDuration: durationSchema,
+      expiryCheckIntervalDuration: durationSchema,
+    }),
   }),
   stdio: t.object<StdioParams>(
     {
@@ -373,12 +441,17 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
       },
     },
   ),
-  zipkin: t.object({ url: t.string({ required: true, check: urlCheck }), sampleProbability: t.number({ min: 0, max: 1 }) }),
+  zipkin: t.object({
+    url: t.string({ required: true, check: urlCheck }),
+    sampleProbability: t.number({ min: 0, max: 1 }),
+  }),
 };
 
 function promNameCheck(what: string, pattern: RegExp) {
   return (value: string, path: string, report: Reporter) => {
-    if (!pattern.test(value)) report.error(path, `invalid Prometheus ${what} ${JSON.stringify(value)}: must match ${pattern.source}`);
+    if (!pattern.test(value)) {
+      report.error(path, `invalid Prometheus ${what} ${JSON.stringify(value)}: must match ${pattern.source}`);
+    }
   };
 }
 
@@ -387,7 +460,9 @@ function parseMs(duration: string): number {
 }
 
 function listCheckerCheck(p: ListCheckerParams, path: string, report: Reporter): void {
-  if (!p.overrides?.length && !p.providerUrl) report.error(path, "listchecker needs overrides, a providerUrl or both");
+  if (!p.overrides?.length && !p.providerUrl) {
+    report.error(path, "listchecker needs overrides, a providerUrl or both");
+  }
   if (p.providerUrl && p.ttl && p.refreshInterval && !(parseMs(p.ttl) > parseMs(p.refreshInterval))) {
     report.error(fieldPath(path, "ttl"), "ttl must be longer than refreshInterval");
   }
@@ -395,7 +470,10 @@ function listCheckerCheck(p: ListCheckerParams, path: string, report: Reporter):
   p.overrides?.forEach((entry, i) => {
     const at = indexPath(fieldPath(path, "overrides"), i);
     if (entryType === "IP_ADDRESSES" && !isIPOrCIDR(entry)) {
-      report.error(at, `${JSON.stringify(entry)} is not an IP address or CIDR block (entryType is IP_ADDRESSES)`);
+      report.error(
+        at,
+        `${JSON.stringify(entry)} is not an IP address or CIDR block (entryType is IP_ADDRESSES)`,
+      );
     } else if (entryType === "REGEX") {
       const re2 = re2Error(entry);
       if (re2) {
@@ -405,7 +483,11 @@ function listCheckerCheck(p: ListCheckerParams, path: string, report: Reporter):
       try {
         new RegExp(entry);
       } catch (e) {
-        report.error(at, `regex ${JSON.stringify(entry)} is valid RE2 but JavaScript cannot compile it: ${e instanceof Error ? e.message : String(e)}`);
+        report.error(
+          at,
+          `regex ${JSON.stringify(entry)} is valid RE2 but JavaScript cannot compile it: ` +
+            (e instanceof Error ? e.message : String(e)),
+        );
       }
     }
   });
@@ -425,13 +507,18 @@ const handlerSchema = t.object<HandlerSpec>(
   {
     exactlyOneOf: [["compiledAdapter", "adapter"]],
     check: (h, path, report) => {
-      if (h.adapter !== undefined && !h.connection) report.error(fieldPath(path, "connection"), "out-of-process adapters need connection.address");
+      if (h.adapter !== undefined && !h.connection) {
+        report.error(fieldPath(path, "connection"), "out-of-process adapters need connection.address");
+      }
       if (h.compiledAdapter !== undefined && h.connection) {
-        report.error(fieldPath(path, "connection"), "connection is only for out-of-process adapters; compiled adapters run inside meshd");
+        report.error(
+          fieldPath(path, "connection"),
+          "connection is only for out-of-process adapters; compiled adapters run inside meshd",
+        );
       }
       if (h.compiledAdapter !== undefined) {
         const params = h.params ?? {};
-        walkSchema(params, adapterSchemas[h.compiledAdapter], fieldPath(path, "params"), report);
+        walkSchema(adapterSchemas[h.compiledAdapter], params, { path: fieldPath(path, "params"), report });
       }
     },
   },
@@ -449,7 +536,13 @@ function expr(type: ExpressionType, opts: { required?: boolean } = {}): Schema {
   });
 }
 
-function celCheck(value: string, type: ExpressionType, path: string, report: Reporter, extra?: Record<string, AttributeType>): void {
+function celCheck(
+  value: string,
+  type: ExpressionType,
+  path: string,
+  report: Reporter,
+  extra?: Record<string, AttributeType>,
+): void {
   const compiled = compileExpression(value, type, { extraAttributes: extra });
   if (!compiled.ok) report.error(path, `invalid CEL expression: ${compiled.message}`);
 }
@@ -511,7 +604,8 @@ const instanceSchema = t.object<InstanceSpec>(
   { compiledTemplate: t.enum(compiledTemplates, { required: true }), params: t.any() },
   {
     check: (inst, path, report) => {
-      walkSchema(inst.params ?? {}, templateSchemas[inst.compiledTemplate], fieldPath(path, "params"), report);
+      const params = inst.params ?? {};
+      walkSchema(templateSchemas[inst.compiledTemplate], params, { path: fieldPath(path, "params"), report });
     },
   },
 );
@@ -523,7 +617,11 @@ const instanceSchema = t.object<InstanceSpec>(
 function referenceCheck(what: string) {
   return (value: string, path: string, report: Reporter) => {
     if (!isDNS1123Subdomain(value)) {
-      report.error(path, `invalid ${what} reference ${JSON.stringify(value)}: use NAME or NAME.NAMESPACE (lower-case DNS names)`);
+      report.error(
+        path,
+        `invalid ${what} reference ${JSON.stringify(value)}: ` +
+          "use NAME or NAME.NAMESPACE (lower-case DNS names)",
+      );
     }
   };
 }
@@ -543,7 +641,12 @@ const ruleSchema = t.object<RuleSpec>(
         instances: t.array(t.string({ check: referenceCheck("instance") }), { required: true, minItems: 1 }),
         name: t.string({
           check: (v, path, report) => {
-            if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(v)) report.error(path, `action name ${JSON.stringify(v)} must be an identifier (letters, digits, '_')`);
+            if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(v)) {
+              report.error(
+                path,
+                `action name ${JSON.stringify(v)} must be an identifier (letters, digits, '_')`,
+              );
+            }
           },
         }),
       }),
@@ -553,8 +656,12 @@ const ruleSchema = t.object<RuleSpec>(
           actions.forEach((a, i) => {
             if (a.name === undefined) return;
             const first = seen.get(a.name);
-            if (first !== undefined) report.error(fieldPath(indexPath(path, i), "name"), `action name ${JSON.stringify(a.name)} is already used by ${indexPath(path, first)}`);
-            else seen.set(a.name, i);
+            if (first !== undefined) {
+              report.error(
+                fieldPath(indexPath(path, i), "name"),
+                `action name ${JSON.stringify(a.name)} is already used by ${indexPath(path, first)}`,
+              );
+            } else seen.set(a.name, i);
           });
         },
       },
@@ -567,14 +674,18 @@ const ruleSchema = t.object<RuleSpec>(
 );
 
 function ruleCheck(rule: RuleSpec, path: string, report: Reporter): void {
-  if (rule.match !== undefined && rule.match.trim() !== "") celCheck(rule.match, "bool", fieldPath(path, "match"), report);
+  if (rule.match !== undefined && rule.match.trim() !== "") {
+    celCheck(rule.match, "bool", fieldPath(path, "match"), report);
+  }
   const outputs: Record<string, AttributeType> = {};
   for (const a of rule.actions ?? []) if (a.name) outputs[`${a.name}.output`] = "dyn";
   for (const field of ["requestHeaderOperations", "responseHeaderOperations"] as const) {
     rule[field]?.forEach((op, i) => {
       const at = indexPath(fieldPath(path, field), i);
       if (op.name === "") report.error(fieldPath(at, "name"), "header name must not be empty");
-      op.values?.forEach((v, j) => celCheck(v, "string", indexPath(fieldPath(at, "values"), j), report, outputs));
+      op.values?.forEach((v, j) =>
+        celCheck(v, "string", indexPath(fieldPath(at, "values"), j), report, outputs)
+      );
       if ((op.operation ?? "REPLACE") !== "REMOVE" && !op.values?.length) {
         report.error(fieldPath(at, "values"), `${op.operation ?? "REPLACE"} needs at least one value`);
       }
@@ -594,15 +705,15 @@ export const mixerVersions: readonly string[] = ["v1alpha2"];
 
 /** Validates a handler. */
 export function validateHandler(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, handlerSchema);
+  return checkSchema(r, handlerSchema);
 }
 
 /** Validates an instance. */
 export function validateInstance(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, instanceSchema);
+  return checkSchema(r, instanceSchema);
 }
 
 /** Validates a rule. */
 export function validateRule(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, ruleSchema);
+  return checkSchema(r, ruleSchema);
 }

@@ -281,7 +281,13 @@ export interface LocalityLoadBalancerSetting {
 }
 
 /** Simple load-balancing algorithms. */
-export type SimpleLB = "UNSPECIFIED" | "LEAST_CONN" | "RANDOM" | "PASSTHROUGH" | "ROUND_ROBIN" | "LEAST_REQUEST";
+export type SimpleLB =
+  | "UNSPECIFIED"
+  | "LEAST_CONN"
+  | "RANDOM"
+  | "PASSTHROUGH"
+  | "ROUND_ROBIN"
+  | "LEAST_REQUEST";
 
 /** Load-balancer settings: `simple` or `consistentHash`. */
 export interface LoadBalancerSettings {
@@ -358,7 +364,11 @@ export interface TrafficPolicy {
   readonly portLevelSettings?: readonly PortTrafficPolicy[];
   readonly tunnel?: { readonly protocol?: string; readonly targetHost: string; readonly targetPort: number };
   readonly proxyProtocol?: { readonly version?: "V1" | "V2" };
-  readonly retryBudget?: { readonly percent?: number; readonly minRetryConcurrency?: number; readonly budgetInterval?: string };
+  readonly retryBudget?: {
+    readonly percent?: number;
+    readonly minRetryConcurrency?: number;
+    readonly budgetInterval?: string;
+  };
 }
 
 /** A named subset of a service's endpoints. */
@@ -399,7 +409,13 @@ export interface Port {
 /** TLS settings of a gateway server. */
 export interface ServerTLSSettings {
   readonly httpsRedirect?: boolean;
-  readonly mode?: "PASSTHROUGH" | "SIMPLE" | "MUTUAL" | "AUTO_PASSTHROUGH" | "ISTIO_MUTUAL" | "OPTIONAL_MUTUAL";
+  readonly mode?:
+    | "PASSTHROUGH"
+    | "SIMPLE"
+    | "MUTUAL"
+    | "AUTO_PASSTHROUGH"
+    | "ISTIO_MUTUAL"
+    | "OPTIONAL_MUTUAL";
   readonly serverCertificate?: string;
   readonly privateKey?: string;
   readonly caCertificates?: string;
@@ -551,7 +567,19 @@ export interface SidecarSpec {
 // ---------------------------------------------------------------------------------------------
 
 /** Port protocols Istio understands (matched case-insensitively, as Istio does). */
-export const protocols = ["HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "MONGO", "REDIS", "MYSQL", "TCP", "TLS", "UDP"] as const;
+export const protocols = [
+  "HTTP",
+  "HTTPS",
+  "HTTP2",
+  "GRPC",
+  "GRPC-WEB",
+  "MONGO",
+  "REDIS",
+  "MYSQL",
+  "TCP",
+  "TLS",
+  "UDP",
+] as const;
 
 const httpProtocols = new Set(["HTTP", "HTTP2", "GRPC", "GRPC-WEB"]);
 const tlsProtocols = new Set(["HTTPS", "TLS"]);
@@ -581,7 +609,9 @@ function isIstioLabel(text: string): boolean {
  */
 export function hostProblem(host: string): string | undefined {
   if (host === "") return "host must not be empty";
-  if (host.length > 255) return `host ${JSON.stringify(host.slice(0, 40) + "…")} is too long (at most 255 characters)`;
+  if (host.length > 255) {
+    return `host ${JSON.stringify(host.slice(0, 40) + "…")} is too long (at most 255 characters)`;
+  }
   const labels = host.split(".");
   if (labels.length > 1 && labels[labels.length - 1] === "") labels.pop();
   for (let i = 0; i < labels.length; i++) {
@@ -589,24 +619,28 @@ export function hostProblem(host: string): string | undefined {
     if (label.includes("*")) {
       if (i === 0 && label === "*") continue;
       return i === 0
-        ? `partial wildcard in host ${JSON.stringify(host)} is not allowed; a wildcard must be a whole leading "*." label`
+        ? `partial wildcard in host ${JSON.stringify(host)} is not allowed; ` +
+          'a wildcard must be a whole leading "*." label'
         : `host ${JSON.stringify(host)}: a wildcard is only allowed as the leading "*." label`;
     }
     if (!isIstioLabel(label)) {
-      return `host ${JSON.stringify(host)} is invalid: label ${JSON.stringify(label)} must be 1-63 letters, digits or '-', ` +
-        "starting and ending with a letter or digit";
+      return `host ${JSON.stringify(host)} is invalid: label ${JSON.stringify(label)} ` +
+        "must be 1-63 letters, digits or '-', starting and ending with a letter or digit";
     }
   }
   const tld = labels[labels.length - 1]!;
   if (labels.length > 1 && /^\d+$/.test(tld)) {
-    return `host ${JSON.stringify(host)} is invalid: the top-level domain ${JSON.stringify(tld)} cannot be all-numeric`;
+    return `host ${JSON.stringify(host)} is invalid: ` +
+      `the top-level domain ${JSON.stringify(tld)} cannot be all-numeric`;
   }
   return undefined;
 }
 
 /** Explains why `host` is not a fully qualified domain name without wildcards, or returns undefined. */
 export function fqdnProblem(host: string): string | undefined {
-  if (host.includes("*")) return `host ${JSON.stringify(host)} must be a fully qualified domain name without wildcards`;
+  if (host.includes("*")) {
+    return `host ${JSON.stringify(host)} must be a fully qualified domain name without wildcards`;
+  }
   return hostProblem(host);
 }
 
@@ -635,7 +669,9 @@ function regexCheck(value: string, path: string, report: Reporter): void {
     return;
   }
   const problem = re2Error(value);
-  if (problem) report.error(path, `invalid regex ${JSON.stringify(value)}: ${problem} (Istio uses RE2 syntax)`);
+  if (problem) {
+    report.error(path, `invalid regex ${JSON.stringify(value)}: ${problem} (Istio uses RE2 syntax)`);
+  }
 }
 
 const stringMatchSchema = t.object<StringMatch>(
@@ -674,7 +710,10 @@ const destinationSchema = t.object<Destination>(
 function subsetNameCheck(value: string, path: string, report: Reporter): void {
   if (value === "") report.error(path, "subset name must not be empty");
   else if (!isIstioLabel(value)) {
-    report.error(path, `invalid subset name ${JSON.stringify(value)}: use letters, digits and '-' (a DNS-1123 label)`);
+    report.error(
+      path,
+      `invalid subset name ${JSON.stringify(value)}: use letters, digits and '-' (a DNS-1123 label)`,
+    );
   }
 }
 
@@ -687,14 +726,26 @@ const exportToSchema = t.array<string>(t.string(), {
       const at = indexPath(path, i);
       const key = entry === "." ? namespace : entry;
       if (entry !== "." && entry !== "*" && entry !== "~" && !isDNS1123Label(entry)) {
-        report.error(at, `invalid exportTo entry ${JSON.stringify(entry)}: use ".", "*", "~" or a namespace name`);
+        report.error(
+          at,
+          `invalid exportTo entry ${JSON.stringify(entry)}: use ".", "*", "~" or a namespace name`,
+        );
       } else if (seen.has(key)) {
-        report.error(at, key === entry ? `duplicate exportTo entry ${JSON.stringify(entry)}` : `"." duplicates the namespace ${namespace}`);
+        report.error(
+          at,
+          key === entry
+            ? `duplicate exportTo entry ${JSON.stringify(entry)}`
+            : `"." duplicates the namespace ${namespace}`,
+        );
       }
       seen.add(key);
     });
-    if (entries.length > 1 && entries.includes("*")) report.error(path, 'cannot export to "*" (everyone) and to other namespaces');
-    if (entries.length > 1 && entries.includes("~")) report.error(path, 'cannot export to "~" (no one) and to other namespaces');
+    if (entries.length > 1 && entries.includes("*")) {
+      report.error(path, 'cannot export to "*" (everyone) and to other namespaces');
+    }
+    if (entries.length > 1 && entries.includes("~")) {
+      report.error(path, 'cannot export to "~" (no one) and to other namespaces');
+    }
   },
 });
 
@@ -704,13 +755,21 @@ function gatewayNameCheck(value: string, path: string, report: Reporter): void {
   const slash = value.indexOf("/");
   if (slash < 0) {
     const problem = fqdnProblem(value);
-    if (problem) report.error(path, `invalid gateway name ${JSON.stringify(value)}: use "namespace/name" or "mesh"`);
+    if (problem) {
+      report.error(path, `invalid gateway name ${JSON.stringify(value)}: use "namespace/name" or "mesh"`);
+    }
     return;
   }
   const ns = value.slice(0, slash);
   const name = value.slice(slash + 1);
-  if (!isDNS1123Label(ns)) report.error(path, `invalid namespace ${JSON.stringify(ns)} in gateway reference ${JSON.stringify(value)}`);
-  else if (!isIstioLabel(name)) report.error(path, `invalid gateway name ${JSON.stringify(name)} in ${JSON.stringify(value)}`);
+  if (!isDNS1123Label(ns)) {
+    report.error(
+      path,
+      `invalid namespace ${JSON.stringify(ns)} in gateway reference ${JSON.stringify(value)}`,
+    );
+  } else if (!isIstioLabel(name)) {
+    report.error(path, `invalid gateway name ${JSON.stringify(name)} in ${JSON.stringify(value)}`);
+  }
 }
 
 const gatewayNamesSchema = t.array(t.string({ check: gatewayNameCheck }));
@@ -796,8 +855,11 @@ export const grpcStatusNames = [
 function headerMatchNameCheck(name: string, path: string, report: Reporter): void {
   if (name === "") report.error(path, "header name must not be empty");
   else if (name.startsWith("@request.auth.claims")) return;
-  else if (name !== name.toLowerCase()) report.error(path, `header name ${JSON.stringify(name)} must be lower case`);
-  else if (!/^[-_a-z0-9]+$/.test(name)) report.error(path, `${JSON.stringify(name)} is not a valid header name`);
+  else if (name !== name.toLowerCase()) {
+    report.error(path, `header name ${JSON.stringify(name)} must be lower case`);
+  } else if (!/^[-_a-z0-9]+$/.test(name)) {
+    report.error(path, `${JSON.stringify(name)} is not a valid header name`);
+  }
 }
 
 function headerValueCheck(value: string, path: string, report: Reporter): void {
@@ -815,7 +877,12 @@ function headerValueCheck(value: string, path: string, report: Reporter): void {
     }
     open = !open;
   }
-  if (open) report.error(path, `header value ${JSON.stringify(value)} has an unmatched '%'; write "%%" for a literal percent sign`);
+  if (open) {
+    report.error(
+      path,
+      `header value ${JSON.stringify(value)} has an unmatched '%'; write "%%" for a literal percent sign`,
+    );
+  }
 }
 
 function headerOperationsSchema(direction: "request" | "response"): ObjectSchema {
@@ -823,8 +890,11 @@ function headerOperationsSchema(direction: "request" | "response"): ObjectSchema
     const lower = name.toLowerCase();
     if (name === "") report.error(path, "header name must not be empty");
     else if (allowAuthority && (lower === "host" || lower === ":authority")) return;
-    else if (lower === "host") report.error(path, `invalid header ${JSON.stringify(name)}: cannot set the Host header here`);
-    else if (name.startsWith(":")) report.error(path, `invalid header ${JSON.stringify(name)}: header names cannot start with ":"`);
+    else if (lower === "host") {
+      report.error(path, `invalid header ${JSON.stringify(name)}: cannot set the Host header here`);
+    } else if (name.startsWith(":")) {
+      report.error(path, `invalid header ${JSON.stringify(name)}: header names cannot start with ":"`);
+    }
   };
   const valuesMap = (allowAuthority: boolean) =>
     t.map(t.string({ check: headerValueCheck }), { key: nameCheck(allowAuthority) });
@@ -835,7 +905,10 @@ function headerOperationsSchema(direction: "request" | "response"): ObjectSchema
   });
 }
 
-const headersSchema = t.object({ request: headerOperationsSchema("request"), response: headerOperationsSchema("response") });
+const headersSchema = t.object({
+  request: headerOperationsSchema("request"),
+  response: headerOperationsSchema("response"),
+});
 
 const httpMatchSchema = t.object({
   name: t.string(),
@@ -852,7 +925,9 @@ const httpMatchSchema = t.object({
   withoutHeaders: t.map(stringMatchSchema, { key: headerMatchNameCheck }),
   sourceNamespace: t.string({
     check: (v, path, report) => {
-      if (!isDNS1123Label(v)) report.error(path, `sourceNamespace ${JSON.stringify(v)} is not a valid namespace name`);
+      if (!isDNS1123Label(v)) {
+        report.error(path, `sourceNamespace ${JSON.stringify(v)} is not a valid namespace name`);
+      }
     },
   }),
   statPrefix: t.string(),
@@ -869,13 +944,18 @@ function weightsCheck(
   if (routes.length === 1) {
     const w = routes[0]!.weight;
     if (w !== undefined && w !== 100 && w !== 0) {
-      report.warning(indexPath(path, 0) + ".weight", `a single destination receives all traffic; weight ${w} has no effect`);
+      report.warning(
+        indexPath(path, 0) + ".weight",
+        `a single destination receives all traffic; weight ${w} has no effect`,
+      );
     }
     return;
   }
   const total = routes.reduce((sum, r) => sum + (r.weight ?? 0), 0);
   if (total !== 100) {
-    const unset = routes.some((r) => r.weight === undefined) ? " (destinations without a weight count as 0)" : "";
+    const unset = routes.some((r) => r.weight === undefined)
+      ? " (destinations without a weight count as 0)"
+      : "";
     report.error(path, `route weights must add up to 100, got ${total}${unset}`);
   }
 }
@@ -919,8 +999,11 @@ const httpDirectResponseSchema = t.object<HTTPDirectResponse>(
   {
     check: (d, path, report) => {
       const size = d.body?.string?.length ?? Math.floor(((d.body?.bytes?.length ?? 0) * 3) / 4);
-      if (size > 1024 * 1024) report.error(fieldPath(path, "body"), "direct response body must be smaller than 1MB");
-      else if (size > 100 * 1024) report.warning(fieldPath(path, "body"), "large direct response bodies slow down config distribution");
+      if (size > 1024 * 1024) {
+        report.error(fieldPath(path, "body"), "direct response body must be smaller than 1MB");
+      } else if (size > 100 * 1024) {
+        report.warning(fieldPath(path, "body"), "large direct response bodies slow down config distribution");
+      }
     },
   },
 );
@@ -936,7 +1019,9 @@ const httpRewriteSchema = t.object<HTTPRewrite>(
   {
     oneOf: [["uri", "uriRegexRewrite"]],
     check: (r, path, report) => {
-      if (!r.uri && !r.uriRegexRewrite && !r.authority) report.error(path, "rewrite must set uri, uriRegexRewrite or authority");
+      if (!r.uri && !r.uriRegexRewrite && !r.authority) {
+        report.error(path, "rewrite must set uri, uriRegexRewrite or authority");
+      }
     },
   },
 );
@@ -950,9 +1035,15 @@ const httpRetrySchema = t.object<HTTPRetry>(
         for (const policy of value.split(",").map((p) => p.trim())) {
           if (/^\d+$/.test(policy)) {
             const code = Number(policy);
-            if (code < 100 || code > 599) report.error(path, `${JSON.stringify(policy)} is not an HTTP status code`);
+            if (code < 100 || code > 599) {
+              report.error(path, `${JSON.stringify(policy)} is not an HTTP status code`);
+            }
           } else if (!retryOnPolicies.includes(policy)) {
-            report.error(path, `${JSON.stringify(policy)} is not a valid retryOn policy; use ${retryOnPolicies.join(", ")} or HTTP status codes`);
+            report.error(
+              path,
+              `${JSON.stringify(policy)} is not a valid retryOn policy; ` +
+                `use ${retryOnPolicies.join(", ")} or HTTP status codes`,
+            );
           }
         }
       },
@@ -963,8 +1054,14 @@ const httpRetrySchema = t.object<HTTPRetry>(
   },
   {
     check: (r, path, report) => {
-      if (r.attempts === 0 && (r.perTryTimeout !== undefined || r.retryOn !== undefined || r.retryRemoteLocalities !== undefined)) {
-        report.error(fieldPath(path, "attempts"), "retry policy is configured but attempts is 0 (retries disabled)");
+      if (
+        r.attempts === 0 &&
+        (r.perTryTimeout !== undefined || r.retryOn !== undefined || r.retryRemoteLocalities !== undefined)
+      ) {
+        report.error(
+          fieldPath(path, "attempts"),
+          "retry policy is configured but attempts is 0 (retries disabled)",
+        );
       }
     },
   },
@@ -982,9 +1079,15 @@ const httpFaultSchema = t.object<HTTPFaultInjection>(
       {
         oneOf: [["fixedDelay", "exponentialDelay"], ["percentage", "percent"]],
         check: (d, path, report) => {
-          if (d.exponentialDelay !== undefined) report.error(fieldPath(path, "exponentialDelay"), "exponentialDelay is not supported; use fixedDelay");
-          else if (d.fixedDelay === undefined) report.error(path, "delay needs fixedDelay");
-          if (d.percent !== undefined) report.warning(fieldPath(path, "percent"), '"percent" is deprecated; use "percentage"');
+          if (d.exponentialDelay !== undefined) {
+            report.error(
+              fieldPath(path, "exponentialDelay"),
+              "exponentialDelay is not supported; use fixedDelay",
+            );
+          } else if (d.fixedDelay === undefined) report.error(path, "delay needs fixedDelay");
+          if (d.percent !== undefined) {
+            report.warning(fieldPath(path, "percent"), '"percent" is deprecated; use "percentage"');
+          }
         },
       },
     ),
@@ -998,8 +1101,14 @@ const httpFaultSchema = t.object<HTTPFaultInjection>(
       {
         oneOf: [["httpStatus", "grpcStatus", "http2Error"]],
         check: (a, path, report) => {
-          if (a.http2Error !== undefined) report.error(fieldPath(path, "http2Error"), "http2Error aborts are not supported; use httpStatus or grpcStatus");
-          else if (a.httpStatus === undefined && a.grpcStatus === undefined) report.error(path, "abort needs httpStatus (200..599) or grpcStatus");
+          if (a.http2Error !== undefined) {
+            report.error(
+              fieldPath(path, "http2Error"),
+              "http2Error aborts are not supported; use httpStatus or grpcStatus",
+            );
+          } else if (a.httpStatus === undefined && a.grpcStatus === undefined) {
+            report.error(path, "abort needs httpStatus (200..599) or grpcStatus");
+          }
         },
       },
     ),
@@ -1013,7 +1122,9 @@ const httpFaultSchema = t.object<HTTPFaultInjection>(
 
 const corsHeaderCheck = (name: string, path: string, report: Reporter) => {
   if (name === "*") return;
-  if (!/^[-_A-Za-z0-9]+$/.test(name)) report.error(path, `${JSON.stringify(name)} is not a valid header name`);
+  if (!/^[-_A-Za-z0-9]+$/.test(name)) {
+    report.error(path, `${JSON.stringify(name)} is not a valid header name`);
+  }
 };
 
 const corsPolicySchema = t.object<CorsPolicy>(
@@ -1022,7 +1133,12 @@ const corsPolicySchema = t.object<CorsPolicy>(
     allowOrigins: t.array<StringMatch>(stringMatchSchema),
     allowMethods: t.array(t.string({
       check: (m, path, report) => {
-        if (m !== "*" && !validHTTPMethods.includes(m)) report.error(path, `${JSON.stringify(m)} is not an HTTP method; use ${validHTTPMethods.join(", ")}`);
+        if (m !== "*" && !validHTTPMethods.includes(m)) {
+          report.error(
+            path,
+            `${JSON.stringify(m)} is not an HTTP method; use ${validHTTPMethods.join(", ")}`,
+          );
+        }
       },
     })),
     allowHeaders: t.array(t.string({ check: corsHeaderCheck })),
@@ -1033,7 +1149,9 @@ const corsPolicySchema = t.object<CorsPolicy>(
   },
   {
     check: (c, path, report) => {
-      if (c.allowOrigin) report.warning(fieldPath(path, "allowOrigin"), '"allowOrigin" is deprecated; use "allowOrigins"');
+      if (c.allowOrigin) {
+        report.warning(fieldPath(path, "allowOrigin"), '"allowOrigin" is deprecated; use "allowOrigins"');
+      }
     },
   },
 );
@@ -1051,7 +1169,9 @@ const httpRouteSchema = t.object<HTTPRoute>(
     retries: httpRetrySchema,
     fault: httpFaultSchema,
     mirror: destinationSchema,
-    mirrors: t.array(t.object({ destination: { ...destinationSchema, required: true }, percentage: percentSchema })),
+    mirrors: t.array(
+      t.object({ destination: { ...destinationSchema, required: true }, percentage: percentSchema }),
+    ),
     mirrorPercent: t.int({ min: 0, max: 100 }),
     mirrorPercentage: percentSchema,
     corsPolicy: corsPolicySchema,
@@ -1064,26 +1184,48 @@ function httpRouteCheck(h: HTTPRoute, path: string, report: Reporter): void {
   const has = (v: unknown) => v !== undefined;
   const at = (field: string) => fieldPath(path, field);
   const hasRoute = (h.route?.length ?? 0) > 0;
-  if (has(h.redirect) && hasRoute) report.error(at("redirect"), "an HTTP route cannot have both route and redirect");
-  if (has(h.directResponse) && hasRoute) report.error(at("directResponse"), "an HTTP route cannot have both route and directResponse");
-  if (has(h.directResponse) && has(h.redirect)) report.error(at("directResponse"), "an HTTP route cannot have both redirect and directResponse");
-  if (has(h.delegate) && (hasRoute || has(h.redirect) || has(h.directResponse))) {
-    report.error(at("delegate"), "an HTTP route with delegate cannot also have route, redirect or directResponse");
+  if (has(h.redirect) && hasRoute) {
+    report.error(at("redirect"), "an HTTP route cannot have both route and redirect");
   }
-  if (has(h.redirect) && has(h.fault)) report.error(at("fault"), "an HTTP route cannot have both fault and redirect");
-  if (has(h.redirect) && has(h.rewrite)) report.error(at("rewrite"), "an HTTP route cannot have both rewrite and redirect");
+  if (has(h.directResponse) && hasRoute) {
+    report.error(at("directResponse"), "an HTTP route cannot have both route and directResponse");
+  }
+  if (has(h.directResponse) && has(h.redirect)) {
+    report.error(at("directResponse"), "an HTTP route cannot have both redirect and directResponse");
+  }
+  if (has(h.delegate) && (hasRoute || has(h.redirect) || has(h.directResponse))) {
+    report.error(
+      at("delegate"),
+      "an HTTP route with delegate cannot also have route, redirect or directResponse",
+    );
+  }
+  if (has(h.redirect) && has(h.fault)) {
+    report.error(at("fault"), "an HTTP route cannot have both fault and redirect");
+  }
+  if (has(h.redirect) && has(h.rewrite)) {
+    report.error(at("rewrite"), "an HTTP route cannot have both rewrite and redirect");
+  }
   if (!hasRoute && !has(h.redirect) && !has(h.directResponse) && !has(h.delegate)) {
     report.error(path, "an HTTP route needs route, redirect, directResponse or delegate");
   }
-  if (has(h.mirror) && has(h.mirrors)) report.error(at("mirrors"), "only one of mirror or mirrors may be set");
-  if (has(h.mirrorPercent)) report.warning(at("mirrorPercent"), '"mirrorPercent" is deprecated; use "mirrorPercentage"');
+  if (has(h.mirror) && has(h.mirrors)) {
+    report.error(at("mirrors"), "only one of mirror or mirrors may be set");
+  }
+  if (has(h.mirrorPercent)) {
+    report.warning(at("mirrorPercent"), '"mirrorPercent" is deprecated; use "mirrorPercentage"');
+  }
   const authoritySets = [
     h.rewrite?.authority,
     ...Object.entries({ ...h.headers?.request?.set, ...h.headers?.request?.add })
       .filter(([k]) => [":authority", "host"].includes(k.toLowerCase()))
       .map(([, v]) => v),
   ].filter((v) => v !== undefined && v !== "");
-  if (authoritySets.length > 1) report.error(at("headers"), "the authority is rewritten more than once (rewrite.authority and a Host/:authority header)");
+  if (authoritySets.length > 1) {
+    report.error(
+      at("headers"),
+      "the authority is rewritten more than once (rewrite.authority and a Host/:authority header)",
+    );
+  }
 }
 
 const tlsMatchSchema = t.object({
@@ -1108,14 +1250,20 @@ function cidrCheck(value: string, path: string, report: Reporter): void {
   if (!isIPOrCIDR(value)) report.error(path, `${JSON.stringify(value)} is not an IP address or CIDR block`);
 }
 
-const routesSchema = t.array<RouteDestination>(routeDestinationSchema, { required: true, minItems: 1, check: weightsCheck });
+const routesSchema = t.array<RouteDestination>(routeDestinationSchema, {
+  required: true,
+  minItems: 1,
+  check: weightsCheck,
+});
 
 const virtualServiceSchema = t.object<VirtualServiceSpec>(
   {
     hosts: t.array(t.string()),
     gateways: gatewayNamesSchema,
     http: t.array(httpRouteSchema),
-    tls: t.array(t.object({ match: t.array(tlsMatchSchema, { required: true, minItems: 1 }), route: routesSchema })),
+    tls: t.array(
+      t.object({ match: t.array(tlsMatchSchema, { required: true, minItems: 1 }), route: routesSchema }),
+    ),
     tcp: t.array(t.object({ match: t.array(l4MatchSchema), route: routesSchema })),
     exportTo: exportToSchema,
   },
@@ -1128,9 +1276,15 @@ function virtualServiceCheck(vs: VirtualServiceSpec, path: string, report: Repor
   const boundToGateway = gateways.length > 0 && !gateways.includes("mesh");
   const appliesToMesh = gateways.length === 0 || gateways.includes("mesh");
   if (hosts.length === 0) {
-    if (gateways.length > 0) report.error(fieldPath(path, "gateways"), "a delegate VirtualService (no hosts) cannot have gateways");
-    if (vs.tls?.length) report.error(fieldPath(path, "tls"), "a delegate VirtualService (no hosts) cannot have tls routes");
-    if (vs.tcp?.length) report.error(fieldPath(path, "tcp"), "a delegate VirtualService (no hosts) cannot have tcp routes");
+    if (gateways.length > 0) {
+      report.error(fieldPath(path, "gateways"), "a delegate VirtualService (no hosts) cannot have gateways");
+    }
+    if (vs.tls?.length) {
+      report.error(fieldPath(path, "tls"), "a delegate VirtualService (no hosts) cannot have tls routes");
+    }
+    if (vs.tcp?.length) {
+      report.error(fieldPath(path, "tcp"), "a delegate VirtualService (no hosts) cannot have tcp routes");
+    }
   }
   let hostsValid = true;
   hosts.forEach((host, i) => {
@@ -1151,12 +1305,17 @@ function virtualServiceCheck(vs: VirtualServiceSpec, path: string, report: Repor
         const a = hosts[i]!;
         const b = hosts[j]!;
         if (hostCovers(a, b) || hostCovers(b, a)) {
-          report.error(indexPath(fieldPath(path, "hosts"), j), `duplicate hosts in virtual service: ${a} and ${b}`);
+          report.error(
+            indexPath(fieldPath(path, "hosts"), j),
+            `duplicate hosts in virtual service: ${a} and ${b}`,
+          );
         }
       }
     }
   }
-  if (!vs.http?.length && !vs.tcp?.length && !vs.tls?.length) report.error(path, "a VirtualService needs http, tcp or tls routes");
+  if (!vs.http?.length && !vs.tcp?.length && !vs.tls?.length) {
+    report.error(path, "a VirtualService needs http, tcp or tls routes");
+  }
   if (!boundToGateway) {
     vs.http?.forEach((route, i) =>
       route.match?.forEach((m, j) => {
@@ -1175,8 +1334,15 @@ function virtualServiceCheck(vs: VirtualServiceSpec, path: string, report: Repor
     route.match.forEach((m, j) =>
       m.sniHosts.forEach((sni, k) => {
         if (hosts.length > 0 && !hosts.some((h) => hostCovers(h, sni))) {
-          const at = indexPath(fieldPath(indexPath(fieldPath(indexPath(fieldPath(path, "tls"), i), "match"), j), "sniHosts"), k);
-          report.error(at, `SNI host ${JSON.stringify(sni)} is not covered by any host of the virtual service (${hosts.join(", ")})`);
+          const at = indexPath(
+            fieldPath(indexPath(fieldPath(indexPath(fieldPath(path, "tls"), i), "match"), j), "sniHosts"),
+            k,
+          );
+          report.error(
+            at,
+            `SNI host ${JSON.stringify(sni)} is not covered by any host of the virtual service ` +
+              `(${hosts.join(", ")})`,
+          );
         }
       })
     )
@@ -1224,7 +1390,10 @@ const consistentHashSchema = t.object<ConsistentHashLB>(
     oneOf: [["ringHash", "maglev", "minimumRingSize"]],
     check: (c, path, report) => {
       if (c.minimumRingSize !== undefined) {
-        report.warning(fieldPath(path, "minimumRingSize"), '"minimumRingSize" is deprecated; use ringHash.minimumRingSize');
+        report.warning(
+          fieldPath(path, "minimumRingSize"),
+          '"minimumRingSize" is deprecated; use ringHash.minimumRingSize',
+        );
       }
     },
   },
@@ -1233,7 +1402,9 @@ const consistentHashSchema = t.object<ConsistentHashLB>(
 function localitySegments(locality: string): string[] | string {
   const parts = locality.split("/");
   if (parts.length > 3) return `locality ${JSON.stringify(locality)} has more than region/zone/subzone`;
-  if (parts.some((p) => p === "")) return `locality ${JSON.stringify(locality)} must not contain empty region, zone or subzone`;
+  if (parts.some((p) => p === "")) {
+    return `locality ${JSON.stringify(locality)} must not contain empty region, zone or subzone`;
+  }
   const stars = (locality.match(/\*/g) ?? []).length;
   if (stars > 1 || (stars === 1 && parts[parts.length - 1] !== "*")) {
     return `locality ${JSON.stringify(locality)}: a wildcard '*' may appear once, as the whole last part`;
@@ -1258,7 +1429,9 @@ function localityListCheck(localities: readonly { value: string; path: string }[
       continue;
     }
     const clash = seen.find((s) => localitiesOverlap(s.parts, parts));
-    if (clash) report.error(path, `locality ${JSON.stringify(value)} overlaps with ${JSON.stringify(clash.value)}`);
+    if (clash) {
+      report.error(path, `locality ${JSON.stringify(value)} overlaps with ${JSON.stringify(clash.value)}`);
+    }
     seen.push({ parts, value });
   }
 }
@@ -1283,11 +1456,19 @@ const localityLbSchema = t.object<LocalityLoadBalancerSetting>(
       lb.distribute?.forEach((d, i) => {
         const at = indexPath(distributePath, i);
         const total = Object.values(d.to ?? {}).reduce((s, w) => s + w, 0);
-        if (total !== 100) report.error(fieldPath(at, "to"), `locality weights must add up to 100, got ${total}`);
-        localityListCheck(Object.keys(d.to ?? {}).map((value) => ({ value, path: fieldPath(fieldPath(at, "to"), value) })), report);
+        if (total !== 100) {
+          report.error(fieldPath(at, "to"), `locality weights must add up to 100, got ${total}`);
+        }
+        localityListCheck(
+          Object.keys(d.to ?? {}).map((value) => ({ value, path: fieldPath(fieldPath(at, "to"), value) })),
+          report,
+        );
       });
       localityListCheck(
-        (lb.distribute ?? []).map((d, i) => ({ value: d.from ?? "", path: fieldPath(indexPath(distributePath, i), "from") })),
+        (lb.distribute ?? []).map((d, i) => ({
+          value: d.from ?? "",
+          path: fieldPath(indexPath(distributePath, i), "from"),
+        })),
         report,
       );
       lb.failover?.forEach((f, i) => {
@@ -1295,13 +1476,26 @@ const localityLbSchema = t.object<LocalityLoadBalancerSetting>(
         if (f.from === f.to) report.error(at, "failover from and to must be different regions");
         for (const side of ["from", "to"] as const) {
           const v = f[side] ?? "";
-          if (v.includes("/")) report.error(fieldPath(at, side), `failover names regions only; ${JSON.stringify(v)} contains '/'`);
-          else if (v.includes("*")) report.error(fieldPath(at, side), "failover regions cannot contain '*'");
+          if (v.includes("/")) {
+            report.error(
+              fieldPath(at, side),
+              `failover names regions only; ${JSON.stringify(v)} contains '/'`,
+            );
+          } else if (v.includes("*")) {
+            report.error(fieldPath(at, side), "failover regions cannot contain '*'");
+          }
         }
       });
-      const topology = ["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"];
+      const topology = [
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+        "topology.istio.io/subzone",
+      ];
       if (lb.failover?.length && lb.failoverPriority?.some((p) => topology.includes(p))) {
-        report.error(fieldPath(path, "failoverPriority"), "failover and topology labels in failoverPriority cannot be combined");
+        report.error(
+          fieldPath(path, "failoverPriority"),
+          "failover and topology labels in failoverPriority cannot be combined",
+        );
       }
     },
   },
@@ -1328,7 +1522,9 @@ const loadBalancerSchema = t.object<LoadBalancerSettings>(
   {
     oneOf: [["simple", "consistentHash"], ["warmupDurationSecs", "warmup"]],
     check: (lb, path, report) => {
-      if (lb.simple === "LEAST_CONN") report.warning(fieldPath(path, "simple"), "LEAST_CONN is deprecated; use LEAST_REQUEST");
+      if (lb.simple === "LEAST_CONN") {
+        report.warning(fieldPath(path, "simple"), "LEAST_CONN is deprecated; use LEAST_REQUEST");
+      }
     },
   },
 );
@@ -1355,7 +1551,10 @@ const connectionPoolSchema = t.object<ConnectionPoolSettings>(
     }, {
       check: (h, path, report) => {
         if (h["h2UpgradePolicy"] === "UPGRADE" && h["useClientProtocol"] === true) {
-          report.error(fieldPath(path, "useClientProtocol"), "useClientProtocol must not be true when h2UpgradePolicy is UPGRADE");
+          report.error(
+            fieldPath(path, "useClientProtocol"),
+            "useClientProtocol must not be true when h2UpgradePolicy is UPGRADE",
+          );
         }
       },
     }),
@@ -1382,7 +1581,10 @@ const outlierDetectionSchema = t.object<OutlierDetection>(
   {
     check: (o, path, report) => {
       if (o.consecutiveErrors !== undefined) {
-        report.warning(fieldPath(path, "consecutiveErrors"), '"consecutiveErrors" is deprecated; use consecutive5xxErrors or consecutiveGatewayErrors');
+        report.warning(
+          fieldPath(path, "consecutiveErrors"),
+          '"consecutiveErrors" is deprecated; use consecutive5xxErrors or consecutiveGatewayErrors',
+        );
       }
       if ((o.consecutiveLocalOriginFailures ?? 0) > 0 && !o.splitExternalLocalOriginErrors) {
         report.error(
@@ -1413,21 +1615,31 @@ function clientTLSCheck(tls: ClientTLSSettings, path: string, report: Reporter):
   const at = (f: string) => fieldPath(path, f);
   if (tls.insecureSkipVerify) {
     if (tls.mode === "SIMPLE" && (tls.caCertificates || tls.credentialName || tls.subjectAltNames)) {
-      report.error(at("insecureSkipVerify"), "insecureSkipVerify cannot be combined with caCertificates, credentialName or subjectAltNames");
+      report.error(
+        at("insecureSkipVerify"),
+        "insecureSkipVerify cannot be combined with caCertificates, credentialName or subjectAltNames",
+      );
     }
     if (tls.mode === "MUTUAL" && (tls.caCertificates || tls.subjectAltNames)) {
-      report.error(at("insecureSkipVerify"), "insecureSkipVerify cannot be combined with caCertificates or subjectAltNames");
+      report.error(
+        at("insecureSkipVerify"),
+        "insecureSkipVerify cannot be combined with caCertificates or subjectAltNames",
+      );
     }
   }
   if ((tls.mode === "SIMPLE" || tls.mode === "MUTUAL") && tls.credentialName) {
     if (tls.clientCertificate || tls.privateKey || tls.caCertificates || tls.caCrl) {
-      report.error(at("credentialName"), "credentialName cannot be combined with clientCertificate, privateKey, caCertificates or caCrl");
+      report.error(
+        at("credentialName"),
+        "credentialName cannot be combined with clientCertificate, privateKey, caCertificates or caCrl",
+      );
     }
     return;
   }
   if (tls.mode === "MUTUAL") {
-    if (!tls.clientCertificate) report.error(path, "MUTUAL TLS needs clientCertificate and privateKey, or credentialName");
-    else if (!tls.privateKey) report.error(path, "MUTUAL TLS needs privateKey with clientCertificate");
+    if (!tls.clientCertificate) {
+      report.error(path, "MUTUAL TLS needs clientCertificate and privateKey, or credentialName");
+    } else if (!tls.privateKey) report.error(path, "MUTUAL TLS needs privateKey with clientCertificate");
   }
 }
 
@@ -1442,7 +1654,9 @@ const portTrafficPolicySchema = t.object<PortTrafficPolicy>(
   { port: { ...portSelectorSchema, required: true }, ...trafficPolicyCore },
   {
     check: (p, path, report) => {
-      if (p.port?.number === undefined) report.error(fieldPath(path, "port"), "portLevelSettings entries need port.number");
+      if (p.port?.number === undefined) {
+        report.error(fieldPath(path, "port"), "portLevelSettings entries need port.number");
+      }
       if (!p.loadBalancer && !p.connectionPool && !p.outlierDetection && !p.tls) {
         report.error(path, "port traffic policy needs loadBalancer, connectionPool, outlierDetection or tls");
       }
@@ -1460,8 +1674,12 @@ const trafficPolicySchema = t.object<TrafficPolicy>(
           const n = p.port?.number;
           if (n === undefined) return;
           const first = seen.get(n);
-          if (first !== undefined) report.error(fieldPath(indexPath(path, i), "port"), `port ${n} already has settings at ${indexPath(path, first)}`);
-          else seen.set(n, i);
+          if (first !== undefined) {
+            report.error(
+              fieldPath(indexPath(path, i), "port"),
+              `port ${n} already has settings at ${indexPath(path, first)}`,
+            );
+          } else seen.set(n, i);
         });
       },
     }),
@@ -1470,18 +1688,26 @@ const trafficPolicySchema = t.object<TrafficPolicy>(
       targetHost: t.string({
         required: true,
         check: (h, path, report) => {
-          if (!isIP(h) && fqdnProblem(h)) report.error(path, `tunnel targetHost ${JSON.stringify(h)} must be an FQDN or an IP address`);
+          if (!isIP(h) && fqdnProblem(h)) {
+            report.error(path, `tunnel targetHost ${JSON.stringify(h)} must be an FQDN or an IP address`);
+          }
         },
       }),
       targetPort: { ...portNumberSchema, required: true },
     }),
     proxyProtocol: t.object({ version: t.enum(["V1", "V2"]) }),
-    retryBudget: t.object({ percent: t.number({ min: 0, max: 100 }), minRetryConcurrency: t.int({ min: 0 }), budgetInterval: durationSchema }),
+    retryBudget: t.object({
+      percent: t.number({ min: 0, max: 100 }),
+      minRetryConcurrency: t.int({ min: 0 }),
+      budgetInterval: durationSchema,
+    }),
   },
   {
     oneOf: [["tunnel", "proxyProtocol"]],
     check: (p, path, report) => {
-      if (Object.values(p).every((v) => v === undefined || v === null)) report.error(path, "traffic policy must set at least one field");
+      if (Object.values(p).every((v) => v === undefined || v === null)) {
+        report.error(path, "traffic policy must set at least one field");
+      }
     },
   },
 );
@@ -1501,8 +1727,12 @@ const destinationRuleSchema = t.object<DestinationRuleSpec>(
         const seen = new Map<string, number>();
         subsets.forEach((s, i) => {
           const first = seen.get(s.name);
-          if (first !== undefined) report.error(fieldPath(indexPath(path, i), "name"), `duplicate subset name ${JSON.stringify(s.name)} (also at ${indexPath(path, first)})`);
-          else seen.set(s.name, i);
+          if (first !== undefined) {
+            report.error(
+              fieldPath(indexPath(path, i), "name"),
+              `duplicate subset name ${JSON.stringify(s.name)} (also at ${indexPath(path, first)})`,
+            );
+          } else seen.set(s.name, i);
         });
       },
     }),
@@ -1513,12 +1743,18 @@ const destinationRuleSchema = t.object<DestinationRuleSpec>(
     check: (dr, path, report) => {
       const lb = dr.trafficPolicy?.loadBalancer?.localityLbSetting;
       if (lb && (lb.failover?.length || lb.failoverPriority?.length) && !dr.trafficPolicy?.outlierDetection) {
-        report.warning(fieldPath(path, "trafficPolicy"), "locality failover needs outlierDetection to take effect");
+        report.warning(
+          fieldPath(path, "trafficPolicy"),
+          "locality failover needs outlierDetection to take effect",
+        );
       }
       if (dr.workloadSelector && dr.exportTo) {
         const ns = report.resource.metadata.namespace;
         if (dr.exportTo.some((e) => e !== "." && e !== ns)) {
-          report.error(fieldPath(path, "exportTo"), "a destination rule with a workloadSelector cannot be exported beyond its own namespace");
+          report.error(
+            fieldPath(path, "exportTo"),
+            "a destination rule with a workloadSelector cannot be exported beyond its own namespace",
+          );
         }
       }
     },
@@ -1529,7 +1765,14 @@ const destinationRuleSchema = t.object<DestinationRuleSpec>(
 // Gateway
 // ---------------------------------------------------------------------------------------------
 
-const serverTLSModes = ["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"];
+const serverTLSModes = [
+  "PASSTHROUGH",
+  "SIMPLE",
+  "MUTUAL",
+  "AUTO_PASSTHROUGH",
+  "ISTIO_MUTUAL",
+  "OPTIONAL_MUTUAL",
+];
 const tlsProtocolVersions = ["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"];
 
 const serverTLSSchema = t.object<ServerTLSSettings>(
@@ -1543,7 +1786,9 @@ const serverTLSSchema = t.object<ServerTLSSettings>(
     credentialName: t.string(),
     credentialNames: t.array(t.string({ nonEmpty: true })),
     caCertCredentialName: t.string(),
-    tlsCertificates: t.array(t.object({ serverCertificate: t.string(), privateKey: t.string(), caCertificates: t.string() })),
+    tlsCertificates: t.array(
+      t.object({ serverCertificate: t.string(), privateKey: t.string(), caCertificates: t.string() }),
+    ),
     subjectAltNames: t.array(t.string()),
     verifyCertificateSpki: t.array(t.string()),
     verifyCertificateHash: t.array(t.string()),
@@ -1564,16 +1809,29 @@ function serverTLSCheck(tls: ServerTLSSettings, path: string, report: Reporter):
     }
     return;
   }
-  if ((tls.mode === "PASSTHROUGH" || tls.mode === "AUTO_PASSTHROUGH") && (tls.serverCertificate || tls.privateKey || hasCredential)) {
+  if (
+    (tls.mode === "PASSTHROUGH" || tls.mode === "AUTO_PASSTHROUGH") &&
+    (tls.serverCertificate || tls.privateKey || hasCredential)
+  ) {
     report.warning(path, `${tls.mode} mode does not terminate TLS; the certificates are ignored`);
   }
   if (tls.mode === "SIMPLE" || tls.mode === "MUTUAL" || tls.mode === "OPTIONAL_MUTUAL") {
-    if (tls.caCrl && hasCredential) report.error(at("caCrl"), "caCrl cannot be combined with credentialName; put the CRL in the credential");
-    if (tls.caCrl && tls.mode === "SIMPLE") report.error(at("caCrl"), "caCrl is not supported with SIMPLE TLS");
+    if (tls.caCrl && hasCredential) {
+      report.error(
+        at("caCrl"),
+        "caCrl cannot be combined with credentialName; put the CRL in the credential",
+      );
+    }
+    if (tls.caCrl && tls.mode === "SIMPLE") {
+      report.error(at("caCrl"), "caCrl is not supported with SIMPLE TLS");
+    }
     if (hasCredential) return;
-    if (!tls.serverCertificate) report.error(path, `${tls.mode} TLS needs serverCertificate and privateKey, or credentialName`);
-    else if (!tls.privateKey) report.error(path, `${tls.mode} TLS needs privateKey with serverCertificate`);
-    if (tls.mode !== "SIMPLE" && !tls.caCertificates) report.error(path, `${tls.mode} TLS needs caCertificates (the client CA bundle)`);
+    if (!tls.serverCertificate) {
+      report.error(path, `${tls.mode} TLS needs serverCertificate and privateKey, or credentialName`);
+    } else if (!tls.privateKey) report.error(path, `${tls.mode} TLS needs privateKey with serverCertificate`);
+    if (tls.mode !== "SIMPLE" && !tls.caCertificates) {
+      report.error(path, `${tls.mode} TLS needs caCertificates (the client CA bundle)`);
+    }
   }
 }
 
@@ -1582,7 +1840,11 @@ function namespacedHostCheck(kind: "gateway" | "sidecar") {
   return (value: string, path: string, report: Reporter): void => {
     const slash = value.indexOf("/");
     if (slash < 0 && kind === "sidecar") {
-      report.error(path, `host ${JSON.stringify(value)} must be of the form namespace/dnsName (e.g. "./*" or "istio-system/*")`);
+      report.error(
+        path,
+        `host ${JSON.stringify(value)} must be of the form namespace/dnsName ` +
+          '(e.g. "./*" or "istio-system/*")',
+      );
       return;
     }
     const ns = slash < 0 ? undefined : value.slice(0, slash);
@@ -1594,14 +1856,22 @@ function namespacedHostCheck(kind: "gateway" | "sidecar") {
         return;
       }
       if (!special.includes(ns) && !isDNS1123Label(ns)) {
-        report.error(path, `invalid namespace ${JSON.stringify(ns)} in host ${JSON.stringify(value)}; use ${special.join(", ")} or a namespace name`);
+        report.error(
+          path,
+          `invalid namespace ${JSON.stringify(ns)} in host ${JSON.stringify(value)}; ` +
+            `use ${special.join(", ")} or a namespace name`,
+        );
         return;
       }
     }
     if (host === "*") return;
     if (kind === "gateway" && isIP(host)) return;
     if (!host.includes(".")) {
-      report.error(path, `host ${JSON.stringify(host)} is a short name; ${kind} hosts must be fully qualified (contain a '.') or "*"`);
+      report.error(
+        path,
+        `host ${JSON.stringify(host)} is a short name; ` +
+          `${kind} hosts must be fully qualified (contain a '.') or "*"`,
+      );
       return;
     }
     const problem = hostProblem(host);
@@ -1618,7 +1888,9 @@ const gatewayPortSchema = t.object<Port>(
   },
   {
     check: (p, path, report) => {
-      if (p.targetPort !== undefined) report.error(fieldPath(path, "targetPort"), "targetPort has no effect on gateways; remove it");
+      if (p.targetPort !== undefined) {
+        report.error(fieldPath(path, "targetPort"), "targetPort has no effect on gateways; remove it");
+      }
     },
   },
 );
@@ -1640,13 +1912,22 @@ const serverSchema = t.object<Server>(
       } else if (!tlsProtocols.has(protocol) && s.tls) {
         const onlyRedirect = Object.keys(s.tls).every((k) => k === "httpsRedirect");
         if (!httpProtocols.has(protocol)) {
-          report.error(fieldPath(path, "tls"), `servers with protocol ${s.port.protocol} cannot have tls settings; use HTTPS or TLS`);
+          report.error(
+            fieldPath(path, "tls"),
+            `servers with protocol ${s.port.protocol} cannot have tls settings; use HTTPS or TLS`,
+          );
         } else if (!onlyRedirect) {
-          report.error(fieldPath(path, "tls"), `plain-text ${s.port.protocol} servers can only set tls.httpsRedirect`);
+          report.error(
+            fieldPath(path, "tls"),
+            `plain-text ${s.port.protocol} servers can only set tls.httpsRedirect`,
+          );
         }
       }
       if (s.bind?.startsWith("unix://") && s.port.number !== 0) {
-        report.error(fieldPath(fieldPath(path, "port"), "number"), "port number must be 0 for unix domain socket binds");
+        report.error(
+          fieldPath(fieldPath(path, "port"), "number"),
+          "port number must be 0 for unix domain socket binds",
+        );
       }
     },
   },
@@ -1656,7 +1937,9 @@ function bindCheck(value: string, path: string, report: Reporter): void {
   if (value.startsWith("unix://")) {
     const problem = unixPathProblem(value);
     if (problem) report.error(path, problem);
-  } else if (!isIP(value)) report.error(path, `bind ${JSON.stringify(value)} must be an IP address or unix:// path`);
+  } else if (!isIP(value)) {
+    report.error(path, `bind ${JSON.stringify(value)} must be an IP address or unix:// path`);
+  }
 }
 
 const gatewaySchema = t.object<GatewaySpec>(
@@ -1669,7 +1952,10 @@ const gatewaySchema = t.object<GatewaySpec>(
         servers.forEach((s, i) => {
           const first = names.get(s.port.name);
           if (first !== undefined) {
-            report.error(fieldPath(fieldPath(indexPath(path, i), "port"), "name"), `port name ${JSON.stringify(s.port.name)} is already used by ${indexPath(path, first)}`);
+            report.error(
+              fieldPath(fieldPath(indexPath(path, i), "port"), "name"),
+              `port name ${JSON.stringify(s.port.name)} is already used by ${indexPath(path, first)}`,
+            );
           } else names.set(s.port.name, i);
         });
       },
@@ -1679,7 +1965,12 @@ const gatewaySchema = t.object<GatewaySpec>(
   {
     check: (_g, _path, report) => {
       const name = report.resource.metadata.name;
-      if (!isDNS1123Label(name)) report.error("metadata.name", `gateway name ${JSON.stringify(name)} must be a DNS-1123 label (no dots)`);
+      if (!isDNS1123Label(name)) {
+        report.error(
+          "metadata.name",
+          `gateway name ${JSON.stringify(name)} must be a DNS-1123 label (no dots)`,
+        );
+      }
     },
   },
 );
@@ -1689,7 +1980,12 @@ const gatewaySchema = t.object<GatewaySpec>(
 // ---------------------------------------------------------------------------------------------
 
 const portNameCheck = (name: string, path: string, report: Reporter) => {
-  if (!isIstioLabel(name)) report.error(path, `invalid port name ${JSON.stringify(name)}: use letters, digits and '-' (a DNS-1123 label)`);
+  if (!isIstioLabel(name)) {
+    report.error(
+      path,
+      `invalid port name ${JSON.stringify(name)}: use letters, digits and '-' (a DNS-1123 label)`,
+    );
+  }
 };
 
 const workloadEntryFields = {
@@ -1702,7 +1998,12 @@ const workloadEntryFields = {
   serviceAccount: t.string(),
 };
 
-function workloadAddressCheck(we: WorkloadEntrySpec, path: string, report: Reporter, allowFQDN: boolean): void {
+function workloadAddressCheck(
+  we: WorkloadEntrySpec,
+  path: string,
+  report: Reporter,
+  allowFQDN: boolean,
+): void {
   const at = fieldPath(path, "address");
   const addr = we.address ?? "";
   if (addr === "") {
@@ -1712,12 +2013,16 @@ function workloadAddressCheck(we: WorkloadEntrySpec, path: string, report: Repor
   if (addr.startsWith("unix://")) {
     const problem = unixPathProblem(addr);
     if (problem) report.error(at, problem);
-    if (we.ports && Object.keys(we.ports).length > 0) report.error(fieldPath(path, "ports"), `unix endpoint ${addr} must not have ports`);
+    if (we.ports && Object.keys(we.ports).length > 0) {
+      report.error(fieldPath(path, "ports"), `unix endpoint ${addr} must not have ports`);
+    }
     return;
   }
   if (isIP(addr)) return;
   if (!allowFQDN) report.error(at, `address ${JSON.stringify(addr)} must be an IP address or a unix:// path`);
-  else if (fqdnProblem(addr)) report.error(at, `address ${JSON.stringify(addr)} is not an IP address, a host name or a unix:// path`);
+  else if (fqdnProblem(addr)) {
+    report.error(at, `address ${JSON.stringify(addr)} is not an IP address, a host name or a unix:// path`);
+  }
 }
 
 const workloadEntrySchema = t.object<WorkloadEntrySpec>(workloadEntryFields, {
@@ -1742,11 +2047,19 @@ const serviceEntrySchema = t.object<ServiceEntrySpec>(
         ports.forEach((p, i) => {
           const at = indexPath(path, i);
           const n = numbers.get(p.number);
-          if (n !== undefined) report.error(fieldPath(at, "number"), `port ${p.number} is already defined at ${indexPath(path, n)}`);
-          else numbers.set(p.number, i);
+          if (n !== undefined) {
+            report.error(
+              fieldPath(at, "number"),
+              `port ${p.number} is already defined at ${indexPath(path, n)}`,
+            );
+          } else numbers.set(p.number, i);
           const m = names.get(p.name);
-          if (m !== undefined) report.error(fieldPath(at, "name"), `port name ${JSON.stringify(p.name)} is already defined at ${indexPath(path, m)}`);
-          else names.set(p.name, i);
+          if (m !== undefined) {
+            report.error(
+              fieldPath(at, "name"),
+              `port name ${JSON.stringify(p.name)} is already defined at ${indexPath(path, m)}`,
+            );
+          } else names.set(p.name, i);
         });
       },
     }),
@@ -1773,7 +2086,12 @@ function serviceEntryCheck(se: ServiceEntrySpec, path: string, report: Reporter)
   const portNames = new Set((se.ports ?? []).map((p) => p.name));
   const endpointPortsCheck = (we: WorkloadEntrySpec, epPath: string) => {
     for (const name of Object.keys(we.ports ?? {})) {
-      if (!portNames.has(name)) report.error(fieldPath(fieldPath(epPath, "ports"), name), `endpoint port ${JSON.stringify(name)} is not a port of the service entry`);
+      if (!portNames.has(name)) {
+        report.error(
+          fieldPath(fieldPath(epPath, "ports"), name),
+          `endpoint port ${JSON.stringify(name)} is not a port of the service entry`,
+        );
+      }
     }
   };
   switch (resolution) {
@@ -1781,7 +2099,9 @@ function serviceEntryCheck(se: ServiceEntrySpec, path: string, report: Reporter)
       if (endpoints.length > 0) report.error(at("endpoints"), "resolution NONE takes no endpoints");
       break;
     case "STATIC":
-      if (endpoints.length === 0 && !se.workloadSelector) report.error(path, "resolution STATIC needs endpoints or a workloadSelector");
+      if (endpoints.length === 0 && !se.workloadSelector) {
+        report.error(path, "resolution STATIC needs endpoints or a workloadSelector");
+      }
       endpoints.forEach((we, i) => {
         const epPath = indexPath(at("endpoints"), i);
         workloadAddressCheck(we, epPath, report, false);
@@ -1795,16 +2115,29 @@ function serviceEntryCheck(se: ServiceEntrySpec, path: string, report: Reporter)
     case "DNS_ROUND_ROBIN":
       if (endpoints.length === 0) {
         se.hosts.forEach((h, i) => {
-          if (h.includes("*")) report.error(indexPath(at("hosts"), i), `wildcard host ${JSON.stringify(h)} cannot be resolved with resolution ${resolution}; add endpoints or use NONE`);
+          if (h.includes("*")) {
+            report.error(
+              indexPath(at("hosts"), i),
+              `wildcard host ${JSON.stringify(h)} cannot be resolved with resolution ${resolution}; ` +
+                "add endpoints or use NONE",
+            );
+          }
         });
       }
-      if (resolution === "DNS_ROUND_ROBIN" && endpoints.length > 1) report.error(at("endpoints"), "resolution DNS_ROUND_ROBIN takes at most one endpoint");
+      if (resolution === "DNS_ROUND_ROBIN" && endpoints.length > 1) {
+        report.error(at("endpoints"), "resolution DNS_ROUND_ROBIN takes at most one endpoint");
+      }
       endpoints.forEach((we, i) => {
         const epPath = indexPath(at("endpoints"), i);
         workloadAddressCheck(we, epPath, report, true);
         endpointPortsCheck(we, epPath);
       });
-      if (se.workloadSelector) report.warning(at("workloadSelector"), `workloadSelector has no effect with resolution ${resolution}`);
+      if (se.workloadSelector) {
+        report.warning(
+          at("workloadSelector"),
+          `workloadSelector has no effect with resolution ${resolution}`,
+        );
+      }
       break;
   }
   if (resolution !== "NONE" && se.hosts.length > 1) {
@@ -1812,7 +2145,12 @@ function serviceEntryCheck(se: ServiceEntrySpec, path: string, report: Reporter)
       const proto = (p.protocol ?? "").toUpperCase();
       return !httpProtocols.has(proto) && !tlsProtocols.has(proto);
     });
-    if (plain) report.error(at("hosts"), `multiple hosts with a non-HTTP, non-TLS port (${plain.name}) need resolution NONE`);
+    if (plain) {
+      report.error(
+        at("hosts"),
+        `multiple hosts with a non-HTTP, non-TLS port (${plain.name}) need resolution NONE`,
+      );
+    }
   }
 }
 
@@ -1832,7 +2170,9 @@ const probeSchema = t.object<ReadinessProbe>(
         name: t.string({
           required: true,
           check: (n, path, report) => {
-            if (!/^[-_A-Za-z0-9]+$/.test(n)) report.error(path, `${JSON.stringify(n)} is not a valid header name`);
+            if (!/^[-_A-Za-z0-9]+$/.test(n)) {
+              report.error(path, `${JSON.stringify(n)} is not a valid header name`);
+            }
           },
         }),
         value: t.string(),
@@ -1850,7 +2190,12 @@ const workloadGroupSchema = t.object<WorkloadGroupSpec>({
   template: t.object<WorkloadEntrySpec>(workloadEntryFields, {
     required: true,
     check: (we, path, report) => {
-      if (we.address) report.error(fieldPath(path, "address"), "template.address must not be set; each registering workload supplies its own");
+      if (we.address) {
+        report.error(
+          fieldPath(path, "address"),
+          "template.address must not be set; each registering workload supplies its own",
+        );
+      }
     },
   }),
   probe: probeSchema,
@@ -1861,10 +2206,17 @@ const workloadGroupSchema = t.object<WorkloadGroupSpec>({
 // ---------------------------------------------------------------------------------------------
 
 const sidecarPortSchema = t.object<SidecarPort>(
-  { number: t.int({ min: 0, max: 65535 }), protocol: protocolSchema, name: t.string({ check: portNameCheck }), targetPort: t.int() },
+  {
+    number: t.int({ min: 0, max: 65535 }),
+    protocol: protocolSchema,
+    name: t.string({ check: portNameCheck }),
+    targetPort: t.int(),
+  },
   {
     check: (p, path, report) => {
-      if (p.targetPort !== undefined) report.error(fieldPath(path, "targetPort"), "targetPort has no effect on sidecars; remove it");
+      if (p.targetPort !== undefined) {
+        report.error(fieldPath(path, "targetPort"), "targetPort has no effect on sidecars; remove it");
+      }
     },
   },
 );
@@ -1880,7 +2232,11 @@ function defaultEndpointCheck(value: string, path: string, report: Reporter): vo
   const m = /^(?:(127\.0\.0\.1|0\.0\.0\.0)|\[(::1|::)\])?:(\d+)$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port < 1 || port > 65535) {
-    report.error(path, `defaultEndpoint ${JSON.stringify(value)} must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT or unix:///path`);
+    report.error(
+      path,
+      `defaultEndpoint ${JSON.stringify(value)} must be ` +
+        "127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT or unix:///path",
+    );
   }
 }
 
@@ -1899,9 +2255,24 @@ const ingressListenerSchema = t.object<IstioIngressListener>(
       const n = l.port.number ?? 0;
       if (n < 1) report.error(fieldPath(at("port"), "number"), "must be between 1 and 65535");
       if (l.tls) {
-        if (l.tls.subjectAltNames?.length) report.error(fieldPath(at("tls"), "subjectAltNames"), "subjectAltNames is not supported on sidecar ingress");
-        if (l.tls.httpsRedirect) report.error(fieldPath(at("tls"), "httpsRedirect"), "httpsRedirect is not supported on sidecar ingress");
-        if (l.tls.credentialName) report.error(fieldPath(at("tls"), "credentialName"), "credentialName is not supported on sidecar ingress");
+        if (l.tls.subjectAltNames?.length) {
+          report.error(
+            fieldPath(at("tls"), "subjectAltNames"),
+            "subjectAltNames is not supported on sidecar ingress",
+          );
+        }
+        if (l.tls.httpsRedirect) {
+          report.error(
+            fieldPath(at("tls"), "httpsRedirect"),
+            "httpsRedirect is not supported on sidecar ingress",
+          );
+        }
+        if (l.tls.credentialName) {
+          report.error(
+            fieldPath(at("tls"), "credentialName"),
+            "credentialName is not supported on sidecar ingress",
+          );
+        }
         if (l.tls.mode === "ISTIO_MUTUAL" || l.tls.mode === "AUTO_PASSTHROUGH") {
           report.error(fieldPath(at("tls"), "mode"), `mode ${l.tls.mode} is not allowed on sidecar ingress`);
         }
@@ -1922,9 +2293,17 @@ const egressListenerSchema = t.object<IstioEgressListener>(
       if (!l.port) return;
       const unix = l.bind?.startsWith("unix://");
       const n = l.port.number ?? 0;
-      if (n === 0 && !unix) report.error(fieldPath(fieldPath(path, "port"), "number"), "port number 0 needs a unix:// bind address");
+      if (n === 0 && !unix) {
+        report.error(
+          fieldPath(fieldPath(path, "port"), "number"),
+          "port number 0 needs a unix:// bind address",
+        );
+      }
       if (n === 0 && unix && l.captureMode && l.captureMode !== "DEFAULT" && l.captureMode !== "NONE") {
-        report.error(fieldPath(path, "captureMode"), "unix domain socket listeners need captureMode DEFAULT or NONE");
+        report.error(
+          fieldPath(path, "captureMode"),
+          "unix domain socket listeners need captureMode DEFAULT or NONE",
+        );
       }
     },
   },
@@ -1939,8 +2318,12 @@ const sidecarSchema = t.object<SidecarSpec>(
         listeners.forEach((l, i) => {
           const n = l.port.number ?? 0;
           const first = seen.get(n);
-          if (first !== undefined) report.error(fieldPath(indexPath(path, i), "port"), `port ${n} is already used by ${indexPath(path, first)}`);
-          else seen.set(n, i);
+          if (first !== undefined) {
+            report.error(
+              fieldPath(indexPath(path, i), "port"),
+              `port ${n} is already used by ${indexPath(path, first)}`,
+            );
+          } else seen.set(n, i);
         });
       },
     }),
@@ -1950,15 +2333,25 @@ const sidecarSchema = t.object<SidecarSpec>(
         let catchAll: number | undefined;
         listeners.forEach((l, i) => {
           if (!l.port) {
-            if (catchAll !== undefined) report.error(indexPath(path, i), `only one egress listener may omit the port; ${indexPath(path, catchAll)} already does`);
-            else if (i !== listeners.length - 1) report.error(indexPath(path, i), "the egress listener without a port must be the last one");
+            if (catchAll !== undefined) {
+              report.error(
+                indexPath(path, i),
+                `only one egress listener may omit the port; ${indexPath(path, catchAll)} already does`,
+              );
+            } else if (i !== listeners.length - 1) {
+              report.error(indexPath(path, i), "the egress listener without a port must be the last one");
+            }
             catchAll ??= i;
             return;
           }
           const key = l.port.number ? `port ${l.port.number}` : `bind ${l.bind}`;
           const first = seen.get(key);
-          if (first !== undefined) report.error(fieldPath(indexPath(path, i), "port"), `${key} is already used by ${indexPath(path, first)}`);
-          else seen.set(key, i);
+          if (first !== undefined) {
+            report.error(
+              fieldPath(indexPath(path, i), "port"),
+              `${key} is already used by ${indexPath(path, first)}`,
+            );
+          } else seen.set(key, i);
         });
       },
     }),
@@ -1969,10 +2362,14 @@ const sidecarSchema = t.object<SidecarSpec>(
         check: (p, path, report) => {
           if (!p.egressProxy) return;
           const at = fieldPath(path, "egressProxy");
-          if ((p.mode ?? "REGISTRY_ONLY") !== "ALLOW_ANY") report.error(at, "egressProxy can only be set with mode ALLOW_ANY");
+          if ((p.mode ?? "REGISTRY_ONLY") !== "ALLOW_ANY") {
+            report.error(at, "egressProxy can only be set with mode ALLOW_ANY");
+          }
           const problem = fqdnProblem(p.egressProxy.host);
           if (problem) report.error(fieldPath(at, "host"), problem);
-          if (p.egressProxy.port?.number === undefined) report.error(fieldPath(at, "port"), "egressProxy needs port.number");
+          if (p.egressProxy.port?.number === undefined) {
+            report.error(fieldPath(at, "port"), "egressProxy needs port.number");
+          }
         },
       },
     ),
@@ -1980,7 +2377,10 @@ const sidecarSchema = t.object<SidecarSpec>(
   {
     check: (s, path, report) => {
       if (!s.egress?.length && !s.ingress?.length && !s.outboundTrafficPolicy && !s.inboundConnectionPool) {
-        report.error(path, "sidecar configuration is empty: set egress, ingress, outboundTrafficPolicy or inboundConnectionPool");
+        report.error(
+          path,
+          "sidecar configuration is empty: set egress, ingress, outboundTrafficPolicy or inboundConnectionPool",
+        );
       }
     },
   },
@@ -2009,35 +2409,35 @@ export const networkingSchemas: Readonly<Record<string, Schema>> = {
 
 /** Validates a VirtualService. */
 export function validateVirtualService(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, virtualServiceSchema);
+  return checkSchema(r, virtualServiceSchema);
 }
 
 /** Validates a DestinationRule. */
 export function validateDestinationRule(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, destinationRuleSchema);
+  return checkSchema(r, destinationRuleSchema);
 }
 
 /** Validates a Gateway. */
 export function validateGateway(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, gatewaySchema);
+  return checkSchema(r, gatewaySchema);
 }
 
 /** Validates a ServiceEntry. */
 export function validateServiceEntry(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, serviceEntrySchema);
+  return checkSchema(r, serviceEntrySchema);
 }
 
 /** Validates a WorkloadEntry. */
 export function validateWorkloadEntry(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, workloadEntrySchema);
+  return checkSchema(r, workloadEntrySchema);
 }
 
 /** Validates a WorkloadGroup. */
 export function validateWorkloadGroup(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, workloadGroupSchema);
+  return checkSchema(r, workloadGroupSchema);
 }
 
 /** Validates a Sidecar. */
 export function validateSidecar(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, sidecarSchema);
+  return checkSchema(r, sidecarSchema);
 }

@@ -6,8 +6,16 @@
  */
 
 import type { Diagnostic, Resource } from "../resource.ts";
-import { suggest } from "../../shared/suggest.ts";
-import { checkSchema, fieldPath, indexPath, isIPOrCIDR, type Reporter, type Schema, t } from "../schema.ts";
+import {
+  checkSchema,
+  fieldPath,
+  indexPath,
+  isIPOrCIDR,
+  type Reporter,
+  type Schema,
+  suggest,
+  t,
+} from "../schema.ts";
 import { type MatchLabelsSelector, matchLabelsSelectorSchema } from "./networking.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -140,11 +148,19 @@ export const targetRefSchema = t.object<PolicyTargetReference>(
   },
   {
     check: (ref, path, report) => {
-      if (ref.namespace) report.error(fieldPath(path, "namespace"), "targetRef namespace must not be set; cross-namespace references are not supported");
+      if (ref.namespace) {
+        report.error(
+          fieldPath(path, "namespace"),
+          "targetRef namespace must not be set; cross-namespace references are not supported",
+        );
+      }
       const group = ref.group ?? "";
       if (!allowedTargets.some((a) => a.kind === ref.kind && a.group === group)) {
         const shown = allowedTargets.map((a) => (a.group ? `${a.group}/${a.kind}` : a.kind)).join(", ");
-        report.error(path, `targetRef must refer to one of ${shown}; got ${group ? `${group}/` : ""}${ref.kind}`);
+        report.error(
+          path,
+          `targetRef must refer to one of ${shown}; got ${group ? `${group}/` : ""}${ref.kind}`,
+        );
       }
     },
   },
@@ -182,7 +198,9 @@ const peerAuthenticationSchema = t.object<PeerAuthenticationSpec>(
       minEntries: 1,
       key: (key, path, report) => {
         const n = /^\d+$/.test(key) ? Number(key) : NaN;
-        if (!(n >= 1 && n <= 65535)) report.error(path, `port ${JSON.stringify(key)} must be a number between 1 and 65535`);
+        if (!(n >= 1 && n <= 65535)) {
+          report.error(path, `port ${JSON.stringify(key)} must be a number between 1 and 65535`);
+        }
       },
     }),
   },
@@ -190,7 +208,10 @@ const peerAuthenticationSchema = t.object<PeerAuthenticationSpec>(
     check: (pa, path, report) => {
       const hasSelector = Object.keys(pa.selector?.matchLabels ?? {}).length > 0;
       if (pa.portLevelMtls && !hasSelector) {
-        report.error(fieldPath(path, "portLevelMtls"), "portLevelMtls needs a selector with matchLabels; mesh- and namespace-wide policies cannot set port-level mTLS");
+        report.error(
+          fieldPath(path, "portLevelMtls"),
+          "portLevelMtls needs a selector with matchLabels; mesh- and namespace-wide policies cannot set port-level mTLS",
+        );
       }
     },
   },
@@ -209,7 +230,10 @@ function jwksUriCheck(value: string, path: string, report: Reporter): void {
     return;
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    report.error(path, `jwksUri scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not supported; use https (or http)`);
+    report.error(
+      path,
+      `jwksUri scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not supported; use https (or http)`,
+    );
   } else if (url.hostname === "") report.error(path, `jwksUri ${JSON.stringify(value)} has no host`);
 }
 
@@ -222,7 +246,10 @@ function jwksCheck(value: string, path: string, report: Reporter): void {
     return;
   }
   const keys = (parsed as { keys?: unknown } | null)?.keys;
-  if (!Array.isArray(keys) || keys.some((k) => typeof k !== "object" || k === null || typeof (k as { kty?: unknown }).kty !== "string")) {
+  if (
+    !Array.isArray(keys) ||
+    keys.some((k) => typeof k !== "object" || k === null || typeof (k as { kty?: unknown }).kty !== "string")
+  ) {
     report.error(path, 'jwks must be a JSON Web Key Set: {"keys": [{"kty": ..., ...}]}');
   }
 }
@@ -233,7 +260,9 @@ const jwtRuleSchema = t.object<JWTRule>(
     audiences: nonEmptyStrings,
     jwksUri: t.string({ check: jwksUriCheck }),
     jwks: t.string({ check: jwksCheck }),
-    fromHeaders: t.array(t.object({ name: t.string({ required: true, check: headerNameCheck }), prefix: t.string() })),
+    fromHeaders: t.array(
+      t.object({ name: t.string({ required: true, check: headerNameCheck }), prefix: t.string() }),
+    ),
     fromParams: nonEmptyStrings,
     outputPayloadToHeader: t.string({ check: headerNameCheck }),
     fromCookies: nonEmptyStrings,
@@ -257,8 +286,12 @@ const requestAuthenticationSchema = t.object<RequestAuthenticationSpec>(
       ra.jwtRules?.forEach((rule, i) => {
         const first = issuers.get(rule.issuer);
         const at = indexPath(fieldPath(path, "jwtRules"), i);
-        if (first !== undefined) report.warning(fieldPath(at, "issuer"), `issuer ${JSON.stringify(rule.issuer)} is also configured by jwtRules[${first}]`);
-        else issuers.set(rule.issuer, i);
+        if (first !== undefined) {
+          report.warning(
+            fieldPath(at, "issuer"),
+            `issuer ${JSON.stringify(rule.issuer)} is also configured by jwtRules[${first}]`,
+          );
+        } else issuers.set(rule.issuer, i);
       });
     },
   },
@@ -270,14 +303,18 @@ const requestAuthenticationSchema = t.object<RequestAuthenticationSpec>(
 
 function ipListCheck(values: readonly string[], path: string, report: Reporter): void {
   values.forEach((v, i) => {
-    if (!isIPOrCIDR(v)) report.error(indexPath(path, i), `${JSON.stringify(v)} is not an IP address or CIDR block`);
+    if (!isIPOrCIDR(v)) {
+      report.error(indexPath(path, i), `${JSON.stringify(v)} is not an IP address or CIDR block`);
+    }
   });
 }
 
 function portListCheck(values: readonly string[], path: string, report: Reporter): void {
   values.forEach((v, i) => {
     const n = /^\d+$/.test(v) ? Number(v) : NaN;
-    if (!(n >= 1 && n <= 65535)) report.error(indexPath(path, i), `port ${JSON.stringify(v)} must be a number between 1 and 65535`);
+    if (!(n >= 1 && n <= 65535)) {
+      report.error(indexPath(path, i), `port ${JSON.stringify(v)} must be a number between 1 and 65535`);
+    }
   });
 }
 
@@ -302,7 +339,9 @@ const sourceFields = [
 ] as const;
 
 const sourceSchema = t.object<Source>(
-  Object.fromEntries(sourceFields.map((f) => [f, f.toLowerCase().includes("ipblocks") ? ipList : nonEmptyStrings])),
+  Object.fromEntries(
+    sourceFields.map((f) => [f, f.toLowerCase().includes("ipblocks") ? ipList : nonEmptyStrings]),
+  ),
   {
     check: (s, path, report) => {
       if (sourceFields.every((f) => !s[f]?.length)) report.error(path, "source must set at least one field");
@@ -316,9 +355,14 @@ function pathTemplateProblem(path: string): string | undefined {
   const segments = path.split("/");
   for (let i = 0; i < segments.length; i++) {
     const s = segments[i]!;
-    if (s === "{**}" && i !== segments.length - 1) return `path template ${JSON.stringify(path)}: {**} must be the last segment`;
+    if (s === "{**}" && i !== segments.length - 1) {
+      return `path template ${JSON.stringify(path)}: {**} must be the last segment`;
+    }
     if (s === "{*}" || s === "{**}") continue;
-    if (/[{}*]/.test(s)) return `invalid or unsupported path template ${JSON.stringify(path)}: use literal segments, {*} or a final {**}`;
+    if (/[{}*]/.test(s)) {
+      return `invalid or unsupported path template ${JSON.stringify(path)}: ` +
+        "use literal segments, {*} or a final {**}";
+    }
   }
   return undefined;
 }
@@ -344,7 +388,9 @@ const operationSchema = t.object<Operation>(
   },
   {
     check: (op, path, report) => {
-      if (Object.values(op).every((v) => !(v as unknown[] | undefined)?.length)) report.error(path, "operation must set at least one field");
+      if (Object.values(op).every((v) => !(v as unknown[] | undefined)?.length)) {
+        report.error(path, "operation must set at least one field");
+      }
     },
   },
 );
@@ -374,7 +420,11 @@ function conditionProblem(key: string, values: readonly string[]): string | unde
   };
   if (key.startsWith("request.headers")) return bracketed("request.headers");
   if (key.startsWith("request.auth.claims")) return bracketed("request.auth.claims");
-  if (key.startsWith("experimental.envoy.filters.")) return /\[[^\]]+\]$/.test(key) ? undefined : `bad key ${JSON.stringify(key)}: should have the form a.b[c]`;
+  if (key.startsWith("experimental.envoy.filters.")) {
+    return /\[[^\]]+\]$/.test(key)
+      ? undefined
+      : `bad key ${JSON.stringify(key)}: should have the form a.b[c]`;
+  }
   switch (key) {
     case "source.ip":
     case "remote.ip":
@@ -384,7 +434,9 @@ function conditionProblem(key: string, values: readonly string[]): string | unde
     }
     case "destination.port": {
       const bad = values.find((v) => !(/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535));
-      return bad === undefined ? undefined : `port ${JSON.stringify(bad)} must be a number between 1 and 65535`;
+      return bad === undefined
+        ? undefined
+        : `port ${JSON.stringify(bad)} must be a number between 1 and 65535`;
     }
     case "source.namespace":
     case "source.principal":
@@ -440,21 +492,41 @@ function authorizationPolicyCheck(ap: AuthorizationPolicySpec, path: string, rep
   const at = (f: string) => fieldPath(path, f);
   if (action === "CUSTOM") {
     if (!ap.rules?.length) {
-      report.error(at("rules"), "a CUSTOM policy without rules never triggers; add an empty rule {} to apply it to every request");
+      report.error(
+        at("rules"),
+        "a CUSTOM policy without rules never triggers; add an empty rule {} to apply it to every request",
+      );
     }
     if (!ap.provider?.name) report.error(at("provider"), "a CUSTOM policy needs provider.name");
     ap.rules?.forEach((rule, i) => {
       const rulePath = indexPath(at("rules"), i);
       rule.from?.forEach((from, j) => {
-        for (const f of ["principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces", "notNamespaces"] as const) {
+        for (
+          const f of [
+            "principals",
+            "notPrincipals",
+            "requestPrincipals",
+            "notRequestPrincipals",
+            "namespaces",
+            "notNamespaces",
+          ] as const
+        ) {
           if (from.source?.[f]?.length) {
-            report.error(fieldPath(fieldPath(indexPath(fieldPath(rulePath, "from"), j), "source"), f), `${f} is not supported with the CUSTOM action`);
+            report.error(
+              fieldPath(fieldPath(indexPath(fieldPath(rulePath, "from"), j), "source"), f),
+              `${f} is not supported with the CUSTOM action`,
+            );
           }
         }
       });
       rule.when?.forEach((c, j) => {
-        if (c.key === "source.namespace" || c.key === "source.principal" || c.key.startsWith("request.auth.")) {
-          report.error(fieldPath(indexPath(fieldPath(rulePath, "when"), j), "key"), `${c.key} is not supported with the CUSTOM action`);
+        if (
+          c.key === "source.namespace" || c.key === "source.principal" || c.key.startsWith("request.auth.")
+        ) {
+          report.error(
+            fieldPath(indexPath(fieldPath(rulePath, "when"), j), "key"),
+            `${c.key} is not supported with the CUSTOM action`,
+          );
         }
       });
     });
@@ -462,7 +534,10 @@ function authorizationPolicyCheck(ap: AuthorizationPolicySpec, path: string, rep
     report.error(at("provider"), `provider can only be set with the CUSTOM action, not ${action}`);
   }
   if (action === "DENY" && !ap.rules?.length) {
-    report.error(at("rules"), "a DENY policy without rules never triggers; add an empty rule {} to deny every request");
+    report.error(
+      at("rules"),
+      "a DENY policy without rules never triggers; add an empty rule {} to deny every request",
+    );
   }
 }
 
@@ -478,15 +553,15 @@ export const securityVersions: readonly string[] = ["v1", "v1beta1"];
 
 /** Validates a PeerAuthentication. */
 export function validatePeerAuthentication(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, peerAuthenticationSchema);
+  return checkSchema(r, peerAuthenticationSchema);
 }
 
 /** Validates a RequestAuthentication. */
 export function validateRequestAuthentication(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, requestAuthenticationSchema);
+  return checkSchema(r, requestAuthenticationSchema);
 }
 
 /** Validates an AuthorizationPolicy. */
 export function validateAuthorizationPolicy(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, authorizationPolicySchema);
+  return checkSchema(r, authorizationPolicySchema);
 }

@@ -11,7 +11,7 @@ import { compileExpression } from "../cel.ts";
 import type { Diagnostic, Resource } from "../resource.ts";
 import { checkSchema, fieldPath, type Reporter, t } from "../schema.ts";
 import type { MatchLabelsSelector } from "./networking.ts";
-import { type PolicyTargetReference, policyTargetFields, policyTargetOneOf } from "./security.ts";
+import { policyTargetFields, policyTargetOneOf, type PolicyTargetReference } from "./security.ts";
 
 /** Which side of a connection a setting applies to. */
 export type WorkloadMode = "CLIENT_AND_SERVER" | "CLIENT" | "SERVER";
@@ -57,9 +57,15 @@ export type IstioMetric =
 
 /** Customizations of metrics selected by `match`. */
 export interface MetricsOverrides {
-  readonly match?: { readonly metric?: IstioMetric; readonly customMetric?: string; readonly mode?: WorkloadMode };
+  readonly match?: {
+    readonly metric?: IstioMetric;
+    readonly customMetric?: string;
+    readonly mode?: WorkloadMode;
+  };
   readonly disabled?: boolean;
-  readonly tagOverrides?: Readonly<Record<string, { readonly operation?: "UPSERT" | "REMOVE"; readonly value?: string }>>;
+  readonly tagOverrides?: Readonly<
+    Record<string, { readonly operation?: "UPSERT" | "REMOVE"; readonly value?: string }>
+  >;
 }
 
 /** Metrics settings. */
@@ -133,7 +139,9 @@ const tracingSchema = t.object<Tracing>(
   },
   {
     check: (tr, path, report) => {
-      if ((tr.providers?.length ?? 0) > 1) report.warning(fieldPath(path, "providers"), "only the first tracing provider is used");
+      if ((tr.providers?.length ?? 0) > 1) {
+        report.warning(fieldPath(path, "providers"), "only the first tracing provider is used");
+      }
     },
   },
 );
@@ -142,8 +150,12 @@ const tagOverrideSchema = t.object<{ operation?: string; value?: string }>(
   { operation: t.enum(["UPSERT", "REMOVE"]), value: t.string() },
   {
     check: (o, path, report) => {
-      if ((o.operation ?? "UPSERT") === "UPSERT" && !o.value) report.error(fieldPath(path, "value"), "value is required when operation is UPSERT");
-      if (o.operation === "REMOVE" && o.value) report.error(fieldPath(path, "value"), "value may only be set when operation is UPSERT");
+      if ((o.operation ?? "UPSERT") === "UPSERT" && !o.value) {
+        report.error(fieldPath(path, "value"), "value is required when operation is UPSERT");
+      }
+      if (o.operation === "REMOVE" && o.value) {
+        report.error(fieldPath(path, "value"), "value may only be set when operation is UPSERT");
+      }
     },
   },
 );
@@ -152,7 +164,11 @@ const metricsSchema = t.object({
   providers: providersSchema,
   overrides: t.array(t.object({
     match: t.object(
-      { metric: t.enum(istioMetrics), customMetric: t.string({ nonEmpty: true }), mode: t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]) },
+      {
+        metric: t.enum(istioMetrics),
+        customMetric: t.string({ nonEmpty: true }),
+        mode: t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]),
+      },
       { oneOf: [["metric", "customMetric"]] },
     ),
     disabled: t.bool(),
@@ -187,7 +203,9 @@ const telemetrySchema = t.object<TelemetrySpec>(
   {
     oneOf: policyTargetOneOf,
     check: (tel, path, report) => {
-      if ((tel.tracing?.length ?? 0) > 1) report.warning(fieldPath(path, "tracing"), "only the first tracing entry is used");
+      if ((tel.tracing?.length ?? 0) > 1) {
+        report.warning(fieldPath(path, "tracing"), "only the first tracing entry is used");
+      }
     },
   },
 );
@@ -200,5 +218,5 @@ export const telemetryVersions: readonly string[] = ["v1alpha1"];
 
 /** Validates a Telemetry resource. */
 export function validateTelemetry(r: Resource): Diagnostic[] {
-  return checkSchema(r, r.spec, telemetrySchema);
+  return checkSchema(r, telemetrySchema);
 }

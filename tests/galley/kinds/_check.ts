@@ -45,7 +45,16 @@ export function expectErrorOn(yaml: string, field: string, message: string): Dia
   return match!;
 }
 
+/** The identity of a test resource; name defaults to "example", namespace to "default". */
+export interface ResourceType {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name?: string;
+  readonly namespace?: string;
+}
+
 /** Wraps a spec (YAML text indented by two spaces; its first line is line 7) into a full resource. */
-export function resource(apiVersion: string, kind: string, spec: string, name = "example", namespace = "default"): string {
+export function resource(type: ResourceType, spec: string): string {
+  const { apiVersion, kind, name = "example", namespace = "default" } = type;
   return `apiVersion: ${apiVersion}\nkind: ${kind}\nmetadata:\n  name: ${name}\n  namespace: ${namespace}\nspec:\n${spec}`;
 }

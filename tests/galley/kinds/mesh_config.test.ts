@@ -3,7 +3,11 @@ import { defaultMeshConfig, mergeMeshConfig } from "../../../mod/galley/kinds/me
 import { parseConfig } from "../../../mod/galley/parse.ts";
 import { errorsOf, expectOneError, expectValid, resource } from "./_check.ts";
 
-const mesh = (spec: string, name = "mesh") => resource("config.meshd.io/v1alpha1", "MeshConfig", spec, name, "istio-system");
+const mesh = (spec: string, name = "mesh") =>
+  resource(
+    { apiVersion: "config.meshd.io/v1alpha1", kind: "MeshConfig", name, namespace: "istio-system" },
+    spec,
+  );
 
 describe("MeshConfig", () => {
   test("validateResource() accepts a full MeshConfig", () => {
@@ -23,9 +27,19 @@ describe("MeshConfig", () => {
   });
 
   test("validateResource() rejects bad trust domains, timeouts, modes and addresses", () => {
-    expectOneError(mesh(`  trustDomain: Cluster_Local\n`), "spec.trustDomain", 7, "must be a lower-case DNS name");
+    expectOneError(
+      mesh(`  trustDomain: Cluster_Local\n`),
+      "spec.trustDomain",
+      7,
+      "must be a lower-case DNS name",
+    );
     expectOneError(mesh(`  connectTimeout: 2h\n`), "spec.connectTimeout", 7, "duration must be at most 1h");
-    expectOneError(mesh(`  defaultMtlsMode: ON\n`), "spec.defaultMtlsMode", 7, "must be one of STRICT, PERMISSIVE, DISABLE");
+    expectOneError(
+      mesh(`  defaultMtlsMode: ON\n`),
+      "spec.defaultMtlsMode",
+      7,
+      "must be one of STRICT, PERMISSIVE, DISABLE",
+    );
     expectOneError(
       mesh(`  defaultConfig:\n    discoveryAddress: meshd\n`),
       "spec.defaultConfig.discoveryAddress",
@@ -49,7 +63,10 @@ describe("MeshConfig", () => {
   });
 
   test("mergeMeshConfig() merges a resource's spec over the defaults, field by field", () => {
-    const parsed = parseConfig(mesh(`  trustDomain: example.org\n  mixer: {}\n  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n`), "mesh.yaml");
+    const parsed = parseConfig(
+      mesh(`  trustDomain: example.org\n  mixer: {}\n  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n`),
+      "mesh.yaml",
+    );
     expect(parsed.diagnostics).toEqual([]);
     const merged = mergeMeshConfig(parsed.resources[0]!);
     expect(merged).toEqual({

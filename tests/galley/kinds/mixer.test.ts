@@ -1,9 +1,23 @@
 import { describe, expect, test } from "bun:test";
 import { errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
-const handler = (spec: string) => resource("config.istio.io/v1alpha2", "handler", spec, "h1", "istio-system");
-const instance = (spec: string) => resource("config.istio.io/v1alpha2", "instance", spec, "i1", "istio-system");
-const rule = (spec: string) => resource("config.istio.io/v1alpha2", "rule", spec, "r1", "istio-system");
+const handler = (spec: string) =>
+  resource(
+    { apiVersion: "config.istio.io/v1alpha2", kind: "handler", name: "h1", namespace: "istio-system" },
+    spec,
+  );
+const instance = (spec: string) =>
+  resource({
+    apiVersion: "config.istio.io/v1alpha2",
+    kind: "instance",
+    name: "i1",
+    namespace: "istio-system",
+  }, spec);
+const rule = (spec: string) =>
+  resource(
+    { apiVersion: "config.istio.io/v1alpha2", kind: "rule", name: "r1", namespace: "istio-system" },
+    spec,
+  );
 
 describe("handler", () => {
   test("validateResource() accepts every compiled-in adapter with typical params", () => {
@@ -85,7 +99,12 @@ describe("handler", () => {
   });
 
   test("validateResource() requires connection.address for out-of-process adapters", () => {
-    expectOneError(handler(`  adapter: mygrpcadapter\n`), "spec.connection", 6, "out-of-process adapters need connection.address");
+    expectOneError(
+      handler(`  adapter: mygrpcadapter\n`),
+      "spec.connection",
+      6,
+      "out-of-process adapters need connection.address",
+    );
     expectOneError(
       handler(`  adapter: mygrpcadapter
   connection:
@@ -289,7 +308,9 @@ describe("instance", () => {
     );
     const missing = errorsOf(instance(`  compiledTemplate: tracespan\n  params: {}\n`));
     expect(missing.map((d) => [d.field, d.pos?.line, d.message])).toEqual(
-      ["traceId", "spanId", "spanName", "startTime", "endTime"].map((f) => [`spec.params.${f}`, 8, "is required"]),
+      ["traceId", "spanId", "spanName", "startTime", "endTime"].map((
+        f,
+      ) => [`spec.params.${f}`, 8, "is required"]),
     );
     expectOneError(
       instance(`  compiledTemplate: checknothing
@@ -300,7 +321,12 @@ describe("instance", () => {
       9,
       'unknown field "foo"',
     );
-    expectOneError(instance(`  compiledTemplate: metrik\n`), "spec.compiledTemplate", 7, "(did you mean metric?)");
+    expectOneError(
+      instance(`  compiledTemplate: metrik\n`),
+      "spec.compiledTemplate",
+      7,
+      "(did you mean metric?)",
+    );
   });
 });
 

@@ -3,13 +3,20 @@ import { formatDiagnostic } from "../../../mod/galley/resource.ts";
 import { hostProblem } from "../../../mod/galley/kinds/networking.ts";
 import { diagnose, errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
-const vs = (spec: string) => resource("networking.istio.io/v1", "VirtualService", spec, "reviews");
-const dr = (spec: string) => resource("networking.istio.io/v1beta1", "DestinationRule", spec, "reviews");
-const gw = (spec: string, name = "bookinfo-gateway") => resource("networking.istio.io/v1alpha3", "Gateway", spec, name);
-const se = (spec: string) => resource("networking.istio.io/v1", "ServiceEntry", spec, "external");
-const we = (spec: string) => resource("networking.istio.io/v1", "WorkloadEntry", spec, "vm1");
-const wg = (spec: string) => resource("networking.istio.io/v1", "WorkloadGroup", spec, "ratings");
-const sc = (spec: string) => resource("networking.istio.io/v1", "Sidecar", spec, "default");
+const vs = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1", kind: "VirtualService", name: "reviews" }, spec);
+const dr = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1beta1", kind: "DestinationRule", name: "reviews" }, spec);
+const gw = (spec: string, name = "bookinfo-gateway") =>
+  resource({ apiVersion: "networking.istio.io/v1alpha3", kind: "Gateway", name }, spec);
+const se = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1", kind: "ServiceEntry", name: "external" }, spec);
+const we = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1", kind: "WorkloadEntry", name: "vm1" }, spec);
+const wg = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1", kind: "WorkloadGroup", name: "ratings" }, spec);
+const sc = (spec: string) =>
+  resource({ apiVersion: "networking.istio.io/v1", kind: "Sidecar", name: "default" }, spec);
 
 describe("VirtualService", () => {
   test("validateResource() accepts a full bookinfo-style VirtualService", () => {
@@ -861,13 +868,28 @@ describe("WorkloadEntry and WorkloadGroup", () => {
   });
 
   test("validateResource() requires an address unless a network is set", () => {
-    expectOneError(we(`  ports: {http: 8080}\n`), "spec.address", 6, "address is required (unless network is set)");
+    expectOneError(
+      we(`  ports: {http: 8080}\n`),
+      "spec.address",
+      6,
+      "address is required (unless network is set)",
+    );
     expectValid(we(`  network: vpc-1\n`));
   });
 
   test("validateResource() checks WorkloadEntry ports and addresses", () => {
-    expectOneError(we(`  address: 10.0.0.5\n  ports: {http: 0}\n`), 'spec.ports.http', 8, "must be between 1 and 65535");
-    expectOneError(we(`  address: "bad host!"\n`), "spec.address", 7, "is not an IP address, a host name or a unix:// path");
+    expectOneError(
+      we(`  address: 10.0.0.5\n  ports: {http: 0}\n`),
+      "spec.ports.http",
+      8,
+      "must be between 1 and 65535",
+    );
+    expectOneError(
+      we(`  address: "bad host!"\n`),
+      "spec.address",
+      7,
+      "is not an IP address, a host name or a unix:// path",
+    );
   });
 
   test("validateResource() accepts a WorkloadGroup with a probe", () => {
@@ -952,12 +974,25 @@ describe("Sidecar", () => {
       7,
       "must be one of REGISTRY_ONLY, ALLOW_ANY",
     );
-    expectOneError(sc(`  workloadSelector:\n    labels: {app: x}\n`), "spec", 6, "sidecar configuration is empty");
+    expectOneError(
+      sc(`  workloadSelector:\n    labels: {app: x}\n`),
+      "spec",
+      6,
+      "sidecar configuration is empty",
+    );
   });
 });
 
 test("validateResource() accepts every networking version (v1, v1beta1, v1alpha3)", () => {
   for (const version of ["v1", "v1beta1", "v1alpha3"]) {
-    expect(diagnose(resource(`networking.istio.io/${version}`, "WorkloadEntry", "  address: 10.0.0.1\n"))).toEqual([]);
+    expect(
+      diagnose(
+        resource(
+          { apiVersion: `networking.istio.io/${version}`, kind: "WorkloadEntry" },
+          "  address: 10.0.0.1\n",
+        ),
+      ),
+    )
+      .toEqual([]);
   }
 });

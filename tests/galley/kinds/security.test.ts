@@ -1,9 +1,17 @@
 import { describe, expect, test } from "bun:test";
 import { errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
-const pa = (spec: string) => resource("security.istio.io/v1", "PeerAuthentication", spec, "default", "istio-system");
-const ra = (spec: string) => resource("security.istio.io/v1beta1", "RequestAuthentication", spec, "jwt");
-const ap = (spec: string) => resource("security.istio.io/v1", "AuthorizationPolicy", spec, "policy");
+const pa = (spec: string) =>
+  resource({
+    apiVersion: "security.istio.io/v1",
+    kind: "PeerAuthentication",
+    name: "default",
+    namespace: "istio-system",
+  }, spec);
+const ra = (spec: string) =>
+  resource({ apiVersion: "security.istio.io/v1beta1", kind: "RequestAuthentication", name: "jwt" }, spec);
+const ap = (spec: string) =>
+  resource({ apiVersion: "security.istio.io/v1", kind: "AuthorizationPolicy", name: "policy" }, spec);
 
 describe("PeerAuthentication", () => {
   test("validateResource() accepts mesh-wide STRICT and workload port-level settings", () => {
@@ -171,7 +179,12 @@ describe("AuthorizationPolicy", () => {
   });
 
   test("validateResource() rejects an unknown action", () => {
-    expectOneError(ap(`  action: PERMIT\n`), "spec.action", 7, 'must be one of ALLOW, DENY, AUDIT, CUSTOM; got "PERMIT"');
+    expectOneError(
+      ap(`  action: PERMIT\n`),
+      "spec.action",
+      7,
+      'must be one of ALLOW, DENY, AUDIT, CUSTOM; got "PERMIT"',
+    );
   });
 
   test("validateResource() requires provider.name for CUSTOM and rules for DENY", () => {

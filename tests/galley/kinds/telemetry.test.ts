@@ -1,7 +1,13 @@
 import { describe, test } from "bun:test";
 import { expectOneError, expectValid, resource } from "./_check.ts";
 
-const tel = (spec: string) => resource("telemetry.istio.io/v1alpha1", "Telemetry", spec, "mesh-default", "istio-system");
+const tel = (spec: string) =>
+  resource({
+    apiVersion: "telemetry.istio.io/v1alpha1",
+    kind: "Telemetry",
+    name: "mesh-default",
+    namespace: "istio-system",
+  }, spec);
 
 describe("Telemetry", () => {
   test("validateResource() accepts tracing, metrics and access logging", () => {
@@ -91,7 +97,7 @@ describe("Telemetry", () => {
         request_host:
           operation: UPSERT
 `),
-      'spec.metrics[0].overrides[0].tagOverrides.request_host.value',
+      "spec.metrics[0].overrides[0].tagOverrides.request_host.value",
       10,
       "value is required when operation is UPSERT",
     );
