@@ -4,10 +4,16 @@
 import type { Command } from "./mod/cli/command.ts";
 import { runCli } from "./mod/cli/run.ts";
 import { versionCommand } from "./mod/cli/version_command.ts";
-import { analyzeCommand, validateCommand } from "./mod/galley/mod.ts";
+import { analyzeCommand, configStatusCommand, validateCommand } from "./mod/galley/mod.ts";
 import { createServeCommand } from "./mod/runtime/serve_command.ts";
 
-const commands: readonly Command[] = [createServeCommand(), validateCommand, analyzeCommand, versionCommand];
+const commands: readonly Command[] = [
+  createServeCommand(),
+  validateCommand,
+  analyzeCommand,
+  configStatusCommand,
+  versionCommand,
+];
 
 const stop = new AbortController();
 let signals = 0;

@@ -86,6 +86,7 @@ export type EvalResult =
   | { readonly ok: false; readonly message: string };
 
 const maxExpressionLength = 16 * 1024;
+const tooDeep = "expression is nested too deeply";
 
 /**
  * Parses and type-checks `expr` against an attribute vocabulary and plans it for evaluation.
@@ -108,6 +109,7 @@ export function compileExpression(
   try {
     parsed = parse(expr);
   } catch (e) {
+    if (e instanceof RangeError) return { ok: false, message: tooDeep };
     return { ok: false, message: syntaxMessage(expr, e instanceof Error ? e.message : String(e)) };
   }
   const vocabulary = attributeTypes(opts);
@@ -117,6 +119,7 @@ export function compileExpression(
     resultType = checker.check(parsed.expr);
   } catch (e) {
     if (e instanceof CheckError) return { ok: false, message: e.message };
+    if (e instanceof RangeError) return { ok: false, message: tooDeep };
     throw e;
   }
   const wanted = expectedType(expectType);

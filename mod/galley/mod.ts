@@ -6,4 +6,4 @@ export { CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
 export type { ConfigChange, ConfigSnapshot, ConfigStore, OriginStatus, ResourceStatus } from "./store.ts";
 export type { Diagnostic, ObjectMeta, Resource, Severity, SourcePos } from "./resource.ts";
 export { formatDiagnostic, resourceKey, resourceLabel } from "./resource.ts";
-export { analyzeCommand, validateCommand } from "./cli.ts";
+export { analyzeCommand, configStatusCommand, validateCommand } from "./cli.ts";

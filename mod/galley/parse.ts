@@ -323,13 +323,15 @@ function readDocument(doc: Document.Parsed, ctx: ParseContext): void {
     const duplicates = duplicateKeyDiagnostics(doc.contents, ctx);
     const hasDuplicates = duplicates.length > 0;
     if (hasDuplicates) ctx.diagnostics.push(...duplicates);
+    const reported = new Set<string>();
     for (const err of doc.errors) {
       if (err.code === "DUPLICATE_KEY" && hasDuplicates) continue;
-      ctx.diagnostics.push({
-        severity: "error",
-        message: yamlErrorMessage(err.code, err.message),
-        pos: ctx.at(err.pos[0]),
-      });
+      const message = yamlErrorMessage(err.code, err.message);
+      const pos = ctx.at(err.pos[0]);
+      const key = message === nestedTooDeeply ? message : `${pos.line}:${pos.col}:${message}`;
+      if (reported.has(key)) continue;
+      reported.add(key);
+      ctx.diagnostics.push({ severity: "error", message, pos });
     }
     return;
   }
@@ -346,7 +348,7 @@ function readDocument(doc: Document.Parsed, ctx: ParseContext): void {
         ? `YAML aliases in this document expand to too much data (more than ${maxAliasCount} expansions), as in a ` +
           `"billion laughs" attack; refusing it`
         : /call stack|recursion/i.test(message)
-        ? "document is nested too deeply"
+        ? nestedTooDeeply
         : `cannot read document: ${message}`,
       pos: docStart,
     });
@@ -355,6 +357,8 @@ function readDocument(doc: Document.Parsed, ctx: ParseContext): void {
   readObject(value, root, doc, ctx, undefined);
 }
 
+const nestedTooDeeply = "document is nested too deeply";
+
 function yamlErrorMessage(code: string, message: string): string {
   switch (code) {
     case "TAB_AS_INDENT":
@@ -362,7 +366,8 @@ function yamlErrorMessage(code: string, message: string): string {
     case "DUPLICATE_KEY":
       return "duplicate key in a mapping";
     default:
-      return `invalid YAML: ${message.replace(/\s+at line \d+, column \d+.*$/s, "")}`;
+      if (/call stack/i.test(message)) return nestedTooDeeply;
+      return `invalid YAML: ${message}`;
   }
 }
 
@@ -409,7 +414,7 @@ function readObject(
   defaults: ListDefaults | undefined,
 ): void {
   const source = ctx.at(node.range?.[0] ?? 0);
-  const positionOf = positionLookup(node, doc, ctx, source);
+  const positionOf = positionLookup(node, doc, ctx.at, source);
   const fail = (message: string, field?: string, resource?: string) =>
     ctx.diagnostics.push({
       severity: "error",
@@ -432,7 +437,7 @@ function readObject(
   const apiVersion = value["apiVersion"] ?? defaults?.apiVersion;
   const kind = value["kind"] ?? defaults?.kind;
 
-  if (typeof kind === "string" && (kind === "List" || kind.endsWith("List")) && "items" in value) {
+  if (kind === "List" || (typeof kind === "string" && kind.endsWith("List") && "items" in value)) {
     readList(value, node, doc, ctx, apiVersion, kind, positionOf);
     return;
   }
@@ -650,7 +655,7 @@ function resolveNode(node: unknown, doc: Document.Parsed): YamlNode | undefined 
 function positionLookup(
   root: YamlNode,
   doc: Document.Parsed,
-  ctx: ParseContext,
+  at: (offset: number) => SourcePos,
   source: SourcePos,
 ): (field: string) => SourcePos {
   return (field: string) => {
@@ -667,12 +672,12 @@ function positionLookup(
         );
         if (!pair) break;
         const keyNode = pair.key as YamlNode;
-        if (keyNode.range) best = ctx.at(keyNode.range[0]);
+        if (keyNode.range) best = at(keyNode.range[0]);
         node = pair.value as YamlNode | undefined;
       } else if (isSeq(node) && typeof segment === "number") {
         const item = resolveNode(node.items[segment], doc);
         if (!item?.range) break;
-        best = ctx.at(item.range[0]);
+        best = at(item.range[0]);
         node = item;
       } else break;
     }

@@ -90,13 +90,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let stopping = false;
   let admin: AdminServer | undefined;
 
+  /** Modules not serving yet: those not started, and those started but not ready. */
   const readiness = () => ({
-    notReady: running.filter((m) => !safeReady(m.module)).map((m) => m.name),
+    notReady: opts.modules
+      .filter((def) => {
+        const m = running.find((r) => r.name === def.name);
+        return m === undefined || !safeReady(m.module);
+      })
+      .map((def) => def.name),
     stopping,
   });
   const isReady = () => {
     const r = readiness();
-    return !r.stopping && r.notReady.length === 0 && running.length === opts.modules.length;
+    return !r.stopping && r.notReady.length === 0;
   };
   registerHealthService(grpc, { ready: isReady, clock });
   const ads = createAdsServer({ logger: logger.child({ module: "xds" }), now: () => clock.now() });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eventually, type MeshdProcess, startMeshd } from "./_meshd.ts";
+import { eventually, type MeshdProcess, ROOT, startMeshd } from "./_meshd.ts";
 
 const vs = (timeout: string) =>
   `apiVersion: networking.istio.io/v1
@@ -64,7 +64,9 @@ describe("galley in a running meshd", () => {
     expect(
       await eventually(async () => (await fetch(`http://${replica.adminAddr}/healthz/ready`)).status === 200),
     ).toBe(true);
-    expect(await timeoutIn(replica)).toBe("5s");
+    const got = await timeoutIn(replica);
+    if (got !== "5s") console.error(JSON.stringify(replica.logs, null, 1), JSON.stringify(await configz(replica)));
+    expect(got).toBe("5s");
   });
 
   test("a file that turns invalid keeps the last good version, shows the rejection and counts it", async () => {
@@ -77,6 +79,12 @@ describe("galley in a running meshd", () => {
     expect(r.errors[0]).toStartWith(`${join(dir, "reviews.yaml")}:10:`);
     expect(r.errors[0]).toContain("VirtualService bookinfo/reviews: spec.http[0].timeout:");
     expect(await timeoutIn(primary)).toBe("5s");
+    const cli = Bun.spawnSync([process.execPath, join(ROOT, "main.ts"), "config-status", `--admin-addr=${primary.adminAddr}`], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(cli.exitCode).toBe(1);
+    expect(cli.stdout.toString()).toMatch(/VirtualService bookinfo\/reviews\s+REJECTED \(previous in force\)\s+\S+reviews\.yaml\s+\S+:10:/);
     const metrics = await (await fetch(`http://${primary.adminAddr}/metrics`)).text();
     expect(metrics).toMatch(/^galley_validation_failed_total\{kind="VirtualService"\} [1-9]/m);
   });

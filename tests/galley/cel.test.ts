@@ -73,6 +73,7 @@ describe("compileExpression()", () => {
       'the "a | b" default operator is Mixer\'s old expression language',
     );
     expect(failure("")).toBe("expression is empty");
+    expect(failure(`${"(".repeat(5000)}1${")".repeat(5000)} == 1`)).toBe("expression is nested too deeply");
   });
 
   test("compileExpression() resolves names against the chosen vocabulary", () => {

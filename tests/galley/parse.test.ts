@@ -195,6 +195,13 @@ describe("parseConfig() reports bad input", () => {
     ]);
   });
 
+  test("parseConfig() refuses documents nested too deeply instead of crashing", () => {
+    const deep = `a: ${"[".repeat(20_000)}${"]".repeat(20_000)}\n---\n${entry("ok")}`;
+    const r = parseConfig(deep, "deep.yaml");
+    expect(r.resources.map((x) => x.metadata.name)).toEqual(["ok"]);
+    expect(r.diagnostics.map((d) => d.message)).toEqual(["document is nested too deeply"]);
+  });
+
   test("parseConfig() accepts modest aliases and merge keys", () => {
     const r = parseConfig(
       `apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: a\n  labels: &l {app: x}\nspec:\n  labels: *l\n  address: 10.0.0.1\n`,
