@@ -78,7 +78,9 @@ export function generatedFiles(total: number, perFile: number, salt = 0): Map<st
   const files = new Map<string, string>();
   for (let f = 0; f * perFile < total; f++) {
     const docs: string[] = [];
-    for (let i = f * perFile; i < Math.min(total, (f + 1) * perFile); i++) docs.push(generatedResource(i, salt));
+    for (let i = f * perFile; i < Math.min(total, (f + 1) * perFile); i++) {
+      docs.push(generatedResource(i, salt));
+    }
     files.set(`file-${String(f).padStart(4, "0")}.yaml`, docs.join("---\n"));
   }
   return files;
@@ -99,22 +101,32 @@ export async function runGalleyBench(total: number, perFile: number): Promise<Ga
   // Bare YAML parse of the same text: the floor.
   let t0 = performance.now();
   let bare = 0;
-  for (const text of files.values()) for (const d of parseAllDocuments(text) as ReturnType<typeof parseAllDocuments> & unknown[]) bare += d.toJS() ? 1 : 0;
+  for (const text of files.values()) {
+    for (const d of parseAllDocuments(text) as ReturnType<typeof parseAllDocuments> & unknown[]) {
+      bare += d.toJS() ? 1 : 0;
+    }
+  }
   const bareMs = performance.now() - t0;
   // Parse with positions, and validate.
   t0 = performance.now();
   let valid = 0;
   for (const [name, text] of files) {
     const parsed = parseConfig(text, name);
-    if (parsed.diagnostics.length) throw new Error(`generated config is invalid: ${parsed.diagnostics[0]!.message}`);
+    if (parsed.diagnostics.length) {
+      throw new Error(`generated config is invalid: ${parsed.diagnostics[0]!.message}`);
+    }
     for (const r of parsed.resources) {
       const d = validateResource(r);
-      if (d.some((x) => x.severity === "error")) throw new Error(`generated ${r.kind} is invalid: ${d[0]!.message}`);
+      if (d.some((x) => x.severity === "error")) {
+        throw new Error(`generated ${r.kind} is invalid: ${d[0]!.message}`);
+      }
       valid++;
     }
   }
   const pvMs = performance.now() - t0;
-  if (valid !== total || bare !== total) throw new Error(`expected ${total} resources, got ${valid} (bare ${bare})`);
+  if (valid !== total || bare !== total) {
+    throw new Error(`expected ${total} resources, got ${valid} (bare ${bare})`);
+  }
 
   // Snapshot update latency in the store: one file of `perFile` resources, one of them changed.
   const store = createConfigStore({ logger: quiet });
@@ -139,7 +151,9 @@ export async function runGalleyBench(total: number, perFile: number): Promise<Ga
     const done = new Promise<number>((resolve) => dstore.subscribe(() => resolve(performance.now())));
     t0 = performance.now();
     writeFileSync(join(dir, first), changed);
-    const timeout = new Promise<number>((_, reject) => setTimeout(() => reject(new Error("no update within 10 s")), 10_000));
+    const timeout = new Promise<number>((_, reject) =>
+      setTimeout(() => reject(new Error("no update within 10 s")), 10_000)
+    );
     const dirUpdateMs = (await Promise.race([done, timeout])) - t0;
     await src.stop();
     return {
@@ -156,7 +170,10 @@ export async function runGalleyBench(total: number, perFile: number): Promise<Ga
 
 if (import.meta.main) {
   const args = process.argv.slice(2);
-  const arg = (name: string, def: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
+  const arg = (
+    name: string,
+    def: number,
+  ) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
   const r = await runGalleyBench(arg("--resources", 10_000), arg("--per-file", 100));
   console.log(`resources                      ${r.resources}`);
   console.log(`parse+validate                 ${r.parseValidatePerSec.toFixed(0)} resources/s`);

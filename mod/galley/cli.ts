@@ -174,9 +174,15 @@ export const configStatusCommand: Command = {
   name: "config-status",
   summary: "show a running meshd's config status: each resource, accepted or rejected with the reason",
   usage: "meshd config-status [--admin-addr HOST:PORT] [-o text|json]",
-  description: "Reads /debug/configz from the daemon's admin server. Exit status 1 when anything is rejected.",
+  description:
+    "Reads /debug/configz from the daemon's admin server. Exit status 1 when anything is rejected.",
   settings: () => [
-    { name: "admin-addr", kind: { type: "addr" }, default: "127.0.0.1:15014", help: "admin address of the daemon" },
+    {
+      name: "admin-addr",
+      kind: { type: "addr" },
+      default: "127.0.0.1:15014",
+      help: "admin address of the daemon",
+    },
     OUTPUT,
   ],
   args: { min: 0, max: 0, name: "" },
@@ -184,7 +190,9 @@ export const configStatusCommand: Command = {
     const addr = inv.settings.string("admin-addr");
     let body: {
       version: number;
-      resources: Array<{ resource: string; origin: string; state: string; errors: string[]; servingPrevious: boolean }>;
+      resources: Array<
+        { resource: string; origin: string; state: string; errors: string[]; servingPrevious: boolean }
+      >;
       origins: Array<{ origin: string; state: string; errors: string[] }>;
     };
     try {
@@ -202,14 +210,18 @@ export const configStatusCommand: Command = {
     }
     const rows = [["RESOURCE", "STATE", "ORIGIN", "REASON"]];
     for (const r of body.resources) {
-      const state = r.state === "rejected" && r.servingPrevious ? "REJECTED (previous in force)" : r.state.toUpperCase();
+      const state = r.state === "rejected" && r.servingPrevious
+        ? "REJECTED (previous in force)"
+        : r.state.toUpperCase();
       rows.push([r.resource, state, r.origin, r.errors[0] ?? ""]);
     }
     for (const o of body.origins.filter((x) => x.state === "rejected")) {
       rows.push(["(whole file)", "REJECTED (previous in force)", o.origin, o.errors[0] ?? ""]);
     }
     const widths = rows[0]!.slice(0, 3).map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) inv.out(r.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c)).join("  ").trimEnd() + "\n");
+    for (const r of rows) {
+      inv.out(r.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c)).join("  ").trimEnd() + "\n");
+    }
     inv.err(`snapshot version ${body.version}: ${body.resources.length} resources, ${rejected} rejected\n`);
     return rejected > 0 ? 1 : 0;
   },

@@ -65,7 +65,9 @@ describe("galley in a running meshd", () => {
       await eventually(async () => (await fetch(`http://${replica.adminAddr}/healthz/ready`)).status === 200),
     ).toBe(true);
     const got = await timeoutIn(replica);
-    if (got !== "5s") console.error(JSON.stringify(replica.logs, null, 1), JSON.stringify(await configz(replica)));
+    if (got !== "5s") {
+      console.error(JSON.stringify(replica.logs, null, 1), JSON.stringify(await configz(replica)));
+    }
     expect(got).toBe("5s");
   });
 
@@ -79,12 +81,19 @@ describe("galley in a running meshd", () => {
     expect(r.errors[0]).toStartWith(`${join(dir, "reviews.yaml")}:10:`);
     expect(r.errors[0]).toContain("VirtualService bookinfo/reviews: spec.http[0].timeout:");
     expect(await timeoutIn(primary)).toBe("5s");
-    const cli = Bun.spawnSync([process.execPath, join(ROOT, "main.ts"), "config-status", `--admin-addr=${primary.adminAddr}`], {
+    const cli = Bun.spawnSync([
+      process.execPath,
+      join(ROOT, "main.ts"),
+      "config-status",
+      `--admin-addr=${primary.adminAddr}`,
+    ], {
       stdout: "pipe",
       stderr: "pipe",
     });
     expect(cli.exitCode).toBe(1);
-    expect(cli.stdout.toString()).toMatch(/VirtualService bookinfo\/reviews\s+REJECTED \(previous in force\)\s+\S+reviews\.yaml\s+\S+:10:/);
+    expect(cli.stdout.toString()).toMatch(
+      /VirtualService bookinfo\/reviews\s+REJECTED \(previous in force\)\s+\S+reviews\.yaml\s+\S+:10:/,
+    );
     const metrics = await (await fetch(`http://${primary.adminAddr}/metrics`)).text();
     expect(metrics).toMatch(/^galley_validation_failed_total\{kind="VirtualService"\} [1-9]/m);
   });

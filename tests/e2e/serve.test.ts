@@ -80,10 +80,14 @@ describe("dist/meshd (compiled binary)", () => {
     expect(bad.stderr.toString()).toBe("meshd serve: unknown flag --nope\n");
   });
 
-  test("serves the samples from /, becomes ready, and exits 0 on SIGTERM (bench/startup.ts, once)", async () => {
-    const s = await measureStartup(built.bin, join(ROOT, "config/samples"), 50);
-    expect(s.readyMs).toBeGreaterThan(0);
-    expect(s.idleRssKiB).toBeGreaterThan(0);
-    expect(bareStartMs(built.bin)).toBeGreaterThan(0);
-  }, 60_000);
+  test(
+    "serves the samples from /, becomes ready, and exits 0 on SIGTERM (bench/startup.ts, once)",
+    async () => {
+      const s = await measureStartup(built.bin, join(ROOT, "config/samples"), 50);
+      expect(s.readyMs).toBeGreaterThan(0);
+      expect(s.idleRssKiB).toBeGreaterThan(0);
+      expect(bareStartMs(built.bin)).toBeGreaterThan(0);
+    },
+    60_000,
+  );
 });

@@ -31,14 +31,18 @@ describe("meshd validate", () => {
     expect(r.code).toBe(1);
     const lines = r.out.trim().split("\n").map((l) => l.replace(BROKEN + "/", ""));
     expect(lines).toEqual([
-      expect.stringMatching(/^bad_cel\.yaml:7:\d+: rule bookinfo\/deny-bob: spec\.match: invalid CEL expression: /),
+      expect.stringMatching(
+        /^bad_cel\.yaml:7:\d+: rule bookinfo\/deny-bob: spec\.match: invalid CEL expression: /,
+      ),
       "bad_port.yaml:10:5: ServiceEntry bookinfo/db: spec.ports[0].number: must be between 1 and 65535",
       "bad_weight.yaml:13:7: VirtualService bookinfo/reviews: spec.http[0].route[1].weight: must be between 0 and 100",
       expect.stringMatching(/^duplicate_key\.yaml:8:3: duplicate key "address"/),
       expect.stringMatching(/^syntax\.yaml:\d+:\d+: invalid YAML: /),
       expect.stringMatching(/^tabs\.yaml:5:1: tab characters are not allowed/),
       'unknown_field.yaml:8:3: DestinationRule bookinfo/reviews: spec.subsetz: unknown field "subsetz" (did you mean "subsets"?)',
-      expect.stringMatching(/^unknown_kind\.yaml:2:1: .*unknown kind "VirtualSevice" \(did you mean VirtualService\?\)/),
+      expect.stringMatching(
+        /^unknown_kind\.yaml:2:1: .*unknown kind "VirtualSevice" \(did you mean VirtualService\?\)/,
+      ),
     ]);
     expect(r.err).toContain("8 errors");
   });
