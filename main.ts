@@ -5,6 +5,7 @@ import type { Command } from "./mod/cli/command.ts";
 import { runCli } from "./mod/cli/run.ts";
 import { versionCommand } from "./mod/cli/version_command.ts";
 import { analyzeCommand, configStatusCommand, validateCommand } from "./mod/galley/mod.ts";
+import { proxyConfigCommand, proxyStatusCommand } from "./mod/pilot/mod.ts";
 import { createServeCommand } from "./mod/runtime/serve_command.ts";
 
 const commands: readonly Command[] = [
@@ -12,6 +13,8 @@ const commands: readonly Command[] = [
   validateCommand,
   analyzeCommand,
   configStatusCommand,
+  proxyStatusCommand,
+  proxyConfigCommand,
   versionCommand,
 ];
 

@@ -51,6 +51,9 @@ export const ROOTS = [
   "envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto",
   "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto",
   "envoy/extensions/clusters/aggregate/v3/cluster.proto",
+  "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+  "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
 ];
 
 function locate(file: string): string | undefined {

@@ -7,7 +7,7 @@ import type { ModuleDefinition } from "../runtime/module.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { ADS_SERVER } from "../xds/mod.ts";
 import { createDirSource } from "./dir_source.ts";
-import { CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
+import { CONFIG_READY, CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
 import { createMcpProvider } from "./mcp.ts";
 import type { ConfigSource } from "./source.ts";
 import { createConfigStore } from "./store.ts";
@@ -93,10 +93,10 @@ export const galleyModule: ModuleDefinition = {
       if (synced.size === sources.length) allSynced();
     };
     if (sources.length === 0) allSynced();
+    const readiness = { now: () => synced.size === sources.length, promise: syncedPromise };
+    ctx.links.offer(CONFIG_READY, readiness);
     const ads = ctx.links.find(ADS_SERVER);
-    ads?.addProvider(createMcpProvider(store, MCP_COLLECTIONS, {
-      ready: { now: () => synced.size === sources.length, promise: syncedPromise },
-    }));
+    ads?.addProvider(createMcpProvider(store, MCP_COLLECTIONS, { ready: readiness }));
     ctx.debug({
       path: "configz",
       description:

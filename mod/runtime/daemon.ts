@@ -111,7 +111,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   debugHandlers.push({
     path: "adsz",
     description: "connected xDS streams: node, mode, and per type what was sent, ACKed and NACKed",
-    handle: () => Response.json(ads.streams()),
+    handle: () => Response.json(ads.streams().map(({ node: _node, ...rest }) => rest)),
   });
 
   let shutdownPromise: Promise<void> | undefined;

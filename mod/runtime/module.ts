@@ -63,6 +63,8 @@ export interface ModuleDefinition {
   readonly name: string;
   /** One line for help and the README. */
   readonly summary: string;
+  /** Modules that must run in the same process when this one does (added automatically). */
+  readonly requires?: readonly string[];
   /** The module's own settings; they join `meshd serve`'s flags. */
   readonly settings: readonly SettingSpec[];
   /**

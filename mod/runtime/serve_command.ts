@@ -19,6 +19,18 @@ export function modulesSetting(catalogue: readonly ModuleDefinition[]): SettingS
   };
 }
 
+/** The named modules plus every module they require, in catalogue order. */
+export function selectModules(catalogue: readonly ModuleDefinition[], names: readonly string[]): ModuleDefinition[] {
+  const wanted = new Set<string>();
+  const add = (name: string) => {
+    if (wanted.has(name)) return;
+    wanted.add(name);
+    for (const r of catalogue.find((m) => m.name === name)?.requires ?? []) add(r);
+  };
+  names.forEach(add);
+  return catalogue.filter((m) => wanted.has(m.name));
+}
+
 /** Settings of `meshd serve` with a given catalogue: the daemon's, then each module's. */
 export function serveSettings(catalogue: readonly ModuleDefinition[]): SettingSpec[] {
   const seen = new Set<string>();
@@ -40,8 +52,7 @@ export function createServeCommand(catalogue: readonly ModuleDefinition[] = MODU
         level: s.string("log-level") as LogLevel,
         format: s.string("log-format") as "auto" | "json" | "text",
       });
-      const wanted = new Set(s.list("modules"));
-      const modules = catalogue.filter((m) => wanted.has(m.name));
+      const modules = selectModules(catalogue, s.list("modules"));
       const daemon = await startDaemon({ settings: s, modules, logger });
       if (!inv.signal.aborted) {
         await new Promise<void>((resolve) =>

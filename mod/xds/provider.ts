@@ -34,11 +34,14 @@ export interface ResourceProvider {
    */
   ready?(): boolean;
   /**
-   * The resources of `typeUrl` the client should have now, keyed by name. Called on the stream's
-   * task; must be cheap when nothing changed (providers cache). Throwing refuses the request
-   * with the error's message (sent as a gRPC error ending the stream).
+   * The resources of `typeUrl` the client should have now, keyed by name. `names` is what the
+   * client subscribed to ("*" for a wildcard subscription); the server sends only those, so a
+   * provider may return more, but must include every subscribed name it can produce (some
+   * resources exist only when asked for by name). Must be cheap when nothing changed
+   * (providers cache). Throwing refuses the request with the error's message (a gRPC error
+   * ending the stream; a ConnectError keeps its code).
    */
-  resources(client: XdsClient, typeUrl: string): ReadonlyMap<string, XdsResource>;
+  resources(client: XdsClient, typeUrl: string, names: ReadonlySet<string> | "*"): ReadonlyMap<string, XdsResource>;
   /**
    * Registers a listener called when resources of some type URLs may have changed, for every
    * client (when `clients` is undefined) or those it selects. Returns an unsubscribe function.

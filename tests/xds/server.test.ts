@@ -20,13 +20,14 @@ import { type AdsServer, createAdsServer } from "../../mod/xds/server.ts";
 import { contentVersion } from "../../mod/xds/version.ts";
 
 const TYPE = "type.googleapis.com/google.protobuf.StringValue";
+const EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /** A provider over a mutable map of name -> text. */
-function mapProvider() {
+function mapProvider(type = TYPE) {
   const data = new Map<string, string>();
   const listeners = new Set<(t: ReadonlySet<string>) => void>();
   const provider: ResourceProvider = {
-    typeUrls: [TYPE],
+    typeUrls: [type],
     resources() {
       const out = new Map<string, XdsResource>();
       for (const [name, text] of data) {
@@ -48,7 +49,7 @@ function mapProvider() {
     set(name: string, text: string | undefined) {
       if (text === undefined) data.delete(name);
       else data.set(name, text);
-      for (const l of listeners) l(new Set([TYPE]));
+      for (const l of listeners) l(new Set([type]));
     },
   };
 }
@@ -78,6 +79,7 @@ const node = { id: "sidecar~127.0.0.1~app.default~default.svc.cluster.local" };
 let grpc: GrpcServer;
 let ads: AdsServer;
 let data: ReturnType<typeof mapProvider>;
+let eds: ReturnType<typeof mapProvider>;
 let client: ReturnType<typeof createClient<typeof AggregatedDiscoveryService>>;
 
 beforeAll(async () => {
@@ -85,6 +87,8 @@ beforeAll(async () => {
   ads = createAdsServer({ logger: createLogger({ write: () => {} }) });
   data = mapProvider();
   ads.addProvider(data.provider);
+  eds = mapProvider(EDS);
+  ads.addProvider(eds.provider);
   ads.register(grpc);
   const addr = await grpc.listen("127.0.0.1:0");
   client = createClient(
@@ -165,6 +169,29 @@ describe("ADS State of the World", () => {
     const reqs2 = createChannel<DiscoveryRequest>();
     reqs2.push(create(DiscoveryRequestSchema, { node, typeUrl: "type.googleapis.com/nope" }));
     await expect(reader(client.streamAggregatedResources(reqs2)).next()).rejects.toThrow("not served here");
+  });
+});
+
+describe("ADS State of the World, incremental types", () => {
+  test("endpoints (and routes) are re-sent only where they changed; a named subscription is answered even if empty", async () => {
+    eds.set("x", "1");
+    eds.set("y", "2");
+    const reqs = createChannel<DiscoveryRequest>();
+    const abort = new AbortController();
+    const res = reader<DiscoveryResponse>(client.streamAggregatedResources(reqs, { signal: abort.signal }));
+    reqs.push(create(DiscoveryRequestSchema, { node, typeUrl: EDS, resourceNames: ["x", "y", "z"] }));
+    const r1 = await res.next();
+    if (r1 === "timeout") throw new Error("no response");
+    expect(r1.resources).toHaveLength(2);
+    // A SotW ACK restates the subscription.
+    reqs.push(create(DiscoveryRequestSchema, { typeUrl: EDS, versionInfo: r1.versionInfo, responseNonce: r1.nonce, resourceNames: ["x", "y", "z"] }));
+    await Bun.sleep(50);
+    eds.set("y", "2b");
+    const r2 = await res.next();
+    if (r2 === "timeout") throw new Error("no push");
+    expect(r2.resources).toHaveLength(1);
+    expect(r2.versionInfo).not.toBe(r1.versionInfo);
+    abort.abort();
   });
 });
 

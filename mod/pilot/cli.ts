@@ -1,0 +1,112 @@
+/**
+ * `meshd proxy-status` and `meshd proxy-config`: what a running meshd serves its proxies.
+ */
+import type { Command } from "../cli/command.ts";
+import type { SettingSpec } from "../cli/setting.ts";
+import { UsageError } from "../shared/errors.ts";
+import type { ProxySync } from "./xds/sync_status.ts";
+
+const ADMIN: SettingSpec = { name: "admin-addr", kind: { type: "addr" }, default: "127.0.0.1:15014", help: "admin address of the daemon" };
+const OUTPUT: SettingSpec = {
+  name: "output",
+  short: "o",
+  kind: { type: "enum", values: ["short", "json"] },
+  default: "short",
+  help: "output format",
+  flagOnly: true,
+};
+
+async function getJson<T>(addr: string, path: string): Promise<{ status: number; body: T }> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${addr}${path}`, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    throw new Error(`cannot reach meshd at ${addr}: ${(err as Error).message}`);
+  }
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Renders rows as left-aligned columns. */
+export function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("").trimEnd()).join("\n") + "\n";
+}
+
+/** `meshd proxy-status`: every connected proxy and whether it is in sync, per type. */
+export const proxyStatusCommand: Command = {
+  name: "proxy-status",
+  summary: "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT",
+  usage: "meshd proxy-status [--admin-addr HOST:PORT] [-o short|json] [PROXY_ID]",
+  settings: () => [ADMIN, OUTPUT],
+  args: { min: 0, max: 1, name: "PROXY_ID" },
+  async run(inv) {
+    const { body } = await getJson<ProxySync[]>(inv.settings.string("admin-addr"), "/debug/syncz");
+    const list = inv.args[0] ? body.filter((p) => p.proxy === inv.args[0]) : body;
+    if (inv.args[0] && list.length === 0) throw new Error(`proxy ${inv.args[0]} is not connected`);
+    if (inv.settings.string("output") === "json") {
+      inv.out(JSON.stringify(list, null, 2) + "\n");
+      return 0;
+    }
+    const cell = (p: ProxySync, t: "CDS" | "LDS" | "EDS" | "RDS") => {
+      const s = p.types[t];
+      if (!s) return "NOT SENT";
+      return s.state === "NACKED" ? `NACKED (${s.nackMessage ?? ""})` : s.state;
+    };
+    const rows = [["NAME", "CDS", "LDS", "EDS", "RDS", "MODE"]];
+    for (const p of list) rows.push([p.proxy, cell(p, "CDS"), cell(p, "LDS"), cell(p, "EDS"), cell(p, "RDS"), p.mode]);
+    inv.out(table(rows));
+    return 0;
+  },
+};
+
+/** `meshd proxy-config`: the configuration a running meshd serves one proxy. */
+export const proxyConfigCommand: Command = {
+  name: "proxy-config",
+  summary: "show the clusters, listeners, routes and endpoints a running meshd serves one proxy",
+  usage: "meshd proxy-config [--type all|cluster|listener|route|endpoint] [-o short|json] PROXY_ID",
+  settings: () => [
+    ADMIN,
+    OUTPUT,
+    {
+      name: "type",
+      kind: { type: "enum", values: ["all", "cluster", "listener", "route", "endpoint"] },
+      default: "all",
+      help: "which resources to show",
+      flagOnly: true,
+    },
+  ],
+  args: { min: 1, max: 1, name: "PROXY_ID" },
+  async run(inv) {
+    const id = inv.args[0]!;
+    const { status, body } = await getJson<Record<string, unknown>>(
+      inv.settings.string("admin-addr"),
+      `/debug/config_dump?proxyID=${encodeURIComponent(id)}`,
+    );
+    if (status === 404) throw new UsageError(`meshd proxy-config: proxy ${id} is not connected`);
+    if (status !== 200) throw new Error(`meshd answered ${status}: ${JSON.stringify(body)}`);
+    const type = inv.settings.string("type");
+    const pick = (k: string) => (type === "all" || `${type}s` === k ? (body[k] as Array<Record<string, unknown>>) : []);
+    if (inv.settings.string("output") === "json") {
+      const out: Record<string, unknown> = {};
+      for (const k of ["clusters", "listeners", "routes", "endpoints"]) if (type === "all" || `${type}s` === k) out[k] = body[k];
+      inv.out(JSON.stringify(out, null, 2) + "\n");
+      return 0;
+    }
+    const rows: string[][] = [["KIND", "NAME", "DETAIL"]];
+    for (const c of pick("clusters")) rows.push(["cluster", String(c.name), String(c.type ?? "EDS")]);
+    for (const l of pick("listeners")) {
+      const sa = (l.address as { socketAddress?: { address?: string; portValue?: number } } | undefined)?.socketAddress;
+      rows.push(["listener", String(l.name), sa ? `${sa.address}:${sa.portValue ?? 0}` : "api listener"]);
+    }
+    for (const r of pick("routes")) {
+      const vhs = (r.virtualHosts as Array<{ name: string }> | undefined) ?? [];
+      rows.push(["route", String(r.name), `${vhs.length} virtual hosts`]);
+    }
+    for (const e of pick("endpoints")) {
+      const n = ((e.endpoints as Array<{ lbEndpoints?: unknown[] }> | undefined) ?? []).reduce((s, l) => s + (l.lbEndpoints?.length ?? 0), 0);
+      rows.push(["endpoint", String(e.clusterName), `${n} endpoints`]);
+    }
+    inv.out(table(rows));
+    return 0;
+  },
+};

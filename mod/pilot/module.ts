@@ -1,0 +1,180 @@
+/**
+ * The pilot module: builds a PushContext from galley's config and the service registries,
+ * translates it for every connected proxy, and pushes over the shared ADS server, debounced.
+ */
+import { toJson } from "@bufbuild/protobuf";
+import { ClusterSchema } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import { ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
+import { ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
+import { RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
+import { Counter, Gauge, Histogram } from "prom-client";
+import type { SettingSpec } from "../cli/setting.ts";
+import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
+import type { ModuleDefinition } from "../runtime/module.ts";
+import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
+import { createPushContext } from "./model/push_context.ts";
+import { createDebouncer } from "./xds/debounce.ts";
+import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
+import { syncStatus } from "./xds/sync_status.ts";
+
+const SETTINGS: readonly SettingSpec[] = [
+  { name: "push-debounce", kind: { type: "duration" }, default: 100, help: "quiet time after a config change before pushing" },
+  { name: "push-debounce-max", kind: { type: "duration" }, default: 10_000, help: "longest a push waits while changes keep coming" },
+];
+
+/** The pilot module definition. */
+export const pilotModule: ModuleDefinition = {
+  name: "pilot",
+  summary: "service discovery and xDS for Envoy sidecars and proxyless gRPC",
+  requires: ["galley"],
+  settings: SETTINGS,
+  create(ctx) {
+    const store = ctx.links.find(CONFIG_STORE);
+    const configReady = ctx.links.find(CONFIG_READY);
+    const ads = ctx.links.find(ADS_SERVER);
+    if (!store || !configReady || !ads) throw new Error("pilot needs galley and the ADS server in the same process");
+    const m = ctx.metrics;
+    const pushes = new Counter({ name: "pilot_xds_pushes", help: "xDS responses sent, by type", labelNames: ["type"], registers: [m] });
+    const rejects = new Counter({
+      name: "pilot_total_xds_rejects",
+      help: "xDS responses rejected (NACKed) by proxies, by type",
+      labelNames: ["type"],
+      registers: [m],
+    });
+    const connected = new Gauge({ name: "pilot_xds_connected", help: "Connected xDS streams of pilot's types", registers: [m] });
+    const pushTime = new Histogram({
+      name: "pilot_xds_push_time",
+      help: "Seconds from the start of a push (debounce fired) until a response of that push was sent, by type",
+      labelNames: ["type"],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 3, 5, 10],
+      registers: [m],
+    });
+    const convergence = new Histogram({
+      name: "pilot_proxy_convergence_time",
+      help: "Seconds from the first config change of a push until a proxy ACKed the resulting config",
+      buckets: [0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30],
+      registers: [m],
+    });
+    const inconsistent = new Counter({
+      name: "pilot_xds_inconsistent_total",
+      help: "Generated configurations that failed the consistency check (kept the last good one)",
+      registers: [m],
+    });
+    const contextTime = new Histogram({
+      name: "pilot_push_context_seconds",
+      help: "Seconds to build a PushContext",
+      buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [m],
+    });
+
+    const provider = createPilotProvider({
+      initial: createPushContext({ config: store.snapshot() }),
+      logger: ctx.logger,
+      onInconsistent: () => inconsistent.inc(),
+    });
+    const readyProvider = Object.assign(provider, { ready: () => configReady.now() });
+    ads.addProvider(readyProvider);
+
+    /** When the push now being sent started, and its first change. */
+    let pushStartedAt = ctx.clock.now();
+    let changeAt = pushStartedAt;
+    const awaitingAck = new WeakMap<XdsClient, Map<string, number>>();
+    const isPilotStream = (c: XdsClient) => c.node.metadata?.GENERATOR !== "mcp";
+    ads.addObserver({
+      connected: (c) => isPilotStream(c) && connected.inc(),
+      disconnected: (c) => isPilotStream(c) && connected.dec(),
+      pushed(c, typeUrl) {
+        const short = TYPE_SHORT[typeUrl];
+        if (!short) return;
+        pushes.inc({ type: short.toLowerCase() });
+        pushTime.observe({ type: short.toLowerCase() }, (ctx.clock.now() - pushStartedAt) / 1000);
+        let m = awaitingAck.get(c);
+        if (!m) awaitingAck.set(c, (m = new Map()));
+        if (!m.has(typeUrl)) m.set(typeUrl, changeAt);
+      },
+      acked(c, typeUrl) {
+        const at = awaitingAck.get(c)?.get(typeUrl);
+        if (at === undefined) return;
+        awaitingAck.get(c)!.delete(typeUrl);
+        convergence.observe((ctx.clock.now() - at) / 1000);
+      },
+      nacked(c, typeUrl) {
+        const short = TYPE_SHORT[typeUrl];
+        if (short) rejects.inc({ type: short.toLowerCase() });
+        awaitingAck.get(c)?.delete(typeUrl);
+      },
+    });
+
+    const rebuild = (firstAt: number) => {
+      const t0 = performance.now();
+      const push = createPushContext({ config: store.snapshot() });
+      contextTime.observe((performance.now() - t0) / 1000);
+      pushStartedAt = ctx.clock.now();
+      changeAt = firstAt;
+      provider.update(push);
+      ctx.logger.debug("push", { version: push.version, services: push.services.length });
+    };
+    const debouncer = createDebouncer<string>({
+      clock: ctx.clock,
+      quietMs: ctx.settings.number("push-debounce"),
+      maxMs: ctx.settings.number("push-debounce-max"),
+      fire: (_reasons, firstAt) => rebuild(firstAt),
+    });
+    const unsubscribe = store.subscribe(() => debouncer.trigger("config"));
+    configReady.promise.then(() => rebuild(ctx.clock.now()));
+
+    const pilotStreams = () => ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
+    ctx.debug({
+      path: "syncz",
+      description: "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages",
+      handle: () => Response.json(syncStatus(ads.streams())),
+    });
+    ctx.debug({
+      path: "config_dump",
+      description: "the configuration pilot serves a connected proxy, as Envoy JSON; ?proxyID=NODE_ID",
+      async handle(req) {
+        const id = new URL(req.url).searchParams.get("proxyID");
+        const streams = pilotStreams();
+        const s = streams.find((x) => x.nodeId === id || x.connectionId === id);
+        if (!s) {
+          return Response.json({ error: `no connected proxy ${id ?? "(give ?proxyID=)"}`, proxies: streams.map((x) => x.nodeId) }, {
+            status: 404,
+          });
+        }
+        const { envoyRegistry } = await import("../shared/envoy_registry.ts");
+        const proxy = provider.proxyOf({ connectionId: s.connectionId, node: s.node });
+        const cfg = provider.configOf(proxy);
+        const opts = { registry: envoyRegistry };
+        return Response.json({
+          proxy: s.nodeId,
+          pushVersion: provider.push().version,
+          clusters: cfg.clusters.map((c) => toJson(ClusterSchema, c, opts)),
+          listeners: cfg.listeners.map((l) => toJson(ListenerSchema, l, opts)),
+          routes: cfg.routes.map((r) => toJson(RouteConfigurationSchema, r, opts)),
+          endpoints: cfg.endpoints.map((e) => toJson(ClusterLoadAssignmentSchema, e, opts)),
+        });
+      },
+    });
+    ctx.debug({
+      path: "push_status",
+      description: "the current push: version, services, connected proxies",
+      handle: () =>
+        Response.json({
+          version: provider.push().version,
+          services: provider.push().services.map((s) => ({ host: s.hostname, namespace: s.namespace, ports: s.ports })),
+          proxies: pilotStreams().length,
+          types: Object.values(PILOT_TYPES),
+        }),
+    });
+
+    return {
+      start: () => Promise.resolve(),
+      ready: () => configReady.now(),
+      stop() {
+        unsubscribe();
+        debouncer.stop();
+        return Promise.resolve();
+      },
+    };
+  },
+};

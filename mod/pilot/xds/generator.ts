@@ -1,0 +1,259 @@
+/**
+ * Pilot's resource provider: serves each connected proxy the Envoy (or proxyless-gRPC) resources
+ * translated from the current PushContext.
+ *
+ * Translation runs once per distinct proxy configuration key (proxies with equal keys share the
+ * result) and each distinct resource is serialised once and shared. Every set of Envoy
+ * resources is checked before it is served: each EDS cluster must have its endpoints and each
+ * RDS name its route configuration; a set that fails keeps the proxy on its last good set.
+ */
+import { create, type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { type Any, AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type Cluster, Cluster_DiscoveryType, ClusterSchema } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import { type ClusterLoadAssignment, ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
+import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
+import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
+import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/provider.ts";
+import { contentVersion } from "../../xds/version.ts";
+import { type Proxy, proxyConfigKey, proxyFromNode, ProxyIdError } from "../model/proxy.ts";
+import type { PushContext } from "../model/push_context.ts";
+import { buildClusters, buildEndpoints, buildListeners, buildRoutes } from "../translate/mod.ts";
+import { buildGrpcClusters, buildGrpcEndpoints, buildGrpcListeners, buildGrpcRoutes } from "../translate/grpc/mod.ts";
+
+const T = "type.googleapis.com/";
+/** The type URLs pilot serves. */
+export const PILOT_TYPES = {
+  cluster: `${T}envoy.config.cluster.v3.Cluster`,
+  endpoint: `${T}envoy.config.endpoint.v3.ClusterLoadAssignment`,
+  listener: `${T}envoy.config.listener.v3.Listener`,
+  route: `${T}envoy.config.route.v3.RouteConfiguration`,
+} as const;
+
+/** Short names of pilot's types, as proxy-status prints them. */
+export const TYPE_SHORT: Readonly<Record<string, "CDS" | "EDS" | "LDS" | "RDS">> = {
+  [PILOT_TYPES.cluster]: "CDS",
+  [PILOT_TYPES.endpoint]: "EDS",
+  [PILOT_TYPES.listener]: "LDS",
+  [PILOT_TYPES.route]: "RDS",
+};
+
+type Resources = Map<string, XdsResource>;
+
+/** One proxy's complete set of Envoy resources for one push. */
+interface EnvoySet {
+  readonly clusters: Resources;
+  readonly endpoints: Resources;
+  readonly listeners: Resources;
+  readonly routes: Resources;
+}
+
+/** The decoded messages of a proxy's configuration, for config dumps and simulation. */
+export interface ProxyConfig {
+  readonly clusters: Cluster[];
+  readonly listeners: Listener[];
+  readonly routes: RouteConfiguration[];
+  readonly endpoints: ClusterLoadAssignment[];
+}
+
+/** Pilot's provider. */
+export interface PilotProvider extends ResourceProvider {
+  /** Installs a new PushContext and tells the xDS server every pilot type may have changed. */
+  update(push: PushContext): void;
+  /** The current PushContext. */
+  push(): PushContext;
+  /** The Proxy read from a client's node (cached per stream). */
+  proxyOf(client: XdsClient): Proxy;
+  /** Translates a proxy's whole configuration now (for /debug/config_dump). */
+  configOf(proxy: Proxy): ProxyConfig;
+}
+
+/** Options for createPilotProvider. */
+export interface PilotProviderOptions {
+  initial: PushContext;
+  logger: Logger;
+  /** Called when a generated set fails the consistency check. */
+  onInconsistent?: (proxy: Proxy, problems: readonly string[]) => void;
+}
+
+/** Finds what a set of Envoy resources names but lacks. Empty when consistent. */
+export function consistencyProblems(
+  clusters: Iterable<Cluster>,
+  listeners: Iterable<Listener>,
+  endpointNames: ReadonlySet<string>,
+  routeNames: ReadonlySet<string>,
+): string[] {
+  const problems: string[] = [];
+  for (const c of clusters) {
+    if (c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === Cluster_DiscoveryType.EDS) {
+      const eds = c.edsClusterConfig?.serviceName || c.name;
+      if (!endpointNames.has(eds)) problems.push(`cluster ${c.name} uses EDS ${eds}, which has no ClusterLoadAssignment`);
+    }
+  }
+  const checkHcm = (any: Any | undefined, where: string) => {
+    if (!any || any.typeUrl !== `${T}${HttpConnectionManagerSchema.typeName}`) return;
+    const hcm = anyUnpack(any, HttpConnectionManagerSchema);
+    if (hcm?.routeSpecifier.case === "rds" && !routeNames.has(hcm.routeSpecifier.value.routeConfigName)) {
+      problems.push(`${where} uses RDS ${hcm.routeSpecifier.value.routeConfigName}, which has no RouteConfiguration`);
+    }
+  };
+  for (const l of listeners) {
+    checkHcm(l.apiListener?.apiListener, `listener ${l.name}`);
+    for (const fc of l.filterChains) for (const f of fc.filters) if (f.configType.case === "typedConfig") checkHcm(f.configType.value, `listener ${l.name}`);
+  }
+  return problems;
+}
+
+/** Creates pilot's provider over an initial PushContext. */
+export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
+  const log = opts.logger;
+  let current = opts.initial;
+  const listeners = new Set<(t: ReadonlySet<string>) => void>();
+  const proxies = new WeakMap<XdsClient, Proxy>();
+  /** Per push: Envoy sets by proxy key, gRPC results by key+type+names. */
+  let envoySets = new Map<string, EnvoySet>();
+  let grpcResults = new Map<string, Resources>();
+  /** Last consistent Envoy set per proxy key, across pushes. */
+  const lastGood = new Map<string, EnvoySet>();
+  /** Encoded resources by content version, shared across proxies; swapped every push. */
+  let encoded = new Map<string, XdsResource>();
+  let previousEncoded = new Map<string, XdsResource>();
+
+  function encode<D extends DescMessage>(schema: D, name: string, msg: MessageShape<D>): XdsResource {
+    const bytes = toBinary(schema, msg);
+    const version = contentVersion(bytes);
+    const key = `${name}\u0000${version}`;
+    let r = encoded.get(key);
+    if (!r) {
+      r = previousEncoded.get(key) ??
+        { name, version, resource: create(AnySchema, { typeUrl: `${T}${schema.typeName}`, value: bytes }) };
+      encoded.set(key, r);
+    }
+    return r;
+  }
+
+  function encodeAll<D extends DescMessage>(schema: D, msgs: MessageShape<D>[], nameOf: (m: MessageShape<D>) => string): Resources {
+    const out: Resources = new Map();
+    for (const m of msgs) out.set(nameOf(m), encode(schema, nameOf(m), m));
+    return out;
+  }
+
+  function envoySet(proxy: Proxy): EnvoySet {
+    const key = proxyConfigKey(proxy);
+    let set = envoySets.get(key);
+    if (set) return set;
+    const clusters = buildClusters(current, proxy);
+    const listenersMsgs = buildListeners(current, proxy);
+    const routes = buildRoutes(current, proxy);
+    const endpoints = buildEndpoints(current, proxy);
+    const problems = consistencyProblems(
+      clusters,
+      listenersMsgs,
+      new Set(endpoints.map((e) => e.clusterName)),
+      new Set(routes.map((r) => r.name)),
+    );
+    set = {
+      clusters: encodeAll(ClusterSchema, clusters, (c) => c.name),
+      listeners: encodeAll(ListenerSchema, listenersMsgs, (l) => l.name),
+      routes: encodeAll(RouteConfigurationSchema, routes, (r) => r.name),
+      endpoints: encodeAll(ClusterLoadAssignmentSchema, endpoints, (e) => e.clusterName),
+    };
+    if (problems.length > 0) {
+      log.error("generated config is inconsistent; keeping the proxy on its last good config", { proxy: proxy.id, problems });
+      opts.onInconsistent?.(proxy, problems);
+      set = lastGood.get(key) ?? set;
+    } else {
+      lastGood.set(key, set);
+    }
+    envoySets.set(key, set);
+    return set;
+  }
+
+  function grpcResources(proxy: Proxy, typeUrl: string, names: ReadonlySet<string> | "*"): Resources {
+    const list = names === "*" ? "*" : [...names].sort();
+    const key = `${proxyConfigKey(proxy)}|${typeUrl}|${list === "*" ? "*" : list.join(",")}`;
+    let r = grpcResults.get(key);
+    if (r) return r;
+    switch (typeUrl) {
+      case PILOT_TYPES.cluster:
+        r = encodeAll(ClusterSchema, buildGrpcClusters(current, proxy), (c) => c.name);
+        break;
+      case PILOT_TYPES.listener:
+        r = encodeAll(ListenerSchema, buildGrpcListeners(current, proxy, list), (l) => l.name);
+        break;
+      case PILOT_TYPES.route:
+        r = encodeAll(RouteConfigurationSchema, buildGrpcRoutes(current, proxy, list), (x) => x.name);
+        break;
+      default:
+        r = encodeAll(ClusterLoadAssignmentSchema, buildGrpcEndpoints(current, proxy, list), (e) => e.clusterName);
+    }
+    grpcResults.set(key, r);
+    return r;
+  }
+
+  function proxyOf(client: XdsClient): Proxy {
+    let p = proxies.get(client);
+    if (!p) {
+      try {
+        p = proxyFromNode(client.node);
+      } catch (err) {
+        if (err instanceof ProxyIdError) throw new ConnectError(err.message, Code.InvalidArgument);
+        throw err;
+      }
+      proxies.set(client, p);
+    }
+    return p;
+  }
+
+  return {
+    typeUrls: Object.values(PILOT_TYPES),
+    resources(client, typeUrl, names) {
+      const proxy = proxyOf(client);
+      if (proxy.generator === "grpc") return grpcResources(proxy, typeUrl, names);
+      const set = envoySet(proxy);
+      switch (typeUrl) {
+        case PILOT_TYPES.cluster:
+          return set.clusters;
+        case PILOT_TYPES.listener:
+          return set.listeners;
+        case PILOT_TYPES.route:
+          return set.routes;
+        default:
+          return set.endpoints;
+      }
+    },
+    watch(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    update(push) {
+      current = push;
+      envoySets = new Map();
+      grpcResults = new Map();
+      previousEncoded = encoded;
+      encoded = new Map();
+      const all = new Set<string>(Object.values(PILOT_TYPES));
+      for (const l of listeners) l(all);
+    },
+    push: () => current,
+    proxyOf,
+    configOf(proxy) {
+      if (proxy.generator === "grpc") {
+        return {
+          clusters: buildGrpcClusters(current, proxy),
+          listeners: buildGrpcListeners(current, proxy, "*"),
+          routes: buildGrpcRoutes(current, proxy, "*"),
+          endpoints: buildGrpcEndpoints(current, proxy, "*"),
+        };
+      }
+      return {
+        clusters: buildClusters(current, proxy),
+        listeners: buildListeners(current, proxy),
+        routes: buildRoutes(current, proxy),
+        endpoints: buildEndpoints(current, proxy),
+      };
+    },
+  };
+}

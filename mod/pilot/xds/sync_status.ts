@@ -1,0 +1,58 @@
+/**
+ * Per-proxy sync status, as /debug/syncz serves it and `meshd proxy-status` prints it.
+ */
+import type { StreamStatus } from "../../xds/server.ts";
+import { TYPE_SHORT } from "./generator.ts";
+
+/** How far a proxy is with one type. */
+export type SyncState = "SYNCED" | "STALE" | "NACKED" | "NOT SENT";
+
+/** One type of one proxy. */
+export interface TypeSync {
+  readonly state: SyncState;
+  readonly sentVersion?: string;
+  readonly ackedVersion?: string;
+  readonly nackedVersion?: string;
+  /** The client's error message for the last NACK. */
+  readonly nackMessage?: string;
+  readonly resources: number;
+}
+
+/** One connected proxy. */
+export interface ProxySync {
+  readonly proxy: string;
+  readonly connection: string;
+  readonly mode: "sotw" | "delta";
+  readonly connectedAt: string;
+  readonly types: Readonly<Partial<Record<"CDS" | "LDS" | "EDS" | "RDS", TypeSync>>>;
+}
+
+/** The sync status of every stream that subscribed to pilot's types. */
+export function syncStatus(streams: readonly StreamStatus[]): ProxySync[] {
+  const out: ProxySync[] = [];
+  for (const s of streams) {
+    const types: Partial<Record<"CDS" | "LDS" | "EDS" | "RDS", TypeSync>> = {};
+    for (const t of s.types) {
+      const short = TYPE_SHORT[t.typeUrl];
+      if (!short) continue;
+      const state: SyncState = t.sentVersion === undefined
+        ? "NOT SENT"
+        : t.nackedVersion !== undefined && t.nackedVersion === t.sentVersion
+        ? "NACKED"
+        : t.ackedVersion === t.sentVersion
+        ? "SYNCED"
+        : "STALE";
+      types[short] = {
+        state,
+        sentVersion: t.sentVersion,
+        ackedVersion: t.ackedVersion,
+        nackedVersion: t.nackedVersion,
+        nackMessage: t.lastNack,
+        resources: t.sentResources,
+      };
+    }
+    if (Object.keys(types).length === 0) continue;
+    out.push({ proxy: s.nodeId, connection: s.connectionId, mode: s.mode, connectedAt: new Date(s.connectedAt).toISOString(), types });
+  }
+  return out.sort((a, b) => (a.proxy < b.proxy ? -1 : a.proxy > b.proxy ? 1 : 0));
+}
