@@ -1,14 +1,41 @@
 /**
  * The shared gRPC server: one Connect router over node:http2 that every module registers its
- * services into, with graceful shutdown.
+ * services into, served in plaintext (`listen`) and, once a module has a certificate for it,
+ * over TLS (`listenTls`), with graceful shutdown of both.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import { type ConnectRouter, createContextKey, createContextValues, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { splitHostPort } from "../cli/setting.ts";
+import { linkKey } from "../runtime/links.ts";
 import type { Logger } from "../shared/logger.ts";
+
+/** The client certificate of a TLS connection, when the client presented one. */
+export interface PeerCertificate {
+  /** The DER bytes of the leaf certificate. */
+  readonly der: Uint8Array;
+  /** Whether it chains to a CA the server trusts (the `ca` given to listenTls). */
+  readonly authorized: boolean;
+  /** Why not, when not authorized. */
+  readonly authorizationError?: string;
+}
+
+/** Handlers read the caller's certificate with `ctx.values.get(PEER_CERTIFICATE)`. */
+export const PEER_CERTIFICATE = createContextKey<PeerCertificate | undefined>(undefined, {
+  description: "client certificate of the TLS connection",
+});
+
+/** Certificate material for the TLS listener, PEM. */
+export interface TlsMaterial {
+  /** Server certificate chain. */
+  readonly cert: string;
+  readonly key: string;
+  /** CA certificates trusted for client certificates. */
+  readonly ca: string;
+}
 
 /** Options for createGrpcServer. */
 export interface GrpcServerOptions {
@@ -19,10 +46,17 @@ export interface GrpcServerOptions {
 
 /** A gRPC server under construction, then running. */
 export interface GrpcServer {
-  /** Adds a service. Only before listen(). */
+  /** Adds a service. Only before the first listen. */
   service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): void;
-  /** Binds and serves. Resolves with the bound address (useful with port 0). */
+  /** Binds the plaintext listener. Resolves with the bound address (useful with port 0). */
   listen(addr: string): Promise<{ host: string; port: number }>;
+  /**
+   * Binds a TLS listener serving the same services. Client certificates are requested but not
+   * required (callers may authenticate by token instead); handlers see them as PEER_CERTIFICATE.
+   */
+  listenTls(addr: string, tls: TlsMaterial): Promise<{ host: string; port: number }>;
+  /** Replaces the TLS listener's certificate and trust (rotation); new connections use it. */
+  updateTls(tls: TlsMaterial): void;
   /**
    * Stops accepting connections, aborts every handler's signal (so streams end), sends GOAWAY
    * and waits for streams to finish; whatever is left when `graceMs` passes is destroyed.
@@ -35,49 +69,95 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
   const registrations: Array<(router: ConnectRouter) => void> = [];
   const shutdownController = new AbortController();
   const sessions = new Set<http2.ServerHttp2Session>();
-  let server: http2.Http2Server | undefined;
+  const servers: Array<http2.Http2Server | http2.Http2SecureServer> = [];
+  let tlsServer: http2.Http2SecureServer | undefined;
+  let handler: ReturnType<typeof connectNodeAdapter> | undefined;
   const log = opts.logger;
+
+  function getHandler() {
+    handler ??= connectNodeAdapter({
+      routes: (router) => registrations.forEach((r) => r(router)),
+      grpc: true,
+      grpcWeb: false,
+      connect: false,
+      readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+      shutdownSignal: shutdownController.signal,
+      contextValues(req) {
+        const values = createContextValues();
+        const socket = req.socket as Partial<TLSSocket>;
+        if (typeof socket.getPeerCertificate === "function") {
+          const cert = socket.getPeerCertificate(false);
+          if (cert && cert.raw) {
+            values.set(PEER_CERTIFICATE, {
+              der: new Uint8Array(cert.raw),
+              authorized: socket.authorized === true,
+              authorizationError: socket.authorizationError ? String(socket.authorizationError) : undefined,
+            });
+          }
+        }
+        return values;
+      },
+    });
+    return handler;
+  }
+
+  function serve(srv: http2.Http2Server | http2.Http2SecureServer, addr: string, secure: boolean) {
+    const hp = splitHostPort(addr);
+    if (hp === undefined) return Promise.reject(new Error(`bad gRPC address ${addr}`));
+    servers.push(srv);
+    srv.on("session", (s: http2.ServerHttp2Session) => {
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+      s.on("error", (err) => log.debug("gRPC session error", { err }));
+    });
+    srv.on("sessionError", (err) => log.warn("gRPC session error", { err }));
+    if (secure) srv.on("tlsClientError", (err) => log.debug("TLS handshake failed", { err: err.message }));
+    return new Promise<{ host: string; port: number }>((resolve, reject) => {
+      srv.once("error", reject);
+      srv.listen(hp.port, hp.host || undefined, () => {
+        srv.off("error", reject);
+        srv.on("error", (err) => log.error("gRPC server error", { err }));
+        const a = srv.address() as AddressInfo;
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
 
   return {
     service(service, impl) {
-      if (server) throw new Error(`gRPC service ${service.typeName} registered after listen`);
+      if (handler) throw new Error(`gRPC service ${service.typeName} registered after listen`);
       registrations.push((router) => router.service(service, impl));
     },
 
     listen(addr) {
-      const hp = splitHostPort(addr);
-      if (hp === undefined) return Promise.reject(new Error(`bad gRPC address ${addr}`));
-      const handler = connectNodeAdapter({
-        routes: (router) => registrations.forEach((r) => r(router)),
-        grpc: true,
-        grpcWeb: false,
-        connect: false,
-        readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
-        shutdownSignal: shutdownController.signal,
-      });
-      const srv = http2.createServer({ unknownProtocolTimeout: 2000 }, handler);
-      server = srv;
-      srv.on("session", (s) => {
-        sessions.add(s);
-        s.on("close", () => sessions.delete(s));
-        s.on("error", (err) => log.debug("gRPC session error", { err }));
-      });
-      srv.on("sessionError", (err) => log.warn("gRPC session error", { err }));
-      return new Promise((resolve, reject) => {
-        srv.once("error", reject);
-        srv.listen(hp.port, hp.host || undefined, () => {
-          srv.off("error", reject);
-          srv.on("error", (err) => log.error("gRPC server error", { err }));
-          const a = srv.address() as AddressInfo;
-          resolve({ host: a.address, port: a.port });
-        });
-      });
+      return serve(http2.createServer({ unknownProtocolTimeout: 2000 }, getHandler()), addr, false);
+    },
+
+    listenTls(addr, tls) {
+      if (tlsServer) return Promise.reject(new Error("the TLS listener is already open"));
+      tlsServer = http2.createSecureServer(
+        {
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          requestCert: true,
+          rejectUnauthorized: false,
+          allowHTTP1: false,
+          minVersion: "TLSv1.2",
+          ALPNProtocols: ["h2"],
+        },
+        getHandler(),
+      );
+      return serve(tlsServer, addr, true);
+    },
+
+    updateTls(tls) {
+      tlsServer?.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca });
     },
 
     async shutdown(graceMs) {
-      const srv = server;
-      if (srv === undefined) return;
-      const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
+      if (servers.length === 0) return;
+      const closed = Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
       shutdownController.abort();
       for (const s of sessions) if (!s.closed) s.close();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -94,3 +174,6 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     },
   };
 }
+
+/** The daemon's shared gRPC server, offered to modules that open the TLS listener. */
+export const GRPC_SERVER = linkKey<GrpcServer>("grpc.server");

@@ -13,6 +13,7 @@ import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
 import { createPushContext } from "./model/push_context.ts";
+import type { ServiceRegistry } from "./model/registry.ts";
 import { createDebouncer } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
 import { syncStatus } from "./xds/sync_status.ts";
@@ -67,8 +68,21 @@ export const pilotModule: ModuleDefinition = {
       registers: [m],
     });
 
+    /**
+     * Service registries beyond config (VM auto-registration, platform adapters). Each one's
+     * changes trigger a debounced push like config changes do.
+     */
+    const registries: ServiceRegistry[] = [];
+    let registryEpoch = 0;
+    const buildPush = () =>
+      createPushContext({
+        config: store.snapshot(),
+        registries: registries.map((r) => r.state()),
+        registryVersion: registries.length > 0 ? String(++registryEpoch) : undefined,
+      });
+
     const provider = createPilotProvider({
-      initial: createPushContext({ config: store.snapshot() }),
+      initial: buildPush(),
       logger: ctx.logger,
       onInconsistent: () => inconsistent.inc(),
     });
@@ -107,7 +121,7 @@ export const pilotModule: ModuleDefinition = {
 
     const rebuild = (firstAt: number) => {
       const t0 = performance.now();
-      const push = createPushContext({ config: store.snapshot() });
+      const push = buildPush();
       contextTime.observe((performance.now() - t0) / 1000);
       pushStartedAt = ctx.clock.now();
       changeAt = firstAt;
@@ -120,7 +134,10 @@ export const pilotModule: ModuleDefinition = {
       maxMs: ctx.settings.number("push-debounce-max"),
       fire: (_reasons, firstAt) => rebuild(firstAt),
     });
-    const unsubscribe = store.subscribe(() => debouncer.trigger("config"));
+    const unsubscribers = [
+      store.subscribe(() => debouncer.trigger("config")),
+      ...registries.map((r) => r.watch(() => debouncer.trigger(`registry:${r.name}`))),
+    ];
     configReady.promise.then(() => rebuild(ctx.clock.now()));
 
     const pilotStreams = () => ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
@@ -171,7 +188,7 @@ export const pilotModule: ModuleDefinition = {
       start: () => Promise.resolve(),
       ready: () => configReady.now(),
       stop() {
-        unsubscribe();
+        for (const u of unsubscribers) u();
         debouncer.stop();
         return Promise.resolve();
       },

@@ -5,7 +5,7 @@
 import type { Settings } from "../cli/flags.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
-import { createGrpcServer } from "../grpc/server.ts";
+import { createGrpcServer, GRPC_SERVER } from "../grpc/server.ts";
 import { registerHealthService } from "../grpc/health.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -108,6 +108,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const ads = createAdsServer({ logger: logger.child({ module: "xds" }), now: () => clock.now() });
   ads.register(grpc);
   links.offer(ADS_SERVER, ads);
+  links.offer(GRPC_SERVER, grpc);
   debugHandlers.push({
     path: "adsz",
     description: "connected xDS streams: node, mode, and per type what was sent, ACKed and NACKed",

@@ -89,11 +89,11 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
 }
 
 /**
- * A key over everything translation reads from a proxy: proxies with equal keys get identical
- * configuration, so it is generated once for all of them.
+ * A key over everything translation reads from a proxy apart from its addresses: proxies with
+ * equal keys and equal instances (see the generator) get identical configuration, so it is
+ * generated once for all of them.
  */
 export function proxyConfigKey(p: Proxy): string {
   const labels = Object.keys(p.labels).sort().map((k) => `${k}=${p.labels[k]}`).join(",");
-  return [p.type, p.generator, p.namespace, p.dnsDomain, p.ipAddresses.join(","), labels, p.serviceAccount ?? "", p.clusterId ?? ""]
-    .join("|");
+  return [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""].join("|");
 }

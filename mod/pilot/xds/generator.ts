@@ -140,8 +140,14 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     return out;
   }
 
+  /** The proxy's key plus its own instances (which decide its inbound side) for this push. */
+  function setKey(proxy: Proxy): string {
+    const instances = current.instancesOf(proxy).map((e) => `${e.hostname}:${e.servicePort.number}>${e.port}`).join(",");
+    return `${proxyConfigKey(proxy)}|${instances}`;
+  }
+
   function envoySet(proxy: Proxy): EnvoySet {
-    const key = proxyConfigKey(proxy);
+    const key = setKey(proxy);
     let set = envoySets.get(key);
     if (set) return set;
     const clusters = buildClusters(current, proxy);
@@ -173,7 +179,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
 
   function grpcResources(proxy: Proxy, typeUrl: string, names: ReadonlySet<string> | "*"): Resources {
     const list = names === "*" ? "*" : [...names].sort();
-    const key = `${proxyConfigKey(proxy)}|${typeUrl}|${list === "*" ? "*" : list.join(",")}`;
+    const key = `${setKey(proxy)}|${typeUrl}|${list === "*" ? "*" : list.join(",")}`;
     let r = grpcResults.get(key);
     if (r) return r;
     switch (typeUrl) {

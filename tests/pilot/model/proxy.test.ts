@@ -44,11 +44,13 @@ describe("proxyFromNode()", () => {
     );
   });
 
-  test("proxyConfigKey() is equal for proxies that get the same config and differs otherwise", () => {
+  test("proxyConfigKey() is equal for proxies that differ only in name and address", () => {
     const a = proxyFromNode({ id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: { LABELS: { x: "1", y: "2" } } });
-    const b = proxyFromNode({ id: "sidecar~10.0.0.1~b.ns~ns.svc.cluster.local", metadata: { LABELS: { y: "2", x: "1" } } });
-    const c = proxyFromNode({ id: "sidecar~10.0.0.2~a.ns~ns.svc.cluster.local", metadata: { LABELS: { x: "1", y: "2" } } });
+    const b = proxyFromNode({ id: "sidecar~10.0.0.2~b.ns~ns.svc.cluster.local", metadata: { LABELS: { y: "2", x: "1" } } });
+    const c = proxyFromNode({ id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: { LABELS: { x: "1", y: "3" } } });
+    const d = proxyFromNode({ id: "sidecar~10.0.0.1~a.other~other.svc.cluster.local", metadata: { LABELS: { x: "1", y: "2" } } });
     expect(proxyConfigKey(a)).toBe(proxyConfigKey(b));
     expect(proxyConfigKey(a)).not.toBe(proxyConfigKey(c));
+    expect(proxyConfigKey(a)).not.toBe(proxyConfigKey(d));
   });
 });

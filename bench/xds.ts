@@ -1,0 +1,820 @@
+/**
+ * xDS fan-out benchmark: N simulated Envoy sidecars on one `meshd serve --modules pilot`, against
+ * the physical floor of writing the same bytes over raw HTTP/2 in the same run.
+ *
+ * Usage: bun bench/xds.ts [--clients 1000,5000,10000] [--services 50] [--client-runtime node|bun]
+ *          [--client-procs 1] [--per-conn 100] [--raw bun,node] [--reps 3] [--cpu-prof DIR]
+ *
+ * Setup. The config is the bookinfo sample (config/samples) plus `--services` generated
+ * ServiceEntries in 5 namespaces (`bench-0`..`bench-4`, ports 9080/8080/7070/5000 in rotation),
+ * each with two WorkloadEntries (v1, v2; TEST-NET-2/3 addresses), a DestinationRule (ISTIO_MUTUAL,
+ * outlier detection, subsets v1/v2), and, for every other service, a VirtualService (90/10 split).
+ * meshd runs from source (`bun main.ts serve --modules=pilot`, default `--push-debounce` 100ms,
+ * default log level: one log line per stream connect), fresh for each N.
+ *
+ * Load generator (bench/xds_client.ts). A separate process: raw `node:http2`, hand-written
+ * protobuf for only the fields needed, gRPC framing by hand. Each simulated sidecar is one ADS
+ * stream with its own node id `sidecar~10.x.y.z~bench-I.bench~bench.svc.cluster.local`,
+ * metadata NAMESPACE=bench and LABELS {app: bench-app-(I mod 10), version: v1} (10 distinct
+ * proxy configurations, as ten deployments would have); it subscribes CDS and LDS wildcard, then
+ * EDS/RDS for the names found in them, and ACKs everything, restating names. By default it runs
+ * under Node (bundled with `bun build --target=node`): DESIGN.md measured Bun at 2-3x Node's CPU
+ * with many streams per connection. `--per-conn` streams (default 100) share an HTTP/2
+ * connection; each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE) is 4 MiB and each
+ * connection's (setLocalWindowSize) 64 MiB, `peerMaxConcurrentStreams` = streams per connection,
+ * `maxSessionMemory` 1 GiB, so flow control never throttles the server. Its CPU is read from
+ * /proc and reported: on 2 cores it competes with meshd, so the figures say how much it took.
+ *
+ * Measured, for each N:
+ * 1. full config: from the start command to the last stream having ACKed CDS, LDS, EDS, RDS once;
+ * 2. RSS per proxy: (meshd VmRSS once all N have full config and meshd is idle − VmRSS idle
+ *    before connecting) / N;
+ * 3. change ACK time: one file written in the config dir (routing.yaml, the reviews canary
+ *    90/10 -> 80/20); from the write to the last client's ACK of an RDS version other than the
+ *    one it held ("from write", which includes galley's file debounce and pilot's push debounce),
+ *    and from the first client receiving the new RDS to the last ACK ("push", the fan-out part).
+ *    The same for a DestinationRule change (outlier detection of one generated service: touches
+ *    clusters, no route, so CDS is sent whole to everyone) and for a change that touches no Envoy
+ *    resource at all (a label in the reviews VirtualService's metadata: should push nothing; what
+ *    each client received is reported, with meshd's pilot_xds_pushes);
+ * 4. CPU per push: meshd's utime+stime (/proc/PID/stat) from the write until it is idle again;
+ * 5. raw floor: a bare node:http2 server (bench/xds_raw_server.ts, default settings like
+ *    meshd's gRPC server) holding N streams from the same client setup writes the gRPC frames
+ *    stream 0 received from meshd during that push to every stream; time from the first write to
+ *    the last client's ACK (median of `--reps` after one warm-up). Under Bun (meshd's runtime)
+ *    and Node; the ratio is meshd's push time / raw time under Bun.
+ *
+ * Targets (printed beside the numbers): 10k proxies, at most 50 KB RSS per proxy, a one-service
+ * change ACKed by all 10k within 1 s.
+ */
+import { type Subprocess } from "bun";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseConfig } from "../mod/galley/parse.ts";
+import { validateResource } from "../mod/galley/validate.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BUN = process.execPath;
+const now = () => performance.timeOrigin + performance.now();
+type Runtime = "node" | "bun";
+
+/** Options of one benchmark run. */
+export interface XdsBenchOptions {
+  /** Numbers of simulated sidecars, one scenario each. */
+  clients: number[];
+  /** Generated ServiceEntries beside bookinfo. */
+  services?: number;
+  /** Streams per HTTP/2 connection. */
+  perConn?: number;
+  clientRuntime?: Runtime;
+  /** Load-generator processes (the sidecars are split among them). */
+  clientProcs?: number;
+  /** Runtimes of the raw floor server. */
+  rawRuntimes?: Runtime[];
+  /** Raw pushes measured (after one warm-up); the median is reported. */
+  reps?: number;
+  /** Write meshd CPU profiles (bun --cpu-prof, markdown too) into this directory. */
+  cpuProfDir?: string;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+/** One measured change. */
+export interface ChangeResult {
+  /** Type whose new version marks the change; undefined for the no-op change. */
+  type?: string;
+  /** From the file write to the last ACK of the new version. */
+  fromWriteMs?: number;
+  /** From the first client receiving the new version to the last ACK. */
+  pushMs?: number;
+  /** From the write to the first client receiving it. */
+  firstMs?: number;
+  /** meshd CPU seconds from the write until idle. */
+  cpuSec: number;
+  /** Load-generator CPU seconds over the same time. */
+  clientCpuSec: number;
+  /** Responses received by all clients after the write, by type. */
+  responses: Record<string, number>;
+  /** Bytes of those responses (gRPC frames). */
+  bytes: number;
+  /** meshd's pilot_xds_pushes delta, by type. */
+  meshdPushes: Record<string, number>;
+  /** gRPC frames stream 0 received (for the raw floor). */
+  frames: string[];
+}
+
+/** Raw floor of one push. */
+export interface RawResult {
+  runtime: Runtime;
+  /** Median ms from the first write to the last ACK, per change type ("RDS", "CDS"). */
+  ms: Record<string, number>;
+  /** CPU seconds of the raw server and of the clients over the measured pushes. */
+  serverCpuSec: number;
+  clientCpuSec: number;
+}
+
+/** Results for one N. */
+export interface XdsScaleResult {
+  clients: number;
+  fullConfigMs: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  /** Bytes per proxy. */
+  rssPerProxyBytes: number;
+  connectCpuSec: number;
+  connectClientCpuSec: number;
+  /** Streams meshd reports connected (pilot_xds_connected). */
+  meshdConnected: number;
+  route: ChangeResult;
+  cluster: ChangeResult;
+  noop: ChangeResult;
+  raw: RawResult[];
+  /** meshd warnings and errors seen (first 10). */
+  meshdWarnings: string[];
+}
+
+// ---------------------------------------------------------------- config
+
+const PORTS = [9080, 8080, 7070, 5000];
+
+/** The generated part of the mesh: services, workloads, destination rules, virtual services. */
+export function generatedMesh(services: number, drSalt = 0): Map<string, string> {
+  const se: string[] = [];
+  const dr: string[] = [];
+  const vs: string[] = [];
+  for (let i = 0; i < services; i++) {
+    const ns = `bench-${i % 5}`;
+    const host = `svc-${i}.${ns}.svc.cluster.local`;
+    const port = PORTS[i % PORTS.length]!;
+    se.push(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: svc-${i}, namespace: ${ns} }
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: ${port}, name: http, protocol: HTTP }]
+  workloadSelector: { labels: { app: svc-${i} } }
+`);
+    for (const v of [1, 2]) {
+      const n = i * 2 + v;
+      const addr = n < 255 ? `198.51.100.${n}` : `203.0.113.${n - 254}`;
+      se.push(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: svc-${i}-v${v}, namespace: ${ns} }
+spec:
+  address: ${addr}
+  labels: { app: svc-${i}, version: v${v} }
+  serviceAccount: svc-${i}
+  ports: { http: ${port} }
+`);
+    }
+    const errors = i === 0 ? 5 + drSalt : 5;
+    dr.push(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: svc-${i}, namespace: ${ns} }
+spec:
+  host: ${host}
+  trafficPolicy:
+    tls: { mode: ISTIO_MUTUAL }
+    outlierDetection: { consecutive5xxErrors: ${errors}, interval: 10s, baseEjectionTime: 30s }
+  subsets:
+  - { name: v1, labels: { version: v1 } }
+  - { name: v2, labels: { version: v2 } }
+`);
+    if (i % 2 === 0) {
+      vs.push(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: svc-${i}, namespace: ${ns} }
+spec:
+  hosts: [${host}]
+  http:
+  - timeout: 5s
+    retries: { attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset" }
+    route:
+    - { destination: { host: ${host}, subset: v1 }, weight: 90 }
+    - { destination: { host: ${host}, subset: v2 }, weight: 10 }
+`);
+    }
+  }
+  return new Map([
+    ["bench-services.yaml", se.join("---\n")],
+    ["bench-destination-rules.yaml", dr.join("---\n")],
+    ["bench-virtual-services.yaml", vs.join("---\n")],
+  ]);
+}
+
+/** The sample's routing.yaml with the reviews canary at `v1`/(100 − v1), and an optional label. */
+export function routingYaml(v1Weight: number, label?: string): string {
+  let text = readFileSync(join(ROOT, "config/samples/routing.yaml"), "utf8");
+  const split = /weight: 90(\s+- destination:\s+host: reviews\s+subset: v3\s+)weight: 10/;
+  if (!split.test(text)) throw new Error("config/samples/routing.yaml: the reviews 90/10 split was not found");
+  text = text.replace(split, `weight: ${v1Weight}$1weight: ${100 - v1Weight}`);
+  if (label !== undefined) {
+    const meta = "  name: reviews\n  namespace: bookinfo\n";
+    if (!text.includes(meta)) throw new Error("config/samples/routing.yaml: the reviews metadata was not found");
+    text = text.replace(meta, `${meta}  labels:\n    bench-rev: "${label}"\n`);
+  }
+  return text;
+}
+
+/** Writes the sample plus the generated mesh into a new directory, after validating it. */
+function writeConfigDir(services: number): string {
+  const dir = mkdtempSync(join(tmpdir(), "meshd-bench-xds-"));
+  const samples = join(ROOT, "config/samples");
+  for (const f of readdirSync(samples)) if (/\.ya?ml$/.test(f)) copyFileSync(join(samples, f), join(dir, f));
+  const files = generatedMesh(services);
+  files.set("routing.yaml", routingYaml(90, "0"));
+  files.set("probe-dr.yaml", generatedMesh(services, 2).get("bench-destination-rules.yaml")!);
+  files.set("probe-routing.yaml", routingYaml(80, "1"));
+  for (const [name, text] of files) {
+    const parsed = parseConfig(text, name);
+    const problems = [
+      ...parsed.diagnostics,
+      ...parsed.resources.flatMap((r) => validateResource(r).filter((d) => d.severity === "error")),
+    ];
+    if (problems.length > 0) throw new Error(`generated ${name} is invalid: ${problems[0]!.message}`);
+  }
+  files.delete("probe-dr.yaml");
+  files.delete("probe-routing.yaml");
+  for (const [name, text] of files) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+// ---------------------------------------------------------------- processes
+
+/** CPU seconds (user + system, all threads) of a process. */
+function cpuSec(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+}
+
+/** Waits until `pid` has used at most one clock tick over `quietMs`, or `maxMs` passed. */
+async function idle(pid: number, quietMs = 300, maxMs = 15_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  let last = cpuSec(pid);
+  while (Date.now() < end) {
+    await Bun.sleep(quietMs);
+    const c = cpuSec(pid);
+    if (c - last <= 0.011) return;
+    last = c;
+  }
+}
+
+type Event = Record<string, unknown> & { ev: string };
+
+/** A child speaking JSON lines on stdin/stdout. */
+interface Child {
+  readonly proc: Subprocess<"pipe", "pipe", "pipe">;
+  send(cmd: Record<string, unknown>): void;
+  /** The first not yet taken event matching `pred`, waiting up to `timeoutMs`. */
+  take(pred: (ev: Event) => boolean, timeoutMs: number, what: string): Promise<Event>;
+  stop(): Promise<void>;
+}
+
+function spawnChild(cmd: string[], name: string): Child {
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const events: Event[] = [];
+  let wake: (() => void) | undefined;
+  let stderr = "";
+  let exited = false;
+  void proc.exited.then(() => {
+    exited = true;
+    wake?.();
+  });
+  void (async () => {
+    for await (const chunk of proc.stderr) stderr = (stderr + new TextDecoder().decode(chunk)).slice(-4000);
+  })();
+  void (async () => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of proc.stdout) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim()) events.push(JSON.parse(line) as Event);
+      }
+      wake?.();
+    }
+  })();
+  return {
+    proc,
+    send(cmd) {
+      proc.stdin.write(JSON.stringify(cmd) + "\n");
+      proc.stdin.flush();
+    },
+    async take(pred, timeoutMs, what) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const i = events.findIndex(pred);
+        if (i >= 0) return events.splice(i, 1)[0]!;
+        const left = end - Date.now();
+        if (left <= 0 || exited) {
+          throw new Error(
+            `${name}: ${exited ? `exited (${proc.exitCode})` : `no ${what} within ${timeoutMs} ms`}${
+              stderr ? `; stderr: ${stderr.slice(-1500)}` : ""
+            }`,
+          );
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((r) => {
+          wake = r;
+          timer = setTimeout(r, Math.min(left, 1000));
+        });
+        clearTimeout(timer);
+      }
+    },
+    async stop() {
+      if (exited) return;
+      try {
+        proc.stdin.write(JSON.stringify({ cmd: "stop" }) + "\n");
+        proc.stdin.flush();
+      } catch {
+        // already gone
+      }
+      const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
+      await proc.exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** A running meshd. */
+interface Meshd {
+  readonly proc: Subprocess<"ignore", "ignore", "pipe">;
+  readonly grpcAddr: string;
+  readonly adminAddr: string;
+  readonly warnings: string[];
+  metrics(): Promise<Map<string, number>>;
+  stop(): Promise<void>;
+}
+
+async function startMeshd(configDir: string, dataDir: string, cpuProfDir?: string): Promise<Meshd> {
+  const prof = cpuProfDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const proc = Bun.spawn(
+    [
+      BUN,
+      ...prof,
+      join(ROOT, "main.ts"),
+      "serve",
+      "--modules=pilot",
+      "--grpc-addr=127.0.0.1:0",
+      "--admin-addr=127.0.0.1:0",
+      "--webhook-addr=127.0.0.1:0",
+      "--log-format=json",
+      "--shutdown-grace=1s",
+      `--config-dir=${configDir}`,
+      `--data-dir=${dataDir}`,
+    ],
+    { cwd: ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  );
+  const warnings: string[] = [];
+  let grpcAddr = "";
+  let adminAddr = "";
+  let tail = "";
+  const listening = (async () => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of proc.stderr) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        tail = (tail + line + "\n").slice(-3000);
+        if (line.includes('"level":"warn"') || line.includes('"level":"error"')) {
+          if (warnings.length < 10) warnings.push(line.slice(0, 400));
+        }
+        if (!grpcAddr || !adminAddr) {
+          const m = /"msg":"(gRPC|admin) server listening".*?"addr":"([^"]+)"/.exec(line);
+          if (m?.[1] === "gRPC") grpcAddr = m[2]!;
+          if (m?.[1] === "admin") adminAddr = m[2]!;
+        }
+      }
+    }
+  })();
+  const end = Date.now() + 30_000;
+  while ((!grpcAddr || !adminAddr) && Date.now() < end && proc.exitCode === null) await Bun.sleep(20);
+  if (!grpcAddr || !adminAddr) {
+    proc.kill("SIGKILL");
+    throw new Error(`meshd did not listen within 30 s:\n${tail}`);
+  }
+  let ready = false;
+  while (!ready && Date.now() < end) {
+    ready = await fetch(`http://${adminAddr}/healthz/ready`).then((r) => r.status === 200, () => false);
+    if (!ready) await Bun.sleep(50);
+  }
+  if (!ready) {
+    proc.kill("SIGKILL");
+    throw new Error(`meshd was not ready within 30 s:\n${tail}`);
+  }
+  return {
+    proc,
+    grpcAddr,
+    adminAddr,
+    warnings,
+    async metrics() {
+      const text = await (await fetch(`http://${adminAddr}/metrics`)).text();
+      const out = new Map<string, number>();
+      for (const line of text.split("\n")) {
+        if (line.startsWith("#") || !line) continue;
+        const sp = line.lastIndexOf(" ");
+        out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+      }
+      return out;
+    },
+    async stop() {
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+      await proc.exited;
+      clearTimeout(t);
+      await listening.catch(() => {});
+    },
+  };
+}
+
+/** pilot_xds_pushes by type. */
+function pushesOf(m: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of m) {
+    const t = /^pilot_xds_pushes\{type="([^"]+)"\}$/.exec(k)?.[1];
+    if (t) out[t] = v;
+  }
+  return out;
+}
+
+function diff(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const d = (b[k] ?? 0) - (a[k] ?? 0);
+    if (d) out[k] = d;
+  }
+  return out;
+}
+
+/** Load-generator processes sharing `total` sidecars. */
+interface Clients {
+  readonly children: Child[];
+  start(addr: string): number;
+  cpuSec(): number;
+  /** Waits for one event per child; returns them. */
+  all(ev: string, timeoutMs: number, id?: string): Promise<Event[]>;
+  stop(): Promise<void>;
+}
+
+function clientCommand(runtime: Runtime, bundleDir: string): string[] {
+  if (runtime === "bun") return [BUN, join(ROOT, "bench/xds_client.ts")];
+  return ["node", bundle("xds_client", bundleDir)];
+}
+
+/** Bundles bench/NAME.ts for Node into `dir` (once); returns the file. */
+function bundle(name: string, dir: string): string {
+  const out = join(dir, `${name}.mjs`);
+  try {
+    readFileSync(out);
+    return out;
+  } catch {
+    // not built yet
+  }
+  const res = Bun.spawnSync(
+    [BUN, "build", join(ROOT, `bench/${name}.ts`), "--target=node", "--format=esm", "--outfile", out],
+    { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+  );
+  if (res.exitCode !== 0) throw new Error(`bundling bench/${name}.ts failed: ${res.stderr.toString()}`);
+  return out;
+}
+
+function spawnClients(total: number, procs: number, cmd: string[], perConn: number): Clients {
+  const children: Child[] = [];
+  const counts: number[] = [];
+  for (let p = 0; p < procs; p++) {
+    counts.push(Math.floor(total / procs) + (p < total % procs ? 1 : 0));
+    children.push(spawnChild(cmd, `load generator ${p}`));
+  }
+  return {
+    children,
+    start(addr) {
+      const t = now();
+      let offset = 0;
+      children.forEach((c, p) => {
+        c.send({ cmd: "start", addr, count: counts[p], offset, perConn, windowMiB: 4, connWindowMiB: 64, namespace: "bench", apps: 10 });
+        offset += counts[p]!;
+      });
+      return t;
+    },
+    cpuSec: () => children.reduce((s, c) => s + cpuSec(c.proc.pid), 0),
+    all: (ev, timeoutMs, id) =>
+      Promise.all(children.map((c) => c.take((e) => e.ev === ev && (id === undefined || e.id === id), timeoutMs, ev))),
+    stop: () => Promise.all(children.map((c) => c.stop())).then(() => {}),
+  };
+}
+
+let armSeq = 0;
+
+/** Arms the clients for `type`, runs `write`, waits for convergence (unless `type` is undefined). */
+async function measureChange(
+  meshd: Meshd,
+  clients: Clients,
+  type: "RDS" | "CDS" | undefined,
+  write: () => void,
+  timeoutMs: number,
+): Promise<ChangeResult> {
+  const id = `c${++armSeq}`;
+  for (const c of clients.children) c.send({ cmd: "arm", id, type: type ?? "RDS", mode: "changed" });
+  await clients.all("armed", 10_000, id);
+  const m0 = pushesOf(await meshd.metrics());
+  const cpu0 = cpuSec(meshd.proc.pid);
+  const ccpu0 = clients.cpuSec();
+  const tWrite = now();
+  write();
+  let tFirst = 0;
+  let tLast = 0;
+  if (type) {
+    const conv = await clients.all("converged", timeoutMs, id);
+    tFirst = Math.min(...conv.map((e) => e.tFirstRecv as number));
+    tLast = Math.max(...conv.map((e) => e.tLastAck as number));
+  } else {
+    // Galley's file debounce (100 ms quiet, 1 s at most) and pilot's push debounce, then idle.
+    await Bun.sleep(1500);
+  }
+  await idle(meshd.proc.pid);
+  const cpuSecUsed = cpuSec(meshd.proc.pid) - cpu0;
+  const clientCpuSec = clients.children.length ? clients.cpuSec() - ccpu0 : 0;
+  const m1 = pushesOf(await meshd.metrics());
+  for (const c of clients.children) c.send({ cmd: "stats", id });
+  const stats = await clients.all("stats", 10_000, id);
+  const responses: Record<string, number> = {};
+  let bytes = 0;
+  for (const s of stats) {
+    for (const [k, v] of Object.entries(s.responses as Record<string, number>)) responses[k] = (responses[k] ?? 0) + v;
+    bytes += s.bytes as number;
+  }
+  return {
+    type,
+    fromWriteMs: type ? tLast - tWrite : undefined,
+    pushMs: type ? tLast - tFirst : undefined,
+    firstMs: type ? tFirst - tWrite : undefined,
+    cpuSec: cpuSecUsed,
+    clientCpuSec,
+    responses,
+    bytes,
+    meshdPushes: diff(m0, m1),
+    frames: stats[0]!.frames as string[],
+  };
+}
+
+/** The raw floor: the recorded frames of each push written to N streams by a bare server. */
+async function measureRaw(
+  runtime: Runtime,
+  n: number,
+  pushes: Record<string, string[]>,
+  opts: Required<Pick<XdsBenchOptions, "perConn" | "clientProcs" | "reps">> & { clientCmd: string[]; bundleDir: string },
+): Promise<RawResult> {
+  const cmd = runtime === "bun" ? [BUN, join(ROOT, "bench/xds_raw_server.ts")] : ["node", bundle("xds_raw_server", opts.bundleDir)];
+  const server = spawnChild(cmd, `raw server (${runtime})`);
+  const clients = spawnClients(n, opts.clientProcs, opts.clientCmd, opts.perConn);
+  try {
+    const { addr } = await server.take((e) => e.ev === "listening", 10_000, "listening");
+    clients.start(addr as string);
+    await clients.all("opened", 60_000 + n * 10);
+    await idle(server.proc.pid);
+    const ms: Record<string, number> = {};
+    let serverCpu = 0;
+    let clientCpu = 0;
+    for (const [type, frames] of Object.entries(pushes)) {
+      if (frames.length === 0) continue;
+      const times: number[] = [];
+      for (let rep = 0; rep <= opts.reps; rep++) {
+        const id = `r${++armSeq}`;
+        for (const c of clients.children) c.send({ cmd: "arm", id, type, mode: "any" });
+        await clients.all("armed", 10_000, id);
+        const s0 = cpuSec(server.proc.pid);
+        const c0 = clients.cpuSec();
+        server.send({ cmd: "push", frames });
+        const pushed = await server.take((e) => e.ev === "pushed", 60_000, "pushed");
+        const conv = await clients.all("converged", 60_000, id);
+        const tLast = Math.max(...conv.map((e) => e.tLastAck as number));
+        await idle(server.proc.pid, 200);
+        if (rep > 0) {
+          times.push(tLast - (pushed.t0 as number));
+          serverCpu += cpuSec(server.proc.pid) - s0;
+          clientCpu += clients.cpuSec() - c0;
+        }
+      }
+      ms[type] = median(times);
+    }
+    return { runtime, ms, serverCpuSec: serverCpu, clientCpuSec: clientCpu };
+  } finally {
+    await clients.stop();
+    await server.stop();
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** Runs the scenario for one N. */
+async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir">> & { cpuProfDir?: string }, bundleDir: string): Promise<XdsScaleResult> {
+  const log = o.log;
+  const configDir = writeConfigDir(o.services);
+  const dataDir = mkdtempSync(join(tmpdir(), "meshd-bench-xds-data-"));
+  const clientCmd = clientCommand(o.clientRuntime, bundleDir);
+  let meshd: Meshd | undefined;
+  let clients: Clients | undefined;
+  try {
+    if (o.cpuProfDir) mkdirSync(o.cpuProfDir, { recursive: true });
+    meshd = await startMeshd(configDir, dataDir, o.cpuProfDir);
+    const pid = meshd.proc.pid;
+    await Bun.sleep(500);
+    await idle(pid);
+    const rssBeforeKiB = rssKiB(pid);
+    const cpu0 = cpuSec(pid);
+    clients = spawnClients(n, o.clientProcs, clientCmd, o.perConn);
+    await Bun.sleep(300); // let the load generators load
+    const ccpu0 = clients.cpuSec();
+    log(`  ${n} clients: connecting`);
+    const tStart = clients.start(meshd.grpcAddr);
+    const full = await clients.all("full", 60_000 + n * 20);
+    const fullConfigMs = Math.max(...full.map((e) => e.t as number)) - tStart;
+    await idle(pid);
+    const connectCpuSec = cpuSec(pid) - cpu0;
+    const connectClientCpuSec = clients.cpuSec() - ccpu0;
+    await Bun.sleep(1000);
+    const rssAfterKiB = rssKiB(pid);
+    const meshdConnected = (await meshd.metrics()).get("pilot_xds_connected") ?? NaN;
+    log(`  ${n} clients: full config in ${fullConfigMs.toFixed(0)} ms; route change`);
+    const timeout = 60_000 + n * 10;
+    const route = await measureChange(meshd, clients, "RDS", () => {
+      writeFileSync(join(configDir, "routing.yaml"), routingYaml(80, "0"));
+    }, timeout);
+    log(`  ${n} clients: route change ACKed in ${route.fromWriteMs!.toFixed(0)} ms; cluster change`);
+    const cluster = await measureChange(meshd, clients, "CDS", () => {
+      writeFileSync(join(configDir, "bench-destination-rules.yaml"), generatedMesh(o.services, 2).get("bench-destination-rules.yaml")!);
+    }, timeout);
+    log(`  ${n} clients: cluster change ACKed in ${cluster.fromWriteMs!.toFixed(0)} ms; no-op change`);
+    const noop = await measureChange(meshd, clients, undefined, () => {
+      writeFileSync(join(configDir, "routing.yaml"), routingYaml(80, "1"));
+    }, timeout);
+    await clients.stop();
+    clients = undefined;
+    const warnings = meshd.warnings;
+    await meshd.stop();
+    meshd = undefined;
+    const raw: RawResult[] = [];
+    for (const runtime of o.rawRuntimes) {
+      log(`  ${n} clients: raw floor under ${runtime}`);
+      raw.push(
+        await measureRaw(runtime, n, { RDS: route.frames, CDS: cluster.frames }, {
+          perConn: o.perConn,
+          clientProcs: o.clientProcs,
+          reps: o.reps,
+          clientCmd,
+          bundleDir,
+        }),
+      );
+    }
+    return {
+      clients: n,
+      fullConfigMs,
+      rssBeforeKiB,
+      rssAfterKiB,
+      rssPerProxyBytes: ((rssAfterKiB - rssBeforeKiB) * 1024) / n,
+      connectCpuSec,
+      connectClientCpuSec,
+      meshdConnected,
+      route,
+      cluster,
+      noop,
+      raw,
+      meshdWarnings: warnings,
+    };
+  } finally {
+    await clients?.stop();
+    await meshd?.stop();
+    rmSync(configDir, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Runs every scale in turn. */
+export async function runXdsBench(opts: XdsBenchOptions): Promise<XdsScaleResult[]> {
+  const o = {
+    services: 50,
+    perConn: 100,
+    clientRuntime: "node" as Runtime,
+    clientProcs: 1,
+    rawRuntimes: ["bun", "node"] as Runtime[],
+    reps: 3,
+    log: () => {},
+    ...opts,
+  };
+  const bundleDir = mkdtempSync(join(tmpdir(), "meshd-bench-xds-bundle-"));
+  try {
+    const out: XdsScaleResult[] = [];
+    for (const n of o.clients) out.push(await runScale(n, o, bundleDir));
+    return out;
+  } finally {
+    rmSync(bundleDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : `${x.toFixed(0)} ms`);
+const kb = (bytes: number) => `${(bytes / 1000).toFixed(1)} KB`;
+const counts = (r: Record<string, number>) =>
+  Object.keys(r).length === 0 ? "none" : Object.entries(r).sort().map(([k, v]) => `${k} ${v}`).join(", ");
+
+/** The results as a Markdown table plus detail lines. */
+export function formatResults(rs: XdsScaleResult[]): string {
+  const rawMs = (r: XdsScaleResult, rt: Runtime, t: string) => r.raw.find((x) => x.runtime === rt)?.ms[t];
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || !b ? "-" : `${(a / b).toFixed(1)}×`);
+  const lines = [
+    "| proxies | full config | RSS / proxy (≤ 50 KB) | route change, from write (≤ 1 s) | push part | raw floor Bun / Node | push / raw (Bun) | meshd CPU per push | CDS change, from write | push part | raw floor Bun / Node | push / raw |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rs) {
+    lines.push(
+      `| ${r.clients.toLocaleString("en")} | ${ms(r.fullConfigMs)} | ${kb(r.rssPerProxyBytes)} | ${ms(r.route.fromWriteMs)} | ${
+        ms(r.route.pushMs)
+      } | ${ms(rawMs(r, "bun", "RDS"))} / ${ms(rawMs(r, "node", "RDS"))} | ${ratio(r.route.pushMs, rawMs(r, "bun", "RDS"))} | ${
+        r.route.cpuSec.toFixed(2)
+      } s | ${ms(r.cluster.fromWriteMs)} | ${ms(r.cluster.pushMs)} | ${ms(rawMs(r, "bun", "CDS"))} / ${ms(rawMs(r, "node", "CDS"))} | ${
+        ratio(r.cluster.pushMs, rawMs(r, "bun", "CDS"))
+      } |`,
+    );
+  }
+  lines.push("");
+  for (const r of rs) {
+    const per = (c: ChangeResult) => `${((c.cpuSec / r.clients) * 1e6).toFixed(0)} µs/proxy`;
+    lines.push(
+      `${r.clients} proxies: meshd reports ${r.meshdConnected} connected; RSS ${(r.rssBeforeKiB / 1024).toFixed(1)} → ${
+        (r.rssAfterKiB / 1024).toFixed(1)
+      } MiB; connect: meshd CPU ${r.connectCpuSec.toFixed(2)} s, load generator ${r.connectClientCpuSec.toFixed(2)} s`,
+      `  route change: first client ${ms(r.route.firstMs)} after the write; responses ${counts(r.route.responses)} (${
+        kb(r.route.bytes)
+      }); meshd pushes ${counts(r.route.meshdPushes)}; meshd CPU ${r.route.cpuSec.toFixed(2)} s (${per(r.route)}), load generator ${
+        r.route.clientCpuSec.toFixed(2)
+      } s`,
+      `  cluster change: first client ${ms(r.cluster.firstMs)}; responses ${counts(r.cluster.responses)} (${kb(r.cluster.bytes)}); meshd CPU ${
+        r.cluster.cpuSec.toFixed(2)
+      } s (${per(r.cluster)}), load generator ${r.cluster.clientCpuSec.toFixed(2)} s`,
+      `  no-op change (metadata label): responses ${counts(r.noop.responses)}; meshd pushes ${counts(r.noop.meshdPushes)}; meshd CPU ${
+        r.noop.cpuSec.toFixed(2)
+      } s (${per(r.noop)})`,
+      ...r.raw.map((x) =>
+        `  raw floor (${x.runtime}): ${
+          Object.entries(x.ms).map(([t, v]) => `${t} ${ms(v)}`).join(", ")
+        }; server CPU ${x.serverCpuSec.toFixed(2)} s, load generator ${x.clientCpuSec.toFixed(2)} s over all measured pushes`
+      ),
+      ...(r.meshdWarnings.length ? [`  meshd warnings: ${r.meshdWarnings.join(" | ")}`] : []),
+    );
+  }
+  const big = rs.find((r) => r.clients >= 10_000);
+  if (big) {
+    lines.push(
+      "",
+      `targets at ${big.clients} proxies: RSS/proxy ${kb(big.rssPerProxyBytes)} vs 50 KB (${
+        big.rssPerProxyBytes <= 50_000 ? "met" : `missed by ${(big.rssPerProxyBytes / 50_000).toFixed(1)}×`
+      }); one-service change ${ms(big.route.fromWriteMs)} vs 1 s (${
+        (big.route.fromWriteMs ?? Infinity) <= 1000 ? "met" : `missed by ${((big.route.fromWriteMs ?? 0) / 1000).toFixed(1)}×`
+      })`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const args = process.argv.slice(2);
+  const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+  const list = (name: string) => arg(name)?.split(",").map((s) => s.trim()).filter(Boolean);
+  const opts: XdsBenchOptions = {
+    clients: list("--clients")?.map(Number) ?? [1000, 5000, 10_000],
+    services: Number(arg("--services") ?? 50),
+    perConn: Number(arg("--per-conn") ?? 100),
+    clientRuntime: (arg("--client-runtime") ?? "node") as Runtime,
+    clientProcs: Number(arg("--client-procs") ?? 1),
+    rawRuntimes: (list("--raw") ?? ["bun", "node"]) as Runtime[],
+    reps: Number(arg("--reps") ?? 3),
+    cpuProfDir: arg("--cpu-prof"),
+    log: (l) => console.error(l),
+  };
+  console.error(`bun ${Bun.version}, node ${Bun.spawnSync(["node", "--version"]).stdout.toString().trim()}`);
+  const rs = await runXdsBench(opts);
+  console.log(formatResults(rs));
+  if (args.includes("--json")) console.log(JSON.stringify(rs.map((r) => ({ ...r, route: { ...r.route, frames: r.route.frames.length }, cluster: { ...r.cluster, frames: r.cluster.frames.length }, noop: { ...r.noop, frames: r.noop.frames.length } })), null, 2));
+}

@@ -1,0 +1,181 @@
+/**
+ * Clusters (CDS): `outbound|PORT|SUBSET|HOST` for every reachable service port and subset,
+ * `inbound|PORT||` for every port the proxy's workload serves, and `BlackHoleCluster` and
+ * `PassthroughCluster` for traffic outside the registry. Each outbound cluster is a skeleton
+ * per discovery type, then an ordered list of configurers, each changing one part.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  type Cluster,
+  Cluster_DiscoveryType,
+  Cluster_DnsLookupFamily,
+  Cluster_EdsClusterConfigSchema,
+  Cluster_LbPolicy,
+  ClusterSchema,
+} from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import { ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
+import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
+import type { PushContext } from "../model/push_context.ts";
+import type { Proxy } from "../model/proxy.ts";
+import { BLACKHOLE_CLUSTER, inboundClusterName, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
+import { type Discovery, outboundClusterPlans, type OutboundClusterPlan } from "./cluster_plan.ts";
+import {
+  applyConnectionPool,
+  applyHttpProtocolOptions,
+  applyLoadBalancer,
+  applyLocalityLbConfig,
+  applyOutlierDetection,
+  HTTP_PROTOCOL_OPTIONS_KEY,
+} from "./cluster_traffic_policy.ts";
+import { adsConfigSource, byString, durationFromString, socketAddress, typedConfig } from "./conversion.ts";
+import { planLoadAssignment } from "./endpoint.ts";
+import { inboundPorts, proxyLocality } from "./proxy_scope.ts";
+import { upstreamTlsContext, upstreamTransportSocket } from "./tls.ts";
+
+/** What an outbound cluster configurer may read besides the plan. */
+export interface ClusterContext {
+  readonly push: PushContext;
+  readonly proxy: Proxy;
+  /** The proxy's locality ("region/zone/subzone"), if known. */
+  readonly locality?: string;
+}
+
+/** Changes one part of an outbound cluster according to its plan. */
+export type ClusterConfigurer = (cluster: Cluster, plan: OutboundClusterPlan, ctx: ClusterContext) => void;
+
+const DISCOVERY_TYPES: Readonly<Record<Discovery, Cluster_DiscoveryType>> = {
+  EDS: Cluster_DiscoveryType.EDS,
+  STRICT_DNS: Cluster_DiscoveryType.STRICT_DNS,
+  LOGICAL_DNS: Cluster_DiscoveryType.LOGICAL_DNS,
+  ORIGINAL_DST: Cluster_DiscoveryType.ORIGINAL_DST,
+};
+
+/** The bare cluster for a plan: name, discovery type and where its hosts come from. */
+function clusterSkeleton(plan: OutboundClusterPlan, ctx: ClusterContext): Cluster {
+  const cluster = create(ClusterSchema, {
+    name: plan.name,
+    clusterDiscoveryType: { case: "type", value: DISCOVERY_TYPES[plan.discovery] },
+    connectTimeout: durationFromString(ctx.push.mesh.connectTimeout),
+  });
+  switch (plan.discovery) {
+    case "EDS":
+      cluster.edsClusterConfig = create(Cluster_EdsClusterConfigSchema, {
+        edsConfig: adsConfigSource(),
+        serviceName: plan.name,
+      });
+      break;
+    case "STRICT_DNS":
+    case "LOGICAL_DNS":
+      cluster.loadAssignment = planLoadAssignment(plan, ctx.locality);
+      cluster.dnsLookupFamily = Cluster_DnsLookupFamily.V4_ONLY;
+      cluster.respectDnsTtl = true;
+      break;
+    case "ORIGINAL_DST":
+      cluster.lbPolicy = Cluster_LbPolicy.CLUSTER_PROVIDED;
+      break;
+  }
+  return cluster;
+}
+
+/**
+ * The configurers every outbound cluster goes through, in order. Outlier detection comes
+ * before locality (failover needs it); TLS comes last. Security features (auto-mTLS) add
+ * their configurer here.
+ */
+export const OUTBOUND_CLUSTER_CONFIGURERS: readonly ClusterConfigurer[] = [
+  (c, plan) => applyConnectionPool(c, plan.policy.connectionPool),
+  (c, plan) => applyHttpProtocolOptions(c, plan.port, plan.policy.connectionPool),
+  (c, plan) => applyOutlierDetection(c, plan.policy.outlierDetection),
+  (c, plan) => applyLoadBalancer(c, plan.policy.loadBalancer),
+  (c, plan) => applyLocalityLbConfig(c, plan.policy.loadBalancer),
+  (c, plan) => {
+    const tls = plan.policy.tls;
+    if (!tls) return;
+    const context = upstreamTlsContext(tls, {
+      host: plan.service.hostname,
+      port: plan.port.number,
+      protocol: plan.port.protocol,
+      subset: plan.subset,
+      identities: plan.identities,
+    });
+    if (context) c.transportSocket = upstreamTransportSocket(context);
+  },
+];
+
+/** Renders one planned outbound cluster. */
+export function outboundCluster(plan: OutboundClusterPlan, ctx: ClusterContext): Cluster {
+  const cluster = clusterSkeleton(plan, ctx);
+  for (const configure of OUTBOUND_CLUSTER_CONFIGURERS) configure(cluster, plan, ctx);
+  return cluster;
+}
+
+/**
+ * `inbound|PORT||` per port the proxy's workload serves: STATIC to 127.0.0.1:PORT, HTTP/2 for
+ * HTTP2 and gRPC ports, with the Sidecar's `inboundConnectionPool` limits.
+ */
+export function inboundClusters(push: PushContext, proxy: Proxy): Cluster[] {
+  const pool = push.sidecarFor(proxy)?.spec.inboundConnectionPool;
+  return inboundPorts(push, proxy).map(({ port, endpoint }) => {
+    const name = inboundClusterName(port);
+    const cluster = create(ClusterSchema, {
+      name,
+      clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.STATIC },
+      connectTimeout: durationFromString(push.mesh.connectTimeout),
+      loadAssignment: create(ClusterLoadAssignmentSchema, {
+        clusterName: name,
+        endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress("127.0.0.1", port) } } }] }],
+      }),
+    });
+    applyConnectionPool(cluster, pool);
+    applyHttpProtocolOptions(cluster, endpoint.servicePort, pool);
+    return cluster;
+  });
+}
+
+/** `BlackHoleCluster`: STATIC without endpoints, so every connection fails at once. */
+export function blackHoleCluster(push: PushContext): Cluster {
+  return create(ClusterSchema, {
+    name: BLACKHOLE_CLUSTER,
+    clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.STATIC },
+    connectTimeout: durationFromString(push.mesh.connectTimeout),
+    loadAssignment: { clusterName: BLACKHOLE_CLUSTER },
+  });
+}
+
+/**
+ * `PassthroughCluster`: ORIGINAL_DST, so traffic goes where the application sent it, speaking
+ * whichever HTTP version the client spoke.
+ */
+export function passthroughCluster(push: PushContext): Cluster {
+  const cluster = create(ClusterSchema, {
+    name: PASSTHROUGH_CLUSTER,
+    clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.ORIGINAL_DST },
+    lbPolicy: Cluster_LbPolicy.CLUSTER_PROVIDED,
+    connectTimeout: durationFromString(push.mesh.connectTimeout),
+  });
+  applyConnectionPool(cluster, undefined);
+  cluster.typedExtensionProtocolOptions[HTTP_PROTOCOL_OPTIONS_KEY] = typedConfig(
+    HttpProtocolOptionsSchema,
+    create(HttpProtocolOptionsSchema, {
+      upstreamProtocolOptions: {
+        case: "useDownstreamProtocolConfig",
+        value: { httpProtocolOptions: {}, http2ProtocolOptions: {} },
+      },
+    }),
+  );
+  return cluster;
+}
+
+/**
+ * Every cluster of a sidecar or router, sorted by name: outbound per reachable service port
+ * and subset, inbound per served port (sidecars only), BlackHoleCluster and PassthroughCluster.
+ */
+export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
+  const ctx: ClusterContext = { push, proxy, locality: proxyLocality(push, proxy) };
+  const clusters = outboundClusterPlans(push, proxy).map((plan) => outboundCluster(plan, ctx));
+  if (proxy.type === "sidecar") clusters.push(...inboundClusters(push, proxy));
+  clusters.push(blackHoleCluster(push), passthroughCluster(push));
+  return clusters.sort((a, b) => byString(a.name, b.name));
+}

@@ -1,0 +1,289 @@
+/**
+ * DestinationRule traffic policy on clusters: which policy applies to a port and subset, and
+ * one small configurer per part of it (load balancer, connection pool, HTTP protocol options,
+ * outlier detection, locality weighting). TLS lives in tls.ts.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  type Cluster,
+  Cluster_DiscoveryType,
+  Cluster_LbPolicy,
+  Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema,
+  Cluster_CommonLbConfigSchema,
+  Cluster_LeastRequestLbConfigSchema,
+  Cluster_MaglevLbConfigSchema,
+  Cluster_RingHashLbConfigSchema,
+  Cluster_RoundRobinLbConfigSchema,
+  UpstreamConnectionOptionsSchema,
+} from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import {
+  type CircuitBreakers_Thresholds,
+  CircuitBreakers_ThresholdsSchema,
+  CircuitBreakersSchema,
+} from "#gen/envoy/config/cluster/v3/circuit_breaker_pb.ts";
+import { OutlierDetectionSchema } from "#gen/envoy/config/cluster/v3/outlier_detection_pb.ts";
+import { HttpProtocolOptionsSchema as CommonHttpProtocolOptionsSchema } from "#gen/envoy/config/core/v3/protocol_pb.ts";
+import {
+  type HttpProtocolOptions,
+  HttpProtocolOptionsSchema,
+} from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
+import type {
+  ConnectionPoolSettings,
+  DestinationRuleSpec,
+  LoadBalancerSettings,
+  OutlierDetection,
+  TrafficPolicy,
+} from "../../galley/kinds/networking.ts";
+import { isHttp2Protocol, isHttpProtocol, type ServicePort } from "../model/service.ts";
+import { PercentSchema } from "#gen/envoy/type/v3/percent_pb.ts";
+import { durationFromString, secondsFromString, typedConfig } from "./conversion.ts";
+
+/** The parts of a traffic policy that apply to one cluster, after port and subset overrides. */
+export interface ClusterPolicy {
+  readonly loadBalancer?: LoadBalancerSettings;
+  readonly connectionPool?: ConnectionPoolSettings;
+  readonly outlierDetection?: OutlierDetection;
+  readonly tls?: TrafficPolicy["tls"];
+}
+
+function portOverride(policy: TrafficPolicy | undefined, port: number): ClusterPolicy | undefined {
+  const pls = policy?.portLevelSettings?.find((p) => p.port?.number === port);
+  if (!pls) return undefined;
+  // Port-level settings do not inherit from the level above (Istio's documented rule).
+  return {
+    loadBalancer: pls.loadBalancer,
+    connectionPool: pls.connectionPool,
+    outlierDetection: pls.outlierDetection,
+    tls: pls.tls,
+  };
+}
+
+/**
+ * The policy for `port` of the rule's host, optionally for one subset, merged as Istio does:
+ * the top-level policy, replaced wholesale by its matching port-level settings; then each part
+ * the subset's policy sets, replaced wholesale by the subset's matching port-level settings.
+ */
+export function mergeTrafficPolicy(rule: DestinationRuleSpec | undefined, port: number, subset?: string): ClusterPolicy {
+  const top = rule?.trafficPolicy;
+  let merged: ClusterPolicy = portOverride(top, port) ?? {
+    loadBalancer: top?.loadBalancer,
+    connectionPool: top?.connectionPool,
+    outlierDetection: top?.outlierDetection,
+    tls: top?.tls,
+  };
+  if (subset === undefined) return merged;
+  const sp = rule?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
+  if (!sp) return merged;
+  merged = {
+    loadBalancer: sp.loadBalancer ?? merged.loadBalancer,
+    connectionPool: sp.connectionPool ?? merged.connectionPool,
+    outlierDetection: sp.outlierDetection ?? merged.outlierDetection,
+    tls: sp.tls ?? merged.tls,
+  };
+  return portOverride(sp, port) ?? merged;
+}
+
+const MAX_UINT32 = 4294967295;
+
+/** Istio's circuit-breaker defaults: no limits (Envoy's own defaults cause 503s during churn). */
+export function defaultThresholds(): CircuitBreakers_Thresholds {
+  return create(CircuitBreakers_ThresholdsSchema, {
+    maxConnections: MAX_UINT32,
+    maxPendingRequests: MAX_UINT32,
+    maxRequests: MAX_UINT32,
+    maxRetries: MAX_UINT32,
+    trackRemaining: true,
+  });
+}
+
+/**
+ * Connection pool → circuit-breaker thresholds, connect timeout and TCP keepalive. Always sets
+ * circuit breakers (the defaults when the pool says nothing).
+ */
+export function applyConnectionPool(cluster: Cluster, pool: ConnectionPoolSettings | undefined): void {
+  const t = defaultThresholds();
+  const http = pool?.http;
+  const tcp = pool?.tcp;
+  if (http?.http2MaxRequests) t.maxRequests = http.http2MaxRequests;
+  if (http?.http1MaxPendingRequests) t.maxPendingRequests = http.http1MaxPendingRequests;
+  if (http?.maxRetries) t.maxRetries = http.maxRetries;
+  if (tcp?.maxConnections) t.maxConnections = tcp.maxConnections;
+  if (tcp?.connectTimeout) cluster.connectTimeout = durationFromString(tcp.connectTimeout);
+  const ka = tcp?.tcpKeepalive;
+  if (ka) {
+    cluster.upstreamConnectionOptions = create(UpstreamConnectionOptionsSchema, {
+      tcpKeepalive: {
+        ...(ka.probes ? { keepaliveProbes: ka.probes } : {}),
+        ...(ka.time ? { keepaliveTime: secondsFromString(ka.time) } : {}),
+        ...(ka.interval ? { keepaliveInterval: secondsFromString(ka.interval) } : {}),
+      },
+    });
+  }
+  cluster.circuitBreakers = create(CircuitBreakersSchema, { thresholds: [t] });
+}
+
+/** The type URL key Envoy reads upstream HTTP options under. */
+export const HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/**
+ * Builds the upstream HTTP protocol options for a port, or undefined when Envoy's defaults
+ * (HTTP/1.1, no limits) apply: HTTP/2 for HTTP2/GRPC ports or an explicit h2 upgrade, the
+ * client's protocol when `useClientProtocol`, and idle timeout, requests per connection,
+ * connection lifetime and concurrent streams from the connection pool.
+ */
+export function httpProtocolOptions(
+  port: ServicePort,
+  pool: ConnectionPoolSettings | undefined,
+): HttpProtocolOptions | undefined {
+  if (!isHttpProtocol(port.protocol)) return undefined;
+  const http = pool?.http;
+  const upgrade = http?.h2UpgradePolicy;
+  const h2 = upgrade === "UPGRADE" || (upgrade !== "DO_NOT_UPGRADE" && isHttp2Protocol(port.protocol));
+  const idle = http?.idleTimeout ?? pool?.tcp?.idleTimeout;
+  const lifetime = pool?.tcp?.maxConnectionDuration;
+  const perConnection = http?.maxRequestsPerConnection;
+  const common = idle || lifetime || perConnection
+    ? create(CommonHttpProtocolOptionsSchema, {
+      ...(idle ? { idleTimeout: durationFromString(idle) } : {}),
+      ...(lifetime ? { maxConnectionDuration: durationFromString(lifetime) } : {}),
+      ...(perConnection ? { maxRequestsPerConnection: perConnection } : {}),
+    })
+    : undefined;
+  if (!h2 && !common && !http?.useClientProtocol) return undefined;
+  const streams = http?.maxConcurrentStreams;
+  return create(HttpProtocolOptionsSchema, {
+    ...(common ? { commonHttpProtocolOptions: common } : {}),
+    upstreamProtocolOptions: http?.useClientProtocol
+      ? { case: "useDownstreamProtocolConfig", value: { httpProtocolOptions: {}, http2ProtocolOptions: {} } }
+      : h2
+      ? {
+        case: "explicitHttpConfig",
+        value: {
+          protocolConfig: { case: "http2ProtocolOptions", value: streams ? { maxConcurrentStreams: streams } : {} },
+        },
+      }
+      : { case: "explicitHttpConfig", value: { protocolConfig: { case: "httpProtocolOptions", value: {} } } },
+  });
+}
+
+/** Sets the cluster's upstream HTTP protocol options for `port` (see {@link httpProtocolOptions}). */
+export function applyHttpProtocolOptions(
+  cluster: Cluster,
+  port: ServicePort,
+  pool: ConnectionPoolSettings | undefined,
+): void {
+  const options = httpProtocolOptions(port, pool);
+  if (options) cluster.typedExtensionProtocolOptions[HTTP_PROTOCOL_OPTIONS_KEY] = typedConfig(HttpProtocolOptionsSchema, options);
+}
+
+/**
+ * Outlier detection → Envoy's consecutive-5xx / gateway-error ejection. Success-rate ejection
+ * is turned off, and the panic threshold is `minHealthPercent` (0, i.e. never panic, unless set).
+ */
+export function applyOutlierDetection(cluster: Cluster, od: OutlierDetection | undefined): void {
+  if (!od) return;
+  const out = create(OutlierDetectionSchema, { enforcingSuccessRate: 0 });
+  if (od.consecutive5xxErrors !== undefined) {
+    out.consecutive5xx = od.consecutive5xxErrors;
+    out.enforcingConsecutive5xx = od.consecutive5xxErrors > 0 ? 100 : 0;
+  }
+  const gateway = od.consecutiveGatewayErrors ?? od.consecutiveErrors;
+  if (gateway !== undefined) {
+    out.consecutiveGatewayFailure = gateway;
+    out.enforcingConsecutiveGatewayFailure = gateway > 0 ? 100 : 0;
+  }
+  if (od.interval) out.interval = durationFromString(od.interval);
+  if (od.baseEjectionTime) out.baseEjectionTime = durationFromString(od.baseEjectionTime);
+  if (od.maxEjectionPercent) out.maxEjectionPercent = od.maxEjectionPercent;
+  if (od.splitExternalLocalOriginErrors) {
+    out.splitExternalLocalOriginErrors = true;
+    if (od.consecutiveLocalOriginFailures) {
+      out.consecutiveLocalOriginFailure = od.consecutiveLocalOriginFailures;
+      out.enforcingConsecutiveLocalOriginFailure = 100;
+    }
+    out.enforcingLocalOriginSuccessRate = 0;
+  }
+  cluster.outlierDetection = out;
+  cluster.commonLbConfig ??= create(Cluster_CommonLbConfigSchema, {});
+  cluster.commonLbConfig.healthyPanicThreshold = create(PercentSchema, { value: od.minHealthPercent ?? 0 });
+}
+
+function setSimpleLb(cluster: Cluster, policy: Cluster_LbPolicy, warmup: string | undefined): void {
+  cluster.lbPolicy = policy;
+  if (!warmup) return;
+  const slowStartConfig = { slowStartWindow: durationFromString(warmup) };
+  cluster.lbConfig = policy === Cluster_LbPolicy.ROUND_ROBIN
+    ? { case: "roundRobinLbConfig", value: create(Cluster_RoundRobinLbConfigSchema, { slowStartConfig }) }
+    : { case: "leastRequestLbConfig", value: create(Cluster_LeastRequestLbConfigSchema, { slowStartConfig }) };
+}
+
+/**
+ * The load balancer: LEAST_REQUEST unless told otherwise (Istio's default), ROUND_ROBIN,
+ * RANDOM, PASSTHROUGH (the cluster becomes ORIGINAL_DST), or a consistent hash (RING_HASH, or
+ * MAGLEV when asked). ORIGINAL_DST clusters always use CLUSTER_PROVIDED.
+ */
+export function applyLoadBalancer(cluster: Cluster, lb: LoadBalancerSettings | undefined): void {
+  if (isOriginalDst(cluster)) {
+    cluster.lbPolicy = Cluster_LbPolicy.CLUSTER_PROVIDED;
+    return;
+  }
+  switch (lb?.simple) {
+    case "ROUND_ROBIN":
+      setSimpleLb(cluster, Cluster_LbPolicy.ROUND_ROBIN, lb.warmupDurationSecs);
+      break;
+    case "RANDOM":
+      cluster.lbPolicy = Cluster_LbPolicy.RANDOM;
+      break;
+    case "PASSTHROUGH":
+      cluster.clusterDiscoveryType = { case: "type", value: Cluster_DiscoveryType.ORIGINAL_DST };
+      cluster.lbPolicy = Cluster_LbPolicy.CLUSTER_PROVIDED;
+      cluster.edsClusterConfig = undefined;
+      cluster.loadAssignment = undefined;
+      return;
+    default:
+      setSimpleLb(cluster, Cluster_LbPolicy.LEAST_REQUEST, lb?.warmupDurationSecs);
+  }
+  const ch = lb?.consistentHash;
+  if (!ch) return;
+  if (ch.maglev) {
+    cluster.lbPolicy = Cluster_LbPolicy.MAGLEV;
+    cluster.lbConfig = ch.maglev.tableSize
+      ? {
+        case: "maglevLbConfig",
+        value: create(Cluster_MaglevLbConfigSchema, { tableSize: BigInt(ch.maglev.tableSize) }),
+      }
+      : { case: undefined };
+    return;
+  }
+  cluster.lbPolicy = Cluster_LbPolicy.RING_HASH;
+  const size = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize ?? 1024;
+  cluster.lbConfig = {
+    case: "ringHashLbConfig",
+    value: create(Cluster_RingHashLbConfigSchema, { minimumRingSize: BigInt(size) }),
+  };
+}
+
+/** True for clusters whose discovery type is ORIGINAL_DST. */
+export function isOriginalDst(cluster: Cluster): boolean {
+  return cluster.clusterDiscoveryType.case === "type" &&
+    cluster.clusterDiscoveryType.value === Cluster_DiscoveryType.ORIGINAL_DST;
+}
+
+/**
+ * Turns on locality-weighted balancing when the locality settings need it: `distribute`
+ * weights, or `failover` together with outlier detection (without it Envoy never fails over).
+ * The weights and priorities themselves are set on the endpoints (locality_lb.ts).
+ */
+export function applyLocalityLbConfig(cluster: Cluster, lb: LoadBalancerSettings | undefined): void {
+  const setting = lb?.localityLbSetting;
+  if (!setting || setting.enabled === false) return;
+  const failover = (setting.failover?.length ?? 0) > 0 && cluster.outlierDetection !== undefined;
+  if ((setting.distribute?.length ?? 0) === 0 && !failover) return;
+  cluster.commonLbConfig ??= create(Cluster_CommonLbConfigSchema, {});
+  cluster.commonLbConfig.localityConfigSpecifier = {
+    case: "localityWeightedLbConfig",
+    value: create(Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema, {}),
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * TLS transport sockets: the upstream side (DestinationRule `tls`: DISABLE, SIMPLE, MUTUAL,
+ * ISTIO_MUTUAL) and the downstream side of gateway servers. Secrets come from the node agent's
+ * SDS server (the `sds-grpc` cluster of the Envoy bootstrap): the workload's own certificate is
+ * the secret `default`, the mesh root `ROOTCA`, a `credentialName` names its own secret and its
+ * CA `<credentialName>-cacert`.
+ *
+ * This file is the seam for the security work: auto-mTLS (transport socket matches on the
+ * endpoints' `tlsMode`) and PeerAuthentication (inbound filter chains) build on these functions.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { type ConfigSource, ConfigSourceSchema, ApiConfigSource_ApiType, ApiVersion } from "#gen/envoy/config/core/v3/config_source_pb.ts";
+import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import {
+  type CertificateValidationContext,
+  CertificateValidationContextSchema,
+  type TlsCertificate,
+  TlsCertificateSchema,
+  type TlsParameters,
+  TlsParameters_TlsProtocol,
+  TlsParametersSchema,
+} from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
+import { type SdsSecretConfig, SdsSecretConfigSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
+import {
+  type CommonTlsContext,
+  CommonTlsContext_CombinedCertificateValidationContextSchema,
+  CommonTlsContextSchema,
+  type DownstreamTlsContext,
+  DownstreamTlsContextSchema,
+  type UpstreamTlsContext,
+  UpstreamTlsContextSchema,
+} from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
+import type { ClientTLSSettings, ServerTLSSettings, TLSProtocol } from "../../galley/kinds/networking.ts";
+import { isHttp2Protocol, type Protocol } from "../model/service.ts";
+import { exactMatcher, typedConfig, zeroDuration } from "./conversion.ts";
+
+/** The Envoy bootstrap cluster that reaches the node agent's SDS server. */
+export const SDS_CLUSTER = "sds-grpc";
+/** SDS name of the workload's own certificate and key. */
+export const SDS_WORKLOAD_CERT = "default";
+/** SDS name of the mesh's root certificate. */
+export const SDS_ROOT_CA = "ROOTCA";
+/** The CA bundle used to verify external servers when a rule names no `caCertificates`. */
+export const SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt";
+/** The transport socket name Envoy knows TLS by. */
+export const TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls";
+
+/** `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`. */
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+/** Where secrets are fetched from: the node agent's SDS server over the bootstrap's `sds-grpc` cluster. */
+export function agentSdsConfig(): ConfigSource {
+  return create(ConfigSourceSchema, {
+    configSourceSpecifier: {
+      case: "apiConfigSource",
+      value: {
+        apiType: ApiConfigSource_ApiType.GRPC,
+        transportApiVersion: ApiVersion.V3,
+        grpcServices: [{ targetSpecifier: { case: "envoyGrpc", value: { clusterName: SDS_CLUSTER } } }],
+        setNodeOnFirstMessageOnly: true,
+      },
+    },
+    initialFetchTimeout: zeroDuration(),
+    resourceApiVersion: ApiVersion.V3,
+  });
+}
+
+/** A secret fetched by name from the node agent. */
+export function sdsSecret(name: string): SdsSecretConfig {
+  return create(SdsSecretConfigSchema, { name, sdsConfig: agentSdsConfig() });
+}
+
+/** What upstream TLS needs to know about the destination. */
+export interface UpstreamTlsTarget {
+  /** The service's host name. */
+  readonly host: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  /** Subset name, "" for the service's default cluster. */
+  readonly subset: string;
+  /** SPIFFE identities the destination's workloads present, for ISTIO_MUTUAL. */
+  readonly identities: readonly string[];
+}
+
+/** Istio's SNI for mesh mTLS: `outbound_.PORT_.SUBSET_.HOST`. */
+export function istioMtlsSni(target: Pick<UpstreamTlsTarget, "host" | "port" | "subset">): string {
+  return `outbound_.${target.port}_.${target.subset}_.${target.host}`;
+}
+
+function validationFromSettings(tls: ClientTLSSettings, sans: readonly string[]): CertificateValidationContext {
+  return create(CertificateValidationContextSchema, {
+    trustedCa: { specifier: { case: "filename", value: tls.caCertificates || SYSTEM_CA_FILE } },
+    matchSubjectAltNames: sans.map(exactMatcher),
+    ...(tls.caCrl ? { crl: { specifier: { case: "filename", value: tls.caCrl } } } : {}),
+  });
+}
+
+function fileCertificate(chain: string, key: string): TlsCertificate {
+  return create(TlsCertificateSchema, {
+    certificateChain: { specifier: { case: "filename", value: chain } },
+    privateKey: { specifier: { case: "filename", value: key } },
+  });
+}
+
+/** The mesh identity: the workload certificate and the mesh root, both over SDS. */
+function istioMutualContext(sans: readonly string[], alpn: readonly string[]): CommonTlsContext {
+  return create(CommonTlsContextSchema, {
+    tlsCertificateSdsSecretConfigs: [sdsSecret(SDS_WORKLOAD_CERT)],
+    validationContextType: {
+      case: "combinedValidationContext",
+      value: {
+        defaultValidationContext: { matchSubjectAltNames: sans.map(exactMatcher) },
+        validationContextSdsSecretConfig: sdsSecret(SDS_ROOT_CA),
+      },
+    },
+    alpnProtocols: [...alpn],
+  });
+}
+
+/**
+ * The UpstreamTlsContext a DestinationRule's `tls` asks for, or undefined for DISABLE (and
+ * for no mode).
+ *
+ * - ISTIO_MUTUAL: SDS secrets `default` and `ROOTCA`, SANs = the rule's `subjectAltNames` or
+ *   the destination's SPIFFE identities, SNI `outbound_.PORT_.SUBSET_.HOST`, ALPN `istio`.
+ * - SIMPLE: verify the server with `caCertificates` (the system bundle when unset; nothing with
+ *   `insecureSkipVerify`) and `subjectAltNames`; SNI is `sni` or the host name.
+ * - MUTUAL: SIMPLE plus a client certificate from files, or every secret from `credentialName`.
+ */
+export function upstreamTlsContext(tls: ClientTLSSettings, target: UpstreamTlsTarget): UpstreamTlsContext | undefined {
+  const sans = tls.subjectAltNames && tls.subjectAltNames.length > 0 ? tls.subjectAltNames : undefined;
+  switch (tls.mode) {
+    case "ISTIO_MUTUAL": {
+      const alpn = isHttp2Protocol(target.protocol)
+        ? ["istio-peer-exchange", "istio", "h2"]
+        : ["istio-peer-exchange", "istio"];
+      return create(UpstreamTlsContextSchema, {
+        commonTlsContext: istioMutualContext(sans ?? target.identities, alpn),
+        sni: tls.sni || istioMtlsSni(target),
+      });
+    }
+    case "SIMPLE":
+    case "MUTUAL": {
+      const common = create(CommonTlsContextSchema, {});
+      if (tls.credentialName) {
+        if (tls.mode === "MUTUAL") common.tlsCertificateSdsSecretConfigs = [sdsSecret(tls.credentialName)];
+        if (!tls.insecureSkipVerify) {
+          common.validationContextType = {
+            case: "combinedValidationContext",
+            value: create(CommonTlsContext_CombinedCertificateValidationContextSchema, {
+              defaultValidationContext: { matchSubjectAltNames: (sans ?? []).map(exactMatcher) },
+              validationContextSdsSecretConfig: sdsSecret(`${tls.credentialName}-cacert`),
+            }),
+          };
+        }
+      } else {
+        if (tls.mode === "MUTUAL" && tls.clientCertificate && tls.privateKey) {
+          common.tlsCertificates = [fileCertificate(tls.clientCertificate, tls.privateKey)];
+        }
+        if (!tls.insecureSkipVerify) {
+          common.validationContextType = { case: "validationContext", value: validationFromSettings(tls, sans ?? []) };
+        }
+      }
+      const sni = tls.sni || (target.host.startsWith("*") ? "" : target.host);
+      return create(UpstreamTlsContextSchema, { commonTlsContext: common, sni });
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Wraps an upstream TLS context as the `envoy.transport_sockets.tls` transport socket. */
+export function upstreamTransportSocket(context: UpstreamTlsContext): TransportSocket {
+  return create(TransportSocketSchema, {
+    name: TLS_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: typedConfig(UpstreamTlsContextSchema, context) },
+  });
+}
+
+const TLS_VERSIONS: Readonly<Record<TLSProtocol, TlsParameters_TlsProtocol>> = {
+  TLS_AUTO: TlsParameters_TlsProtocol.TLS_AUTO,
+  TLSV1_0: TlsParameters_TlsProtocol.TLSv1_0,
+  TLSV1_1: TlsParameters_TlsProtocol.TLSv1_1,
+  TLSV1_2: TlsParameters_TlsProtocol.TLSv1_2,
+  TLSV1_3: TlsParameters_TlsProtocol.TLSv1_3,
+};
+
+function tlsParameters(tls: ServerTLSSettings): TlsParameters | undefined {
+  if (!tls.minProtocolVersion && !tls.maxProtocolVersion && !tls.cipherSuites?.length) return undefined;
+  return create(TlsParametersSchema, {
+    ...(tls.minProtocolVersion ? { tlsMinimumProtocolVersion: TLS_VERSIONS[tls.minProtocolVersion] } : {}),
+    ...(tls.maxProtocolVersion ? { tlsMaximumProtocolVersion: TLS_VERSIONS[tls.maxProtocolVersion] } : {}),
+    cipherSuites: [...(tls.cipherSuites ?? [])],
+  });
+}
+
+/** True for gateway server TLS modes where the gateway terminates TLS itself. */
+export function terminatesTls(tls: ServerTLSSettings | undefined): boolean {
+  return tls?.mode === "SIMPLE" || tls?.mode === "MUTUAL" || tls?.mode === "ISTIO_MUTUAL" ||
+    tls?.mode === "OPTIONAL_MUTUAL";
+}
+
+/**
+ * The DownstreamTlsContext of a gateway server that terminates TLS (SIMPLE, MUTUAL,
+ * OPTIONAL_MUTUAL, ISTIO_MUTUAL), or undefined for passthrough modes. Certificates come from
+ * `credentialName` over SDS, else from the files named; ALPN offers h2 and http/1.1.
+ */
+export function downstreamTlsContext(tls: ServerTLSSettings): DownstreamTlsContext | undefined {
+  if (!terminatesTls(tls)) return undefined;
+  const alpn = ["h2", "http/1.1"];
+  const params = tlsParameters(tls);
+  const sans = (tls.subjectAltNames ?? []).map(exactMatcher);
+  let common: CommonTlsContext;
+  if (tls.mode === "ISTIO_MUTUAL") {
+    common = istioMutualContext(tls.subjectAltNames ?? [], alpn);
+  } else {
+    common = create(CommonTlsContextSchema, { alpnProtocols: alpn });
+    if (tls.credentialName) common.tlsCertificateSdsSecretConfigs = [sdsSecret(tls.credentialName)];
+    else if (tls.serverCertificate && tls.privateKey) {
+      common.tlsCertificates = [fileCertificate(tls.serverCertificate, tls.privateKey)];
+    }
+    if (tls.mode !== "SIMPLE") {
+      const extra = {
+        matchSubjectAltNames: sans,
+        verifyCertificateSpki: [...(tls.verifyCertificateSpki ?? [])],
+        verifyCertificateHash: [...(tls.verifyCertificateHash ?? [])],
+      };
+      common.validationContextType = tls.credentialName
+        ? {
+          case: "combinedValidationContext",
+          value: create(CommonTlsContext_CombinedCertificateValidationContextSchema, {
+            defaultValidationContext: extra,
+            validationContextSdsSecretConfig: sdsSecret(tls.caCertCredentialName ?? `${tls.credentialName}-cacert`),
+          }),
+        }
+        : {
+          case: "validationContext",
+          value: create(CertificateValidationContextSchema, {
+            ...extra,
+            ...(tls.caCertificates ? { trustedCa: { specifier: { case: "filename", value: tls.caCertificates } } } : {}),
+            ...(tls.caCrl ? { crl: { specifier: { case: "filename", value: tls.caCrl } } } : {}),
+          }),
+        };
+    }
+  }
+  if (params) common.tlsParams = params;
+  return create(DownstreamTlsContextSchema, {
+    commonTlsContext: common,
+    requireClientCertificate: tls.mode === "MUTUAL" || tls.mode === "ISTIO_MUTUAL",
+  });
+}
+
+/** Wraps a downstream TLS context as the `envoy.transport_sockets.tls` transport socket. */
+export function downstreamTransportSocket(context: DownstreamTlsContext): TransportSocket {
+  return create(TransportSocketSchema, {
+    name: TLS_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: typedConfig(DownstreamTlsContextSchema, context) },
+  });
+}
