@@ -1,11 +1,12 @@
 /**
  * meshd: CLI wiring only. Commands come from their modules; signals end the process.
  */
+import { caCommand, tokenCommand } from "./mod/citadel/mod.ts";
 import type { Command } from "./mod/cli/command.ts";
 import { runCli } from "./mod/cli/run.ts";
 import { versionCommand } from "./mod/cli/version_command.ts";
 import { analyzeCommand, configStatusCommand, validateCommand } from "./mod/galley/mod.ts";
-import { proxyConfigCommand, proxyStatusCommand } from "./mod/pilot/mod.ts";
+import { proxyConfigCommand, proxyStatusCommand, simulateCommand } from "./mod/pilot/mod.ts";
 import { createServeCommand } from "./mod/runtime/serve_command.ts";
 
 const commands: readonly Command[] = [
@@ -15,6 +16,9 @@ const commands: readonly Command[] = [
   configStatusCommand,
   proxyStatusCommand,
   proxyConfigCommand,
+  simulateCommand,
+  tokenCommand,
+  caCommand,
   versionCommand,
 ];
 

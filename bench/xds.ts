@@ -255,8 +255,9 @@ function cpuSec(pid: number): number {
   }
 }
 
-function rssKiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
 }
 
 /** Waits until `pid` has used at most one clock tick over `quietMs`, or `maxMs` passed. */
@@ -653,7 +654,12 @@ async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir
     await idle(pid);
     const connectCpuSec = cpuSec(pid) - cpu0;
     const connectClientCpuSec = clients.cpuSec() - ccpu0;
-    await Bun.sleep(1000);
+    const rssSamples: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      await Bun.sleep(1000);
+      rssSamples.push(rssKiB(pid));
+    }
+    log(`  RSS samples after full config (KiB, 1 s apart): ${rssSamples.join(" ")}; peak ${rssKiB(pid, "VmHWM")}`);
     const rssAfterKiB = rssKiB(pid);
     const meshdConnected = (await meshd.metrics()).get("pilot_xds_connected") ?? NaN;
     log(`  ${n} clients: full config in ${fullConfigMs.toFixed(0)} ms; route change`);

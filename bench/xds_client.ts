@@ -267,7 +267,10 @@ interface Sub {
 interface Sidecar {
   readonly index: number;
   stream?: http2.ClientHttp2Stream;
-  pending?: Buffer;
+  /** Received parts of an incomplete message, their size, and the complete size (0: not known yet). */
+  parts: Buffer[];
+  partsBytes: number;
+  need: number;
   node: Buffer;
   opened: boolean;
   full: boolean;
@@ -372,9 +375,21 @@ function onMessage(sc: Sidecar, b: Buffer, s: number, e: number): void {
 
 function onData(sc: Sidecar, chunk: Buffer): void {
   let b = chunk;
-  if (sc.pending) {
-    b = Buffer.concat([sc.pending, chunk]);
-    sc.pending = undefined;
+  if (sc.parts.length > 0) {
+    // A large message arrives in many DATA frames: gather them, join once it is complete.
+    sc.parts.push(chunk);
+    sc.partsBytes += chunk.length;
+    if (sc.need === 0) {
+      if (sc.partsBytes < 5) return;
+      const joined = Buffer.concat(sc.parts, sc.partsBytes);
+      sc.parts = [joined];
+      sc.need = 5 + joined.readUInt32BE(1);
+    }
+    if (sc.partsBytes < sc.need) return;
+    b = Buffer.concat(sc.parts, sc.partsBytes);
+    sc.parts = [];
+    sc.partsBytes = 0;
+    sc.need = 0;
   }
   let p = 0;
   while (b.length - p >= 5) {
@@ -383,7 +398,12 @@ function onData(sc: Sidecar, chunk: Buffer): void {
     onMessage(sc, b, p + 5, p + 5 + len);
     p += 5 + len;
   }
-  if (p < b.length) sc.pending = b.subarray(p);
+  if (p < b.length) {
+    const rest = b.subarray(p);
+    sc.parts = [rest];
+    sc.partsBytes = rest.length;
+    sc.need = rest.length >= 5 ? 5 + rest.readUInt32BE(1) : 0;
+  }
 }
 
 function openStream(session: http2.ClientHttp2Session, sc: Sidecar): void {
@@ -440,6 +460,9 @@ function start(c: StartCommand): void {
       full: false,
       closed: false,
       converged: false,
+      parts: [],
+      partsBytes: 0,
+      need: 0,
       subs: { CDS: sub(), EDS: sub(), LDS: sub(), RDS: sub() },
     });
   }

@@ -4,7 +4,12 @@
  * over TLS (`listenTls`), with graceful shutdown of both.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { type ConnectRouter, createContextKey, createContextValues, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  createContextKey,
+  createContextValues,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -157,7 +162,9 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
 
     async shutdown(graceMs) {
       if (servers.length === 0) return;
-      const closed = Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
+      const closed = Promise.all(
+        servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))),
+      );
       shutdownController.abort();
       for (const s of sessions) if (!s.closed) s.close();
       let timer: ReturnType<typeof setTimeout> | undefined;

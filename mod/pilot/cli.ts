@@ -6,7 +6,12 @@ import type { SettingSpec } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
 import type { ProxySync } from "./xds/sync_status.ts";
 
-const ADMIN: SettingSpec = { name: "admin-addr", kind: { type: "addr" }, default: "127.0.0.1:15014", help: "admin address of the daemon" };
+const ADMIN: SettingSpec = {
+  name: "admin-addr",
+  kind: { type: "addr" },
+  default: "127.0.0.1:15014",
+  help: "admin address of the daemon",
+};
 const OUTPUT: SettingSpec = {
   name: "output",
   short: "o",
@@ -29,13 +34,16 @@ async function getJson<T>(addr: string, path: string): Promise<{ status: number;
 /** Renders rows as left-aligned columns. */
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("").trimEnd()).join("\n") + "\n";
+  return rows.map((r) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("").trimEnd()
+  ).join("\n") + "\n";
 }
 
 /** `meshd proxy-status`: every connected proxy and whether it is in sync, per type. */
 export const proxyStatusCommand: Command = {
   name: "proxy-status",
-  summary: "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT",
+  summary:
+    "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT",
   usage: "meshd proxy-status [--admin-addr HOST:PORT] [-o short|json] [PROXY_ID]",
   settings: () => [ADMIN, OUTPUT],
   args: { min: 0, max: 1, name: "PROXY_ID" },
@@ -53,7 +61,9 @@ export const proxyStatusCommand: Command = {
       return s.state === "NACKED" ? `NACKED (${s.nackMessage ?? ""})` : s.state;
     };
     const rows = [["NAME", "CDS", "LDS", "EDS", "RDS", "MODE"]];
-    for (const p of list) rows.push([p.proxy, cell(p, "CDS"), cell(p, "LDS"), cell(p, "EDS"), cell(p, "RDS"), p.mode]);
+    for (const p of list) {
+      rows.push([p.proxy, cell(p, "CDS"), cell(p, "LDS"), cell(p, "EDS"), cell(p, "RDS"), p.mode]);
+    }
     inv.out(table(rows));
     return 0;
   },
@@ -85,17 +95,22 @@ export const proxyConfigCommand: Command = {
     if (status === 404) throw new UsageError(`meshd proxy-config: proxy ${id} is not connected`);
     if (status !== 200) throw new Error(`meshd answered ${status}: ${JSON.stringify(body)}`);
     const type = inv.settings.string("type");
-    const pick = (k: string) => (type === "all" || `${type}s` === k ? (body[k] as Array<Record<string, unknown>>) : []);
+    const pick = (
+      k: string,
+    ) => (type === "all" || `${type}s` === k ? (body[k] as Array<Record<string, unknown>>) : []);
     if (inv.settings.string("output") === "json") {
       const out: Record<string, unknown> = {};
-      for (const k of ["clusters", "listeners", "routes", "endpoints"]) if (type === "all" || `${type}s` === k) out[k] = body[k];
+      for (const k of ["clusters", "listeners", "routes", "endpoints"]) {
+        if (type === "all" || `${type}s` === k) out[k] = body[k];
+      }
       inv.out(JSON.stringify(out, null, 2) + "\n");
       return 0;
     }
     const rows: string[][] = [["KIND", "NAME", "DETAIL"]];
     for (const c of pick("clusters")) rows.push(["cluster", String(c.name), String(c.type ?? "EDS")]);
     for (const l of pick("listeners")) {
-      const sa = (l.address as { socketAddress?: { address?: string; portValue?: number } } | undefined)?.socketAddress;
+      const sa = (l.address as { socketAddress?: { address?: string; portValue?: number } } | undefined)
+        ?.socketAddress;
       rows.push(["listener", String(l.name), sa ? `${sa.address}:${sa.portValue ?? 0}` : "api listener"]);
     }
     for (const r of pick("routes")) {
@@ -103,7 +118,10 @@ export const proxyConfigCommand: Command = {
       rows.push(["route", String(r.name), `${vhs.length} virtual hosts`]);
     }
     for (const e of pick("endpoints")) {
-      const n = ((e.endpoints as Array<{ lbEndpoints?: unknown[] }> | undefined) ?? []).reduce((s, l) => s + (l.lbEndpoints?.length ?? 0), 0);
+      const n = ((e.endpoints as Array<{ lbEndpoints?: unknown[] }> | undefined) ?? []).reduce(
+        (s, l) => s + (l.lbEndpoints?.length ?? 0),
+        0,
+      );
       rows.push(["endpoint", String(e.clusterName), `${n} endpoints`]);
     }
     inv.out(table(rows));

@@ -12,6 +12,7 @@ import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
+import { AUTO_REGISTER_GRACE_SETTING, createAutoRegistry } from "./autoregister.ts";
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
 import { createDebouncer } from "./xds/debounce.ts";
@@ -19,8 +20,19 @@ import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts
 import { syncStatus } from "./xds/sync_status.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
-  { name: "push-debounce", kind: { type: "duration" }, default: 100, help: "quiet time after a config change before pushing" },
-  { name: "push-debounce-max", kind: { type: "duration" }, default: 10_000, help: "longest a push waits while changes keep coming" },
+  {
+    name: "push-debounce",
+    kind: { type: "duration" },
+    default: 100,
+    help: "quiet time after a config change before pushing",
+  },
+  {
+    name: "push-debounce-max",
+    kind: { type: "duration" },
+    default: 10_000,
+    help: "longest a push waits while changes keep coming",
+  },
+  AUTO_REGISTER_GRACE_SETTING,
 ];
 
 /** The pilot module definition. */
@@ -33,19 +45,31 @@ export const pilotModule: ModuleDefinition = {
     const store = ctx.links.find(CONFIG_STORE);
     const configReady = ctx.links.find(CONFIG_READY);
     const ads = ctx.links.find(ADS_SERVER);
-    if (!store || !configReady || !ads) throw new Error("pilot needs galley and the ADS server in the same process");
+    if (!store || !configReady || !ads) {
+      throw new Error("pilot needs galley and the ADS server in the same process");
+    }
     const m = ctx.metrics;
-    const pushes = new Counter({ name: "pilot_xds_pushes", help: "xDS responses sent, by type", labelNames: ["type"], registers: [m] });
+    const pushes = new Counter({
+      name: "pilot_xds_pushes",
+      help: "xDS responses sent, by type",
+      labelNames: ["type"],
+      registers: [m],
+    });
     const rejects = new Counter({
       name: "pilot_total_xds_rejects",
       help: "xDS responses rejected (NACKed) by proxies, by type",
       labelNames: ["type"],
       registers: [m],
     });
-    const connected = new Gauge({ name: "pilot_xds_connected", help: "Connected xDS streams of pilot's types", registers: [m] });
+    const connected = new Gauge({
+      name: "pilot_xds_connected",
+      help: "Connected xDS streams of pilot's types",
+      registers: [m],
+    });
     const pushTime = new Histogram({
       name: "pilot_xds_push_time",
-      help: "Seconds from the start of a push (debounce fired) until a response of that push was sent, by type",
+      help:
+        "Seconds from the start of a push (debounce fired) until a response of that push was sent, by type",
       labelNames: ["type"],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 3, 5, 10],
       registers: [m],
@@ -72,7 +96,15 @@ export const pilotModule: ModuleDefinition = {
      * Service registries beyond config (VM auto-registration, platform adapters). Each one's
      * changes trigger a debounced push like config changes do.
      */
-    const registries: ServiceRegistry[] = [];
+    const autoRegistry = createAutoRegistry({
+      store,
+      ads,
+      clock: ctx.clock,
+      logger: ctx.logger.child({ component: "autoregister" }),
+      graceMs: ctx.settings.number("auto-register-grace"),
+      debug: (h) => ctx.debug(h),
+    });
+    const registries: ServiceRegistry[] = [autoRegistry];
     let registryEpoch = 0;
     const buildPush = () =>
       createPushContext({
@@ -103,7 +135,7 @@ export const pilotModule: ModuleDefinition = {
         pushes.inc({ type: short.toLowerCase() });
         pushTime.observe({ type: short.toLowerCase() }, (ctx.clock.now() - pushStartedAt) / 1000);
         let m = awaitingAck.get(c);
-        if (!m) awaitingAck.set(c, (m = new Map()));
+        if (!m) awaitingAck.set(c, m = new Map());
         if (!m.has(typeUrl)) m.set(typeUrl, changeAt);
       },
       acked(c, typeUrl) {
@@ -140,7 +172,8 @@ export const pilotModule: ModuleDefinition = {
     ];
     configReady.promise.then(() => rebuild(ctx.clock.now()));
 
-    const pilotStreams = () => ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
+    const pilotStreams = () =>
+      ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
     ctx.debug({
       path: "syncz",
       description: "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages",
@@ -154,11 +187,14 @@ export const pilotModule: ModuleDefinition = {
         const streams = pilotStreams();
         const s = streams.find((x) => x.nodeId === id || x.connectionId === id);
         if (!s) {
-          return Response.json({ error: `no connected proxy ${id ?? "(give ?proxyID=)"}`, proxies: streams.map((x) => x.nodeId) }, {
+          return Response.json({
+            error: `no connected proxy ${id ?? "(give ?proxyID=)"}`,
+            proxies: streams.map((x) => x.nodeId),
+          }, {
             status: 404,
           });
         }
-        const { envoyRegistry } = await import("../shared/envoy_registry.ts");
+        const { TRANSLATE_REGISTRY: envoyRegistry } = await import("./translate/type_registry.ts");
         const proxy = provider.proxyOf({ connectionId: s.connectionId, node: s.node });
         const cfg = provider.configOf(proxy);
         const opts = { registry: envoyRegistry };
@@ -178,7 +214,11 @@ export const pilotModule: ModuleDefinition = {
       handle: () =>
         Response.json({
           version: provider.push().version,
-          services: provider.push().services.map((s) => ({ host: s.hostname, namespace: s.namespace, ports: s.ports })),
+          services: provider.push().services.map((s) => ({
+            host: s.hostname,
+            namespace: s.namespace,
+            ports: s.ports,
+          })),
           proxies: pilotStreams().length,
           types: Object.values(PILOT_TYPES),
         }),
@@ -189,6 +229,7 @@ export const pilotModule: ModuleDefinition = {
       ready: () => configReady.now(),
       stop() {
         for (const u of unsubscribers) u();
+        autoRegistry.close();
         debouncer.stop();
         return Promise.resolve();
       },

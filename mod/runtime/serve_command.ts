@@ -20,7 +20,10 @@ export function modulesSetting(catalogue: readonly ModuleDefinition[]): SettingS
 }
 
 /** The named modules plus every module they require, in catalogue order. */
-export function selectModules(catalogue: readonly ModuleDefinition[], names: readonly string[]): ModuleDefinition[] {
+export function selectModules(
+  catalogue: readonly ModuleDefinition[],
+  names: readonly string[],
+): ModuleDefinition[] {
   const wanted = new Set<string>();
   const add = (name: string) => {
     if (wanted.has(name)) return;

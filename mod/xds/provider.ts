@@ -41,7 +41,11 @@ export interface ResourceProvider {
    * (providers cache). Throwing refuses the request with the error's message (a gRPC error
    * ending the stream; a ConnectError keeps its code).
    */
-  resources(client: XdsClient, typeUrl: string, names: ReadonlySet<string> | "*"): ReadonlyMap<string, XdsResource>;
+  resources(
+    client: XdsClient,
+    typeUrl: string,
+    names: ReadonlySet<string> | "*",
+  ): ReadonlyMap<string, XdsResource>;
   /**
    * Registers a listener called when resources of some type URLs may have changed, for every
    * client (when `clients` is undefined) or those it selects. Returns an unsubscribe function.

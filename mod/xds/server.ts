@@ -171,7 +171,14 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
   }
 
   /** Handles a request's ACK/NACK part. Returns false when the request is stale and must be ignored. */
-  function acknowledge(s: Session, t: TypeState, typeUrl: string, nonce: string, version: string, error?: string): boolean {
+  function acknowledge(
+    s: Session,
+    t: TypeState,
+    typeUrl: string,
+    nonce: string,
+    version: string,
+    error?: string,
+  ): boolean {
     if (nonce === "") return true;
     if (nonce !== t.sentNonce) return false;
     if (error !== undefined) {
@@ -179,7 +186,12 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       t.lastNack = error;
       // The client kept its previous resources: it does not hold what the rejected response carried.
       for (const n of t.lastSentNames) t.known.delete(n);
-      log.warn("xDS update rejected by client", { node: s.client?.node.id, typeUrl, version: t.sentVersion, error });
+      log.warn("xDS update rejected by client", {
+        node: s.client?.node.id,
+        typeUrl,
+        version: t.sentVersion,
+        error,
+      });
       obs.nacked(s.client!, typeUrl, t.sentVersion ?? "", error);
     } else {
       t.ackedVersion = version;
@@ -188,14 +200,24 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return true;
   }
 
-  function openSession(mode: "sotw" | "delta", push: (s: Session, typeUrl: string, force: boolean) => void): Session {
-    const s: Session = { mode, connectedAt: now(), types: new Map(), push: (typeUrl, force) => push(s, typeUrl, force ?? false) };
+  function openSession(
+    mode: "sotw" | "delta",
+    push: (s: Session, typeUrl: string, force: boolean) => void,
+  ): Session {
+    const s: Session = {
+      mode,
+      connectedAt: now(),
+      types: new Map(),
+      push: (typeUrl, force) => push(s, typeUrl, force ?? false),
+    };
     return s;
   }
 
   function identify(s: Session, node: Node | undefined): void {
     if (s.client) return;
-    if (!node || node.id === "") throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
+    if (!node || node.id === "") {
+      throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
+    }
     s.client = { connectionId: `${node.id}-${++connectionSeq}`, node };
     sessions.add(s);
     log.info("xDS client connected", { node: node.id, mode: s.mode, connection: s.client.connectionId });
@@ -213,7 +235,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return req.errorDetail ? req.errorDetail.message || `code ${req.errorDetail.code}` : undefined;
   }
 
-  async function* sotw(requests: AsyncIterable<DiscoveryRequest>, ctx: HandlerContext): AsyncIterable<DiscoveryResponse> {
+  async function* sotw(
+    requests: AsyncIterable<DiscoveryRequest>,
+    ctx: HandlerContext,
+  ): AsyncIterable<DiscoveryResponse> {
     const out = createChannel<DiscoveryResponse>();
     let nonce = 0;
     const session = openSession("sotw", (s, typeUrl, force) => {
@@ -240,7 +265,14 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       t.sentNonce = String(++nonce);
       t.sentResources = picked.length;
       t.lastSentNames = send.map((r) => r.name);
-      out.push(create(DiscoveryResponseSchema, { versionInfo: version, typeUrl, nonce: t.sentNonce, resources: send.map((r) => r.resource) }));
+      out.push(
+        create(DiscoveryResponseSchema, {
+          versionInfo: version,
+          typeUrl,
+          nonce: t.sentNonce,
+          resources: send.map((r) => r.resource),
+        }),
+      );
       obs.pushed(s.client, typeUrl, version, send.length);
     });
     const reader = (async () => {
@@ -253,7 +285,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
         const t = typeState(session, typeUrl);
         const error = errorOf(req);
         if (!acknowledge(session, t, typeUrl, req.responseNonce, req.versionInfo, error)) continue;
-        const names = req.resourceNames.length === 0 || req.resourceNames.includes("*") ? "*" as const : new Set(req.resourceNames);
+        const names = req.resourceNames.length === 0 || req.resourceNames.includes("*")
+          ? "*" as const
+          : new Set(req.resourceNames);
         const changed = !sameNames(t.names, names);
         t.names = names;
         // A new subscription is always answered, even when it matches nothing yet.
@@ -263,7 +297,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     yield* drive(reader, out, session, ctx);
   }
 
-  async function* delta(requests: AsyncIterable<DeltaDiscoveryRequest>, ctx: HandlerContext): AsyncIterable<DeltaDiscoveryResponse> {
+  async function* delta(
+    requests: AsyncIterable<DeltaDiscoveryRequest>,
+    ctx: HandlerContext,
+  ): AsyncIterable<DeltaDiscoveryResponse> {
     const out = createChannel<DeltaDiscoveryResponse>();
     let nonce = 0;
     const session = openSession("delta", (s, typeUrl, force) => {
@@ -290,7 +327,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
         systemVersionInfo: version,
         typeUrl,
         nonce: t.sentNonce,
-        resources: changed.map((r) => create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })),
+        resources: changed.map((r) =>
+          create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })
+        ),
         removedResources: removed,
       }));
       obs.pushed(s.client, typeUrl, version, changed.length);
@@ -299,7 +338,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       for await (const req of requests) {
         identify(session, req.node);
         const typeUrl = req.typeUrl;
-        if (typeUrl === "") throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+        if (typeUrl === "") {
+          throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+        }
         providerFor(typeUrl);
         const first = !session.types.has(typeUrl);
         const t = typeState(session, typeUrl);
@@ -310,7 +351,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           for (const [name, v] of Object.entries(req.initialResourceVersions)) t.known.set(name, v);
         } else {
           if (req.resourceNamesSubscribe.includes("*")) t.names = "*";
-          else if (t.names !== "*") for (const n of req.resourceNamesSubscribe) t.names.add(n);
+          else if (t.names !== "*") { for (const n of req.resourceNamesSubscribe) t.names.add(n); }
           for (const n of req.resourceNamesUnsubscribe) {
             if (t.names !== "*") t.names.delete(n);
             t.known.delete(n);
@@ -318,13 +359,20 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           // Newly subscribed names must be sent even if the client had them before.
           for (const n of req.resourceNamesSubscribe) t.known.delete(n);
         }
-        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) session.push(typeUrl, true);
+        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) {
+          session.push(typeUrl, true);
+        }
       }
     })();
     yield* drive(reader, out, session, ctx);
   }
 
-  async function* drive<M>(reader: Promise<void>, out: ReturnType<typeof createChannel<M>>, session: Session, ctx: HandlerContext): AsyncIterable<M> {
+  async function* drive<M>(
+    reader: Promise<void>,
+    out: ReturnType<typeof createChannel<M>>,
+    session: Session,
+    ctx: HandlerContext,
+  ): AsyncIterable<M> {
     reader.then(() => out.close(), (err) => out.fail(err));
     const onAbort = () => out.close();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
@@ -333,7 +381,11 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code !== Code.Canceled) {
-        log.warn("xDS stream failed", { node: session.client?.node.id, code: Code[e.code], err: errorMessage(e.rawMessage) });
+        log.warn("xDS stream failed", {
+          node: session.client?.node.id,
+          code: Code[e.code],
+          err: errorMessage(e.rawMessage),
+        });
       }
       throw e;
     } finally {
@@ -359,7 +411,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       observers.push(observer);
     },
     register(grpc) {
-      grpc.service(AggregatedDiscoveryService, { streamAggregatedResources: sotw, deltaAggregatedResources: delta });
+      grpc.service(AggregatedDiscoveryService, {
+        streamAggregatedResources: sotw,
+        deltaAggregatedResources: delta,
+      });
     },
     streams() {
       return [...sessions].map((s) => ({

@@ -88,13 +88,17 @@ export function startClient(kind: ClientKind, xdsAddr: string, opts: { dir: stri
       ...process.env,
       GRPC_XDS_BOOTSTRAP_CONFIG: boot,
       GRPC_XDS_BOOTSTRAP: bootFile,
+      // C-core makes I/O progress on a channel only while the application polls it (a call is
+      // in flight) or when the backup poller runs, every 5 s by default: an idle python client
+      // would pick pushed config up 5-10 s late. Tests wait for pushes while idle, so poll often.
+      ...(kind === "python" ? { GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS: "50" } : {}),
       ...opts.env,
     },
   });
   let err = "";
   (async () => {
     const dec = new TextDecoder();
-    for await (const chunk of proc.stderr) err = (err + dec.decode(chunk)).slice(-20_000);
+    for await (const chunk of proc.stderr) err = (err + dec.decode(chunk)).slice(-200_000);
   })();
   const waiting = new Map<number, (line: Record<string, unknown>) => void>();
   (async () => {
@@ -279,4 +283,45 @@ export async function syncz(adminAddr: string): Promise<ProxySync[]> {
 /** The fraction of successful calls `backend` answered. */
 export function share(s: CallsSummary, backend: string): number {
   return s.ok === 0 ? 0 : (s.byBackend[backend] ?? 0) / s.ok;
+}
+
+/** A node id for a client named `name` in namespace "test". */
+export function nodeId(name: string): string {
+  return `sidecar~127.0.0.1~${name}.test~test.svc.cluster.local`;
+}
+
+/** True when every pilot type the proxy subscribed to is ACKed at the version last sent. */
+export function synced(p: ProxySync | undefined): boolean {
+  if (!p) return false;
+  const types = Object.values(p.types);
+  return types.length >= 4 && types.every((t) => t.state === "SYNCED");
+}
+
+/** The ACKed versions of a proxy, as one comparable string. */
+export function ackedVersions(p: ProxySync | undefined): string {
+  if (!p) return "";
+  return (["LDS", "RDS", "CDS", "EDS"] as const).map((k) => `${k}=${p.types[k]?.ackedVersion ?? ""}`).join(" ");
+}
+
+/**
+ * Waits until pilot has pushed something new to the proxy `node` (its ACKed versions differ
+ * from `before`) and the proxy ACKed every type. Throws, with the last syncz, when that does
+ * not happen within `timeoutMs`.
+ */
+export async function waitForPush(adminAddr: string, node: string, before: string, timeoutMs = 10_000): Promise<ProxySync> {
+  const end = Date.now() + timeoutMs;
+  let last: ProxySync | undefined;
+  for (;;) {
+    last = (await syncz(adminAddr)).find((p) => p.proxy === node);
+    if (synced(last) && ackedVersions(last) !== before) return last!;
+    if (Date.now() > end) {
+      throw new Error(`no new config ACKed by ${node} within ${timeoutMs} ms; syncz: ${JSON.stringify(last)}`);
+    }
+    await Bun.sleep(25);
+  }
+}
+
+/** Waits until the proxy `node` is connected and has ACKed every type. */
+export async function waitForSync(adminAddr: string, node: string, timeoutMs = 10_000): Promise<ProxySync> {
+  return await waitForPush(adminAddr, node, "\u0000", timeoutMs);
 }

@@ -15,7 +15,12 @@ export function pushFrom(...yaml: string[]): PushContext {
 }
 
 /** A sidecar proxy in `namespace` at `ip` with labels. */
-export function sidecar(ip: string, namespace: string, labels: Record<string, string> = {}, name = "app"): Proxy {
+export function sidecar(
+  ip: string,
+  namespace: string,
+  labels: Record<string, string> = {},
+  name = "app",
+): Proxy {
   return proxyFromNode({
     id: `sidecar~${ip}~${name}.${namespace}~${namespace}.svc.cluster.local`,
     metadata: { NAMESPACE: namespace, LABELS: labels },

@@ -4,7 +4,11 @@ import { createPushQueue } from "../../mod/xds/push_queue.ts";
 test("createPushQueue() merges pending pushes per key, orders types and drains in batches", async () => {
   const pushed: Array<[string, readonly string[]]> = [];
   const order = ["cds", "eds", "lds", "rds"];
-  const q = createPushQueue<string>({ batchSize: 2, order: (t) => order.indexOf(t), push: (k, types) => pushed.push([k, types]) });
+  const q = createPushQueue<string>({
+    batchSize: 2,
+    order: (t) => order.indexOf(t),
+    push: (k, types) => pushed.push([k, types]),
+  });
   q.enqueue("a", ["lds"]);
   q.enqueue("b", ["rds"]);
   q.enqueue("a", ["cds", "lds"]);

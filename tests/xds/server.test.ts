@@ -184,7 +184,14 @@ describe("ADS State of the World, incremental types", () => {
     if (r1 === "timeout") throw new Error("no response");
     expect(r1.resources).toHaveLength(2);
     // A SotW ACK restates the subscription.
-    reqs.push(create(DiscoveryRequestSchema, { typeUrl: EDS, versionInfo: r1.versionInfo, responseNonce: r1.nonce, resourceNames: ["x", "y", "z"] }));
+    reqs.push(
+      create(DiscoveryRequestSchema, {
+        typeUrl: EDS,
+        versionInfo: r1.versionInfo,
+        responseNonce: r1.nonce,
+        resourceNames: ["x", "y", "z"],
+      }),
+    );
     await Bun.sleep(50);
     eds.set("y", "2b");
     const r2 = await res.next();

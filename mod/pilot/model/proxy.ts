@@ -53,16 +53,21 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
   const id = node.id;
   const parts = id.split("~");
   if (parts.length !== 4) {
-    throw new ProxyIdError(`node id ${JSON.stringify(id)}: want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`);
+    throw new ProxyIdError(
+      `node id ${JSON.stringify(id)}: want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`,
+    );
   }
   const [type, ipField, nameNs, domain] = parts as [string, string, string, string];
   if (!TYPES.has(type as ProxyType)) {
-    throw new ProxyIdError(`node id ${JSON.stringify(id)}: type ${JSON.stringify(type)} is not sidecar, router or proxyless`);
+    throw new ProxyIdError(
+      `node id ${JSON.stringify(id)}: type ${JSON.stringify(type)} is not sidecar, router or proxyless`,
+    );
   }
   const md = (node.metadata ?? {}) as JsonObject;
   const dot = nameNs.lastIndexOf(".");
   const name = dot > 0 ? nameNs.slice(0, dot) : nameNs;
-  const namespace = str(md.NAMESPACE) ?? (dot > 0 ? nameNs.slice(dot + 1) : domain.split(".")[0] ?? "default");
+  const namespace = str(md.NAMESPACE) ??
+    (dot > 0 ? nameNs.slice(dot + 1) : domain.split(".")[0] ?? "default");
   const ips = str(md.INSTANCE_IPS)?.split(",").map((s) => s.trim()).filter(Boolean) ?? [];
   if (ipField !== "" && !ips.includes(ipField)) ips.unshift(ipField);
   const labelsMd = md.LABELS;
@@ -95,5 +100,6 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
  */
 export function proxyConfigKey(p: Proxy): string {
   const labels = Object.keys(p.labels).sort().map((k) => `${k}=${p.labels[k]}`).join(",");
-  return [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""].join("|");
+  return [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""]
+    .join("|");
 }

@@ -2,9 +2,14 @@
  * The PushContext: an immutable, indexed view of config and registries that translation reads.
  * One is built per push; everything translation needs arrives through it (rule 1 of DESIGN.md).
  */
-import type { DestinationRuleSpec, GatewaySpec, SidecarSpec, VirtualServiceSpec } from "../../galley/kinds/networking.ts";
+import type {
+  DestinationRuleSpec,
+  GatewaySpec,
+  SidecarSpec,
+  VirtualServiceSpec,
+} from "../../galley/kinds/networking.ts";
 import { hostCovers } from "../../galley/kinds/networking.ts";
-import { defaultMeshConfig, type MeshConfig, mergeMeshConfig } from "../../galley/kinds/mesh_config.ts";
+import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../galley/kinds/mesh_config.ts";
 import type { Resource } from "../../galley/resource.ts";
 import type { ConfigSnapshot } from "../../galley/store.ts";
 import type { Proxy } from "./proxy.ts";
@@ -55,7 +60,11 @@ export function resolveHost(host: string, namespace: string): string {
 }
 
 /** Whether a resource with `exportTo` in `ownNamespace` is visible from `fromNamespace`. */
-export function exportedTo(exportTo: readonly string[] | undefined, ownNamespace: string, fromNamespace: string): boolean {
+export function exportedTo(
+  exportTo: readonly string[] | undefined,
+  ownNamespace: string,
+  fromNamespace: string,
+): boolean {
   if (!exportTo || exportTo.length === 0) return true;
   for (const e of exportTo) {
     if (e === "*" || e === fromNamespace || (e === "." && ownNamespace === fromNamespace)) return true;
@@ -90,11 +99,15 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   const { config } = inputs;
   const meshResources = config.list("config.meshd.io", "MeshConfig");
   const mesh = meshResources.length > 0 ? mergeMeshConfig(meshResources[0]) : defaultMeshConfig;
-  const workloads: Workload[] = [...workloadsFromConfig(config), ...(inputs.registries ?? []).flatMap((r) => r.workloads)];
+  const workloads: Workload[] = [
+    ...workloadsFromConfig(config),
+    ...(inputs.registries ?? []).flatMap((r) => r.workloads),
+  ];
   const fromConfig = servicesFromConfig(config, workloads);
-  const services = [...fromConfig.services, ...(inputs.registries ?? []).flatMap((r) => r.services)].sort((a, b) =>
-    a.hostname === b.hostname ? (a.namespace < b.namespace ? -1 : 1) : a.hostname < b.hostname ? -1 : 1
-  );
+  const services = [...fromConfig.services, ...(inputs.registries ?? []).flatMap((r) => r.services)].sort((
+    a,
+    b,
+  ) => a.hostname === b.hostname ? (a.namespace < b.namespace ? -1 : 1) : a.hostname < b.hostname ? -1 : 1);
   const allEndpoints = [...fromConfig.endpoints, ...(inputs.registries ?? []).flatMap((r) => r.endpoints)];
   const byHost = new Map<string, Service[]>();
   for (const s of services) byHost.set(s.hostname, [...(byHost.get(s.hostname) ?? []), s]);
@@ -120,7 +133,9 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
 
   function sidecarFor(proxy: Proxy): Resource<SidecarSpec> | undefined {
     const inNs = sidecars.filter((s) => s.metadata.namespace === proxy.namespace);
-    return inNs.find((s) => s.spec.workloadSelector && labelsMatch(s.spec.workloadSelector.labels, proxy.labels)) ??
+    return inNs.find((s) =>
+      s.spec.workloadSelector && labelsMatch(s.spec.workloadSelector.labels, proxy.labels)
+    ) ??
       inNs.find((s) => !s.spec.workloadSelector) ??
       sidecars.find((s) => s.metadata.namespace === mesh.rootNamespace && !s.spec.workloadSelector);
   }
@@ -134,7 +149,8 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
         const ns = h.slice(0, slash);
         const host = h.slice(slash + 1);
         if (ns === "~") continue;
-        const nsOk = ns === "*" || (ns === "." ? svc.namespace === sc.metadata.namespace : svc.namespace === ns);
+        const nsOk = ns === "*" ||
+          (ns === "." ? svc.namespace === sc.metadata.namespace : svc.namespace === ns);
         if (nsOk && hostCovers(host, svc.hostname)) return true;
       }
     }
@@ -146,7 +162,9 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     const key = `${proxy.namespace}|${sc ? `${sc.metadata.namespace}/${sc.metadata.name}` : ""}`;
     let v = visibleMemo.get(key);
     if (!v) {
-      v = services.filter((s) => exportedTo(s.exportTo, s.namespace, proxy.namespace) && (!sc || egressAllows(sc, proxy, s)));
+      v = services.filter((s) =>
+        exportedTo(s.exportTo, s.namespace, proxy.namespace) && (!sc || egressAllows(sc, proxy, s))
+      );
       visibleMemo.set(key, v);
     }
     return v;
@@ -173,7 +191,8 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
           .filter((vs) => {
             const gws = (vs.spec.gateways && vs.spec.gateways.length > 0 ? vs.spec.gateways : ["mesh"])
               .map((g) => qualifyGateway(g, vs.metadata.namespace));
-            return gws.includes(gateway) && exportedTo(vs.spec.exportTo, vs.metadata.namespace, proxy.namespace);
+            return gws.includes(gateway) &&
+              exportedTo(vs.spec.exportTo, vs.metadata.namespace, proxy.namespace);
           })
           .sort((a, b) => {
             const ap = a.metadata.namespace === proxy.namespace ? 0 : 1;
@@ -188,19 +207,26 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       const svc = byHost.get(hostname)?.[0];
       const key = `${proxy.namespace}|${Object.entries(proxy.labels).sort().join(",")}|${hostname}`;
       if (drMemo.has(key)) return drMemo.get(key);
-      const namespaces = [proxy.namespace, svc?.namespace, mesh.rootNamespace].filter((n): n is string => n !== undefined);
+      const namespaces = [proxy.namespace, svc?.namespace, mesh.rootNamespace].filter((n): n is string =>
+        n !== undefined
+      );
       let found: Resource<DestinationRuleSpec> | undefined;
       for (const ns of namespaces) {
         let best: { r: Resource<DestinationRuleSpec>; host: string } | undefined;
         for (const dr of destinationRules) {
           if (dr.metadata.namespace !== ns) continue;
           if (!exportedTo(dr.spec.exportTo, ns, proxy.namespace)) continue;
-          if (dr.spec.workloadSelector && (ns !== proxy.namespace || !labelsMatch(dr.spec.workloadSelector.matchLabels, proxy.labels))) {
+          if (
+            dr.spec.workloadSelector &&
+            (ns !== proxy.namespace || !labelsMatch(dr.spec.workloadSelector.matchLabels, proxy.labels))
+          ) {
             continue;
           }
           const host = resolveHost(dr.spec.host, ns);
           if (!hostCovers(host, hostname)) continue;
-          if (!best || host === hostname || (best.host !== hostname && host.length > best.host.length)) best = { r: dr, host };
+          if (!best || host === hostname || (best.host !== hostname && host.length > best.host.length)) {
+            best = { r: dr, host };
+          }
         }
         if (best) {
           found = best.r;
@@ -210,7 +236,8 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       drMemo.set(key, found);
       return found;
     },
-    gatewaysFor: (proxy) => gateways.filter((g) => g.spec.selector !== undefined && labelsMatch(g.spec.selector, proxy.labels)),
+    gatewaysFor: (proxy) =>
+      gateways.filter((g) => g.spec.selector !== undefined && labelsMatch(g.spec.selector, proxy.labels)),
     sidecarFor,
     instancesOf(proxy) {
       const seen = new Set<string>();

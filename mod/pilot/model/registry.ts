@@ -111,7 +111,9 @@ export function servicesFromConfig(config: ConfigSnapshot, workloads: readonly W
       };
       if (spec.workloadSelector) {
         for (const w of workloads) {
-          if (w.namespace === ns && labelsMatch(spec.workloadSelector.labels, w.spec.labels ?? {})) add(w.spec, w.key, w.healthy, false);
+          if (w.namespace === ns && labelsMatch(spec.workloadSelector.labels, w.spec.labels ?? {})) {
+            add(w.spec, w.key, w.healthy, false);
+          }
         }
       } else if (spec.endpoints && spec.endpoints.length > 0) {
         for (const e of spec.endpoints) add(e, source, true, true);

@@ -30,7 +30,19 @@ export function isHttp2Protocol(p: Protocol): boolean {
 /** Reads a protocol name (any case); unknown names are UNSUPPORTED (treated as TCP). */
 export function parseProtocol(name: string | undefined): Protocol {
   const up = (name ?? "").toUpperCase();
-  const known: readonly Protocol[] = ["HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP"];
+  const known: readonly Protocol[] = [
+    "HTTP",
+    "HTTPS",
+    "HTTP2",
+    "GRPC",
+    "GRPC-WEB",
+    "TCP",
+    "TLS",
+    "MONGO",
+    "REDIS",
+    "MYSQL",
+    "UDP",
+  ];
   return (known as readonly string[]).includes(up) ? up as Protocol : "UNSUPPORTED";
 }
 

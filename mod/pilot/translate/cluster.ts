@@ -20,7 +20,7 @@ import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { BLACKHOLE_CLUSTER, inboundClusterName, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
-import { type Discovery, outboundClusterPlans, type OutboundClusterPlan } from "./cluster_plan.ts";
+import { type Discovery, type OutboundClusterPlan, outboundClusterPlans } from "./cluster_plan.ts";
 import {
   applyConnectionPool,
   applyHttpProtocolOptions,
@@ -125,7 +125,11 @@ export function inboundClusters(push: PushContext, proxy: Proxy): Cluster[] {
       connectTimeout: durationFromString(push.mesh.connectTimeout),
       loadAssignment: create(ClusterLoadAssignmentSchema, {
         clusterName: name,
-        endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress("127.0.0.1", port) } } }] }],
+        endpoints: [{
+          lbEndpoints: [{
+            hostIdentifier: { case: "endpoint", value: { address: socketAddress("127.0.0.1", port) } },
+          }],
+        }],
       }),
     });
     applyConnectionPool(cluster, pool);

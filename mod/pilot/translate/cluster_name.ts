@@ -21,7 +21,9 @@ export function inboundClusterName(port: number): string {
 }
 
 /** The parts of an outbound cluster name, or undefined for any other name. */
-export function parseOutboundClusterName(name: string): { port: number; subset: string; host: string } | undefined {
+export function parseOutboundClusterName(
+  name: string,
+): { port: number; subset: string; host: string } | undefined {
   const parts = name.split("|");
   if (parts.length !== 4 || parts[0] !== "outbound") return undefined;
   const port = Number(parts[1]);

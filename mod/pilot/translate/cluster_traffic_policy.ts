@@ -8,10 +8,10 @@
 import { create } from "@bufbuild/protobuf";
 import {
   type Cluster,
-  Cluster_DiscoveryType,
-  Cluster_LbPolicy,
   Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema,
   Cluster_CommonLbConfigSchema,
+  Cluster_DiscoveryType,
+  Cluster_LbPolicy,
   Cluster_LeastRequestLbConfigSchema,
   Cluster_MaglevLbConfigSchema,
   Cluster_RingHashLbConfigSchema,
@@ -65,7 +65,11 @@ function portOverride(policy: TrafficPolicy | undefined, port: number): ClusterP
  * the top-level policy, replaced wholesale by its matching port-level settings; then each part
  * the subset's policy sets, replaced wholesale by the subset's matching port-level settings.
  */
-export function mergeTrafficPolicy(rule: DestinationRuleSpec | undefined, port: number, subset?: string): ClusterPolicy {
+export function mergeTrafficPolicy(
+  rule: DestinationRuleSpec | undefined,
+  port: number,
+  subset?: string,
+): ClusterPolicy {
   const top = rule?.trafficPolicy;
   let merged: ClusterPolicy = portOverride(top, port) ?? {
     loadBalancer: top?.loadBalancer,
@@ -161,7 +165,10 @@ export function httpProtocolOptions(
       ? {
         case: "explicitHttpConfig",
         value: {
-          protocolConfig: { case: "http2ProtocolOptions", value: streams ? { maxConcurrentStreams: streams } : {} },
+          protocolConfig: {
+            case: "http2ProtocolOptions",
+            value: streams ? { maxConcurrentStreams: streams } : {},
+          },
         },
       }
       : { case: "explicitHttpConfig", value: { protocolConfig: { case: "httpProtocolOptions", value: {} } } },
@@ -175,7 +182,12 @@ export function applyHttpProtocolOptions(
   pool: ConnectionPoolSettings | undefined,
 ): void {
   const options = httpProtocolOptions(port, pool);
-  if (options) cluster.typedExtensionProtocolOptions[HTTP_PROTOCOL_OPTIONS_KEY] = typedConfig(HttpProtocolOptionsSchema, options);
+  if (options) {
+    cluster.typedExtensionProtocolOptions[HTTP_PROTOCOL_OPTIONS_KEY] = typedConfig(
+      HttpProtocolOptionsSchema,
+      options,
+    );
+  }
 }
 
 /**
@@ -216,7 +228,10 @@ function setSimpleLb(cluster: Cluster, policy: Cluster_LbPolicy, warmup: string 
   const slowStartConfig = { slowStartWindow: durationFromString(warmup) };
   cluster.lbConfig = policy === Cluster_LbPolicy.ROUND_ROBIN
     ? { case: "roundRobinLbConfig", value: create(Cluster_RoundRobinLbConfigSchema, { slowStartConfig }) }
-    : { case: "leastRequestLbConfig", value: create(Cluster_LeastRequestLbConfigSchema, { slowStartConfig }) };
+    : {
+      case: "leastRequestLbConfig",
+      value: create(Cluster_LeastRequestLbConfigSchema, { slowStartConfig }),
+    };
 }
 
 /**

@@ -7,15 +7,24 @@
  */
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { type Any, anyPack, type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
-import { ApiVersion, type ConfigSource, ConfigSourceSchema } from "#gen/envoy/config/core/v3/config_source_pb.ts";
-import { type Address, AddressSchema, type CidrRange, CidrRangeSchema } from "#gen/envoy/config/core/v3/address_pb.ts";
+import {
+  ApiVersion,
+  type ConfigSource,
+  ConfigSourceSchema,
+} from "#gen/envoy/config/core/v3/config_source_pb.ts";
+import {
+  type Address,
+  AddressSchema,
+  type CidrRange,
+  CidrRangeSchema,
+} from "#gen/envoy/config/core/v3/address_pb.ts";
 import { type StringMatcher, StringMatcherSchema } from "#gen/envoy/type/matcher/v3/string_pb.ts";
 import {
   type FractionalPercent,
   FractionalPercent_DenominatorType,
   FractionalPercentSchema,
 } from "#gen/envoy/type/v3/percent_pb.ts";
-import type { Percent, StringMatch } from "../../galley/kinds/networking.ts";
+import type { StringMatch } from "../../galley/kinds/networking.ts";
 import { parseDuration } from "../../shared/duration.ts";
 
 /**
@@ -25,11 +34,6 @@ import { parseDuration } from "../../shared/duration.ts";
 export function durationFromString(text: string): Duration {
   const ms = parseDuration(text);
   if (ms === undefined) throw new Error(`translate: ${JSON.stringify(text)} is not a duration`);
-  return durationFromNanos(BigInt(Math.round(ms * 1e6)));
-}
-
-/** A whole number of milliseconds as a protobuf Duration. */
-export function durationFromMillis(ms: number): Duration {
   return durationFromNanos(BigInt(Math.round(ms * 1e6)));
 }
 
@@ -65,11 +69,6 @@ export function wholePercent(value: number): FractionalPercent {
     numerator: Math.round(value),
     denominator: FractionalPercent_DenominatorType.HUNDRED,
   });
-}
-
-/** The value of an Istio Percent, or undefined when the field is absent. */
-export function percentValue(p: Percent | undefined): number | undefined {
-  return p === undefined ? undefined : p.value ?? 0;
 }
 
 /**
@@ -112,7 +111,9 @@ export function isPresenceMatch(m: StringMatch | undefined): boolean {
  */
 export function socketAddress(address: string, port: number): Address {
   if (address.startsWith("unix://")) {
-    return create(AddressSchema, { address: { case: "pipe", value: { path: address.slice("unix://".length) } } });
+    return create(AddressSchema, {
+      address: { case: "pipe", value: { path: address.slice("unix://".length) } },
+    });
   }
   return create(AddressSchema, {
     address: { case: "socketAddress", value: { address, portSpecifier: { case: "portValue", value: port } } },

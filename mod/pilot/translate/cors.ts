@@ -5,7 +5,10 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { type CorsPolicy as EnvoyCorsPolicy, CorsPolicySchema } from "#gen/envoy/extensions/filters/http/cors/v3/cors_pb.ts";
+import {
+  type CorsPolicy as EnvoyCorsPolicy,
+  CorsPolicySchema,
+} from "#gen/envoy/extensions/filters/http/cors/v3/cors_pb.ts";
 import type { CorsPolicy } from "../../galley/kinds/networking.ts";
 import { exactMatcher, secondsFromString, stringMatcher, wholePercent } from "./conversion.ts";
 

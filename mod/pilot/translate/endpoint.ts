@@ -10,11 +10,14 @@ import {
   type ClusterLoadAssignment,
   ClusterLoadAssignmentSchema,
 } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
-import { LbEndpointSchema, LocalityLbEndpointsSchema } from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
+import {
+  LbEndpointSchema,
+  LocalityLbEndpointsSchema,
+} from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import type { Endpoint } from "../model/service.ts";
-import { outboundClusterPlans, type OutboundClusterPlan } from "./cluster_plan.ts";
+import { type OutboundClusterPlan, outboundClusterPlans } from "./cluster_plan.ts";
 import { byString, socketAddress } from "./conversion.ts";
 import { applyLocalityLoadBalancing, splitLocality } from "./locality_lb.ts";
 import { proxyLocality } from "./proxy_scope.ts";
@@ -58,7 +61,10 @@ export function loadAssignment(clusterName: string, endpoints: readonly Endpoint
  * The assignment of one planned cluster as this proxy sees it (locality settings applied).
  * LOGICAL_DNS clusters keep only their first host, as Envoy requires.
  */
-export function planLoadAssignment(plan: OutboundClusterPlan, locality: string | undefined): ClusterLoadAssignment {
+export function planLoadAssignment(
+  plan: OutboundClusterPlan,
+  locality: string | undefined,
+): ClusterLoadAssignment {
   const endpoints = plan.discovery === "LOGICAL_DNS" ? plan.endpoints.slice(0, 1) : plan.endpoints;
   const cla = loadAssignment(plan.name, endpoints);
   applyLocalityLoadBalancing(

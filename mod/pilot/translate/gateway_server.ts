@@ -39,14 +39,21 @@ export interface GatewayPort {
 /** Classifies a server by its port protocol and TLS mode. */
 export function serverKind(server: Server): ServerKind {
   const protocol = parseProtocol(server.port.protocol);
-  if (protocol === "HTTP" || protocol === "HTTP2" || protocol === "GRPC" || protocol === "GRPC-WEB") return "http";
+  if (protocol === "HTTP" || protocol === "HTTP2" || protocol === "GRPC" || protocol === "GRPC-WEB") {
+    return "http";
+  }
   if (protocol === "HTTPS") return terminatesTls(server.tls) ? "https" : "tls";
   if (protocol === "TLS") return "tls";
   return "tcp";
 }
 
 /** `http.PORT` for HTTP servers, `https.PORT.PORTNAME.GATEWAY.NAMESPACE` for HTTPS ones. */
-export function gatewayRouteName(kind: ServerKind, server: Server, name: string, namespace: string): string | undefined {
+export function gatewayRouteName(
+  kind: ServerKind,
+  server: Server,
+  name: string,
+  namespace: string,
+): string | undefined {
   if (kind === "http") return `http.${server.port.number}`;
   if (kind === "https") return `https.${server.port.number}.${server.port.name}.${name}.${namespace}`;
   return undefined;
@@ -69,7 +76,9 @@ export function gatewayPorts(push: PushContext, proxy: Proxy): GatewayPort[] {
         name,
         server,
         kind,
-        ...(gatewayRouteName(kind, server, name, namespace) ? { routeName: gatewayRouteName(kind, server, name, namespace) } : {}),
+        ...(gatewayRouteName(kind, server, name, namespace)
+          ? { routeName: gatewayRouteName(kind, server, name, namespace) }
+          : {}),
       };
       const existing = ports.get(server.port.number);
       if (!existing) ports.set(server.port.number, { http: kind === "http", servers: [entry] });

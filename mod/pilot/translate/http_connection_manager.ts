@@ -48,7 +48,10 @@ export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
     accessLog: accessLogs(opts.push.mesh),
   });
   hcm.routeSpecifier = "rds" in opts.routes
-    ? { case: "rds", value: create(RdsSchema, { configSource: adsConfigSource(), routeConfigName: opts.routes.rds }) }
+    ? {
+      case: "rds",
+      value: create(RdsSchema, { configSource: adsConfigSource(), routeConfigName: opts.routes.rds }),
+    }
     : { case: "routeConfig", value: opts.routes.inline };
   return hcm;
 }

@@ -67,7 +67,11 @@ export const routerFilter: HttpFilterConfigurer = () => [
 ];
 
 /** The configurers every connection manager runs, in filter order: fault, CORS, router. */
-export const HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [faultFilter, corsFilter, routerFilter];
+export const HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [
+  faultFilter,
+  corsFilter,
+  routerFilter,
+];
 
 /**
  * The HTTP filters of one connection manager: each configurer's filters in list order. Throws
@@ -79,7 +83,9 @@ export function buildHttpFilters(
 ): HttpFilter[] {
   const filters = configurers.flatMap((c) => c(ctx));
   if (filters.at(-1)?.name !== ROUTER_FILTER) {
-    throw new Error(`translate: the last HTTP filter must be ${ROUTER_FILTER}, got ${filters.at(-1)?.name ?? "none"}`);
+    throw new Error(
+      `translate: the last HTTP filter must be ${ROUTER_FILTER}, got ${filters.at(-1)?.name ?? "none"}`,
+    );
   }
   return filters;
 }

@@ -14,8 +14,10 @@ import { outboundServiceListeners, virtualOutboundListener } from "./listener_ou
 
 /** Every listener of a sidecar or router, sorted by name. */
 export function buildListeners(push: PushContext, proxy: Proxy): Listener[] {
-  const listeners = proxy.type === "router"
-    ? gatewayListeners(push, proxy)
-    : [virtualOutboundListener(push, proxy), virtualInboundListener(push, proxy), ...outboundServiceListeners(push, proxy)];
+  const listeners = proxy.type === "router" ? gatewayListeners(push, proxy) : [
+    virtualOutboundListener(push, proxy),
+    virtualInboundListener(push, proxy),
+    ...outboundServiceListeners(push, proxy),
+  ];
   return listeners.sort((a, b) => byString(a.name, b.name));
 }

@@ -23,7 +23,7 @@ import {
   type RouteDestination,
   type TLSMatchAttributes,
 } from "../../galley/kinds/networking.ts";
-import { qualifyGateway, type PushContext } from "../model/push_context.ts";
+import { type PushContext, qualifyGateway } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { labelsMatch } from "../model/service.ts";
 import { socketAddress, typedConfig } from "./conversion.ts";
@@ -41,7 +41,11 @@ export function serverNames(gs: GatewayServer): string[] {
   return hosts.includes("*") ? [] : [...new Set(hosts)].sort();
 }
 
-function l4Applies(m: L4MatchAttributes | TLSMatchAttributes, vsNamespace: string, ctx: RouteContext): boolean {
+function l4Applies(
+  m: L4MatchAttributes | TLSMatchAttributes,
+  vsNamespace: string,
+  ctx: RouteContext,
+): boolean {
   if (m.port !== undefined && m.port !== 0 && m.port !== ctx.port) return false;
   if (m.gateways && m.gateways.length > 0) {
     return m.gateways.some((g) => ctx.gateways.includes(qualifyGateway(g, vsNamespace)));
@@ -49,9 +53,16 @@ function l4Applies(m: L4MatchAttributes | TLSMatchAttributes, vsNamespace: strin
   return labelsMatch(m.sourceLabels, ctx.proxy.labels);
 }
 
-function targets(route: readonly RouteDestination[], vsNamespace: string, ctx: RouteContext): WeightedTarget[] {
+function targets(
+  route: readonly RouteDestination[],
+  vsNamespace: string,
+  ctx: RouteContext,
+): WeightedTarget[] {
   const list = route.length === 1 ? route : route.filter((d) => (d.weight ?? 0) > 0);
-  return list.map((d) => ({ cluster: destinationCluster(d.destination, vsNamespace, ctx), weight: d.weight ?? 100 }));
+  return list.map((d) => ({
+    cluster: destinationCluster(d.destination, vsNamespace, ctx),
+    weight: d.weight ?? 100,
+  }));
 }
 
 /** Filter chains of a TLS passthrough server: one per applicable `tls` route match, by SNI. */
@@ -86,7 +97,9 @@ function tcpChain(gs: GatewayServer, ctx: RouteContext): FilterChain | undefined
       const names = tls ? serverNames(gs) : [];
       return create(FilterChainSchema, {
         name: gs.gateway,
-        ...(names.length > 0 ? { filterChainMatch: create(FilterChainMatchSchema, { serverNames: names }) } : {}),
+        ...(names.length > 0
+          ? { filterChainMatch: create(FilterChainMatchSchema, { serverNames: names }) }
+          : {}),
         filters: [tcpProxyFilter(tcpProxy(targets(tcp.route, vs.metadata.namespace, ctx), ctx.push.mesh))],
         ...(tls ? { transportSocket: downstreamTransportSocket(tls) } : {}),
       });
@@ -109,7 +122,9 @@ function serverChains(gs: GatewayServer, gp: GatewayPort, ctx: RouteContext): Fi
       const names = serverNames(gs);
       return [create(FilterChainSchema, {
         name: gs.routeName!,
-        ...(names.length > 0 ? { filterChainMatch: create(FilterChainMatchSchema, { serverNames: names }) } : {}),
+        ...(names.length > 0
+          ? { filterChainMatch: create(FilterChainMatchSchema, { serverNames: names }) }
+          : {}),
         filters: [hcmFilter(hcm)],
         transportSocket: downstreamTransportSocket(downstreamTlsContext(gs.server.tls!)!),
       })];
@@ -166,7 +181,10 @@ export function gatewayListener(push: PushContext, proxy: Proxy, gp: GatewayPort
     listenerFilters: sni
       ? [create(ListenerFilterSchema, {
         name: TLS_INSPECTOR,
-        configType: { case: "typedConfig", value: typedConfig(TlsInspectorSchema, create(TlsInspectorSchema, {})) },
+        configType: {
+          case: "typedConfig",
+          value: typedConfig(TlsInspectorSchema, create(TlsInspectorSchema, {})),
+        },
       })]
       : [],
   });

@@ -38,7 +38,12 @@ export const INBOUND_PASSTHROUGH_CHAIN = "InboundPassthroughFilterChain";
 export const ORIGINAL_DST_FILTER = "envoy.filters.listener.original_dst";
 
 /** The filter chain for one inbound port: HTTP or TCP by the served port's protocol. */
-export function inboundFilterChain(push: PushContext, proxy: Proxy, port: number, http: boolean): FilterChain {
+export function inboundFilterChain(
+  push: PushContext,
+  proxy: Proxy,
+  port: number,
+  http: boolean,
+): FilterChain {
   const cluster = inboundClusterName(port);
   const filter = http
     ? hcmFilter(httpConnectionManager({
@@ -69,7 +74,10 @@ export function virtualInboundListener(push: PushContext, proxy: Proxy): Listene
     listenerFilters: [
       create(ListenerFilterSchema, {
         name: ORIGINAL_DST_FILTER,
-        configType: { case: "typedConfig", value: typedConfig(OriginalDstSchema, create(OriginalDstSchema, {})) },
+        configType: {
+          case: "typedConfig",
+          value: typedConfig(OriginalDstSchema, create(OriginalDstSchema, {})),
+        },
       }),
     ],
     filterChains: [

@@ -10,6 +10,8 @@
  *   listeners, one with CIDR addresses a filter chain matching them on `0.0.0.0_PORT`, one
  *   with TLS on the port a chain matching its host as SNI, and the first other service the
  *   listener's default chain. Without a default, unmatched traffic falls through as above.
+ *   On an HTTP port a TCP service without addresses cannot be told apart from HTTP traffic
+ *   and gets no chain (as in Istio, the HTTP listener wins).
  *
  * @module
  */
@@ -98,11 +100,19 @@ export function virtualOutboundListener(push: PushContext, proxy: Proxy): Listen
 function tlsInspector(): ListenerFilter {
   return create(ListenerFilterSchema, {
     name: TLS_INSPECTOR,
-    configType: { case: "typedConfig", value: typedConfig(TlsInspectorSchema, create(TlsInspectorSchema, {})) },
+    configType: {
+      case: "typedConfig",
+      value: typedConfig(TlsInspectorSchema, create(TlsInspectorSchema, {})),
+    },
   });
 }
 
-function outboundListener(address: string, port: number, chains: FilterChain[], filters: ListenerFilter[] = []): Listener {
+function outboundListener(
+  address: string,
+  port: number,
+  chains: FilterChain[],
+  filters: ListenerFilter[] = [],
+): Listener {
   return create(ListenerSchema, {
     name: listenerName(address, port),
     address: socketAddress(address, port),
@@ -114,7 +124,10 @@ function outboundListener(address: string, port: number, chains: FilterChain[], 
 }
 
 function tcpChain(cluster: string, push: PushContext): FilterChain {
-  return create(FilterChainSchema, { name: cluster, filters: [tcpProxyFilter(tcpProxy(cluster, push.mesh))] });
+  return create(FilterChainSchema, {
+    name: cluster,
+    filters: [tcpProxyFilter(tcpProxy(cluster, push.mesh))],
+  });
 }
 
 interface PortChains {
@@ -123,6 +136,8 @@ interface PortChains {
   /** The chain for everything else on the port, if a service claims it. */
   fallback?: FilterChain;
   sni: boolean;
+  /** CIDR ranges already matched by a chain. */
+  readonly claimed: Set<string>;
 }
 
 /** Every outbound listener of a sidecar except virtualOutbound, sorted by name. */
@@ -132,7 +147,7 @@ export function outboundServiceListeners(push: PushContext, proxy: Proxy): Liste
   const wildcard = new Map<number, PortChains>();
   const chainsFor = (port: number) => {
     let c = wildcard.get(port);
-    if (!c) wildcard.set(port, c = { specific: [], sni: false });
+    if (!c) wildcard.set(port, c = { specific: [], sni: false, claimed: new Set() });
     return c;
   };
   const tcpPorts: Array<{ service: Service; port: ServicePort }> = [];
@@ -145,16 +160,22 @@ export function outboundServiceListeners(push: PushContext, proxy: Proxy): Liste
     const blocks = service.addresses.filter(isCidrBlock);
     for (const ip of ips) {
       const name = listenerName(ip, port.number);
-      if (!listeners.has(name)) listeners.set(name, outboundListener(ip, port.number, [tcpChain(cluster, push)]));
+      if (!listeners.has(name)) {
+        listeners.set(name, outboundListener(ip, port.number, [tcpChain(cluster, push)]));
+      }
     }
-    if (blocks.length > 0) {
+    const pc0 = blocks.length > 0 ? chainsFor(port.number) : undefined;
+    const unclaimed = blocks.filter((b) => !pc0?.claimed.has(b));
+    if (pc0 && unclaimed.length > 0) {
+      // Envoy refuses two chains with the same match: a range already claimed stays with its first service.
+      for (const b of unclaimed) pc0.claimed.add(b);
       const chain = tcpChain(cluster, push);
-      chain.filterChainMatch = create(FilterChainMatchSchema, { prefixRanges: blocks.map(cidrRange) });
-      chainsFor(port.number).specific.push(chain);
+      chain.filterChainMatch = create(FilterChainMatchSchema, { prefixRanges: unclaimed.map(cidrRange) });
+      pc0.specific.push(chain);
     }
     if (service.addresses.length > 0 || httpPorts.has(port.number)) continue;
     const pc = chainsFor(port.number);
-    if ((port.protocol === "TLS" || port.protocol === "HTTPS") && !service.hostname.startsWith("*")) {
+    if ((port.protocol === "TLS" || port.protocol === "HTTPS") && service.hostname !== "*") {
       const chain = tcpChain(cluster, push);
       chain.filterChainMatch = create(FilterChainMatchSchema, { serverNames: [service.hostname] });
       pc.specific.push(chain);

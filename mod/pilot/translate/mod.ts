@@ -41,7 +41,12 @@ export function buildEndpoints(push: PushContext, proxy: Proxy): ClusterLoadAssi
 }
 
 /** The xDS type URLs of the four resource types. */
-export const TYPE_URLS: { readonly cluster: string; readonly listener: string; readonly route: string; readonly endpoint: string } = {
+export const TYPE_URLS: {
+  readonly cluster: string;
+  readonly listener: string;
+  readonly route: string;
+  readonly endpoint: string;
+} = {
   cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
   listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
   route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",

@@ -15,13 +15,15 @@ import type { Endpoint, Service } from "../model/service.ts";
  * namespace first). Sorted by host name.
  */
 export function reachableServices(push: PushContext, proxy: Proxy): Service[] {
+  const visible = push.visibleServices(proxy);
+  const visibleSet = new Set(visible);
   const out: Service[] = [];
   const seen = new Set<string>();
-  for (const s of push.visibleServices(proxy)) {
+  for (const s of visible) {
     if (seen.has(s.hostname)) continue;
     seen.add(s.hostname);
     const chosen = push.serviceFor(proxy, s.hostname);
-    out.push(chosen && push.visibleServices(proxy).includes(chosen) ? chosen : s);
+    out.push(chosen && visibleSet.has(chosen) ? chosen : s);
   }
   return out;
 }
@@ -45,7 +47,10 @@ export function outboundPolicy(push: PushContext, proxy: Proxy): OutboundPolicy 
   if (mode === "ALLOW_ANY" && own?.egressProxy && sidecar) {
     return {
       mode,
-      egressProxy: { ...own.egressProxy, host: resolveHost(own.egressProxy.host, sidecar.metadata.namespace) },
+      egressProxy: {
+        ...own.egressProxy,
+        host: resolveHost(own.egressProxy.host, sidecar.metadata.namespace),
+      },
     };
   }
   return { mode };
@@ -60,6 +65,9 @@ export function proxyLocality(push: PushContext, proxy: Proxy): string | undefin
   return undefined;
 }
 
+/** Ports the sidecar itself listens on (outbound and inbound capture). */
+const PROXY_PORTS: ReadonlySet<number> = new Set([15001, 15006]);
+
 /** One port the proxy's own workload serves, with the service port it serves it for. */
 export interface InboundPort {
   /** The port the workload listens on (where inbound traffic arrives). */
@@ -69,13 +77,17 @@ export interface InboundPort {
 
 /**
  * The ports the proxy's workload serves (its instances), one per port number: where two
- * services share a port the first by host name wins. Sorted by port.
+ * services share a port the first by host name wins; the sidecar's own ports 15001 and 15006
+ * are left out. Sorted by port.
  */
 export function inboundPorts(push: PushContext, proxy: Proxy): InboundPort[] {
   const byPort = new Map<number, Endpoint>();
   const instances = [...push.instancesOf(proxy)].sort((a, b) =>
     a.port - b.port || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0)
   );
-  for (const e of instances) if (!byPort.has(e.port)) byPort.set(e.port, e);
+  for (const e of instances) {
+    // The sidecar's own ports cannot be served: traffic to them never reaches the application.
+    if (!byPort.has(e.port) && !PROXY_PORTS.has(e.port)) byPort.set(e.port, e);
+  }
   return [...byPort.entries()].map(([port, endpoint]) => ({ port, endpoint }));
 }

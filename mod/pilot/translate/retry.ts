@@ -25,7 +25,10 @@ export const DEFAULT_RETRY_ATTEMPTS = 2;
 function previousHosts() {
   return create(RetryPolicy_RetryHostPredicateSchema, {
     name: "envoy.retry_host_predicates.previous_hosts",
-    configType: { case: "typedConfig", value: typedConfig(PreviousHostsPredicateSchema, create(PreviousHostsPredicateSchema, {})) },
+    configType: {
+      case: "typedConfig",
+      value: typedConfig(PreviousHostsPredicateSchema, create(PreviousHostsPredicateSchema, {})),
+    },
   });
 }
 
@@ -50,7 +53,9 @@ export function parseRetryOn(text: string): { retryOn: string; codes: number[] }
     if (/^\d+$/.test(part) && Number(part) >= 100 && Number(part) <= 599) codes.push(Number(part));
     else conditions.push(part);
   }
-  if (codes.length > 0 && !conditions.includes("retriable-status-codes")) conditions.push("retriable-status-codes");
+  if (codes.length > 0 && !conditions.includes("retriable-status-codes")) {
+    conditions.push("retriable-status-codes");
+  }
   return { retryOn: conditions.join(","), codes };
 }
 
@@ -60,7 +65,10 @@ export function parseRetryOn(text: string): { retryOn: string; codes: number[] }
  * status codes; gRPC codes such as `unavailable` pass through), perTryTimeout,
  * retryRemoteLocalities, retryIgnorePreviousHosts and backoff.
  */
-export function retryPolicy(retries: HTTPRetry | undefined, consistentHash: boolean): RetryPolicy | undefined {
+export function retryPolicy(
+  retries: HTTPRetry | undefined,
+  consistentHash: boolean,
+): RetryPolicy | undefined {
   const out = defaultPolicy(consistentHash);
   if (!retries) return out;
   if (!retries.attempts || retries.attempts <= 0) return undefined;
@@ -79,12 +87,17 @@ export function retryPolicy(retries: HTTPRetry | undefined, consistentHash: bool
       name: "envoy.retry_priorities.previous_priorities",
       configType: {
         case: "typedConfig",
-        value: typedConfig(PreviousPrioritiesConfigSchema, create(PreviousPrioritiesConfigSchema, { updateFrequency: 2 })),
+        value: typedConfig(
+          PreviousPrioritiesConfigSchema,
+          create(PreviousPrioritiesConfigSchema, { updateFrequency: 2 }),
+        ),
       },
     });
   }
   if (retries.backoff) {
-    out.retryBackOff = create(RetryPolicy_RetryBackOffSchema, { baseInterval: durationFromString(retries.backoff) });
+    out.retryBackOff = create(RetryPolicy_RetryBackOffSchema, {
+      baseInterval: durationFromString(retries.backoff),
+    });
   }
   return out;
 }

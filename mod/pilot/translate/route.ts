@@ -25,9 +25,18 @@ import { inboundClusterName } from "./cluster_name.ts";
 import { byString, zeroDuration } from "./conversion.ts";
 import { boundHosts, gatewayPorts } from "./gateway_server.ts";
 import { outboundPolicy, reachableServices } from "./proxy_scope.ts";
-import { DEFAULT_ROUTE_NAME, defaultRoute, destinationCluster, type RouteContext, translateHttpRoute } from "./route_action.ts";
+import {
+  DEFAULT_ROUTE_NAME,
+  defaultRoute,
+  destinationCluster,
+  type RouteContext,
+  translateHttpRoute,
+} from "./route_action.ts";
 import { isCatchAll, translateRouteMatch } from "./route_match.ts";
 import { catchAllVirtualHost, serviceDomains } from "./virtual_host.ts";
+
+/** Largest direct response body Envoy accepts (1 MiB, as Istio; Envoy's default is 4 KiB). */
+export const MAX_DIRECT_RESPONSE_BODY = 1024 * 1024;
 
 /** The RDS name of a sidecar's outbound HTTP routes on a port: the port number. */
 export function outboundRouteName(port: number): string {
@@ -60,13 +69,16 @@ export function virtualServiceFor(
   host: string,
   virtualServices: readonly Resource<VirtualServiceSpec>[],
 ): Resource<VirtualServiceSpec> | undefined {
-  const hostsOf = (vs: Resource<VirtualServiceSpec>) => (vs.spec.hosts ?? []).map((h) => resolveHost(h, vs.metadata.namespace));
+  const hostsOf = (vs: Resource<VirtualServiceSpec>) =>
+    (vs.spec.hosts ?? []).map((h) => resolveHost(h, vs.metadata.namespace));
   const exact = virtualServices.find((vs) => hostsOf(vs).includes(host));
   if (exact) return exact;
   let best: { vs: Resource<VirtualServiceSpec>; len: number } | undefined;
   for (const vs of virtualServices) {
     for (const h of hostsOf(vs)) {
-      if (h.startsWith("*") && hostCovers(h, host) && (!best || h.length > best.len)) best = { vs, len: h.length };
+      if (h.startsWith("*") && hostCovers(h, host) && (!best || h.length > best.len)) {
+        best = { vs, len: h.length };
+      }
     }
   }
   return best?.vs;
@@ -82,7 +94,12 @@ export function outboundHttpPorts(push: PushContext, proxy: Proxy): number[] {
 }
 
 function routeConfiguration(name: string, virtualHosts: VirtualHost[]): RouteConfiguration {
-  return create(RouteConfigurationSchema, { name, virtualHosts, validateClusters: false });
+  return create(RouteConfigurationSchema, {
+    name,
+    virtualHosts,
+    validateClusters: false,
+    maxDirectResponseBodySizeBytes: MAX_DIRECT_RESPONSE_BODY,
+  });
 }
 
 /** The outbound route configuration of a sidecar for one HTTP port. */
@@ -107,7 +124,9 @@ export function sidecarRouteConfiguration(push: PushContext, proxy: Proxy, port:
   }
   vhosts.sort((a, b) => byString(a.name, b.name));
   const policy = outboundPolicy(push, proxy);
-  const egress = policy.egressProxy ? destinationCluster(policy.egressProxy, proxy.namespace, ctx) : undefined;
+  const egress = policy.egressProxy
+    ? destinationCluster(policy.egressProxy, proxy.namespace, ctx)
+    : undefined;
   vhosts.push(catchAllVirtualHost(policy, egress));
   return routeConfiguration(outboundRouteName(port), vhosts);
 }
@@ -137,7 +156,13 @@ export function gatewayRouteConfigurations(push: PushContext, proxy: Proxy): Rou
       if (!gs.routeName) continue;
       const vhosts = byName.get(gs.routeName) ?? new Map<string, VirtualHost>();
       byName.set(gs.routeName, vhosts);
-      const ctx: RouteContext = { push, proxy, port: gp.port, gateways: [gs.gateway], tls: gs.kind === "https" };
+      const ctx: RouteContext = {
+        push,
+        proxy,
+        port: gp.port,
+        gateways: [gs.gateway],
+        tls: gs.kind === "https",
+      };
       for (const vs of push.virtualServices(proxy, gs.gateway)) {
         const hosts = boundHosts(vs, gs);
         if (hosts.length === 0) continue;

@@ -12,16 +12,16 @@ import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { RegexMatchAndSubstituteSchema } from "#gen/envoy/type/matcher/v3/regex_pb.ts";
 import {
   DirectResponseActionSchema,
-  type Route,
-  type RouteAction,
-  RouteAction_HashPolicySchema,
-  type RouteAction_HashPolicy,
-  RouteAction_MaxStreamDurationSchema,
-  RouteAction_RequestMirrorPolicySchema,
-  type RouteAction_RequestMirrorPolicy,
-  RouteActionSchema,
   RedirectAction_RedirectResponseCode,
   RedirectActionSchema,
+  type Route,
+  type RouteAction,
+  type RouteAction_HashPolicy,
+  RouteAction_HashPolicySchema,
+  RouteAction_MaxStreamDurationSchema,
+  type RouteAction_RequestMirrorPolicy,
+  RouteAction_RequestMirrorPolicySchema,
+  RouteActionSchema,
   RouteSchema,
   WeightedCluster_ClusterWeightSchema,
   WeightedClusterSchema,
@@ -38,10 +38,15 @@ import type {
 } from "../../galley/kinds/networking.ts";
 import type { Resource } from "../../galley/resource.ts";
 import { type PushContext, resolveHost } from "../model/push_context.ts";
-import type { Proxy } from "../model/proxy.ts";
 import { outboundClusterName } from "./cluster_name.ts";
 import { mergeTrafficPolicy } from "./cluster_traffic_policy.ts";
-import { durationFromString, fractionalPercent, typedConfig, wholePercent, zeroDuration } from "./conversion.ts";
+import {
+  durationFromString,
+  fractionalPercent,
+  typedConfig,
+  wholePercent,
+  zeroDuration,
+} from "./conversion.ts";
 import { CORS_FILTER, translateCors } from "./cors.ts";
 import { FAULT_FILTER, translateFault } from "./fault.ts";
 import { headerChanges } from "./headers.ts";
@@ -71,12 +76,17 @@ export function destinationCluster(dest: Destination, vsNamespace: string, ctx: 
 }
 
 /** The consistent-hash settings the DestinationRule applies to this destination's cluster, if any. */
-export function destinationHash(dest: Destination, vsNamespace: string, ctx: RouteContext): ConsistentHashLB | undefined {
+export function destinationHash(
+  dest: Destination,
+  vsNamespace: string,
+  ctx: RouteContext,
+): ConsistentHashLB | undefined {
   const host = resolveHost(dest.host, vsNamespace);
   const rule = ctx.push.destinationRule(ctx.proxy, host)?.spec;
   if (!rule) return undefined;
   const service = ctx.push.serviceFor(ctx.proxy, host);
-  const port = dest.port?.number ?? (service && service.ports.length === 1 ? service.ports[0]!.number : ctx.port);
+  const port = dest.port?.number ??
+    (service && service.ports.length === 1 ? service.ports[0]!.number : ctx.port);
   return mergeTrafficPolicy(rule, port, dest.subset).loadBalancer?.consistentHash;
 }
 
@@ -117,7 +127,9 @@ export function hashPolicy(ch: ConsistentHashLB | undefined): RouteAction_HashPo
 /** Timeout (0 = none, Istio's default) and the matching cap on gRPC's grpc-timeout header. */
 function applyTimeout(action: RouteAction, timeout: string | undefined): void {
   action.timeout = timeout ? durationFromString(timeout) : zeroDuration();
-  action.maxStreamDuration = create(RouteAction_MaxStreamDurationSchema, { grpcTimeoutHeaderMax: action.timeout });
+  action.maxStreamDuration = create(RouteAction_MaxStreamDurationSchema, {
+    grpcTimeoutHeaderMax: action.timeout,
+  });
 }
 
 function mirrorPolicy(cluster: string, percent: number | undefined): RouteAction_RequestMirrorPolicy {
@@ -132,11 +144,15 @@ function mirrors(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): Route
   const out: RouteAction_RequestMirrorPolicy[] = [];
   if (http.mirror) {
     const pct = http.mirrorPercentage !== undefined ? http.mirrorPercentage.value ?? 0 : http.mirrorPercent;
-    if (pct === undefined || pct > 0) out.push(mirrorPolicy(destinationCluster(http.mirror, vsNamespace, ctx), pct));
+    if (pct === undefined || pct > 0) {
+      out.push(mirrorPolicy(destinationCluster(http.mirror, vsNamespace, ctx), pct));
+    }
   }
   for (const m of http.mirrors ?? []) {
     const pct = m.percentage !== undefined ? m.percentage.value ?? 0 : undefined;
-    if (pct === undefined || pct > 0) out.push(mirrorPolicy(destinationCluster(m.destination, vsNamespace, ctx), pct));
+    if (pct === undefined || pct > 0) {
+      out.push(mirrorPolicy(destinationCluster(m.destination, vsNamespace, ctx), pct));
+    }
   }
   return out;
 }
@@ -153,14 +169,19 @@ function applyRedirect(route: Route, redirect: HTTPRedirect, ctx: RouteContext):
   const code = REDIRECT_CODES[redirect.redirectCode ?? 301];
   if (code === undefined) return false;
   const action = create(RedirectActionSchema, { hostRedirect: redirect.authority ?? "", responseCode: code });
-  if (redirect.prefixRewrite !== undefined) action.pathRewriteSpecifier = { case: "prefixRewrite", value: redirect.prefixRewrite };
-  else if (redirect.uri !== undefined) action.pathRewriteSpecifier = { case: "pathRedirect", value: redirect.uri };
+  if (redirect.prefixRewrite !== undefined) {
+    action.pathRewriteSpecifier = { case: "prefixRewrite", value: redirect.prefixRewrite };
+  } else if (redirect.uri !== undefined) {
+    action.pathRewriteSpecifier = { case: "pathRedirect", value: redirect.uri };
+  }
   if (redirect.scheme) action.schemeRewriteSpecifier = { case: "schemeRedirect", value: redirect.scheme };
   const port = redirect.port ?? (redirect.derivePort === "FROM_REQUEST_PORT" ? ctx.port : undefined);
   if (port !== undefined) {
     const scheme = redirect.scheme || (ctx.tls ? "https" : "http");
     // No explicit :80 for http or :443 for https.
-    action.portRedirect = (port === 80 && scheme === "http") || (port === 443 && scheme === "https") ? 0 : port;
+    action.portRedirect = (port === 80 && scheme === "http") || (port === 443 && scheme === "https")
+      ? 0
+      : port;
   }
   route.action = { case: "redirect", value: action };
   return true;
@@ -213,10 +234,15 @@ function applyDestinations(route: Route, http: HTTPRoute, vsNamespace: string, c
         requestHeadersToRemove: dc.requestHeadersToRemove,
         responseHeadersToAdd: dc.responseHeadersToAdd,
         responseHeadersToRemove: dc.responseHeadersToRemove,
-        ...(dc.authority ? { hostRewriteSpecifier: { case: "hostRewriteLiteral" as const, value: dc.authority } } : {}),
+        ...(dc.authority
+          ? { hostRewriteSpecifier: { case: "hostRewriteLiteral" as const, value: dc.authority } }
+          : {}),
       });
     });
-    action.clusterSpecifier = { case: "weightedClusters", value: create(WeightedClusterSchema, { clusters }) };
+    action.clusterSpecifier = {
+      case: "weightedClusters",
+      value: create(WeightedClusterSchema, { clusters }),
+    };
   }
   const retry = retryPolicy(http.retries, consistentHash);
   if (retry) action.retryPolicy = retry;
@@ -251,8 +277,9 @@ export function translateHttpRoute(
   } else if (http.directResponse) {
     const body = http.directResponse.body;
     const direct = create(DirectResponseActionSchema, { status: http.directResponse.status });
-    if (body?.string !== undefined) direct.body = create(DataSourceSchema, { specifier: { case: "inlineString", value: body.string } });
-    else if (body?.bytes !== undefined) {
+    if (body?.string !== undefined) {
+      direct.body = create(DataSourceSchema, { specifier: { case: "inlineString", value: body.string } });
+    } else if (body?.bytes !== undefined) {
       direct.body = create(DataSourceSchema, {
         specifier: { case: "inlineBytes", value: new Uint8Array(Buffer.from(body.bytes, "base64")) },
       });

@@ -40,7 +40,9 @@ function queryMatcher(name: string, m: StringMatch): QueryParameterMatcher {
   const sm = isPresenceMatch(m) ? undefined : stringMatcher(m);
   return create(QueryParameterMatcherSchema, {
     name,
-    queryParameterMatchSpecifier: sm ? { case: "stringMatch", value: sm } : { case: "presentMatch", value: true },
+    queryParameterMatchSpecifier: sm
+      ? { case: "stringMatch", value: sm }
+      : { case: "presentMatch", value: true },
   });
 }
 
@@ -100,7 +102,11 @@ export interface RouteScope {
  * the listener's; its `gateways` (if any) include one served here, else its `sourceLabels`
  * are the proxy's and its `sourceNamespace` (if any) is the proxy's namespace.
  */
-export function matchApplies(match: HTTPMatchRequest | undefined, vsNamespace: string, scope: RouteScope): boolean {
+export function matchApplies(
+  match: HTTPMatchRequest | undefined,
+  vsNamespace: string,
+  scope: RouteScope,
+): boolean {
   if (!match) return true;
   if (match.port !== undefined && match.port !== 0 && match.port !== scope.port) return false;
   if (match.gateways && match.gateways.length > 0) {
@@ -116,6 +122,7 @@ export function matchApplies(match: HTTPMatchRequest | undefined, vsNamespace: s
  */
 export function isCatchAll(m: RouteMatch): boolean {
   const ps = m.pathSpecifier;
-  const all = (ps.case === "prefix" && ps.value === "/") || (ps.case === "safeRegex" && ps.value.regex === ".*");
+  const all = (ps.case === "prefix" && ps.value === "/") ||
+    (ps.case === "safeRegex" && ps.value.regex === ".*");
   return all && m.headers.length === 0 && m.queryParameters.length === 0;
 }

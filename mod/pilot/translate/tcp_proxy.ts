@@ -5,7 +5,11 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { type Filter, FilterSchema } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
-import { type TcpProxy, TcpProxy_WeightedClusterSchema, TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import {
+  type TcpProxy,
+  TcpProxy_WeightedClusterSchema,
+  TcpProxySchema,
+} from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
 import type { MeshConfig } from "../../galley/kinds/mesh_config.ts";
 import { accessLogs } from "./access_log.ts";
 import { typedConfig } from "./conversion.ts";

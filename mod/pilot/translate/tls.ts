@@ -11,7 +11,12 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { type ConfigSource, ConfigSourceSchema, ApiConfigSource_ApiType, ApiVersion } from "#gen/envoy/config/core/v3/config_source_pb.ts";
+import {
+  ApiConfigSource_ApiType,
+  ApiVersion,
+  type ConfigSource,
+  ConfigSourceSchema,
+} from "#gen/envoy/config/core/v3/config_source_pb.ts";
 import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import {
   type CertificateValidationContext,
@@ -22,7 +27,10 @@ import {
   TlsParameters_TlsProtocol,
   TlsParametersSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
-import { type SdsSecretConfig, SdsSecretConfigSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
+import {
+  type SdsSecretConfig,
+  SdsSecretConfigSchema,
+} from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
 import {
   type CommonTlsContext,
   CommonTlsContext_CombinedCertificateValidationContextSchema,
@@ -91,7 +99,10 @@ export function istioMtlsSni(target: Pick<UpstreamTlsTarget, "host" | "port" | "
   return `outbound_.${target.port}_.${target.subset}_.${target.host}`;
 }
 
-function validationFromSettings(tls: ClientTLSSettings, sans: readonly string[]): CertificateValidationContext {
+function validationFromSettings(
+  tls: ClientTLSSettings,
+  sans: readonly string[],
+): CertificateValidationContext {
   return create(CertificateValidationContextSchema, {
     trustedCa: { specifier: { case: "filename", value: tls.caCertificates || SYSTEM_CA_FILE } },
     matchSubjectAltNames: sans.map(exactMatcher),
@@ -131,7 +142,10 @@ function istioMutualContext(sans: readonly string[], alpn: readonly string[]): C
  *   `insecureSkipVerify`) and `subjectAltNames`; SNI is `sni` or the host name.
  * - MUTUAL: SIMPLE plus a client certificate from files, or every secret from `credentialName`.
  */
-export function upstreamTlsContext(tls: ClientTLSSettings, target: UpstreamTlsTarget): UpstreamTlsContext | undefined {
+export function upstreamTlsContext(
+  tls: ClientTLSSettings,
+  target: UpstreamTlsTarget,
+): UpstreamTlsContext | undefined {
   const sans = tls.subjectAltNames && tls.subjectAltNames.length > 0 ? tls.subjectAltNames : undefined;
   switch (tls.mode) {
     case "ISTIO_MUTUAL": {
@@ -162,7 +176,10 @@ export function upstreamTlsContext(tls: ClientTLSSettings, target: UpstreamTlsTa
           common.tlsCertificates = [fileCertificate(tls.clientCertificate, tls.privateKey)];
         }
         if (!tls.insecureSkipVerify) {
-          common.validationContextType = { case: "validationContext", value: validationFromSettings(tls, sans ?? []) };
+          common.validationContextType = {
+            case: "validationContext",
+            value: validationFromSettings(tls, sans ?? []),
+          };
         }
       }
       const sni = tls.sni || (target.host.startsWith("*") ? "" : target.host);
@@ -234,14 +251,18 @@ export function downstreamTlsContext(tls: ServerTLSSettings): DownstreamTlsConte
           case: "combinedValidationContext",
           value: create(CommonTlsContext_CombinedCertificateValidationContextSchema, {
             defaultValidationContext: extra,
-            validationContextSdsSecretConfig: sdsSecret(tls.caCertCredentialName ?? `${tls.credentialName}-cacert`),
+            validationContextSdsSecretConfig: sdsSecret(
+              tls.caCertCredentialName ?? `${tls.credentialName}-cacert`,
+            ),
           }),
         }
         : {
           case: "validationContext",
           value: create(CertificateValidationContextSchema, {
             ...extra,
-            ...(tls.caCertificates ? { trustedCa: { specifier: { case: "filename", value: tls.caCertificates } } } : {}),
+            ...(tls.caCertificates
+              ? { trustedCa: { specifier: { case: "filename", value: tls.caCertificates } } }
+              : {}),
             ...(tls.caCrl ? { crl: { specifier: { case: "filename", value: tls.caCrl } } } : {}),
           }),
         };

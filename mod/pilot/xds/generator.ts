@@ -10,8 +10,15 @@
 import { create, type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Cluster, Cluster_DiscoveryType, ClusterSchema } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
-import { type ClusterLoadAssignment, ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
+import {
+  type Cluster,
+  Cluster_DiscoveryType,
+  ClusterSchema,
+} from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import {
+  type ClusterLoadAssignment,
+  ClusterLoadAssignmentSchema,
+} from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
@@ -21,7 +28,12 @@ import { contentVersion } from "../../xds/version.ts";
 import { type Proxy, proxyConfigKey, proxyFromNode, ProxyIdError } from "../model/proxy.ts";
 import type { PushContext } from "../model/push_context.ts";
 import { buildClusters, buildEndpoints, buildListeners, buildRoutes } from "../translate/mod.ts";
-import { buildGrpcClusters, buildGrpcEndpoints, buildGrpcListeners, buildGrpcRoutes } from "../translate/grpc/mod.ts";
+import {
+  buildGrpcClusters,
+  buildGrpcEndpoints,
+  buildGrpcListeners,
+  buildGrpcRoutes,
+} from "../translate/grpc/mod.ts";
 
 const T = "type.googleapis.com/";
 /** The type URLs pilot serves. */
@@ -87,21 +99,31 @@ export function consistencyProblems(
 ): string[] {
   const problems: string[] = [];
   for (const c of clusters) {
-    if (c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === Cluster_DiscoveryType.EDS) {
+    if (
+      c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === Cluster_DiscoveryType.EDS
+    ) {
       const eds = c.edsClusterConfig?.serviceName || c.name;
-      if (!endpointNames.has(eds)) problems.push(`cluster ${c.name} uses EDS ${eds}, which has no ClusterLoadAssignment`);
+      if (!endpointNames.has(eds)) {
+        problems.push(`cluster ${c.name} uses EDS ${eds}, which has no ClusterLoadAssignment`);
+      }
     }
   }
   const checkHcm = (any: Any | undefined, where: string) => {
     if (!any || any.typeUrl !== `${T}${HttpConnectionManagerSchema.typeName}`) return;
     const hcm = anyUnpack(any, HttpConnectionManagerSchema);
     if (hcm?.routeSpecifier.case === "rds" && !routeNames.has(hcm.routeSpecifier.value.routeConfigName)) {
-      problems.push(`${where} uses RDS ${hcm.routeSpecifier.value.routeConfigName}, which has no RouteConfiguration`);
+      problems.push(
+        `${where} uses RDS ${hcm.routeSpecifier.value.routeConfigName}, which has no RouteConfiguration`,
+      );
     }
   };
   for (const l of listeners) {
     checkHcm(l.apiListener?.apiListener, `listener ${l.name}`);
-    for (const fc of l.filterChains) for (const f of fc.filters) if (f.configType.case === "typedConfig") checkHcm(f.configType.value, `listener ${l.name}`);
+    for (const fc of l.filterChains) {
+      for (const f of fc.filters) {
+        if (f.configType.case === "typedConfig") checkHcm(f.configType.value, `listener ${l.name}`);
+      }
+    }
   }
   return problems;
 }
@@ -134,7 +156,11 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     return r;
   }
 
-  function encodeAll<D extends DescMessage>(schema: D, msgs: MessageShape<D>[], nameOf: (m: MessageShape<D>) => string): Resources {
+  function encodeAll<D extends DescMessage>(
+    schema: D,
+    msgs: MessageShape<D>[],
+    nameOf: (m: MessageShape<D>) => string,
+  ): Resources {
     const out: Resources = new Map();
     for (const m of msgs) out.set(nameOf(m), encode(schema, nameOf(m), m));
     return out;
@@ -142,7 +168,10 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
 
   /** The proxy's key plus its own instances (which decide its inbound side) for this push. */
   function setKey(proxy: Proxy): string {
-    const instances = current.instancesOf(proxy).map((e) => `${e.hostname}:${e.servicePort.number}>${e.port}`).join(",");
+    const instances = current.instancesOf(proxy).map((e) =>
+      `${e.hostname}:${e.servicePort.number}>${e.port}@${e.locality ?? ""}`
+    )
+      .join(",");
     return `${proxyConfigKey(proxy)}|${instances}`;
   }
 
@@ -167,7 +196,10 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       endpoints: encodeAll(ClusterLoadAssignmentSchema, endpoints, (e) => e.clusterName),
     };
     if (problems.length > 0) {
-      log.error("generated config is inconsistent; keeping the proxy on its last good config", { proxy: proxy.id, problems });
+      log.error("generated config is inconsistent; keeping the proxy on its last good config", {
+        proxy: proxy.id,
+        problems,
+      });
       opts.onInconsistent?.(proxy, problems);
       set = lastGood.get(key) ?? set;
     } else {
@@ -193,7 +225,11 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
         r = encodeAll(RouteConfigurationSchema, buildGrpcRoutes(current, proxy, list), (x) => x.name);
         break;
       default:
-        r = encodeAll(ClusterLoadAssignmentSchema, buildGrpcEndpoints(current, proxy, list), (e) => e.clusterName);
+        r = encodeAll(
+          ClusterLoadAssignmentSchema,
+          buildGrpcEndpoints(current, proxy, list),
+          (e) => e.clusterName,
+        );
     }
     grpcResults.set(key, r);
     return r;

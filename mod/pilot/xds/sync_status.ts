@@ -52,7 +52,13 @@ export function syncStatus(streams: readonly StreamStatus[]): ProxySync[] {
       };
     }
     if (Object.keys(types).length === 0) continue;
-    out.push({ proxy: s.nodeId, connection: s.connectionId, mode: s.mode, connectedAt: new Date(s.connectedAt).toISOString(), types });
+    out.push({
+      proxy: s.nodeId,
+      connection: s.connectionId,
+      mode: s.mode,
+      connectedAt: new Date(s.connectedAt).toISOString(),
+      types,
+    });
   }
   return out.sort((a, b) => (a.proxy < b.proxy ? -1 : a.proxy > b.proxy ? 1 : 0));
 }

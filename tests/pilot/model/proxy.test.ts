@@ -27,28 +27,51 @@ describe("proxyFromNode()", () => {
   });
 
   test("GENERATOR grpc and proxyless types get gRPC resources", () => {
-    expect(proxyFromNode({ id: "sidecar~127.0.0.1~c.test~test.svc.cluster.local", metadata: { GENERATOR: "grpc" } }).generator)
+    expect(
+      proxyFromNode({
+        id: "sidecar~127.0.0.1~c.test~test.svc.cluster.local",
+        metadata: { GENERATOR: "grpc" },
+      }).generator,
+    )
       .toBe("grpc");
-    expect(proxyFromNode({ id: "proxyless~127.0.0.1~c.test~test.svc.cluster.local", metadata: {} }).generator).toBe("grpc");
+    expect(proxyFromNode({ id: "proxyless~127.0.0.1~c.test~test.svc.cluster.local", metadata: {} }).generator)
+      .toBe("grpc");
   });
 
   test("NAMESPACE metadata wins over the id", () => {
-    expect(proxyFromNode({ id: "router~10.0.0.1~gw.a~a.svc.cluster.local", metadata: { NAMESPACE: "b" } }).namespace).toBe("b");
+    expect(
+      proxyFromNode({ id: "router~10.0.0.1~gw.a~a.svc.cluster.local", metadata: { NAMESPACE: "b" } })
+        .namespace,
+    ).toBe("b");
   });
 
   test("a malformed node id is refused with a clear message", () => {
     expect(() => proxyFromNode({ id: "just-a-name", metadata: {} })).toThrow(ProxyIdError);
-    expect(() => proxyFromNode({ id: "just-a-name", metadata: {} })).toThrow("want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local");
+    expect(() => proxyFromNode({ id: "just-a-name", metadata: {} })).toThrow(
+      "want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local",
+    );
     expect(() => proxyFromNode({ id: "gateway~1.2.3.4~a.b~b.svc.cluster.local", metadata: {} })).toThrow(
       'type "gateway" is not sidecar, router or proxyless',
     );
   });
 
   test("proxyConfigKey() is equal for proxies that differ only in name and address", () => {
-    const a = proxyFromNode({ id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: { LABELS: { x: "1", y: "2" } } });
-    const b = proxyFromNode({ id: "sidecar~10.0.0.2~b.ns~ns.svc.cluster.local", metadata: { LABELS: { y: "2", x: "1" } } });
-    const c = proxyFromNode({ id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: { LABELS: { x: "1", y: "3" } } });
-    const d = proxyFromNode({ id: "sidecar~10.0.0.1~a.other~other.svc.cluster.local", metadata: { LABELS: { x: "1", y: "2" } } });
+    const a = proxyFromNode({
+      id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local",
+      metadata: { LABELS: { x: "1", y: "2" } },
+    });
+    const b = proxyFromNode({
+      id: "sidecar~10.0.0.2~b.ns~ns.svc.cluster.local",
+      metadata: { LABELS: { y: "2", x: "1" } },
+    });
+    const c = proxyFromNode({
+      id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local",
+      metadata: { LABELS: { x: "1", y: "3" } },
+    });
+    const d = proxyFromNode({
+      id: "sidecar~10.0.0.1~a.other~other.svc.cluster.local",
+      metadata: { LABELS: { x: "1", y: "2" } },
+    });
     expect(proxyConfigKey(a)).toBe(proxyConfigKey(b));
     expect(proxyConfigKey(a)).not.toBe(proxyConfigKey(c));
     expect(proxyConfigKey(a)).not.toBe(proxyConfigKey(d));

@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { resolveHost } from "../../../mod/pilot/model/push_context.ts";
 import { pushFrom, sidecar } from "../_push.ts";
 
-const se = (name: string, ns: string, host: string, extra = "") => `apiVersion: networking.istio.io/v1
+const se = (name: string, ns: string, host: string, extra = "") =>
+  `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: ${name}, namespace: ${ns} }
 spec:
@@ -13,7 +14,8 @@ spec:
   workloadSelector: { labels: { app: ${name} } }
 ${extra}`;
 
-const we = (name: string, ns: string, ip: string, labels: string, ports = "") => `apiVersion: networking.istio.io/v1
+const we = (name: string, ns: string, ip: string, labels: string, ports = "") =>
+  `apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: { name: ${name}, namespace: ${ns} }
 spec:
@@ -69,13 +71,18 @@ spec:
 `,
     );
     const hosts = (ns: string) => push.visibleServices(sidecar("10.0.0.1", ns)).map((s) => s.hostname);
-    expect(hosts("ns1")).toEqual(["a.ns1.svc.cluster.local", "b.ns1.svc.cluster.local", "c.ns2.svc.cluster.local"]);
+    expect(hosts("ns1")).toEqual([
+      "a.ns1.svc.cluster.local",
+      "b.ns1.svc.cluster.local",
+      "c.ns2.svc.cluster.local",
+    ]);
     expect(hosts("ns2")).toEqual(["a.ns1.svc.cluster.local", "c.ns2.svc.cluster.local"]);
     expect(hosts("ns3")).toEqual(["c.ns2.svc.cluster.local"]);
   });
 
   test("destinationRule() prefers the proxy's namespace, then the service's, then the root namespace", () => {
-    const dr = (name: string, ns: string, host: string) => `apiVersion: networking.istio.io/v1
+    const dr = (name: string, ns: string, host: string) =>
+      `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: ${name}, namespace: ${ns} }
 spec:
@@ -91,11 +98,14 @@ spec:
     expect(push.destinationRule(sidecar("10.0.0.1", "client"), host)?.metadata.name).toBe("in-client-ns");
     expect(push.destinationRule(sidecar("10.0.0.1", "bookinfo"), host)?.metadata.name).toBe("in-service-ns");
     expect(push.destinationRule(sidecar("10.0.0.1", "elsewhere"), host)?.metadata.name).toBe("in-service-ns");
-    expect(push.destinationRule(sidecar("10.0.0.1", "elsewhere"), "x.bookinfo.svc.cluster.local")?.metadata.name).toBe("in-root");
+    expect(
+      push.destinationRule(sidecar("10.0.0.1", "elsewhere"), "x.bookinfo.svc.cluster.local")?.metadata.name,
+    ).toBe("in-root");
   });
 
   test("virtualServices() binds by gateway, honours exportTo and puts the proxy's namespace first", () => {
-    const vs = (name: string, ns: string, extra = "") => `apiVersion: networking.istio.io/v1
+    const vs = (name: string, ns: string, extra = "") =>
+      `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: ${name}, namespace: ${ns} }
 spec:
@@ -109,9 +119,18 @@ ${extra}  http:
       vs("gw", "aa", "  gateways: [ingress]\n"),
       vs("private", "aa", "  exportTo: ['.']\n"),
     );
-    expect(push.virtualServices(sidecar("10.0.0.1", "zz"), "mesh").map((v) => v.metadata.name)).toEqual(["a", "b"]);
-    expect(push.virtualServices(sidecar("10.0.0.1", "aa"), "mesh").map((v) => v.metadata.name)).toEqual(["b", "private", "a"]);
-    expect(push.virtualServices(sidecar("10.0.0.1", "zz"), "aa/ingress").map((v) => v.metadata.name)).toEqual(["gw"]);
+    expect(push.virtualServices(sidecar("10.0.0.1", "zz"), "mesh").map((v) => v.metadata.name)).toEqual([
+      "a",
+      "b",
+    ]);
+    expect(push.virtualServices(sidecar("10.0.0.1", "aa"), "mesh").map((v) => v.metadata.name)).toEqual([
+      "b",
+      "private",
+      "a",
+    ]);
+    expect(push.virtualServices(sidecar("10.0.0.1", "zz"), "aa/ingress").map((v) => v.metadata.name)).toEqual(
+      ["gw"],
+    );
   });
 
   test("resolveHost() qualifies short names with the resource's namespace", () => {

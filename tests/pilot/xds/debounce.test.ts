@@ -6,7 +6,12 @@ describe("createDebouncer()", () => {
   function setup() {
     const clock = createManualClock(1000);
     const fired: Array<{ reasons: string[]; firstAt: number; at: number }> = [];
-    const d = createDebouncer<string>({ clock, quietMs: 100, maxMs: 1000, fire: (reasons, firstAt) => fired.push({ reasons, firstAt, at: clock.now() }) });
+    const d = createDebouncer<string>({
+      clock,
+      quietMs: 100,
+      maxMs: 1000,
+      fire: (reasons, firstAt) => fired.push({ reasons, firstAt, at: clock.now() }),
+    });
     return { clock, fired, d };
   }
 

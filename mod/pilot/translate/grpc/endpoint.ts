@@ -50,7 +50,9 @@ export function buildLoadAssignment(
     if (seen.has(key)) continue;
     seen.add(key);
     const weight = Math.max(1, Math.floor(e.weight));
-    const loc = e.locality ?? "";
+    // "r/z" and "r/z/" are one locality: gRPC rejects a locality listed twice.
+    const [region = "", zone = "", subZone = ""] = (e.locality ?? "").split("/");
+    const loc = `${region}/${zone}/${subZone}`;
     let g = groups.get(loc);
     if (!g) groups.set(loc, g = { weight: 0, endpoints: [] });
     g.weight += weight;

@@ -29,6 +29,9 @@ function sortedEntries(rec: Readonly<Record<string, StringMatch>> | undefined): 
   return Object.entries(rec ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** A gRPC method path. */
+const GRPC_PATH = /^\/[^/]+\/[^/]+$/;
+
 /** The catch-all match: every method path. */
 export function matchAll(): RouteMatch {
   return create(RouteMatchSchema, { pathSpecifier: { case: "prefix", value: "/" } });
@@ -36,12 +39,17 @@ export function matchAll(): RouteMatch {
 
 /**
  * The RouteMatch for one HTTPMatchRequest, or undefined when no gRPC request can match it:
- * gRPC requests carry no query string, so a match on query parameters never matches.
+ * gRPC requests carry no query string, so a match on query parameters never matches, nor does
+ * a path prefix without a leading "/" or an exact path that is not "/service/method".
  */
 export function routeMatch(m: HTTPMatchRequest | undefined): RouteMatch | undefined {
   if (!m) return matchAll();
   if (m.queryParams && Object.keys(m.queryParams).length > 0) return undefined;
   const uri = m.uri;
+  // gRPC paths are "/service/method": C-core drops routes matching anything else, and leaves a
+  // virtual host whose routes were all dropped without routes, which it rejects.
+  if (uri?.prefix !== undefined && !uri.prefix.startsWith("/")) return undefined;
+  if (uri?.exact !== undefined && !GRPC_PATH.test(uri.exact)) return undefined;
   const pathSpecifier: RouteMatch["pathSpecifier"] = uri?.exact !== undefined
     ? { case: "path", value: uri.exact }
     : uri?.prefix !== undefined

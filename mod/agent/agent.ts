@@ -1,0 +1,349 @@
+/**
+ * The node agent, assembled: identity (key, CSR, CA), files in the output and data
+ * directories, SDS, bootstraps, the registration stream with health checks, and the agent's
+ * admin server. `startAgent` runs it until `stop()`.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { Counter, Gauge } from "prom-client";
+import { type AdminServer, startAdminServer } from "../admin/server.ts";
+import type { DebugHandler } from "../runtime/module.ts";
+import type { Clock } from "../shared/clock.ts";
+import { errorMessage } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
+import { writeBootstraps } from "./bootstrap.ts";
+import { type CaTls, createCertificate } from "./ca_client.ts";
+import { createCertManager, type IssueVia } from "./cert_manager.ts";
+import { bundleFromIssued, type CertBundle, createCsr, spiffeId, splitPem } from "./certs.ts";
+import { ensureDir, readBundle, writeBundle } from "./files.ts";
+import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
+import { xdsNode } from "./node.ts";
+import { type Registration, startRegistration } from "./registration.ts";
+import { type SdsServer, startSdsServer } from "./sds_server.ts";
+import type { AgentConfig, MergedSetting } from "./settings.ts";
+
+/** What startAgent needs besides the config. */
+export interface AgentDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: MetricsRegistry;
+  /** Uniform random numbers in [0, 1) (jitter). */
+  readonly random?: () => number;
+  /** Effective settings and their sources, for /debug/settings. */
+  readonly settings?: readonly MergedSetting[];
+  /** Deadline of each CA call (default 10 s). */
+  readonly requestTimeoutMs?: number;
+  /** Retry delays (default 1 s doubling to 60 s). */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+}
+
+/** A running agent. */
+export interface Agent {
+  /** The admin server's bound address. */
+  readonly adminAddr: string;
+  readonly sdsSocket: string;
+  /** The certificate in service, if any. */
+  certificate(): CertBundle | undefined;
+  /** Valid certificate, SDS listening, not stopping. */
+  ready(): boolean;
+  /** The workload's health as last probed (undefined: no probe, or not known yet). */
+  health(): ProbeResult | undefined;
+  /** Whether the registration stream is open (false without --workload-group). */
+  registered(): boolean;
+  /** Stops everything; resolves when closed. Idempotent. */
+  stop(): Promise<void>;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Loads a stored bundle from the data dir (then the output dir); a bad one is logged and skipped. */
+function loadStored(cfg: AgentConfig, identity: string, log: Logger): CertBundle | undefined {
+  for (const [dir, what] of [[cfg.dataDir, "--data-dir"], [cfg.outputDir, "--output-dir"]] as const) {
+    try {
+      const b = readBundle(dir, identity);
+      if (b) {
+        log.info("loaded the stored certificate", { dir, notAfter: new Date(b.notAfter).toISOString() });
+        return b;
+      }
+    } catch (err) {
+      log.warn(`ignoring the certificate in ${what}`, { err: errorMessage(err) });
+    }
+  }
+  return undefined;
+}
+
+/** Starts the agent. Rejects, naming the setting, when a directory, socket or port cannot be used. */
+export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  const log = deps.logger;
+  const clock = deps.clock;
+  const w = cfg.workload;
+  const identity = spiffeId(w.trustDomain, w.namespace, w.serviceAccount);
+  ensureDir(cfg.outputDir, 0o750, "--output-dir");
+  ensureDir(cfg.dataDir, 0o700, "--data-dir");
+  const stored = loadStored(cfg, identity, log);
+  const configuredRoots = cfg.rootCertFile ? readText(cfg.rootCertFile, "--root-cert") : undefined;
+  if (configuredRoots !== undefined && splitPem(configuredRoots).length === 0) {
+    throw new Error(`--root-cert ${cfg.rootCertFile}: no PEM certificate in it`);
+  }
+  const timeoutMs = deps.requestTimeoutMs ?? 10_000;
+  let stopping = false;
+  const cleanups: Array<() => Promise<void> | void> = [];
+
+  const m = deps.metrics;
+  const renewals = new Counter({
+    name: "meshd_agent_certificate_requests_total",
+    help: "Certificate requests to the CA, by authentication (token, mtls) and result (success, failure)",
+    labelNames: ["via", "result"],
+    registers: [m],
+  });
+  let manager: ReturnType<typeof createCertManager> | undefined;
+  new Gauge({
+    name: "meshd_agent_certificate_expiry_seconds",
+    help: "Expiry of the workload certificate in service (Unix seconds; 0 when there is none)",
+    registers: [m],
+    collect() {
+      this.set((manager?.current()?.notAfter ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: "meshd_agent_certificate_valid",
+    help: "1 while a certificate that has not expired is in service",
+    registers: [m],
+    collect() {
+      this.set(manager?.valid() ? 1 : 0);
+    },
+  });
+
+  try {
+    const sds = await startSdsServer({
+      path: cfg.sdsSocket,
+      logger: log.child({ component: "sds" }),
+      initial: stored,
+      now: () => clock.now(),
+    });
+    cleanups.push(() => sds.close());
+
+    if (cfg.discoveryAddr) {
+      const paths = writeBootstraps(cfg.outputDir, {
+        workload: w,
+        discoveryAddr: cfg.discoveryAddr,
+        controlPlaneAuth: cfg.controlPlaneAuth,
+        certDir: cfg.outputDir,
+        sdsSocket: cfg.sdsSocket,
+        discoveryServerName: cfg.serverName,
+      });
+      log.info("bootstraps written", paths);
+    } else {
+      log.info("no --discovery-addr: certificates only, no bootstraps");
+    }
+
+    const store = (b: CertBundle) => {
+      writeBundle(cfg.outputDir, b);
+      writeBundle(cfg.dataDir, b);
+    };
+    if (stored && clock.now() < stored.notAfter) store(stored);
+
+    const readToken = (): string => {
+      if (!cfg.tokenFile) {
+        throw new Error(
+          `no valid certificate in --data-dir ${cfg.dataDir} and no --token-file (TOKEN_FILE) to request one with`,
+        );
+      }
+      const t = readText(cfg.tokenFile, "--token-file").trim();
+      if (t === "") throw new Error(`--token-file ${cfg.tokenFile} is empty`);
+      return t;
+    };
+    const trustedRoots = () => configuredRoots ?? manager?.current()?.rootPem ?? stored?.rootPem;
+
+    const issue = async (via: IssueVia): Promise<CertBundle> => {
+      const pending = await createCsr(identity);
+      let chain: string[];
+      let fallbackRootPem: string | undefined;
+      if (via.kind === "mtls") {
+        fallbackRootPem = via.current.rootPem;
+        chain = await createCertificate({
+          addr: cfg.caTlsAddr,
+          tls: { ca: via.current.rootPem, cert: via.current.chainPem, key: via.current.keyPem, serverName: cfg.serverName },
+          csrPem: pending.csrPem,
+          ttlMs: cfg.certTtlMs,
+          timeoutMs,
+        });
+      } else {
+        const token = readToken();
+        fallbackRootPem = trustedRoots();
+        if (fallbackRootPem !== undefined) {
+          chain = await createCertificate({
+            addr: cfg.caTlsAddr,
+            tls: { ca: fallbackRootPem, serverName: cfg.serverName },
+            token,
+            csrPem: pending.csrPem,
+            ttlMs: cfg.certTtlMs,
+            timeoutMs,
+          });
+        } else if (cfg.caAddr) {
+          chain = await createCertificate({ addr: cfg.caAddr, token, csrPem: pending.csrPem, ttlMs: cfg.certTtlMs, timeoutMs });
+        } else {
+          throw new Error(
+            "no root certificate to verify the CA with: set --root-cert (CA_ROOT_CA), or --ca-addr (MESHD_CA_ADDR) " +
+              "to bootstrap over plaintext",
+          );
+        }
+      }
+      return bundleFromIssued(chain, pending.keyPem, { expectedIdentity: identity, fallbackRootPem });
+    };
+
+    manager = createCertManager({
+      clock,
+      logger: log.child({ component: "certs" }),
+      issue,
+      initial: stored,
+      random: deps.random,
+      backoff: deps.backoff,
+      onAttempt: (via, ok) => renewals.inc({ via, result: ok ? "success" : "failure" }),
+      onCert(b) {
+        sds.update(b);
+        store(b);
+      },
+    });
+    manager.start();
+    cleanups.push(() => manager!.stop());
+    const certs = manager;
+
+    let registration: Registration | undefined;
+    let checker: HealthChecker | undefined;
+    let probeJson: string | undefined;
+    const probeState = () => checker?.state();
+    if (w.workloadGroup && cfg.discoveryAddr) {
+      const tls = (): CaTls | undefined => {
+        if (cfg.controlPlaneAuth === "NONE") return undefined;
+        const b = certs.current();
+        if (!b || !certs.valid()) throw new Error("no valid certificate yet for mutual TLS to pilot");
+        return { ca: b.rootPem, cert: b.chainPem, key: b.keyPem, serverName: cfg.serverName };
+      };
+      const reg = startRegistration({
+        discoveryAddr: cfg.discoveryAddr,
+        tls,
+        node: xdsNode(w, "sidecar"),
+        clock,
+        logger: log.child({ component: "registration" }),
+        random: deps.random,
+        backoff: deps.backoff,
+        onProbe(probe: ProbeSpec | undefined) {
+          const json = probe === undefined ? undefined : JSON.stringify(probe);
+          if (json === probeJson) return;
+          probeJson = json;
+          checker?.stop();
+          checker = undefined;
+          reg.report(undefined);
+          if (probe === undefined) {
+            log.info("the workload group has no probe; the workload counts as healthy");
+            return;
+          }
+          log.info("running the workload group's probe", { probe });
+          try {
+            checker = createHealthChecker({
+              probe,
+              clock,
+              onChange(r) {
+                log.info(r.healthy ? "workload healthy" : "workload unhealthy", r.healthy ? {} : { reason: r.message });
+                reg.report(r);
+              },
+            });
+          } catch (err) {
+            log.warn("cannot run the workload group's probe", { err: errorMessage(err) });
+          }
+        },
+      });
+      registration = reg;
+      cleanups.push(() => {
+        checker?.stop();
+        return reg.stop();
+      });
+    }
+
+    const debugHandlers: DebugHandler[] = [
+      {
+        path: "certz",
+        description: "the workload certificate: identity, validity, next renewal",
+        handle() {
+          const b = certs.current();
+          const next = certs.nextAttemptAt();
+          return Response.json({
+            identity,
+            valid: certs.valid(),
+            notBefore: b ? new Date(b.notBefore).toISOString() : null,
+            notAfter: b ? new Date(b.notAfter).toISOString() : null,
+            nextAttempt: next !== undefined ? new Date(next).toISOString() : null,
+            roots: b ? splitPem(b.rootPem).length : 0,
+          });
+        },
+      },
+      {
+        path: "sdsz",
+        description: "open SDS streams and what each was sent and ACKed",
+        handle: () => Response.json(sds.streams().map(({ node: _n, ...rest }) => rest)),
+      },
+      {
+        path: "registrationz",
+        description: "workload group registration: connected to pilot, probe, health",
+        handle: () =>
+          Response.json({
+            workloadGroup: w.workloadGroup ?? null,
+            connected: registration?.connected() ?? false,
+            probe: probeJson ? JSON.parse(probeJson) : null,
+            health: probeState() ?? null,
+          }),
+      },
+      {
+        path: "settings",
+        description: "effective settings and where each came from (flag, env, file, cluster-env, default)",
+        handle: () => Response.json(deps.settings ?? []),
+      },
+    ];
+    const ready = () => !stopping && certs.valid();
+    const admin: AdminServer = startAdminServer(cfg.adminAddr, {
+      metrics: m,
+      readiness: () => ({ notReady: certs.valid() ? [] : ["certificate"], stopping }),
+      debugHandlers: () => debugHandlers,
+    });
+    cleanups.push(() => admin.stop());
+    const adminAddr = `${admin.host}:${admin.port}`;
+    log.info("agent admin server listening", { addr: adminAddr });
+
+    let stopPromise: Promise<void> | undefined;
+    return {
+      adminAddr,
+      sdsSocket: sds.path,
+      certificate: () => certs.current(),
+      ready,
+      health: probeState,
+      registered: () => registration?.connected() ?? false,
+      stop() {
+        stopping = true;
+        stopPromise ??= runCleanups(cleanups, log);
+        return stopPromise;
+      },
+    };
+  } catch (err) {
+    await runCleanups(cleanups, log);
+    throw err;
+  }
+}
+
+async function runCleanups(cleanups: Array<() => Promise<void> | void>, log: Logger): Promise<void> {
+  for (const c of [...cleanups].reverse()) {
+    try {
+      await c();
+    } catch (err) {
+      log.warn("cleanup failed", { err: errorMessage(err) });
+    }
+  }
+}

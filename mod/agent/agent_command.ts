@@ -1,0 +1,50 @@
+/**
+ * `meshd agent`: the node agent on a VM or bare-metal host.
+ *
+ * @module
+ */
+import type { Command } from "../cli/command.ts";
+import { systemClock } from "../shared/clock.ts";
+import { createLogger } from "../shared/logger.ts";
+import { createMetricsRegistry } from "../shared/metrics.ts";
+import { startAgent } from "./agent.ts";
+import { AGENT_SETTINGS, CLUSTER_ENV_KEYS, resolveAgentConfig } from "./settings.ts";
+
+const mapping = Object.entries(CLUSTER_ENV_KEYS).map(([flag, keys]) => `${keys.join("/")} -> --${flag}`).join(", ");
+
+/** `meshd agent`. */
+export const agentCommand: Command = {
+  name: "agent",
+  summary: "run the node agent: workload certificate, SDS, bootstraps, auto-registration and health",
+  usage: "meshd agent --cluster-env FILE | --namespace NS --service-account SA --discovery-addr HOST:PORT [flags]",
+  description: [
+    "Generates the workload's EC P-256 key locally, obtains a certificate for",
+    "spiffe://TRUST_DOMAIN/ns/NS/sa/SA (first with the --token-file token, then always over mutual TLS with the",
+    "current certificate), renews it at half its lifetime, and writes cert-chain.pem, key.pem (0600) and",
+    "root-cert.pem into --output-dir and --data-dir. Serves them over SDS (secrets default and ROOTCA) on",
+    "--sds-socket, writes envoy-bootstrap.json and grpc-bootstrap.json, and with --workload-group keeps an ADS",
+    "stream to pilot that registers the workload and reports the group's probe results.",
+    "",
+    `Settings: flag > MESHD_* environment > --config file > --cluster-env file > default. cluster.env keys: ${mapping};`,
+    "every setting also reads MESHD_<FLAG> from cluster.env.",
+  ].join("\n"),
+  settings: () => AGENT_SETTINGS,
+  args: { min: 0, max: 0, name: "" },
+  async run(inv) {
+    const { config, merged } = resolveAgentConfig(inv.settings);
+    const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+    const agent = await startAgent(config, {
+      clock: systemClock,
+      logger,
+      metrics: createMetricsRegistry(),
+      settings: merged,
+    });
+    if (!inv.signal.aborted) {
+      await new Promise<void>((resolve) => inv.signal.addEventListener("abort", () => resolve(), { once: true }));
+    }
+    logger.info("shutting down");
+    await agent.stop();
+    logger.info("stopped");
+    return 0;
+  },
+};

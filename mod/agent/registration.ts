@@ -1,0 +1,200 @@
+/**
+ * The agent's own ADS stream to pilot, kept open while the workload belongs to a WorkloadGroup,
+ * so the workload is registered (and kept registered) even when no Envoy runs. It carries the
+ * workload's node (with AUTO_REGISTER_GROUP) and subscribes to one light type only: Istio's
+ * `type.googleapis.com/istio.v1.HealthInformation`.
+ *
+ * The channel, both ways:
+ * - pilot answers the subscription with the group's readiness probe (one resource, a
+ *   google.protobuf.Struct holding the WorkloadGroup's `probe` in Istio's JSON) or with nothing
+ *   when the group has none, and pushes again when the group's probe changes;
+ * - the agent answers every such response, once its health is known, with its health: a
+ *   request carrying the response's nonce and no `error_detail` when healthy, or with
+ *   `error_detail` (code INTERNAL, the probe's message) when unhealthy, as Istio's agent reports
+ *   health; and it sends again, with the last nonce, whenever its health changes.
+ *
+ * The stream reconnects with exponential backoff and jitter; with mutual TLS to the control
+ * plane each connection uses the certificate current at that moment.
+ *
+ * @module
+ */
+import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
+import { anyUnpack, StructSchema } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
+import {
+  type DiscoveryRequest,
+  DiscoveryRequestSchema,
+  type DiscoveryResponse,
+} from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import type { Clock, Timer } from "../shared/clock.ts";
+import { errorMessage } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import { createChannel } from "../xds/channel.ts";
+import { createBackoff } from "./backoff.ts";
+import type { CaTls } from "./ca_client.ts";
+import type { ProbeResult, ProbeSpec } from "./health.ts";
+
+/**
+ * Istio's health information type URL (pilot's autoregister.ts serves it). A wire constant
+ * shared with pilot by value, as Istio's agent and istiod share it.
+ */
+export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
+
+/** gRPC code INTERNAL, which Istio's agent puts in unhealthy reports. */
+const CODE_INTERNAL = 13;
+
+/** Options for startRegistration. */
+export interface RegistrationOptions {
+  /** HOST:PORT of pilot. */
+  readonly discoveryAddr: string;
+  /**
+   * TLS for each connection (the current certificate, the roots, the server name), or undefined
+   * for plaintext. Throwing postpones the connection (e.g. no certificate yet).
+   */
+  tls(): CaTls | undefined;
+  readonly node: Node;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Called with the group's probe from every response (undefined: the group has none). */
+  onProbe(probe: ProbeSpec | undefined): void;
+  readonly random?: () => number;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+}
+
+/** The running registration stream. */
+export interface Registration {
+  /** Whether a stream is open and pilot has answered on it. */
+  connected(): boolean;
+  /**
+   * Records the workload's health and sends it when a stream is open; undefined means not known
+   * (a new probe has not reached a threshold yet) and sends nothing.
+   */
+  report(result: ProbeResult | undefined): void;
+  /** Closes the stream and stops reconnecting. */
+  stop(): Promise<void>;
+}
+
+/** Reads the probe out of a HealthInformation response. */
+export function probeFromResponse(res: DiscoveryResponse): ProbeSpec | undefined {
+  const any = res.resources[0];
+  if (!any) return undefined;
+  const s = anyUnpack(any, StructSchema);
+  if (!s) throw new Error(`health response: want a google.protobuf.Struct, got ${any.typeUrl}`);
+  return toJson(StructSchema, s) as JsonObject as ProbeSpec;
+}
+
+/** A health report for the response with `nonce` and `version`. */
+export function healthReport(nonce: string, version: string, result: ProbeResult): DiscoveryRequest {
+  return create(DiscoveryRequestSchema, {
+    typeUrl: HEALTH_TYPE_URL,
+    responseNonce: nonce,
+    versionInfo: version,
+    ...(result.healthy ? {} : { errorDetail: { code: CODE_INTERNAL, message: result.message } }),
+  });
+}
+
+/** Opens the stream and keeps it open until stop(). */
+export function startRegistration(o: RegistrationOptions): Registration {
+  const log = o.logger;
+  const backoff = createBackoff({
+    initialMs: o.backoff?.initialMs ?? 1000,
+    maxMs: o.backoff?.maxMs ?? 30_000,
+    random: o.random,
+  });
+  let stopped = false;
+  let isConnected = false;
+  let health: ProbeResult | undefined;
+  let send: ((req: DiscoveryRequest) => void) | undefined;
+  let last: { nonce: string; version: string } | undefined;
+  let abort: AbortController | undefined;
+  let wait: { timer: Timer; wake: () => void } | undefined;
+
+  function sendHealth(): void {
+    if (send && last && health) send(healthReport(last.nonce, last.version, health));
+  }
+
+  async function runOnce(): Promise<void> {
+    const tls = o.tls();
+    const url = `${tls ? "https" : "http"}://${o.discoveryAddr}`;
+    const manager = new Http2SessionManager(
+      url,
+      { pingIntervalMs: 30_000 },
+      tls
+        ? {
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+          ALPNProtocols: ["h2"],
+          ...(tls.serverName ? { servername: tls.serverName } : {}),
+        }
+        : {},
+    );
+    const client = createClient(AggregatedDiscoveryService, createGrpcTransport({ baseUrl: url, sessionManager: manager }));
+    const requests = createChannel<DiscoveryRequest>();
+    abort = new AbortController();
+    requests.push(create(DiscoveryRequestSchema, { node: o.node, typeUrl: HEALTH_TYPE_URL }));
+    try {
+      for await (const res of client.streamAggregatedResources(requests, { signal: abort.signal })) {
+        if (res.typeUrl !== HEALTH_TYPE_URL) continue;
+        if (!isConnected) log.info("registered with pilot", { addr: o.discoveryAddr, node: o.node.id });
+        isConnected = true;
+        backoff.reset();
+        send = (req) => requests.push(req);
+        last = { nonce: res.nonce, version: res.versionInfo };
+        let probe: ProbeSpec | undefined;
+        try {
+          probe = probeFromResponse(res);
+        } catch (err) {
+          log.warn("ignoring a malformed probe from pilot", { err: errorMessage(err) });
+          continue;
+        }
+        o.onProbe(probe);
+        sendHealth();
+      }
+    } finally {
+      isConnected = false;
+      send = undefined;
+      last = undefined;
+      requests.close();
+      manager.abort();
+    }
+  }
+
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        await runOnce();
+        if (!stopped) log.info("registration stream ended by pilot; reconnecting", { addr: o.discoveryAddr });
+      } catch (err) {
+        if (stopped) break;
+        log.warn("registration stream failed; retrying", { addr: o.discoveryAddr, err: errorMessage(err) });
+      }
+      if (stopped) break;
+      const ms = backoff.next();
+      await new Promise<void>((wake) => {
+        wait = { timer: o.clock.setTimer(ms, wake), wake };
+      });
+      wait = undefined;
+    }
+  })();
+
+  return {
+    connected: () => isConnected,
+    report(result) {
+      health = result;
+      sendHealth();
+    },
+    async stop() {
+      stopped = true;
+      abort?.abort();
+      if (wait) {
+        wait.timer.cancel();
+        wait.wake();
+      }
+      await loop;
+    },
+  };
+}

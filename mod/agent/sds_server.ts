@@ -1,0 +1,215 @@
+/**
+ * SDS for the local Envoy: envoy.service.secret.v3.SecretDiscoveryService (StreamSecrets in
+ * State of the World, DeltaSecrets, and FetchSecrets) on a Unix socket (mode 0600 in a 0750
+ * directory), serving two secrets as Istio names them: `default` (the workload certificate
+ * chain and key, inline) and `ROOTCA` (the trusted roots as a validation context). A rotation
+ * pushes both to every stream that asked for them.
+ *
+ * Streams reuse the ADS server's session logic (mod/xds/server.ts): nonces, ACK/NACK, stale
+ * nonces and versions by content hash behave as they do for pilot's clients. Its handlers are
+ * registered under the SDS service, whose streaming methods carry the same messages as ADS.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import http2 from "node:http2";
+import { connect as netConnect } from "node:net";
+import { chmodSync, lstatSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import type { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
+import { DiscoveryResponseSchema } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
+import { SecretSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
+import {
+  CertificateValidationContextSchema,
+  TlsCertificateSchema,
+} from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
+import type { Logger } from "../shared/logger.ts";
+import { createAdsServer, type StreamStatus } from "../xds/server.ts";
+import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
+import { contentVersion, setVersion } from "../xds/version.ts";
+import type { CertBundle } from "./certs.ts";
+import { ensureDir } from "./files.ts";
+
+/** The type URL of SDS secrets. */
+export const SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/** The workload certificate secret. */
+export const DEFAULT_SECRET = "default";
+/** The trusted roots secret. */
+export const ROOT_SECRET = "ROOTCA";
+
+const bytes = (s: string) => create(DataSourceSchema, { specifier: { case: "inlineBytes", value: new TextEncoder().encode(s) } });
+
+/** The two secrets of a bundle, as SDS resources. */
+export function secretResources(b: CertBundle): Map<string, XdsResource> {
+  const tls = create(SecretSchema, {
+    name: DEFAULT_SECRET,
+    type: {
+      case: "tlsCertificate",
+      value: create(TlsCertificateSchema, { certificateChain: bytes(b.chainPem), privateKey: bytes(b.keyPem) }),
+    },
+  });
+  const roots = create(SecretSchema, {
+    name: ROOT_SECRET,
+    type: {
+      case: "validationContext",
+      value: create(CertificateValidationContextSchema, { trustedCa: bytes(b.rootPem) }),
+    },
+  });
+  return new Map([
+    [DEFAULT_SECRET, {
+      name: DEFAULT_SECRET,
+      version: contentVersion(b.chainPem + "\u0000" + b.keyPem),
+      resource: anyPack(SecretSchema, tls),
+    }],
+    [ROOT_SECRET, { name: ROOT_SECRET, version: contentVersion(b.rootPem), resource: anyPack(SecretSchema, roots) }],
+  ]);
+}
+
+/** Options for startSdsServer. */
+export interface SdsServerOptions {
+  /** The Unix socket path; its directory is created with mode 0750. */
+  readonly path: string;
+  readonly logger: Logger;
+  /** The bundle to serve from the start, if there is one already. */
+  readonly initial?: CertBundle;
+  /** Clock for stream status. */
+  readonly now?: () => number;
+}
+
+/** A running SDS server. */
+export interface SdsServer {
+  readonly path: string;
+  /** Serves a new bundle and pushes it to every stream. Before the first one, streams wait. */
+  update(b: CertBundle): void;
+  /** Open SDS streams. */
+  streams(): StreamStatus[];
+  /** Ends every stream, stops listening and removes the socket. */
+  close(): Promise<void>;
+}
+
+type AdsImpl = Partial<ServiceImpl<typeof AggregatedDiscoveryService>>;
+
+/** Refuses to take over a socket another process still answers on; removes a stale one. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`--sds-socket ${path} exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = netConnect(path);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+    setTimeout(() => done(false), 1000).unref?.();
+  });
+  if (alive) throw new Error(`--sds-socket ${path}: another process is serving on it`);
+  rmSync(path, { force: true });
+}
+
+/** Starts the SDS server. Rejects, naming the socket, when it cannot listen. */
+export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
+  let resources: Map<string, XdsResource> | undefined = o.initial ? secretResources(o.initial) : undefined;
+  const listeners = new Set<(t: ReadonlySet<string>) => void>();
+  const provider: ResourceProvider = {
+    typeUrls: [SECRET_TYPE_URL],
+    ready: () => resources !== undefined,
+    resources: () => resources ?? new Map(),
+    watch(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+  const ads = createAdsServer({ logger: o.logger, now: o.now });
+  ads.addProvider(provider);
+  let impl: AdsImpl = {};
+  ads.register({
+    service(_svc, i) {
+      impl = i as AdsImpl;
+    },
+  });
+  if (!impl.streamAggregatedResources || !impl.deltaAggregatedResources) {
+    throw new Error("the ADS server registered no stream handlers");
+  }
+  const sds: Partial<ServiceImpl<typeof SecretDiscoveryService>> = {
+    streamSecrets: impl.streamAggregatedResources,
+    deltaSecrets: impl.deltaAggregatedResources,
+    fetchSecrets(req) {
+      if (req.typeUrl !== "" && req.typeUrl !== SECRET_TYPE_URL) {
+        throw new ConnectError(`type URL ${req.typeUrl} is not served here`, Code.InvalidArgument);
+      }
+      if (!resources) throw new ConnectError("no certificate yet", Code.Unavailable);
+      const picked = req.resourceNames.length === 0
+        ? [...resources.values()]
+        : req.resourceNames.map((n) => resources!.get(n)).filter((r): r is XdsResource => r !== undefined);
+      return create(DiscoveryResponseSchema, {
+        versionInfo: setVersion(picked),
+        typeUrl: SECRET_TYPE_URL,
+        resources: picked.map((r) => r.resource),
+      });
+    },
+  };
+
+  ensureDir(dirname(o.path), 0o750, "--sds-socket directory");
+  await clearStaleSocket(o.path);
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(SecretDiscoveryService, sds),
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    shutdownSignal: shutdown.signal,
+  });
+  const srv = http2.createServer({}, handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  srv.on("session", (s: http2.ServerHttp2Session) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+    s.on("error", (err) => o.logger.debug("SDS session error", { err }));
+  });
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      srv.once("error", (err) => reject(new Error(`--sds-socket ${o.path}: cannot listen: ${err.message}`)));
+      srv.listen(o.path, () => resolve());
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  chmodSync(o.path, 0o600);
+  o.logger.info("SDS server listening", { path: o.path });
+
+  let closing: Promise<void> | undefined;
+  return {
+    path: o.path,
+    update(b) {
+      resources = secretResources(b);
+      for (const l of listeners) l(new Set([SECRET_TYPE_URL]));
+    },
+    streams: () => ads.streams(),
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
+        shutdown.abort();
+        for (const s of sessions) if (!s.closed) s.close();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
+        await Promise.race([closed, grace]);
+        clearTimeout(timer);
+        for (const s of sessions) s.destroy();
+        rmSync(o.path, { force: true });
+      })();
+      return closing;
+    },
+  };
+}

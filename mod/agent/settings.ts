@@ -1,0 +1,327 @@
+/**
+ * `meshd agent`'s settings. Each comes, in this order of precedence, from its flag, its
+ * `MESHD_*` environment variable, the YAML `--config` file, the cluster.env file named by
+ * `--cluster-env`, or its default. cluster.env holds `KEY=VALUE` lines (blank lines and `#`
+ * comments are skipped, `export ` and matching quotes are stripped) using Istio's names where
+ * Istio has one (see CLUSTER_ENV_KEYS) and `MESHD_<FLAG>` names for every setting.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { hostname, networkInterfaces } from "node:os";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import type { Settings } from "../cli/flags.ts";
+import { convertValue, envName, type SettingSpec, type SettingValue } from "../cli/setting.ts";
+import { UsageError } from "../shared/errors.ts";
+import type { LogLevel } from "../shared/logger.ts";
+import type { ControlPlaneAuth } from "./bootstrap.ts";
+import type { WorkloadInfo } from "./node.ts";
+
+/** Every setting of `meshd agent`. */
+export const AGENT_SETTINGS: readonly SettingSpec[] = [
+  {
+    name: "cluster-env",
+    kind: { type: "path" },
+    help: "cluster.env file of KEY=VALUE lines (Istio's names, or MESHD_<FLAG>); flags, MESHD_* and --config win",
+  },
+  {
+    name: "ca-addr",
+    kind: { type: "addr" },
+    help: "CA's plaintext gRPC address (15010), for the first certificate with the token when no root is known",
+  },
+  {
+    name: "ca-tls-addr",
+    kind: { type: "addr" },
+    help: "CA's TLS gRPC address (15012) for renewals over mutual TLS (default: --discovery-addr)",
+  },
+  {
+    name: "ca-server-name",
+    kind: { type: "string" },
+    help: "name the CA's and pilot's server certificate must carry (default: the address's host)",
+  },
+  {
+    name: "discovery-addr",
+    kind: { type: "addr" },
+    help: "pilot's xDS address, written into the bootstraps and used to register --workload-group",
+  },
+  {
+    name: "control-plane-auth",
+    kind: { type: "enum", values: ["MUTUAL_TLS", "NONE"] },
+    default: "MUTUAL_TLS",
+    help: "MUTUAL_TLS: xDS over TLS with the workload certificate (15012); NONE: plaintext xDS (15010)",
+  },
+  {
+    name: "token-file",
+    kind: { type: "path" },
+    help: "file holding the bootstrap token (meshd token create); read only while no valid certificate exists",
+  },
+  {
+    name: "root-cert",
+    kind: { type: "path" },
+    help: "PEM roots of the mesh (from the onboarding bundle) to verify the CA before the first certificate",
+  },
+  { name: "namespace", kind: { type: "string" }, help: "the workload's namespace (required)" },
+  { name: "service-account", kind: { type: "string" }, help: "the workload's service account (required)" },
+  {
+    name: "trust-domain",
+    kind: { type: "string" },
+    default: "cluster.local",
+    help: "trust domain of the workload's SPIFFE ID",
+  },
+  {
+    name: "workload-group",
+    kind: { type: "string" },
+    help: "WorkloadGroup (NAME in --namespace, or NAMESPACE/NAME) to auto-register into; needs --discovery-addr",
+  },
+  { name: "workload-name", kind: { type: "string" }, help: "the workload's name in its node id (default: host name)" },
+  {
+    name: "labels",
+    kind: { type: "list" },
+    default: [],
+    help: "the workload's labels, KEY=VALUE,... (merged over the WorkloadGroup's when registering)",
+  },
+  {
+    name: "instance-ip",
+    kind: { type: "string" },
+    help: "the workload's IP address (default: the first non-loopback IPv4 address of the host)",
+  },
+  {
+    name: "output-dir",
+    kind: { type: "path" },
+    default: "/var/run/meshd-agent",
+    help: "where cert-chain.pem, key.pem, root-cert.pem and the bootstraps are written (mode 0750)",
+  },
+  {
+    name: "data-dir",
+    kind: { type: "path" },
+    default: "/var/lib/meshd-agent",
+    help: "persistent copy of the key and certificate, so a restart renews without a token (mode 0700)",
+  },
+  { name: "sds-socket", kind: { type: "path" }, help: "SDS Unix socket (default <output-dir>/sds.sock)" },
+  {
+    name: "cert-ttl",
+    kind: { type: "duration", min: 1000 },
+    default: 24 * 3_600_000,
+    help: "requested certificate lifetime; renewed at half of it",
+  },
+  {
+    name: "admin-addr",
+    kind: { type: "addr" },
+    default: "127.0.0.1:15020",
+    help: "agent admin HTTP address (/healthz/ready, /metrics, /debug/)",
+  },
+  {
+    name: "log-level",
+    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
+    default: "info",
+    help: "least severe log level written",
+  },
+  {
+    name: "log-format",
+    kind: { type: "enum", values: ["auto", "json", "text"] },
+    default: "auto",
+    help: "log format; auto is text on a terminal, JSON otherwise",
+  },
+];
+
+/**
+ * The cluster.env keys each setting reads, in order of preference (Istio's names). Every
+ * setting except --cluster-env also reads its MESHD_<FLAG> name. Note that Istio's CA_ADDR is
+ * the CA's TLS address, so it maps to --ca-tls-addr; the plaintext --ca-addr is MESHD_CA_ADDR.
+ */
+export const CLUSTER_ENV_KEYS: Readonly<Record<string, readonly string[]>> = {
+  "ca-tls-addr": ["CA_ADDR"],
+  "discovery-addr": ["PILOT_ADDRESS", "DISCOVERY_ADDRESS"],
+  "control-plane-auth": ["CONTROL_PLANE_AUTH_POLICY"],
+  "token-file": ["TOKEN_FILE"],
+  "root-cert": ["CA_ROOT_CA", "XDS_ROOT_CA"],
+  namespace: ["POD_NAMESPACE", "NAMESPACE", "ISTIO_NAMESPACE"],
+  "service-account": ["SERVICE_ACCOUNT"],
+  "trust-domain": ["TRUST_DOMAIN"],
+  "workload-group": ["ISTIO_META_WORKLOAD_GROUP", "WORKLOAD_GROUP", "ISTIO_META_AUTO_REGISTER_GROUP"],
+  "workload-name": ["ISTIO_META_WORKLOAD_NAME", "POD_NAME"],
+  labels: ["ISTIO_METAJSON_LABELS"],
+  "instance-ip": ["INSTANCE_IP"],
+  "output-dir": ["OUTPUT_DIR", "OUTPUT_CERTS"],
+  "cert-ttl": ["SECRET_TTL"],
+};
+
+/** One value of a cluster.env file, with where it was. */
+export interface EnvFileEntry {
+  readonly value: string;
+  readonly line: number;
+}
+
+/** Parses cluster.env text. Throws, naming `path:line`, on a line that is not KEY=VALUE. */
+export function parseClusterEnv(text: string, path: string): Map<string, EnvFileEntry> {
+  const out = new Map<string, EnvFileEntry>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m) throw new UsageError(`${path}:${i + 1}: want KEY=VALUE, got ${JSON.stringify(line)}`);
+    let value = m[2]!.trim();
+    if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.at(-1) === value[0]) {
+      value = value.slice(1, -1);
+    }
+    out.set(m[1]!, { value, line: i + 1 });
+  });
+  return out;
+}
+
+/** Reads ISTIO_METAJSON_LABELS ({"app":"x"}) as KEY=VALUE items. */
+function jsonLabels(raw: string): string[] {
+  const v = JSON.parse(raw) as unknown;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("want a JSON object of labels");
+  return Object.entries(v).map(([k, x]) => {
+    if (typeof x !== "string") throw new Error(`label ${k}: want a string value`);
+    return `${k}=${x}`;
+  });
+}
+
+/** Typed settings after merging in cluster.env. */
+export interface AgentConfig {
+  readonly caAddr?: string;
+  readonly caTlsAddr: string;
+  readonly serverName?: string;
+  readonly discoveryAddr?: string;
+  readonly controlPlaneAuth: ControlPlaneAuth;
+  readonly tokenFile?: string;
+  readonly rootCertFile?: string;
+  readonly workload: WorkloadInfo;
+  readonly outputDir: string;
+  readonly dataDir: string;
+  readonly sdsSocket: string;
+  readonly certTtlMs: number;
+  readonly adminAddr: string;
+  readonly logLevel: LogLevel;
+  readonly logFormat: "auto" | "json" | "text";
+}
+
+/** Where a merged value came from, for `/debug/settings`. */
+export interface MergedSetting {
+  readonly name: string;
+  readonly value: SettingValue | undefined;
+  /** flag, env, file (--config), cluster-env (with the key), default. */
+  readonly source: string;
+}
+
+/** The first non-internal IPv4 address of the host, or 127.0.0.1. */
+export function defaultInstanceIp(ifaces = networkInterfaces()): string {
+  for (const list of Object.values(ifaces)) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
+}
+
+/** Options for resolveAgentConfig. */
+export interface ResolveOptions {
+  readonly readFile?: (path: string) => string;
+  readonly hostname?: string;
+  readonly instanceIp?: () => string;
+}
+
+/**
+ * Merges settings with cluster.env and checks them. Throws UsageError naming the setting (and
+ * its cluster.env key and line) for a missing or bad value.
+ */
+export function resolveAgentConfig(
+  settings: Settings,
+  opts: ResolveOptions = {},
+): { config: AgentConfig; merged: MergedSetting[] } {
+  const read = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
+  const envPath = settings.optionalString("cluster-env");
+  let file = new Map<string, EnvFileEntry>();
+  if (envPath !== undefined) {
+    let text: string;
+    try {
+      text = read(envPath);
+    } catch (err) {
+      throw new UsageError(`meshd agent: --cluster-env: cannot read ${envPath}: ${(err as Error).message}`);
+    }
+    file = parseClusterEnv(text, envPath);
+  }
+  const values = new Map<string, SettingValue | undefined>();
+  const merged: MergedSetting[] = [];
+  for (const spec of AGENT_SETTINGS) {
+    const src = settings.source(spec.name);
+    let value: SettingValue | undefined = settings.entries().find((e) => e.name === spec.name)?.value;
+    let source: string = src ?? "unset";
+    if (src === undefined || src === "default") {
+      const keys = spec.name === "cluster-env" ? [] : [envName(spec), ...(CLUSTER_ENV_KEYS[spec.name] ?? [])];
+      const key = keys.find((k) => file.has(k) && file.get(k)!.value !== "");
+      if (key !== undefined) {
+        const e = file.get(key)!;
+        try {
+          value = convertValue(spec, key === "ISTIO_METAJSON_LABELS" ? jsonLabels(e.value) : e.value);
+        } catch (err) {
+          throw new UsageError(
+            `meshd agent: ${envPath}:${e.line}: ${key} (--${spec.name}): ${(err as Error).message}`,
+          );
+        }
+        source = `cluster-env ${key}`;
+      }
+    }
+    values.set(spec.name, value);
+    merged.push({ name: spec.name, value, source });
+  }
+  const str = (n: string) => values.get(n) as string | undefined;
+  const need = (n: string, keys: string) => {
+    const v = str(n);
+    if (v === undefined || v === "") {
+      throw new UsageError(`meshd agent: --${n} is required (or ${keys} in --cluster-env)`);
+    }
+    return v;
+  };
+  const namespace = need("namespace", "POD_NAMESPACE");
+  const serviceAccount = need("service-account", "SERVICE_ACCOUNT");
+  const labels: Record<string, string> = {};
+  for (const item of values.get("labels") as readonly string[]) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new UsageError(`meshd agent: --labels: want KEY=VALUE, got ${JSON.stringify(item)}`);
+    labels[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  const ip = str("instance-ip") ?? (opts.instanceIp ?? defaultInstanceIp)();
+  if (isIP(ip) === 0) throw new UsageError(`meshd agent: --instance-ip: want an IP address, got ${JSON.stringify(ip)}`);
+  const discoveryAddr = str("discovery-addr");
+  const group = str("workload-group");
+  if (group !== undefined && discoveryAddr === undefined) {
+    throw new UsageError("meshd agent: --workload-group needs --discovery-addr (PILOT_ADDRESS) to register with");
+  }
+  const outputDir = values.get("output-dir") as string;
+  const auth = values.get("control-plane-auth") as ControlPlaneAuth;
+  const caTlsAddr = str("ca-tls-addr") ?? (auth === "MUTUAL_TLS" ? discoveryAddr : undefined);
+  if (caTlsAddr === undefined) {
+    throw new UsageError(
+      "meshd agent: no CA address for renewals over mutual TLS: set --ca-tls-addr (CA_ADDR), " +
+        "or --discovery-addr (PILOT_ADDRESS) with --control-plane-auth MUTUAL_TLS",
+    );
+  }
+  const config: AgentConfig = {
+    caAddr: str("ca-addr"),
+    caTlsAddr,
+    serverName: str("ca-server-name"),
+    discoveryAddr,
+    controlPlaneAuth: auth,
+    tokenFile: str("token-file"),
+    rootCertFile: str("root-cert"),
+    workload: {
+      ip,
+      name: str("workload-name") ?? opts.hostname ?? hostname(),
+      namespace,
+      serviceAccount,
+      trustDomain: values.get("trust-domain") as string,
+      labels,
+      ...(group ? { workloadGroup: group } : {}),
+    },
+    outputDir,
+    dataDir: values.get("data-dir") as string,
+    sdsSocket: str("sds-socket") ?? join(outputDir, "sds.sock"),
+    certTtlMs: values.get("cert-ttl") as number,
+    adminAddr: values.get("admin-addr") as string,
+    logLevel: values.get("log-level") as LogLevel,
+    logFormat: values.get("log-format") as AgentConfig["logFormat"],
+  };
+  return { config, merged };
+}

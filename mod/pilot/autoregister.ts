@@ -1,0 +1,346 @@
+/**
+ * Workload auto-registration and health, pilot's side (Istio's WorkloadGroup auto-registration,
+ * without writing WorkloadEntries back to a config store: the registrations live in memory as a
+ * ServiceRegistry whose workloads ServiceEntries select like WorkloadEntries).
+ *
+ * - An xDS client whose node metadata carries `AUTO_REGISTER_GROUP` ("NAME" in the node's
+ *   NAMESPACE, or "NAMESPACE/NAME") is registered as a workload of that WorkloadGroup: the
+ *   group's template with the proxy's first IP as address and labels merged as Istio merges them
+ *   (template < group metadata < node LABELS), locality from the node when it has one. The
+ *   workload is named as Istio names the WorkloadEntry it would create (`GROUP-IP`).
+ * - Every connection of the same workload (Envoy, the agent's own stream, proxyless apps:
+ *   same group, namespace and IP) keeps it registered; `graceMs` after the last one closes it
+ *   is removed, unless one reconnected meanwhile.
+ * - A group missing from config registers nothing until it appears (the connection is not
+ *   refused: config may arrive later); the group's later edits apply at once.
+ * - Health travels on the ADS stream as `type.googleapis.com/istio.v1.HealthInformation`
+ *   requests. Pilot answers the subscription with the group's probe (one
+ *   google.protobuf.Struct resource named "NAMESPACE/NAME", holding the probe in Istio's JSON;
+ *   none without a probe) and pushes it again when it changes. A request answering that
+ *   response without `error_detail` reports healthy, with `error_detail` unhealthy (its message
+ *   kept). A workload of a group with a probe is unhealthy until it reports healthy for the
+ *   probe currently in force, and unhealthy workloads leave EDS.
+ *
+ * The connection's identity is not checked against the group here: the ADS stream exposes no
+ * peer certificate to providers.
+ *
+ * @module
+ */
+import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import { anyPack, StructSchema } from "@bufbuild/protobuf/wkt";
+import type { SettingSpec } from "../cli/setting.ts";
+import type { ReadinessProbe, WorkloadEntrySpec, WorkloadGroupSpec } from "../galley/kinds/networking.ts";
+import type { ConfigStore } from "../galley/store.ts";
+import type { DebugHandler } from "../runtime/module.ts";
+import type { Clock, Timer } from "../shared/clock.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "../xds/provider.ts";
+import { contentVersion, setVersion } from "../xds/version.ts";
+import { type Proxy, proxyFromNode } from "./model/proxy.ts";
+import type { RegistryState, ServiceRegistry, Workload } from "./model/registry.ts";
+
+/** Istio's health information type URL; the agent (mod/agent/registration.ts) speaks it too. */
+export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
+
+/** The setting for the grace period (joins pilot's settings). */
+export const AUTO_REGISTER_GRACE_SETTING: SettingSpec = {
+  name: "auto-register-grace",
+  kind: { type: "duration" },
+  default: 10_000,
+  help: "how long an auto-registered workload stays after its last xDS connection closed",
+};
+
+const NETWORKING = "networking.istio.io";
+
+/** Options for createAutoRegistry. */
+export interface AutoRegistryOptions {
+  readonly store: Pick<ConfigStore, "snapshot" | "subscribe">;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Time a workload stays registered after its last connection closed. */
+  readonly graceMs: number;
+  /** Where to add the provider and observer (the shared ADS server). */
+  readonly ads?: { addProvider(p: ResourceProvider): void; addObserver(o: XdsObserver): void };
+  /** Registers the /debug/registrationz handler. */
+  readonly debug?: (h: DebugHandler) => void;
+}
+
+/** One registered workload, as debug pages show it. */
+export interface RegistrationStatus {
+  readonly workload: string;
+  /** "NAMESPACE/NAME" of the group. */
+  readonly group: string;
+  readonly address: string;
+  readonly connections: number;
+  /** Whether the group exists in config (otherwise nothing is registered yet). */
+  readonly groupFound: boolean;
+  readonly hasProbe: boolean;
+  readonly healthy: boolean;
+  /** The last unhealthy report's message. */
+  readonly message?: string;
+  /** When the last connection closed (ISO), while in the grace period. */
+  readonly disconnectedAt?: string;
+}
+
+/** The auto-registration registry. */
+export interface AutoRegistry extends ServiceRegistry {
+  /** Serves HEALTH_TYPE_URL. */
+  readonly provider: ResourceProvider;
+  /** Follows connections, disconnections and health reports. */
+  readonly observer: XdsObserver;
+  /** Every registration, sorted by workload name. */
+  registrations(): RegistrationStatus[];
+  /** Cancels grace timers and stops following config. */
+  close(): void;
+}
+
+interface Health {
+  /** The version of the probe response the report answered. */
+  readonly version: string;
+  readonly healthy: boolean;
+  readonly message?: string;
+}
+
+interface Registration {
+  readonly key: string;
+  readonly namespace: string;
+  readonly group: string;
+  readonly ip: string;
+  proxy: Proxy;
+  readonly connections: Set<string>;
+  disconnectedAt?: number;
+  grace?: Timer;
+  health?: Health;
+}
+
+/** "NS/NAME" or "NAME" (in the proxy's namespace). */
+function groupRef(ref: string, proxyNs: string): { namespace: string; name: string } {
+  const slash = ref.indexOf("/");
+  return slash < 0 ? { namespace: proxyNs, name: ref } : { namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
+}
+
+/** Istio's name of the WorkloadEntry of an auto-registered workload. */
+export function autoRegisteredName(group: string, ip: string): string {
+  return `${group}-${ip.replaceAll(":", "-")}`;
+}
+
+function locality(node: XdsClient["node"]): string | undefined {
+  const l = node.locality;
+  if (!l || (!l.region && !l.zone && !l.subZone)) return undefined;
+  return [l.region, l.zone, l.subZone].join("/").replace(/\/+$/, "");
+}
+
+/** The version pilot's single probe resource gets, and so the version of its response. */
+function probeResource(groupKey: string, probe: ReadinessProbe): XdsResource {
+  const json = JSON.stringify(probe);
+  return {
+    name: groupKey,
+    version: contentVersion(json),
+    resource: anyPack(StructSchema, fromJson(StructSchema, probe as unknown as JsonObject)),
+  };
+}
+
+/** Creates the registry, and attaches it to `ads` and `debug` when given. */
+export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
+  const log = o.logger;
+  const regs = new Map<string, Registration>();
+  const byConnection = new Map<string, Registration>();
+  const listeners = new Set<() => void>();
+  const providerListeners = new Set<(t: ReadonlySet<string>, c?: (c: XdsClient) => boolean) => void>();
+  const probeCache = new Map<string, XdsResource>();
+  /** The node each registration last connected with (for its locality). */
+  const nodes = new Map<Registration, XdsClient["node"]>();
+  let epoch = 0;
+  let cached: { key: string; state: RegistryState } | undefined;
+
+  const changed = () => {
+    epoch++;
+    for (const l of listeners) l();
+  };
+  const groupOf = (r: Registration) =>
+    o.store.snapshot().get<WorkloadGroupSpec>(NETWORKING, "WorkloadGroup", r.namespace, r.group);
+
+  function probeOf(r: Registration): XdsResource | undefined {
+    const g = groupOf(r);
+    if (!g?.spec.probe) return undefined;
+    const key = `${r.namespace}/${r.group}`;
+    const json = JSON.stringify(g.spec.probe);
+    const hit = probeCache.get(key);
+    if (hit && hit.version === contentVersion(json)) return hit;
+    const res = probeResource(key, g.spec.probe);
+    probeCache.set(key, res);
+    return res;
+  }
+
+  function healthOf(r: Registration): { healthy: boolean; message?: string } {
+    const probe = probeOf(r);
+    if (!probe) return { healthy: true };
+    const h = r.health;
+    if (!h || h.version !== setVersion([probe])) return { healthy: false, message: "no health report for the current probe yet" };
+    return h.healthy ? { healthy: true } : { healthy: false, message: h.message };
+  }
+
+  function workloadOf(r: Registration): Workload | undefined {
+    const g = groupOf(r);
+    if (!g) return undefined;
+    const t: WorkloadEntrySpec = g.spec.template ?? {};
+    const loc = locality(nodes.get(r)!);
+    return {
+      key: `${NETWORKING}/WorkloadEntry/${r.namespace}/${autoRegisteredName(r.group, r.ip)}`,
+      namespace: r.namespace,
+      spec: {
+        ...t,
+        address: r.ip,
+        labels: { ...t.labels, ...g.spec.metadata?.labels, ...r.proxy.labels },
+        ...(t.serviceAccount || r.proxy.serviceAccount ? { serviceAccount: t.serviceAccount ?? r.proxy.serviceAccount } : {}),
+        ...(loc ? { locality: loc } : {}),
+      },
+      healthy: healthOf(r).healthy,
+    };
+  }
+
+  function connected(c: XdsClient): void {
+    let proxy: Proxy;
+    try {
+      proxy = proxyFromNode(c.node);
+    } catch {
+      return;
+    }
+    if (!proxy.autoRegisterGroup) return;
+    const ref = groupRef(proxy.autoRegisterGroup, proxy.namespace);
+    if (!proxy.ip) {
+      log.warn("cannot auto-register a proxy without an IP address", { node: c.node.id, group: proxy.autoRegisterGroup });
+      return;
+    }
+    const key = `${ref.namespace}/${ref.name}/${proxy.ip}`;
+    let r = regs.get(key);
+    const fresh = r === undefined;
+    if (!r) {
+      r = { key, namespace: ref.namespace, group: ref.name, ip: proxy.ip, proxy, connections: new Set() };
+      regs.set(key, r);
+    }
+    const before = JSON.stringify([r.proxy.labels, r.proxy.serviceAccount, locality(nodes.get(r) ?? c.node)]);
+    r.proxy = proxy;
+    nodes.set(r, c.node);
+    r.grace?.cancel();
+    r.grace = undefined;
+    r.disconnectedAt = undefined;
+    r.connections.add(c.connectionId);
+    byConnection.set(c.connectionId, r);
+    const g = groupOf(r);
+    log.info(fresh ? "workload auto-registered" : "auto-registered workload reconnected", {
+      workload: autoRegisteredName(r.group, r.ip),
+      group: `${r.namespace}/${r.group}`,
+      node: c.node.id,
+      ...(g ? {} : { note: "the WorkloadGroup is not in config yet; registered once it is" }),
+    });
+    if (fresh || before !== JSON.stringify([proxy.labels, proxy.serviceAccount, locality(c.node)])) changed();
+  }
+
+  function disconnected(c: XdsClient): void {
+    const r = byConnection.get(c.connectionId);
+    if (!r) return;
+    byConnection.delete(c.connectionId);
+    r.connections.delete(c.connectionId);
+    if (r.connections.size > 0) return;
+    r.disconnectedAt = o.clock.now();
+    r.grace?.cancel();
+    r.grace = o.clock.setTimer(o.graceMs, () => {
+      if (r.connections.size > 0 || regs.get(r.key) !== r) return;
+      regs.delete(r.key);
+      nodes.delete(r);
+      log.info("auto-registered workload removed after its grace period", {
+        workload: autoRegisteredName(r.group, r.ip),
+        group: `${r.namespace}/${r.group}`,
+      });
+      changed();
+    });
+  }
+
+  function reported(c: XdsClient, typeUrl: string, version: string, message?: string): void {
+    if (typeUrl !== HEALTH_TYPE_URL) return;
+    const r = byConnection.get(c.connectionId);
+    if (!r) return;
+    const was = healthOf(r);
+    r.health = message === undefined ? { version, healthy: true } : { version, healthy: false, message };
+    const now = healthOf(r);
+    if (was.healthy !== now.healthy) {
+      log.info(now.healthy ? "auto-registered workload healthy" : "auto-registered workload unhealthy", {
+        workload: autoRegisteredName(r.group, r.ip),
+        ...(now.healthy ? {} : { reason: now.message }),
+      });
+      changed();
+    }
+  }
+
+  const observer: XdsObserver = {
+    connected,
+    disconnected,
+    acked: (c, t, v) => reported(c, t, v),
+    nacked: (c, t, v, m) => reported(c, t, v, m || "unhealthy"),
+  };
+
+  const provider: ResourceProvider = {
+    typeUrls: [HEALTH_TYPE_URL],
+    resources(client) {
+      const r = byConnection.get(client.connectionId);
+      const probe = r ? probeOf(r) : undefined;
+      return probe ? new Map([[probe.name, probe]]) : new Map();
+    },
+    watch(l) {
+      providerListeners.add(l);
+      return () => providerListeners.delete(l);
+    },
+  };
+
+  const unsubscribe = o.store.subscribe(() => {
+    if (byConnection.size === 0) return;
+    for (const l of providerListeners) l(new Set([HEALTH_TYPE_URL]), (c) => byConnection.has(c.connectionId));
+  });
+
+  const registry: AutoRegistry = {
+    name: "autoregister",
+    provider,
+    observer,
+    state() {
+      const key = `${o.store.snapshot().version}|${epoch}`;
+      if (cached?.key === key) return cached.state;
+      const workloads = [...regs.values()].map(workloadOf).filter((w): w is Workload => w !== undefined)
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      cached = { key, state: { services: [], endpoints: [], workloads } };
+      return cached.state;
+    },
+    watch(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    registrations() {
+      return [...regs.values()].map((r) => {
+        const h = healthOf(r);
+        return {
+          workload: autoRegisteredName(r.group, r.ip),
+          group: `${r.namespace}/${r.group}`,
+          address: r.ip,
+          connections: r.connections.size,
+          groupFound: groupOf(r) !== undefined,
+          hasProbe: probeOf(r) !== undefined,
+          healthy: h.healthy,
+          ...(h.message ? { message: h.message } : {}),
+          ...(r.disconnectedAt !== undefined ? { disconnectedAt: new Date(r.disconnectedAt).toISOString() } : {}),
+        };
+      }).sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
+    },
+    close() {
+      unsubscribe();
+      for (const r of regs.values()) r.grace?.cancel();
+    },
+  };
+  o.ads?.addProvider(provider);
+  o.ads?.addObserver(observer);
+  o.debug?.({
+    path: "registrationz",
+    description: "auto-registered workloads: group, address, connections, probe and health",
+    handle: () => Response.json(registry.registrations()),
+  });
+  return registry;
+}

@@ -1,0 +1,247 @@
+import { describe, expect, test } from "bun:test";
+import { createBackoff } from "../../mod/agent/backoff.ts";
+import { createCertManager, type IssueVia } from "../../mod/agent/cert_manager.ts";
+import { type CertBundle, renewalDelay } from "../../mod/agent/certs.ts";
+import { createManualClock, type ManualClock } from "../../mod/shared/clock.ts";
+import { createLogger } from "../../mod/shared/logger.ts";
+
+const HOUR = 3_600_000;
+const quiet = createLogger({ write: () => {} });
+/** Lets promise callbacks run. */
+const flush = async () => {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+};
+
+function bundle(notBefore: number, lifetime: number, tag = ""): CertBundle {
+  return {
+    chainPem: `chain${tag}`,
+    keyPem: `key${tag}`,
+    rootPem: "root",
+    notBefore,
+    notAfter: notBefore + lifetime,
+    identity: "spiffe://cluster.local/ns/a/sa/b",
+  };
+}
+
+/** A CA double: answers with a bundle valid for `lifetime` from the clock's now, or fails. */
+function harness(clock: ManualClock, opts: { lifetime?: number; initial?: CertBundle; random?: () => number } = {}) {
+  const calls: IssueVia["kind"][] = [];
+  const stored: CertBundle[] = [];
+  let failing = false;
+  let storeFails = false;
+  const m = createCertManager({
+    clock,
+    logger: quiet,
+    random: opts.random ?? (() => 0.5),
+    initial: opts.initial,
+    backoff: { initialMs: 1000, maxMs: 8000 },
+    issue(via) {
+      calls.push(via.kind);
+      if (failing) return Promise.reject(new Error("CA unreachable"));
+      return Promise.resolve(bundle(clock.now(), opts.lifetime ?? 10 * HOUR, String(calls.length)));
+    },
+    onCert(b) {
+      if (storeFails) throw new Error("disk full");
+      stored.push(b);
+    },
+  });
+  return {
+    m,
+    calls,
+    stored,
+    fail(v: boolean) {
+      failing = v;
+    },
+    failStore(v: boolean) {
+      storeFails = v;
+    },
+  };
+}
+
+describe("renewalDelay()", () => {
+  test("is half the lifetime from notBefore, moved by at most ±10 %", () => {
+    const b = bundle(0, 10 * HOUR);
+    expect(renewalDelay(b, 0, () => 0.5)).toBe(5 * HOUR);
+    expect(renewalDelay(b, 0, () => 0)).toBe(4.5 * HOUR);
+    expect(renewalDelay(b, 0, () => 0.999999)).toBeCloseTo(5.5 * HOUR, -2);
+    expect(renewalDelay(b, 2 * HOUR, () => 0.5)).toBe(3 * HOUR);
+  });
+
+  test("is zero when the renewal is overdue", () => {
+    expect(renewalDelay(bundle(0, 10 * HOUR), 9 * HOUR, () => 0.5)).toBe(0);
+  });
+});
+
+describe("createBackoff()", () => {
+  test("doubles up to the maximum, each delay in [base/2, base]", () => {
+    let r = 0;
+    const b = createBackoff({ initialMs: 1000, maxMs: 8000, random: () => r });
+    expect([b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([500, 1000, 2000, 4000, 4000]);
+    r = 0.999999;
+    b.reset();
+    expect([b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([1000, 2000, 4000, 8000, 8000]);
+    expect(b.attempts).toBe(5);
+  });
+
+  test("jitter spreads delays over the whole range", () => {
+    const b = createBackoff({ initialMs: 1000, maxMs: 1000 });
+    const seen = new Set(Array.from({ length: 200 }, () => Math.floor(b.next() / 100)));
+    expect(seen.size).toBeGreaterThanOrEqual(4);
+    for (const s of seen) expect(s).toBeGreaterThanOrEqual(5);
+  });
+
+  test("refuses nonsense options", () => {
+    expect(() => createBackoff({ initialMs: 0, maxMs: 10 })).toThrow(/initialMs/);
+    expect(() => createBackoff({ initialMs: 10, maxMs: 5 })).toThrow();
+  });
+});
+
+describe("createCertManager()", () => {
+  test("without a certificate asks with the token, then renews over mTLS at half the lifetime", async () => {
+    const clock = createManualClock(1_000_000);
+    const h = harness(clock);
+    h.m.start();
+    await flush();
+    expect(h.calls).toEqual(["token"]);
+    expect(h.m.valid()).toBe(true);
+    expect(h.stored.length).toBe(1);
+    expect(h.m.nextAttemptAt()).toBe(1_000_000 + 5 * HOUR);
+    clock.advance(5 * HOUR - 1);
+    await flush();
+    expect(h.calls).toEqual(["token"]);
+    clock.advance(1);
+    await flush();
+    expect(h.calls).toEqual(["token", "mtls"]);
+    expect(h.m.current()!.chainPem).toBe("chain2");
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.calls).toEqual(["token", "mtls", "mtls"]);
+    h.m.stop();
+    expect(clock.pending()).toBe(0);
+  });
+
+  test("renewal times are jittered by the random source", async () => {
+    const clock = createManualClock(0);
+    const h = harness(clock, { random: () => 0 });
+    h.m.start();
+    await flush();
+    expect(h.m.nextAttemptAt()).toBe(4.5 * HOUR);
+    h.m.stop();
+  });
+
+  test("a valid stored certificate renews over mTLS without the token", async () => {
+    const clock = createManualClock(2 * HOUR);
+    const h = harness(clock, { initial: bundle(0, 10 * HOUR) });
+    h.m.start();
+    await flush();
+    expect(h.calls).toEqual([]);
+    expect(h.m.valid()).toBe(true);
+    expect(h.m.nextAttemptAt()).toBe(5 * HOUR);
+    clock.advance(3 * HOUR);
+    await flush();
+    expect(h.calls).toEqual(["mtls"]);
+    h.m.stop();
+  });
+
+  test("a stored certificate past its renewal time renews at once", async () => {
+    const clock = createManualClock(8 * HOUR);
+    const h = harness(clock, { initial: bundle(0, 10 * HOUR) });
+    h.m.start();
+    clock.advance(0);
+    await flush();
+    expect(h.calls).toEqual(["mtls"]);
+    h.m.stop();
+  });
+
+  test("an expired stored certificate falls back to the token", async () => {
+    const clock = createManualClock(11 * HOUR);
+    const h = harness(clock, { initial: bundle(0, 10 * HOUR) });
+    expect(h.m.valid()).toBe(false);
+    h.m.start();
+    await flush();
+    expect(h.calls).toEqual(["token"]);
+    h.m.stop();
+  });
+
+  test("while the CA is down it backs off, keeps the old certificate, and is invalid after expiry", async () => {
+    const clock = createManualClock(0);
+    const h = harness(clock, { lifetime: 10 * HOUR });
+    h.m.start();
+    await flush();
+    const first = h.m.current();
+    h.fail(true);
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.calls).toEqual(["token", "mtls"]);
+    expect(h.m.current()).toBe(first);
+    // Backoff with random 0.5: 750, 1500, 3000, 6000, 6000 ... (base 1 s doubling to 8 s).
+    const t0 = clock.now();
+    expect(h.m.nextAttemptAt()! - t0).toBe(750);
+    clock.advance(750);
+    await flush();
+    expect(h.m.nextAttemptAt()! - clock.now()).toBe(1500);
+    clock.advance(1500);
+    await flush();
+    expect(h.m.nextAttemptAt()! - clock.now()).toBe(3000);
+    expect(h.calls.length).toBe(4);
+    expect(h.m.valid()).toBe(true);
+    // Let the certificate expire while the CA stays down.
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.m.valid()).toBe(false);
+    expect(h.m.current()).toBe(first);
+    const before = h.calls.length;
+    clock.advance(8000);
+    await flush();
+    expect(h.calls.length).toBeGreaterThan(before);
+    expect(h.calls.at(-1)).toBe("token");
+    // The CA comes back: a new certificate, and the backoff starts over.
+    h.fail(false);
+    clock.advance(8000);
+    await flush();
+    expect(h.m.valid()).toBe(true);
+    expect(h.m.current()).not.toBe(first);
+    expect(h.m.nextAttemptAt()).toBe(h.m.current()!.notBefore + 5 * HOUR);
+    h.fail(true);
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.m.nextAttemptAt()! - clock.now()).toBe(750);
+    h.m.stop();
+  });
+
+  test("a failure to store the certificate keeps it in service and retries", async () => {
+    const clock = createManualClock(0);
+    const h = harness(clock);
+    h.failStore(true);
+    h.m.start();
+    await flush();
+    expect(h.m.valid()).toBe(true);
+    expect(h.m.nextAttemptAt()).toBe(750);
+    h.failStore(false);
+    clock.advance(750);
+    await flush();
+    expect(h.calls).toEqual(["token", "mtls"]);
+    expect(h.stored.length).toBe(1);
+    expect(h.m.nextAttemptAt()).toBe(750 + 5 * HOUR);
+    h.m.stop();
+  });
+
+  test("stop() cancels timers and ignores an answer in flight", async () => {
+    const clock = createManualClock(0);
+    let resolveIssue: ((b: CertBundle) => void) | undefined;
+    const m = createCertManager({
+      clock,
+      logger: quiet,
+      issue: () => new Promise((r) => (resolveIssue = r)),
+      onCert: () => {
+        throw new Error("must not be called");
+      },
+    });
+    m.start();
+    m.stop();
+    resolveIssue!(bundle(0, HOUR));
+    await flush();
+    expect(m.current()).toBeUndefined();
+    expect(clock.pending()).toBe(0);
+  });
+});

@@ -1,0 +1,206 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createCertificate } from "../../mod/agent/ca_client.ts";
+import { bundleFromIssued, createCsr, spiffeId, splitPem } from "../../mod/agent/certs.ts";
+import { ensureDir, readBundle, writeBundle, writeFileAtomic } from "../../mod/agent/files.ts";
+import { type FakeCa, startFakeCa } from "./_fake_ca.ts";
+
+const ID = spiffeId("cluster.local", "vms", "app");
+let ca: FakeCa;
+let dir: string;
+
+beforeAll(async () => {
+  ca = await startFakeCa();
+  ca.tokens.set("tok", ID);
+  dir = mkdtempSync(join(tmpdir(), "meshd-agent-certs-"));
+});
+afterAll(async () => {
+  await ca.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("createCsr()", () => {
+  test("makes a P-256 key and a CSR whose only name is the SPIFFE URI SAN", async () => {
+    await import("reflect-metadata");
+    const x509 = await import("@peculiar/x509");
+    const p = await createCsr(ID);
+    const csr = new x509.Pkcs10CertificateRequest(p.csrPem);
+    expect(await csr.verify()).toBe(true);
+    expect(csr.subject).toBe("");
+    const san = (csr.getExtension("2.5.29.17") as InstanceType<typeof x509.SubjectAlternativeNameExtension> | null)!;
+    expect(san.names.items.map((n) => [n.type, n.value])).toEqual([["url", ID]]);
+    expect((csr.publicKey.algorithm as EcKeyAlgorithm).namedCurve).toBe("P-256");
+    expect(p.keyPem).toContain("BEGIN PRIVATE KEY");
+    expect(p.csrPem).not.toContain("PRIVATE");
+  });
+});
+
+describe("createCertificate() and bundleFromIssued()", () => {
+  test("token over plaintext: the leaf and intermediate form the chain, the trailing root is the trust bundle", async () => {
+    const p = await createCsr(ID);
+    const chain = await createCertificate({
+      addr: ca.plainAddr,
+      token: "tok",
+      csrPem: p.csrPem,
+      ttlMs: 3_600_000,
+      timeoutMs: 5000,
+    });
+    expect(chain.length).toBe(3);
+    const b = bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID });
+    expect(splitPem(b.chainPem).length).toBe(2);
+    expect(b.rootPem).toBe(ca.rootPem);
+    expect(b.identity).toBe(ID);
+    expect(b.notAfter - b.notBefore).toBeGreaterThan(3_590_000);
+    expect(ca.calls.at(-1)).toEqual({ via: "token", tls: false, ok: true, ttlSeconds: 3600 });
+  });
+
+  test("token over TLS verifies the server with the roots; mutual TLS authenticates with the certificate", async () => {
+    const p = await createCsr(ID);
+    const chain = await createCertificate({
+      addr: ca.tlsAddr,
+      tls: { ca: ca.rootPem },
+      token: "tok",
+      csrPem: p.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    });
+    const b = bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID });
+    const p2 = await createCsr(ID);
+    const chain2 = await createCertificate({
+      addr: ca.tlsAddr,
+      tls: { ca: b.rootPem, cert: b.chainPem, key: b.keyPem },
+      csrPem: p2.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    });
+    expect(ca.calls.at(-1)).toMatchObject({ via: "mtls", ok: true });
+    expect(bundleFromIssued(chain2, p2.keyPem, { expectedIdentity: ID }).identity).toBe(ID);
+  });
+
+  test("a server certificate that does not chain to the given roots is refused", async () => {
+    const other = await startFakeCa();
+    try {
+      const p = await createCsr(ID);
+      const err = await createCertificate({
+        addr: ca.tlsAddr,
+        tls: { ca: other.rootPem },
+        token: "tok",
+        csrPem: p.csrPem,
+        ttlMs: 60_000,
+        timeoutMs: 5000,
+      }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toContain(`CreateCertificate at ${ca.tlsAddr} (token over TLS)`);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("errors name the address, the method and the CA's reason", async () => {
+    const p = await createCsr(ID);
+    const err = await createCertificate({
+      addr: ca.plainAddr,
+      token: "wrong",
+      csrPem: p.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    }).catch((e: Error) => e);
+    expect((err as Error).message).toBe(
+      `CreateCertificate at ${ca.plainAddr} (token over plaintext): unauthenticated: bad or missing token`,
+    );
+  });
+
+  test("a leaf for another identity, or for another key, is refused", async () => {
+    const p = await createCsr(ID);
+    const chain = await createCertificate({
+      addr: ca.plainAddr,
+      token: "tok",
+      csrPem: p.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    });
+    expect(() => bundleFromIssued(chain, p.keyPem, { expectedIdentity: spiffeId("cluster.local", "x", "y") }))
+      .toThrow(/is for spiffe:\/\/cluster.local\/ns\/vms\/sa\/app, want spiffe:\/\/cluster.local\/ns\/x\/sa\/y/);
+    const other = await createCsr(ID);
+    expect(() => bundleFromIssued(chain, other.keyPem, { expectedIdentity: ID })).toThrow(/does not match the private key/);
+  });
+
+  test("without a root in the answer, the roots already trusted are kept; with none, it is an error", async () => {
+    ca.sendRoot = false;
+    try {
+      const p = await createCsr(ID);
+      const chain = await createCertificate({
+        addr: ca.plainAddr,
+        token: "tok",
+        csrPem: p.csrPem,
+        ttlMs: 60_000,
+        timeoutMs: 5000,
+      });
+      expect(chain.length).toBe(2);
+      expect(bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID, fallbackRootPem: ca.rootPem }).rootPem)
+        .toBe(ca.rootPem);
+      expect(() => bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID })).toThrow(/no trusted root/);
+    } finally {
+      ca.sendRoot = true;
+    }
+  });
+});
+
+describe("files", () => {
+  test("writeFileAtomic() replaces content with the given mode and leaves no temporary file", () => {
+    const d = join(dir, "atomic");
+    ensureDir(d, 0o750, "--output-dir");
+    expect(statSync(d).mode & 0o777).toBe(0o750);
+    const f = join(d, "x.pem");
+    writeFileAtomic(f, "one", 0o600);
+    expect(statSync(f).mode & 0o777).toBe(0o600);
+    writeFileSync(f + ".keep", "");
+    writeFileAtomic(f, "two", 0o644);
+    expect(readFileSync(f, "utf8")).toBe("two");
+    expect(statSync(f).mode & 0o777).toBe(0o644);
+    expect(readdirSync(d).sort()).toEqual(["x.pem", "x.pem.keep"]);
+  });
+
+  test("a reader never sees a torn file while writes race", async () => {
+    const f = join(dir, "race.pem");
+    const a = "A".repeat(200_000);
+    const b = "B".repeat(300_000);
+    writeFileAtomic(f, a);
+    let torn = 0;
+    for (let i = 0; i < 100; i++) {
+      writeFileAtomic(f, i % 2 ? a : b);
+      const t = readFileSync(f, "utf8");
+      if (t !== a && t !== b) torn++;
+    }
+    expect(torn).toBe(0);
+  });
+
+  test("ensureDir() names the setting when it cannot create the directory", () => {
+    const file = join(dir, "plain-file");
+    writeFileSync(file, "");
+    expect(() => ensureDir(join(file, "sub"), 0o700, "--data-dir")).toThrow(/^--data-dir .*plain-file\/sub: /);
+  });
+
+  test("writeBundle() writes the key 0600 and readBundle() reads it back, checking the identity", async () => {
+    const p = await createCsr(ID);
+    const b = bundleFromIssued(
+      await createCertificate({ addr: ca.plainAddr, token: "tok", csrPem: p.csrPem, ttlMs: 60_000, timeoutMs: 5000 }),
+      p.keyPem,
+      { expectedIdentity: ID },
+    );
+    const d = join(dir, "bundle");
+    ensureDir(d, 0o700, "--data-dir");
+    expect(readBundle(d, ID)).toBeUndefined();
+    writeBundle(d, b);
+    expect(statSync(join(d, "key.pem")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(d, "cert-chain.pem")).mode & 0o777).toBe(0o644);
+    expect(readBundle(d, ID)).toEqual(b);
+    expect(new X509Certificate(readFileSync(join(d, "root-cert.pem"))).subject).toContain("fake root");
+    expect(() => readBundle(d, spiffeId("cluster.local", "other", "sa"))).toThrow(/cert-chain.pem: the certificate is for/);
+    writeFileSync(join(d, "key.pem"), (await createCsr(ID)).keyPem);
+    expect(() => readBundle(d, ID)).toThrow(/does not match the private key/);
+  });
+});
