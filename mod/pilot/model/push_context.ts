@@ -140,7 +140,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       sidecars.find((s) => s.metadata.namespace === mesh.rootNamespace && !s.spec.workloadSelector);
   }
 
-  function egressAllows(sc: Resource<SidecarSpec>, proxy: Proxy, svc: Service): boolean {
+  function egressAllows(sc: Resource<SidecarSpec>, svc: Service): boolean {
     const egress = sc.spec.egress ?? [];
     if (egress.length === 0) return true;
     for (const l of egress) {
@@ -163,7 +163,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     let v = visibleMemo.get(key);
     if (!v) {
       v = services.filter((s) =>
-        exportedTo(s.exportTo, s.namespace, proxy.namespace) && (!sc || egressAllows(sc, proxy, s))
+        exportedTo(s.exportTo, s.namespace, proxy.namespace) && (!sc || egressAllows(sc, s))
       );
       visibleMemo.set(key, v);
     }
