@@ -2,7 +2,7 @@
  * An ADS client that subscribes the way Envoy does (CDS and LDS wildcard, then EDS for the EDS
  * clusters and RDS for the route names they name), ACKing or NACKing each response.
  */
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -48,7 +48,7 @@ export function connectEnvoy(addr: string, nodeId: string, metadata: Record<stri
   const nack = new Map<string, string>();
   const acked = new Map<string, string>();
   const node = { id: nodeId, metadata: metadata as never };
-  const request = (typeUrl: string, extra: Partial<DiscoveryRequest> = {}) =>
+  const request = (typeUrl: string, extra: MessageInitShape<typeof DiscoveryRequestSchema> = {}) =>
     reqs.push(
       create(DiscoveryRequestSchema, { node, typeUrl, resourceNames: names.get(typeUrl) ?? [], ...extra }),
     );

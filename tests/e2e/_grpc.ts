@@ -3,7 +3,7 @@
  * client processes (grpc-js-xds under Bun, python3-grpcio) driven over stdin, mesh config
  * written as YAML, and pilot's /debug/syncz.
  */
-import { type Subprocess, spawn } from "bun";
+import { spawn, type Subprocess } from "bun";
 import { createServer } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -45,7 +45,11 @@ export interface CallsSummary {
 /** A gRPC xDS bootstrap (gRFC A27) for a client of meshd at `xdsAddr`. */
 export function bootstrap(xdsAddr: string, nodeId = CLIENT_NODE): string {
   return JSON.stringify({
-    xds_servers: [{ server_uri: xdsAddr, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],
+    xds_servers: [{
+      server_uri: xdsAddr,
+      channel_creds: [{ type: "insecure" }],
+      server_features: ["xds_v3"],
+    }],
     node: { id: nodeId, metadata: { GENERATOR: "grpc", NAMESPACE: "test" }, locality: {} },
     server_listener_resource_name_template: "xds.istio.io/grpc/lds/inbound/%s",
   });
@@ -72,7 +76,11 @@ const ROOT = resolve(import.meta.dir, "../..");
  * Starts a client process of `kind` bootstrapped at meshd's gRPC address. The bootstrap is
  * passed in GRPC_XDS_BOOTSTRAP_CONFIG (grpc-js) or a file named by GRPC_XDS_BOOTSTRAP (python).
  */
-export function startClient(kind: ClientKind, xdsAddr: string, opts: { dir: string; nodeId?: string; env?: Record<string, string> }): XdsClientProcess {
+export function startClient(
+  kind: ClientKind,
+  xdsAddr: string,
+  opts: { dir: string; nodeId?: string; env?: Record<string, string> },
+): XdsClientProcess {
   const boot = bootstrap(xdsAddr, opts.nodeId);
   const bootFile = join(opts.dir, `bootstrap-${kind}-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(bootFile, boot);
@@ -131,12 +139,19 @@ export function startClient(kind: ClientKind, xdsAddr: string, opts: { dir: stri
       proc.stdin.flush();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error(`${kind} client: no answer within ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
+        timer = setTimeout(
+          () => rej(new Error(`${kind} client: no answer within ${timeoutMs} ms; stderr:\n${err}`)),
+          timeoutMs,
+        );
       });
       try {
-        const r = await Promise.race([reply, timeout, proc.exited.then((code) => {
-          throw new Error(`${kind} client exited with ${code}; stderr:\n${err}`);
-        })]);
+        const r = await Promise.race([
+          reply,
+          timeout,
+          proc.exited.then((code) => {
+            throw new Error(`${kind} client exited with ${code}; stderr:\n${err}`);
+          }),
+        ]);
         if (typeof r.error === "string") throw new Error(`${kind} client: ${r.error}`);
         return r as unknown as CallsSummary;
       } finally {
@@ -300,7 +315,9 @@ export function synced(p: ProxySync | undefined): boolean {
 /** The ACKed versions of a proxy, as one comparable string. */
 export function ackedVersions(p: ProxySync | undefined): string {
   if (!p) return "";
-  return (["LDS", "RDS", "CDS", "EDS"] as const).map((k) => `${k}=${p.types[k]?.ackedVersion ?? ""}`).join(" ");
+  return (["LDS", "RDS", "CDS", "EDS"] as const).map((k) => `${k}=${p.types[k]?.ackedVersion ?? ""}`).join(
+    " ",
+  );
 }
 
 /**
@@ -308,14 +325,21 @@ export function ackedVersions(p: ProxySync | undefined): string {
  * from `before`) and the proxy ACKed every type. Throws, with the last syncz, when that does
  * not happen within `timeoutMs`.
  */
-export async function waitForPush(adminAddr: string, node: string, before: string, timeoutMs = 10_000): Promise<ProxySync> {
+export async function waitForPush(
+  adminAddr: string,
+  node: string,
+  before: string,
+  timeoutMs = 10_000,
+): Promise<ProxySync> {
   const end = Date.now() + timeoutMs;
   let last: ProxySync | undefined;
   for (;;) {
     last = (await syncz(adminAddr)).find((p) => p.proxy === node);
     if (synced(last) && ackedVersions(last) !== before) return last!;
     if (Date.now() > end) {
-      throw new Error(`no new config ACKed by ${node} within ${timeoutMs} ms; syncz: ${JSON.stringify(last)}`);
+      throw new Error(
+        `no new config ACKed by ${node} within ${timeoutMs} ms; syncz: ${JSON.stringify(last)}`,
+      );
     }
     await Bun.sleep(25);
   }

@@ -75,7 +75,11 @@ export async function startBackend(name: string): Promise<Backend> {
     },
   });
   const port = await new Promise<number>((res, rej) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p)))
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? rej(err) : res(p)),
+    )
   );
   return {
     name,

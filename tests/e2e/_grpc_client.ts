@@ -19,7 +19,8 @@ import type { CallsCommand, CallsSummary } from "./_grpc.ts";
 
 xds.register();
 
-const Echo = (loadEcho() as unknown as { meshd: { test: { Echo: grpc.ServiceClientConstructor } } }).meshd.test.Echo;
+const Echo =
+  (loadEcho() as unknown as { meshd: { test: { Echo: grpc.ServiceClientConstructor } } }).meshd.test.Echo;
 const clients = new Map<string, grpc.Client>();
 
 function clientFor(target: string): grpc.Client {
@@ -31,7 +32,12 @@ function clientFor(target: string): grpc.Client {
   return c;
 }
 
-type Call = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: grpc.requestCallback<unknown>) => void;
+type Call = (
+  req: unknown,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: grpc.requestCallback<unknown>,
+) => void;
 
 async function calls(cmd: CallsCommand): Promise<CallsSummary> {
   const client = clientFor(cmd.target) as unknown as { Call: Call };
@@ -51,7 +57,8 @@ async function calls(cmd: CallsCommand): Promise<CallsSummary> {
           summary.total++;
           summary.latenciesMs.push(Math.round(performance.now() - started));
           if (err) {
-            const code = grpc.status[(err as grpc.ServiceError).code] ?? String((err as grpc.ServiceError).code);
+            const code = grpc.status[(err as grpc.ServiceError).code] ??
+              String((err as grpc.ServiceError).code);
             summary.errors[code] = (summary.errors[code] ?? 0) + 1;
             summary.details[code] ??= (err as grpc.ServiceError).details;
           } else {

@@ -3,7 +3,7 @@
  * backends (version v1 and v2) behind `echo.test.svc.cluster.local:9000`, meshd serving pilot
  * over a temporary --config-dir, and a client process of either kind.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Backend, startBackend } from "./_grpc_backend.ts";
@@ -33,6 +33,7 @@ export interface Routing {
 
 /** A running mesh. */
 export interface Mesh {
+  /** meshd's --config-dir. */
   readonly dir: string;
   meshd: MeshdProcess;
   readonly v1: Backend;
@@ -67,20 +68,34 @@ export interface MeshOptions {
 
 /** Starts backends, meshd and a client of `kind`, and waits until the client is in sync. */
 export async function startMesh(kind: ClientKind, opts: MeshOptions = {}): Promise<Mesh> {
-  const dir = mkdtempSync(join(tmpdir(), `meshd-e2e-${kind}-`));
+  const root = mkdtempSync(join(tmpdir(), `meshd-e2e-${kind}-`));
+  const dir = join(root, "config");
+  const clientDir = join(root, "client");
+  mkdirSync(dir);
+  mkdirSync(clientDir);
   const v1 = await startBackend("echo-v1");
   const v2 = await startBackend("echo-v2");
   writeFileSync(
     join(dir, "mesh.yaml"),
-    meshYaml([{ name: "echo-v1", port: v1.port, version: "v1" }, { name: "echo-v2", port: v2.port, version: "v2" }]),
+    meshYaml([{ name: "echo-v1", port: v1.port, version: "v1" }, {
+      name: "echo-v2",
+      port: v2.port,
+      version: "v2",
+    }]),
   );
   writeFileSync(join(dir, "routing.yaml"), routingYaml(opts.routing ?? {}));
   const meshd = await startMeshd({
     command: opts.meshdCommand,
-    args: ["--modules=pilot", `--config-dir=${dir}`, "--config-debounce=20ms", "--push-debounce=10ms", ...(opts.meshdArgs ?? [])],
+    args: [
+      "--modules=pilot",
+      `--config-dir=${dir}`,
+      "--config-debounce=20ms",
+      "--push-debounce=10ms",
+      ...(opts.meshdArgs ?? []),
+    ],
   });
   const node = nodeId(`client-${kind}`);
-  const client = startClient(kind, meshd.grpcAddr, { dir, nodeId: node });
+  const client = startClient(kind, meshd.grpcAddr, { dir: clientDir, nodeId: node });
   const mesh: Mesh = {
     dir,
     meshd,
@@ -106,14 +121,15 @@ export async function startMesh(kind: ClientKind, opts: MeshOptions = {}): Promi
       await mesh.meshd.stop();
       await v1.close();
       await v2.close();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     },
   };
   try {
     // The client connects to meshd when its channel is first used.
-    if (process.env.SCRATCH_TRACE) (globalThis as Record<string, unknown>).meshClient = client;
     const first = await client.calls({ n: 1, deadlineMs: 10_000 });
-    if (first.ok !== 1) throw new Error(`first call failed: ${JSON.stringify(first)}; client stderr:\n${client.stderr()}`);
+    if (first.ok !== 1) {
+      throw new Error(`first call failed: ${JSON.stringify(first)}; client stderr:\n${client.stderr()}`);
+    }
     await waitForSync(meshd.adminAddr, node);
   } catch (err) {
     await mesh.close();

@@ -18,7 +18,7 @@ const dest = (subset?: string) => `{host: ${ECHO_HOST}${subset ? `, subset: ${su
 
 /** The canary split's tolerance: |measured share of v2 - 10%| at most this, over CANARY_CALLS calls. */
 export const CANARY_TOLERANCE = 0.03;
-const CANARY_CALLS = 1000;
+const CANARY_CALLS = 2000;
 /** Upper bound on one scenario's run time. */
 const SCENARIO_TIMEOUT = 20_000;
 
@@ -35,7 +35,11 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
     beforeEach(() => mesh.resetBackends());
 
     test("weighted canary 90/10 splits calls within 3 percentage points", async () => {
-      await mesh.route({ http: `- route:\n  - destination: ${dest("v1")}\n    weight: 90\n  - destination: ${dest("v2")}\n    weight: 10` });
+      await mesh.route({
+        http: `- route:\n  - destination: ${dest("v1")}\n    weight: 90\n  - destination: ${
+          dest("v2")
+        }\n    weight: 10`,
+      });
       const s = await mesh.calls({ n: CANARY_CALLS, concurrency: 20 });
       console.error(`${kind} canary: v2 share ${(share(s, "echo-v2") * 100).toFixed(1)}% of ${s.ok}`);
       expect(s.errors).toEqual({});
@@ -46,7 +50,10 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
 
     test("header-based routing sends an end user's calls to v2 and the rest to v1", async () => {
       await mesh.route({
-        http: `- match:\n  - headers:\n      end-user: {exact: jason}\n  route:\n  - destination: ${dest("v2")}\n` +
+        http:
+          `- match:\n  - headers:\n      end-user: {exact: jason}\n  route:\n  - destination: ${
+            dest("v2")
+          }\n` +
           `- route:\n  - destination: ${dest("v1")}`,
       });
       const jason = await mesh.calls({ n: 50, concurrency: 10, metadata: { "end-user": "jason" } });
@@ -57,25 +64,35 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
       expect(none.byBackend).toEqual({ "echo-v1": 50 });
     }, SCENARIO_TIMEOUT);
 
-    test("fault abort fails about half of the calls with the configured status, before they reach a backend", async () => {
-      await mesh.route({
-        http: `- fault:\n    abort:\n      grpcStatus: PERMISSION_DENIED\n      percentage: {value: 50}\n  route:\n  - destination: ${dest("v1")}`,
-      });
-      const n = 400;
-      const s = await mesh.calls({ n, concurrency: 20 });
-      const aborted = (s.errors.PERMISSION_DENIED ?? 0) / n;
-      console.error(`${kind} fault abort: ${(aborted * 100).toFixed(1)}% aborted`);
-      expect(Object.keys(s.errors).filter((c) => c !== "PERMISSION_DENIED")).toEqual([]);
-      expect(aborted).toBeGreaterThanOrEqual(0.4);
-      expect(aborted).toBeLessThanOrEqual(0.6);
-      expect(mesh.v1.calls).toBe(s.ok);
-    }, SCENARIO_TIMEOUT);
+    test(
+      "fault abort fails about half of the calls with the configured status, before they reach a backend",
+      async () => {
+        await mesh.route({
+          http:
+            `- fault:\n    abort:\n      grpcStatus: PERMISSION_DENIED\n      percentage: {value: 50}\n  route:\n  - destination: ${
+              dest("v1")
+            }`,
+        });
+        const n = 400;
+        const s = await mesh.calls({ n, concurrency: 20 });
+        const aborted = (s.errors.PERMISSION_DENIED ?? 0) / n;
+        console.error(`${kind} fault abort: ${(aborted * 100).toFixed(1)}% aborted`);
+        expect(Object.keys(s.errors).filter((c) => c !== "PERMISSION_DENIED")).toEqual([]);
+        expect(aborted).toBeGreaterThanOrEqual(0.4);
+        expect(aborted).toBeLessThanOrEqual(0.6);
+        expect(mesh.v1.calls).toBe(s.ok);
+      },
+      SCENARIO_TIMEOUT,
+    );
 
     test("fault delay holds about half of the calls back by the configured delay", async () => {
       await mesh.route({
-        http: `- fault:\n    delay:\n      fixedDelay: 300ms\n      percentage: {value: 50}\n  route:\n  - destination: ${dest("v1")}`,
+        http:
+          `- fault:\n    delay:\n      fixedDelay: 300ms\n      percentage: {value: 50}\n  route:\n  - destination: ${
+            dest("v1")
+          }`,
       });
-      const n = 100;
+      const n = 200;
       const s = await mesh.calls({ n, concurrency: n });
       const delayed = s.latenciesMs.filter((ms) => ms >= 290).length / n;
       console.error(`${kind} fault delay: ${(delayed * 100).toFixed(1)}% delayed`);
@@ -104,10 +121,18 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
       test("a per-route timeout ends slow calls with DEADLINE_EXCEEDED at the route's timeout", async () => {
         mesh.v2.delay(1500);
         await mesh.route({
-          http: `- match:\n  - headers:\n      end-user: {exact: slow}\n  timeout: 200ms\n  route:\n  - destination: ${dest("v2")}\n` +
+          http:
+            `- match:\n  - headers:\n      end-user: {exact: slow}\n  timeout: 200ms\n  route:\n  - destination: ${
+              dest("v2")
+            }\n` +
             `- route:\n  - destination: ${dest("v2")}`,
         });
-        const slow = await mesh.calls({ n: 10, concurrency: 10, metadata: { "end-user": "slow" }, deadlineMs: 5000 });
+        const slow = await mesh.calls({
+          n: 10,
+          concurrency: 10,
+          metadata: { "end-user": "slow" },
+          deadlineMs: 5000,
+        });
         expect(slow.errors).toEqual({ DEADLINE_EXCEEDED: 10 });
         for (const ms of slow.latenciesMs) {
           expect(ms).toBeGreaterThanOrEqual(180);
@@ -122,7 +147,8 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
     test("outlier detection ejects the failing endpoint", async () => {
       mesh.v2.fail({ code: grpc.status.UNAVAILABLE });
       await mesh.route({
-        trafficPolicy: "outlierDetection:\n  consecutive5xxErrors: 3\n  interval: 500ms\n  baseEjectionTime: 30s\n  maxEjectionPercent: 100",
+        trafficPolicy:
+          "outlierDetection:\n  consecutive5xxErrors: 3\n  interval: 500ms\n  baseEjectionTime: 30s\n  maxEjectionPercent: 100",
         http: `- route:\n  - destination: ${dest()}`,
       });
       const first = await mesh.calls({ n: 20 });
@@ -148,7 +174,9 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
       const after = (await syncz(mesh.meshd.adminAddr)).find((p) => p.proxy === mesh.node)!;
       expect(after.connection).toBe(before.connection);
       expect(after.connectedAt).toBe(before.connectedAt);
-      const connects = mesh.meshd.logs.filter((l) => l.msg === "xDS client connected" && l.node === mesh.node);
+      const connects = mesh.meshd.logs.filter((l) =>
+        l.msg === "xDS client connected" && l.node === mesh.node
+      );
       expect(connects).toHaveLength(1);
     }, SCENARIO_TIMEOUT);
   });

@@ -63,7 +63,12 @@ const TYPES = {
   endpoint: `${T}endpoint.v3.ClusterLoadAssignment`,
 };
 
-function encode<D extends DescMessage>(schema: D, typeUrl: string, name: string, msg: MessageShape<D>): XdsResource {
+function encode<D extends DescMessage>(
+  schema: D,
+  typeUrl: string,
+  name: string,
+  msg: MessageShape<D>,
+): XdsResource {
   const value = toBinary(schema, msg);
   return { name, version: contentVersion(value), resource: create(AnySchema, { typeUrl, value }) };
 }
@@ -80,7 +85,10 @@ function poisoned(rc: RouteConfiguration): RouteConfiguration {
             case: "weightedClusters",
             value: create(WeightedClusterSchema, {
               clusters: ["v1", "v2"].map((s) =>
-                create(WeightedCluster_ClusterWeightSchema, { name: `outbound|${ECHO_PORT}|${s}|${ECHO_HOST}`, weight: 0 })
+                create(WeightedCluster_ClusterWeightSchema, {
+                  name: `outbound|${ECHO_PORT}|${s}|${ECHO_HOST}`,
+                  weight: 0,
+                })
               ),
               totalWeight: 0,
             }),
@@ -104,13 +112,17 @@ function testProvider(push: () => PushContext) {
       const p = push();
       const out = new Map<string, XdsResource>();
       if (typeUrl === TYPES.listener) {
-        for (const l of buildGrpcListeners(p, proxy, list)) out.set(l.name, encode(ListenerSchema, typeUrl, l.name, l));
+        for (const l of buildGrpcListeners(p, proxy, list)) {
+          out.set(l.name, encode(ListenerSchema, typeUrl, l.name, l));
+        }
       } else if (typeUrl === TYPES.route) {
         for (const r of buildGrpcRoutes(p, proxy, list)) {
           out.set(r.name, encode(RouteConfigurationSchema, typeUrl, r.name, poison ? poisoned(r) : r));
         }
       } else if (typeUrl === TYPES.cluster) {
-        for (const c of buildGrpcClusters(p, proxy)) out.set(c.name, encode(ClusterSchema, typeUrl, c.name, c));
+        for (const c of buildGrpcClusters(p, proxy)) {
+          out.set(c.name, encode(ClusterSchema, typeUrl, c.name, c));
+        }
       } else {
         for (const e of buildGrpcEndpoints(p, proxy, list)) {
           out.set(e.clusterName, encode(ClusterLoadAssignmentSchema, typeUrl, e.clusterName, e));
@@ -157,7 +169,11 @@ describe("NACKs from real gRPC xDS clients (ADS server, gRPC translation, a prov
     store.sink("test").replace([{
       origin: "mesh.yaml",
       content: [
-        meshYaml([{ name: "echo-v1", port: v1.port, version: "v1" }, { name: "echo-v2", port: v2.port, version: "v2" }]),
+        meshYaml([{ name: "echo-v1", port: v1.port, version: "v1" }, {
+          name: "echo-v2",
+          port: v2.port,
+          version: "v2",
+        }]),
         destinationRuleYaml(),
         route(subset),
       ].join("---\n"),
@@ -189,40 +205,52 @@ describe("NACKs from real gRPC xDS clients (ADS server, gRPC translation, a prov
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("each client NACKs the bad route with its own message, keeps its last good config, and ACKs the next good one", async () => {
-    for (const { kind } of CLIENTS) {
-      const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5, deadlineMs: 10_000 });
-      expect(s.byBackend).toEqual({ "echo-v1": 20 });
-      expect(await eventually(() => status(kind)?.types.RDS?.state === "SYNCED")).toBe(true);
-    }
-    const good = Object.fromEntries(CLIENTS.map(({ kind }) => [kind, status(kind)!.types.RDS!.ackedVersion]));
+  test(
+    "each client NACKs the bad route with its own message, keeps its last good config, and ACKs the next good one",
+    async () => {
+      for (const { kind } of CLIENTS) {
+        const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5, deadlineMs: 10_000 });
+        expect(s.byBackend).toEqual({ "echo-v1": 20 });
+        expect(await eventually(() => status(kind)?.types.RDS?.state === "SYNCED")).toBe(true);
+      }
+      const good = Object.fromEntries(
+        CLIENTS.map(({ kind }) => [kind, status(kind)!.types.RDS!.ackedVersion]),
+      );
 
-    provider.setPoison(true);
-    provider.notify();
-    for (const { kind, message } of CLIENTS) {
-      expect(await eventually(() => status(kind)?.types.RDS?.state === "NACKED")).toBe(true);
-      const rds = status(kind)!.types.RDS!;
-      expect(rds.nackMessage).toMatch(message);
-      expect(rds.ackedVersion).toBe(good[kind]);
-      expect(rds.nackedVersion).toBe(rds.sentVersion);
-      // The client still routes with the config it accepted last.
-      const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
-      expect(s.byBackend).toEqual({ "echo-v1": 20 });
-    }
-    // Nothing changed: the rejected version is not sent again.
-    const nonces = CLIENTS.map(({ kind }) => ads.streams().find((s) => s.nodeId === nodeId(`nack-${kind}`))!.types);
-    provider.notify();
-    await Bun.sleep(200);
-    const again = CLIENTS.map(({ kind }) => ads.streams().find((s) => s.nodeId === nodeId(`nack-${kind}`))!.types);
-    expect(again.map((ts) => ts.map((t) => t.sentNonce))).toEqual(nonces.map((ts) => ts.map((t) => t.sentNonce)));
+      provider.setPoison(true);
+      provider.notify();
+      for (const { kind, message } of CLIENTS) {
+        expect(await eventually(() => status(kind)?.types.RDS?.state === "NACKED")).toBe(true);
+        const rds = status(kind)!.types.RDS!;
+        expect(rds.nackMessage).toMatch(message);
+        expect(rds.ackedVersion).toBe(good[kind]);
+        expect(rds.nackedVersion).toBe(rds.sentVersion);
+        // The client still routes with the config it accepted last.
+        const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
+        expect(s.byBackend).toEqual({ "echo-v1": 20 });
+      }
+      // Nothing changed: the rejected version is not sent again.
+      const nonces = CLIENTS.map(({ kind }) =>
+        ads.streams().find((s) => s.nodeId === nodeId(`nack-${kind}`))!.types
+      );
+      provider.notify();
+      await Bun.sleep(200);
+      const again = CLIENTS.map(({ kind }) =>
+        ads.streams().find((s) => s.nodeId === nodeId(`nack-${kind}`))!.types
+      );
+      expect(again.map((ts) => ts.map((t) => t.sentNonce))).toEqual(
+        nonces.map((ts) => ts.map((t) => t.sentNonce)),
+      );
 
-    provider.setPoison(false);
-    setConfig("v2");
-    for (const { kind } of CLIENTS) {
-      expect(await eventually(() => status(kind)?.types.RDS?.state === "SYNCED")).toBe(true);
-      expect(status(kind)!.types.RDS!.ackedVersion).not.toBe(good[kind]);
-      const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
-      expect(s.byBackend).toEqual({ "echo-v2": 20 });
-    }
-  }, 30_000);
+      provider.setPoison(false);
+      setConfig("v2");
+      for (const { kind } of CLIENTS) {
+        expect(await eventually(() => status(kind)?.types.RDS?.state === "SYNCED")).toBe(true);
+        expect(status(kind)!.types.RDS!.ackedVersion).not.toBe(good[kind]);
+        const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
+        expect(s.byBackend).toEqual({ "echo-v2": 20 });
+      }
+    },
+    30_000,
+  );
 });
