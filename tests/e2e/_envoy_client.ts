@@ -48,10 +48,19 @@ export function connectEnvoy(addr: string, nodeId: string, metadata: Record<stri
   const nack = new Map<string, string>();
   const acked = new Map<string, string>();
   const node = { id: nodeId, metadata: metadata as never };
-  const request = (typeUrl: string, extra: MessageInitShape<typeof DiscoveryRequestSchema> = {}) =>
-    reqs.push(
-      create(DiscoveryRequestSchema, { node, typeUrl, resourceNames: names.get(typeUrl) ?? [], ...extra }),
-    );
+  const request = (
+    typeUrl: string,
+    extra: { versionInfo?: string; responseNonce?: string; errorDetail?: { code: number; message: string } } =
+      {},
+  ) => {
+    const init: MessageInitShape<typeof DiscoveryRequestSchema> = {
+      node,
+      typeUrl,
+      resourceNames: names.get(typeUrl) ?? [],
+      ...extra,
+    };
+    reqs.push(create(DiscoveryRequestSchema, init));
+  };
   request(CDS);
   request(LDS);
   (async () => {
