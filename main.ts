@@ -1,6 +1,7 @@
 /**
  * meshd: CLI wiring only. Commands come from their modules; signals end the process.
  */
+import { agentCommand, vmCommand } from "./mod/agent/mod.ts";
 import { caCommand, tokenCommand } from "./mod/citadel/mod.ts";
 import type { Command } from "./mod/cli/command.ts";
 import { runCli } from "./mod/cli/run.ts";
@@ -19,6 +20,8 @@ const commands: readonly Command[] = [
   simulateCommand,
   tokenCommand,
   caCommand,
+  agentCommand,
+  vmCommand,
   versionCommand,
 ];
 

@@ -51,15 +51,31 @@ export function bareStartMs(bin: string): number {
 
 /** Starts `meshd serve` with the sample config, measures, and stops it. */
 export async function measureStartup(bin: string, configDir: string, idleMs = 1000): Promise<StartupSample> {
+  const dataDir = mkdtempSync(join(tmpdir(), "meshd-bench-data-"));
+  try {
+    return await measureOnce(bin, configDir, dataDir, idleMs);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function measureOnce(
+  bin: string,
+  configDir: string,
+  dataDir: string,
+  idleMs: number,
+): Promise<StartupSample> {
   const t0 = performance.now();
   const proc = spawn(
     [
       bin,
       "serve",
       "--grpc-addr=127.0.0.1:0",
+      "--grpc-tls-addr=127.0.0.1:0",
       "--admin-addr=127.0.0.1:0",
       "--webhook-addr=127.0.0.1:0",
       `--config-dir=${configDir}`,
+      `--data-dir=${dataDir}`,
       "--log-format=json",
     ],
     { cwd: "/", stdout: "ignore", stderr: "pipe" },

@@ -3,7 +3,8 @@
  * the physical floor of writing the same bytes over raw HTTP/2 in the same run.
  *
  * Usage: bun bench/xds.ts [--clients 1000,5000,10000] [--services 50] [--client-runtime node|bun]
- *          [--client-procs 1] [--per-conn 100] [--raw bun,node] [--reps 3] [--cpu-prof DIR]
+ *          [--client-procs 1] [--per-conn 100] [--raw bun,node] [--reps 3] [--changes 3]
+ *          [--settle 15] [--cpu-prof DIR] [--json]
  *
  * Setup. The config is the bookinfo sample (config/samples) plus `--services` generated
  * ServiceEntries in 5 namespaces (`bench-0`..`bench-4`, ports 9080/8080/7070/5000 in rotation),
@@ -25,30 +26,48 @@
  * `maxSessionMemory` 1 GiB, so flow control never throttles the server. Its CPU is read from
  * /proc and reported: on 2 cores it competes with meshd, so the figures say how much it took.
  *
- * Measured, for each N:
- * 1. full config: from the start command to the last stream having ACKed CDS, LDS, EDS, RDS once;
- * 2. RSS per proxy: (meshd VmRSS once all N have full config and meshd is idle − VmRSS idle
- *    before connecting) / N;
- * 3. change ACK time: one file written in the config dir (routing.yaml, the reviews canary
- *    90/10 -> 80/20); from the write to the last client's ACK of an RDS version other than the
- *    one it held ("from write", which includes galley's file debounce and pilot's push debounce),
- *    and from the first client receiving the new RDS to the last ACK ("push", the fan-out part).
- *    The same for a DestinationRule change (outlier detection of one generated service: touches
- *    clusters, no route, so CDS is sent whole to everyone) and for a change that touches no Envoy
- *    resource at all (a label in the reviews VirtualService's metadata: should push nothing; what
- *    each client received is reported, with meshd's pilot_xds_pushes);
- * 4. CPU per push: meshd's utime+stime (/proc/PID/stat) from the write until it is idle again;
+ * Measured, for each N (meshd fresh for each):
+ * 1. full config: from the start command (all N streams opened at once, a reconnect storm) to the
+ *    last stream having ACKed CDS, LDS, EDS and RDS once;
+ * 2. RSS per proxy: (meshd VmRSS `--settle` seconds after all N have full config − VmRSS idle
+ *    before connecting) / N. Bun hands memory freed after the connection burst back to the OS
+ *    about 10 s later, hence the wait; the peak (VmHWM) is reported too;
+ * 3. change ACK time: one file written in the config dir (routing.yaml: the reviews canary
+ *    90/10 -> 80/20, then 70/30, 60/40); from the write to the last client's ACK of an RDS
+ *    version other than the one it held ("from write": galley's file debounce, pilot's push
+ *    debounce, PushContext, translation, fan-out), and from the first client receiving it to the
+ *    last ACK ("push part", the fan-out). The same for a DestinationRule change (outlier detection
+ *    of one generated service: touches clusters and no route, so CDS goes whole to everyone) and
+ *    for a change that touches no Envoy resource (a label in the reviews VirtualService's
+ *    metadata; it should push nothing: the responses each client received are reported, with
+ *    meshd's own pilot_xds_pushes). Each change is made `--changes` times; medians are printed;
+ * 4. CPU per push: meshd's utime+stime (/proc/PID/stat, all threads) from the write until it is
+ *    idle again (≤ 1 tick in 300 ms). The CPU that every other process on the machine used
+ *    meanwhile is printed too (/proc/stat), as a measure of noise;
  * 5. raw floor: a bare node:http2 server (bench/xds_raw_server.ts, default settings like
  *    meshd's gRPC server) holding N streams from the same client setup writes the gRPC frames
- *    stream 0 received from meshd during that push to every stream; time from the first write to
- *    the last client's ACK (median of `--reps` after one warm-up). Under Bun (meshd's runtime)
- *    and Node; the ratio is meshd's push time / raw time under Bun.
+ *    stream 0 received from meshd during that push to every stream; time from its first write
+ *    to the last client's ACK, and its CPU (medians of `--reps` after one warm-up). Under Bun
+ *    (meshd's runtime, the ratio's base) and Node. For the large CDS push the raw time is bound
+ *    by the load generator receiving ~1 GB (it uses 2x the server's CPU), so for CDS the CPU
+ *    ratio (meshd CPU / raw server CPU) is the better measure of meshd's own overhead.
+ *
+ * The orchestrator starts meshd with `--cpu-prof` (and `--cpu-prof-md`) into `--cpu-prof DIR`
+ * when asked; the profile is written when meshd exits.
  *
  * Targets (printed beside the numbers): 10k proxies, at most 50 KB RSS per proxy, a one-service
  * change ACKed by all 10k within 1 s.
  */
 import { type Subprocess } from "bun";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseConfig } from "../mod/galley/parse.ts";
@@ -74,6 +93,10 @@ export interface XdsBenchOptions {
   rawRuntimes?: Runtime[];
   /** Raw pushes measured (after one warm-up); the median is reported. */
   reps?: number;
+  /** Times each meshd change is made (at most 8); the median is reported. */
+  changeReps?: number;
+  /** Seconds to wait after full config before reading RSS (Bun returns freed memory lazily). */
+  settleSec?: number;
   /** Write meshd CPU profiles (bun --cpu-prof, markdown too) into this directory. */
   cpuProfDir?: string;
   /** Progress lines. */
@@ -81,37 +104,49 @@ export interface XdsBenchOptions {
 }
 
 /** One measured change. */
-export interface ChangeResult {
-  /** Type whose new version marks the change; undefined for the no-op change. */
-  type?: string;
+export interface ChangeSample {
   /** From the file write to the last ACK of the new version. */
   fromWriteMs?: number;
-  /** From the first client receiving the new version to the last ACK. */
+  /** From the first client receiving the new version to the last ACK (the fan-out). */
   pushMs?: number;
-  /** From the write to the first client receiving it. */
+  /** From the write to the first client receiving it (debounces, rebuild, translation). */
   firstMs?: number;
   /** meshd CPU seconds from the write until idle. */
   cpuSec: number;
   /** Load-generator CPU seconds over the same time. */
   clientCpuSec: number;
-  /** Responses received by all clients after the write, by type. */
+  /** CPU seconds every other process on the machine used over the same time (noise). */
+  otherCpuSec: number;
+}
+
+/** A kind of change, repeated: medians of the samples, and what the first one sent. */
+export interface ChangeResult extends ChangeSample {
+  /** Type whose new version marks the change; undefined for the no-op change. */
+  type?: "RDS" | "CDS";
+  samples: ChangeSample[];
+  /** Responses all clients received after the (first) write, by type. */
   responses: Record<string, number>;
   /** Bytes of those responses (gRPC frames). */
   bytes: number;
   /** meshd's pilot_xds_pushes delta, by type. */
   meshdPushes: Record<string, number>;
-  /** gRPC frames stream 0 received (for the raw floor). */
+  /** gRPC frames stream 0 received (replayed by the raw floor), base64. */
   frames: string[];
 }
 
-/** Raw floor of one push. */
-export interface RawResult {
-  runtime: Runtime;
-  /** Median ms from the first write to the last ACK, per change type ("RDS", "CDS"). */
-  ms: Record<string, number>;
-  /** CPU seconds of the raw server and of the clients over the measured pushes. */
+/** Raw floor of one push (medians over the measured pushes). */
+export interface RawPush {
+  /** From the first write to the last ACK. */
+  ms: number;
   serverCpuSec: number;
   clientCpuSec: number;
+}
+
+/** Raw floor under one runtime. */
+export interface RawResult {
+  runtime: Runtime;
+  /** By change type ("RDS", "CDS"). */
+  pushes: Record<string, RawPush>;
 }
 
 /** Results for one N. */
@@ -120,12 +155,20 @@ export interface XdsScaleResult {
   fullConfigMs: number;
   rssBeforeKiB: number;
   rssAfterKiB: number;
+  /** VmHWM: the peak, reached while the clients connect. */
+  rssPeakKiB: number;
   /** Bytes per proxy. */
   rssPerProxyBytes: number;
+  /** meshd CPU seconds per second while idle before the clients connect (rescans, timers). */
+  idleCpuPerSec: number;
   connectCpuSec: number;
   connectClientCpuSec: number;
+  /** CPU seconds other processes on the machine used while the clients connected (noise). */
+  connectOtherCpuSec: number;
   /** Streams meshd reports connected (pilot_xds_connected). */
   meshdConnected: number;
+  /** Wall time of one GET /metrics with all N connected. */
+  metricsScrapeMs: number;
   route: ChangeResult;
   cluster: ChangeResult;
   noop: ChangeResult;
@@ -209,11 +252,15 @@ spec:
 export function routingYaml(v1Weight: number, label?: string): string {
   let text = readFileSync(join(ROOT, "config/samples/routing.yaml"), "utf8");
   const split = /weight: 90(\s+- destination:\s+host: reviews\s+subset: v3\s+)weight: 10/;
-  if (!split.test(text)) throw new Error("config/samples/routing.yaml: the reviews 90/10 split was not found");
+  if (!split.test(text)) {
+    throw new Error("config/samples/routing.yaml: the reviews 90/10 split was not found");
+  }
   text = text.replace(split, `weight: ${v1Weight}$1weight: ${100 - v1Weight}`);
   if (label !== undefined) {
     const meta = "  name: reviews\n  namespace: bookinfo\n";
-    if (!text.includes(meta)) throw new Error("config/samples/routing.yaml: the reviews metadata was not found");
+    if (!text.includes(meta)) {
+      throw new Error("config/samples/routing.yaml: the reviews metadata was not found");
+    }
     text = text.replace(meta, `${meta}  labels:\n    bench-rev: "${label}"\n`);
   }
   return text;
@@ -253,6 +300,13 @@ function cpuSec(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** CPU seconds all processes on the machine spent busy (/proc/stat). */
+function machineBusySec(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
 }
 
 function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
@@ -510,19 +564,39 @@ function spawnClients(total: number, procs: number, cmd: string[], perConn: numb
       const t = now();
       let offset = 0;
       children.forEach((c, p) => {
-        c.send({ cmd: "start", addr, count: counts[p], offset, perConn, windowMiB: 4, connWindowMiB: 64, namespace: "bench", apps: 10 });
+        c.send({
+          cmd: "start",
+          addr,
+          count: counts[p],
+          offset,
+          perConn,
+          windowMiB: 4,
+          connWindowMiB: 64,
+          namespace: "bench",
+          apps: 10,
+        });
         offset += counts[p]!;
       });
       return t;
     },
     cpuSec: () => children.reduce((s, c) => s + cpuSec(c.proc.pid), 0),
     all: (ev, timeoutMs, id) =>
-      Promise.all(children.map((c) => c.take((e) => e.ev === ev && (id === undefined || e.id === id), timeoutMs, ev))),
+      Promise.all(
+        children.map((c) => c.take((e) => e.ev === ev && (id === undefined || e.id === id), timeoutMs, ev)),
+      ),
     stop: () => Promise.all(children.map((c) => c.stop())).then(() => {}),
   };
 }
 
 let armSeq = 0;
+
+interface Sampled {
+  sample: ChangeSample;
+  responses: Record<string, number>;
+  bytes: number;
+  meshdPushes: Record<string, number>;
+  frames: string[];
+}
 
 /** Arms the clients for `type`, runs `write`, waits for convergence (unless `type` is undefined). */
 async function measureChange(
@@ -531,13 +605,15 @@ async function measureChange(
   type: "RDS" | "CDS" | undefined,
   write: () => void,
   timeoutMs: number,
-): Promise<ChangeResult> {
+): Promise<Sampled> {
   const id = `c${++armSeq}`;
   for (const c of clients.children) c.send({ cmd: "arm", id, type: type ?? "RDS", mode: "changed" });
   await clients.all("armed", 10_000, id);
   const m0 = pushesOf(await meshd.metrics());
+  await idle(meshd.proc.pid, 200);
   const cpu0 = cpuSec(meshd.proc.pid);
   const ccpu0 = clients.cpuSec();
+  const busy0 = machineBusySec();
   const tWrite = now();
   write();
   let tFirst = 0;
@@ -552,27 +628,65 @@ async function measureChange(
   }
   await idle(meshd.proc.pid);
   const cpuSecUsed = cpuSec(meshd.proc.pid) - cpu0;
-  const clientCpuSec = clients.children.length ? clients.cpuSec() - ccpu0 : 0;
+  const clientCpuSec = clients.cpuSec() - ccpu0;
+  const otherCpuSec = machineBusySec() - busy0 - cpuSecUsed - clientCpuSec;
   const m1 = pushesOf(await meshd.metrics());
   for (const c of clients.children) c.send({ cmd: "stats", id });
   const stats = await clients.all("stats", 10_000, id);
   const responses: Record<string, number> = {};
   let bytes = 0;
   for (const s of stats) {
-    for (const [k, v] of Object.entries(s.responses as Record<string, number>)) responses[k] = (responses[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(s.responses as Record<string, number>)) {
+      responses[k] = (responses[k] ?? 0) + v;
+    }
     bytes += s.bytes as number;
   }
   return {
-    type,
-    fromWriteMs: type ? tLast - tWrite : undefined,
-    pushMs: type ? tLast - tFirst : undefined,
-    firstMs: type ? tFirst - tWrite : undefined,
-    cpuSec: cpuSecUsed,
-    clientCpuSec,
+    sample: {
+      fromWriteMs: type ? tLast - tWrite : undefined,
+      pushMs: type ? tLast - tFirst : undefined,
+      firstMs: type ? tFirst - tWrite : undefined,
+      cpuSec: cpuSecUsed,
+      clientCpuSec,
+      otherCpuSec,
+    },
     responses,
     bytes,
     meshdPushes: diff(m0, m1),
     frames: stats[0]!.frames as string[],
+  };
+}
+
+/** Repeats a change (`write(rep)` must produce new content each time); medians, and the first one's traffic. */
+async function repeatChange(
+  meshd: Meshd,
+  clients: Clients,
+  type: "RDS" | "CDS" | undefined,
+  reps: number,
+  write: (rep: number) => void,
+  timeoutMs: number,
+): Promise<ChangeResult> {
+  const runs: Sampled[] = [];
+  for (let rep = 1; rep <= reps; rep++) {
+    runs.push(await measureChange(meshd, clients, type, () => write(rep), timeoutMs));
+  }
+  const samples = runs.map((r) => r.sample);
+  const med = (
+    f: (s: ChangeSample) => number | undefined,
+  ) => (type ? median(samples.map((s) => f(s)!)) : undefined);
+  return {
+    type,
+    fromWriteMs: med((s) => s.fromWriteMs),
+    pushMs: med((s) => s.pushMs),
+    firstMs: med((s) => s.firstMs),
+    cpuSec: median(samples.map((s) => s.cpuSec)),
+    clientCpuSec: median(samples.map((s) => s.clientCpuSec)),
+    otherCpuSec: median(samples.map((s) => s.otherCpuSec)),
+    samples,
+    responses: runs[0]!.responses,
+    bytes: runs[0]!.bytes,
+    meshdPushes: runs[0]!.meshdPushes,
+    frames: runs[0]!.frames,
   };
 }
 
@@ -581,9 +695,14 @@ async function measureRaw(
   runtime: Runtime,
   n: number,
   pushes: Record<string, string[]>,
-  opts: Required<Pick<XdsBenchOptions, "perConn" | "clientProcs" | "reps">> & { clientCmd: string[]; bundleDir: string },
+  opts: Required<Pick<XdsBenchOptions, "perConn" | "clientProcs" | "reps">> & {
+    clientCmd: string[];
+    bundleDir: string;
+  },
 ): Promise<RawResult> {
-  const cmd = runtime === "bun" ? [BUN, join(ROOT, "bench/xds_raw_server.ts")] : ["node", bundle("xds_raw_server", opts.bundleDir)];
+  const cmd = runtime === "bun"
+    ? [BUN, join(ROOT, "bench/xds_raw_server.ts")]
+    : ["node", bundle("xds_raw_server", opts.bundleDir)];
   const server = spawnChild(cmd, `raw server (${runtime})`);
   const clients = spawnClients(n, opts.clientProcs, opts.clientCmd, opts.perConn);
   try {
@@ -591,12 +710,11 @@ async function measureRaw(
     clients.start(addr as string);
     await clients.all("opened", 60_000 + n * 10);
     await idle(server.proc.pid);
-    const ms: Record<string, number> = {};
-    let serverCpu = 0;
-    let clientCpu = 0;
+    const out: Record<string, RawPush> = {};
     for (const [type, frames] of Object.entries(pushes)) {
       if (frames.length === 0) continue;
-      const times: number[] = [];
+      const samples: RawPush[] = [];
+      // One warm-up push (the clients subscribe EDS/RDS on their first CDS/LDS), then `reps`.
       for (let rep = 0; rep <= opts.reps; rep++) {
         const id = `r${++armSeq}`;
         for (const c of clients.children) c.send({ cmd: "arm", id, type, mode: "any" });
@@ -609,14 +727,20 @@ async function measureRaw(
         const tLast = Math.max(...conv.map((e) => e.tLastAck as number));
         await idle(server.proc.pid, 200);
         if (rep > 0) {
-          times.push(tLast - (pushed.t0 as number));
-          serverCpu += cpuSec(server.proc.pid) - s0;
-          clientCpu += clients.cpuSec() - c0;
+          samples.push({
+            ms: tLast - (pushed.t0 as number),
+            serverCpuSec: cpuSec(server.proc.pid) - s0,
+            clientCpuSec: clients.cpuSec() - c0,
+          });
         }
       }
-      ms[type] = median(times);
+      out[type] = {
+        ms: median(samples.map((x) => x.ms)),
+        serverCpuSec: median(samples.map((x) => x.serverCpuSec)),
+        clientCpuSec: median(samples.map((x) => x.clientCpuSec)),
+      };
     }
-    return { runtime, ms, serverCpuSec: serverCpu, clientCpuSec: clientCpu };
+    return { runtime, pushes: out };
   } finally {
     await clients.stop();
     await server.stop();
@@ -629,7 +753,7 @@ function median(xs: number[]): number {
 }
 
 /** Runs the scenario for one N. */
-async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir">> & { cpuProfDir?: string }, bundleDir: string): Promise<XdsScaleResult> {
+async function runScale(n: number, o: Resolved, bundleDir: string): Promise<XdsScaleResult> {
   const log = o.log;
   const configDir = writeConfigDir(o.services);
   const dataDir = mkdtempSync(join(tmpdir(), "meshd-bench-xds-data-"));
@@ -642,11 +766,15 @@ async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir
     const pid = meshd.proc.pid;
     await Bun.sleep(500);
     await idle(pid);
+    const idle0 = cpuSec(pid);
+    await Bun.sleep(2000);
+    const idleCpuPerSec = (cpuSec(pid) - idle0) / 2;
     const rssBeforeKiB = rssKiB(pid);
-    const cpu0 = cpuSec(pid);
     clients = spawnClients(n, o.clientProcs, clientCmd, o.perConn);
     await Bun.sleep(300); // let the load generators load
+    const cpu0 = cpuSec(pid);
     const ccpu0 = clients.cpuSec();
+    const busy0 = machineBusySec();
     log(`  ${n} clients: connecting`);
     const tStart = clients.start(meshd.grpcAddr);
     const full = await clients.all("full", 60_000 + n * 20);
@@ -654,26 +782,32 @@ async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir
     await idle(pid);
     const connectCpuSec = cpuSec(pid) - cpu0;
     const connectClientCpuSec = clients.cpuSec() - ccpu0;
-    const rssSamples: number[] = [];
-    for (let i = 0; i < 15; i++) {
-      await Bun.sleep(1000);
-      rssSamples.push(rssKiB(pid));
-    }
-    log(`  RSS samples after full config (KiB, 1 s apart): ${rssSamples.join(" ")}; peak ${rssKiB(pid, "VmHWM")}`);
+    const connectOtherCpuSec = machineBusySec() - busy0 - connectCpuSec - connectClientCpuSec;
+    // Bun gives memory freed after the connection burst back to the OS about 10 s later.
+    await Bun.sleep(o.settleSec * 1000);
     const rssAfterKiB = rssKiB(pid);
+    const rssPeakKiB = rssKiB(pid, "VmHWM");
+    const t0 = performance.now();
     const meshdConnected = (await meshd.metrics()).get("pilot_xds_connected") ?? NaN;
-    log(`  ${n} clients: full config in ${fullConfigMs.toFixed(0)} ms; route change`);
+    const metricsScrapeMs = performance.now() - t0;
+    log(
+      `  ${n} clients: full config in ${fullConfigMs.toFixed(0)} ms, RSS ${
+        (rssAfterKiB / 1024).toFixed(0)
+      } MiB; route change`,
+    );
     const timeout = 60_000 + n * 10;
-    const route = await measureChange(meshd, clients, "RDS", () => {
-      writeFileSync(join(configDir, "routing.yaml"), routingYaml(80, "0"));
+    const reviewsWeight = (rep: number) => 90 - 10 * rep;
+    const route = await repeatChange(meshd, clients, "RDS", o.changeReps, (rep) => {
+      writeFileSync(join(configDir, "routing.yaml"), routingYaml(reviewsWeight(rep), "0"));
     }, timeout);
     log(`  ${n} clients: route change ACKed in ${route.fromWriteMs!.toFixed(0)} ms; cluster change`);
-    const cluster = await measureChange(meshd, clients, "CDS", () => {
-      writeFileSync(join(configDir, "bench-destination-rules.yaml"), generatedMesh(o.services, 2).get("bench-destination-rules.yaml")!);
+    const cluster = await repeatChange(meshd, clients, "CDS", o.changeReps, (rep) => {
+      const dr = generatedMesh(o.services, rep).get("bench-destination-rules.yaml")!;
+      writeFileSync(join(configDir, "bench-destination-rules.yaml"), dr);
     }, timeout);
     log(`  ${n} clients: cluster change ACKed in ${cluster.fromWriteMs!.toFixed(0)} ms; no-op change`);
-    const noop = await measureChange(meshd, clients, undefined, () => {
-      writeFileSync(join(configDir, "routing.yaml"), routingYaml(80, "1"));
+    const noop = await repeatChange(meshd, clients, undefined, o.changeReps, (rep) => {
+      writeFileSync(join(configDir, "routing.yaml"), routingYaml(reviewsWeight(o.changeReps), String(rep)));
     }, timeout);
     await clients.stop();
     clients = undefined;
@@ -683,25 +817,23 @@ async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir
     const raw: RawResult[] = [];
     for (const runtime of o.rawRuntimes) {
       log(`  ${n} clients: raw floor under ${runtime}`);
-      raw.push(
-        await measureRaw(runtime, n, { RDS: route.frames, CDS: cluster.frames }, {
-          perConn: o.perConn,
-          clientProcs: o.clientProcs,
-          reps: o.reps,
-          clientCmd,
-          bundleDir,
-        }),
-      );
+      const pushes = { RDS: route.frames, CDS: cluster.frames };
+      const rawOpts = { perConn: o.perConn, clientProcs: o.clientProcs, reps: o.reps, clientCmd, bundleDir };
+      raw.push(await measureRaw(runtime, n, pushes, rawOpts));
     }
     return {
       clients: n,
       fullConfigMs,
       rssBeforeKiB,
       rssAfterKiB,
+      rssPeakKiB,
       rssPerProxyBytes: ((rssAfterKiB - rssBeforeKiB) * 1024) / n,
+      idleCpuPerSec,
       connectCpuSec,
       connectClientCpuSec,
+      connectOtherCpuSec,
       meshdConnected,
+      metricsScrapeMs,
       route,
       cluster,
       noop,
@@ -716,6 +848,8 @@ async function runScale(n: number, o: Required<Omit<XdsBenchOptions, "cpuProfDir
   }
 }
 
+type Resolved = Required<Omit<XdsBenchOptions, "cpuProfDir">> & { cpuProfDir?: string };
+
 /** Runs every scale in turn. */
 export async function runXdsBench(opts: XdsBenchOptions): Promise<XdsScaleResult[]> {
   const o = {
@@ -725,6 +859,8 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<XdsScaleResult
     clientProcs: 1,
     rawRuntimes: ["bun", "node"] as Runtime[],
     reps: 3,
+    changeReps: 3,
+    settleSec: 15,
     log: () => {},
     ...opts,
   };
@@ -742,63 +878,88 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<XdsScaleResult
 
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : `${x.toFixed(0)} ms`);
 const kb = (bytes: number) => `${(bytes / 1000).toFixed(1)} KB`;
+const sec = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : `${x.toFixed(2)} s`);
+const times = (
+  a: number | undefined,
+  b: number | undefined,
+) => (a === undefined || !b ? "-" : `${(a / b).toFixed(1)}×`);
 const counts = (r: Record<string, number>) =>
   Object.keys(r).length === 0 ? "none" : Object.entries(r).sort().map(([k, v]) => `${k} ${v}`).join(", ");
 
-/** The results as a Markdown table plus detail lines. */
+/** The results as Markdown tables plus detail lines. */
 export function formatResults(rs: XdsScaleResult[]): string {
-  const rawMs = (r: XdsScaleResult, rt: Runtime, t: string) => r.raw.find((x) => x.runtime === rt)?.ms[t];
-  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || !b ? "-" : `${(a / b).toFixed(1)}×`);
+  const raw = (r: XdsScaleResult, rt: Runtime, t: string) => r.raw.find((x) => x.runtime === rt)?.pushes[t];
+  const changeTable = (title: string, pick: (r: XdsScaleResult) => ChangeResult, t: "RDS" | "CDS") => [
+    `| ${title} | from write | first client | push part | raw floor, Bun (Node) | push / raw | meshd CPU | raw server CPU, Bun (Node) | CPU / raw CPU |`,
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rs.map((r) => {
+      const c = pick(r);
+      const b = raw(r, "bun", t);
+      const nd = raw(r, "node", t);
+      return `| ${r.clients.toLocaleString("en")} | ${ms(c.fromWriteMs)} | ${ms(c.firstMs)} | ${
+        ms(c.pushMs)
+      } | ${ms(b?.ms)} (${ms(nd?.ms)}) | ${times(c.pushMs, b?.ms)} | ${sec(c.cpuSec)} | ${
+        sec(b?.serverCpuSec)
+      } (${sec(nd?.serverCpuSec)}) | ${times(c.cpuSec, b?.serverCpuSec)} |`;
+    }),
+  ];
   const lines = [
-    "| proxies | full config | RSS / proxy (≤ 50 KB) | route change, from write (≤ 1 s) | push part | raw floor Bun / Node | push / raw (Bun) | meshd CPU per push | CDS change, from write | push part | raw floor Bun / Node | push / raw |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| proxies | full config | RSS / proxy (target ≤ 50 KB) | route change ACKed by all, from write (target ≤ 1 s) | meshd CPU per push | raw floor (Bun) | push part / raw |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rs.map((r) =>
+      `| ${r.clients.toLocaleString("en")} | ${ms(r.fullConfigMs)} | ${kb(r.rssPerProxyBytes)} | ${
+        ms(r.route.fromWriteMs)
+      } | ${sec(r.route.cpuSec)} | ${ms(raw(r, "bun", "RDS")?.ms)} | ${
+        times(r.route.pushMs, raw(r, "bun", "RDS")?.ms)
+      } |`
+    ),
+    "",
+    ...changeTable("route change (RDS)", (r) => r.route, "RDS"),
+    "",
+    ...changeTable("cluster change (CDS)", (r) => r.cluster, "CDS"),
+    "",
   ];
   for (const r of rs) {
+    const cpu = (c: ChangeResult) =>
+      `meshd CPU ${sec(c.cpuSec)} (${((c.cpuSec / r.clients) * 1e6).toFixed(0)} µs/proxy), load generator ${
+        sec(c.clientCpuSec)
+      }, other processes ${sec(c.otherCpuSec)}`;
+    const change = (name: string, c: ChangeResult) =>
+      `  ${name}: ${c.samples.map((s) => ms(s.fromWriteMs)).join(", ")} from write; responses ${
+        counts(c.responses)
+      } (${kb(c.bytes)}); meshd pushes ${counts(c.meshdPushes)}; ${cpu(c)}`;
+    const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
     lines.push(
-      `| ${r.clients.toLocaleString("en")} | ${ms(r.fullConfigMs)} | ${kb(r.rssPerProxyBytes)} | ${ms(r.route.fromWriteMs)} | ${
-        ms(r.route.pushMs)
-      } | ${ms(rawMs(r, "bun", "RDS"))} / ${ms(rawMs(r, "node", "RDS"))} | ${ratio(r.route.pushMs, rawMs(r, "bun", "RDS"))} | ${
-        r.route.cpuSec.toFixed(2)
-      } s | ${ms(r.cluster.fromWriteMs)} | ${ms(r.cluster.pushMs)} | ${ms(rawMs(r, "bun", "CDS"))} / ${ms(rawMs(r, "node", "CDS"))} | ${
-        ratio(r.cluster.pushMs, rawMs(r, "bun", "CDS"))
-      } |`,
-    );
-  }
-  lines.push("");
-  for (const r of rs) {
-    const per = (c: ChangeResult) => `${((c.cpuSec / r.clients) * 1e6).toFixed(0)} µs/proxy`;
-    lines.push(
-      `${r.clients} proxies: meshd reports ${r.meshdConnected} connected; RSS ${(r.rssBeforeKiB / 1024).toFixed(1)} → ${
-        (r.rssAfterKiB / 1024).toFixed(1)
-      } MiB; connect: meshd CPU ${r.connectCpuSec.toFixed(2)} s, load generator ${r.connectClientCpuSec.toFixed(2)} s`,
-      `  route change: first client ${ms(r.route.firstMs)} after the write; responses ${counts(r.route.responses)} (${
-        kb(r.route.bytes)
-      }); meshd pushes ${counts(r.route.meshdPushes)}; meshd CPU ${r.route.cpuSec.toFixed(2)} s (${per(r.route)}), load generator ${
-        r.route.clientCpuSec.toFixed(2)
-      } s`,
-      `  cluster change: first client ${ms(r.cluster.firstMs)}; responses ${counts(r.cluster.responses)} (${kb(r.cluster.bytes)}); meshd CPU ${
-        r.cluster.cpuSec.toFixed(2)
-      } s (${per(r.cluster)}), load generator ${r.cluster.clientCpuSec.toFixed(2)} s`,
-      `  no-op change (metadata label): responses ${counts(r.noop.responses)}; meshd pushes ${counts(r.noop.meshdPushes)}; meshd CPU ${
-        r.noop.cpuSec.toFixed(2)
-      } s (${per(r.noop)})`,
+      `${r.clients} proxies: meshd reports ${r.meshdConnected} connected; RSS ${mib(r.rssBeforeKiB)} → ${
+        mib(r.rssAfterKiB)
+      } (peak ${mib(r.rssPeakKiB)}); idle CPU ${(r.idleCpuPerSec * 100).toFixed(1)} %; connect: meshd CPU ${
+        sec(r.connectCpuSec)
+      }, load generator ${sec(r.connectClientCpuSec)}, other processes ${
+        sec(r.connectOtherCpuSec)
+      }; one GET /metrics ${ms(r.metricsScrapeMs)}`,
+      change("route change", r.route),
+      change("cluster change", r.cluster),
+      `  no-op change (a metadata label): responses ${counts(r.noop.responses)}; meshd pushes ${
+        counts(r.noop.meshdPushes)
+      }; ${cpu(r.noop)}`,
       ...r.raw.map((x) =>
         `  raw floor (${x.runtime}): ${
-          Object.entries(x.ms).map(([t, v]) => `${t} ${ms(v)}`).join(", ")
-        }; server CPU ${x.serverCpuSec.toFixed(2)} s, load generator ${x.clientCpuSec.toFixed(2)} s over all measured pushes`
+          Object.entries(x.pushes).map(([t, p]) =>
+            `${t} ${ms(p.ms)} (server CPU ${sec(p.serverCpuSec)}, load generator ${sec(p.clientCpuSec)})`
+          ).join("; ")
+        }`
       ),
       ...(r.meshdWarnings.length ? [`  meshd warnings: ${r.meshdWarnings.join(" | ")}`] : []),
     );
   }
   const big = rs.find((r) => r.clients >= 10_000);
   if (big) {
+    const t = big.route.fromWriteMs ?? Infinity;
     lines.push(
       "",
       `targets at ${big.clients} proxies: RSS/proxy ${kb(big.rssPerProxyBytes)} vs 50 KB (${
         big.rssPerProxyBytes <= 50_000 ? "met" : `missed by ${(big.rssPerProxyBytes / 50_000).toFixed(1)}×`
-      }); one-service change ${ms(big.route.fromWriteMs)} vs 1 s (${
-        (big.route.fromWriteMs ?? Infinity) <= 1000 ? "met" : `missed by ${((big.route.fromWriteMs ?? 0) / 1000).toFixed(1)}×`
-      })`,
+      }); one-service change ${ms(t)} vs 1 s (${t <= 1000 ? "met" : `missed by ${(t / 1000).toFixed(1)}×`})`,
     );
   }
   return lines.join("\n");
@@ -816,11 +977,22 @@ if (import.meta.main) {
     clientProcs: Number(arg("--client-procs") ?? 1),
     rawRuntimes: (list("--raw") ?? ["bun", "node"]) as Runtime[],
     reps: Number(arg("--reps") ?? 3),
+    changeReps: Number(arg("--changes") ?? 3),
+    settleSec: Number(arg("--settle") ?? 15),
     cpuProfDir: arg("--cpu-prof"),
     log: (l) => console.error(l),
   };
   console.error(`bun ${Bun.version}, node ${Bun.spawnSync(["node", "--version"]).stdout.toString().trim()}`);
   const rs = await runXdsBench(opts);
   console.log(formatResults(rs));
-  if (args.includes("--json")) console.log(JSON.stringify(rs.map((r) => ({ ...r, route: { ...r.route, frames: r.route.frames.length }, cluster: { ...r.cluster, frames: r.cluster.frames.length }, noop: { ...r.noop, frames: r.noop.frames.length } })), null, 2));
+  if (args.includes("--json")) {
+    const noFrames = (c: ChangeResult) => ({ ...c, frames: c.frames.length });
+    const plain = rs.map((r) => ({
+      ...r,
+      route: noFrames(r.route),
+      cluster: noFrames(r.cluster),
+      noop: noFrames(r.noop),
+    }));
+    console.log(JSON.stringify(plain, null, 2));
+  }
 }

@@ -47,7 +47,9 @@ const TYPES = {
   RDS: `${T}envoy.config.route.v3.RouteConfiguration`,
 } as const;
 type Short = keyof typeof TYPES;
-const SHORT: Record<string, Short> = Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k as Short]));
+const SHORT: Record<string, Short> = Object.fromEntries(
+  Object.entries(TYPES).map(([k, v]) => [v, k as Short]),
+);
 const HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
@@ -97,7 +99,13 @@ const typeFields: Record<Short, Buffer> = {
 };
 
 /** One gRPC-framed DiscoveryRequest. */
-function request(type: Short, version: string, nonce: string, names: readonly string[], node?: Buffer): Buffer {
+function request(
+  type: Short,
+  version: string,
+  nonce: string,
+  names: readonly string[],
+  node?: Buffer,
+): Buffer {
   const parts: Buffer[] = [Buffer.alloc(5)];
   if (version) parts.push(strField(1, version));
   if (node) parts.push(node);
@@ -127,7 +135,12 @@ function readVarint(b: Uint8Array): number {
  * Calls `fn(field, start, end, varint)` for each field of the message in b[start, end):
  * start/end bound a length-delimited value; varint holds a varint value.
  */
-function fields(b: Uint8Array, start: number, end: number, fn: (no: number, s: number, e: number, v: number) => void): void {
+function fields(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  fn: (no: number, s: number, e: number, v: number) => void,
+): void {
   pos = start;
   while (pos < end) {
     const tag = readVarint(b);
@@ -232,7 +245,12 @@ function decodeResponse(b: Buffer, s: number, e: number): Response {
 /** Names CDS or LDS responses lead to (EDS or RDS subscriptions), cached by type, version and size. */
 const namesCache = new Map<string, { names: string[]; key: string }>();
 
-function namesOf(type: "CDS" | "LDS", r: Response, b: Buffer, size: number): { names: string[]; key: string } {
+function namesOf(
+  type: "CDS" | "LDS",
+  r: Response,
+  b: Buffer,
+  size: number,
+): { names: string[]; key: string } {
   const cacheKey = `${type}\u0000${r.version}\u0000${size}`;
   let hit = namesCache.get(cacheKey);
   if (hit) return hit;
@@ -352,7 +370,9 @@ function onMessage(sc: Sidecar, b: Buffer, s: number, e: number): void {
     a.responses[type] = (a.responses[type] ?? 0) + 1;
     a.bytes += e - s + 5;
     if (sc.index === sidecars[0]!.index) a.frames.push(Buffer.from(b.subarray(s - 5, e)));
-    if (a.type === type && !a.tFirstRecv && (a.mode === "any" || r.version !== sc.baseline)) a.tFirstRecv = now();
+    if (a.type === type && !a.tFirstRecv && (a.mode === "any" || r.version !== sc.baseline)) {
+      a.tFirstRecv = now();
+    }
   }
   const st = sc.subs[type];
   st.version = r.version;

@@ -21,7 +21,7 @@ import { ensureDir, readBundle, writeBundle } from "./files.ts";
 import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
 import { xdsNode } from "./node.ts";
 import { type Registration, startRegistration } from "./registration.ts";
-import { type SdsServer, startSdsServer } from "./sds_server.ts";
+import { startSdsServer } from "./sds_server.ts";
 import type { AgentConfig, MergedSetting } from "./settings.ts";
 
 /** What startAgent needs besides the config. */
@@ -171,7 +171,12 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         fallbackRootPem = via.current.rootPem;
         chain = await createCertificate({
           addr: cfg.caTlsAddr,
-          tls: { ca: via.current.rootPem, cert: via.current.chainPem, key: via.current.keyPem, serverName: cfg.serverName },
+          tls: {
+            ca: via.current.rootPem,
+            cert: via.current.chainPem,
+            key: via.current.keyPem,
+            serverName: cfg.serverName,
+          },
           csrPem: pending.csrPem,
           ttlMs: cfg.certTtlMs,
           timeoutMs,
@@ -189,7 +194,13 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             timeoutMs,
           });
         } else if (cfg.caAddr) {
-          chain = await createCertificate({ addr: cfg.caAddr, token, csrPem: pending.csrPem, ttlMs: cfg.certTtlMs, timeoutMs });
+          chain = await createCertificate({
+            addr: cfg.caAddr,
+            token,
+            csrPem: pending.csrPem,
+            ttlMs: cfg.certTtlMs,
+            timeoutMs,
+          });
         } else {
           throw new Error(
             "no root certificate to verify the CA with: set --root-cert (CA_ROOT_CA), or --ca-addr (MESHD_CA_ADDR) " +
@@ -200,6 +211,8 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       return bundleFromIssued(chain, pending.keyPem, { expectedIdentity: identity, fallbackRootPem });
     };
 
+    /** Work waiting for the first valid certificate (registration over mutual TLS). */
+    let afterFirstCert: (() => void) | undefined;
     manager = createCertManager({
       clock,
       logger: log.child({ component: "certs" }),
@@ -211,6 +224,9 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       onCert(b) {
         sds.update(b);
         store(b);
+        const next = afterFirstCert;
+        afterFirstCert = undefined;
+        next?.();
       },
     });
     manager.start();
@@ -221,7 +237,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     let checker: HealthChecker | undefined;
     let probeJson: string | undefined;
     const probeState = () => checker?.state();
-    if (w.workloadGroup && cfg.discoveryAddr) {
+    const register = (discoveryAddr: string) => {
       const tls = (): CaTls | undefined => {
         if (cfg.controlPlaneAuth === "NONE") return undefined;
         const b = certs.current();
@@ -229,7 +245,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         return { ca: b.rootPem, cert: b.chainPem, key: b.keyPem, serverName: cfg.serverName };
       };
       const reg = startRegistration({
-        discoveryAddr: cfg.discoveryAddr,
+        discoveryAddr,
         tls,
         node: xdsNode(w, "sidecar"),
         clock,
@@ -253,7 +269,10 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
               probe,
               clock,
               onChange(r) {
-                log.info(r.healthy ? "workload healthy" : "workload unhealthy", r.healthy ? {} : { reason: r.message });
+                log.info(
+                  r.healthy ? "workload healthy" : "workload unhealthy",
+                  r.healthy ? {} : { reason: r.message },
+                );
                 reg.report(r);
               },
             });
@@ -263,9 +282,15 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         },
       });
       registration = reg;
+    };
+    if (w.workloadGroup && cfg.discoveryAddr) {
+      const addr = cfg.discoveryAddr;
+      if (cfg.controlPlaneAuth === "NONE" || certs.valid()) register(addr);
+      else afterFirstCert = () => register(addr);
       cleanups.push(() => {
+        afterFirstCert = undefined;
         checker?.stop();
-        return reg.stop();
+        return registration?.stop();
       });
     }
 

@@ -7,16 +7,18 @@ import type { Command } from "../cli/command.ts";
 import { systemClock } from "../shared/clock.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createMetricsRegistry } from "../shared/metrics.ts";
-import { startAgent } from "./agent.ts";
 import { AGENT_SETTINGS, CLUSTER_ENV_KEYS, resolveAgentConfig } from "./settings.ts";
 
-const mapping = Object.entries(CLUSTER_ENV_KEYS).map(([flag, keys]) => `${keys.join("/")} -> --${flag}`).join(", ");
+const mapping = Object.entries(CLUSTER_ENV_KEYS).map(([flag, keys]) => `${keys.join("/")} -> --${flag}`).join(
+  ", ",
+);
 
 /** `meshd agent`. */
 export const agentCommand: Command = {
   name: "agent",
   summary: "run the node agent: workload certificate, SDS, bootstraps, auto-registration and health",
-  usage: "meshd agent --cluster-env FILE | --namespace NS --service-account SA --discovery-addr HOST:PORT [flags]",
+  usage:
+    "meshd agent --cluster-env FILE | --namespace NS --service-account SA --discovery-addr HOST:PORT [flags]",
   description: [
     "Generates the workload's EC P-256 key locally, obtains a certificate for",
     "spiffe://TRUST_DOMAIN/ns/NS/sa/SA (first with the --token-file token, then always over mutual TLS with the",
@@ -33,6 +35,7 @@ export const agentCommand: Command = {
   async run(inv) {
     const { config, merged } = resolveAgentConfig(inv.settings);
     const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+    const { startAgent } = await import("./agent.ts");
     const agent = await startAgent(config, {
       clock: systemClock,
       logger,
@@ -40,7 +43,9 @@ export const agentCommand: Command = {
       settings: merged,
     });
     if (!inv.signal.aborted) {
-      await new Promise<void>((resolve) => inv.signal.addEventListener("abort", () => resolve(), { once: true }));
+      await new Promise<void>((resolve) =>
+        inv.signal.addEventListener("abort", () => resolve(), { once: true })
+      );
     }
     logger.info("shutting down");
     await agent.stop();

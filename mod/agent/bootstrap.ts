@@ -21,7 +21,11 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { type Bootstrap, BootstrapSchema } from "#gen/envoy/config/bootstrap/v3/bootstrap_pb.ts";
-import { type Cluster, Cluster_DiscoveryType, ClusterSchema } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import {
+  type Cluster,
+  Cluster_DiscoveryType,
+  ClusterSchema,
+} from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
 import { type Address, AddressSchema } from "#gen/envoy/config/core/v3/address_pb.ts";
 import { TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import {
@@ -33,7 +37,10 @@ import {
 } from "#gen/envoy/config/core/v3/config_source_pb.ts";
 import { GrpcServiceSchema } from "#gen/envoy/config/core/v3/grpc_service_pb.ts";
 import { ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
-import { LbEndpointSchema, LocalityLbEndpointsSchema } from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
+import {
+  LbEndpointSchema,
+  LocalityLbEndpointsSchema,
+} from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
 import {
   file_envoy_extensions_transport_sockets_tls_v3_tls,
   UpstreamTlsContextSchema,
@@ -90,13 +97,18 @@ export const bootstrapRegistry = createRegistry(
 
 function hostPort(addr: string, what: string): { host: string; port: number } {
   const hp = splitHostPort(addr);
-  if (hp === undefined || hp.host === "") throw new Error(`${what}: want HOST:PORT, got ${JSON.stringify(addr)}`);
+  if (hp === undefined || hp.host === "") {
+    throw new Error(`${what}: want HOST:PORT, got ${JSON.stringify(addr)}`);
+  }
   return hp;
 }
 
 function socketAddress(host: string, port: number): Address {
   return create(AddressSchema, {
-    address: { case: "socketAddress", value: { address: host, portSpecifier: { case: "portValue", value: port } } },
+    address: {
+      case: "socketAddress",
+      value: { address: host, portSpecifier: { case: "portValue", value: port } },
+    },
   });
 }
 
@@ -117,7 +129,9 @@ function grpcSource(cluster: string) {
     apiType: ApiConfigSource_ApiType.GRPC,
     transportApiVersion: ApiVersion.V3,
     setNodeOnFirstMessageOnly: true,
-    grpcServices: [create(GrpcServiceSchema, { targetSpecifier: { case: "envoyGrpc", value: { clusterName: cluster } } })],
+    grpcServices: [
+      create(GrpcServiceSchema, { targetSpecifier: { case: "envoyGrpc", value: { clusterName: cluster } } }),
+    ],
   });
 }
 
@@ -140,7 +154,10 @@ function xdsCluster(o: BootstrapOptions): Cluster {
   const sni = o.discoveryServerName ?? (isIP(host) ? "" : host);
   return create(ClusterSchema, {
     name: XDS_CLUSTER,
-    clusterDiscoveryType: { case: "type", value: isIP(host) ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS },
+    clusterDiscoveryType: {
+      case: "type",
+      value: isIP(host) ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS,
+    },
     connectTimeout: { seconds: 1n, nanos: 0 },
     loadAssignment: create(ClusterLoadAssignmentSchema, {
       clusterName: XDS_CLUSTER,
@@ -232,7 +249,9 @@ export function buildGrpcBootstrap(o: BootstrapOptions): JsonObject {
   return {
     xds_servers: [{
       server_uri: o.discoveryAddr,
-      channel_creds: o.controlPlaneAuth === "MUTUAL_TLS" ? [{ type: "tls", config: files }] : [{ type: "insecure" }],
+      channel_creds: o.controlPlaneAuth === "MUTUAL_TLS"
+        ? [{ type: "tls", config: files }]
+        : [{ type: "insecure" }],
       server_features: ["xds_v3"],
     }],
     node: {

@@ -14,6 +14,9 @@ import type { Logger } from "../shared/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { type CertBundle, renewalDelay } from "./certs.ts";
 
+/** The shortest wait before renewing a certificate just received. */
+export const MIN_RENEW_MS = 1000;
+
 /** How to authenticate one issuance: the bootstrap token, or the current certificate. */
 export type IssueVia = { readonly kind: "token" } | { readonly kind: "mtls"; readonly current: CertBundle };
 
@@ -98,7 +101,10 @@ export function createCertManager(o: CertManagerOptions): CertManager {
   }
 
   function scheduleRenewal(b: CertBundle): void {
-    const ms = renewalDelay(b, o.clock.now(), random, { ratio: o.renewRatio, jitter: o.jitter });
+    let ms = renewalDelay(b, o.clock.now(), random, { ratio: o.renewRatio, jitter: o.jitter });
+    // A certificate just issued is never renewed at once: a CA capping lifetimes below what
+    // makes sense must not make the agent spin.
+    if (b.receivedAt !== undefined) ms = Math.max(ms, MIN_RENEW_MS);
     log.info("certificate renewal scheduled", {
       identity: b.identity,
       notAfter: new Date(b.notAfter).toISOString(),
@@ -132,6 +138,7 @@ export function createCertManager(o: CertManagerOptions): CertManager {
     inFlight = false;
     if (stopped) return;
     o.onAttempt?.(via.kind, true);
+    fresh = { ...fresh, receivedAt: o.clock.now() };
     current = fresh;
     watchExpiry(fresh);
     log.info("certificate issued", {

@@ -21,6 +21,12 @@ export interface CertBundle {
   readonly notAfter: number;
   /** The leaf's SPIFFE URI SAN. */
   readonly identity: string;
+  /**
+   * When the agent received the bundle (clock milliseconds), if it did in this run. CAs
+   * backdate notBefore against clock skew (meshd's by a minute), so the lifetime that renewal
+   * divides is counted from here when known.
+   */
+  readonly receivedAt?: number;
 }
 
 /** A key and the CSR that proves it, before the CA signed anything. */
@@ -51,9 +57,15 @@ export async function createCsr(identity: string): Promise<PendingIdentity> {
   const alg = { name: "ECDSA", namedCurve: "P-256" };
   const subtle = globalThis.crypto.subtle;
   const keys = {
-    privateKey: await subtle.importKey("pkcs8", privateKey.export({ type: "pkcs8", format: "der" }), alg, false, [
-      "sign",
-    ]),
+    privateKey: await subtle.importKey(
+      "pkcs8",
+      privateKey.export({ type: "pkcs8", format: "der" }),
+      alg,
+      false,
+      [
+        "sign",
+      ],
+    ),
     publicKey: await subtle.importKey("spki", publicKey.export({ type: "spki", format: "der" }), alg, true, [
       "verify",
     ]),
@@ -110,7 +122,9 @@ export function makeBundle(
   } catch (err) {
     throw new Error(`${opts.what}: the private key cannot be read: ${(err as Error).message}`);
   }
-  if (!leaf.checkPrivateKey(key)) throw new Error(`${opts.what}: the certificate does not match the private key`);
+  if (!leaf.checkPrivateKey(key)) {
+    throw new Error(`${opts.what}: the certificate does not match the private key`);
+  }
   const ids = uriSans(leaf).filter((u) => u.startsWith("spiffe://"));
   if (ids.length === 0) throw new Error(`${opts.what}: the certificate has no SPIFFE URI SAN`);
   if (opts.expectedIdentity !== undefined && !ids.includes(opts.expectedIdentity)) {
@@ -144,17 +158,19 @@ export function bundleFromIssued(
 }
 
 /**
- * The delay until a renewal is due: `ratio` of the lifetime after notBefore, moved by up to
- * ±`jitter` of that (so a fleet issued at once does not renew at once). Zero when overdue.
+ * The delay until a renewal is due: `ratio` of the lifetime, moved by up to ±`jitter` of that
+ * (so a fleet issued at once does not renew at once). The lifetime starts at notBefore, or at
+ * receivedAt when that is later (a backdated certificate). Zero when overdue.
  */
 export function renewalDelay(
-  b: Pick<CertBundle, "notBefore" | "notAfter">,
+  b: Pick<CertBundle, "notBefore" | "notAfter" | "receivedAt">,
   now: number,
   random: () => number,
   opts: { ratio?: number; jitter?: number } = {},
 ): number {
   const ratio = opts.ratio ?? 0.5;
   const jitter = opts.jitter ?? 0.1;
-  const due = b.notBefore + (b.notAfter - b.notBefore) * ratio * (1 + jitter * (2 * random() - 1));
+  const start = Math.max(b.notBefore, Math.min(b.receivedAt ?? b.notBefore, b.notAfter));
+  const due = start + (b.notAfter - start) * ratio * (1 + jitter * (2 * random() - 1));
   return Math.max(0, Math.round(due - now));
 }

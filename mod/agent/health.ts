@@ -74,7 +74,9 @@ function httpProber(p: NonNullable<ProbeSpec["httpGet"]>): Prober {
         tls: { rejectUnauthorized: false },
       } as RequestInit);
       await res.body?.cancel();
-      return res.status >= 200 && res.status < 400 ? healthy : unhealthy(`HTTP GET ${url}: status ${res.status}`);
+      return res.status >= 200 && res.status < 400
+        ? healthy
+        : unhealthy(`HTTP GET ${url}: status ${res.status}`);
     } catch (err) {
       return unhealthy(`HTTP GET ${url}: ${errorMessage(err)}`);
     }
@@ -86,7 +88,10 @@ function tcpProber(p: NonNullable<ProbeSpec["tcpSocket"]>): Prober {
   return (timeoutMs) =>
     new Promise((resolve) => {
       const s = netConnect({ host, port: p.port });
-      const timer = setTimeout(() => done(unhealthy(`TCP ${host}:${p.port}: no connection within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(unhealthy(`TCP ${host}:${p.port}: no connection within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       function done(r: ProbeResult) {
         clearTimeout(timer);
         s.destroy();
@@ -134,7 +139,9 @@ function grpcProber(p: NonNullable<ProbeSpec["grpc"]>): Prober {
     const manager = new Http2SessionManager(url);
     try {
       const client = createClient(Health, createGrpcTransport({ baseUrl: url, sessionManager: manager }));
-      const res = await client.check(create(HealthCheckRequestSchema, { service: p.service ?? "" }), { timeoutMs });
+      const res = await client.check(create(HealthCheckRequestSchema, { service: p.service ?? "" }), {
+        timeoutMs,
+      });
       return res.status === ServingStatus.SERVING
         ? healthy
         : unhealthy(`gRPC health ${url} ${JSON.stringify(p.service ?? "")}: ${ServingStatus[res.status]}`);

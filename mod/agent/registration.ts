@@ -132,7 +132,10 @@ export function startRegistration(o: RegistrationOptions): Registration {
         }
         : {},
     );
-    const client = createClient(AggregatedDiscoveryService, createGrpcTransport({ baseUrl: url, sessionManager: manager }));
+    const client = createClient(
+      AggregatedDiscoveryService,
+      createGrpcTransport({ baseUrl: url, sessionManager: manager }),
+    );
     const requests = createChannel<DiscoveryRequest>();
     abort = new AbortController();
     requests.push(create(DiscoveryRequestSchema, { node: o.node, typeUrl: HEALTH_TYPE_URL }));

@@ -1,7 +1,7 @@
 /**
  * SDS for the local Envoy: envoy.service.secret.v3.SecretDiscoveryService (StreamSecrets in
- * State of the World, DeltaSecrets, and FetchSecrets) on a Unix socket (mode 0600 in a 0750
- * directory), serving two secrets as Istio names them: `default` (the workload certificate
+ * State of the World, DeltaSecrets, and FetchSecrets) on a Unix socket (mode 0600; its directory
+ * is made 0750 when the server creates it), serving two secrets as Istio names them: `default` (the workload certificate
  * chain and key, inline) and `ROOTCA` (the trusted roots as a validation context). A rotation
  * pushes both to every stream that asked for them.
  *
@@ -17,7 +17,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import { connect as netConnect } from "node:net";
-import { chmodSync, lstatSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import type { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
@@ -42,7 +42,8 @@ export const DEFAULT_SECRET = "default";
 /** The trusted roots secret. */
 export const ROOT_SECRET = "ROOTCA";
 
-const bytes = (s: string) => create(DataSourceSchema, { specifier: { case: "inlineBytes", value: new TextEncoder().encode(s) } });
+const bytes = (s: string) =>
+  create(DataSourceSchema, { specifier: { case: "inlineBytes", value: new TextEncoder().encode(s) } });
 
 /** The two secrets of a bundle, as SDS resources. */
 export function secretResources(b: CertBundle): Map<string, XdsResource> {
@@ -50,7 +51,10 @@ export function secretResources(b: CertBundle): Map<string, XdsResource> {
     name: DEFAULT_SECRET,
     type: {
       case: "tlsCertificate",
-      value: create(TlsCertificateSchema, { certificateChain: bytes(b.chainPem), privateKey: bytes(b.keyPem) }),
+      value: create(TlsCertificateSchema, {
+        certificateChain: bytes(b.chainPem),
+        privateKey: bytes(b.keyPem),
+      }),
     },
   });
   const roots = create(SecretSchema, {
@@ -66,7 +70,11 @@ export function secretResources(b: CertBundle): Map<string, XdsResource> {
       version: contentVersion(b.chainPem + "\u0000" + b.keyPem),
       resource: anyPack(SecretSchema, tls),
     }],
-    [ROOT_SECRET, { name: ROOT_SECRET, version: contentVersion(b.rootPem), resource: anyPack(SecretSchema, roots) }],
+    [ROOT_SECRET, {
+      name: ROOT_SECRET,
+      version: contentVersion(b.rootPem),
+      resource: anyPack(SecretSchema, roots),
+    }],
   ]);
 }
 
@@ -160,7 +168,9 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
     },
   };
 
-  ensureDir(dirname(o.path), 0o750, "--sds-socket directory");
+  // A directory of our own is made 0750; an existing one (the output directory, already 0750,
+  // or one the operator chose) keeps its mode: the socket itself is 0600.
+  if (!existsSync(dirname(o.path))) ensureDir(dirname(o.path), 0o750, "--sds-socket directory");
   await clearStaleSocket(o.path);
   const shutdown = new AbortController();
   const handler = connectNodeAdapter({

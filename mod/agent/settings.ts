@@ -23,12 +23,14 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   {
     name: "cluster-env",
     kind: { type: "path" },
-    help: "cluster.env file of KEY=VALUE lines (Istio's names, or MESHD_<FLAG>); flags, MESHD_* and --config win",
+    help:
+      "cluster.env file of KEY=VALUE lines (Istio's names, or MESHD_<FLAG>); flags, MESHD_* and --config win",
   },
   {
     name: "ca-addr",
     kind: { type: "addr" },
-    help: "CA's plaintext gRPC address (15010), for the first certificate with the token when no root is known",
+    help:
+      "CA's plaintext gRPC address (15010), for the first certificate with the token when no root is known",
   },
   {
     name: "ca-tls-addr",
@@ -54,7 +56,8 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   {
     name: "token-file",
     kind: { type: "path" },
-    help: "file holding the bootstrap token (meshd token create); read only while no valid certificate exists",
+    help:
+      "file holding the bootstrap token (meshd token create); read only while no valid certificate exists",
   },
   {
     name: "root-cert",
@@ -72,9 +75,14 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   {
     name: "workload-group",
     kind: { type: "string" },
-    help: "WorkloadGroup (NAME in --namespace, or NAMESPACE/NAME) to auto-register into; needs --discovery-addr",
+    help:
+      "WorkloadGroup (NAME in --namespace, or NAMESPACE/NAME) to auto-register into; needs --discovery-addr",
   },
-  { name: "workload-name", kind: { type: "string" }, help: "the workload's name in its node id (default: host name)" },
+  {
+    name: "workload-name",
+    kind: { type: "string" },
+    help: "the workload's name in its node id (default: host name)",
+  },
   {
     name: "labels",
     kind: { type: "list" },
@@ -173,7 +181,9 @@ export function parseClusterEnv(text: string, path: string): Map<string, EnvFile
 /** Reads ISTIO_METAJSON_LABELS ({"app":"x"}) as KEY=VALUE items. */
 function jsonLabels(raw: string): string[] {
   const v = JSON.parse(raw) as unknown;
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("want a JSON object of labels");
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new Error("want a JSON object of labels");
+  }
   return Object.entries(v).map(([k, x]) => {
     if (typeof x !== "string") throw new Error(`label ${k}: want a string value`);
     return `${k}=${x}`;
@@ -283,11 +293,15 @@ export function resolveAgentConfig(
     labels[item.slice(0, eq)] = item.slice(eq + 1);
   }
   const ip = str("instance-ip") ?? (opts.instanceIp ?? defaultInstanceIp)();
-  if (isIP(ip) === 0) throw new UsageError(`meshd agent: --instance-ip: want an IP address, got ${JSON.stringify(ip)}`);
+  if (isIP(ip) === 0) {
+    throw new UsageError(`meshd agent: --instance-ip: want an IP address, got ${JSON.stringify(ip)}`);
+  }
   const discoveryAddr = str("discovery-addr");
   const group = str("workload-group");
   if (group !== undefined && discoveryAddr === undefined) {
-    throw new UsageError("meshd agent: --workload-group needs --discovery-addr (PILOT_ADDRESS) to register with");
+    throw new UsageError(
+      "meshd agent: --workload-group needs --discovery-addr (PILOT_ADDRESS) to register with",
+    );
   }
   const outputDir = values.get("output-dir") as string;
   const auth = values.get("control-plane-auth") as ControlPlaneAuth;

@@ -15,7 +15,7 @@ export const tokenCommand: Command = {
   name: "token",
   summary: "create bootstrap tokens that let a new workload get its first certificate",
   usage:
-    "meshd token create --namespace NS --service-account SA [--workload-group NAME] [--ttl 1h] [--single-use]",
+    "meshd token create --namespace NS --service-account SA [--workload-group NAME] [--ttl 1h] [--single-use] [--data-dir DIR]",
   description:
     "Prints an ES256 JWT for spiffe://TRUST_DOMAIN/ns/NS/sa/SA, signed with <data-dir>/token-signing-key.pem " +
     "(created when missing; the daemon with the same --data-dir verifies it). The trust domain is --trust-domain, " +

@@ -19,7 +19,9 @@ import {
   expectTlv,
   readOid,
   TAG,
+  type Tlv,
   tlvBytes,
+  tlvEquals,
   tlvValue,
 } from "./der.ts";
 import { pemDecodeOne, pemEncode } from "./pem.ts";
@@ -55,6 +57,17 @@ export interface CsrPolicy {
 }
 
 const CSR_LABELS = ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"];
+const EXTENSION_REQUEST = derOid(OID.extensionRequest);
+const SUBJECT_ALT_NAME = derOid(OID.subjectAltName);
+/** The common signature algorithms by encoded OID, so the hot path never decodes one. */
+const KNOWN_SIGNATURE_OIDS = [OID.ecdsaSha256, OID.ecdsaSha384, OID.rsaSha256, OID.ed25519].map((oid) => ({
+  oid,
+  der: derOid(oid),
+}));
+/** A P-256 SubjectPublicKeyInfo up to the point's first octet (uncompressed form). */
+const P256_SPKI_PREFIX = Uint8Array.from(
+  Buffer.from("3059301306072a8648ce3d020106082a8648ce3d030107034200", "hex"),
+);
 
 /** Decodes the PEM of a CSR. Throws CsrError. */
 export function csrDerFromPem(pem: string): Uint8Array {
@@ -108,11 +121,12 @@ export function parseCsr(buf: Uint8Array, policy: CsrPolicy = {}): ParsedCsr {
   }
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
+    const spki = Buffer.isBuffer(csr.spki) ? csr.spki : Buffer.from(csr.spki);
+    key = createPublicKey({ key: spki, format: "der", type: "spki" });
   } catch (err) {
     throw new CsrError(`CSR public key cannot be read: ${(err as Error).message}`);
   }
-  const keyDescription = describeKey(key, policy);
+  const keyDescription = isP256Spki(csr.spki) ? "ec P-256" : describeKey(key, policy);
   if (key.asymmetricKeyType !== scheme.keyType) {
     throw new CsrError(
       `CSR is signed with ${csr.signatureAlgorithm} but holds a ${key.asymmetricKeyType} key`,
@@ -150,15 +164,15 @@ function readCsrUnchecked(buf: Uint8Array): CsrStructure {
     if (attrs.end !== info.end) throw new CsrError("CSR request info has extra fields");
     let sawSan = false;
     for (const attr of childrenOf(buf, attrs, 50)) {
-      const { oid, tlv } = readOid(buf, attr.valueStart, attr.end, "attribute type");
-      if (oid !== OID.extensionRequest) continue;
-      const values = expectTlv(buf, tlv.end, attr.end, TAG.SET, "extensionRequest values");
+      const type = expectTlv(buf, attr.valueStart, attr.end, TAG.OID, "attribute type");
+      if (!tlvEquals(buf, type, EXTENSION_REQUEST)) continue;
+      const values = expectTlv(buf, type.end, attr.end, TAG.SET, "extensionRequest values");
       for (const exts of childrenOf(buf, values, 4)) {
         if (exts.tag !== TAG.SEQUENCE) throw new CsrError("extensionRequest does not hold Extensions");
         for (const ext of childrenOf(buf, exts, 100)) {
           const parts = childrenOf(buf, ext, 3);
-          const id = readOid(buf, parts[0]?.start ?? ext.end, ext.end, "extnID").oid;
-          if (id !== OID.subjectAltName) continue;
+          const id = expectTlv(buf, parts[0]?.start ?? ext.end, ext.end, TAG.OID, "extnID");
+          if (!tlvEquals(buf, id, SUBJECT_ALT_NAME)) continue;
           if (sawSan) throw new CsrError("CSR requests subjectAltName twice");
           sawSan = true;
           const value = parts[parts.length - 1]!;
@@ -176,9 +190,21 @@ function readCsrUnchecked(buf: Uint8Array): CsrStructure {
     spki: tlvBytes(buf, spkiTlv),
     names,
     info: tlvBytes(buf, info),
-    signatureAlgorithm: readOid(buf, sigAlg.valueStart, sigAlg.end, "signature algorithm").oid,
+    signatureAlgorithm: signatureOid(buf, sigAlg),
     signature: sigBits.subarray(1),
   };
+}
+
+function signatureOid(buf: Uint8Array, sigAlg: Tlv): string {
+  const t = expectTlv(buf, sigAlg.valueStart, sigAlg.end, TAG.OID, "signature algorithm");
+  for (const k of KNOWN_SIGNATURE_OIDS) if (tlvEquals(buf, t, k.der)) return k.oid;
+  return readOid(buf, sigAlg.valueStart, sigAlg.end, "signature algorithm").oid;
+}
+
+function isP256Spki(spki: Uint8Array): boolean {
+  if (spki.length !== 91) return false;
+  for (let i = 0; i < P256_SPKI_PREFIX.length; i++) if (spki[i] !== P256_SPKI_PREFIX[i]) return false;
+  return true;
 }
 
 function describeKey(key: KeyObject, policy: CsrPolicy): string {

@@ -99,6 +99,13 @@ export function tlvValue(buf: Uint8Array, t: Tlv): Uint8Array {
   return buf.subarray(t.valueStart, t.end);
 }
 
+/** Whether the whole encoding of `t` equals `expected` (e.g. a known OID), without decoding it. */
+export function tlvEquals(buf: Uint8Array, t: Tlv, expected: Uint8Array): boolean {
+  if (t.end - t.start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (buf[t.start + i] !== expected[i]) return false;
+  return true;
+}
+
 /** Decodes an OBJECT IDENTIFIER's content octets into dotted form. */
 export function decodeOid(v: Uint8Array): string {
   if (v.length === 0) throw new DerError("empty OBJECT IDENTIFIER");
@@ -132,12 +139,15 @@ export function readOid(
   return { oid: decodeOid(tlvValue(buf, t)), tlv: t };
 }
 
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
-
-/** Decodes an IA5String (7-bit ASCII); throws on any other octet. */
+/** Decodes an IA5String of printable ASCII; throws on any other octet. */
 export function decodeIa5(v: Uint8Array): string {
-  for (const b of v) if (b > 0x7e || b < 0x20) throw new DerError("IA5String holds a non-printable octet");
-  return textDecoder.decode(v);
+  let s = "";
+  for (let i = 0; i < v.length; i++) {
+    const b = v[i]!;
+    if (b > 0x7e || b < 0x20) throw new DerError("IA5String holds a non-printable octet");
+    s += String.fromCharCode(b);
+  }
+  return s;
 }
 
 /** Decodes a UTCTime or GeneralizedTime TLV (Z form, seconds precision) to epoch milliseconds. */
@@ -175,17 +185,64 @@ function writeLength(out: Uint8Array, pos: number, n: number): number {
   return pos + k;
 }
 
-/** Encodes a TLV whose content is the concatenation of `parts`. */
+/**
+ * Encodes a TLV whose content is the concatenation of `parts`. The result is a Buffer (a
+ * Uint8Array), so node:crypto and base64 encoding take it without a copy.
+ */
 export function der(tag: number, ...parts: readonly Uint8Array[]): Uint8Array {
   let len = 0;
   for (const p of parts) len += p.length;
-  const out = new Uint8Array(1 + lengthOctets(len) + len);
+  const out = Buffer.allocUnsafe(1 + lengthOctets(len) + len);
   out[0] = tag;
   let pos = writeLength(out, 1, len);
   for (const p of parts) {
     out.set(p, pos);
     pos += p.length;
   }
+  return out;
+}
+
+/**
+ * A TLV to encode later: its children are encoded bytes or further nodes. Encoding a tree with
+ * {@link encodeTree} sizes it first and writes it into one buffer, where nested der() calls
+ * would copy every inner value once per level.
+ */
+export interface DerTree {
+  readonly tag: number;
+  readonly children: readonly (Uint8Array | DerTree)[];
+}
+
+function treeContentLength(t: DerTree, lengths: Map<DerTree, number>): number {
+  let len = 0;
+  for (const c of t.children) {
+    if (c instanceof Uint8Array) len += c.length;
+    else {
+      const inner = treeContentLength(c, lengths);
+      len += 1 + lengthOctets(inner) + inner;
+    }
+  }
+  lengths.set(t, len);
+  return len;
+}
+
+function writeTree(t: DerTree, out: Uint8Array, pos: number, lengths: Map<DerTree, number>): number {
+  out[pos] = t.tag;
+  pos = writeLength(out, pos + 1, lengths.get(t)!);
+  for (const c of t.children) {
+    if (c instanceof Uint8Array) {
+      out.set(c, pos);
+      pos += c.length;
+    } else pos = writeTree(c, out, pos, lengths);
+  }
+  return pos;
+}
+
+/** Encodes a {@link DerTree} into one buffer. */
+export function encodeTree(t: DerTree): Uint8Array {
+  const lengths = new Map<DerTree, number>();
+  const len = treeContentLength(t, lengths);
+  const out = Buffer.allocUnsafe(1 + lengthOctets(len) + len);
+  writeTree(t, out, 0, lengths);
   return out;
 }
 
@@ -244,15 +301,18 @@ export const DER_TRUE: Uint8Array = Uint8Array.of(TAG.BOOLEAN, 1, 0xff);
 /** NULL. */
 export const DER_NULL: Uint8Array = Uint8Array.of(TAG.NULL, 0);
 
-const asciiEncoder = new TextEncoder();
+const utf8Encoder = new TextEncoder();
 
-/** A string TLV of `tag` (IA5String, UTF8String, or an implicit context tag). */
+/** A string TLV of `tag` (IA5String, UTF8String, or an implicit context tag), UTF-8 encoded. */
 export function derString(tag: number, s: string): Uint8Array {
-  return der(tag, asciiEncoder.encode(s));
-}
-
-function pad2(n: number): string {
-  return n < 10 ? `0${n}` : String(n);
+  let ascii = true;
+  for (let i = 0; i < s.length && ascii; i++) ascii = s.charCodeAt(i) < 0x80;
+  if (!ascii) return der(tag, utf8Encoder.encode(s));
+  const out = Buffer.allocUnsafe(1 + lengthOctets(s.length) + s.length);
+  out[0] = tag;
+  const pos = writeLength(out, 1, s.length);
+  for (let i = 0; i < s.length; i++) out[pos + i] = s.charCodeAt(i);
+  return out;
 }
 
 /**
@@ -262,11 +322,22 @@ function pad2(n: number): string {
 export function derTime(ms: number): Uint8Array {
   const d = new Date(Math.floor(ms / 1000) * 1000);
   const y = d.getUTCFullYear();
-  const rest = `${pad2(d.getUTCMonth() + 1)}${pad2(d.getUTCDate())}${pad2(d.getUTCHours())}${
-    pad2(d.getUTCMinutes())
-  }${pad2(d.getUTCSeconds())}Z`;
-  if (y >= 1950 && y < 2050) return derString(TAG.UTC_TIME, pad2(y % 100) + rest);
-  return derString(TAG.GENERALIZED_TIME, String(y).padStart(4, "0") + rest);
+  const utc = y >= 1950 && y < 2050;
+  const fields = [d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()];
+  const digits = utc ? 12 : 14;
+  const out = Buffer.allocUnsafe(2 + digits + 1);
+  out[0] = utc ? TAG.UTC_TIME : TAG.GENERALIZED_TIME;
+  out[1] = digits + 1;
+  let p = 2;
+  const put2 = (n: number) => {
+    out[p++] = 0x30 + Math.floor(n / 10);
+    out[p++] = 0x30 + (n % 10);
+  };
+  if (!utc) put2(Math.floor(y / 100) % 100);
+  put2(y % 100);
+  for (const f of fields) put2(f);
+  out[p] = 0x5a;
+  return out;
 }
 
 function hex2(n: number): string {

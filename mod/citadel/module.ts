@@ -134,9 +134,15 @@ export const citadelModule: ModuleDefinition = {
     // An existing CA is checked now, before any port opens; a new root is made at start, once
     // the trust domain is known.
     let store: CaStore | undefined = loadCa(storeOpts);
-    ensurePrivateDir(dataDir);
-    const tokenKey = loadOrCreateTokenKey(dataDir, (msg) => log.warn(msg));
-    const usedTokens = openUsedTokens(join(dataDir, "used-tokens.json"), () => ctx.clock.now());
+    let tokenKey;
+    let usedTokens;
+    try {
+      ensurePrivateDir(dataDir);
+      tokenKey = loadOrCreateTokenKey(dataDir, (msg) => log.warn(msg));
+      usedTokens = openUsedTokens(join(dataDir, "used-tokens.json"), () => ctx.clock.now());
+    } catch (err) {
+      throw new Error(`--data-dir ${dataDir}: ${errorMessage(err)}`);
+    }
 
     const configStore = ctx.links.find(CONFIG_STORE);
     const configReady = ctx.links.find(CONFIG_READY);
@@ -316,7 +322,11 @@ export const citadelModule: ModuleDefinition = {
         const before = issuer.material;
         const m = what === "rotate" ? await store.rotate(ca.trustDomain()) : store.retire();
         install(m);
-        refreshTls();
+        try {
+          refreshTls();
+        } catch (err) {
+          log.error("cannot renew the TLS certificate after a root change", { err: errorMessage(err) });
+        }
         const oldLeaves = before.rootFingerprints
           .filter((fp) => !m.rootFingerprints.includes(fp))
           .map((fp) => leavesValidUntil.get(fp) ?? 0)

@@ -20,10 +20,13 @@ import {
   derOid,
   derSequence,
   derTime,
+  type DerTree,
   derUnsignedInteger,
+  encodeTree,
+  TAG,
 } from "./der.ts";
 import {
-  encodeGeneralNames,
+  generalNamesTree,
   OID,
   parseCertificate,
   publicKeyBits,
@@ -85,6 +88,7 @@ const BASIC_CONSTRAINTS_EXT = derSequence(
   derOctetString(derSequence()),
 );
 const SAN_OID = derOid(OID.subjectAltName);
+const NO_UNUSED_BITS = Uint8Array.of(0);
 
 const POOL_SIZE = 16 * 512;
 let pool = randomBytes(POOL_SIZE);
@@ -115,28 +119,57 @@ export function createLeafSigner(issuer: IssuerMaterial): LeafSigner {
     derOid(OID.authorityKeyIdentifier),
     derOctetString(derSequence(der(0x80, keyId))),
   );
-  const fixedExts = [KEY_USAGE_EXT, EXT_KEY_USAGE_EXT, BASIC_CONSTRAINTS_EXT, akiExt];
+  const fixedExts = Buffer.concat([KEY_USAGE_EXT, EXT_KEY_USAGE_EXT, BASIC_CONSTRAINTS_EXT, akiExt]);
+  const algorithmAndIssuer = Buffer.concat([scheme.algorithmId, issuerName]);
   const key = issuer.key;
   const hash = scheme.hash;
   const algorithmId = scheme.algorithmId;
+  // Requests in the same second with the same lifetime share their encoded validity.
+  let lastValidity: { notBefore: number; notAfter: number; der: Uint8Array } = {
+    notBefore: NaN,
+    notAfter: NaN,
+    der: new Uint8Array(0),
+  };
+  const validity = (notBefore: number, notAfter: number) => {
+    const nb = Math.floor(notBefore / 1000);
+    const na = Math.floor(notAfter / 1000);
+    if (nb !== lastValidity.notBefore || na !== lastValidity.notAfter) {
+      lastValidity = { notBefore: nb, notAfter: na, der: derSequence(derTime(notBefore), derTime(notAfter)) };
+    }
+    return lastValidity.der;
+  };
   return {
     issuerNotAfter: fields.notAfter,
     sign(req) {
       if (req.names.length === 0) throw new Error("a leaf needs at least one subject alternative name");
       const serial = randomSerial();
-      const sanExt = derSequence(SAN_OID, DER_TRUE, derOctetString(encodeGeneralNames(req.names)));
-      const tbs = derSequence(
-        VERSION_3,
-        derUnsignedInteger(serial),
-        algorithmId,
-        issuerName,
-        derSequence(derTime(req.notBefore), derTime(req.notAfter)),
-        EMPTY_NAME,
-        req.spki,
-        der(0xa3, derSequence(...fixedExts, sanExt)),
-      );
+      const exts: DerTree = {
+        tag: 0xa3,
+        children: [{
+          tag: TAG.SEQUENCE,
+          children: [fixedExts, {
+            tag: TAG.SEQUENCE,
+            children: [SAN_OID, DER_TRUE, { tag: TAG.OCTET_STRING, children: [generalNamesTree(req.names)] }],
+          }],
+        }],
+      };
+      const tbs = encodeTree({
+        tag: TAG.SEQUENCE,
+        children: [
+          VERSION_3,
+          derUnsignedInteger(serial),
+          algorithmAndIssuer,
+          validity(req.notBefore, req.notAfter),
+          EMPTY_NAME,
+          req.spki,
+          exts,
+        ],
+      });
       const signature = sign(hash, tbs, key);
-      const certDer = derSequence(tbs, algorithmId, derBitString(signature));
+      const certDer = encodeTree({
+        tag: TAG.SEQUENCE,
+        children: [tbs, algorithmId, { tag: TAG.BIT_STRING, children: [NO_UNUSED_BITS, signature] }],
+      });
       let i = 0;
       while (i < 15 && serial[i] === 0) i++;
       const serialHex = Buffer.from(serial.subarray(i)).toString("hex");

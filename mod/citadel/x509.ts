@@ -16,6 +16,7 @@ import {
   derOid,
   derSequence,
   derString,
+  type DerTree,
   expectTlv,
   readOid,
   readTlv,
@@ -112,26 +113,34 @@ function ipText(b: Uint8Array): string {
   throw new DerError(`iPAddress of ${b.length} octets`);
 }
 
+/** Encodes one GeneralName. */
+function encodeGeneralName(n: SubjectAltName): Uint8Array {
+  switch (n.type) {
+    case "uri":
+      return derString(0x86, n.value);
+    case "dns":
+      return derString(0x82, n.value);
+    case "email":
+      return derString(0x81, n.value);
+    case "ip": {
+      const b = ipBytes(n.value);
+      const out = new Uint8Array(2 + b.length);
+      out[0] = 0x87;
+      out[1] = b.length;
+      out.set(b, 2);
+      return out;
+    }
+  }
+}
+
+/** GeneralNames (a SEQUENCE) as a tree, for encoding inside a larger structure. */
+export function generalNamesTree(names: readonly SubjectAltName[]): DerTree {
+  return { tag: TAG.SEQUENCE, children: names.map(encodeGeneralName) };
+}
+
 /** Encodes GeneralNames (a SEQUENCE) for a subjectAltName extension. */
 export function encodeGeneralNames(names: readonly SubjectAltName[]): Uint8Array {
-  return derSequence(...names.map((n) => {
-    switch (n.type) {
-      case "uri":
-        return derString(0x86, n.value);
-      case "dns":
-        return derString(0x82, n.value);
-      case "email":
-        return derString(0x81, n.value);
-      case "ip": {
-        const b = ipBytes(n.value);
-        const out = new Uint8Array(2 + b.length);
-        out[0] = 0x87;
-        out[1] = b.length;
-        out.set(b, 2);
-        return out;
-      }
-    }
-  }));
+  return derSequence(...names.map(encodeGeneralName));
 }
 
 /** Decodes the GeneralNames SEQUENCE in `buf` (the content of a subjectAltName extension). */

@@ -16,8 +16,8 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Address } from "#gen/envoy/config/core/v3/address_pb.ts";
 import { RequestMethod } from "#gen/envoy/config/core/v3/base_pb.ts";
 import {
-  AccessLogType,
   type AccessLogCommon,
+  AccessLogType,
   type HTTPAccessLogEntry,
   type ResponseFlags,
   type TCPAccessLogEntry,
@@ -28,7 +28,13 @@ import type { CheckRequest } from "#gen/envoy/service/auth/v3/external_auth_pb.t
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { parseIP } from "../galley/schema.ts";
 import { parseDuration } from "../shared/duration.ts";
-import { type AttributeBag, attributeType, BadBagError, type BagLimits, DEFAULT_BAG_LIMITS } from "./client/wire.ts";
+import {
+  type AttributeBag,
+  attributeType,
+  BadBagError,
+  type BagLimits,
+  DEFAULT_BAG_LIMITS,
+} from "./client/wire.ts";
 
 /** The metadata namespace whose fields are attributes. */
 export const ATTRIBUTES_METADATA_NAMESPACE = "meshd.attributes";
@@ -36,13 +42,19 @@ export const ATTRIBUTES_METADATA_NAMESPACE = "meshd.attributes";
 /** Checks a bag built from Envoy's messages against the limits; throws {@link BadBagError}. */
 export function checkBagLimits(bag: Readonly<AttributeBag>, limits: BagLimits = DEFAULT_BAG_LIMITS): void {
   const names = Object.keys(bag);
-  if (names.length > limits.maxAttributes) throw new BadBagError(`more than ${limits.maxAttributes} attributes`);
+  if (names.length > limits.maxAttributes) {
+    throw new BadBagError(`more than ${limits.maxAttributes} attributes`);
+  }
   for (const name of names) {
     const v = bag[name];
-    if (typeof v === "string" && v.length > limits.maxValueLength) throw new BadBagError(`attribute ${name} is too long`);
+    if (typeof v === "string" && v.length > limits.maxValueLength) {
+      throw new BadBagError(`attribute ${name} is too long`);
+    }
     if (typeof v === "object" && v !== null && !(v instanceof Date) && !(v instanceof Uint8Array)) {
       const entries = Object.entries(v as Record<string, unknown>);
-      if (entries.length > limits.maxMapEntries) throw new BadBagError(`attribute ${name} has too many entries`);
+      if (entries.length > limits.maxMapEntries) {
+        throw new BadBagError(`attribute ${name} has too many entries`);
+      }
       for (const [k, x] of entries) {
         if (k.length > limits.maxValueLength || String(x).length > limits.maxValueLength) {
           throw new BadBagError(`attribute ${name} has an entry that is too long`);
@@ -88,7 +100,15 @@ export function setAttributeText(bag: AttributeBag, name: string, text: string):
   const type = attributeType(name);
   switch (type) {
     case undefined: {
-      for (const map of ["source.labels", "destination.labels", "request.headers", "request.query_params", "request.auth.claims"]) {
+      for (
+        const map of [
+          "source.labels",
+          "destination.labels",
+          "request.headers",
+          "request.query_params",
+          "request.auth.claims",
+        ]
+      ) {
         if (name.startsWith(map + ".") && name.length > map.length + 1) {
           const m = (bag[map] ??= {}) as Record<string, string>;
           m[name.slice(map.length + 1)] = text;
@@ -151,8 +171,9 @@ function setAttributeJson(bag: AttributeBag, name: string, v: JsonValue): void {
     }
     return;
   }
-  if (typeof v === "number" && (attributeType(name) === "int" || attributeType(name) === "double")) bag[name] = v;
-  else if (typeof v === "boolean" && attributeType(name) === "bool") bag[name] = v;
+  if (typeof v === "number" && (attributeType(name) === "int" || attributeType(name) === "double")) {
+    bag[name] = v;
+  } else if (typeof v === "boolean" && attributeType(name) === "bool") bag[name] = v;
   else if (typeof v === "string") setAttributeText(bag, name, v);
 }
 
@@ -205,7 +226,9 @@ export function bagFromExtAuthz(req: CheckRequest): AttributeBag {
   const dp = a.destination?.principal || uriSanOfPem(a.destination?.certificate ?? "");
   if (dp) bag["destination.principal"] = dp;
   bag["connection.mtls"] = Boolean(a.source?.principal || a.source?.certificate);
-  if (a.source?.labels && Object.keys(a.source.labels).length > 0) bag["source.labels"] = { ...a.source.labels };
+  if (a.source?.labels && Object.keys(a.source.labels).length > 0) {
+    bag["source.labels"] = { ...a.source.labels };
+  }
   if (a.destination?.labels && Object.keys(a.destination.labels).length > 0) {
     bag["destination.labels"] = { ...a.destination.labels };
   }
@@ -218,7 +241,9 @@ export function bagFromExtAuthz(req: CheckRequest): AttributeBag {
     for (const [k, v] of Object.entries(http.headers)) headers[k.toLowerCase()] = v;
     for (const h of http.headerMap?.headers ?? []) {
       const v = h.value || new TextDecoder().decode(h.rawValue);
-      headers[h.key.toLowerCase()] = headers[h.key.toLowerCase()] === undefined ? v : `${headers[h.key.toLowerCase()]},${v}`;
+      headers[h.key.toLowerCase()] = headers[h.key.toLowerCase()] === undefined
+        ? v
+        : `${headers[h.key.toLowerCase()]},${v}`;
     }
     bag["request.headers"] = headers;
     if (http.method) bag["request.method"] = http.method;
@@ -232,7 +257,9 @@ export function bagFromExtAuthz(req: CheckRequest): AttributeBag {
     }
     if (http.scheme) bag["request.scheme"] = http.scheme;
     if (http.id) bag["request.id"] = http.id;
-    if (http.size >= 0n && http.size <= BigInt(Number.MAX_SAFE_INTEGER)) bag["request.size"] = Number(http.size);
+    if (http.size >= 0n && http.size <= BigInt(Number.MAX_SAFE_INTEGER)) {
+      bag["request.size"] = Number(http.size);
+    }
     if (headers["user-agent"]) bag["request.useragent"] = headers["user-agent"];
     if (headers["referer"]) bag["request.referer"] = headers["referer"];
     bag["context.protocol"] = protocolOf(headers);
@@ -278,7 +305,9 @@ export function bagFromDescriptor(d: RateLimitDescriptor): { bag: AttributeBag; 
   for (const e of d.entries) {
     const builtin = DESCRIPTOR_KEYS[e.key];
     if (builtin) builtin(bag, e.value);
-    else if (!/^[a-z][a-z0-9_.-]*$/i.test(e.key) || !(attributeType(e.key) !== undefined || e.key.includes("."))) {
+    else if (
+      !/^[a-z][a-z0-9_.-]*$/i.test(e.key) || !(attributeType(e.key) !== undefined || e.key.includes("."))
+    ) {
       unused.push(e.key);
     } else if (!setAttributeText(bag, e.key, e.value)) unused.push(e.key);
   }
@@ -383,7 +412,9 @@ function commonAttributes(bag: AttributeBag, c: AccessLogCommon | undefined, nod
     const up = socket(c.upstreamRemoteAddress);
     if (up.ip) bag["destination.ip"] = up.ip;
     if (up.port !== undefined) bag["destination.port"] = up.port;
-    if (parts.length === 4 && /^\d+$/.test(parts[1]!) && up.port === undefined) bag["destination.port"] = Number(parts[1]);
+    if (parts.length === 4 && /^\d+$/.test(parts[1]!) && up.port === undefined) {
+      bag["destination.port"] = Number(parts[1]);
+    }
   }
   const tls = c.tlsProperties;
   const sanUri = (p: TLSProperties_CertificateProperties | undefined): string | undefined => {
@@ -396,7 +427,9 @@ function commonAttributes(bag: AttributeBag, c: AccessLogCommon | undefined, nod
   if (localUri) bag[`${self}.principal`] = localUri;
   bag["connection.mtls"] = Boolean(tls?.peerCertificateProperties && !outbound);
   if (tls?.tlsSniHostname) bag["connection.requested_server_name"] = tls.tlsSniHostname;
-  if (c.startTime) bag["request.time"] = new Date(Number(c.startTime.seconds) * 1000 + c.startTime.nanos / 1_000_000);
+  if (c.startTime) {
+    bag["request.time"] = new Date(Number(c.startTime.seconds) * 1000 + c.startTime.nanos / 1_000_000);
+  }
   const d = c.duration ?? c.timeToLastDownstreamTxByte;
   if (d) bag["response.duration"] = Number(d.seconds) * 1000 + d.nanos / 1_000_000;
   bag["context.proxy_error_code"] = responseFlagsText(c.responseFlags);
@@ -404,7 +437,9 @@ function commonAttributes(bag: AttributeBag, c: AccessLogCommon | undefined, nod
   fillNamespaces(bag);
 }
 
-const safeNumber = (n: bigint) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : Number.MAX_SAFE_INTEGER);
+const safeNumber = (
+  n: bigint,
+) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : Number.MAX_SAFE_INTEGER);
 
 /** The attributes of an HTTP access-log entry reported by `node`. */
 export function bagFromHttpLog(e: HTTPAccessLogEntry, node: Node | undefined): AttributeBag {
@@ -414,7 +449,9 @@ export function bagFromHttpLog(e: HTTPAccessLogEntry, node: Node | undefined): A
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req?.requestHeaders ?? {})) headers[k.toLowerCase()] = v;
   if (req) {
-    if (req.requestMethod !== RequestMethod.METHOD_UNSPECIFIED) bag["request.method"] = RequestMethod[req.requestMethod];
+    if (req.requestMethod !== RequestMethod.METHOD_UNSPECIFIED) {
+      bag["request.method"] = RequestMethod[req.requestMethod];
+    }
     if (req.scheme) bag["request.scheme"] = req.scheme;
     if (req.authority) bag["request.host"] = req.authority;
     if (req.path) {

@@ -47,10 +47,13 @@ export interface CompiledRule {
 }
 
 /** Evaluation result: a value, or why there is none. */
-export type EvalOutcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string };
+export type EvalOutcome = { readonly ok: true; readonly value: unknown } | {
+  readonly ok: false;
+  readonly message: string;
+};
 
 const QUOTED_KEY = /^\s*\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\]/;
-const FIELD_KEY = /^\.([A-Za-z_][A-Za-z0-9_]*)(?!\s*\()/;
+const FIELD_KEY = /^\.([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()/;
 
 /**
  * The attributes `program` reads. A string map read only through literal keys
@@ -153,7 +156,11 @@ export function compileInstance(r: Resource<InstanceSpec>): CompiledInstance {
   return c;
 }
 
-function compileHeaderOps(ops: readonly HeaderOperation[] | undefined, field: string, extra: Record<string, "dyn">) {
+function compileHeaderOps(
+  ops: readonly HeaderOperation[] | undefined,
+  field: string,
+  extra: Record<string, "dyn">,
+) {
   return (ops ?? []).map((op, i): CompiledHeaderOp => ({
     name: op.name.toLowerCase(),
     operation: op.operation ?? "REPLACE",
@@ -166,7 +173,9 @@ export function compileRule(r: Resource<RuleSpec>): CompiledRule {
   let c = ruleMemo.get(r);
   if (!c) {
     const spec = r.spec;
-    const match = spec.match !== undefined && spec.match.trim() !== "" ? compileOne(spec.match, "match") : undefined;
+    const match = spec.match !== undefined && spec.match.trim() !== ""
+      ? compileOne(spec.match, "match")
+      : undefined;
     const extra: Record<string, "dyn"> = {};
     for (const a of spec.actions ?? []) if (a.name) extra[`${a.name}.output`] = "dyn";
     c = {

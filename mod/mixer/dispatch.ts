@@ -48,7 +48,14 @@ import { createRedisQuota } from "./adapters/redisquota.ts";
 import { createRemoteHandler } from "./adapters/remote.ts";
 import { createStdio } from "./adapters/stdio.ts";
 import { createZipkin } from "./adapters/zipkin.ts";
-import { type CompiledHeaderOp, type CompiledInstance, compileInstance, compileRule, type CompiledRule, evalTree } from "./compile.ts";
+import {
+  type CompiledHeaderOp,
+  type CompiledInstance,
+  type CompiledRule,
+  compileInstance,
+  compileRule,
+  evalTree,
+} from "./compile.ts";
 
 /** Templates whose instances go to check, quota and report respectively. */
 export const CHECK_TEMPLATES: ReadonlySet<string> = new Set(["authorization", "listentry", "checknothing"]);
@@ -166,11 +173,12 @@ function factories(pool: MetricPool): Record<CompiledAdapter, AdapterFactory> {
 }
 
 const handlerKey = (ns: string, name: string) => `${mixerGroup}/handler/${ns}/${name}`;
-const instanceKey = (ns: string, name: string) => `${mixerGroup}/instance/${ns}/${name}`;
 
 /** Whether a quota name from a request names the instance. */
 export function quotaNameMatches(requested: string, inst: CompiledInstance): boolean {
-  if (!requested.includes(".")) return inst.name.slice(0, inst.name.length - inst.namespace.length - 1) === requested;
+  if (!requested.includes(".")) {
+    return inst.name.slice(0, inst.name.length - inst.namespace.length - 1) === requested;
+  }
   return instanceNameMatches(requested, inst.name, inst.namespace);
 }
 
@@ -185,7 +193,11 @@ export interface BuildResult {
  * Builds a table from a snapshot, reusing handlers of `previous` whose resources are unchanged.
  * Never throws for bad config (problems are recorded); throws only on a bug.
  */
-export function buildTable(snapshot: ConfigSnapshot, previous: DispatchTable | undefined, opts: DispatchOptions): BuildResult {
+export function buildTable(
+  snapshot: ConfigSnapshot,
+  previous: DispatchTable | undefined,
+  opts: DispatchOptions,
+): BuildResult {
   const log = opts.logger;
   const problems: TableProblem[] = [];
   const handlers = new Map<string, BuiltHandler>();
@@ -257,7 +269,11 @@ export function buildTable(snapshot: ConfigSnapshot, previous: DispatchTable | u
         problem(`actions[${i}]: handler ${href.namespace}/${href.name} not found`);
         continue;
       }
-      const byPhase = { check: [] as CompiledInstance[], quota: [] as CompiledInstance[], report: [] as CompiledInstance[] };
+      const byPhase = {
+        check: [] as CompiledInstance[],
+        quota: [] as CompiledInstance[],
+        report: [] as CompiledInstance[],
+      };
       for (const ref of a.instances ?? []) {
         const iref = parseMixerRef(ref, r.metadata.namespace);
         const ir = snapshot.get<InstanceSpec>(mixerGroup, "instance", iref.namespace, iref.name);
@@ -279,11 +295,17 @@ export function buildTable(snapshot: ConfigSnapshot, previous: DispatchTable | u
           problem(`actions[${i}]: instance ${iref.namespace}/${iref.name}: ${errorMessage(err)}`);
           continue;
         }
-        const phase = CHECK_TEMPLATES.has(inst.template) ? "check" : inst.template === QUOTA_TEMPLATE ? "quota" : "report";
+        const phase = CHECK_TEMPLATES.has(inst.template)
+          ? "check"
+          : inst.template === QUOTA_TEMPLATE
+          ? "quota"
+          : "report";
         byPhase[phase].push(inst);
       }
       for (const phase of ["check", "quota", "report"] as const) {
-        if (byPhase[phase].length > 0) phases[phase].push({ handler, instances: byPhase[phase], name: a.name });
+        if (byPhase[phase].length > 0) {
+          phases[phase].push({ handler, instances: byPhase[phase], name: a.name });
+        }
       }
     }
     rules.push({
@@ -342,7 +364,11 @@ function createTable(
     return { name: inst.name, template: inst.template, fields: r.value as Record<string, unknown>, bag };
   };
 
-  const headerChanges = (ops: readonly CompiledHeaderOp[], bag: Readonly<AttributeBag>, out: HeaderChange[]) => {
+  const headerChanges = (
+    ops: readonly CompiledHeaderOp[],
+    bag: Readonly<AttributeBag>,
+    out: HeaderChange[],
+  ) => {
     for (const op of ops) {
       if (op.operation === "REMOVE") {
         out.push({ name: op.name, operation: "REMOVE", value: "" });
@@ -384,21 +410,29 @@ function createTable(
             for (const r of inst.refs) refs.push(r);
             const v = instanceValue(inst, bag);
             if (typeof v === "string") {
-              outcome = { status: { code: Codes.INVALID_ARGUMENT, message: v }, validDurationMs: 0, validUseCount: 0 };
+              outcome = {
+                status: { code: Codes.INVALID_ARGUMENT, message: v },
+                validDurationMs: 0,
+                validUseCount: 0,
+              };
               break;
             }
             values.push(v);
           }
           if (!outcome) {
             const impl = action.handler.impl;
-            if (!impl?.check) outcome = { status: handlerFailed(action.handler), validDurationMs: 0, validUseCount: 0 };
-            else {
+            if (!impl?.check) {
+              outcome = { status: handlerFailed(action.handler), validDurationMs: 0, validUseCount: 0 };
+            } else {
               try {
                 const r = impl.check(values);
                 outcome = r instanceof Promise ? await r : r;
               } catch (err) {
                 outcome = {
-                  status: { code: Codes.INTERNAL, message: `handler ${action.handler.name}: ${errorMessage(err)}` },
+                  status: {
+                    code: Codes.INTERNAL,
+                    message: `handler ${action.handler.name}: ${errorMessage(err)}`,
+                  },
                   validDurationMs: 0,
                   validUseCount: 0,
                 };
@@ -485,7 +519,7 @@ function createTable(
             for (const inst of action.instances) {
               const v = instanceValue(inst, bag);
               if (typeof v === "string") continue;
-              if (!list) byHandler.set(action.handler, (list = []));
+              if (!list) byHandler.set(action.handler, list = []);
               list.push(v);
             }
           }
@@ -510,13 +544,19 @@ function createTable(
     args: QuotaArgs,
   ): Promise<QuotaOutcome> {
     const v = instanceValue(inst, bag);
-    if (typeof v === "string") return { status: { code: Codes.INVALID_ARGUMENT, message: v }, granted: 0, validDurationMs: 0 };
+    if (typeof v === "string") {
+      return { status: { code: Codes.INVALID_ARGUMENT, message: v }, granted: 0, validDurationMs: 0 };
+    }
     if (!h.impl?.quota) return { status: handlerFailed(h), granted: 0, validDurationMs: 0 };
     try {
       const r = h.impl.quota(v, args);
       return r instanceof Promise ? await r : r;
     } catch (err) {
-      return { status: { code: Codes.INTERNAL, message: `handler ${h.name}: ${errorMessage(err)}` }, granted: 0, validDurationMs: 0 };
+      return {
+        status: { code: Codes.INTERNAL, message: `handler ${h.name}: ${errorMessage(err)}` },
+        granted: 0,
+        validDurationMs: 0,
+      };
     }
   }
 }
@@ -536,7 +576,11 @@ function combineQuota(a: QuotaOutcome, b: QuotaOutcome): QuotaOutcome {
 }
 
 /** Closes handlers that left the table; errors are logged. */
-export async function closeHandlers(handlers: readonly BuiltHandler[], logger: Logger, pool: MetricPool): Promise<void> {
+export async function closeHandlers(
+  handlers: readonly BuiltHandler[],
+  logger: Logger,
+  pool: MetricPool,
+): Promise<void> {
   await Promise.all(
     handlers.map(async (h) => {
       try {

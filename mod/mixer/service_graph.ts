@@ -108,7 +108,9 @@ export function createServiceGraph(opts: { clock: Clock; windowMs: number }): Se
       if (typeof host !== "string" || host === "") return;
       const wl = bag["source.workload.name"];
       const ns = bag["source.workload.namespace"] ?? bag["source.namespace"];
-      const source = typeof wl === "string" && wl !== "" ? (typeof ns === "string" && ns !== "" ? `${wl}.${ns}` : wl) : "unknown";
+      const source = typeof wl === "string" && wl !== ""
+        ? (typeof ns === "string" && ns !== "" ? `${wl}.${ns}` : wl)
+        : "unknown";
       const key = `${source}\u0000${host}`;
       const slot = current(opts.clock.now());
       let e = slot.edges.get(key);
@@ -142,7 +144,7 @@ export function createServiceGraph(opts: { clock: Clock; windowMs: number }): Se
         if (s.start + slotMs <= from) continue;
         for (const [k, e] of s.edges) {
           let t = totals.get(k);
-          if (!t) totals.set(k, (t = { requests: 0, errors: 0, samples: [] }));
+          if (!t) totals.set(k, t = { requests: 0, errors: 0, samples: [] });
           t.requests += e.requests;
           t.errors += e.errors;
           for (const x of e.samples) t.samples.push(x);
@@ -159,7 +161,9 @@ export function createServiceGraph(opts: { clock: Clock; windowMs: number }): Se
           errorRate: t.requests > 0 ? t.errors / t.requests : 0,
           requests: t.requests,
           errors: t.errors,
-          ...(sorted.length > 0 ? { latencyP50Ms: percentile(sorted, 0.5), latencyP99Ms: percentile(sorted, 0.99) } : {}),
+          ...(sorted.length > 0
+            ? { latencyP50Ms: percentile(sorted, 0.5), latencyP99Ms: percentile(sorted, 0.99) }
+            : {}),
         };
       });
       edges.sort((a, b) => (a.source + a.destination < b.source + b.destination ? -1 : 1));

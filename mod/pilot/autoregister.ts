@@ -30,7 +30,7 @@ import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { anyPack, StructSchema } from "@bufbuild/protobuf/wkt";
 import type { SettingSpec } from "../cli/setting.ts";
 import type { ReadinessProbe, WorkloadEntrySpec, WorkloadGroupSpec } from "../galley/kinds/networking.ts";
-import type { ConfigStore } from "../galley/store.ts";
+import type { ConfigReadiness, ConfigStore } from "../galley/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -63,6 +63,11 @@ export interface AutoRegistryOptions {
   readonly ads?: { addProvider(p: ResourceProvider): void; addObserver(o: XdsObserver): void };
   /** Registers the /debug/registrationz handler. */
   readonly debug?: (h: DebugHandler) => void;
+  /**
+   * Galley's readiness: while config is still loading no probe is sent (a group not loaded yet
+   * must not read as "no probe"). Absent: always ready.
+   */
+  readonly configReady?: ConfigReadiness;
 }
 
 /** One registered workload, as debug pages show it. */
@@ -116,7 +121,9 @@ interface Registration {
 /** "NS/NAME" or "NAME" (in the proxy's namespace). */
 function groupRef(ref: string, proxyNs: string): { namespace: string; name: string } {
   const slash = ref.indexOf("/");
-  return slash < 0 ? { namespace: proxyNs, name: ref } : { namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
+  return slash < 0
+    ? { namespace: proxyNs, name: ref }
+    : { namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
 }
 
 /** Istio's name of the WorkloadEntry of an auto-registered workload. */
@@ -176,7 +183,9 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     const probe = probeOf(r);
     if (!probe) return { healthy: true };
     const h = r.health;
-    if (!h || h.version !== setVersion([probe])) return { healthy: false, message: "no health report for the current probe yet" };
+    if (!h || h.version !== setVersion([probe])) {
+      return { healthy: false, message: "no health report for the current probe yet" };
+    }
     return h.healthy ? { healthy: true } : { healthy: false, message: h.message };
   }
 
@@ -192,7 +201,9 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
         ...t,
         address: r.ip,
         labels: { ...t.labels, ...g.spec.metadata?.labels, ...r.proxy.labels },
-        ...(t.serviceAccount || r.proxy.serviceAccount ? { serviceAccount: t.serviceAccount ?? r.proxy.serviceAccount } : {}),
+        ...(t.serviceAccount || r.proxy.serviceAccount
+          ? { serviceAccount: t.serviceAccount ?? r.proxy.serviceAccount }
+          : {}),
         ...(loc ? { locality: loc } : {}),
       },
       healthy: healthOf(r).healthy,
@@ -209,7 +220,10 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     if (!proxy.autoRegisterGroup) return;
     const ref = groupRef(proxy.autoRegisterGroup, proxy.namespace);
     if (!proxy.ip) {
-      log.warn("cannot auto-register a proxy without an IP address", { node: c.node.id, group: proxy.autoRegisterGroup });
+      log.warn("cannot auto-register a proxy without an IP address", {
+        node: c.node.id,
+        group: proxy.autoRegisterGroup,
+      });
       return;
     }
     const key = `${ref.namespace}/${ref.name}/${proxy.ip}`;
@@ -282,6 +296,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
 
   const provider: ResourceProvider = {
     typeUrls: [HEALTH_TYPE_URL],
+    ready: () => o.configReady?.now() ?? true,
     resources(client) {
       const r = byConnection.get(client.connectionId);
       const probe = r ? probeOf(r) : undefined;
@@ -293,10 +308,12 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     },
   };
 
-  const unsubscribe = o.store.subscribe(() => {
+  const pushProbes = () => {
     if (byConnection.size === 0) return;
     for (const l of providerListeners) l(new Set([HEALTH_TYPE_URL]), (c) => byConnection.has(c.connectionId));
-  });
+  };
+  const unsubscribe = o.store.subscribe(pushProbes);
+  o.configReady?.promise.then(pushProbes);
 
   const registry: AutoRegistry = {
     name: "autoregister",
@@ -326,7 +343,9 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
           hasProbe: probeOf(r) !== undefined,
           healthy: h.healthy,
           ...(h.message ? { message: h.message } : {}),
-          ...(r.disconnectedAt !== undefined ? { disconnectedAt: new Date(r.disconnectedAt).toISOString() } : {}),
+          ...(r.disconnectedAt !== undefined
+            ? { disconnectedAt: new Date(r.disconnectedAt).toISOString() }
+            : {}),
         };
       }).sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
     },

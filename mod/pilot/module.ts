@@ -103,6 +103,7 @@ export const pilotModule: ModuleDefinition = {
       logger: ctx.logger.child({ component: "autoregister" }),
       graceMs: ctx.settings.number("auto-register-grace"),
       debug: (h) => ctx.debug(h),
+      configReady,
     });
     const registries: ServiceRegistry[] = [autoRegistry];
     let registryEpoch = 0;

@@ -25,7 +25,10 @@ async function keyPair(): Promise<CryptoKeyPair> {
 }
 
 async function pkcs8Pem(k: CryptoKey): Promise<string> {
-  const b64 = Buffer.from(await crypto.subtle.exportKey("pkcs8", k)).toString("base64").replace(/(.{64})/g, "$1\n");
+  const b64 = Buffer.from(await crypto.subtle.exportKey("pkcs8", k)).toString("base64").replace(
+    /(.{64})/g,
+    "$1\n",
+  );
   return `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
 }
 
@@ -102,7 +105,10 @@ export async function startFakeCa(): Promise<FakeCa> {
     signingAlgorithm: ALG,
     extensions: [
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }]),
+      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, {
+        type: "ip",
+        value: "127.0.0.1",
+      }]),
     ],
   });
   const rootPem = root.toString("pem") + "\n";
@@ -133,13 +139,18 @@ export async function startFakeCa(): Promise<FakeCa> {
         throw new ConnectError("fake CA is down", Code.Unavailable);
       }
       const csr = new x509.Pkcs10CertificateRequest(req.csr);
-      const san = (csr.getExtension("2.5.29.17") as InstanceType<typeof x509.SubjectAlternativeNameExtension> | null);
+      const san = csr.getExtension("2.5.29.17") as
+        | InstanceType<typeof x509.SubjectAlternativeNameExtension>
+        | null;
       const wanted = san?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
       let allowed: string | undefined;
       if (peer) {
         if (!peer.authorized) {
           record(false);
-          throw new ConnectError(`client certificate not trusted: ${peer.authorizationError}`, Code.Unauthenticated);
+          throw new ConnectError(
+            `client certificate not trusted: ${peer.authorizationError}`,
+            Code.Unauthenticated,
+          );
         }
         const leaf = new X509Certificate(Buffer.from(peer.der));
         allowed = (leaf.subjectAltName ?? "").replace(/^URI:/, "");
@@ -152,7 +163,10 @@ export async function startFakeCa(): Promise<FakeCa> {
       }
       if (wanted.length !== 1 || wanted[0] !== allowed) {
         record(false);
-        throw new ConnectError(`CSR asks for ${wanted.join(",")}, caller is ${allowed}`, Code.PermissionDenied);
+        throw new ConnectError(
+          `CSR asks for ${wanted.join(",")}, caller is ${allowed}`,
+          Code.PermissionDenied,
+        );
       }
       if (!(await csr.verify())) {
         record(false);
@@ -170,7 +184,10 @@ export async function startFakeCa(): Promise<FakeCa> {
         signingKey: interKeys.privateKey,
         signingAlgorithm: ALG,
         extensions: [
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          new x509.ExtendedKeyUsageExtension([
+            x509.ExtendedKeyUsage.serverAuth,
+            x509.ExtendedKeyUsage.clientAuth,
+          ]),
           new x509.SubjectAlternativeNameExtension([{ type: "url", value: allowed }], true),
         ],
       });

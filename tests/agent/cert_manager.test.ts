@@ -24,7 +24,10 @@ function bundle(notBefore: number, lifetime: number, tag = ""): CertBundle {
 }
 
 /** A CA double: answers with a bundle valid for `lifetime` from the clock's now, or fails. */
-function harness(clock: ManualClock, opts: { lifetime?: number; initial?: CertBundle; random?: () => number } = {}) {
+function harness(
+  clock: ManualClock,
+  opts: { lifetime?: number; initial?: CertBundle; random?: () => number } = {},
+) {
   const calls: IssueVia["kind"][] = [];
   const stored: CertBundle[] = [];
   let failing = false;
@@ -65,6 +68,12 @@ describe("renewalDelay()", () => {
     expect(renewalDelay(b, 0, () => 0)).toBe(4.5 * HOUR);
     expect(renewalDelay(b, 0, () => 0.999999)).toBeCloseTo(5.5 * HOUR, -2);
     expect(renewalDelay(b, 2 * HOUR, () => 0.5)).toBe(3 * HOUR);
+  });
+
+  test("counts the lifetime from receipt when the certificate was backdated", () => {
+    const b = { notBefore: 0, notAfter: 80_000, receivedAt: 60_000 };
+    expect(renewalDelay(b, 60_000, () => 0.5)).toBe(10_000);
+    expect(renewalDelay({ notBefore: 0, notAfter: 80_000 }, 60_000, () => 0.5)).toBe(0);
   });
 
   test("is zero when the renewal is overdue", () => {
@@ -118,6 +127,41 @@ describe("createCertManager()", () => {
     expect(h.calls).toEqual(["token", "mtls", "mtls"]);
     h.m.stop();
     expect(clock.pending()).toBe(0);
+  });
+
+  test("a backdated short-lived certificate renews at half of what is left of it, never at once", async () => {
+    const clock = createManualClock(1_000_000);
+    const calls: number[] = [];
+    const m = createCertManager({
+      clock,
+      logger: quiet,
+      random: () => 0.5,
+      issue() {
+        calls.push(clock.now());
+        const now = clock.now();
+        return Promise.resolve({ ...bundle(now - 60_000, 80_000) });
+      },
+      onCert() {},
+    });
+    m.start();
+    await flush();
+    expect(m.nextAttemptAt()).toBe(1_000_000 + 10_000);
+    clock.advance(10_000);
+    await flush();
+    expect(calls).toEqual([1_000_000, 1_010_000]);
+    m.stop();
+    // A CA that answers with an (almost) expired certificate does not make the agent spin.
+    const c2 = createManualClock(0);
+    const m2 = createCertManager({
+      clock: c2,
+      logger: quiet,
+      issue: () => Promise.resolve(bundle(c2.now() - 60_000, 60_100)),
+      onCert() {},
+    });
+    m2.start();
+    await flush();
+    expect(m2.nextAttemptAt()).toBe(1000);
+    m2.stop();
   });
 
   test("renewal times are jittered by the random source", async () => {
@@ -201,7 +245,9 @@ describe("createCertManager()", () => {
     await flush();
     expect(h.m.valid()).toBe(true);
     expect(h.m.current()).not.toBe(first);
-    expect(h.m.nextAttemptAt()).toBe(h.m.current()!.notBefore + 5 * HOUR);
+    const c = h.m.current()!;
+    expect(c.receivedAt).toBe(clock.now());
+    expect(h.m.nextAttemptAt()).toBe(c.receivedAt! + (c.notAfter - c.receivedAt!) / 2);
     h.fail(true);
     clock.advance(5 * HOUR);
     await flush();

@@ -30,9 +30,10 @@ describe("createCsr()", () => {
     const csr = new x509.Pkcs10CertificateRequest(p.csrPem);
     expect(await csr.verify()).toBe(true);
     expect(csr.subject).toBe("");
-    const san = (csr.getExtension("2.5.29.17") as InstanceType<typeof x509.SubjectAlternativeNameExtension> | null)!;
+    const san =
+      (csr.getExtension("2.5.29.17") as InstanceType<typeof x509.SubjectAlternativeNameExtension> | null)!;
     expect(san.names.items.map((n) => [n.type, n.value])).toEqual([["url", ID]]);
-    expect((csr.publicKey.algorithm as EcKeyAlgorithm).namedCurve).toBe("P-256");
+    expect((csr.publicKey.algorithm as { namedCurve?: string }).namedCurve).toBe("P-256");
     expect(p.keyPem).toContain("BEGIN PRIVATE KEY");
     expect(p.csrPem).not.toContain("PRIVATE");
   });
@@ -99,6 +100,22 @@ describe("createCertificate() and bundleFromIssued()", () => {
     }
   });
 
+  test("the server certificate is checked against --ca-server-name when one is given", async () => {
+    const ask = async (serverName: string) => {
+      const p = await createCsr(ID);
+      return await createCertificate({
+        addr: ca.tlsAddr,
+        tls: { ca: ca.rootPem, serverName },
+        token: "tok",
+        csrPem: p.csrPem,
+        ttlMs: 60_000,
+        timeoutMs: 5000,
+      }).then(() => "ok", (e: Error) => e.message);
+    };
+    expect(await ask("localhost")).toBe("ok");
+    expect(await ask("meshd.example.org")).toMatch(/meshd.example.org|altnames|Hostname/i);
+  });
+
   test("errors name the address, the method and the CA's reason", async () => {
     const p = await createCsr(ID);
     const err = await createCertificate({
@@ -123,9 +140,13 @@ describe("createCertificate() and bundleFromIssued()", () => {
       timeoutMs: 5000,
     });
     expect(() => bundleFromIssued(chain, p.keyPem, { expectedIdentity: spiffeId("cluster.local", "x", "y") }))
-      .toThrow(/is for spiffe:\/\/cluster.local\/ns\/vms\/sa\/app, want spiffe:\/\/cluster.local\/ns\/x\/sa\/y/);
+      .toThrow(
+        /is for spiffe:\/\/cluster.local\/ns\/vms\/sa\/app, want spiffe:\/\/cluster.local\/ns\/x\/sa\/y/,
+      );
     const other = await createCsr(ID);
-    expect(() => bundleFromIssued(chain, other.keyPem, { expectedIdentity: ID })).toThrow(/does not match the private key/);
+    expect(() => bundleFromIssued(chain, other.keyPem, { expectedIdentity: ID })).toThrow(
+      /does not match the private key/,
+    );
   });
 
   test("without a root in the answer, the roots already trusted are kept; with none, it is an error", async () => {
@@ -164,30 +185,49 @@ describe("files", () => {
     expect(readdirSync(d).sort()).toEqual(["x.pem", "x.pem.keep"]);
   });
 
-  test("a reader never sees a torn file while writes race", async () => {
+  test("a reader in another process never sees a torn file while writes race", async () => {
     const f = join(dir, "race.pem");
     const a = "A".repeat(200_000);
     const b = "B".repeat(300_000);
     writeFileAtomic(f, a);
-    let torn = 0;
-    for (let i = 0; i < 100; i++) {
-      writeFileAtomic(f, i % 2 ? a : b);
-      const t = readFileSync(f, "utf8");
-      if (t !== a && t !== b) torn++;
+    const reader = Bun.spawn([
+      process.execPath,
+      "-e",
+      `const fs = require("node:fs"); let torn = 0, reads = 0; const end = Date.now() + 1500;
+       while (Date.now() < end) { const t = fs.readFileSync(${JSON.stringify(f)}, "utf8"); reads++;
+         if (!(t.length === 200000 && t[0] === "A" && t[199999] === "A") && !(t.length === 300000 && t[0] === "B" && t[299999] === "B")) torn++; }
+       console.log(JSON.stringify({ torn, reads }));`,
+    ], { stdout: "pipe" });
+    const end = Date.now() + 1500;
+    let writes = 0;
+    while (Date.now() < end) {
+      writeFileAtomic(f, writes++ % 2 ? a : b);
+      await Bun.sleep(0);
     }
-    expect(torn).toBe(0);
+    const r = JSON.parse(await new Response(reader.stdout).text()) as { torn: number; reads: number };
+    expect(writes).toBeGreaterThan(20);
+    expect(r.reads).toBeGreaterThan(20);
+    expect(r.torn).toBe(0);
   });
 
   test("ensureDir() names the setting when it cannot create the directory", () => {
     const file = join(dir, "plain-file");
     writeFileSync(file, "");
-    expect(() => ensureDir(join(file, "sub"), 0o700, "--data-dir")).toThrow(/^--data-dir .*plain-file\/sub: /);
+    expect(() => ensureDir(join(file, "sub"), 0o700, "--data-dir")).toThrow(
+      /^--data-dir .*plain-file\/sub: /,
+    );
   });
 
   test("writeBundle() writes the key 0600 and readBundle() reads it back, checking the identity", async () => {
     const p = await createCsr(ID);
     const b = bundleFromIssued(
-      await createCertificate({ addr: ca.plainAddr, token: "tok", csrPem: p.csrPem, ttlMs: 60_000, timeoutMs: 5000 }),
+      await createCertificate({
+        addr: ca.plainAddr,
+        token: "tok",
+        csrPem: p.csrPem,
+        ttlMs: 60_000,
+        timeoutMs: 5000,
+      }),
       p.keyPem,
       { expectedIdentity: ID },
     );
@@ -199,7 +239,9 @@ describe("files", () => {
     expect(statSync(join(d, "cert-chain.pem")).mode & 0o777).toBe(0o644);
     expect(readBundle(d, ID)).toEqual(b);
     expect(new X509Certificate(readFileSync(join(d, "root-cert.pem"))).subject).toContain("fake root");
-    expect(() => readBundle(d, spiffeId("cluster.local", "other", "sa"))).toThrow(/cert-chain.pem: the certificate is for/);
+    expect(() => readBundle(d, spiffeId("cluster.local", "other", "sa"))).toThrow(
+      /cert-chain.pem: the certificate is for/,
+    );
     writeFileSync(join(d, "key.pem"), (await createCsr(ID)).keyPem);
     expect(() => readBundle(d, ID)).toThrow(/does not match the private key/);
   });

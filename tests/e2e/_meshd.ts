@@ -3,7 +3,9 @@
  * and reads its addresses from its JSON logs.
  */
 import { spawn, type Subprocess } from "bun";
-import { resolve } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 /** The repository root. */
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -36,6 +38,12 @@ export interface StartOptions {
 /** Starts `meshd serve` and waits until both servers listen. */
 export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess> {
   const command = opts.command ?? [process.execPath, resolve(ROOT, "main.ts")];
+  const extra = opts.args ?? [];
+  // Every listener on loopback, and state in a fresh directory unless the test gives its own.
+  const defaults = ["--grpc-tls-addr=127.0.0.1:0"];
+  if (!extra.some((a) => a.startsWith("--data-dir"))) {
+    defaults.push(`--data-dir=${mkdtempSync(join(tmpdir(), "meshd-data-"))}`);
+  }
   const proc = spawn(
     [
       ...command,
@@ -44,7 +52,8 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
       "--admin-addr=127.0.0.1:0",
       "--webhook-addr=127.0.0.1:0",
       "--log-format=json",
-      ...(opts.args ?? []),
+      ...defaults,
+      ...extra,
     ],
     {
       cwd: opts.cwd ?? ROOT,

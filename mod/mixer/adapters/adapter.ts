@@ -125,7 +125,11 @@ export type AdapterFactory = (params: unknown, env: AdapterEnv) => Handler;
  */
 export function instanceNameMatches(configured: string, instance: string, handlerNamespace: string): boolean {
   const parts = configured.split(".");
-  const ns = parts.length === 1 ? handlerNamespace : parts.length === 2 ? parts[1]! : parts[parts.length - 1]!;
+  const ns = parts.length === 1
+    ? handlerNamespace
+    : parts.length === 2
+    ? parts[1]!
+    : parts[parts.length - 1]!;
   return `${parts[0]}.${ns}` === instance;
 }
 

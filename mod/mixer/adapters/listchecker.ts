@@ -97,7 +97,9 @@ export function compileList(entries: readonly string[], type: ListEntryType): En
           : /^\d{1,3}$/.test(len)
           ? Number(len) - (bytes.length - ip.length) * 8
           : NaN;
-        if (!(bits >= 0 && bits <= max)) throw new Error(`list entry ${JSON.stringify(e)} has a bad prefix length`);
+        if (!(bits >= 0 && bits <= max)) {
+          throw new Error(`list entry ${JSON.stringify(e)} has a bad prefix length`);
+        }
         return { ip, bits };
       });
       return {
@@ -115,7 +117,9 @@ export function compileList(entries: readonly string[], type: ListEntryType): En
         try {
           return RE2JS.compile(e);
         } catch (err) {
-          throw new Error(`list entry ${JSON.stringify(e)} is not an RE2 regular expression: ${errorMessage(err)}`);
+          throw new Error(
+            `list entry ${JSON.stringify(e)} is not an RE2 regular expression: ${errorMessage(err)}`,
+          );
         }
       });
       return { size: res.length, contains: (v) => res.some((re) => re.test(text(v))) };
@@ -142,7 +146,9 @@ async function fetchText(url: string): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), redirect: "follow" });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
   const declared = Number(res.headers.get("content-length") ?? "0");
-  if (declared > MAX_PROVIDER_BYTES) throw new Error(`the list is ${declared} bytes; the limit is ${MAX_PROVIDER_BYTES}`);
+  if (declared > MAX_PROVIDER_BYTES) {
+    throw new Error(`the list is ${declared} bytes; the limit is ${MAX_PROVIDER_BYTES}`);
+  }
   const reader = res.body?.getReader();
   if (!reader) return "";
   const chunks: Uint8Array[] = [];
@@ -223,7 +229,11 @@ export const createListChecker: AdapterFactory = (params, env) => {
 
   const checkOne = (inst: InstanceValue): CheckOutcome => {
     if (!list) {
-      return { status: { code: Codes.UNAVAILABLE, message: lastError }, validDurationMs: 0, validUseCount: 0 };
+      return {
+        status: { code: Codes.UNAVAILABLE, message: lastError },
+        validDurationMs: 0,
+        validUseCount: 0,
+      };
     }
     const value = inst.fields.value;
     const found = list.contains(value);

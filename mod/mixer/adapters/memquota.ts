@@ -122,7 +122,12 @@ export const createMemQuota: AdapterFactory = (params, env) => {
             avail: limit.maxAmount,
           };
         } else {
-          cell = { kind: "fixed", used: 0, end: limit.windowMs > 0 ? t + limit.windowMs : Infinity, limit: limit.maxAmount };
+          cell = {
+            kind: "fixed",
+            used: 0,
+            end: limit.windowMs > 0 ? t + limit.windowMs : Infinity,
+            limit: limit.maxAmount,
+          };
         }
         cells.set(limit.key, cell);
       }

@@ -225,14 +225,41 @@ export const HTTP_LABELS: readonly string[] = [
 ];
 
 /** Labels of Istio's TCP metrics. */
-export const TCP_LABELS: readonly string[] = [...WORKLOAD_LABELS, "response_flags", "connection_security_policy"];
+export const TCP_LABELS: readonly string[] = [
+  ...WORKLOAD_LABELS,
+  "response_flags",
+  "connection_security_policy",
+];
 
-const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000];
+const DURATION_BUCKETS = [
+  0.5,
+  1,
+  5,
+  10,
+  25,
+  50,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  5000,
+  10000,
+  30000,
+  60000,
+  300000,
+  600000,
+];
 const BYTE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000];
 
 /** Istio's standard metrics. */
 export const STANDARD_METRICS: readonly MetricDef[] = [
-  { name: "istio_requests_total", help: "Requests, by source, destination and response", kind: "COUNTER", labelNames: HTTP_LABELS },
+  {
+    name: "istio_requests_total",
+    help: "Requests, by source, destination and response",
+    kind: "COUNTER",
+    labelNames: HTTP_LABELS,
+  },
   {
     name: "istio_request_duration_milliseconds",
     help: "Request durations in milliseconds",
@@ -240,12 +267,44 @@ export const STANDARD_METRICS: readonly MetricDef[] = [
     labelNames: HTTP_LABELS,
     buckets: DURATION_BUCKETS,
   },
-  { name: "istio_request_bytes", help: "Request sizes in bytes", kind: "DISTRIBUTION", labelNames: HTTP_LABELS, buckets: BYTE_BUCKETS },
-  { name: "istio_response_bytes", help: "Response sizes in bytes", kind: "DISTRIBUTION", labelNames: HTTP_LABELS, buckets: BYTE_BUCKETS },
-  { name: "istio_tcp_sent_bytes_total", help: "Bytes sent by the destination over TCP", kind: "COUNTER", labelNames: TCP_LABELS },
-  { name: "istio_tcp_received_bytes_total", help: "Bytes received by the destination over TCP", kind: "COUNTER", labelNames: TCP_LABELS },
-  { name: "istio_tcp_connections_opened_total", help: "TCP connections opened", kind: "COUNTER", labelNames: TCP_LABELS },
-  { name: "istio_tcp_connections_closed_total", help: "TCP connections closed", kind: "COUNTER", labelNames: TCP_LABELS },
+  {
+    name: "istio_request_bytes",
+    help: "Request sizes in bytes",
+    kind: "DISTRIBUTION",
+    labelNames: HTTP_LABELS,
+    buckets: BYTE_BUCKETS,
+  },
+  {
+    name: "istio_response_bytes",
+    help: "Response sizes in bytes",
+    kind: "DISTRIBUTION",
+    labelNames: HTTP_LABELS,
+    buckets: BYTE_BUCKETS,
+  },
+  {
+    name: "istio_tcp_sent_bytes_total",
+    help: "Bytes sent by the destination over TCP",
+    kind: "COUNTER",
+    labelNames: TCP_LABELS,
+  },
+  {
+    name: "istio_tcp_received_bytes_total",
+    help: "Bytes received by the destination over TCP",
+    kind: "COUNTER",
+    labelNames: TCP_LABELS,
+  },
+  {
+    name: "istio_tcp_connections_opened_total",
+    help: "TCP connections opened",
+    kind: "COUNTER",
+    labelNames: TCP_LABELS,
+  },
+  {
+    name: "istio_tcp_connections_closed_total",
+    help: "TCP connections closed",
+    kind: "COUNTER",
+    labelNames: TCP_LABELS,
+  },
 ];
 
 function str(bag: Readonly<AttributeBag>, name: string, fallback = "unknown"): string {
@@ -255,7 +314,11 @@ function str(bag: Readonly<AttributeBag>, name: string, fallback = "unknown"): s
 
 function label(bag: Readonly<AttributeBag>, map: string, key: string): string {
   const m = bag[map];
-  const v = m instanceof Map ? m.get(key) : typeof m === "object" && m !== null ? (m as Record<string, unknown>)[key] : undefined;
+  const v = m instanceof Map
+    ? m.get(key)
+    : typeof m === "object" && m !== null
+    ? (m as Record<string, unknown>)[key]
+    : undefined;
   return typeof v === "string" && v !== "" ? v : "unknown";
 }
 
@@ -270,7 +333,11 @@ export function standardLabels(bag: Readonly<AttributeBag>, tcp: boolean): Recor
     source_app: label(bag, "source.labels", "app"),
     source_version: label(bag, "source.labels", "version"),
     destination_workload: str(bag, "destination.workload.name"),
-    destination_workload_namespace: str(bag, "destination.workload.namespace", str(bag, "destination.namespace")),
+    destination_workload_namespace: str(
+      bag,
+      "destination.workload.namespace",
+      str(bag, "destination.namespace"),
+    ),
     destination_principal: str(bag, "destination.principal"),
     destination_app: label(bag, "destination.labels", "app"),
     destination_version: label(bag, "destination.labels", "version"),
@@ -279,13 +346,20 @@ export function standardLabels(bag: Readonly<AttributeBag>, tcp: boolean): Recor
     destination_service_namespace: str(bag, "destination.service.namespace"),
     request_protocol: tcp ? "tcp" : str(bag, "api.protocol", str(bag, "context.protocol")),
     response_flags: str(bag, "context.proxy_error_code", "-"),
-    connection_security_policy: outbound ? "unknown" : bag["connection.mtls"] === true ? "mutual_tls" : "none",
+    connection_security_policy: outbound
+      ? "unknown"
+      : bag["connection.mtls"] === true
+      ? "mutual_tls"
+      : "none",
   };
   if (!tcp) {
     l.response_code = str(bag, "response.code", "200");
     l.grpc_response_status = str(bag, "response.grpc_status", "");
   }
-  return l;
+  // In Istio's order, so /metrics reads the same as Istio's.
+  const ordered: Record<string, string> = {};
+  for (const name of tcp ? TCP_LABELS : HTTP_LABELS) ordered[name] = l[name]!;
+  return ordered;
 }
 
 const num = (v: unknown): number | undefined =>
@@ -301,7 +375,9 @@ export function prometheusFactory(pool: MetricPool): AdapterFactory {
     const p = (params ?? {}) as PrometheusParams;
     const owner = {};
     const log = env.logger;
-    const configured: Array<{ instanceName: string; metric: PooledMetric; valueOf: (v: unknown) => number | undefined }> = [];
+    const configured: Array<
+      { instanceName: string; metric: PooledMetric; valueOf: (v: unknown) => number | undefined }
+    > = [];
     const standard = new Map<string, PooledMetric>();
     try {
       if (p.metrics && p.metrics.length > 0) {
@@ -320,7 +396,11 @@ export function prometheusFactory(pool: MetricPool): AdapterFactory {
             );
             configured.push({ instanceName: m.instanceName, metric, valueOf: num });
           } catch (err) {
-            log.error("prometheus: metric skipped", { handler: env.handler, metric: name, error: String(err) });
+            log.error("prometheus: metric skipped", {
+              handler: env.handler,
+              metric: name,
+              error: String(err),
+            });
           }
         }
       } else {
@@ -369,7 +449,9 @@ export function prometheusFactory(pool: MetricPool): AdapterFactory {
         if (value === undefined) continue;
         const dims = (inst.fields.dimensions ?? {}) as Record<string, unknown>;
         const labels: Record<string, string> = {};
-        for (const l of c.metric.def.labelNames) labels[l] = dims[l] === undefined ? "" : dimensionText(dims[l]);
+        for (const l of c.metric.def.labelNames) {
+          labels[l] = dims[l] === undefined ? "" : dimensionText(dims[l]);
+        }
         c.metric.record(labels, value, now);
       }
     };

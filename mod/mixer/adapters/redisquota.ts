@@ -158,14 +158,20 @@ export const createRedisQuota: AdapterFactory = (params, env) => {
     const t = env.clock.now();
     if (t - lastLog < 10_000) return;
     lastLog = t;
-    log.warn("redisquota: Redis unavailable", { handler: env.handler, redis: p.redisServerUrl, error: message });
+    log.warn("redisquota: Redis unavailable", {
+      handler: env.handler,
+      redis: p.redisServerUrl,
+      error: message,
+    });
   };
   const connections = Array.from({ length: size }, () => {
     const r = new Redis({
       host,
       port,
       lazyConnect: true,
-      enableOfflineQueue: false,
+      // Commands wait for the connection being made (start-up, reconnects), bounded by commandTimeout and
+      // failed at the first failed reconnection attempt (maxRetriesPerRequest 0).
+      enableOfflineQueue: true,
       maxRetriesPerRequest: 0,
       connectTimeout: COMMAND_TIMEOUT_MS,
       commandTimeout: COMMAND_TIMEOUT_MS,
@@ -220,7 +226,9 @@ export const createRedisQuota: AdapterFactory = (params, env) => {
       } catch (err) {
         return failed(errorMessage(err), args.amount);
       }
-      if (!Array.isArray(reply) || reply.length < 4) return failed(`unexpected reply ${String(reply)}`, args.amount);
+      if (!Array.isArray(reply) || reply.length < 4) {
+        return failed(`unexpected reply ${String(reply)}`, args.amount);
+      }
       const [granted, validUs, remaining, resetUs] = reply.map(Number) as [number, number, number, number];
       return {
         status: { code: Codes.OK, message: "" },

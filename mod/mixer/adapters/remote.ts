@@ -34,13 +34,14 @@ let failuresRegistry: MetricsRegistry | undefined;
 function failureMetric(registry: MetricsRegistry): Counter<string> {
   if (failuresRegistry !== registry || !failures) {
     failuresRegistry = registry;
-    failures = (registry.getSingleMetric("mixer_remote_adapter_failures_total") as Counter<string> | undefined) ??
-      new Counter({
-        name: "mixer_remote_adapter_failures_total",
-        help: "Calls to out-of-process adapters that failed, by handler and method",
-        labelNames: ["handler", "method"],
-        registers: [registry],
-      });
+    failures =
+      (registry.getSingleMetric("mixer_remote_adapter_failures_total") as Counter<string> | undefined) ??
+        new Counter({
+          name: "mixer_remote_adapter_failures_total",
+          help: "Calls to out-of-process adapters that failed, by handler and method",
+          labelNames: ["handler", "method"],
+          registers: [registry],
+        });
   }
   return failures;
 }
@@ -58,7 +59,8 @@ export function createRemoteHandler(connection: RemoteConnection, params: unknow
   const timeoutMs = parseDuration(connection.timeout ?? "") || DEFAULT_TIMEOUT_MS;
   const transport = createGrpcTransport({ baseUrl: `http://${connection.address}` });
   const client: Client<typeof Adapter> = createClient(Adapter, transport);
-  const jsonParams = (typeof params === "object" && params !== null ? jsonFriendly(params) : {}) as JsonObject;
+  const jsonParams =
+    (typeof params === "object" && params !== null ? jsonFriendly(params) : {}) as JsonObject;
   const failed = failureMetric(env.metrics);
   let lastLog = 0;
   const fail = (method: string, err: unknown) => {
@@ -114,7 +116,11 @@ export function createRemoteHandler(connection: RemoteConnection, params: unknow
           validDurationMs: durationToMs(res.validDuration),
         };
       } catch (err) {
-        return { status: { code: Codes.UNAVAILABLE, message: fail("HandleQuota", err) }, granted: 0, validDurationMs: 0 };
+        return {
+          status: { code: Codes.UNAVAILABLE, message: fail("HandleQuota", err) },
+          granted: 0,
+          validDurationMs: 0,
+        };
       }
     },
     async report(instances) {

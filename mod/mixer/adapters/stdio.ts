@@ -10,7 +10,15 @@
  *
  * @module
  */
-import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync, statSync, type WriteStream } from "node:fs";
+import {
+  createWriteStream,
+  existsSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  type WriteStream,
+} from "node:fs";
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
 import { Counter } from "prom-client";
@@ -42,23 +50,33 @@ function stdSink(stream: NodeJS.WriteStream): Sink {
   };
 }
 
-function fileSink(path: string, rotate: { maxBytes: number; maxAgeMs: number; maxFiles: number } | undefined, now: () => number): Sink {
+function fileSink(
+  path: string,
+  rotate: { maxBytes: number; maxAgeMs: number; maxFiles: number } | undefined,
+  now: () => number,
+): Sink {
   mkdirSync(dirname(path), { recursive: true });
   let stream: WriteStream;
+  /** Streams of rotated files still flushing. */
+  const ending: Promise<void>[] = [];
   let size = 0;
   let openedAt = 0;
   const open = () => {
-    closeSync(openSync(path, "a", 0o640));
+    // Opened synchronously, so the stream writes to this file even if it is renamed at once.
+    const fd = openSync(path, "a", 0o640);
     size = statSync(path).size;
     openedAt = now();
-    stream = createWriteStream(path, { flags: "a" });
+    stream = createWriteStream("", { fd, autoClose: true });
     stream.on("error", () => {});
   };
   const doRotate = () => {
-    stream.end();
+    const old = stream;
+    ending.push(new Promise<void>((resolve) => old.end(() => resolve())));
     const keep = Math.max(1, rotate!.maxFiles);
     if (existsSync(`${path}.${keep}`)) rmSync(`${path}.${keep}`, { force: true });
-    for (let i = keep - 1; i >= 1; i--) if (existsSync(`${path}.${i}`)) renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+    for (let i = keep - 1; i >= 1; i--) {
+      if (existsSync(`${path}.${i}`)) renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+    }
     renameSync(path, `${path}.1`);
     open();
   };
@@ -67,12 +85,16 @@ function fileSink(path: string, rotate: { maxBytes: number; maxAgeMs: number; ma
     write(text) {
       if (stream.writableLength > MAX_PENDING_BYTES) return false;
       const bytes = Buffer.byteLength(text);
-      if (rotate && size > 0 && (size + bytes > rotate.maxBytes || now() - openedAt > rotate.maxAgeMs)) doRotate();
+      if (rotate && size > 0 && (size + bytes > rotate.maxBytes || now() - openedAt > rotate.maxAgeMs)) {
+        doRotate();
+      }
       stream.write(text);
       size += bytes;
       return true;
     },
-    close: () => new Promise<void>((resolve) => stream.end(() => resolve())),
+    async close() {
+      await Promise.all([...ending, new Promise<void>((resolve) => stream.end(() => resolve()))]);
+    },
   };
 }
 
@@ -82,13 +104,14 @@ let droppedRegistry: MetricsRegistry | undefined;
 function dropped(registry: MetricsRegistry): Counter<string> {
   if (droppedRegistry !== registry || !droppedCounter) {
     droppedRegistry = registry;
-    droppedCounter = (registry.getSingleMetric("mixer_stdio_dropped_lines_total") as Counter<string> | undefined) ??
-      new Counter({
-        name: "mixer_stdio_dropped_lines_total",
-        help: "Log lines the stdio adapter dropped because its output could not keep up",
-        labelNames: ["handler"],
-        registers: [registry],
-      });
+    droppedCounter =
+      (registry.getSingleMetric("mixer_stdio_dropped_lines_total") as Counter<string> | undefined) ??
+        new Counter({
+          name: "mixer_stdio_dropped_lines_total",
+          help: "Log lines the stdio adapter dropped because its output could not keep up",
+          labelNames: ["handler"],
+          registers: [registry],
+        });
   }
   return droppedCounter;
 }
@@ -137,7 +160,9 @@ export const createStdio: AdapterFactory = (params, env) => {
     const body: Record<string, unknown> = inst.template === "metric"
       ? { value: jsonFriendly(f.value), ...(jsonFriendly(f.dimensions ?? {}) as Record<string, unknown>) }
       : (jsonFriendly(f.variables ?? {}) as Record<string, unknown>);
-    if (json) return JSON.stringify({ level: level.toLowerCase(), time, instance: inst.name, ...body }) + "\n";
+    if (json) {
+      return JSON.stringify({ level: level.toLowerCase(), time, instance: inst.name, ...body }) + "\n";
+    }
     const kv = Object.entries(body).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
     return `${time}\t${level.toLowerCase()}\t${inst.name}\t${kv.join("\t")}\n`;
   };

@@ -57,8 +57,12 @@ export function toZipkinSpan(inst: InstanceValue): ZipkinSpan | string {
   const f = inst.fields;
   const traceId = typeof f.traceId === "string" ? f.traceId.toLowerCase() : "";
   const id = typeof f.spanId === "string" ? f.spanId.toLowerCase() : "";
-  if (!TRACE_ID.test(traceId)) return `traceId ${JSON.stringify(String(f.traceId).slice(0, 40))} is not a Zipkin trace id`;
-  if (!SPAN_ID.test(id)) return `spanId ${JSON.stringify(String(f.spanId).slice(0, 40))} is not a Zipkin span id`;
+  if (!TRACE_ID.test(traceId)) {
+    return `traceId ${JSON.stringify(String(f.traceId).slice(0, 40))} is not a Zipkin trace id`;
+  }
+  if (!SPAN_ID.test(id)) {
+    return `spanId ${JSON.stringify(String(f.spanId).slice(0, 40))} is not a Zipkin span id`;
+  }
   const start = micros(f.startTime);
   const end = micros(f.endTime);
   if (start === undefined || end === undefined) return "startTime and endTime must be timestamps";
@@ -79,16 +83,22 @@ export function toZipkinSpan(inst: InstanceValue): ZipkinSpan | string {
   if (client ? dst : src) span.remoteEndpoint = client ? dst : src;
   const tags: Record<string, string> = {};
   if (typeof f.spanTags === "object" && f.spanTags !== null) {
-    for (const [k, v] of Object.entries(f.spanTags)) if (v !== undefined && v !== null) tags[k] = dimensionText(v);
+    for (const [k, v] of Object.entries(f.spanTags)) {
+      if (v !== undefined && v !== null) tags[k] = dimensionText(v);
+    }
   }
-  if (typeof f.httpStatusCode === "number" && f.httpStatusCode > 0) tags["http.status_code"] = String(f.httpStatusCode);
+  if (typeof f.httpStatusCode === "number" && f.httpStatusCode > 0) {
+    tags["http.status_code"] = String(f.httpStatusCode);
+  }
   if (typeof f.apiProtocol === "string" && f.apiProtocol !== "") tags["protocol"] = f.apiProtocol;
-  for (const [field, tag] of [
-    ["requestSize", "request_size"],
-    ["responseSize", "response_size"],
-    ["requestTotalSize", "request_total_size"],
-    ["responseTotalSize", "response_total_size"],
-  ] as const) {
+  for (
+    const [field, tag] of [
+      ["requestSize", "request_size"],
+      ["responseSize", "response_size"],
+      ["requestTotalSize", "request_total_size"],
+      ["responseTotalSize", "response_total_size"],
+    ] as const
+  ) {
     if (typeof f[field] === "number") tags[tag] = String(f[field]);
   }
   if (Object.keys(tags).length > 0) span.tags = tags;
@@ -148,7 +158,11 @@ export const createZipkin: AdapterFactory = (params, env) => {
       const t = env.clock.now();
       if (t - lastLog > 10_000) {
         lastLog = t;
-        env.logger.warn("zipkin: could not send spans", { handler: env.handler, url: p.url, error: errorMessage(err) });
+        env.logger.warn("zipkin: could not send spans", {
+          handler: env.handler,
+          url: p.url,
+          error: errorMessage(err),
+        });
       }
     }
   };

@@ -41,7 +41,9 @@ function valuePart(v: unknown): string {
 
 function mapEntry(v: unknown, key: string): unknown {
   if (v instanceof Map) return v.get(key);
-  if (typeof v === "object" && v !== null && Object.hasOwn(v, key)) return (v as Record<string, unknown>)[key];
+  if (typeof v === "object" && v !== null && Object.hasOwn(v, key)) {
+    return (v as Record<string, unknown>)[key];
+  }
   return undefined;
 }
 

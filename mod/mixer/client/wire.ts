@@ -130,7 +130,10 @@ const CASE_TYPES: Readonly<Record<NonNullable<AttributeValue["value"]["case"]>, 
  * Decodes and checks a bag from the wire. Throws {@link BadBagError} naming the attribute when a
  * limit is broken, a name is malformed, or a value's type differs from the vocabulary's.
  */
-export function decodeBag(attrs: Attributes | undefined, limits: BagLimits = DEFAULT_BAG_LIMITS): AttributeBag {
+export function decodeBag(
+  attrs: Attributes | undefined,
+  limits: BagLimits = DEFAULT_BAG_LIMITS,
+): AttributeBag {
   const bag: AttributeBag = {};
   if (!attrs) return bag;
   let count = 0;

@@ -10,6 +10,11 @@ import type {
 } from "../../galley/kinds/networking.ts";
 import { hostCovers } from "../../galley/kinds/networking.ts";
 import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../galley/kinds/mesh_config.ts";
+import type {
+  AuthorizationPolicySpec,
+  PeerAuthenticationSpec,
+  RequestAuthenticationSpec,
+} from "../../galley/kinds/security.ts";
 import type { Resource } from "../../galley/resource.ts";
 import type { ConfigSnapshot } from "../../galley/store.ts";
 import type { Proxy } from "./proxy.ts";
@@ -17,6 +22,13 @@ import { type RegistryState, servicesFromConfig, type Workload, workloadsFromCon
 import { type Endpoint, labelsMatch, type Service } from "./service.ts";
 
 const NETWORKING = "networking.istio.io";
+const SECURITY = "security.istio.io";
+
+/** What security policies are selected by: a workload's namespace and labels (a Proxy is one). */
+export interface PolicyWorkload {
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
 /** The DNS suffix short host names are qualified with. */
 export const DNS_SUFFIX = "svc.cluster.local";
 
@@ -51,6 +63,22 @@ export interface PushContext {
   sidecarFor(proxy: Proxy): Resource<SidecarSpec> | undefined;
   /** The proxy's own endpoints (the services it serves), one per service port. */
   instancesOf(proxy: Proxy): readonly Endpoint[];
+  /**
+   * PeerAuthentications that may apply to a workload, as Istio selects them: those in its
+   * namespace without a selector or whose selector matches its labels, and those in the root
+   * namespace without a selector (a selector in the root namespace is ignored). Policies with a
+   * `targetRef` only bind gateways and waypoints and are left out. Sorted by namespace and name
+   * (Istio's "oldest wins" becomes "first by name wins", which is deterministic).
+   */
+  peerAuthentications(workload: PolicyWorkload): readonly Resource<PeerAuthenticationSpec>[];
+  /**
+   * AuthorizationPolicies that apply to a workload: those in its namespace and in the root
+   * namespace whose selector is absent or matches its labels (a root-namespace selector applies
+   * across namespaces, as in Istio). `targetRef` policies are left out. Sorted by namespace, name.
+   */
+  authorizationPolicies(workload: PolicyWorkload): readonly Resource<AuthorizationPolicySpec>[];
+  /** RequestAuthentications that apply to a workload, selected like AuthorizationPolicies. */
+  requestAuthentications(workload: PolicyWorkload): readonly Resource<RequestAuthenticationSpec>[];
 }
 
 /** Qualifies a short host name ("reviews") with the namespace of the resource naming it. */
@@ -125,6 +153,34 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   const destinationRules = config.list<DestinationRuleSpec>(NETWORKING, "DestinationRule");
   const gateways = config.list<GatewaySpec>(NETWORKING, "Gateway");
   const sidecars = config.list<SidecarSpec>(NETWORKING, "Sidecar");
+
+  const peerAuthns = [...config.list<PeerAuthenticationSpec>(SECURITY, "PeerAuthentication")].sort(byNsName);
+  const authzPolicies = [...config.list<AuthorizationPolicySpec>(SECURITY, "AuthorizationPolicy")].sort(byNsName);
+  const requestAuthns = [...config.list<RequestAuthenticationSpec>(SECURITY, "RequestAuthentication")].sort(
+    byNsName,
+  );
+
+  /** Istio's getConfigsForWorkload: own namespace and root namespace, selector subset of labels. */
+  function selectPolicies<T extends { selector?: { matchLabels?: Readonly<Record<string, string>> } }>(
+    all: readonly Resource<T>[],
+    workload: PolicyWorkload,
+    rootSelectors: boolean,
+  ): Resource<T>[] {
+    return all.filter((r) => {
+      const spec = r.spec as T & { targetRef?: unknown; targetRefs?: readonly unknown[] };
+      if (spec.targetRef || (spec.targetRefs && spec.targetRefs.length > 0)) return false;
+      const ns = r.metadata.namespace;
+      const own = ns === workload.namespace;
+      const root = ns === mesh.rootNamespace;
+      if (!own && !root) return false;
+      const sel = spec.selector?.matchLabels;
+      const hasSelector = sel !== undefined && Object.keys(sel).length > 0;
+      if (!hasSelector) return true;
+      if (root && !own && !rootSelectors) return false;
+      if (root && own && !rootSelectors) return false;
+      return labelsMatch(sel, workload.labels);
+    });
+  }
 
   const memo = <T>() => new Map<string, T>();
   const visibleMemo = memo<readonly Service[]>();
@@ -236,6 +292,9 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       drMemo.set(key, found);
       return found;
     },
+    peerAuthentications: (workload) => selectPolicies(peerAuthns, workload, false),
+    authorizationPolicies: (workload) => selectPolicies(authzPolicies, workload, true),
+    requestAuthentications: (workload) => selectPolicies(requestAuthns, workload, true),
     gatewaysFor: (proxy) =>
       gateways.filter((g) => g.spec.selector !== undefined && labelsMatch(g.spec.selector, proxy.labels)),
     sidecarFor,

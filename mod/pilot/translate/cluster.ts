@@ -32,6 +32,8 @@ import {
 import { adsConfigSource, byString, durationFromString, socketAddress, typedConfig } from "./conversion.ts";
 import { planLoadAssignment } from "./endpoint.ts";
 import { inboundPorts, proxyLocality } from "./proxy_scope.ts";
+import type { ClientTLSSettings } from "../../galley/kinds/networking.ts";
+import { effectiveMtlsMode } from "./authn.ts";
 import { upstreamTlsContext, upstreamTransportSocket } from "./tls.ts";
 
 /** What an outbound cluster configurer may read besides the plan. */
@@ -80,9 +82,30 @@ function clusterSkeleton(plan: OutboundClusterPlan, ctx: ClusterContext): Cluste
 }
 
 /**
+ * Auto-mTLS (MeshConfig `enableAutoMtls`), for a cluster no DestinationRule `tls` applies to:
+ * ISTIO_MUTUAL when the mesh enables it, the service is inside the mesh, it has endpoints, all
+ * of them carry a meshd identity (`tlsMode: istio`), and none of their workloads has mTLS
+ * disabled (PeerAuthentication DISABLE for the endpoint's port); otherwise undefined
+ * (plaintext). Istio decides per endpoint with transport socket matches; deciding per cluster
+ * keeps every endpoint of a cluster on one transport and the output simple and deterministic.
+ */
+export function autoMtlsSettings(plan: OutboundClusterPlan, push: PushContext): ClientTLSSettings | undefined {
+  if (!push.mesh.enableAutoMtls || plan.service.location === "MESH_EXTERNAL") return undefined;
+  if (plan.endpoints.length === 0 || plan.endpoints.some((e) => e.tlsMode !== "istio")) return undefined;
+  const disabled = plan.endpoints.some((e) =>
+    effectiveMtlsMode(push, { namespace: e.namespace, labels: e.labels }, e.port) === "DISABLE"
+  );
+  return disabled ? undefined : { mode: "ISTIO_MUTUAL" };
+}
+
+/** The client TLS settings of a planned cluster: its DestinationRule's `tls`, else auto-mTLS. */
+export function clusterTlsSettings(plan: OutboundClusterPlan, push: PushContext): ClientTLSSettings | undefined {
+  return plan.policy.tls?.mode ? plan.policy.tls : autoMtlsSettings(plan, push);
+}
+
+/**
  * The configurers every outbound cluster goes through, in order. Outlier detection comes
- * before locality (failover needs it); TLS comes last. Security features (auto-mTLS) add
- * their configurer here.
+ * before locality (failover needs it); TLS (the DestinationRule's, else auto-mTLS) comes last.
  */
 export const OUTBOUND_CLUSTER_CONFIGURERS: readonly ClusterConfigurer[] = [
   (c, plan) => applyConnectionPool(c, plan.policy.connectionPool),
@@ -90,8 +113,8 @@ export const OUTBOUND_CLUSTER_CONFIGURERS: readonly ClusterConfigurer[] = [
   (c, plan) => applyOutlierDetection(c, plan.policy.outlierDetection),
   (c, plan) => applyLoadBalancer(c, plan.policy.loadBalancer),
   (c, plan) => applyLocalityLbConfig(c, plan.policy.loadBalancer),
-  (c, plan) => {
-    const tls = plan.policy.tls;
+  (c, plan, ctx) => {
+    const tls = clusterTlsSettings(plan, ctx.push);
     if (!tls) return;
     const context = upstreamTlsContext(tls, {
       host: plan.service.hostname,

@@ -21,6 +21,7 @@ import { RouterSchema } from "#gen/envoy/extensions/filters/http/router/v3/route
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { typedConfig } from "./conversion.ts";
+import { buildRbac, rbacHttpFilters } from "./authz.ts";
 import { CORS_FILTER } from "./cors.ts";
 import { FAULT_FILTER } from "./fault.ts";
 
@@ -41,6 +42,14 @@ export interface HttpFilterContext {
 
 /** Contributes zero or more HTTP filters, in order, for one connection manager. */
 export type HttpFilterConfigurer = (ctx: HttpFilterContext) => HttpFilter[];
+
+/**
+ * Authorization (AuthorizationPolicy → RBAC) on inbound and gateway connection managers: one
+ * RBAC filter per action (AUDIT, DENY, ALLOW, in that order) for the policies selecting the
+ * proxy's workload; none where no policy applies and on outbound connection managers.
+ */
+export const rbacFilter: HttpFilterConfigurer = (ctx) =>
+  ctx.direction === "outbound" ? [] : rbacHttpFilters(buildRbac(ctx.push.authorizationPolicies(ctx.proxy), "http"));
 
 /** Fault injection, configured per route; a no-op where no route asks for faults. */
 export const faultFilter: HttpFilterConfigurer = () => [
@@ -66,8 +75,9 @@ export const routerFilter: HttpFilterConfigurer = () => [
   }),
 ];
 
-/** The configurers every connection manager runs, in filter order: fault, CORS, router. */
+/** The configurers every connection manager runs, in filter order: RBAC, fault, CORS, router. */
 export const HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [
+  rbacFilter,
   faultFilter,
   corsFilter,
   routerFilter,

@@ -282,3 +282,18 @@ export function downstreamTransportSocket(context: DownstreamTlsContext): Transp
     configType: { case: "typedConfig", value: typedConfig(DownstreamTlsContextSchema, context) },
   });
 }
+
+/** ALPN a sidecar's inbound mTLS chain offers for HTTP ports (TCP ports offer none). */
+const INBOUND_HTTP_ALPN = ["h2", "http/1.1"];
+
+/**
+ * The DownstreamTlsContext of a sidecar's inbound mTLS chain (PeerAuthentication STRICT or
+ * PERMISSIVE): the workload certificate (SDS `default`), peers verified against the mesh root
+ * (SDS `ROOTCA`), a client certificate required; ALPN h2 and http/1.1 for HTTP ports.
+ */
+export function inboundMtlsContext(http: boolean): DownstreamTlsContext {
+  return create(DownstreamTlsContextSchema, {
+    commonTlsContext: istioMutualContext([], http ? INBOUND_HTTP_ALPN : []),
+    requireClientCertificate: true,
+  });
+}

@@ -5,6 +5,7 @@ import {
   buildHttpFilters,
   corsFilter,
   faultFilter,
+  rbacFilter,
   HTTP_FILTER_CONFIGURERS,
   type HttpFilterConfigurer,
   type HttpFilterContext,
@@ -21,7 +22,7 @@ const ctx: HttpFilterContext = {
 
 describe("buildHttpFilters()", () => {
   test("buildHttpFilters() runs fault, CORS, then the router", () => {
-    expect(HTTP_FILTER_CONFIGURERS).toEqual([faultFilter, corsFilter, routerFilter]);
+    expect(HTTP_FILTER_CONFIGURERS).toEqual([rbacFilter, faultFilter, corsFilter, routerFilter]);
     expect(buildHttpFilters(ctx).map((f) => f.name)).toEqual([
       "envoy.filters.http.fault",
       "envoy.filters.http.cors",

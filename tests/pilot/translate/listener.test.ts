@@ -86,13 +86,19 @@ describe("buildListeners() for sidecars", () => {
     const own = buildListeners(push, sidecar("10.0.0.1", "app", { app: "web" }));
     const vi = find(own, "virtualInbound");
     expect(vi.address?.address.value).toMatchObject({ portSpecifier: { value: 15006 } });
-    expect(vi.listenerFilters.map((f) => f.name)).toEqual(["envoy.filters.listener.original_dst"]);
+    // The default mTLS mode is PERMISSIVE: an mTLS and a plaintext chain per port, told apart by the TLS inspector.
+    expect(vi.listenerFilters.map((f) => f.name)).toEqual([
+      "envoy.filters.listener.original_dst",
+      "envoy.filters.listener.tls_inspector",
+    ]);
     expect(vi.filterChains.map((c) => [c.name, c.filterChainMatch?.destinationPort])).toEqual([
       ["virtualInbound-blackhole", 15006],
+      ["inbound|80||-mtls", 80],
       ["inbound|80||", 80],
+      ["InboundPassthroughFilterChain-mtls", undefined],
       ["InboundPassthroughFilterChain", undefined],
     ]);
-    const m = hcm(vi.filterChains[1]!.filters[0]!)!;
+    const m = hcm(vi.filterChains[2]!.filters[0]!)!;
     expect(m.routeSpecifier.case).toBe("routeConfig");
     const rc = m.routeSpecifier.case === "routeConfig" ? m.routeSpecifier.value : undefined;
     expect(rc?.virtualHosts[0]?.routes[0]?.action.value).toMatchObject({

@@ -1,32 +1,131 @@
 /**
- * The transport-security seam. gRPC takes mTLS from a cluster's (client side) or a filter
- * chain's (server side) transport socket, naming certificate providers from its bootstrap.
- * Until meshd's security work lands, every connection is plaintext: both functions return
- * undefined, and their callers leave the transport socket unset.
+ * Transport security for proxyless gRPC (gRFC A29). gRPC takes mTLS from a cluster's (client
+ * side) or a filter chain's (server side) transport socket, naming certificate provider
+ * instances of its bootstrap rather than SDS secrets: the node agent's bootstrap defines the
+ * `file_watcher` instance `default`, whose certificate `default` is the workload identity and
+ * `ROOTCA` the mesh root (Istio's grpcgen names them the same way).
+ *
+ * - Client: a DestinationRule's ISTIO_MUTUAL gives an UpstreamTlsContext verifying the server's
+ *   SPIFFE identities. Auto-mTLS is deliberately not applied to gRPC clients, as in Istio's
+ *   grpcgen: a client only honours the context when it was built with xDS credentials and a
+ *   bootstrap with certificate providers (grpc-js-xds rejects the whole cluster otherwise), and
+ *   gRPC servers cannot serve PERMISSIVE, so opting in stays explicit. Other modes (SIMPLE,
+ *   MUTUAL with files or credentialName) need certificates gRPC can only take from provider
+ *   instances meshd's bootstrap does not define, so they stay plaintext.
+ * - Server: PeerAuthentication STRICT gives a DownstreamTlsContext requiring client
+ *   certificates. gRPC matches filter chains only on transport protocol `raw_buffer` (gRFC
+ *   A36) and cannot tell TLS from plaintext on one port, so PERMISSIVE, like DISABLE, serves
+ *   plaintext (Istio's grpcgen does the same).
+ * - Authorization: {@link serverRbacFilters} gives the RBAC HTTP filters (gRFC A41) for a
+ *   server's connection manager, ahead of the router.
+ *
+ * @module
  */
-import type { TransportSocket } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { create } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { CertificateValidationContextSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
+import {
+  CommonTlsContextSchema,
+  DownstreamTlsContextSchema,
+  UpstreamTlsContextSchema,
+} from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
+import type { HttpFilter } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import type { ClientTLSSettings } from "../../../galley/kinds/networking.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
 import type { Endpoint, Service } from "../../model/service.ts";
+import { effectiveMtlsMode } from "../authn.ts";
+import { buildRbac, rbacHttpFilters } from "../authz.ts";
+import { byString, exactMatcher } from "../conversion.ts";
+import { SDS_ROOT_CA, SDS_WORKLOAD_CERT, spiffeId, TLS_TRANSPORT_SOCKET } from "../tls.ts";
+
+/** The certificate provider instance of the gRPC bootstrap the node agent writes. */
+export const CERTIFICATE_PROVIDER_INSTANCE = "default";
+
+/** The workload identity and the mesh root, as certificate provider instances. */
+function meshCommonTlsContext(sans: readonly string[]) {
+  return create(CommonTlsContextSchema, {
+    tlsCertificateProviderInstance: {
+      instanceName: CERTIFICATE_PROVIDER_INSTANCE,
+      certificateName: SDS_WORKLOAD_CERT,
+    },
+    validationContextType: {
+      case: "validationContext",
+      value: create(CertificateValidationContextSchema, {
+        caCertificateProviderInstance: {
+          instanceName: CERTIFICATE_PROVIDER_INSTANCE,
+          certificateName: SDS_ROOT_CA,
+        },
+        matchSubjectAltNames: sans.map(exactMatcher),
+      }),
+    },
+  });
+}
+
+/** Every endpoint of every port of `service`. */
+function serviceEndpoints(push: PushContext, service: Service): Endpoint[] {
+  return service.ports.flatMap((p) => [...push.endpoints(service, p.number)]);
+}
 
 /**
  * The transport socket for connections from `proxy` to `service` under the DestinationRule's
- * TLS settings (`tls`), or undefined for plaintext.
+ * TLS settings (`tls`), or undefined for plaintext: mesh mTLS for ISTIO_MUTUAL (see the module
+ * notes), verifying the rule's `subjectAltNames` or else the SPIFFE identities of the service's
+ * workloads and the service's own `subjectAltNames`.
  */
 export function clientTransportSocket(
-  _push: PushContext,
+  push: PushContext,
   _proxy: Proxy,
-  _target: { readonly service: Service; readonly tls?: ClientTLSSettings },
+  target: { readonly service: Service; readonly tls?: ClientTLSSettings },
 ): TransportSocket | undefined {
-  return undefined;
+  const { service, tls } = target;
+  if (tls?.mode !== "ISTIO_MUTUAL") return undefined;
+  const endpoints = serviceEndpoints(push, service);
+  const sans = tls?.subjectAltNames && tls.subjectAltNames.length > 0 ? [...tls.subjectAltNames] : [
+    ...new Set([
+      ...endpoints.filter((e) => e.serviceAccount).map((e) =>
+        spiffeId(push.mesh.trustDomain, e.namespace, e.serviceAccount!)
+      ),
+      ...service.subjectAltNames,
+    ]),
+  ].sort(byString);
+  const context = create(UpstreamTlsContextSchema, {
+    commonTlsContext: meshCommonTlsContext(sans),
+    ...(tls?.sni ? { sni: tls.sni } : {}),
+  });
+  return create(TransportSocketSchema, {
+    name: TLS_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: anyPack(UpstreamTlsContextSchema, context) },
+  });
 }
 
-/** The transport socket of the server listener for `instance` of `proxy`, or undefined for plaintext. */
+/**
+ * The transport socket of the server listener for `instance` of `proxy`: mTLS requiring a
+ * client certificate when PeerAuthentication makes the port STRICT, else undefined
+ * (plaintext; see the module notes for PERMISSIVE).
+ */
 export function serverTransportSocket(
-  _push: PushContext,
-  _proxy: Proxy,
-  _instance: Endpoint,
+  push: PushContext,
+  proxy: Proxy,
+  instance: Endpoint,
 ): TransportSocket | undefined {
-  return undefined;
+  if (effectiveMtlsMode(push, proxy, instance.port) !== "STRICT") return undefined;
+  const context = create(DownstreamTlsContextSchema, {
+    commonTlsContext: meshCommonTlsContext([]),
+    requireClientCertificate: true,
+  });
+  return create(TransportSocketSchema, {
+    name: TLS_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: anyPack(DownstreamTlsContextSchema, context) },
+  });
+}
+
+/**
+ * The RBAC HTTP filters (gRFC A41) of a gRPC server of `proxy`: one per action (AUDIT, DENY,
+ * ALLOW) of the AuthorizationPolicies selecting its workload, to go before the router; none
+ * when no policy applies.
+ */
+export function serverRbacFilters(push: PushContext, proxy: Proxy): HttpFilter[] {
+  return rbacHttpFilters(buildRbac(push.authorizationPolicies(proxy), "http"));
 }

@@ -1,0 +1,272 @@
+/**
+ * The assembled agent (startAgent) against the fake CA, with real time and short lifetimes:
+ * token bootstrap, files and modes, renewal over mutual TLS without the token, restart from the
+ * data directory, SDS, readiness while the CA is down.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { X509Certificate } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DiscoveryRequestSchema } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
+import { SecretSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
+import { type Agent, startAgent } from "../../mod/agent/agent.ts";
+import { spiffeId } from "../../mod/agent/certs.ts";
+import { SECRET_TYPE_URL } from "../../mod/agent/sds_server.ts";
+import type { AgentConfig } from "../../mod/agent/settings.ts";
+import { systemClock } from "../../mod/shared/clock.ts";
+import { createLogger } from "../../mod/shared/logger.ts";
+import { createMetricsRegistry } from "../../mod/shared/metrics.ts";
+import { eventually } from "../e2e/_meshd.ts";
+import { type FakeCa, startFakeCa } from "./_fake_ca.ts";
+
+const ID = spiffeId("cluster.local", "vms", "app");
+const logs: Array<Record<string, unknown>> = [];
+const logger = createLogger({
+  format: "json",
+  write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
+});
+let ca: FakeCa;
+let dir: string;
+
+beforeAll(async () => {
+  ca = await startFakeCa();
+  dir = mkdtempSync(join(tmpdir(), "meshd-agent-run-"));
+});
+afterAll(async () => {
+  await ca.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(name: string, over: Partial<AgentConfig> = {}): AgentConfig {
+  const base = join(dir, name);
+  return {
+    caAddr: ca.plainAddr,
+    caTlsAddr: ca.tlsAddr,
+    controlPlaneAuth: "MUTUAL_TLS",
+    tokenFile: join(base, "token"),
+    workload: {
+      ip: "127.0.0.1",
+      name: "vm",
+      namespace: "vms",
+      serviceAccount: "app",
+      trustDomain: "cluster.local",
+      labels: {},
+    },
+    outputDir: join(base, "out"),
+    dataDir: join(base, "data"),
+    sdsSocket: join(base, "out", "sds.sock"),
+    certTtlMs: 4000,
+    adminAddr: "127.0.0.1:0",
+    logLevel: "info",
+    logFormat: "json",
+    ...over,
+  };
+}
+
+const start = (cfg: AgentConfig) =>
+  startAgent(cfg, {
+    clock: systemClock,
+    logger,
+    metrics: createMetricsRegistry(),
+    backoff: { initialMs: 100, maxMs: 400 },
+  });
+
+const serial = (path: string) => new X509Certificate(readFileSync(path)).serialNumber;
+
+describe("the agent", () => {
+  test("bootstraps with the token, writes the files, renews over mTLS after the token is gone", async () => {
+    const cfg = config("renew");
+    const token = "token-renew";
+    ca.tokens.set(token, ID);
+    mkdirSync(join(dir, "renew"), { recursive: true });
+    writeFileSync(cfg.tokenFile!, token + "\n");
+    const before = ca.calls.length;
+    const agent = await start(cfg);
+    try {
+      expect(await eventually(() => agent.ready(), 5000)).toBe(true);
+      expect(ca.calls.slice(before)).toEqual([{ via: "token", tls: false, ok: true, ttlSeconds: 4 }]);
+      for (const d of [cfg.outputDir, cfg.dataDir]) {
+        expect(statSync(join(d, "key.pem")).mode & 0o777).toBe(0o600);
+        expect(readFileSync(join(d, "root-cert.pem"), "utf8")).toBe(ca.rootPem);
+        expect(new X509Certificate(readFileSync(join(d, "cert-chain.pem"))).subjectAltName).toBe(`URI:${ID}`);
+      }
+      expect(statSync(cfg.outputDir).mode & 0o777).toBe(0o750);
+      expect(statSync(cfg.dataDir).mode & 0o777).toBe(0o700);
+      const first = serial(join(cfg.outputDir, "cert-chain.pem"));
+      rmSync(cfg.tokenFile!);
+      // Renewal at half of 4 s (±10 %), over mutual TLS.
+      expect(await eventually(() => serial(join(cfg.outputDir, "cert-chain.pem")) !== first, 6000)).toBe(
+        true,
+      );
+      expect(ca.calls.slice(before + 1).every((c) => c.via === "mtls" && c.tls && c.ok)).toBe(true);
+      expect(serial(join(cfg.dataDir, "cert-chain.pem"))).toBe(serial(join(cfg.outputDir, "cert-chain.pem")));
+      const ready = await fetch(`http://${agent.adminAddr}/healthz/ready`);
+      expect(ready.status).toBe(200);
+      const metrics = await (await fetch(`http://${agent.adminAddr}/metrics`)).text();
+      expect(metrics).toMatch(/meshd_agent_certificate_requests_total\{via="mtls",result="success"\} [1-9]/);
+      expect(metrics).toContain("meshd_agent_certificate_valid 1");
+      const certz = await (await fetch(`http://${agent.adminAddr}/debug/certz`)).json() as {
+        identity: string;
+        valid: boolean;
+      };
+      expect(certz).toMatchObject({ identity: ID, valid: true });
+    } finally {
+      await agent.stop();
+    }
+    expect(existsSync(cfg.sdsSocket)).toBe(false);
+  });
+
+  test("a restart with the output directory wiped renews from the data directory over mTLS, without a token", async () => {
+    const cfg = config("restart", { certTtlMs: 60_000 });
+    mkdirSync(join(dir, "restart"), { recursive: true });
+    ca.tokens.set("token-restart", ID);
+    writeFileSync(cfg.tokenFile!, "token-restart");
+    // A short-lived first certificate (3 s; the fake CA backdates by 1 s).
+    ca.leafTtlMs = 3000;
+    const a1 = await start(cfg);
+    try {
+      expect(await eventually(() => a1.ready(), 5000)).toBe(true);
+    } finally {
+      await a1.stop();
+      ca.leafTtlMs = undefined;
+    }
+    const stored = serial(join(cfg.dataDir, "cert-chain.pem"));
+    rmSync(cfg.outputDir, { recursive: true });
+    rmSync(cfg.tokenFile!);
+    // Past half of its life but not expired: the restarted agent serves it and renews at once.
+    await Bun.sleep(1200);
+    const mark = ca.calls.length;
+    const a2 = await start(cfg);
+    try {
+      expect(a2.ready()).toBe(true);
+      expect(serial(join(cfg.outputDir, "cert-chain.pem"))).toBe(stored);
+      expect(await eventually(() => ca.calls.length > mark, 3000)).toBe(true);
+      expect(ca.calls[mark]).toEqual({ via: "mtls", tls: true, ok: true, ttlSeconds: 60 });
+      expect(await eventually(() => serial(join(cfg.outputDir, "cert-chain.pem")) !== stored, 3000)).toBe(
+        true,
+      );
+      expect(serial(join(cfg.dataDir, "cert-chain.pem"))).toBe(serial(join(cfg.outputDir, "cert-chain.pem")));
+    } finally {
+      await a2.stop();
+    }
+    // A valid stored certificate not yet due is served without calling the CA at all.
+    const mark2 = ca.calls.length;
+    rmSync(cfg.outputDir, { recursive: true });
+    const a3 = await start(cfg);
+    try {
+      expect(a3.ready()).toBe(true);
+      await Bun.sleep(300);
+      expect(ca.calls.length).toBe(mark2);
+    } finally {
+      await a3.stop();
+    }
+  });
+
+  test("serves default and ROOTCA over SDS and pushes the renewed certificate", async () => {
+    const cfg = config("sds", { certTtlMs: 3000 });
+    mkdirSync(join(dir, "sds"), { recursive: true });
+    ca.tokens.set("token-sds", ID);
+    writeFileSync(cfg.tokenFile!, "token-sds");
+    const agent: Agent = await start(cfg);
+    try {
+      const client = createClient(
+        SecretDiscoveryService,
+        createGrpcTransport({
+          baseUrl: "http://localhost",
+          nodeOptions: { createConnection: () => netConnect(agent.sdsSocket) } as never,
+        }),
+      );
+      const { createChannel } = await import("../../mod/xds/channel.ts");
+      const req = createChannel<ReturnType<typeof create<typeof DiscoveryRequestSchema>>>();
+      req.push(create(DiscoveryRequestSchema, {
+        node: { id: "sidecar~127.0.0.1~vm.vms~vms.svc.cluster.local" },
+        typeUrl: SECRET_TYPE_URL,
+        resourceNames: ["default", "ROOTCA"],
+      }));
+      const seen: string[] = [];
+      const chains = new Set<string>();
+      for await (const res of client.streamSecrets(req)) {
+        for (const a of res.resources) {
+          const s = anyUnpack(a, SecretSchema)!;
+          seen.push(s.name);
+          if (s.type.case === "tlsCertificate") {
+            chains.add(
+              new TextDecoder().decode(s.type.value.certificateChain!.specifier.value as Uint8Array),
+            );
+          }
+        }
+        req.push(
+          create(DiscoveryRequestSchema, {
+            typeUrl: SECRET_TYPE_URL,
+            resourceNames: ["default", "ROOTCA"],
+            responseNonce: res.nonce,
+            versionInfo: res.versionInfo,
+          }),
+        );
+        if (chains.size >= 2) break;
+      }
+      req.close();
+      expect(seen.slice(0, 2).sort()).toEqual(["ROOTCA", "default"]);
+      expect(chains.size).toBe(2);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  test("while the CA is down it keeps the old certificate and reports not ready once it expired", async () => {
+    // 3 s: certificates carry whole seconds, so at least 2 s are left, renewed from 1 s on.
+    const cfg = config("down", { certTtlMs: 3000 });
+    mkdirSync(join(dir, "down"), { recursive: true });
+    ca.tokens.set("token-down", ID);
+    writeFileSync(cfg.tokenFile!, "token-down");
+    const agent = await start(cfg);
+    try {
+      expect(await eventually(() => agent.ready(), 5000)).toBe(true);
+      const held = agent.certificate();
+      ca.down = true;
+      // Renewal fails from ~1 s on; the certificate expires 2–3 s after issuance.
+      const issuedAt = Date.now();
+      expect(await eventually(() => !agent.ready(), 5000)).toBe(true);
+      expect(Date.now() - issuedAt).toBeGreaterThan(1500);
+      expect(agent.certificate()).toBe(held);
+      expect((await fetch(`http://${agent.adminAddr}/healthz/ready`)).status).toBe(503);
+      expect(
+        logs.some((l) =>
+          l.msg === "certificate request failed; retrying" && String(l.err).includes("fake CA is down")
+        ),
+      )
+        .toBe(true);
+      ca.down = false;
+      // Expired: the next attempt goes back to the token, which is still there.
+      expect(await eventually(() => agent.ready(), 5000)).toBe(true);
+      expect(ca.calls.at(-1)).toMatchObject({ via: "token", ok: true });
+    } finally {
+      ca.down = false;
+      await agent.stop();
+    }
+  });
+
+  test("without a token and without a stored certificate it says what is missing and keeps trying", async () => {
+    const cfg = config("notoken", { tokenFile: undefined });
+    const agent = await start(cfg);
+    try {
+      expect(
+        await eventually(
+          () => logs.some((l) => typeof l.err === "string" && (l.err as string).includes("no --token-file")),
+          3000,
+        ),
+      )
+        .toBe(true);
+      expect(agent.ready()).toBe(false);
+    } finally {
+      await agent.stop();
+    }
+  });
+});

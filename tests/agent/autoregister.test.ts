@@ -1,0 +1,324 @@
+/**
+ * Pilot's auto-registration registry (mod/pilot/autoregister.ts), alone with a ManualClock, and
+ * together with the agent's registration stream over a real ADS server.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { NodeSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { xdsNode } from "../../mod/agent/node.ts";
+import { HEALTH_TYPE_URL as AGENT_HEALTH_TYPE, startRegistration } from "../../mod/agent/registration.ts";
+import { createHealthChecker, type ProbeSpec } from "../../mod/agent/health.ts";
+import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
+import { createGrpcServer, type GrpcServer } from "../../mod/grpc/server.ts";
+import { type AutoRegistry, createAutoRegistry, HEALTH_TYPE_URL } from "../../mod/pilot/autoregister.ts";
+import { createPushContext } from "../../mod/pilot/model/push_context.ts";
+import { createManualClock, systemClock } from "../../mod/shared/clock.ts";
+import { createLogger } from "../../mod/shared/logger.ts";
+import { createAdsServer } from "../../mod/xds/server.ts";
+import type { XdsClient } from "../../mod/xds/provider.ts";
+import { setVersion } from "../../mod/xds/version.ts";
+import { eventually } from "../e2e/_meshd.ts";
+
+const quiet = createLogger({ write: () => {} });
+
+const GROUP = (probe = "") =>
+  `apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata:
+  name: ratings
+  namespace: vms
+spec:
+  metadata:
+    labels:
+      app: ratings
+      tier: backend
+  template:
+    serviceAccount: ratings-sa
+    ports:
+      http: 9080
+    labels:
+      version: v1
+      tier: template
+${probe}`;
+
+const SERVICE = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ratings
+  namespace: vms
+spec:
+  hosts: [ratings.vms.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  workloadSelector:
+    labels:
+      app: ratings
+`;
+
+function storeWith(...docs: string[]): WritableConfigStore {
+  const store = createConfigStore({ logger: quiet });
+  store.sink("test").replace(docs.map((content, i) => ({ origin: `in-${i}.yaml`, content })));
+  const bad = store.status().resources.filter((r) => r.state === "rejected").flatMap((r) => r.errors);
+  if (bad.length > 0) throw new Error(bad.join("\n"));
+  return store;
+}
+
+let seq = 0;
+function client(
+  ip: string,
+  group = "ratings",
+  labels: Record<string, string> = { version: "v2" },
+): XdsClient {
+  return {
+    connectionId: `c${++seq}`,
+    node: create(NodeSchema, {
+      id: `sidecar~${ip}~vm.vms~vms.svc.cluster.local`,
+      metadata: {
+        NAMESPACE: "vms",
+        LABELS: labels,
+        AUTO_REGISTER_GROUP: group,
+        SERVICE_ACCOUNT: "ratings-sa",
+      },
+      locality: { region: "eu", zone: "eu-1" },
+    }),
+  };
+}
+
+function endpoints(store: WritableConfigStore, reg: AutoRegistry) {
+  const push = createPushContext({ config: store.snapshot(), registries: [reg.state()] });
+  const svc = push.services.find((s) => s.hostname === "ratings.vms.svc.cluster.local")!;
+  return push.endpoints(svc, 9080).map((e) => ({ address: e.address, port: e.port, healthy: e.healthy }));
+}
+
+describe("createAutoRegistry()", () => {
+  test("a connection with AUTO_REGISTER_GROUP becomes a workload from the group's template", () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP(), SERVICE);
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000 });
+    let changes = 0;
+    reg.watch(() => changes++);
+    const c = client("10.0.0.7");
+    reg.observer.connected!(c);
+    expect(changes).toBe(1);
+    const [w] = reg.state().workloads;
+    expect(w).toEqual({
+      key: "networking.istio.io/WorkloadEntry/vms/ratings-10.0.0.7",
+      namespace: "vms",
+      healthy: true,
+      spec: {
+        address: "10.0.0.7",
+        serviceAccount: "ratings-sa",
+        ports: { http: 9080 },
+        labels: { app: "ratings", tier: "backend", version: "v2" },
+        locality: "eu/eu-1",
+      },
+    });
+    expect(reg.state()).toBe(reg.state());
+    expect(endpoints(store, reg)).toEqual([{ address: "10.0.0.7", port: 9080, healthy: true }]);
+    reg.close();
+  });
+
+  test("stays while any connection of the workload is open and leaves the grace period after the last closes", () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP(), SERVICE);
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000 });
+    const envoy = client("10.0.0.7");
+    const agent = client("10.0.0.7", "vms/ratings");
+    reg.observer.connected!(envoy);
+    reg.observer.connected!(agent);
+    expect(reg.registrations()).toMatchObject([{ workload: "ratings-10.0.0.7", connections: 2 }]);
+    reg.observer.disconnected!(envoy);
+    clock.advance(60_000);
+    expect(reg.state().workloads.length).toBe(1);
+    reg.observer.disconnected!(agent);
+    clock.advance(9_999);
+    expect(reg.state().workloads.length).toBe(1);
+    expect(reg.registrations()[0]!.disconnectedAt).toBe(new Date(60_000).toISOString());
+    // A reconnection inside the grace period keeps it.
+    const again = client("10.0.0.7");
+    reg.observer.connected!(again);
+    clock.advance(20_000);
+    expect(reg.state().workloads.length).toBe(1);
+    reg.observer.disconnected!(again);
+    clock.advance(10_000);
+    expect(reg.state().workloads.length).toBe(0);
+    expect(reg.registrations()).toEqual([]);
+    expect(endpoints(store, reg)).toEqual([]);
+    reg.close();
+  });
+
+  test("a group missing from config registers once it appears; connections without the metadata are ignored", () => {
+    const clock = createManualClock(0);
+    const store = storeWith(SERVICE);
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000 });
+    reg.observer.connected!(client("10.0.0.8"));
+    reg.observer.connected!({
+      connectionId: "plain",
+      node: create(NodeSchema, { id: "sidecar~10.0.0.9~a.vms~vms.svc.cluster.local" }),
+    });
+    reg.observer.connected!({ connectionId: "bad", node: create(NodeSchema, { id: "not-a-node-id" }) });
+    expect(reg.state().workloads).toEqual([]);
+    expect(reg.registrations()).toMatchObject([{ groupFound: false }]);
+    store.sink("test").replace([{ origin: "a.yaml", content: SERVICE }, {
+      origin: "b.yaml",
+      content: GROUP(),
+    }]);
+    expect(reg.state().workloads.map((w) => w.spec.address)).toEqual(["10.0.0.8"]);
+    reg.close();
+  });
+
+  test("with a probe: unhealthy until a healthy report for the current probe; NACK-style reports mark it unhealthy", () => {
+    const clock = createManualClock(0);
+    const store = storeWith(
+      GROUP("  probe:\n    periodSeconds: 1\n    tcpSocket:\n      port: 9080\n"),
+      SERVICE,
+    );
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000 });
+    const c = client("10.0.0.7");
+    reg.observer.connected!(c);
+    expect(reg.state().workloads[0]!.healthy).toBe(false);
+    const probes = reg.provider.resources(c, HEALTH_TYPE_URL, "*");
+    expect([...probes.keys()]).toEqual(["vms/ratings"]);
+    const version = setVersion([...probes.values()]);
+    reg.observer.acked!(c, HEALTH_TYPE_URL, "some-older-version");
+    expect(reg.state().workloads[0]!.healthy).toBe(false);
+    reg.observer.acked!(c, HEALTH_TYPE_URL, version);
+    expect(reg.state().workloads[0]!.healthy).toBe(true);
+    reg.observer.nacked!(c, HEALTH_TYPE_URL, version, "TCP 127.0.0.1:9080: connect ECONNREFUSED");
+    expect(reg.state().workloads[0]!.healthy).toBe(false);
+    expect(reg.registrations()[0]!.message).toBe("TCP 127.0.0.1:9080: connect ECONNREFUSED");
+    expect(endpoints(store, reg)).toEqual([{ address: "10.0.0.7", port: 9080, healthy: false }]);
+    // Reports of other types are not health.
+    reg.observer.acked!(c, "type.googleapis.com/envoy.config.cluster.v3.Cluster", version);
+    expect(reg.state().workloads[0]!.healthy).toBe(false);
+    // A changed probe needs a new report.
+    reg.observer.acked!(c, HEALTH_TYPE_URL, version);
+    store.sink("test").replace([
+      { origin: "a.yaml", content: SERVICE },
+      {
+        origin: "b.yaml",
+        content: GROUP("  probe:\n    periodSeconds: 2\n    tcpSocket:\n      port: 9080\n"),
+      },
+    ]);
+    expect(reg.state().workloads[0]!.healthy).toBe(false);
+    reg.close();
+  });
+
+  test("while config loads no probe answer is sent; once loaded, registered clients get a push", async () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP("  probe:\n    tcpSocket:\n      port: 9080\n"), SERVICE);
+    let loaded = false;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    const reg = createAutoRegistry({
+      store,
+      clock,
+      logger: quiet,
+      graceMs: 1000,
+      configReady: { now: () => loaded, promise },
+    });
+    const pushed: string[] = [];
+    reg.provider.watch((types, which) => {
+      if (which?.(c) !== false) pushed.push(...types);
+    });
+    const c = client("10.0.0.7");
+    reg.observer.connected!(c);
+    expect(reg.provider.ready!()).toBe(false);
+    loaded = true;
+    resolve();
+    await promise;
+    await Promise.resolve();
+    expect(reg.provider.ready!()).toBe(true);
+    expect(pushed).toEqual([HEALTH_TYPE_URL]);
+    reg.close();
+  });
+
+  test("the agent and pilot use the same health type URL", () => {
+    expect(AGENT_HEALTH_TYPE).toBe(HEALTH_TYPE_URL);
+  });
+});
+
+describe("the agent's registration stream against pilot's registry over a real ADS server", () => {
+  let grpc: GrpcServer;
+  let addr: string;
+  let store: WritableConfigStore;
+  let reg: AutoRegistry;
+  let appPort: number;
+  const app = createServer((s) => s.end());
+
+  beforeAll(async () => {
+    await new Promise<void>((r) => app.listen(0, "127.0.0.1", () => r()));
+    appPort = (app.address() as AddressInfo).port;
+    store = storeWith(
+      GROUP(`  probe:\n    periodSeconds: 1\n    tcpSocket:\n      port: ${appPort}\n`),
+      SERVICE,
+    );
+    grpc = createGrpcServer({ logger: quiet });
+    const ads = createAdsServer({ logger: quiet });
+    reg = createAutoRegistry({ store, ads, clock: systemClock, logger: quiet, graceMs: 300 });
+    ads.register(grpc);
+    const a = await grpc.listen("127.0.0.1:0");
+    addr = `127.0.0.1:${a.port}`;
+  });
+  afterAll(async () => {
+    reg.close();
+    await grpc.shutdown(500);
+    app.close();
+  });
+
+  test("registers, receives the probe, reports health both ways, and is removed after the grace period", async () => {
+    const workload = {
+      ip: "10.0.0.7",
+      name: "vm",
+      namespace: "vms",
+      serviceAccount: "ratings-sa",
+      trustDomain: "cluster.local",
+      labels: { version: "v3" },
+      workloadGroup: "ratings",
+    };
+    const probes: Array<ProbeSpec | undefined> = [];
+    let checker: ReturnType<typeof createHealthChecker> | undefined;
+    const r = startRegistration({
+      discoveryAddr: addr,
+      tls: () => undefined,
+      node: xdsNode(workload),
+      clock: systemClock,
+      logger: quiet,
+      backoff: { initialMs: 50, maxMs: 200 },
+      onProbe(p) {
+        probes.push(p);
+        if (p && !checker) {
+          checker = createHealthChecker({
+            probe: p,
+            clock: systemClock,
+            onChange: (h) => r.report(h),
+          });
+        }
+      },
+    });
+    try {
+      expect(await eventually(() => r.connected(), 5000)).toBe(true);
+      expect(probes[0]).toEqual({ periodSeconds: 1, tcpSocket: { port: appPort } });
+      expect(await eventually(() => reg.state().workloads[0]?.healthy === true, 5000)).toBe(true);
+      expect(reg.state().workloads[0]!.spec.labels).toEqual({
+        app: "ratings",
+        tier: "backend",
+        version: "v3",
+      });
+      // The application stops listening: the next probe fails and the workload turns unhealthy.
+      await new Promise<void>((res) => app.close(() => res()));
+      expect(await eventually(() => reg.state().workloads[0]?.healthy === false, 5000)).toBe(true);
+      expect(reg.registrations()[0]!.message).toContain(`TCP 127.0.0.1:${appPort}`);
+    } finally {
+      checker?.stop();
+      await r.stop();
+    }
+    expect(await eventually(() => reg.state().workloads.length === 0, 5000)).toBe(true);
+  });
+});

@@ -1,0 +1,15 @@
+import { expect, test } from "bun:test";
+import { formatMixerResults, runMixerBench } from "../../bench/mixer.ts";
+
+test("bench/mixer.ts runs its scenarios (small)", async () => {
+  const r = await runMixerBench({ seconds: 0.3, concurrency: [1, 4], rate: 300, reportBatch: 20 });
+  expect(r.closedLoop.map((c) => c.concurrency)).toEqual([1, 4]);
+  for (const c of r.closedLoop) expect(c.checksPerSec).toBeGreaterThan(0);
+  expect(r.paced.checksPerSec).toBeGreaterThan(0);
+  expect(r.cacheHitUs).toBeGreaterThan(0);
+  expect(r.cacheHitUs).toBeLessThanOrEqual(10);
+  expect(r.reportEntriesPerSec).toBeGreaterThan(0);
+  expect(r.memquotaPerSec).toBeGreaterThan(0);
+  expect(r.redisquotaPerSec).toBeGreaterThan(0);
+  expect(formatMixerResults(r)).toContain("| client cache hit");
+}, 60_000);
