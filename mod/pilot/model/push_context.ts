@@ -155,7 +155,9 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   const sidecars = config.list<SidecarSpec>(NETWORKING, "Sidecar");
 
   const peerAuthns = [...config.list<PeerAuthenticationSpec>(SECURITY, "PeerAuthentication")].sort(byNsName);
-  const authzPolicies = [...config.list<AuthorizationPolicySpec>(SECURITY, "AuthorizationPolicy")].sort(byNsName);
+  const authzPolicies = [...config.list<AuthorizationPolicySpec>(SECURITY, "AuthorizationPolicy")].sort(
+    byNsName,
+  );
   const requestAuthns = [...config.list<RequestAuthenticationSpec>(SECURITY, "RequestAuthentication")].sort(
     byNsName,
   );

@@ -43,7 +43,9 @@ export function effectiveMtlsMode(
     !hasSelector(pa) && pa.metadata.namespace === workload.namespace && pa.metadata.namespace !== root
   );
   const meshLevel = policies.find((pa) => !hasSelector(pa) && pa.metadata.namespace === root);
-  const portMode = port === undefined ? undefined : set(workloadLevel?.spec.portLevelMtls?.[String(port)]?.mode);
+  const portMode = port === undefined
+    ? undefined
+    : set(workloadLevel?.spec.portLevelMtls?.[String(port)]?.mode);
   return portMode ??
     set(workloadLevel?.spec.mtls?.mode) ??
     set(namespaceLevel?.spec.mtls?.mode) ??

@@ -240,8 +240,9 @@ function guard<T>(ctx: RuleCtx, what: string, ok: boolean, build: () => T[]): T[
 }
 
 function sourceIds(src: Source, ctx: RuleCtx): Principal[] {
-  const hasRequestPrincipals = (src.requestPrincipals?.length ?? 0) + (src.notRequestPrincipals?.length ?? 0) >
-    0;
+  const hasRequestPrincipals =
+    (src.requestPrincipals?.length ?? 0) + (src.notRequestPrincipals?.length ?? 0) >
+      0;
   return [
     ...field(src.principals, src.notPrincipals, principalId, orIds, notId),
     ...field(src.serviceAccounts, src.notServiceAccounts, serviceAccountId, orIds, notId),
@@ -263,13 +264,25 @@ function operationRules(op: Operation, ctx: RuleCtx): Permission[] {
   const http = ctx.flavor === "http";
   const some = (a?: readonly string[], b?: readonly string[]) => (a?.length ?? 0) + (b?.length ?? 0) > 0;
   return [
-    ...guard(ctx, "hosts", http || !some(op.hosts, op.notHosts), () =>
-      field(op.hosts, op.notHosts, (v) => headerRule(":authority", v), orRules, notRule)),
+    ...guard(
+      ctx,
+      "hosts",
+      http || !some(op.hosts, op.notHosts),
+      () => field(op.hosts, op.notHosts, (v) => headerRule(":authority", v), orRules, notRule),
+    ),
     ...field(op.ports, op.notPorts, portRule, orRules, notRule),
-    ...guard(ctx, "methods", http || !some(op.methods, op.notMethods), () =>
-      field(op.methods, op.notMethods, (v) => headerRule(":method", v), orRules, notRule)),
-    ...guard(ctx, "paths", http || !some(op.paths, op.notPaths), () =>
-      field(op.paths, op.notPaths, pathRule, orRules, notRule)),
+    ...guard(
+      ctx,
+      "methods",
+      http || !some(op.methods, op.notMethods),
+      () => field(op.methods, op.notMethods, (v) => headerRule(":method", v), orRules, notRule),
+    ),
+    ...guard(
+      ctx,
+      "paths",
+      http || !some(op.paths, op.notPaths),
+      () => field(op.paths, op.notPaths, pathRule, orRules, notRule),
+    ),
   ];
 }
 
@@ -313,7 +326,9 @@ function rulePolicy(rule: AuthorizationRule, ctx: RuleCtx): Policy | undefined {
     const ruleParts: Permission[] = [];
     const froms = (rule.from ?? []).map((f) => f.source ?? {});
     if (froms.length > 0) {
-      const alternatives = froms.map((s) => sourceIds(s, ctx)).map((ids) => ids.length === 0 ? anyId() : andIds(ids));
+      const alternatives = froms.map((s) => sourceIds(s, ctx)).map((ids) =>
+        ids.length === 0 ? anyId() : andIds(ids)
+      );
       idParts.push(orIds(alternatives));
     }
     const tos = (rule.to ?? []).map((t) => t.operation ?? {});
@@ -398,7 +413,10 @@ export function rbacNetworkFilters(configs: readonly RbacConfig[]): Filter[] {
       name: NETWORK_RBAC_FILTER,
       configType: {
         case: "typedConfig",
-        value: typedConfig(NetworkRbacSchema, create(NetworkRbacSchema, { rules: c.rules, statPrefix: "tcp." })),
+        value: typedConfig(
+          NetworkRbacSchema,
+          create(NetworkRbacSchema, { rules: c.rules, statPrefix: "tcp." }),
+        ),
       },
     })
   );

@@ -89,7 +89,10 @@ function clusterSkeleton(plan: OutboundClusterPlan, ctx: ClusterContext): Cluste
  * (plaintext). Istio decides per endpoint with transport socket matches; deciding per cluster
  * keeps every endpoint of a cluster on one transport and the output simple and deterministic.
  */
-export function autoMtlsSettings(plan: OutboundClusterPlan, push: PushContext): ClientTLSSettings | undefined {
+export function autoMtlsSettings(
+  plan: OutboundClusterPlan,
+  push: PushContext,
+): ClientTLSSettings | undefined {
   if (!push.mesh.enableAutoMtls || plan.service.location === "MESH_EXTERNAL") return undefined;
   if (plan.endpoints.length === 0 || plan.endpoints.some((e) => e.tlsMode !== "istio")) return undefined;
   const disabled = plan.endpoints.some((e) =>
@@ -99,7 +102,10 @@ export function autoMtlsSettings(plan: OutboundClusterPlan, push: PushContext): 
 }
 
 /** The client TLS settings of a planned cluster: its DestinationRule's `tls`, else auto-mTLS. */
-export function clusterTlsSettings(plan: OutboundClusterPlan, push: PushContext): ClientTLSSettings | undefined {
+export function clusterTlsSettings(
+  plan: OutboundClusterPlan,
+  push: PushContext,
+): ClientTLSSettings | undefined {
   return plan.policy.tls?.mode ? plan.policy.tls : autoMtlsSettings(plan, push);
 }
 

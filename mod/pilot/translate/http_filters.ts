@@ -49,7 +49,9 @@ export type HttpFilterConfigurer = (ctx: HttpFilterContext) => HttpFilter[];
  * proxy's workload; none where no policy applies and on outbound connection managers.
  */
 export const rbacFilter: HttpFilterConfigurer = (ctx) =>
-  ctx.direction === "outbound" ? [] : rbacHttpFilters(buildRbac(ctx.push.authorizationPolicies(ctx.proxy), "http"));
+  ctx.direction === "outbound"
+    ? []
+    : rbacHttpFilters(buildRbac(ctx.push.authorizationPolicies(ctx.proxy), "http"));
 
 /** Fault injection, configured per route; a no-op where no route asks for faults. */
 export const faultFilter: HttpFilterConfigurer = () => [

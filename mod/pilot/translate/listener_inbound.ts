@@ -25,7 +25,7 @@ import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/lis
 import { OriginalDstSchema } from "#gen/envoy/extensions/filters/listener/original_dst/v3/original_dst_pb.ts";
 import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.ts";
 import type { Filter } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
-import { effectiveMtlsMode, type EffectiveMtlsMode } from "./authn.ts";
+import { type EffectiveMtlsMode, effectiveMtlsMode } from "./authn.ts";
 import { buildRbac, rbacNetworkFilters } from "./authz.ts";
 import { downstreamTransportSocket, inboundMtlsContext } from "./tls.ts";
 import type { PushContext } from "../model/push_context.ts";
@@ -115,7 +115,11 @@ export function inboundFilterChain(
 export function virtualInboundListener(push: PushContext, proxy: Proxy): Listener {
   const chains = inboundPorts(push, proxy).flatMap(({ port, endpoint }) => {
     const http = isHttpProtocol(endpoint.servicePort.protocol);
-    return mtlsChains(inboundFilterChain(push, proxy, port, http), effectiveMtlsMode(push, proxy, port), http);
+    return mtlsChains(
+      inboundFilterChain(push, proxy, port, http),
+      effectiveMtlsMode(push, proxy, port),
+      http,
+    );
   });
   const passthrough = mtlsChains(
     create(FilterChainSchema, {

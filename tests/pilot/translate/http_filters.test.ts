@@ -5,10 +5,10 @@ import {
   buildHttpFilters,
   corsFilter,
   faultFilter,
-  rbacFilter,
   HTTP_FILTER_CONFIGURERS,
   type HttpFilterConfigurer,
   type HttpFilterContext,
+  rbacFilter,
   routerFilter,
 } from "../../../mod/pilot/translate/http_filters.ts";
 import { pushFrom, sidecar } from "../_push.ts";

@@ -37,7 +37,9 @@ function virtualInbound(push = pushFrom(SERVICES)): Listener {
 }
 
 function chains(l: Listener): [string, number | undefined, string][] {
-  return l.filterChains.map((c) => [c.name, c.filterChainMatch?.destinationPort, c.filterChainMatch?.transportProtocol ?? ""]);
+  return l.filterChains.map((
+    c,
+  ) => [c.name, c.filterChainMatch?.destinationPort, c.filterChainMatch?.transportProtocol ?? ""]);
 }
 
 function tlsOf(c: FilterChain) {
@@ -56,7 +58,11 @@ describe("PeerAuthentication: effective mode", () => {
       SERVICES,
       pa("mesh", "istio-system", "  mtls: { mode: STRICT }"),
       pa("ns", "app", "  mtls: { mode: DISABLE }"),
-      pa("wl", "app", "  selector: { matchLabels: { app: web } }\n  mtls: { mode: PERMISSIVE }\n  portLevelMtls: { '9000': { mode: STRICT } }"),
+      pa(
+        "wl",
+        "app",
+        "  selector: { matchLabels: { app: web } }\n  mtls: { mode: PERMISSIVE }\n  portLevelMtls: { '9000': { mode: STRICT } }",
+      ),
     );
     expect(effectiveMtlsMode(push, web, 80)).toBe("PERMISSIVE");
     expect(effectiveMtlsMode(push, web, 9000)).toBe("STRICT");
@@ -128,7 +134,11 @@ describe("PeerAuthentication: virtualInbound chains", () => {
     expect(off.filterChains.every((c) => c.transportSocket === undefined)).toBe(true);
     const mixed = virtualInbound(pushFrom(
       SERVICES,
-      pa("wl", "app", "  selector: { matchLabels: { app: web } }\n  mtls: { mode: DISABLE }\n  portLevelMtls: { '80': { mode: STRICT } }"),
+      pa(
+        "wl",
+        "app",
+        "  selector: { matchLabels: { app: web } }\n  mtls: { mode: DISABLE }\n  portLevelMtls: { '80': { mode: STRICT } }",
+      ),
     ));
     expect(chains(mixed)).toEqual([
       ["virtualInbound-blackhole", 15006, ""],

@@ -36,7 +36,11 @@ ${body}`;
 
 const web = sidecar("10.0.0.1", "app", { app: "web" });
 
-function resource(name: string, spec: AuthorizationPolicySpec, namespace = "app"): Resource<AuthorizationPolicySpec> {
+function resource(
+  name: string,
+  spec: AuthorizationPolicySpec,
+  namespace = "app",
+): Resource<AuthorizationPolicySpec> {
   return {
     apiVersion: "security.istio.io/v1",
     kind: "AuthorizationPolicy",
@@ -56,7 +60,9 @@ function httpFilterNames(f: Filter): string[] {
   return anyUnpack(f.configType.value, HttpConnectionManagerSchema)!.httpFilters.map((h) => h.name);
 }
 function httpRbac(f: Filter) {
-  const m = f.configType.case === "typedConfig" ? anyUnpack(f.configType.value, HttpConnectionManagerSchema)! : undefined;
+  const m = f.configType.case === "typedConfig"
+    ? anyUnpack(f.configType.value, HttpConnectionManagerSchema)!
+    : undefined;
   return m!.httpFilters.filter((h) => h.name === "envoy.filters.http.rbac").map((h) =>
     h.configType.case === "typedConfig" ? anyUnpack(h.configType.value, HttpRbacSchema)! : undefined
   );
@@ -66,7 +72,9 @@ describe("AuthorizationPolicy → RBAC", () => {
   test("buildRbac() matches principals with the spiffe:// prefix and Istio's * prefix/suffix rules", () => {
     const [allow] = buildRbac([resource("p", {
       rules: [{
-        from: [{ source: { principals: ["cluster.local/ns/a/sa/b", "*/sa/c", "cluster.local/ns/d/*", "*"] } }],
+        from: [{
+          source: { principals: ["cluster.local/ns/a/sa/b", "*/sa/c", "cluster.local/ns/d/*", "*"] },
+        }],
       }],
     })], "http");
     expect(allow!.action).toBe("ALLOW");
@@ -89,8 +97,22 @@ describe("AuthorizationPolicy → RBAC", () => {
   test("buildRbac() turns namespaces, notPrincipals, ipBlocks, paths, methods and when conditions into Envoy rules", () => {
     const [allow] = buildRbac([resource("p", {
       rules: [{
-        from: [{ source: { namespaces: ["foo"], notPrincipals: ["cluster.local/ns/foo/sa/bad"], ipBlocks: ["10.0.0.0/8"], remoteIpBlocks: ["1.2.3.4"] } }],
-        to: [{ operation: { methods: ["GET"], paths: ["/api/*", "*.js", "/exact"], ports: ["80"], hosts: ["Example.com"] } }],
+        from: [{
+          source: {
+            namespaces: ["foo"],
+            notPrincipals: ["cluster.local/ns/foo/sa/bad"],
+            ipBlocks: ["10.0.0.0/8"],
+            remoteIpBlocks: ["1.2.3.4"],
+          },
+        }],
+        to: [{
+          operation: {
+            methods: ["GET"],
+            paths: ["/api/*", "*.js", "/exact"],
+            ports: ["80"],
+            hosts: ["Example.com"],
+          },
+        }],
         when: [
           { key: "request.headers[X-Team]", values: ["blue"] },
           { key: "source.namespace", notValues: ["evil"] },
@@ -131,7 +153,11 @@ describe("AuthorizationPolicy → RBAC", () => {
             {
               andIds: {
                 ids: [
-                  { notId: { authenticated: { principalName: { exact: "spiffe://cluster.local/ns/foo/sa/bad" } } } },
+                  {
+                    notId: {
+                      authenticated: { principalName: { exact: "spiffe://cluster.local/ns/foo/sa/bad" } },
+                    },
+                  },
                   { authenticated: { principalName: { safeRegex: { regex: ".*/ns/foo/.*" } } } },
                   { directRemoteIp: { addressPrefix: "10.0.0.0", prefixLen: 8 } },
                   { remoteIp: { addressPrefix: "1.2.3.4", prefixLen: 32 } },
@@ -153,7 +179,11 @@ describe("AuthorizationPolicy → RBAC", () => {
       resource("audit", { action: "AUDIT", rules: [{}] }),
       resource("custom", { action: "CUSTOM", provider: { name: "ext" }, rules: [{}] }),
     ], "http");
-    expect(configs.map((c) => [c.action, json(c.rules).action ?? "ALLOW", Object.keys(json(c.rules).policies ?? {})])).toEqual([
+    expect(
+      configs.map((
+        c,
+      ) => [c.action, json(c.rules).action ?? "ALLOW", Object.keys(json(c.rules).policies ?? {})]),
+    ).toEqual([
       ["AUDIT", "LOG", ["ns[app]-policy[audit]-rule[0]"]],
       ["DENY", "DENY", ["ns[app]-policy[deny]-rule[0]"]],
       ["ALLOW", "ALLOW", ["ns[app]-policy[allow]-rule[0]"]],
@@ -161,15 +191,23 @@ describe("AuthorizationPolicy → RBAC", () => {
   });
 
   test("buildRbac(): an ALLOW policy without rules denies everything; a DENY one does nothing", () => {
-    const configs = buildRbac([resource("allow-nothing", {}), resource("deny-nothing", { action: "DENY" })], "http");
+    const configs = buildRbac(
+      [resource("allow-nothing", {}), resource("deny-nothing", { action: "DENY" })],
+      "http",
+    );
     expect(configs.map((c) => c.action)).toEqual(["ALLOW"]);
     expect(configs[0]!.rules.policies).toEqual({});
   });
 
   test("buildRbac() on TCP fails closed: HTTP-only ALLOW rules match nothing, DENY rules drop the HTTP field", () => {
     const configs = buildRbac([
-      resource("allow", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }, { to: [{ operation: { ports: ["9000"] } }] }] }),
-      resource("deny", { action: "DENY", rules: [{ from: [{ source: { namespaces: ["x"] } }], to: [{ operation: { paths: ["/a"] } }] }] }),
+      resource("allow", {
+        rules: [{ to: [{ operation: { methods: ["GET"] } }] }, { to: [{ operation: { ports: ["9000"] } }] }],
+      }),
+      resource("deny", {
+        action: "DENY",
+        rules: [{ from: [{ source: { namespaces: ["x"] } }], to: [{ operation: { paths: ["/a"] } }] }],
+      }),
     ], "tcp");
     const deny = json(configs[0]!.rules).policies!;
     expect(deny).toEqual({
@@ -185,8 +223,16 @@ describe("AuthorizationPolicy → RBAC", () => {
 describe("AuthorizationPolicy on inbound chains", () => {
   const push = pushFrom(
     SERVICES,
-    policy("web-allow", "app", "  selector: { matchLabels: { app: web } }\n  rules: [{ from: [{ source: { principals: [cluster.local/ns/app/sa/client] } }] }]"),
-    policy("mesh-deny", "istio-system", "  action: DENY\n  rules: [{ to: [{ operation: { paths: [/debug] } }] }]"),
+    policy(
+      "web-allow",
+      "app",
+      "  selector: { matchLabels: { app: web } }\n  rules: [{ from: [{ source: { principals: [cluster.local/ns/app/sa/client] } }] }]",
+    ),
+    policy(
+      "mesh-deny",
+      "istio-system",
+      "  action: DENY\n  rules: [{ to: [{ operation: { paths: [/debug] } }] }]",
+    ),
     policy("other", "app", "  selector: { matchLabels: { app: other } }\n  rules: [{}]"),
   );
 
@@ -214,10 +260,14 @@ describe("AuthorizationPolicy on inbound chains", () => {
       "envoy.filters.network.tcp_proxy",
     ]);
     const f = chain.filters[1]!;
-    const rbac = f.configType.case === "typedConfig" ? anyUnpack(f.configType.value, NetworkRbacSchema)! : undefined;
+    const rbac = f.configType.case === "typedConfig"
+      ? anyUnpack(f.configType.value, NetworkRbacSchema)!
+      : undefined;
     expect(rbac!.statPrefix).toBe("tcp.");
     expect(Object.keys(rbac!.rules!.policies)).toEqual(["ns[app]-policy[web-allow]-rule[0]"]);
-    const outbound = buildListeners(push, sidecar("10.9.9.9", "app", { app: "web" })).find((l) => l.name === "0.0.0.0_80")!;
+    const outbound = buildListeners(push, sidecar("10.9.9.9", "app", { app: "web" })).find((l) =>
+      l.name === "0.0.0.0_80"
+    )!;
     expect(httpFilterNames(outbound.filterChains[0]!.filters[0]!)).not.toContain("envoy.filters.http.rbac");
   });
 

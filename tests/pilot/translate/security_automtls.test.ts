@@ -18,10 +18,16 @@ spec:
 ${extra}`;
 
 const SERVICES = [
-  entry("mesh", "[{ address: 10.0.0.1, serviceAccount: mesh-sa, labels: { app: mesh } }, { address: 10.0.0.2, serviceAccount: other-sa, labels: { app: mesh } }]"),
+  entry(
+    "mesh",
+    "[{ address: 10.0.0.1, serviceAccount: mesh-sa, labels: { app: mesh } }, { address: 10.0.0.2, serviceAccount: other-sa, labels: { app: mesh } }]",
+  ),
   entry("plain", "[{ address: 10.0.1.1 }]"),
   entry("mixed", "[{ address: 10.0.2.1, serviceAccount: a }, { address: 10.0.2.2 }]"),
-  entry("optout", "[{ address: 10.0.3.1, serviceAccount: a, labels: { security.istio.io/tlsMode: disabled } }]"),
+  entry(
+    "optout",
+    "[{ address: 10.0.3.1, serviceAccount: a, labels: { security.istio.io/tlsMode: disabled } }]",
+  ),
   entry("legacy", "[{ address: 10.0.4.1, serviceAccount: legacy, labels: { app: legacy } }]"),
   `
 apiVersion: networking.istio.io/v1
@@ -66,41 +72,57 @@ describe("auto-mTLS", () => {
 
   test("plaintext for endpoints without identity, mixed clusters, tlsMode disabled and mesh-external services", () => {
     const clusters = buildClusters(pushFrom(...SERVICES), client);
-    for (const host of ["plain.app.svc.cluster.local", "mixed.app.svc.cluster.local", "optout.app.svc.cluster.local", "ext.example.com"]) {
+    for (
+      const host of [
+        "plain.app.svc.cluster.local",
+        "mixed.app.svc.cluster.local",
+        "optout.app.svc.cluster.local",
+        "ext.example.com",
+      ]
+    ) {
       expect(tlsOf(clusters, `outbound|80||${host}`)).toBeUndefined();
     }
   });
 
   test("a DISABLE PeerAuthentication at the destination turns auto-mTLS off", () => {
-    const push = pushFrom(...SERVICES, `
+    const push = pushFrom(
+      ...SERVICES,
+      `
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: { name: legacy, namespace: app }
 spec:
   selector: { matchLabels: { app: legacy } }
   mtls: { mode: DISABLE }
-`);
+`,
+    );
     const clusters = buildClusters(push, client);
     expect(tlsOf(clusters, "outbound|80||legacy.app.svc.cluster.local")).toBeUndefined();
     expect(tlsOf(clusters, "outbound|80||mesh.app.svc.cluster.local")).toBeDefined();
   });
 
   test("a DestinationRule tls setting wins, and enableAutoMtls: false turns the feature off", () => {
-    const dr = pushFrom(...SERVICES, `
+    const dr = pushFrom(
+      ...SERVICES,
+      `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: mesh, namespace: app }
 spec:
   host: mesh.app.svc.cluster.local
   trafficPolicy: { tls: { mode: DISABLE } }
-`);
+`,
+    );
     expect(tlsOf(buildClusters(dr, client), "outbound|80||mesh.app.svc.cluster.local")).toBeUndefined();
-    const off = pushFrom(...SERVICES, `
+    const off = pushFrom(
+      ...SERVICES,
+      `
 apiVersion: config.meshd.io/v1alpha1
 kind: MeshConfig
 metadata: { name: mesh, namespace: istio-system }
 spec: { enableAutoMtls: false }
-`);
+`,
+    );
     expect(tlsOf(buildClusters(off, client), "outbound|80||mesh.app.svc.cluster.local")).toBeUndefined();
   });
 

@@ -23,7 +23,7 @@ import type { Endpoint } from "../../model/service.ts";
 import { routerFilter } from "./filters.ts";
 import { SERVER_LISTENER_PREFIX, serverListenerName, splitHostPort } from "./names.ts";
 import { matchAll } from "./route_match.ts";
-import { serverTransportSocket } from "./tls.ts";
+import { serverRbacFilters, serverTransportSocket } from "./tls.ts";
 
 function serverListener(
   push: PushContext,
@@ -50,7 +50,7 @@ function serverListener(
         })],
       }),
     },
-    httpFilters: [routerFilter()],
+    httpFilters: [...serverRbacFilters(push, proxy), routerFilter()],
   });
   const transportSocket = serverTransportSocket(push, proxy, instance);
   return create(ListenerSchema, {
