@@ -107,11 +107,17 @@ export const pilotModule: ModuleDefinition = {
     });
     const registries: ServiceRegistry[] = [autoRegistry];
     let registryEpoch = 0;
+    /** Mixer runs in this process when `--modules` names it (commands without the flag: off). */
+    const features = {
+      mixer: ctx.settings.entries().some((e) => e.name === "modules") &&
+        ctx.settings.list("modules").includes("mixer"),
+    };
     const buildPush = () =>
       createPushContext({
         config: store.snapshot(),
         registries: registries.map((r) => r.state()),
         registryVersion: registries.length > 0 ? String(++registryEpoch) : undefined,
+        features,
       });
 
     const provider = createPilotProvider({

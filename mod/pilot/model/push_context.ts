@@ -32,11 +32,33 @@ export interface PolicyWorkload {
 /** The DNS suffix short host names are qualified with. */
 export const DNS_SUFFIX = "svc.cluster.local";
 
+/**
+ * Which optional parts of meshd run beside pilot and change what sidecars are given. Fixed for
+ * the life of the process, so not part of {@link PushContext.version}.
+ */
+export interface PilotFeatures {
+  /**
+   * Mixer runs: sidecars get ext_authz and rate-limit filters on inbound HTTP and a gRPC access
+   * log on inbound and outbound HTTP, all pointing at mixer (see mod/mixer/filter_settings.ts).
+   */
+  readonly mixer: boolean;
+  /**
+   * HOST:PORT of mixer, for information only: mixer shares meshd's gRPC port, which sidecars
+   * already reach through their bootstrap's `xds-grpc` cluster, so translation does not use it.
+   */
+  readonly mixerAddress?: string;
+}
+
+/** The features when none are given: everything optional off. */
+export const NO_FEATURES: PilotFeatures = { mixer: false };
+
 /** Everything translation reads. Immutable; cheap queries are memoised. */
 export interface PushContext {
   /** Changes whenever any input changes. */
   readonly version: string;
   readonly mesh: MeshConfig;
+  /** Optional parts of meshd that are running (default {@link NO_FEATURES}). */
+  readonly features: PilotFeatures;
   readonly config: ConfigSnapshot;
   /** Every service, sorted by host name then namespace. */
   readonly services: readonly Service[];
@@ -120,6 +142,8 @@ export interface PushContextInputs {
   readonly registries?: readonly RegistryState[];
   /** A version for the registries' part; combined with the config version. */
   readonly registryVersion?: string;
+  /** Optional parts of meshd that are running; default {@link NO_FEATURES} (mixer off). */
+  readonly features?: PilotFeatures;
 }
 
 /** Builds a PushContext. Pure: the same inputs give the same context. */
@@ -231,6 +255,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   return {
     version: `${config.version}${inputs.registryVersion ? `.${inputs.registryVersion}` : ""}`,
     mesh,
+    features: inputs.features ?? NO_FEATURES,
     config,
     services,
     visibleServices,

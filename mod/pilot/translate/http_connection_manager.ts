@@ -1,7 +1,8 @@
 /**
  * The HTTP connection manager network filter: codec detection, the route table (over RDS, or
  * inline for inbound ports), the HTTP filters, and the settings Istio uses (paths normalised,
- * slashes merged, websockets allowed, no stream idle timeout, tracing off).
+ * slashes merged, websockets allowed, no stream idle timeout, tracing off). When mixer runs,
+ * sidecars' connection managers (not gateways') also log to it over gRPC.
  *
  * @module
  */
@@ -16,7 +17,7 @@ import {
   HttpConnectionManagerSchema,
   RdsSchema,
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import { accessLogs } from "./access_log.ts";
+import { accessLogs, mixerAccessLogs } from "./access_log.ts";
 import { adsConfigSource, typedConfig, zeroDuration } from "./conversion.ts";
 import { buildHttpFilters, type HttpFilterContext } from "./http_filters.ts";
 
@@ -45,7 +46,10 @@ export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
     pathWithEscapedSlashesAction: HttpConnectionManager_PathWithEscapedSlashesAction.KEEP_UNCHANGED,
     upgradeConfigs: [{ upgradeType: "websocket" }],
     streamIdleTimeout: zeroDuration(),
-    accessLog: accessLogs(opts.push.mesh),
+    accessLog: [
+      ...accessLogs(opts.push.mesh),
+      ...(opts.direction === "gateway" ? [] : mixerAccessLogs(opts.push.mesh, opts.push.features)),
+    ],
   });
   hcm.routeSpecifier = "rds" in opts.routes
     ? {
