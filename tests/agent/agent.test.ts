@@ -1,5 +1,6 @@
 /**
- * The assembled agent (startAgent) against the fake CA, with real time and short lifetimes:
+ * The assembled agent (startAgent) against the real citadel CA (in-process), with real time and
+ * short lifetimes:
  * token bootstrap, files and modes, renewal over mutual TLS without the token, restart from the
  * data directory, SDS, readiness while the CA is down.
  */
@@ -24,7 +25,7 @@ import { systemClock } from "../../mod/shared/clock.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import { createMetricsRegistry } from "../../mod/shared/metrics.ts";
 import { eventually } from "../e2e/_meshd.ts";
-import { type FakeCa, startFakeCa } from "./_fake_ca.ts";
+import { type Citadel, startCitadel } from "./_citadel.ts";
 
 const ID = spiffeId("cluster.local", "vms", "app");
 const logs: Array<Record<string, unknown>> = [];
@@ -32,11 +33,11 @@ const logger = createLogger({
   format: "json",
   write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
 });
-let ca: FakeCa;
+let ca: Citadel;
 let dir: string;
 
 beforeAll(async () => {
-  ca = await startFakeCa();
+  ca = await startCitadel();
   dir = mkdtempSync(join(tmpdir(), "meshd-agent-run-"));
 });
 afterAll(async () => {
@@ -83,8 +84,7 @@ const serial = (path: string) => new X509Certificate(readFileSync(path)).serialN
 describe("the agent", () => {
   test("bootstraps with the token, writes the files, renews over mTLS after the token is gone", async () => {
     const cfg = config("renew");
-    const token = "token-renew";
-    ca.tokens.set(token, ID);
+    const token = ca.token("vms", "app");
     mkdirSync(join(dir, "renew"), { recursive: true });
     writeFileSync(cfg.tokenFile!, token + "\n");
     const before = ca.calls.length;
@@ -124,18 +124,18 @@ describe("the agent", () => {
   });
 
   test("a restart with the output directory wiped renews from the data directory over mTLS, without a token", async () => {
-    const cfg = config("restart", { certTtlMs: 60_000 });
+    // The restarted agents ask for 10 min: the CA backdates notBefore by a minute, and a
+    // certificate read back from disk is renewed at half of notBefore..notAfter, so a longer
+    // lifetime keeps the renewed one from being due when a3 starts.
+    const cfg = config("restart", { certTtlMs: 600_000 });
     mkdirSync(join(dir, "restart"), { recursive: true });
-    ca.tokens.set("token-restart", ID);
-    writeFileSync(cfg.tokenFile!, "token-restart");
-    // A short-lived first certificate (3 s; the fake CA backdates by 1 s).
-    ca.leafTtlMs = 3000;
-    const a1 = await start(cfg);
+    writeFileSync(cfg.tokenFile!, ca.token("vms", "app"));
+    // A short-lived first certificate: the first run asks the CA for 3 s.
+    const a1 = await start({ ...cfg, certTtlMs: 3000 });
     try {
       expect(await eventually(() => a1.ready(), 5000)).toBe(true);
     } finally {
       await a1.stop();
-      ca.leafTtlMs = undefined;
     }
     const stored = serial(join(cfg.dataDir, "cert-chain.pem"));
     rmSync(cfg.outputDir, { recursive: true });
@@ -148,7 +148,7 @@ describe("the agent", () => {
       expect(a2.ready()).toBe(true);
       expect(serial(join(cfg.outputDir, "cert-chain.pem"))).toBe(stored);
       expect(await eventually(() => ca.calls.length > mark, 3000)).toBe(true);
-      expect(ca.calls[mark]).toEqual({ via: "mtls", tls: true, ok: true, ttlSeconds: 60 });
+      expect(ca.calls[mark]).toEqual({ via: "mtls", tls: true, ok: true, ttlSeconds: 600 });
       expect(await eventually(() => serial(join(cfg.outputDir, "cert-chain.pem")) !== stored, 3000)).toBe(
         true,
       );
@@ -172,8 +172,7 @@ describe("the agent", () => {
   test("serves default and ROOTCA over SDS and pushes the renewed certificate", async () => {
     const cfg = config("sds", { certTtlMs: 3000 });
     mkdirSync(join(dir, "sds"), { recursive: true });
-    ca.tokens.set("token-sds", ID);
-    writeFileSync(cfg.tokenFile!, "token-sds");
+    writeFileSync(cfg.tokenFile!, ca.token("vms", "app"));
     const agent: Agent = await start(cfg);
     try {
       const client = createClient(
@@ -224,31 +223,32 @@ describe("the agent", () => {
     // 3 s: certificates carry whole seconds, so at least 2 s are left, renewed from 1 s on.
     const cfg = config("down", { certTtlMs: 3000 });
     mkdirSync(join(dir, "down"), { recursive: true });
-    ca.tokens.set("token-down", ID);
-    writeFileSync(cfg.tokenFile!, "token-down");
+    writeFileSync(cfg.tokenFile!, ca.token("vms", "app"));
     const agent = await start(cfg);
     try {
       expect(await eventually(() => agent.ready(), 5000)).toBe(true);
       const held = agent.certificate();
-      ca.down = true;
-      // Renewal fails from ~1 s on; the certificate expires 2–3 s after issuance.
       const issuedAt = Date.now();
+      // The CA goes away: its gRPC server is shut down, both ports refuse connections.
+      await ca.stop();
+      // Renewal fails from ~1 s on; the certificate expires 2–3 s after issuance.
       expect(await eventually(() => !agent.ready(), 5000)).toBe(true);
       expect(Date.now() - issuedAt).toBeGreaterThan(1500);
       expect(agent.certificate()).toBe(held);
       expect((await fetch(`http://${agent.adminAddr}/healthz/ready`)).status).toBe(503);
       expect(
         logs.some((l) =>
-          l.msg === "certificate request failed; retrying" && String(l.err).includes("fake CA is down")
+          l.msg === "certificate request failed; retrying" &&
+          String(l.err).includes(`CreateCertificate at ${ca.tlsAddr} (mutual TLS): unavailable`)
         ),
       )
         .toBe(true);
-      ca.down = false;
+      // A new server on the same ports from the same data directory.
+      await ca.restart();
       // Expired: the next attempt goes back to the token, which is still there.
       expect(await eventually(() => agent.ready(), 5000)).toBe(true);
       expect(ca.calls.at(-1)).toMatchObject({ via: "token", ok: true });
     } finally {
-      ca.down = false;
       await agent.stop();
     }
   });

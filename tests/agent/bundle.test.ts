@@ -5,9 +5,11 @@ import { join, resolve } from "node:path";
 import { agentUnit, vmCommand } from "../../mod/agent/bundle_command.ts";
 import { parseClusterEnv } from "../../mod/agent/settings.ts";
 import { tar, tarGz } from "../../mod/agent/tar.ts";
+import { initCa } from "../../mod/citadel/ca_store.ts";
 import { loadOrCreateTokenKey, verifyToken } from "../../mod/citadel/mod.ts";
 import { runCli } from "../../mod/cli/run.ts";
-import { startFakeCa } from "./_fake_ca.ts";
+import { systemClock } from "../../mod/shared/clock.ts";
+import { createLogger } from "../../mod/shared/logger.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 let dir: string;
@@ -29,11 +31,14 @@ async function vm(args: string[]) {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "meshd-agent-bundle-"));
   dataDir = join(dir, "data");
-  mkdirSync(join(dataDir, "ca"), { recursive: true, mode: 0o700 });
-  const ca = await startFakeCa();
-  rootPem = ca.rootPem;
-  await ca.close();
-  writeFileSync(join(dataDir, "ca", "root-cert.pem"), rootPem);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // The real CA store: a self-signed root in <data-dir>/ca, its bundle in ca/root-cert.pem.
+  const store = await initCa(
+    { dataDir, keyType: "ec-p256", clock: systemClock, logger: createLogger({ write: () => {} }) },
+    "example.org",
+  );
+  rootPem = store.current().trustBundle;
+  expect(readFileSync(join(dataDir, "ca", "root-cert.pem"), "utf8")).toBe(rootPem);
   writeFileSync(join(dataDir, "trust-domain"), "example.org\n");
   loadOrCreateTokenKey(dataDir);
 });

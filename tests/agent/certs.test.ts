@@ -6,15 +6,18 @@ import { join } from "node:path";
 import { createCertificate } from "../../mod/agent/ca_client.ts";
 import { bundleFromIssued, createCsr, spiffeId, splitPem } from "../../mod/agent/certs.ts";
 import { ensureDir, readBundle, writeBundle, writeFileAtomic } from "../../mod/agent/files.ts";
-import { type FakeCa, startFakeCa } from "./_fake_ca.ts";
+import { type Citadel, startCitadel } from "./_citadel.ts";
 
 const ID = spiffeId("cluster.local", "vms", "app");
-let ca: FakeCa;
+let ca: Citadel;
 let dir: string;
+/** A real bootstrap token for ID, signed with the CA's token key. */
+let tok: string;
 
 beforeAll(async () => {
-  ca = await startFakeCa();
-  ca.tokens.set("tok", ID);
+  // An intermediate from a --ca-dir under an offline root, so answers carry a chain.
+  ca = await startCitadel({ intermediate: true });
+  tok = ca.token("vms", "app");
   dir = mkdtempSync(join(tmpdir(), "meshd-agent-certs-"));
 });
 afterAll(async () => {
@@ -44,7 +47,7 @@ describe("createCertificate() and bundleFromIssued()", () => {
     const p = await createCsr(ID);
     const chain = await createCertificate({
       addr: ca.plainAddr,
-      token: "tok",
+      token: tok,
       csrPem: p.csrPem,
       ttlMs: 3_600_000,
       timeoutMs: 5000,
@@ -63,7 +66,7 @@ describe("createCertificate() and bundleFromIssued()", () => {
     const chain = await createCertificate({
       addr: ca.tlsAddr,
       tls: { ca: ca.rootPem },
-      token: "tok",
+      token: tok,
       csrPem: p.csrPem,
       ttlMs: 60_000,
       timeoutMs: 5000,
@@ -82,13 +85,13 @@ describe("createCertificate() and bundleFromIssued()", () => {
   });
 
   test("a server certificate that does not chain to the given roots is refused", async () => {
-    const other = await startFakeCa();
+    const other = await startCitadel();
     try {
       const p = await createCsr(ID);
       const err = await createCertificate({
         addr: ca.tlsAddr,
         tls: { ca: other.rootPem },
-        token: "tok",
+        token: tok,
         csrPem: p.csrPem,
         ttlMs: 60_000,
         timeoutMs: 5000,
@@ -106,7 +109,7 @@ describe("createCertificate() and bundleFromIssued()", () => {
       return await createCertificate({
         addr: ca.tlsAddr,
         tls: { ca: ca.rootPem, serverName },
-        token: "tok",
+        token: tok,
         csrPem: p.csrPem,
         ttlMs: 60_000,
         timeoutMs: 5000,
@@ -126,7 +129,7 @@ describe("createCertificate() and bundleFromIssued()", () => {
       timeoutMs: 5000,
     }).catch((e: Error) => e);
     expect((err as Error).message).toBe(
-      `CreateCertificate at ${ca.plainAddr} (token over plaintext): unauthenticated: bad or missing token`,
+      `CreateCertificate at ${ca.plainAddr} (token over plaintext): unauthenticated: token is not a compact JWS (three base64url parts)`,
     );
   });
 
@@ -134,7 +137,7 @@ describe("createCertificate() and bundleFromIssued()", () => {
     const p = await createCsr(ID);
     const chain = await createCertificate({
       addr: ca.plainAddr,
-      token: "tok",
+      token: tok,
       csrPem: p.csrPem,
       ttlMs: 60_000,
       timeoutMs: 5000,
@@ -149,24 +152,39 @@ describe("createCertificate() and bundleFromIssued()", () => {
     );
   });
 
+  test("a CSR for an identity other than the token's is refused by the CA", async () => {
+    const p = await createCsr(spiffeId("cluster.local", "vms", "other"));
+    const err = await createCertificate({
+      addr: ca.plainAddr,
+      token: tok,
+      csrPem: p.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    }).catch((e: Error) => e);
+    expect((err as Error).message).toBe(
+      `CreateCertificate at ${ca.plainAddr} (token over plaintext): permission_denied: ` +
+        `CSR asks for spiffe://cluster.local/ns/vms/sa/other but the caller is ${ID}`,
+    );
+    expect(ca.calls.at(-1)).toMatchObject({ via: "token", ok: false });
+  });
+
   test("without a root in the answer, the roots already trusted are kept; with none, it is an error", async () => {
-    ca.sendRoot = false;
-    try {
-      const p = await createCsr(ID);
-      const chain = await createCertificate({
-        addr: ca.plainAddr,
-        token: "tok",
-        csrPem: p.csrPem,
-        ttlMs: 60_000,
-        timeoutMs: 5000,
-      });
-      expect(chain.length).toBe(2);
-      expect(bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID, fallbackRootPem: ca.rootPem }).rootPem)
-        .toBe(ca.rootPem);
-      expect(() => bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID })).toThrow(/no trusted root/);
-    } finally {
-      ca.sendRoot = true;
-    }
+    const p = await createCsr(ID);
+    const answer = await createCertificate({
+      addr: ca.plainAddr,
+      token: tok,
+      csrPem: p.csrPem,
+      ttlMs: 60_000,
+      timeoutMs: 5000,
+    });
+    // The real CA always ends its answer with the trust bundle; an answer without it (as from
+    // a CA that sends only the chain) is that answer minus its last element.
+    expect(answer.length).toBe(3);
+    expect(answer.at(-1)).toBe(ca.rootPem);
+    const chain = answer.slice(0, -1);
+    expect(bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID, fallbackRootPem: ca.rootPem }).rootPem)
+      .toBe(ca.rootPem);
+    expect(() => bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID })).toThrow(/no trusted root/);
   });
 });
 
@@ -223,7 +241,7 @@ describe("files", () => {
     const b = bundleFromIssued(
       await createCertificate({
         addr: ca.plainAddr,
-        token: "tok",
+        token: tok,
         csrPem: p.csrPem,
         ttlMs: 60_000,
         timeoutMs: 5000,
@@ -238,7 +256,9 @@ describe("files", () => {
     expect(statSync(join(d, "key.pem")).mode & 0o777).toBe(0o600);
     expect(statSync(join(d, "cert-chain.pem")).mode & 0o777).toBe(0o644);
     expect(readBundle(d, ID)).toEqual(b);
-    expect(new X509Certificate(readFileSync(join(d, "root-cert.pem"))).subject).toContain("fake root");
+    expect(new X509Certificate(readFileSync(join(d, "root-cert.pem"))).subject).toContain(
+      "Example Offline Root",
+    );
     expect(() => readBundle(d, spiffeId("cluster.local", "other", "sa"))).toThrow(
       /cert-chain.pem: the certificate is for/,
     );
