@@ -302,11 +302,13 @@ function cpuSec(pid: number): number {
   }
 }
 
-/** CPU seconds all processes on the machine spent busy (/proc/stat). */
+/**
+ * CPU seconds all processes on the machine spent in user and system mode (/proc/stat). Interrupt
+ * and softirq time (loopback networking, charged to no process) and steal are left out.
+ */
 function machineBusySec(): number {
   const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal
-  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
+  return (f[0]! + f[1]! + f[2]!) / 100;
 }
 
 function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {

@@ -19,27 +19,12 @@ import {
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "#gen/grpc/health/v1/health_pb.ts";
+import type { ReadinessProbe } from "../galley/kinds/networking.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 
-/** A WorkloadGroup's readiness probe, in Istio's JSON field names. */
-export interface ProbeSpec {
-  readonly initialDelaySeconds?: number;
-  readonly timeoutSeconds?: number;
-  readonly periodSeconds?: number;
-  readonly successThreshold?: number;
-  readonly failureThreshold?: number;
-  readonly httpGet?: {
-    readonly path?: string;
-    readonly port: number;
-    readonly host?: string;
-    readonly scheme?: string;
-    readonly httpHeaders?: readonly { readonly name?: string; readonly value?: string }[];
-  };
-  readonly tcpSocket?: { readonly host?: string; readonly port: number };
-  readonly exec?: { readonly command: readonly string[] };
-  readonly grpc?: { readonly port?: number; readonly service?: string };
-}
+/** A WorkloadGroup's readiness probe, in Istio's JSON field names (galley's model). */
+export type ProbeSpec = ReadinessProbe;
 
 /** The outcome of one probe, or of the checker's state. */
 export type ProbeResult = { readonly healthy: true } | { readonly healthy: false; readonly message: string };
