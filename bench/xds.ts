@@ -582,10 +582,19 @@ function spawnClients(total: number, procs: number, cmd: string[], perConn: numb
       return t;
     },
     cpuSec: () => children.reduce((s, c) => s + cpuSec(c.proc.pid), 0),
-    all: (ev, timeoutMs, id) =>
-      Promise.all(
-        children.map((c) => c.take((e) => e.ev === ev && (id === undefined || e.id === id), timeoutMs, ev)),
-      ),
+    async all(ev, timeoutMs, id) {
+      const want = (e: Event) => e.ev === ev && (id === undefined || e.id === id);
+      try {
+        return await Promise.all(children.map((c) => c.take(want, timeoutMs, ev)));
+      } catch (err) {
+        // Say how far each load generator got: streams opened, with full config, closed, errors.
+        const status = await Promise.all(children.map(async (c) => {
+          c.send({ cmd: "status" });
+          return await c.take((e) => e.ev === "status", 2000, "status").catch(() => ({ ev: "no status" }));
+        }));
+        throw new Error(`${(err as Error).message}; load generators: ${JSON.stringify(status)}`);
+      }
+    },
     stop: () => Promise.all(children.map((c) => c.stop())).then(() => {}),
   };
 }

@@ -139,6 +139,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         certDir: cfg.outputDir,
         sdsSocket: cfg.sdsSocket,
         discoveryServerName: cfg.serverName,
+        certTtlMs: cfg.certTtlMs,
       });
       log.info("bootstraps written", paths);
     } else {

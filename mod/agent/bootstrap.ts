@@ -65,8 +65,18 @@ export const XDS_CLUSTER = "xds-grpc";
 export const SDS_CLUSTER = "sds-grpc";
 /** Envoy's admin address (Istio's). */
 export const ENVOY_ADMIN_ADDR = "127.0.0.1:15000";
-/** How often gRPC's file_watcher re-reads the certificate files. */
+/** How often gRPC's file_watcher re-reads the certificate files, at most. */
 export const CERT_REFRESH_INTERVAL = "60s";
+
+/**
+ * The file_watcher refresh interval for certificates living `certTtlMs`: a tenth of the
+ * lifetime (so a renewed certificate is picked up long before the old one expires), between 1 s
+ * and CERT_REFRESH_INTERVAL.
+ */
+export function certRefreshInterval(certTtlMs: number | undefined): string {
+  if (certTtlMs === undefined) return CERT_REFRESH_INTERVAL;
+  return `${Math.max(1, Math.min(60, Math.floor(certTtlMs / 10_000)))}s`;
+}
 /** Istio's name template for proxyless gRPC server listeners. */
 export const SERVER_LISTENER_TEMPLATE = "xds.istio.io/grpc/lds/inbound/%s";
 
@@ -87,6 +97,8 @@ export interface BootstrapOptions {
   readonly discoveryServerName?: string;
   /** Envoy's admin address (default 127.0.0.1:15000). */
   readonly envoyAdminAddr?: string;
+  /** Lifetime of the workload certificates; decides how often gRPC re-reads them. */
+  readonly certTtlMs?: number;
 }
 
 /** The registry for the Any types the Envoy bootstrap packs, for JSON. */
@@ -244,7 +256,7 @@ export function buildGrpcBootstrap(o: BootstrapOptions): JsonObject {
     certificate_file: join(o.certDir, CERT_CHAIN_FILE),
     private_key_file: join(o.certDir, KEY_FILE),
     ca_certificate_file: join(o.certDir, ROOT_CERT_FILE),
-    refresh_interval: CERT_REFRESH_INTERVAL,
+    refresh_interval: certRefreshInterval(o.certTtlMs),
   };
   return {
     xds_servers: [{

@@ -88,11 +88,21 @@ export interface CaStore {
   /** The material in force. */
   current(): CaMaterial;
   /**
-   * Makes a new root that signs from now on; the previous roots stay trusted. Self-signed mode
-   * only (a `--ca-dir` CA is rotated by replacing its files). Persists before it resolves.
+   * Phase 1 of a rotation: makes a new root and adds it to the trust bundle, while the current
+   * root keeps signing, so every workload learns to trust the new root at its next renewal
+   * before any leaf of it exists. Self-signed mode only (a `--ca-dir` CA is rotated by
+   * replacing its files). Persists before it resolves.
    */
   rotate(trustDomain: string): Promise<CaMaterial>;
-  /** Stops trusting every root but the signing one, and deletes their keys. Self-signed only. */
+  /**
+   * Phase 2: the newest trusted root becomes the signing root (leaves are re-issued under it
+   * as workloads renew); the previous one stays trusted. Throws when no root was prepared.
+   */
+  activate(): CaMaterial;
+  /**
+   * Phase 3: stops trusting every root but the signing one, and deletes their keys. Throws while
+   * a prepared root is not yet active. Self-signed only.
+   */
   retire(): CaMaterial;
 }
 
@@ -432,10 +442,21 @@ function selfSignedStore(opts: CaStoreOptions, initial: CaMaterial, initialState
       ensurePrivateDir(rootDir);
       writeFileAtomic(join(rootDir, "ca-key.pem"), made.keyPem, 0o600);
       writeFileAtomic(join(rootDir, "ca-cert.pem"), made.certPem, 0o644);
-      commit({ signing: id, trusted: [id, ...state.trusted] });
+      commit({ signing: state.signing, trusted: [id, ...state.trusted] });
+      return current;
+    },
+    activate() {
+      const newest = state.trusted[0]!;
+      if (newest === state.signing) throw new Error("no new root is prepared; rotate first");
+      commit({ signing: newest, trusted: state.trusted });
       return current;
     },
     retire() {
+      if (state.trusted[0] !== state.signing) {
+        throw new Error(
+          "a new root is prepared but not signing yet; activate it before retiring the old one",
+        );
+      }
       const old = state.trusted.filter((id) => id !== state.signing);
       if (old.length === 0) throw new Error("only the signing root is trusted; there is nothing to retire");
       commit({ signing: state.signing, trusted: [state.signing] });
@@ -450,6 +471,9 @@ function byoStore(m: CaMaterial): CaStore {
   return {
     current: () => m,
     rotate: () => Promise.reject(new Error(why)),
+    activate() {
+      throw new Error(why);
+    },
     retire() {
       throw new Error(why);
     },

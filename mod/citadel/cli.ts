@@ -94,6 +94,7 @@ export const tokenCommand: Command = {
 const CA_ACTIONS: Record<string, { method: string; path: string }> = {
   status: { method: "GET", path: "/debug/ca" },
   rotate: { method: "POST", path: "/debug/ca/rotate" },
+  activate: { method: "POST", path: "/debug/ca/activate" },
   "retire-root": { method: "POST", path: "/debug/ca/retire" },
 };
 
@@ -101,10 +102,11 @@ const CA_ACTIONS: Record<string, { method: string; path: string }> = {
 export const caCommand: Command = {
   name: "ca",
   summary: "show the CA's roots, rotate to a new root, or retire the old one (on a running meshd)",
-  usage: "meshd ca status|rotate|retire-root [--admin-addr HOST:PORT]",
+  usage: "meshd ca status|rotate|activate|retire-root [--admin-addr HOST:PORT]",
   description:
-    "Talks to the daemon's admin server (127.0.0.1 only by default). rotate makes a new signing root and keeps " +
-    "the old one in the trust bundle; once every workload has renewed, retire-root drops the old roots. " +
+    "Talks to the daemon's admin server (127.0.0.1 only by default). rotate adds a new root to the trust " +
+    "bundle while the old one keeps signing; once every workload has renewed, activate makes the new root sign; " +
+    "once every leaf has been re-issued, retire-root drops the old roots. " +
     "A --ca-dir CA is rotated by replacing its files instead. Exit status 1 when the daemon refuses.",
   settings: () => [
     {
@@ -114,7 +116,7 @@ export const caCommand: Command = {
       help: "admin address of the daemon",
     },
   ],
-  args: { min: 1, max: 1, name: "status|rotate|retire-root" },
+  args: { min: 1, max: 1, name: "status|rotate|activate|retire-root" },
   async run(inv) {
     const action = CA_ACTIONS[inv.args[0]!];
     if (!action) throw new UsageError(`meshd ca: unknown subcommand ${inv.args[0]}; usage: ${this.usage}`);

@@ -3,15 +3,18 @@
  * serves `istio.v1.auth.IstioCertificateService` on the shared gRPC server (15010 with a
  * bootstrap token; 15012 over TLS with a meshd-issued server certificate, where a workload
  * renews with its current certificate), offers the {@link CA} link, and rotates roots through
- * the admin server: `POST /debug/ca/rotate` and `POST /debug/ca/retire` (or `meshd ca`).
+ * the admin server: `POST /debug/ca/rotate`, `/debug/ca/activate` and `/debug/ca/retire` (or
+ * `meshd ca`).
  *
- * Root rotation, self-signed mode: `rotate` makes a new root that signs every leaf from then on;
- * the old root stays in the trust bundle (the last element of every answer's cert_chain, and
- * the `ca` of the TLS listener), so leaves of either root verify everywhere. The TLS listener's
- * own certificate stays signed by the old root until `retire`, so agents that still trust only
- * the old root can reach 15012 to renew. Once every leaf has been re-issued, `retire` drops the
- * old roots (and their keys): the bundle, the listener's trust and its certificate then carry
- * only the new root.
+ * Root rotation, self-signed mode, in three steps so that no mTLS call fails:
+ * 1. `rotate` makes a new root and adds it to the trust bundle (the last element of every
+ *    answer's cert_chain, and the `ca` of the TLS listener) while the old root keeps signing.
+ *    Every workload learns the new root at its next renewal, before any leaf of it exists.
+ * 2. Once every workload has renewed, `activate` makes the new root sign; leaves are re-issued
+ *    under it as workloads renew, and both roots verify everywhere meanwhile. The TLS listener's
+ *    own certificate stays signed by the old root until `retire`.
+ * 3. Once every leaf has been re-issued, `retire` drops the old roots (and their keys): the
+ *    bundle, the listener's trust and its certificate then carry only the new root.
  *
  * @module
  */
@@ -313,14 +316,18 @@ export const citadelModule: ModuleDefinition = {
       };
     };
     let changing = false;
-    const change = async (what: "rotate" | "retire", req: Request): Promise<Response> => {
+    const change = async (what: "rotate" | "activate" | "retire", req: Request): Promise<Response> => {
       if (req.method !== "POST") return Response.json({ error: `use POST to ${what}` }, { status: 405 });
       if (!store || !issuer) return Response.json({ error: "the CA has not started yet" }, { status: 503 });
       if (changing) return Response.json({ error: "a root change is in progress" }, { status: 409 });
       changing = true;
       try {
         const before = issuer.material;
-        const m = what === "rotate" ? await store.rotate(ca.trustDomain()) : store.retire();
+        const m = what === "rotate"
+          ? await store.rotate(ca.trustDomain())
+          : what === "activate"
+          ? store.activate()
+          : store.retire();
         install(m);
         try {
           refreshTls();
@@ -336,10 +343,17 @@ export const citadelModule: ModuleDefinition = {
             validUntil: new Date(Math.max(...oldLeaves)).toISOString(),
           });
         }
-        log.info(what === "rotate" ? "CA root rotated" : "old CA roots retired", {
-          signing: describeCert(m.signingCertPem).fingerprint,
-          roots: m.roots.length,
-        });
+        log.info(
+          what === "rotate"
+            ? "new CA root prepared (trusted, not signing yet)"
+            : what === "activate"
+            ? "new CA root activated (signing)"
+            : "old CA roots retired",
+          {
+            signing: describeCert(m.signingCertPem).fingerprint,
+            roots: m.roots.length,
+          },
+        );
         notify();
         return Response.json(status());
       } catch (err) {
@@ -357,8 +371,13 @@ export const citadelModule: ModuleDefinition = {
     });
     ctx.debug({
       path: "ca/rotate",
-      description: "POST: make a new signing root; the old roots stay trusted until ca/retire",
+      description: "POST: prepare a new root: trusted at once, signing only after ca/activate",
       handle: (req) => change("rotate", req),
+    });
+    ctx.debug({
+      path: "ca/activate",
+      description: "POST: the prepared root starts signing (once every workload trusts it)",
+      handle: (req) => change("activate", req),
     });
     ctx.debug({
       path: "ca/retire",

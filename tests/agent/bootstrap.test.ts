@@ -208,3 +208,12 @@ describe("gRPC bootstrap", () => {
     }]);
   });
 });
+
+test("certRefreshInterval() re-reads certificates at a tenth of their lifetime, between 1 s and 60 s", async () => {
+  const { certRefreshInterval } = await import("../../mod/agent/bootstrap.ts");
+  expect(certRefreshInterval(undefined)).toBe("60s");
+  expect(certRefreshInterval(24 * 3_600_000)).toBe("60s");
+  expect(certRefreshInterval(120_000)).toBe("12s");
+  expect(certRefreshInterval(20_000)).toBe("2s");
+  expect(certRefreshInterval(3_000)).toBe("1s");
+});

@@ -78,24 +78,32 @@ describe("self-signed CA in the data directory", () => {
     expect(readdirSync(join(data, "ca", "roots"))).toHaveLength(1);
   });
 
-  test("rotate() adds a signing root and keeps the old one trusted (and signing the TLS certificate); retire() drops it", async () => {
+  test("rotate() adds a trusted root that signs only after activate(); retire() then drops the old one", async () => {
     const data = dir();
     const store = await initCa(opts(data), "cluster.local");
     const first = store.current();
-    const rotated = await store.rotate("cluster.local");
-    expect(rotated.roots).toHaveLength(2);
-    expect(fp(rotated.roots[0]!)).toBe(fp(rotated.signingCertPem));
-    expect(fp(rotated.roots[1]!)).toBe(fp(first.signingCertPem));
-    expect(fp(rotated.signingCertPem)).not.toBe(fp(first.signingCertPem));
+    const prepared = await store.rotate("cluster.local");
+    expect(prepared.roots).toHaveLength(2);
+    // The old root keeps signing (and signing the TLS certificate); the new one is only trusted.
+    expect(fp(prepared.signingCertPem)).toBe(fp(first.signingCertPem));
+    expect(fp(prepared.roots[0]!)).toBe(fp(first.signingCertPem));
+    expect(Buffer.from(prepared.tlsIssuer.certDer)).toEqual(Buffer.from(first.signingCertDer));
+    expect(prepared.trustBundle).toBe(prepared.roots.join(""));
+    const newRoot = prepared.roots[1]!;
+    expect(() => store.retire()).toThrow(/activate it before retiring/);
+
+    const rotated = store.activate();
+    expect(fp(rotated.signingCertPem)).toBe(fp(newRoot));
+    expect(rotated.roots.map(fp)).toEqual([fp(newRoot), fp(first.signingCertPem)]);
     expect(Buffer.from(rotated.tlsIssuer.certDer)).toEqual(Buffer.from(first.signingCertDer));
-    expect(rotated.trustBundle).toBe(rotated.roots.join(""));
+    expect(() => store.activate()).toThrow(/rotate first/);
     // Persisted: a restart sees the same state.
     const reloaded = loadCa(opts(data))!.current();
     expect(reloaded.roots.map(fp)).toEqual(rotated.roots.map(fp));
     expect(reloaded.rootFingerprints).toEqual(rotated.rootFingerprints);
 
     const retired = store.retire();
-    expect(retired.roots.map(fp)).toEqual([fp(rotated.signingCertPem)]);
+    expect(retired.roots.map(fp)).toEqual([fp(newRoot)]);
     expect(Buffer.from(retired.tlsIssuer.certDer)).toEqual(Buffer.from(retired.signingCertDer));
     expect(readdirSync(join(data, "ca", "roots"))).toHaveLength(1);
     expect(loadCa(opts(data))!.current().roots).toHaveLength(1);

@@ -364,6 +364,16 @@ describe("citadel (process): issuance, renewal, hostile requests, rotation", () 
     expect(rotated.code).toBe(0);
     expect(JSON.parse(rotated.stdout).roots).toHaveLength(2);
 
+    // Prepared: leaves are still signed by the old root, and the bundle already carries both.
+    const prepared = await plain.createCertificate({ csr: csrFor(WEB).csr }, bearer(tok()));
+    expect(pemCount(prepared.certChain[1]!)).toBe(2);
+    expect(new X509Certificate(prepared.certChain[0]!).verify(new X509Certificate(oldRoot).publicKey)).toBe(
+      true,
+    );
+
+    const activated = await meshdCli(["ca", "activate", `--admin-addr=${meshd.adminAddr}`]);
+    expect(activated.code).toBe(0);
+
     const during = await plain.createCertificate({ csr: csrFor(WEB).csr }, bearer(tok()));
     expect(during.certChain).toHaveLength(2);
     const bundle = during.certChain[1]!;

@@ -136,7 +136,7 @@ describe("citadel module", () => {
     expect(new X509Certificate(ca.trustBundle()).subject).toBe("O=flag.example");
   });
 
-  test("POST /debug/ca/rotate and /debug/ca/retire change the bundle the link reports and tell listeners", async () => {
+  test("POST /debug/ca/rotate, /activate and /retire change the bundle the link reports and tell listeners", async () => {
     const { daemon, ca } = await start([]);
     await waitFor(() => daemon.ready());
     const base = `http://${daemon.adminAddr}/debug/ca`;
@@ -144,18 +144,29 @@ describe("citadel module", () => {
     ca.onChange(() => changes++);
     expect((await fetch(`${base}/rotate`)).status).toBe(405);
     const before = ca.trustBundle();
-    const rotated = await (await fetch(`${base}/rotate`, { method: "POST" })).json() as {
+    const prepared = await (await fetch(`${base}/rotate`, { method: "POST" })).json() as {
       roots: Array<{ signing: boolean; fingerprint: string }>;
     };
-    expect(rotated.roots.map((r) => r.signing)).toEqual([true, false]);
-    expect(ca.trustBundle().endsWith(before)).toBe(true);
+    // The old root keeps signing; the new one is trusted.
+    expect(prepared.roots.map((r) => r.signing)).toEqual([true, false]);
+    expect(ca.trustBundle().startsWith(before)).toBe(true);
     expect(ca.trustBundle().length).toBeGreaterThan(before.length);
     expect(changes).toBe(1);
+    const early = await fetch(`${base}/retire`, { method: "POST" });
+    expect(early.status).toBe(409);
+    expect(((await early.json()) as { error: string }).error).toContain("activate it before retiring");
+    const activated = await (await fetch(`${base}/activate`, { method: "POST" })).json() as {
+      roots: Array<{ signing: boolean; fingerprint: string }>;
+    };
+    expect(activated.roots.map((r) => r.signing)).toEqual([true, false]);
+    expect(activated.roots[0]!.fingerprint).toBe(prepared.roots[1]!.fingerprint);
+    expect(ca.trustBundle().endsWith(before)).toBe(true);
+    expect(changes).toBe(2);
     const status = await (await fetch(base)).json() as { mode: string; roots: unknown[] };
     expect(status).toMatchObject({ mode: "self-signed", roots: [{}, {}] });
     expect((await fetch(`${base}/retire`, { method: "POST" })).status).toBe(200);
     expect(ca.trustBundle()).not.toContain(before.split("\n")[1]!);
-    expect(changes).toBe(2);
+    expect(changes).toBe(3);
     const again = await fetch(`${base}/retire`, { method: "POST" });
     expect(again.status).toBe(409);
     expect(((await again.json()) as { error: string }).error).toContain("nothing to retire");
