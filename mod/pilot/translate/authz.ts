@@ -13,10 +13,20 @@
  * - Principals are matched against the peer certificate's URI SAN with the `spiffe://`
  *   prefix; `*` alone means "any authenticated peer", `*x` a suffix, `x*` a prefix.
  *   Namespaces match the principal with the regex `.*\/ns/NS/.*`.
+ * - Request principals and `request.auth.*` conditions are matched, as Istio does, against the
+ *   dynamic metadata the JWT filter (jwt.ts) writes: namespace `envoy.filters.http.jwt_authn`,
+ *   key = the issuer, value = the verified payload. A request principal `ISS/SUB` becomes a
+ *   match of `sub` under the key `ISS` (for each configured issuer the value can name; `*`
+ *   means "some payload has a `sub`"); `request.auth.audiences` matches `aud`,
+ *   `request.auth.presenter` `azp`, `request.auth.claims[a][b]` the path `a`, `b`, each as a
+ *   string or as one element of a list. This needs the issuers the JWT filter is configured
+ *   with ({@link buildRbac}'s `jwtIssuers`); a value no configured issuer can produce matches
+ *   nothing.
  * - Fields a chain cannot evaluate (HTTP fields on TCP chains; request principals and
- *   `request.auth.*` conditions, which need JWT authentication that this translation does not
- *   configure) fail closed: an ALLOW rule using one is dropped (it matches nothing), while for a
- *   DENY or AUDIT rule the field is left out (the rule matches more).
+ *   `request.auth.*` conditions where no JWT filter runs: no RequestAuthentication applies, TCP
+ *   chains, gateways, proxyless gRPC) fail closed: an ALLOW rule using one is dropped (it
+ *   matches nothing), while for a DENY or AUDIT rule the field is left out (the rule matches
+ *   more).
  * - CUSTOM policies delegate to an external authorizer (ext_authz) named by
  *   `provider.name` in MeshConfig extensionProviders, which meshd's MeshConfig does not model;
  *   they are skipped here and generate nothing.
@@ -37,6 +47,8 @@ import {
   RBACSchema,
 } from "#gen/envoy/config/rbac/v3/rbac_pb.ts";
 import { type StringMatcher, StringMatcherSchema } from "#gen/envoy/type/matcher/v3/string_pb.ts";
+import { MetadataMatcherSchema } from "#gen/envoy/type/matcher/v3/metadata_pb.ts";
+import { type ValueMatcher, ValueMatcherSchema } from "#gen/envoy/type/matcher/v3/value_pb.ts";
 import { type Filter, FilterSchema } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
 import {
   type HttpFilter,
@@ -54,6 +66,7 @@ import type {
 } from "../../galley/kinds/security.ts";
 import type { Resource } from "../../galley/resource.ts";
 import { cidrRange, typedConfig } from "./conversion.ts";
+import { JWT_FILTER } from "./jwt.ts";
 
 /** The HTTP filter name of RBAC. */
 export const HTTP_RBAC_FILTER = "envoy.filters.http.rbac";
@@ -148,6 +161,89 @@ function headerId(name: string, v: string): Principal {
   return create(PrincipalSchema, { identifier: { case: "header", value: headerMatcher(name, v) } });
 }
 
+/** A match on the JWT payload of `issuer` at `path` (a claim and nested keys). */
+function jwtMetadataId(issuer: string, path: readonly string[], value: ValueMatcher): Principal {
+  return create(PrincipalSchema, {
+    identifier: {
+      case: "metadata",
+      value: create(MetadataMatcherSchema, {
+        filter: JWT_FILTER,
+        path: [issuer, ...path].map((key) => ({ segment: { case: "key" as const, value: key } })),
+        value,
+      }),
+    },
+  });
+}
+
+function presentValue(): ValueMatcher {
+  return create(ValueMatcherSchema, { matchPattern: { case: "presentMatch", value: true } });
+}
+
+function stringValue(m: StringMatcher): ValueMatcher {
+  return create(ValueMatcherSchema, { matchPattern: { case: "stringMatch", value: m } });
+}
+
+/** A claim that is either the string or a list with the string among its elements. */
+function claimValue(m: StringMatcher): ValueMatcher {
+  return create(ValueMatcherSchema, {
+    matchPattern: {
+      case: "orMatch",
+      value: {
+        valueMatchers: [
+          stringValue(m),
+          create(ValueMatcherSchema, {
+            matchPattern: {
+              case: "listMatch",
+              value: { matchPattern: { case: "oneOf", value: stringValue(m) } },
+            },
+          }),
+        ],
+      },
+    },
+  });
+}
+
+/** Matches nothing: used for a value no configured issuer can produce. */
+function noId(): Principal {
+  return create(PrincipalSchema, { identifier: { case: "notId", value: anyId() } });
+}
+
+/**
+ * A request principal (`ISS/SUB`, with Istio's `*`, `x*`, `*x`) as matches of `sub` in the
+ * payload of each of `issuers` that the value can name.
+ */
+function requestPrincipalId(v: string, issuers: readonly string[]): Principal {
+  const alts: Principal[] = [];
+  for (const iss of issuers) {
+    const full = `${iss}/`;
+    let value: ValueMatcher | undefined;
+    if (v === "*") value = presentValue();
+    else if (v.endsWith("*")) {
+      const p = v.slice(0, -1);
+      if (full.startsWith(p)) value = presentValue();
+      else if (p.startsWith(full)) {
+        value = stringValue(matcher({ case: "prefix", value: p.slice(full.length) }));
+      }
+    } else if (v.startsWith("*")) {
+      const x = v.slice(1);
+      const slash = x.lastIndexOf("/");
+      if (slash < 0) value = stringValue(matcher({ case: "suffix", value: x }));
+      else if (full.endsWith(x.slice(0, slash + 1))) {
+        value = stringValue(matcher({ case: "exact", value: x.slice(slash + 1) }));
+      }
+    } else if (v.startsWith(full)) {
+      value = stringValue(matcher({ case: "exact", value: v.slice(full.length) }));
+    }
+    if (value) alts.push(jwtMetadataId(iss, ["sub"], value));
+  }
+  return alts.length === 0 ? noId() : orIds(alts);
+}
+
+/** A `request.auth.*` claim (path below the payload) matching `v` for any of `issuers`. */
+function claimId(path: readonly string[], v: string, issuers: readonly string[]): Principal {
+  return orIds(issuers.map((iss) => jwtMetadataId(iss, path, claimValue(wildcardMatcher(v)))));
+}
+
 function orIds(ids: Principal[]): Principal {
   return ids.length === 1
     ? ids[0]!
@@ -231,6 +327,13 @@ interface RuleCtx {
   readonly flavor: RbacFlavor;
   /** True for ALLOW: an unsupported field drops the whole rule. False: the field is left out. */
   readonly strict: boolean;
+  /** Issuers the JWT filter puts payloads in metadata for; none: request.auth.* is unsupported. */
+  readonly jwtIssuers: readonly string[];
+}
+
+/** Whether request principals and `request.auth.*` can be evaluated. */
+function hasJwt(ctx: RuleCtx): boolean {
+  return ctx.flavor === "http" && ctx.jwtIssuers.length > 0;
 }
 
 function guard<T>(ctx: RuleCtx, what: string, ok: boolean, build: () => T[]): T[] {
@@ -246,7 +349,19 @@ function sourceIds(src: Source, ctx: RuleCtx): Principal[] {
   return [
     ...field(src.principals, src.notPrincipals, principalId, orIds, notId),
     ...field(src.serviceAccounts, src.notServiceAccounts, serviceAccountId, orIds, notId),
-    ...guard(ctx, "requestPrincipals", !hasRequestPrincipals, () => []),
+    ...guard(
+      ctx,
+      "requestPrincipals",
+      !hasRequestPrincipals || hasJwt(ctx),
+      () =>
+        field(
+          src.requestPrincipals,
+          src.notRequestPrincipals,
+          (v) => requestPrincipalId(v, ctx.jwtIssuers),
+          orIds,
+          notId,
+        ),
+    ),
     ...field(src.namespaces, src.notNamespaces, namespaceId, orIds, notId),
     ...field(src.ipBlocks, src.notIpBlocks, directIpId, orIds, notId),
     ...field(src.remoteIpBlocks, src.notRemoteIpBlocks, remoteIpId, orIds, notId),
@@ -295,6 +410,23 @@ function condition(c: Condition, ctx: RuleCtx): { ids: Principal[]; rules: Permi
     const name = header[1]!.toLowerCase();
     return {
       ids: guard(ctx, key, http, () => field(c.values, c.notValues, (v) => headerId(name, v), orIds, notId)),
+      rules: [],
+    };
+  }
+  const claims = /^request\.auth\.claims((?:\[[^\[\]]+\])+)$/.exec(key);
+  const jwtPath = claims
+    ? [...claims[1]!.matchAll(/\[([^\[\]]+)\]/g)].map((m) => m[1]!)
+    : key === "request.auth.audiences"
+    ? ["aud"]
+    : key === "request.auth.presenter"
+    ? ["azp"]
+    : undefined;
+  if (jwtPath || key === "request.auth.principal") {
+    const one = jwtPath
+      ? (v: string) => claimId(jwtPath, v, ctx.jwtIssuers)
+      : (v: string) => requestPrincipalId(v, ctx.jwtIssuers);
+    return {
+      ids: guard(ctx, key, hasJwt(ctx), () => field(c.values, c.notValues, one, orIds, notId)),
       rules: [],
     };
   }
@@ -367,11 +499,14 @@ export function rbacPolicyName(namespace: string, name: string, rule: number): s
 /**
  * The RBAC configs for `policies` (those selecting one workload), in evaluation order AUDIT,
  * DENY, ALLOW; an action no policy uses has no config. CUSTOM policies are skipped (see the
- * module notes). `flavor` says whether HTTP attributes can be evaluated.
+ * module notes). `flavor` says whether HTTP attributes can be evaluated; `jwtIssuers` are the
+ * issuers of the JWT filter running before RBAC (none: request principals and `request.auth.*`
+ * cannot be evaluated and fail closed).
  */
 export function buildRbac(
   policies: readonly Resource<AuthorizationPolicySpec>[],
   flavor: RbacFlavor,
+  jwtIssuers: readonly string[] = [],
 ): RbacConfig[] {
   const out: RbacConfig[] = [];
   for (const action of ["AUDIT", "DENY", "ALLOW"] as const) {
@@ -380,7 +515,7 @@ export function buildRbac(
     const rbacPolicies: Record<string, Policy> = {};
     for (const p of selected) {
       (p.spec.rules ?? []).forEach((rule, i) => {
-        const policy = rulePolicy(rule, { flavor, strict: action === "ALLOW" });
+        const policy = rulePolicy(rule, { flavor, strict: action === "ALLOW", jwtIssuers });
         if (policy) rbacPolicies[rbacPolicyName(p.metadata.namespace, p.metadata.name, i)] = policy;
       });
     }

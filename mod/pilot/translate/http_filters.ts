@@ -29,6 +29,7 @@ import { durationFromString, typedConfig } from "./conversion.ts";
 import { buildRbac, rbacHttpFilters } from "./authz.ts";
 import { CORS_FILTER } from "./cors.ts";
 import { FAULT_FILTER } from "./fault.ts";
+import { jwtFilter, jwtIssuers } from "./jwt.ts";
 
 /** The HTTP filter name of external authorization (mixer's Check). */
 export const EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz";
@@ -59,9 +60,14 @@ export type HttpFilterConfigurer = (ctx: HttpFilterContext) => HttpFilter[];
  * proxy's workload; none where no policy applies and on outbound connection managers.
  */
 export const rbacFilter: HttpFilterConfigurer = (ctx) =>
-  ctx.direction === "outbound"
-    ? []
-    : rbacHttpFilters(buildRbac(ctx.push.authorizationPolicies(ctx.proxy), "http"));
+  ctx.direction === "outbound" ? [] : rbacHttpFilters(
+    buildRbac(
+      ctx.push.authorizationPolicies(ctx.proxy),
+      "http",
+      // Request principals and request.auth.* only where the JWT filter runs (sidecar inbound).
+      ctx.direction === "inbound" ? jwtIssuers(ctx.push, ctx.proxy) : [],
+    ),
+  );
 
 /** A gRPC service reached through the Envoy cluster `clusterName`. */
 function envoyGrpc(clusterName: string, timeoutMs?: number) {
@@ -153,8 +159,12 @@ export const routerFilter: HttpFilterConfigurer = () => [
   }),
 ];
 
-/** The configurers every connection manager runs, in filter order: RBAC, fault, CORS, router. */
+/**
+ * The configurers every connection manager runs, in filter order: JWT authentication, RBAC,
+ * fault, CORS, router. JWT comes first so RBAC can read the verified token's metadata.
+ */
 export const HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [
+  jwtFilter,
   rbacFilter,
   faultFilter,
   corsFilter,
@@ -162,10 +172,12 @@ export const HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [
 ];
 
 /**
- * The configurers when mixer runs: RBAC, mixer's ext_authz, mixer's rate limit, fault, CORS,
- * router. Security and quota come before fault injection, as in {@link HTTP_FILTER_CONFIGURERS}.
+ * The configurers when mixer runs: JWT authentication, RBAC, mixer's ext_authz, mixer's rate
+ * limit, fault, CORS, router. Security and quota come before fault injection, as in
+ * {@link HTTP_FILTER_CONFIGURERS}.
  */
 export const MIXER_HTTP_FILTER_CONFIGURERS: readonly HttpFilterConfigurer[] = [
+  jwtFilter,
   rbacFilter,
   mixerAuthzFilter,
   mixerRateLimitFilter,

@@ -14,6 +14,7 @@ import { FileAccessLogSchema } from "#gen/envoy/extensions/access_loggers/file/v
 import { HttpGrpcAccessLogConfigSchema } from "#gen/envoy/extensions/access_loggers/grpc/v3/als_pb.ts";
 import { CorsPolicySchema, CorsSchema } from "#gen/envoy/extensions/filters/http/cors/v3/cors_pb.ts";
 import { ExtAuthzSchema } from "#gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.ts";
+import { JwtAuthenticationSchema } from "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts";
 import { RateLimitSchema } from "#gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.ts";
 import { RBACSchema as HttpRbacSchema } from "#gen/envoy/extensions/filters/http/rbac/v3/rbac_pb.ts";
 import { RBACSchema as NetworkRbacSchema } from "#gen/envoy/extensions/filters/network/rbac/v3/rbac_pb.ts";
@@ -56,4 +57,5 @@ export const TRANSLATE_REGISTRY: Registry = createRegistry(
   ExtAuthzSchema,
   RateLimitSchema,
   HttpGrpcAccessLogConfigSchema,
+  JwtAuthenticationSchema,
 );

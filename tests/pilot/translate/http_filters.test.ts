@@ -8,9 +8,13 @@ import {
   HTTP_FILTER_CONFIGURERS,
   type HttpFilterConfigurer,
   type HttpFilterContext,
+  MIXER_HTTP_FILTER_CONFIGURERS,
+  mixerAuthzFilter,
+  mixerRateLimitFilter,
   rbacFilter,
   routerFilter,
 } from "../../../mod/pilot/translate/http_filters.ts";
+import { jwtFilter } from "../../../mod/pilot/translate/jwt.ts";
 import { pushFrom, sidecar } from "../_push.ts";
 
 const ctx: HttpFilterContext = {
@@ -22,7 +26,16 @@ const ctx: HttpFilterContext = {
 
 describe("buildHttpFilters()", () => {
   test("buildHttpFilters() runs fault, CORS, then the router", () => {
-    expect(HTTP_FILTER_CONFIGURERS).toEqual([rbacFilter, faultFilter, corsFilter, routerFilter]);
+    expect(HTTP_FILTER_CONFIGURERS).toEqual([jwtFilter, rbacFilter, faultFilter, corsFilter, routerFilter]);
+    expect(MIXER_HTTP_FILTER_CONFIGURERS).toEqual([
+      jwtFilter,
+      rbacFilter,
+      mixerAuthzFilter,
+      mixerRateLimitFilter,
+      faultFilter,
+      corsFilter,
+      routerFilter,
+    ]);
     expect(buildHttpFilters(ctx).map((f) => f.name)).toEqual([
       "envoy.filters.http.fault",
       "envoy.filters.http.cors",

@@ -1,0 +1,189 @@
+/**
+ * RequestAuthentication → Envoy's JWT authentication filter (`envoy.filters.http.jwt_authn`) on
+ * sidecar inbound HTTP connection managers, as Istio configures it:
+ *
+ * - One provider per jwtRule of every RequestAuthentication applying to the proxy
+ *   ({@link PushContext.requestAuthentications}). Its name is the issuer (a second rule for an
+ *   issuer already named gets `#2`, `#3`, … in policy order), so names are deterministic.
+ * - Each provider writes the verified payload into the dynamic metadata namespace
+ *   {@link JWT_FILTER} under the key = its issuer (`payload_in_metadata`). RBAC reads request
+ *   principals (`iss/sub`) and `request.auth.*` claims from there (see authz.ts).
+ * - The requirement is "any provider, or no token at all" (`requires_any` of every provider plus
+ *   `allow_missing`): a request without a token passes, a request with a token that no provider
+ *   can verify is rejected with 401. Whether a token is required at all is left to
+ *   AuthorizationPolicy (`requestPrincipals: ["*"]`), as in current Istio.
+ * - Keys: `jwks` given inline becomes `local_jwks { inline_string }`. Otherwise `jwksUri` becomes
+ *   `remote_jwks` fetched through the outbound cluster of the URI's host and port
+ *   (`outbound|443||issuer.example.com`). That cluster only exists when a service (e.g. a
+ *   ServiceEntry) for the host with that port is visible to the proxy; when it is not, the
+ *   provider still gets `remote_jwks` but with `async_fetch {}`, so the listener is not held
+ *   waiting for a fetch that cannot succeed until such a cluster appears (tokens of that issuer
+ *   fail verification until then).
+ *
+ * Nothing is emitted where no RequestAuthentication applies, and never on outbound or gateway
+ * connection managers.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { EmptySchema } from "@bufbuild/protobuf/wkt";
+import {
+  JwksAsyncFetchSchema,
+  type JwtAuthentication,
+  JwtAuthenticationSchema,
+  type JwtProvider,
+  JwtProviderSchema,
+  type JwtRequirement,
+  JwtRequirementSchema,
+  RemoteJwksSchema,
+} from "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts";
+import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { HttpFilterSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
+import type { JWTRule, RequestAuthenticationSpec } from "../../galley/kinds/security.ts";
+import type { Resource } from "../../galley/resource.ts";
+import type { PushContext } from "../model/push_context.ts";
+import type { Proxy } from "../model/proxy.ts";
+import { durationFromString, typedConfig } from "./conversion.ts";
+import type { HttpFilterConfigurer } from "./http_filters.ts";
+
+/** The HTTP filter name of JWT authentication, also its dynamic metadata namespace. */
+export const JWT_FILTER = "envoy.filters.http.jwt_authn";
+
+/** How long fetched JWKS are cached. */
+const JWKS_CACHE_DURATION = "300s";
+/** Timeout of a JWKS fetch when the rule gives none. */
+const JWKS_FETCH_TIMEOUT = "5s";
+
+/** One provider with the name it is configured under. */
+export interface NamedJwtRule {
+  readonly name: string;
+  readonly rule: JWTRule;
+}
+
+/**
+ * The jwtRules of `policies` in order, each with its provider name (the issuer; `#N` appended
+ * from the second rule with the same issuer on).
+ */
+export function jwtRules(policies: readonly Resource<RequestAuthenticationSpec>[]): NamedJwtRule[] {
+  const seen = new Map<string, number>();
+  const out: NamedJwtRule[] = [];
+  for (const p of policies) {
+    for (const rule of p.spec.jwtRules ?? []) {
+      const n = (seen.get(rule.issuer) ?? 0) + 1;
+      seen.set(rule.issuer, n);
+      out.push({ name: n === 1 ? rule.issuer : `${rule.issuer}#${n}`, rule });
+    }
+  }
+  return out;
+}
+
+/** The issuers whose payloads the JWT filter of a sidecar inbound HCM puts in metadata. */
+export function jwtIssuers(push: PushContext, proxy: Proxy): string[] {
+  return [...new Set(jwtRules(push.requestAuthentications(proxy)).map((r) => r.rule.issuer))];
+}
+
+/** The outbound cluster serving `uri` (`outbound|PORT||HOST`), and whether the proxy has it. */
+export function jwksCluster(push: PushContext, proxy: Proxy, uri: string): { name: string; exists: boolean } {
+  let host = "";
+  let port = 443;
+  try {
+    const u = new URL(uri);
+    host = u.hostname;
+    port = u.port !== "" ? Number(u.port) : u.protocol === "http:" ? 80 : 443;
+  } catch {
+    return { name: `outbound|${port}||${host}`, exists: false };
+  }
+  const svc = push.serviceFor(proxy, host);
+  const exists = svc !== undefined && svc.ports.some((p) => p.number === port) &&
+    push.visibleServices(proxy).includes(svc);
+  return { name: `outbound|${port}||${host}`, exists };
+}
+
+function provider(push: PushContext, proxy: Proxy, rule: JWTRule): JwtProvider {
+  let jwks: JwtProvider["jwksSourceSpecifier"] = { case: undefined };
+  if (rule.jwks) {
+    jwks = {
+      case: "localJwks",
+      value: create(DataSourceSchema, { specifier: { case: "inlineString", value: rule.jwks } }),
+    };
+  } else if (rule.jwksUri) {
+    const cluster = jwksCluster(push, proxy, rule.jwksUri);
+    jwks = {
+      case: "remoteJwks",
+      value: create(RemoteJwksSchema, {
+        httpUri: {
+          uri: rule.jwksUri,
+          httpUpstreamType: { case: "cluster", value: cluster.name },
+          timeout: durationFromString(rule.timeout ?? JWKS_FETCH_TIMEOUT),
+        },
+        cacheDuration: durationFromString(JWKS_CACHE_DURATION),
+        ...(cluster.exists ? {} : { asyncFetch: create(JwksAsyncFetchSchema) }),
+      }),
+    };
+  }
+  return create(JwtProviderSchema, {
+    issuer: rule.issuer,
+    audiences: [...(rule.audiences ?? [])],
+    jwksSourceSpecifier: jwks,
+    forward: rule.forwardOriginalToken ?? false,
+    fromHeaders: (rule.fromHeaders ?? []).map((h) => ({ name: h.name, valuePrefix: h.prefix ?? "" })),
+    fromParams: [...(rule.fromParams ?? [])],
+    fromCookies: [...(rule.fromCookies ?? [])],
+    forwardPayloadHeader: rule.outputPayloadToHeader ?? "",
+    payloadInMetadata: rule.issuer,
+    claimToHeaders: (rule.outputClaimToHeaders ?? []).map((c) => ({
+      headerName: c.header,
+      claimName: c.claim,
+    })),
+  });
+}
+
+/**
+ * The JWT authentication config for `policies`, or undefined when they have no jwtRules. The
+ * requirement is `requires_any` of every provider and `allow_missing` (see the module notes).
+ */
+export function buildJwtAuthentication(
+  push: PushContext,
+  proxy: Proxy,
+  policies: readonly Resource<RequestAuthenticationSpec>[],
+): JwtAuthentication | undefined {
+  const rules = jwtRules(policies);
+  if (rules.length === 0) return undefined;
+  const providers: Record<string, JwtProvider> = {};
+  for (const r of rules) providers[r.name] = provider(push, proxy, r.rule);
+  const requirements: JwtRequirement[] = [
+    ...rules.map((r) =>
+      create(JwtRequirementSchema, { requiresType: { case: "providerName", value: r.name } })
+    ),
+    create(JwtRequirementSchema, { requiresType: { case: "allowMissing", value: create(EmptySchema) } }),
+  ];
+  return create(JwtAuthenticationSchema, {
+    providers,
+    rules: [{
+      match: { pathSpecifier: { case: "prefix", value: "/" } },
+      requirementType: {
+        case: "requires",
+        value: create(JwtRequirementSchema, {
+          requiresType: { case: "requiresAny", value: { requirements } },
+        }),
+      },
+    }],
+    bypassCorsPreflight: true,
+  });
+}
+
+/**
+ * RequestAuthentication → the JWT filter, on sidecar inbound connection managers whose proxy
+ * some RequestAuthentication with jwtRules applies to; nothing elsewhere.
+ */
+export const jwtFilter: HttpFilterConfigurer = (ctx) => {
+  if (ctx.direction !== "inbound") return [];
+  const config = buildJwtAuthentication(ctx.push, ctx.proxy, ctx.push.requestAuthentications(ctx.proxy));
+  if (!config) return [];
+  return [
+    create(HttpFilterSchema, {
+      name: JWT_FILTER,
+      configType: { case: "typedConfig", value: typedConfig(JwtAuthenticationSchema, config) },
+    }),
+  ];
+};
