@@ -76,7 +76,8 @@ import { validateResource } from "../mod/galley/validate.ts";
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
 const now = () => performance.timeOrigin + performance.now();
-type Runtime = "node" | "bun";
+/** Where a helper process runs. */
+export type Runtime = "node" | "bun";
 
 /** Options of one benchmark run. */
 export interface XdsBenchOptions {

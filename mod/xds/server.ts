@@ -106,6 +106,11 @@ interface TypeState {
   known: Map<string, string>;
   /** Names carried by the last response (to forget them on a NACK). */
   lastSentNames: readonly string[];
+  /**
+   * The provider's answer and the subscription the last push looked at. Providers return the
+   * same map while nothing changed for a client, so an unchanged pair needs no work at all.
+   */
+  lastSeen?: { all: ReadonlyMap<string, XdsResource>; names: Set<string> | "*" };
 }
 
 interface Session {
@@ -149,6 +154,28 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     const p = providers.get(typeUrl);
     if (!p) throw new ConnectError(`type URL ${typeUrl} is not served here`, Code.InvalidArgument);
     return p;
+  }
+
+  /** Versions of whole maps (wildcard subscriptions), shared by every stream given the same map. */
+  const wildcardVersions = new WeakMap<ReadonlyMap<string, XdsResource>, string>();
+
+  /** The resources a push should consider, or undefined when nothing changed since the last push. */
+  function changedSelection(
+    t: TypeState,
+    all: ReadonlyMap<string, XdsResource>,
+    force: boolean,
+  ): { picked: XdsResource[]; version: string } | undefined {
+    if (!force && t.lastSeen?.all === all && t.lastSeen.names === t.names) return undefined;
+    t.lastSeen = { all, names: t.names };
+    const picked = select(all, t.names);
+    let version: string;
+    if (t.names === "*") {
+      version = wildcardVersions.get(all) ?? setVersion(picked);
+      wildcardVersions.set(all, version);
+    } else {
+      version = setVersion(picked);
+    }
+    return { picked, version };
   }
 
   function select(all: ReadonlyMap<string, XdsResource>, names: Set<string> | "*"): XdsResource[] {
@@ -245,8 +272,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       const t = s.types.get(typeUrl);
       const provider = providerFor(typeUrl);
       if (!t || !s.client || provider.ready?.() === false) return;
-      const picked = select(provider.resources(s.client, typeUrl, t.names), t.names);
-      const version = setVersion(picked);
+      const sel = changedSelection(t, provider.resources(s.client, typeUrl, t.names), force);
+      if (!sel) return;
+      const { picked, version } = sel;
       if (version === t.sentVersion && !force) return;
       let send = picked;
       if (INCREMENTAL.has(typeUrl) && !force) {
@@ -307,8 +335,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       const t = s.types.get(typeUrl);
       const provider = providerFor(typeUrl);
       if (!t || !s.client || provider.ready?.() === false) return;
-      const picked = select(provider.resources(s.client, typeUrl, t.names), t.names);
-      const version = setVersion(picked);
+      const sel = changedSelection(t, provider.resources(s.client, typeUrl, t.names), force);
+      if (!sel) return;
+      const { picked, version } = sel;
       const changed = picked.filter((r) => t.known.get(r.name) !== r.version);
       const present = new Set(picked.map((r) => r.name));
       const removed = [...t.known.keys()].filter((n) => !present.has(n));

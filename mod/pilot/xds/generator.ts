@@ -166,13 +166,20 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     return out;
   }
 
+  /** Set keys by proxy for the current push (a proxy's key is asked for on every push of every type). */
+  let setKeys = new WeakMap<Proxy, string>();
+
   /** The proxy's key plus its own instances (which decide its inbound side) for this push. */
   function setKey(proxy: Proxy): string {
-    const instances = current.instancesOf(proxy).map((e) =>
-      `${e.hostname}:${e.servicePort.number}>${e.port}@${e.locality ?? ""}`
-    )
-      .join(",");
-    return `${proxyConfigKey(proxy)}|${instances}`;
+    let key = setKeys.get(proxy);
+    if (key === undefined) {
+      const instances = current.instancesOf(proxy)
+        .map((e) => `${e.hostname}:${e.servicePort.number}>${e.port}@${e.locality ?? ""}`)
+        .join(",");
+      key = `${proxyConfigKey(proxy)}|${instances}`;
+      setKeys.set(proxy, key);
+    }
+    return key;
   }
 
   function envoySet(proxy: Proxy): EnvoySet {
@@ -272,6 +279,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     },
     update(push) {
       current = push;
+      setKeys = new WeakMap();
       envoySets = new Map();
       grpcResults = new Map();
       previousEncoded = encoded;
