@@ -1,29 +1,33 @@
 /**
  * meshd: CLI wiring only. Commands come from their modules; signals end the process.
+ * Each command's module is loaded only when that command runs, so `meshd version` does not pay
+ * for loading pilot's or citadel's protobuf descriptors.
  */
-import { agentCommand, vmCommand } from "./mod/agent/mod.ts";
-import { caCommand, tokenCommand } from "./mod/citadel/mod.ts";
 import type { Command } from "./mod/cli/command.ts";
 import { runCli } from "./mod/cli/run.ts";
-import { versionCommand } from "./mod/cli/version_command.ts";
-import { analyzeCommand, configStatusCommand, validateCommand } from "./mod/galley/mod.ts";
-import { proxyConfigCommand, proxyStatusCommand, simulateCommand } from "./mod/pilot/mod.ts";
-import { createServeCommand } from "./mod/runtime/serve_command.ts";
 
-const commands: readonly Command[] = [
-  createServeCommand(),
-  validateCommand,
-  analyzeCommand,
-  configStatusCommand,
-  proxyStatusCommand,
-  proxyConfigCommand,
-  simulateCommand,
-  tokenCommand,
-  caCommand,
-  agentCommand,
-  vmCommand,
-  versionCommand,
+/** Every command, by name, in the order `meshd help` lists them. */
+const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
+  ["serve", async () => (await import("./mod/runtime/serve_command.ts")).createServeCommand()],
+  ["validate", async () => (await import("./mod/galley/cli.ts")).validateCommand],
+  ["analyze", async () => (await import("./mod/galley/cli.ts")).analyzeCommand],
+  ["config-status", async () => (await import("./mod/galley/cli.ts")).configStatusCommand],
+  ["proxy-status", async () => (await import("./mod/pilot/cli.ts")).proxyStatusCommand],
+  ["proxy-config", async () => (await import("./mod/pilot/cli.ts")).proxyConfigCommand],
+  ["simulate", async () => (await import("./mod/pilot/simulate/command.ts")).simulateCommand],
+  ["token", async () => (await import("./mod/citadel/cli.ts")).tokenCommand],
+  ["ca", async () => (await import("./mod/citadel/cli.ts")).caCommand],
+  ["agent", async () => (await import("./mod/agent/mod.ts")).agentCommand],
+  ["vm", async () => (await import("./mod/agent/mod.ts")).vmCommand],
+  ["version", async () => (await import("./mod/cli/version_command.ts")).versionCommand],
 ];
+
+const argv = process.argv.slice(2);
+const wanted = argv[0] === "--version" ? "version" : argv[0];
+const one = COMMANDS.find(([name]) => name === wanted);
+const commands: readonly Command[] = one
+  ? [await one[1]()]
+  : await Promise.all(COMMANDS.map(([, load]) => load()));
 
 const stop = new AbortController();
 let signals = 0;
@@ -34,7 +38,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
-const code = await runCli(commands, process.argv.slice(2), {
+const code = await runCli(commands, argv, {
   env: process.env,
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
