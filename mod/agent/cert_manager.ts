@@ -141,13 +141,14 @@ export function createCertManager(o: CertManagerOptions): CertManager {
     fresh = { ...fresh, receivedAt: o.clock.now() };
     current = fresh;
     watchExpiry(fresh);
-    log.info("certificate issued", {
-      via: via.kind,
-      identity: fresh.identity,
-      notAfter: new Date(fresh.notAfter).toISOString(),
-    });
     try {
       o.onCert(fresh);
+      // Logged once the certificate is stored and served, so a reader of the log finds the files.
+      log.info("certificate issued", {
+        via: via.kind,
+        identity: fresh.identity,
+        notAfter: new Date(fresh.notAfter).toISOString(),
+      });
     } catch (err) {
       const ms = backoff.next();
       log.error("storing the new certificate failed; it is served from memory, retrying", {
