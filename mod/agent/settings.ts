@@ -12,7 +12,7 @@ import { hostname, networkInterfaces } from "node:os";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Settings } from "../cli/flags.ts";
-import { convertValue, envName, type SettingSpec, type SettingValue } from "../cli/setting.ts";
+import { convertValue, envName, LOG_SETTINGS, type SettingSpec, type SettingValue } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
 import type { LogLevel } from "../shared/logger.ts";
 import type { ControlPlaneAuth } from "./bootstrap.ts";
@@ -119,18 +119,7 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
     default: "127.0.0.1:15020",
     help: "agent admin HTTP address (/healthz/ready, /metrics, /debug/)",
   },
-  {
-    name: "log-level",
-    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
-    default: "info",
-    help: "least severe log level written",
-  },
-  {
-    name: "log-format",
-    kind: { type: "enum", values: ["auto", "json", "text"] },
-    default: "auto",
-    help: "log format; auto is text on a terminal, JSON otherwise",
-  },
+  ...LOG_SETTINGS,
 ];
 
 /**

@@ -127,3 +127,19 @@ export function convertValue(spec: SettingSpec, raw: unknown): SettingValue {
 function show(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
+
+/** The logging settings every long-running command (`serve`, `agent`) has. */
+export const LOG_SETTINGS: readonly SettingSpec[] = [
+  {
+    name: "log-level",
+    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
+    default: "info",
+    help: "least severe log level written",
+  },
+  {
+    name: "log-format",
+    kind: { type: "enum", values: ["auto", "json", "text"] },
+    default: "auto",
+    help: "log format; auto is text on a terminal, JSON otherwise",
+  },
+];

@@ -3,7 +3,7 @@
  * the modules, report readiness, and shut everything down in order.
  */
 import type { Settings } from "../cli/flags.ts";
-import type { SettingSpec } from "../cli/setting.ts";
+import { LOG_SETTINGS, type SettingSpec } from "../cli/setting.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
 import { createGrpcServer, GRPC_SERVER } from "../grpc/server.ts";
 import { registerHealthService } from "../grpc/health.ts";
@@ -41,18 +41,7 @@ export const DAEMON_SETTINGS: readonly SettingSpec[] = [
     default: 10_000,
     help: "how long SIGTERM waits for streams to finish before closing them",
   },
-  {
-    name: "log-level",
-    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
-    default: "info",
-    help: "least severe log level written",
-  },
-  {
-    name: "log-format",
-    kind: { type: "enum", values: ["auto", "json", "text"] },
-    default: "auto",
-    help: "log format; auto is text on a terminal, JSON otherwise",
-  },
+  ...LOG_SETTINGS,
 ];
 
 /** Inputs to startDaemon. */

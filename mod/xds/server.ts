@@ -178,6 +178,23 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return { picked, version };
   }
 
+  /**
+   * What a push of `typeUrl` to `s` should consider: undefined when the stream has not subscribed,
+   * the provider is not ready, or nothing changed since the last push (unless forced).
+   */
+  function selectionFor(
+    s: Session,
+    typeUrl: string,
+    force: boolean,
+  ): { t: TypeState; client: XdsClient; picked: XdsResource[]; version: string } | undefined {
+    const t = s.types.get(typeUrl);
+    const provider = providerFor(typeUrl);
+    const client = s.client;
+    if (!t || !client || provider.ready?.() === false) return undefined;
+    const sel = changedSelection(t, provider.resources(client, typeUrl, t.names), force);
+    return sel && { t, client, ...sel };
+  }
+
   function select(all: ReadonlyMap<string, XdsResource>, names: Set<string> | "*"): XdsResource[] {
     if (names === "*") return [...all.values()];
     const out: XdsResource[] = [];
@@ -269,12 +286,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     const out = createChannel<DiscoveryResponse>();
     let nonce = 0;
     const session = openSession("sotw", (s, typeUrl, force) => {
-      const t = s.types.get(typeUrl);
-      const provider = providerFor(typeUrl);
-      if (!t || !s.client || provider.ready?.() === false) return;
-      const sel = changedSelection(t, provider.resources(s.client, typeUrl, t.names), force);
+      const sel = selectionFor(s, typeUrl, force);
       if (!sel) return;
-      const { picked, version } = sel;
+      const { t, client, picked, version } = sel;
       if (version === t.sentVersion && !force) return;
       let send = picked;
       if (INCREMENTAL.has(typeUrl) && !force) {
@@ -301,7 +315,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           resources: send.map((r) => r.resource),
         }),
       );
-      obs.pushed(s.client, typeUrl, version, send.length);
+      obs.pushed(client, typeUrl, version, send.length);
     });
     const reader = (async () => {
       for await (const req of requests) {
@@ -332,12 +346,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     const out = createChannel<DeltaDiscoveryResponse>();
     let nonce = 0;
     const session = openSession("delta", (s, typeUrl, force) => {
-      const t = s.types.get(typeUrl);
-      const provider = providerFor(typeUrl);
-      if (!t || !s.client || provider.ready?.() === false) return;
-      const sel = changedSelection(t, provider.resources(s.client, typeUrl, t.names), force);
+      const sel = selectionFor(s, typeUrl, force);
       if (!sel) return;
-      const { picked, version } = sel;
+      const { t, client, picked, version } = sel;
       const changed = picked.filter((r) => t.known.get(r.name) !== r.version);
       const present = new Set(picked.map((r) => r.name));
       const removed = [...t.known.keys()].filter((n) => !present.has(n));
@@ -361,7 +372,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
         ),
         removedResources: removed,
       }));
-      obs.pushed(s.client, typeUrl, version, changed.length);
+      obs.pushed(client, typeUrl, version, changed.length);
     });
     const reader = (async () => {
       for await (const req of requests) {
