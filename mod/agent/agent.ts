@@ -65,12 +65,16 @@ function readText(path: string, what: string): string {
 }
 
 /** Loads a stored bundle from the data dir (then the output dir); a bad one is logged and skipped. */
-function loadStored(cfg: AgentConfig, identity: string, log: Logger): CertBundle | undefined {
+function loadStored(cfg: AgentConfig, identity: string, log: Logger, now: number): CertBundle | undefined {
   for (const [dir, what] of [[cfg.dataDir, "--data-dir"], [cfg.outputDir, "--output-dir"]] as const) {
     try {
-      const b = readBundle(dir, identity);
+      const b = readBundle(dir, identity, { now, warn: (msg, fields) => log.warn(msg, fields) });
       if (b) {
-        log.info("loaded the stored certificate", { dir, notAfter: new Date(b.notAfter).toISOString() });
+        log.info("loaded the stored certificate", {
+          dir,
+          notAfter: new Date(b.notAfter).toISOString(),
+          receivedAt: b.receivedAt === undefined ? null : new Date(b.receivedAt).toISOString(),
+        });
         return b;
       }
     } catch (err) {
@@ -88,7 +92,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
   const identity = spiffeId(w.trustDomain, w.namespace, w.serviceAccount);
   ensureDir(cfg.outputDir, 0o750, "--output-dir");
   ensureDir(cfg.dataDir, 0o700, "--data-dir");
-  const stored = loadStored(cfg, identity, log);
+  const stored = loadStored(cfg, identity, log, clock.now());
   const configuredRoots = cfg.rootCertFile ? readText(cfg.rootCertFile, "--root-cert") : undefined;
   if (configuredRoots !== undefined && splitPem(configuredRoots).length === 0) {
     throw new Error(`--root-cert ${cfg.rootCertFile}: no PEM certificate in it`);

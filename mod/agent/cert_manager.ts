@@ -1,7 +1,9 @@
 /**
  * Keeps the workload certificate fresh. Without a valid certificate it asks with the bootstrap
- * token; with one, it renews over mutual TLS at half the lifetime (±10 % jitter), so a token
- * that is lost or expired after the first start does not matter. While the CA cannot be
+ * token; with one, it renews over mutual TLS at half the lifetime (±10 % jitter), counted from
+ * when the certificate was received rather than from its (backdated) notBefore, also for one
+ * read back from disk after a restart; so a token that is lost or expired after the first
+ * start does not matter. While the CA cannot be
  * reached it retries with exponential backoff and jitter and keeps the old certificate in
  * service until it expires; after that `valid()` is false (the agent reports not ready) and
  * the next attempt falls back to the token, if there is one.
@@ -100,11 +102,11 @@ export function createCertManager(o: CertManagerOptions): CertManager {
     });
   }
 
-  function scheduleRenewal(b: CertBundle): void {
+  function scheduleRenewal(b: CertBundle, justIssued: boolean): void {
     let ms = renewalDelay(b, o.clock.now(), random, { ratio: o.renewRatio, jitter: o.jitter });
     // A certificate just issued is never renewed at once: a CA capping lifetimes below what
-    // makes sense must not make the agent spin.
-    if (b.receivedAt !== undefined) ms = Math.max(ms, MIN_RENEW_MS);
+    // makes sense must not make the agent spin. A stored one that is due renews at once.
+    if (justIssued) ms = Math.max(ms, MIN_RENEW_MS);
     log.info("certificate renewal scheduled", {
       identity: b.identity,
       notAfter: new Date(b.notAfter).toISOString(),
@@ -159,14 +161,19 @@ export function createCertManager(o: CertManagerOptions): CertManager {
       return;
     }
     backoff.reset();
-    scheduleRenewal(fresh);
+    scheduleRenewal(fresh, true);
   }
 
   return {
     start() {
       if (current && valid()) {
         watchExpiry(current);
-        scheduleRenewal(current);
+        if (current.receivedAt === undefined) {
+          log.info(
+            "no record of when the stored certificate was received; its lifetime counts from notBefore",
+          );
+        }
+        scheduleRenewal(current, false);
       } else {
         if (current) log.info("the stored certificate expired; requesting a new one with the token");
         void attempt();

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 
 /** A certificate, its key and the roots to trust, as the agent writes and serves them. */
 export interface CertBundle {
@@ -22,9 +22,10 @@ export interface CertBundle {
   /** The leaf's SPIFFE URI SAN. */
   readonly identity: string;
   /**
-   * When the agent received the bundle (clock milliseconds), if it did in this run. CAs
-   * backdate notBefore against clock skew (meshd's by a minute), so the lifetime that renewal
-   * divides is counted from here when known.
+   * When the agent received the bundle (clock milliseconds). CAs backdate notBefore against
+   * clock skew (meshd's by a minute), so the lifetime that renewal divides is counted from here
+   * when known. Kept on disk next to the certificate (see receiptRecord) so that it survives a
+   * restart; absent for a bundle stored without that record (by an older agent, or by hand).
    */
   readonly receivedAt?: number;
 }
@@ -157,10 +158,71 @@ export function bundleFromIssued(
   return makeBundle(all.slice(0, split), keyPem, roots, { what: "the CA's answer", ...opts });
 }
 
+/** SHA-256 of the first certificate's DER in `chainPem`, lower-case hex: names the leaf. */
+export function leafSha256(chainPem: string): string {
+  const first = splitPem(chainPem)[0];
+  if (first === undefined) throw new Error("no certificate in the chain");
+  return createHash("sha256").update(new X509Certificate(first).raw).digest("hex");
+}
+
+/**
+ * The record of when `b` was received, as stored next to it: JSON naming the leaf by its
+ * SHA-256 (so a record left over from another certificate is not applied to this one) and the
+ * time in ISO 8601. Undefined when `b` has no receivedAt.
+ */
+export function receiptRecord(b: Pick<CertBundle, "chainPem" | "receivedAt">): string | undefined {
+  if (b.receivedAt === undefined || !Number.isFinite(b.receivedAt)) return undefined;
+  const record = { leafSha256: leafSha256(b.chainPem), receivedAt: new Date(b.receivedAt).toISOString() };
+  return JSON.stringify(record) + "\n";
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
+/**
+ * Reads a record written by receiptRecord for `b`. Returns `b` with receivedAt set, clamped to
+ * [notBefore, notAfter] (a clock behind the CA's, or a certificate read back after it expired);
+ * or, with `problem` saying why, `b` unchanged when the record is garbled, belongs to another
+ * certificate, or lies after `now` (a time not yet reached cannot be when it was received).
+ */
+export function applyReceiptRecord(
+  b: CertBundle,
+  text: string,
+  now: number,
+): { bundle: CertBundle; problem?: string } {
+  let rec: unknown;
+  try {
+    rec = JSON.parse(text);
+  } catch {
+    return { bundle: b, problem: "not JSON" };
+  }
+  if (typeof rec !== "object" || rec === null || Array.isArray(rec)) {
+    return { bundle: b, problem: "not a JSON object" };
+  }
+  const { leafSha256: leaf, receivedAt } = rec as Record<string, unknown>;
+  if (typeof leaf !== "string" || leaf !== leafSha256(b.chainPem)) {
+    return { bundle: b, problem: "it is for another certificate" };
+  }
+  const at = typeof receivedAt === "string" && ISO_UTC.test(receivedAt) ? Date.parse(receivedAt) : NaN;
+  // Date.parse rolls an impossible date (February 30) over; such a record is garbled too.
+  if (
+    !Number.isFinite(at) || new Date(at).toISOString().slice(0, 19) !== (receivedAt as string).slice(0, 19)
+  ) {
+    return { bundle: b, problem: `receivedAt ${JSON.stringify(receivedAt)} is not an ISO 8601 UTC time` };
+  }
+  if (at > now) {
+    return {
+      bundle: b,
+      problem: `receivedAt ${receivedAt} is in the future (now ${new Date(now).toISOString()})`,
+    };
+  }
+  return { bundle: { ...b, receivedAt: Math.min(Math.max(at, b.notBefore), b.notAfter) } };
+}
+
 /**
  * The delay until a renewal is due: `ratio` of the lifetime, moved by up to ±`jitter` of that
- * (so a fleet issued at once does not renew at once). The lifetime starts at notBefore, or at
- * receivedAt when that is later (a backdated certificate). Zero when overdue.
+ * (so a fleet issued at once does not renew at once). The lifetime starts at receivedAt, kept
+ * within [notBefore, notAfter] and not after `now`, or at notBefore when receivedAt is not
+ * known. Zero when overdue.
  */
 export function renewalDelay(
   b: Pick<CertBundle, "notBefore" | "notAfter" | "receivedAt">,
@@ -170,7 +232,7 @@ export function renewalDelay(
 ): number {
   const ratio = opts.ratio ?? 0.5;
   const jitter = opts.jitter ?? 0.1;
-  const start = Math.max(b.notBefore, Math.min(b.receivedAt ?? b.notBefore, b.notAfter));
+  const start = Math.max(b.notBefore, Math.min(b.receivedAt ?? b.notBefore, b.notAfter, now));
   const due = start + (b.notAfter - start) * ratio * (1 + jitter * (2 * random() - 1));
   return Math.max(0, Math.round(due - now));
 }

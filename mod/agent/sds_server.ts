@@ -20,7 +20,6 @@ import { connect as netConnect } from "node:net";
 import { chmodSync, existsSync, lstatSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
-import type { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
 import { DiscoveryResponseSchema } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
 import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
 import { SecretSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
@@ -28,6 +27,7 @@ import {
   CertificateValidationContextSchema,
   TlsCertificateSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
+import { type GrpcStream, serveGrpcStreams } from "../grpc/raw.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createAdsServer, type StreamStatus } from "../xds/server.ts";
 import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
@@ -100,8 +100,6 @@ export interface SdsServer {
   close(): Promise<void>;
 }
 
-type AdsImpl = Partial<ServiceImpl<typeof AggregatedDiscoveryService>>;
-
 /** Refuses to take over a socket another process still answers on; removes a stale one. */
 async function clearStaleSocket(path: string): Promise<void> {
   let st;
@@ -140,18 +138,7 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
   };
   const ads = createAdsServer({ logger: o.logger, now: o.now });
   ads.addProvider(provider);
-  let impl: AdsImpl = {};
-  ads.register({
-    service(_svc, i) {
-      impl = i as AdsImpl;
-    },
-  });
-  if (!impl.streamAggregatedResources || !impl.deltaAggregatedResources) {
-    throw new Error("the ADS server registered no stream handlers");
-  }
   const sds: Partial<ServiceImpl<typeof SecretDiscoveryService>> = {
-    streamSecrets: impl.streamAggregatedResources,
-    deltaSecrets: impl.deltaAggregatedResources,
     fetchSecrets(req) {
       if (req.typeUrl !== "" && req.typeUrl !== SECRET_TYPE_URL) {
         throw new ConnectError(`type URL ${req.typeUrl} is not served here`, Code.InvalidArgument);
@@ -181,6 +168,16 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
     shutdownSignal: shutdown.signal,
   });
   const srv = http2.createServer({}, handler);
+  const calls = new Set<GrpcStream>();
+  const sdsPath = (m: { name: string }) => `/${SecretDiscoveryService.typeName}/${m.name}`;
+  serveGrpcStreams(
+    srv,
+    new Map([
+      [sdsPath(SecretDiscoveryService.method.streamSecrets), ads.handlers.sotw],
+      [sdsPath(SecretDiscoveryService.method.deltaSecrets), ads.handlers.delta],
+    ]),
+    { readMaxBytes: 4 * 1024 * 1024, calls },
+  );
   const sessions = new Set<http2.ServerHttp2Session>();
   srv.on("session", (s: http2.ServerHttp2Session) => {
     sessions.add(s);
@@ -211,6 +208,7 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
         shutdown.abort();
+        for (const c of calls) c.end(0);
         for (const s of sessions) if (!s.closed) s.close();
         let timer: ReturnType<typeof setTimeout> | undefined;
         const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));

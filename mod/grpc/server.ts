@@ -13,20 +13,18 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import type { TLSSocket } from "node:tls";
 import { splitHostPort } from "../cli/setting.ts";
 import { linkKey } from "../runtime/links.ts";
+import {
+  type GrpcStream,
+  type GrpcStreamHandler,
+  type PeerCertificate,
+  peerCertificateOf,
+  serveGrpcStreams,
+} from "./raw.ts";
 import type { Logger } from "../shared/logger.ts";
 
-/** The client certificate of a TLS connection, when the client presented one. */
-export interface PeerCertificate {
-  /** The DER bytes of the leaf certificate. */
-  readonly der: Uint8Array;
-  /** Whether it chains to a CA the server trusts (the `ca` given to listenTls). */
-  readonly authorized: boolean;
-  /** Why not, when not authorized. */
-  readonly authorizationError?: string;
-}
+export type { PeerCertificate };
 
 /** Handlers read the caller's certificate with `ctx.values.get(PEER_CERTIFICATE)`. */
 export const PEER_CERTIFICATE = createContextKey<PeerCertificate | undefined>(undefined, {
@@ -53,6 +51,11 @@ export interface GrpcServerOptions {
 export interface GrpcServer {
   /** Adds a service. Only before the first listen. */
   service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): void;
+  /**
+   * Serves one method, by path ("/package.Service/Method"), straight on HTTP/2 streams (see
+   * raw.ts). Only before the first listen.
+   */
+  stream(path: string, handler: GrpcStreamHandler): void;
   /** Binds the plaintext listener. Resolves with the bound address (useful with port 0). */
   listen(addr: string): Promise<{ host: string; port: number }>;
   /**
@@ -77,6 +80,9 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
   const servers: Array<http2.Http2Server | http2.Http2SecureServer> = [];
   let tlsServer: http2.Http2SecureServer | undefined;
   let handler: ReturnType<typeof connectNodeAdapter> | undefined;
+  const streamRoutes = new Map<string, GrpcStreamHandler>();
+  const calls = new Set<GrpcStream>();
+  const readMaxBytes = opts.readMaxBytes ?? 4 * 1024 * 1024;
   const log = opts.logger;
 
   function getHandler() {
@@ -85,21 +91,12 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
       grpc: true,
       grpcWeb: false,
       connect: false,
-      readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+      readMaxBytes,
       shutdownSignal: shutdownController.signal,
       contextValues(req) {
         const values = createContextValues();
-        const socket = req.socket as Partial<TLSSocket>;
-        if (typeof socket.getPeerCertificate === "function") {
-          const cert = socket.getPeerCertificate(false);
-          if (cert && cert.raw) {
-            values.set(PEER_CERTIFICATE, {
-              der: new Uint8Array(cert.raw),
-              authorized: socket.authorized === true,
-              authorizationError: socket.authorizationError ? String(socket.authorizationError) : undefined,
-            });
-          }
-        }
+        const peer = peerCertificateOf(req.socket);
+        if (peer) values.set(PEER_CERTIFICATE, peer);
         return values;
       },
     });
@@ -110,6 +107,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     const hp = splitHostPort(addr);
     if (hp === undefined) return Promise.reject(new Error(`bad gRPC address ${addr}`));
     servers.push(srv);
+    serveGrpcStreams(srv, streamRoutes, { readMaxBytes, calls });
     srv.on("session", (s: http2.ServerHttp2Session) => {
       sessions.add(s);
       s.on("close", () => sessions.delete(s));
@@ -132,6 +130,12 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     service(service, impl) {
       if (handler) throw new Error(`gRPC service ${service.typeName} registered after listen`);
       registrations.push((router) => router.service(service, impl));
+    },
+
+    stream(path, h) {
+      if (handler) throw new Error(`gRPC method ${path} registered after listen`);
+      if (streamRoutes.has(path)) throw new Error(`gRPC method ${path} is registered twice`);
+      streamRoutes.set(path, h);
     },
 
     listen(addr) {
@@ -166,6 +170,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
         servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))),
       );
       shutdownController.abort();
+      for (const c of calls) c.end(0);
       for (const s of sessions) if (!s.closed) s.close();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const graceOver = new Promise<"timeout">((resolve) => {

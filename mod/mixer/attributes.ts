@@ -295,9 +295,12 @@ const DESCRIPTOR_KEYS: Readonly<Record<string, (bag: AttributeBag, value: string
 
 /**
  * The attributes of one rate-limit descriptor. An entry whose key is an attribute name sets it
- * (converted to its type; `source.labels.app` sets one label); Envoy's `remote_address`,
+ * (converted to its type; `destination.labels.app` sets one label; `request.path` also fills
+ * `request.url_path` and `request.query_params`, as for ext_authz); Envoy's `remote_address`,
  * `source_cluster` and `destination_cluster` fill source.ip, source.workload.name and the
- * destination service. Other entries are returned as unused.
+ * destination service (host, name, namespace and port of `outbound|PORT||HOST`; only the port
+ * of `inbound|PORT||`). Other entries are returned as unused. The actions pilot gives sidecars
+ * (`mod/pilot/translate/rate_limit.ts`) produce only keys handled here.
  */
 export function bagFromDescriptor(d: RateLimitDescriptor): { bag: AttributeBag; unused: string[] } {
   const bag: AttributeBag = { "context.reporter.kind": "inbound" };
@@ -310,6 +313,7 @@ export function bagFromDescriptor(d: RateLimitDescriptor): { bag: AttributeBag; 
     ) {
       unused.push(e.key);
     } else if (!setAttributeText(bag, e.key, e.value)) unused.push(e.key);
+    else if (e.key === "request.path") urlParts(bag, e.value);
   }
   return { bag, unused };
 }

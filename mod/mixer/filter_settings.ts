@@ -37,6 +37,19 @@ export interface MixerFilterSettings {
 }
 
 /**
+ * The request headers sidecars put into the descriptor they send mixer's rate-limit service,
+ * each under the name of the attribute it becomes (mixer sets attribute-named descriptor
+ * entries, see `bagFromDescriptor`). A header that is absent leaves out only its own entry
+ * (`skip_if_absent`), so every request still gets its descriptor.
+ */
+export const RATE_LIMIT_REQUEST_HEADERS: readonly { readonly header: string; readonly attribute: string }[] =
+  [
+    { header: ":path", attribute: "request.path" },
+    { header: ":method", attribute: "request.method" },
+    { header: ":authority", attribute: "request.host" },
+  ];
+
+/**
  * The filter settings for a mesh: the failure mode follows `mixer.failOpen` (fail-open lets
  * requests through when mixer cannot answer; fail-closed refuses them).
  */

@@ -21,8 +21,11 @@
  *   kept). A workload of a group with a probe is unhealthy until it reports healthy for the
  *   probe currently in force, and unhealthy workloads leave EDS.
  *
- * The connection's identity is not checked against the group here: the ADS stream exposes no
- * peer certificate to providers.
+ * - Identity: a connection that presents a client certificate (the TLS gRPC port) registers only
+ *   when the certificate is trusted and its SPIFFE ID is in the group's namespace (and has the
+ *   template's service account, when the template names one); the workload then takes the
+ *   certificate's service account, whatever the node metadata says. A connection without one
+ *   (the plaintext port) registers only with `--auto-register-require-identity=false`.
  *
  * @module
  */
@@ -32,6 +35,8 @@ import type { SettingSpec } from "../cli/setting.ts";
 import type { ReadinessProbe, WorkloadEntrySpec, WorkloadGroupSpec } from "../galley/kinds/networking.ts";
 import type { ConfigReadiness, ConfigStore } from "../galley/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
+import { parseWorkloadIdentity, type WorkloadIdentity } from "../citadel/spiffe.ts";
+import { certificateNames, parseCertificate } from "../citadel/x509.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "../xds/provider.ts";
@@ -50,6 +55,14 @@ export const AUTO_REGISTER_GRACE_SETTING: SettingSpec = {
   help: "how long an auto-registered workload stays after its last xDS connection closed",
 };
 
+/** The setting that lets connections without a certificate register (joins pilot's settings). */
+export const AUTO_REGISTER_REQUIRE_IDENTITY_SETTING: SettingSpec = {
+  name: "auto-register-require-identity",
+  kind: { type: "bool" },
+  default: true,
+  help: "auto-register only xDS connections that present a mesh certificate in the group's namespace",
+};
+
 const NETWORKING = "networking.istio.io";
 
 /** Options for createAutoRegistry. */
@@ -59,6 +72,8 @@ export interface AutoRegistryOptions {
   readonly logger: Logger;
   /** Time a workload stays registered after its last connection closed. */
   readonly graceMs: number;
+  /** Whether a connection without a client certificate may register (default: it may not). */
+  readonly requireIdentity?: boolean;
   /** Where to add the provider and observer (the shared ADS server). */
   readonly ads?: { addProvider(p: ResourceProvider): void; addObserver(o: XdsObserver): void };
   /** Registers the /debug/registrationz handler. */
@@ -112,6 +127,8 @@ interface Registration {
   readonly group: string;
   readonly ip: string;
   proxy: Proxy;
+  /** The identity the last connection proved with its certificate. */
+  identity?: WorkloadIdentity;
   readonly connections: Set<string>;
   disconnectedAt?: number;
   grace?: Timer;
@@ -145,6 +162,27 @@ function probeResource(groupKey: string, probe: ReadinessProbe): XdsResource {
     version: contentVersion(json),
     resource: anyPack(StructSchema, fromJson(StructSchema, probe as unknown as JsonObject)),
   };
+}
+
+/**
+ * The identity a connection proved, undefined when it presented no certificate, or why its
+ * certificate proves nothing.
+ */
+export function connectionIdentity(c: XdsClient): WorkloadIdentity | { problem: string } | undefined {
+  const peer = c.peer;
+  if (!peer) return undefined;
+  if (!peer.authorized) {
+    return { problem: `client certificate is not trusted: ${peer.authorizationError ?? "no reason given"}` };
+  }
+  let uris: string[];
+  try {
+    uris = certificateNames(parseCertificate(peer.der)).uris;
+  } catch {
+    return { problem: "client certificate cannot be parsed" };
+  }
+  if (uris.length !== 1) return { problem: "client certificate must carry exactly one URI SAN" };
+  const id = parseWorkloadIdentity(uris[0]!);
+  return typeof id === "string" ? { problem: `client certificate identity: ${id}` } : id;
 }
 
 /** Creates the registry, and attaches it to `ads` and `debug` when given. */
@@ -189,10 +227,25 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     return h.healthy ? { healthy: true } : { healthy: false, message: h.message };
   }
 
+  /** Groups whose service-account mismatch was logged, by registration (to log it once). */
+  const mismatchLogged = new WeakSet<Registration>();
+
   function workloadOf(r: Registration): Workload | undefined {
     const g = groupOf(r);
     if (!g) return undefined;
     const t: WorkloadEntrySpec = g.spec.template ?? {};
+    if (r.identity && t.serviceAccount && t.serviceAccount !== r.identity.serviceAccount) {
+      if (!mismatchLogged.has(r)) {
+        mismatchLogged.add(r);
+        log.warn("auto-registered workload left out: its identity has another service account", {
+          workload: autoRegisteredName(r.group, r.ip),
+          identity: r.identity.uri,
+          serviceAccount: t.serviceAccount,
+        });
+      }
+      return undefined;
+    }
+    const serviceAccount = r.identity?.serviceAccount ?? t.serviceAccount ?? r.proxy.serviceAccount;
     const loc = locality(nodes.get(r)!);
     return {
       key: `${NETWORKING}/WorkloadEntry/${r.namespace}/${autoRegisteredName(r.group, r.ip)}`,
@@ -201,9 +254,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
         ...t,
         address: r.ip,
         labels: { ...t.labels, ...g.spec.metadata?.labels, ...r.proxy.labels },
-        ...(t.serviceAccount || r.proxy.serviceAccount
-          ? { serviceAccount: t.serviceAccount ?? r.proxy.serviceAccount }
-          : {}),
+        ...(serviceAccount ? { serviceAccount } : {}),
         ...(loc ? { locality: loc } : {}),
       },
       healthy: healthOf(r).healthy,
@@ -226,6 +277,25 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       });
       return;
     }
+    const identity = connectionIdentity(c);
+    const refuse = (reason: string) =>
+      log.warn("auto-registration refused", {
+        node: c.node.id,
+        group: `${ref.namespace}/${ref.name}`,
+        reason,
+      });
+    if (identity === undefined && (o.requireIdentity ?? true)) {
+      refuse("the connection presented no client certificate (see --auto-register-require-identity)");
+      return;
+    }
+    if (identity && "problem" in identity) {
+      refuse(identity.problem);
+      return;
+    }
+    if (identity && identity.namespace !== ref.namespace) {
+      refuse(`identity ${identity.uri} is not in the group's namespace ${ref.namespace}`);
+      return;
+    }
     const key = `${ref.namespace}/${ref.name}/${proxy.ip}`;
     let r = regs.get(key);
     const fresh = r === undefined;
@@ -233,8 +303,14 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       r = { key, namespace: ref.namespace, group: ref.name, ip: proxy.ip, proxy, connections: new Set() };
       regs.set(key, r);
     }
-    const before = JSON.stringify([r.proxy.labels, r.proxy.serviceAccount, locality(nodes.get(r) ?? c.node)]);
+    const before = JSON.stringify([
+      r.proxy.labels,
+      r.proxy.serviceAccount,
+      r.identity?.uri,
+      locality(nodes.get(r) ?? c.node),
+    ]);
     r.proxy = proxy;
+    r.identity = identity;
     nodes.set(r, c.node);
     r.grace?.cancel();
     r.grace = undefined;
@@ -248,7 +324,8 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       node: c.node.id,
       ...(g ? {} : { note: "the WorkloadGroup is not in config yet; registered once it is" }),
     });
-    if (fresh || before !== JSON.stringify([proxy.labels, proxy.serviceAccount, locality(c.node)])) changed();
+    const after = JSON.stringify([proxy.labels, proxy.serviceAccount, identity?.uri, locality(c.node)]);
+    if (fresh || before !== after) changed();
   }
 
   function disconnected(c: XdsClient): void {

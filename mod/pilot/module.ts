@@ -12,7 +12,11 @@ import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
-import { AUTO_REGISTER_GRACE_SETTING, createAutoRegistry } from "./autoregister.ts";
+import {
+  AUTO_REGISTER_GRACE_SETTING,
+  AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
+  createAutoRegistry,
+} from "./autoregister.ts";
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
 import { createDebouncer } from "./xds/debounce.ts";
@@ -33,6 +37,7 @@ const SETTINGS: readonly SettingSpec[] = [
     help: "longest a push waits while changes keep coming",
   },
   AUTO_REGISTER_GRACE_SETTING,
+  AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
 ];
 
 /** The pilot module definition. */
@@ -102,11 +107,11 @@ export const pilotModule: ModuleDefinition = {
       clock: ctx.clock,
       logger: ctx.logger.child({ component: "autoregister" }),
       graceMs: ctx.settings.number("auto-register-grace"),
+      requireIdentity: ctx.settings.bool("auto-register-require-identity"),
       debug: (h) => ctx.debug(h),
       configReady,
     });
     const registries: ServiceRegistry[] = [autoRegistry];
-    let registryEpoch = 0;
     /** Mixer runs in this process when `--modules` names it (commands without the flag: off). */
     const features = {
       mixer: ctx.settings.entries().some((e) => e.name === "modules") &&
@@ -116,7 +121,6 @@ export const pilotModule: ModuleDefinition = {
       createPushContext({
         config: store.snapshot(),
         registries: registries.map((r) => r.state()),
-        registryVersion: registries.length > 0 ? String(++registryEpoch) : undefined,
         features,
       });
 
@@ -128,6 +132,14 @@ export const pilotModule: ModuleDefinition = {
     const readyProvider = Object.assign(provider, { ready: () => configReady.now() });
     ads.addProvider(readyProvider);
 
+    /** Each type's labelled metrics, resolved once (they are updated per stream and push). */
+    const metricsByType = new Map(
+      Object.entries(TYPE_SHORT).map(([typeUrl, short]) => {
+        const type = short.toLowerCase();
+        return [typeUrl, { pushes: pushes.labels({ type }), pushTime: pushTime.labels({ type }) }];
+      }),
+    );
+
     /** When the push now being sent started, and its first change. */
     let pushStartedAt = ctx.clock.now();
     let changeAt = pushStartedAt;
@@ -137,10 +149,10 @@ export const pilotModule: ModuleDefinition = {
       connected: (c) => isPilotStream(c) && connected.inc(),
       disconnected: (c) => isPilotStream(c) && connected.dec(),
       pushed(c, typeUrl) {
-        const short = TYPE_SHORT[typeUrl];
-        if (!short) return;
-        pushes.inc({ type: short.toLowerCase() });
-        pushTime.observe({ type: short.toLowerCase() }, (ctx.clock.now() - pushStartedAt) / 1000);
+        const byType = metricsByType.get(typeUrl);
+        if (!byType) return;
+        byType.pushes.inc();
+        byType.pushTime.observe((ctx.clock.now() - pushStartedAt) / 1000);
         let m = awaitingAck.get(c);
         if (!m) awaitingAck.set(c, m = new Map());
         if (!m.has(typeUrl)) m.set(typeUrl, changeAt);

@@ -5,6 +5,7 @@
  */
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
+import type { PeerCertificate } from "../grpc/raw.ts";
 
 /** A connected xDS client, as providers see it. */
 export interface XdsClient {
@@ -12,6 +13,8 @@ export interface XdsClient {
   readonly connectionId: string;
   /** The node the client sent in its first request. */
   readonly node: Node;
+  /** The client's certificate, on TLS connections where it presented one. */
+  readonly peer?: PeerCertificate;
 }
 
 /** One named resource at one version. */

@@ -9,24 +9,27 @@
  * make-before-break (clusters, endpoints, listeners, routes). In State of the World, listeners
  * and clusters are always sent whole; routes, endpoints and secrets only where they changed, as
  * the protocol allows.
+ *
+ * The streams are served straight on HTTP/2 (mod/grpc/raw.ts). Streams whose subscriptions and
+ * provider answers are equal share the work: subscriptions are interned, selections and
+ * differences are computed once per distinct input, and each distinct response is encoded once;
+ * a stream writes only its own nonce in front of the shared bytes.
  */
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
 import {
-  type DeltaDiscoveryRequest,
-  type DeltaDiscoveryResponse,
-  DeltaDiscoveryResponseSchema,
-  type DiscoveryRequest,
-  type DiscoveryResponse,
-  DiscoveryResponseSchema,
+  DeltaDiscoveryRequestSchema,
+  DiscoveryRequestSchema,
   ResourceSchema,
 } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
+import type { GrpcStream, GrpcStreamHandler } from "../grpc/raw.ts";
 import type { GrpcRegistrar } from "../runtime/module.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createChannel } from "./channel.ts";
 import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "./provider.ts";
 import { createPushQueue } from "./push_queue.ts";
 import { setVersion } from "./version.ts";
@@ -80,6 +83,8 @@ export interface AdsServer {
   addObserver(observer: XdsObserver): void;
   /** Registers the ADS service on a gRPC server. */
   register(grpc: GrpcRegistrar): void;
+  /** The two methods' handlers, for servers that offer them under other names (SDS). */
+  readonly handlers: { readonly sotw: GrpcStreamHandler; readonly delta: GrpcStreamHandler };
   /** Status of every open stream. */
   streams(): StreamStatus[];
 }
@@ -95,22 +100,27 @@ export interface AdsServerOptions {
 }
 
 interface TypeState {
-  names: Set<string> | "*";
+  /** Subscribed names: interned and never mutated (a change replaces the set); "*" for wildcard. */
+  names: ReadonlySet<string> | "*";
   sentVersion?: string;
   sentNonce?: string;
   sentResources: number;
   ackedVersion?: string;
   nackedVersion?: string;
   lastNack?: string;
-  /** Versions the client holds, by name (Delta, and incremental SotW types). */
-  known: Map<string, string>;
-  /** Names carried by the last response (to forget them on a NACK). */
-  lastSentNames: readonly string[];
+  /**
+   * What the client holds, by name: State of the World's incremental types keep the (shared)
+   * selection last sent; Delta keeps its own map.
+   */
+  held?: ReadonlyMap<string, { readonly version: string }>;
+  /** Resources the last response carried (to forget them on a NACK). */
+  lastSent: readonly XdsResource[];
   /**
    * The provider's answer and the subscription the last push looked at. Providers return the
    * same map while nothing changed for a client, so an unchanged pair needs no work at all.
    */
-  lastSeen?: { all: ReadonlyMap<string, XdsResource>; names: Set<string> | "*" };
+  seenAll?: ReadonlyMap<string, XdsResource>;
+  seenNames?: ReadonlySet<string> | "*";
 }
 
 interface Session {
@@ -118,11 +128,76 @@ interface Session {
   readonly mode: "sotw" | "delta";
   readonly connectedAt: number;
   readonly types: Map<string, TypeState>;
-  /** Sends what changed for one type; `force` answers even when nothing changed. */
-  push(typeUrl: string, force?: boolean): void;
+  /** The call's next nonce. */
+  nonce: number;
+  readonly call: GrpcStream;
+}
+
+/** What a subscription selects from a provider's answer; shared by streams with equal inputs. */
+interface Selection {
+  readonly picked: readonly XdsResource[];
+  readonly version: string;
+  /** `picked` by name. */
+  readonly byName: ReadonlyMap<string, XdsResource>;
 }
 
 let connectionSeq = 0;
+
+const ADS_SERVICE = `/${AggregatedDiscoveryService.typeName}/`;
+/** The paths of the two ADS methods. */
+export const ADS_PATHS = {
+  sotw: `${ADS_SERVICE}${AggregatedDiscoveryService.method.streamAggregatedResources.name}`,
+  delta: `${ADS_SERVICE}${AggregatedDiscoveryService.method.deltaAggregatedResources.name}`,
+} as const;
+
+/** Encoded bodies kept for reuse across streams, by size. */
+const BODY_CACHE_BYTES = 64 * 1024 * 1024;
+/** Field numbers of (Delta)DiscoveryResponse. */
+const F_VERSION = 1, F_RESOURCES = 2, F_TYPE_URL = 4, F_NONCE = 5, F_REMOVED = 6;
+
+const anyEncodings = new WeakMap<XdsResource, Uint8Array>();
+/** The resource's Any, encoded once. */
+function encodedAny(r: XdsResource): Uint8Array {
+  let b = anyEncodings.get(r);
+  if (!b) {
+    b = toBinary(AnySchema, r.resource);
+    anyEncodings.set(r, b);
+  }
+  return b;
+}
+
+const deltaEncodings = new WeakMap<XdsResource, Uint8Array>();
+/** The resource as a Delta `Resource` (name, version, Any), encoded once. */
+function encodedDeltaResource(r: XdsResource): Uint8Array {
+  let b = deltaEncodings.get(r);
+  if (!b) {
+    b = toBinary(
+      ResourceSchema,
+      create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource }),
+    );
+    deltaEncodings.set(r, b);
+  }
+  return b;
+}
+
+const nonceHeads: Uint8Array[] = [];
+/** The nonce field of a response, the part of the message each stream writes itself. */
+function nonceField(nonce: string): Uint8Array {
+  const n = Number(nonce);
+  if (n < 4096 && nonceHeads[n]) return nonceHeads[n]!;
+  const head = new BinaryWriter().tag(F_NONCE, WireType.LengthDelimited).string(nonce).finish();
+  if (n < 4096) nonceHeads[n] = head;
+  return head;
+}
+
+/** Decodes a request; bytes that are not one are the client's error (INVALID_ARGUMENT). */
+function decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw new ConnectError(`malformed ${schema.name}: ${errorMessage(err)}`, Code.InvalidArgument);
+  }
+}
 
 /** Creates an ADS server with no providers. */
 export function createAdsServer(opts: AdsServerOptions): AdsServer {
@@ -143,7 +218,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     order: typeRank,
     push(s, typeUrls) {
       if (!sessions.has(s)) return;
-      for (const t of typeUrls) if (s.types.has(t)) s.push(t);
+      for (const t of typeUrls) if (s.types.has(t)) pushTo(s, t, false);
     },
     onError(s, err) {
       log.error("xDS push failed", { node: s.client?.node.id, err: errorMessage(err) });
@@ -156,62 +231,194 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return p;
   }
 
-  /** Versions of whole maps (wildcard subscriptions), shared by every stream given the same map. */
-  const wildcardVersions = new WeakMap<ReadonlyMap<string, XdsResource>, string>();
-
-  /** The resources a push should consider, or undefined when nothing changed since the last push. */
-  function changedSelection(
-    t: TypeState,
-    all: ReadonlyMap<string, XdsResource>,
-    force: boolean,
-  ): { picked: XdsResource[]; version: string } | undefined {
-    if (!force && t.lastSeen?.all === all && t.lastSeen.names === t.names) return undefined;
-    t.lastSeen = { all, names: t.names };
-    const picked = select(all, t.names);
-    let version: string;
-    if (t.names === "*") {
-      version = wildcardVersions.get(all) ?? setVersion(picked);
-      wildcardVersions.set(all, version);
-    } else {
-      version = setVersion(picked);
+  // Subscriptions: equal name sets are one object, shared by every stream that sent them.
+  const interned = new Map<string, { set: ReadonlySet<string>; refs: number }>();
+  const internKeys = new WeakMap<ReadonlySet<string>, string>();
+  function intern(names: readonly string[]): ReadonlySet<string> | "*" {
+    if (names.length === 0 || names.includes("*")) return "*";
+    const key = [...new Set(names)].sort().join("\u0000");
+    let e = interned.get(key);
+    if (!e) {
+      e = { set: new Set(names), refs: 0 };
+      interned.set(key, e);
+      internKeys.set(e.set, key);
     }
-    return { picked, version };
+    e.refs++;
+    return e.set;
+  }
+  function release(names: ReadonlySet<string> | "*"): void {
+    if (names === "*") return;
+    const key = internKeys.get(names);
+    const e = key === undefined ? undefined : interned.get(key);
+    if (e && e.set === names && --e.refs === 0) interned.delete(key!);
   }
 
-  /**
-   * What a push of `typeUrl` to `s` should consider: undefined when the stream has not subscribed,
-   * the provider is not ready, or nothing changed since the last push (unless forced).
-   */
-  function selectionFor(
-    s: Session,
-    typeUrl: string,
-    force: boolean,
-  ): { t: TypeState; client: XdsClient; picked: XdsResource[]; version: string } | undefined {
-    const t = s.types.get(typeUrl);
-    const provider = providerFor(typeUrl);
-    const client = s.client;
-    if (!t || !client || provider.ready?.() === false) return undefined;
-    const sel = changedSelection(t, provider.resources(client, typeUrl, t.names), force);
-    return sel && { t, client, ...sel };
+  /** Selections by provider answer and (interned) subscription. */
+  const selections = new WeakMap<
+    ReadonlyMap<string, XdsResource>,
+    Map<ReadonlySet<string> | "*", Selection>
+  >();
+  function selectionOf(all: ReadonlyMap<string, XdsResource>, names: ReadonlySet<string> | "*"): Selection {
+    let byNames = selections.get(all);
+    if (!byNames) {
+      byNames = new Map();
+      selections.set(all, byNames);
+    }
+    let sel = byNames.get(names);
+    if (!sel) {
+      if (names === "*") {
+        const picked = [...all.values()];
+        sel = { picked, version: setVersion(picked), byName: all };
+      } else {
+        const picked: XdsResource[] = [];
+        for (const n of names) {
+          const r = all.get(n);
+          if (r) picked.push(r);
+        }
+        sel = { picked, version: setVersion(picked), byName: new Map(picked.map((r) => [r.name, r])) };
+      }
+      byNames.set(names, sel);
+    }
+    return sel;
   }
 
-  function select(all: ReadonlyMap<string, XdsResource>, names: Set<string> | "*"): XdsResource[] {
-    if (names === "*") return [...all.values()];
-    const out: XdsResource[] = [];
-    for (const n of names) {
-      const r = all.get(n);
-      if (r) out.push(r);
+  /** What of a selection a client holding `held` lacks; shared by streams holding the same map. */
+  const diffs = new WeakMap<object, WeakMap<Selection, readonly XdsResource[]>>();
+  function lacking(
+    held: ReadonlyMap<string, { readonly version: string }>,
+    sel: Selection,
+  ): readonly XdsResource[] {
+    let bySel = diffs.get(held);
+    if (!bySel) {
+      bySel = new WeakMap();
+      diffs.set(held, bySel);
+    }
+    let out = bySel.get(sel);
+    if (!out) {
+      out = sel.picked.filter((r) => held.get(r.name)?.version !== r.version);
+      bySel.set(sel, out);
     }
     return out;
+  }
+
+  // Encoded response bodies (everything but the nonce), shared by streams sending equal responses.
+  const bodies = new Map<string, Uint8Array>();
+  let bodyBytes = 0;
+  function sotwBody(typeUrl: string, sel: Selection, send: readonly XdsResource[]): Uint8Array {
+    const key = send === sel.picked
+      ? `${typeUrl}\u0000${sel.version}`
+      : `${typeUrl}\u0000${sel.version}\u0000${send.map((r) => r.name).join("\u0000")}`;
+    const cached = bodies.get(key);
+    if (cached) return cached;
+    const w = new BinaryWriter().tag(F_VERSION, WireType.LengthDelimited).string(sel.version);
+    for (const r of send) w.tag(F_RESOURCES, WireType.LengthDelimited).bytes(encodedAny(r));
+    const body: Uint8Array = w.tag(F_TYPE_URL, WireType.LengthDelimited).string(typeUrl).finish();
+    bodies.set(key, body);
+    bodyBytes += body.length;
+    for (const [k, b] of bodies) {
+      if (bodyBytes <= BODY_CACHE_BYTES || k === key) break;
+      bodies.delete(k);
+      bodyBytes -= b.length;
+    }
+    return body;
   }
 
   function typeState(s: Session, typeUrl: string): TypeState {
     let t = s.types.get(typeUrl);
     if (!t) {
-      t = { names: "*", sentResources: 0, known: new Map(), lastSentNames: [] };
+      t = { names: "*", sentResources: 0, lastSent: [] };
       s.types.set(typeUrl, t);
     }
     return t;
+  }
+
+  /** The provider's answer for a push, or undefined when there is nothing to do. */
+  function answerFor(
+    s: Session,
+    typeUrl: string,
+    force: boolean,
+  ): { t: TypeState; client: XdsClient; all: ReadonlyMap<string, XdsResource> } | undefined {
+    const t = s.types.get(typeUrl);
+    const provider = providerFor(typeUrl);
+    const client = s.client;
+    if (!t || !client || provider.ready?.() === false) return undefined;
+    const all = provider.resources(client, typeUrl, t.names);
+    if (!force && t.seenAll === all && t.seenNames === t.names) return undefined;
+    t.seenAll = all;
+    t.seenNames = t.names;
+    return { t, client, all };
+  }
+
+  function pushTo(s: Session, typeUrl: string, force: boolean): void {
+    if (s.call.closed) return;
+    if (s.mode === "sotw") pushSotw(s, typeUrl, force);
+    else pushDelta(s, typeUrl, force);
+  }
+
+  /** Sends what changed for one type on a State-of-the-World stream; `force` answers even when nothing changed. */
+  function pushSotw(s: Session, typeUrl: string, force: boolean): void {
+    const a = answerFor(s, typeUrl, force);
+    if (!a) return;
+    const { t, client } = a;
+    const sel = selectionOf(a.all, t.names);
+    if (sel.version === t.sentVersion && !force) return;
+    let send = sel.picked;
+    const incremental = INCREMENTAL.has(typeUrl);
+    if (incremental && !force && t.held) {
+      send = lacking(t.held, sel);
+      if (send.length === 0) {
+        // Only removals: nothing to tell; the client drops what its listeners/clusters no longer name.
+        t.sentVersion = sel.version;
+        t.held = sel.byName;
+        return;
+      }
+    }
+    if (incremental) t.held = sel.byName;
+    t.sentVersion = sel.version;
+    t.sentNonce = String(++s.nonce);
+    t.sentResources = sel.picked.length;
+    t.lastSent = send;
+    s.call.send(nonceField(t.sentNonce), sotwBody(typeUrl, sel, send));
+    obs.pushed(client, typeUrl, sel.version, send.length);
+  }
+
+  /** Sends what changed for one type on a Delta stream; `force` answers even when nothing changed. */
+  function pushDelta(s: Session, typeUrl: string, force: boolean): void {
+    const a = answerFor(s, typeUrl, force);
+    if (!a) return;
+    const { t, client, all } = a;
+    // A Delta stream's map is its own (see delta()), so it is updated in place.
+    const held = (t.held ?? new Map()) as Map<string, { readonly version: string }>;
+    const picked: XdsResource[] = [];
+    if (t.names === "*") picked.push(...all.values());
+    else {
+      for (const n of t.names) {
+        const r = all.get(n);
+        if (r) picked.push(r);
+      }
+    }
+    const changed = picked.filter((r) => held.get(r.name)?.version !== r.version);
+    const present = new Set(picked.map((r) => r.name));
+    const removed = [...held.keys()].filter((n) => !present.has(n));
+    if (t.names !== "*" && force) {
+      // Named subscriptions to things that do not exist are answered with their removal.
+      for (const n of t.names) if (!present.has(n) && !held.has(n)) removed.push(n);
+    }
+    if (changed.length === 0 && removed.length === 0 && !(force && t.sentVersion === undefined)) return;
+    for (const r of changed) held.set(r.name, r);
+    for (const n of removed) held.delete(n);
+    t.held = held;
+    const version = setVersion(picked);
+    t.sentVersion = version;
+    t.sentNonce = String(++s.nonce);
+    t.sentResources = held.size;
+    t.lastSent = changed;
+    const w = new BinaryWriter().tag(F_VERSION, WireType.LengthDelimited).string(version);
+    for (const r of changed) w.tag(F_RESOURCES, WireType.LengthDelimited).bytes(encodedDeltaResource(r));
+    w.tag(F_TYPE_URL, WireType.LengthDelimited).string(typeUrl);
+    for (const n of removed) w.tag(F_REMOVED, WireType.LengthDelimited).string(n);
+    s.call.send(nonceField(t.sentNonce), w.finish());
+    obs.pushed(client, typeUrl, version, changed.length);
   }
 
   /** Handles a request's ACK/NACK part. Returns false when the request is stale and must be ignored. */
@@ -229,7 +436,11 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       t.nackedVersion = t.sentVersion;
       t.lastNack = error;
       // The client kept its previous resources: it does not hold what the rejected response carried.
-      for (const n of t.lastSentNames) t.known.delete(n);
+      if (t.held && t.lastSent.length > 0) {
+        const held = new Map(t.held);
+        for (const r of t.lastSent) held.delete(r.name);
+        t.held = held;
+      }
       log.warn("xDS update rejected by client", {
         node: s.client?.node.id,
         typeUrl,
@@ -244,25 +455,12 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return true;
   }
 
-  function openSession(
-    mode: "sotw" | "delta",
-    push: (s: Session, typeUrl: string, force: boolean) => void,
-  ): Session {
-    const s: Session = {
-      mode,
-      connectedAt: now(),
-      types: new Map(),
-      push: (typeUrl, force) => push(s, typeUrl, force ?? false),
-    };
-    return s;
-  }
-
   function identify(s: Session, node: Node | undefined): void {
     if (s.client) return;
     if (!node || node.id === "") {
       throw new ConnectError("the first request must carry node.id", Code.InvalidArgument);
     }
-    s.client = { connectionId: `${node.id}-${++connectionSeq}`, node };
+    s.client = { connectionId: `${node.id}-${++connectionSeq}`, node, peer: s.call.peer };
     sessions.add(s);
     log.info("xDS client connected", { node: node.id, mode: s.mode, connection: s.client.connectionId });
     obs.connected(s.client);
@@ -270,6 +468,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
 
   function close(s: Session): void {
     queue.remove(s);
+    for (const t of s.types.values()) if (s.mode === "sotw") release(t.names);
     if (!sessions.delete(s)) return;
     log.info("xDS client disconnected", { node: s.client!.node.id, connection: s.client!.connectionId });
     obs.disconnected(s.client!);
@@ -279,159 +478,78 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     return req.errorDetail ? req.errorDetail.message || `code ${req.errorDetail.code}` : undefined;
   }
 
-  async function* sotw(
-    requests: AsyncIterable<DiscoveryRequest>,
-    ctx: HandlerContext,
-  ): AsyncIterable<DiscoveryResponse> {
-    const out = createChannel<DiscoveryResponse>();
-    let nonce = 0;
-    const session = openSession("sotw", (s, typeUrl, force) => {
-      const sel = selectionFor(s, typeUrl, force);
-      if (!sel) return;
-      const { t, client, picked, version } = sel;
-      if (version === t.sentVersion && !force) return;
-      let send = picked;
-      if (INCREMENTAL.has(typeUrl) && !force) {
-        send = picked.filter((r) => t.known.get(r.name) !== r.version);
-        if (send.length === 0) {
-          // Only removals: nothing to tell; the client drops what its listeners/clusters no longer name.
-          t.sentVersion = version;
-          return;
-        }
+  /** Starts a session on a call; `onRequest` handles each decoded request. */
+  function serve(
+    call: GrpcStream,
+    mode: "sotw" | "delta",
+    onRequest: (s: Session, bytes: Uint8Array) => void,
+  ) {
+    const s: Session = { mode, connectedAt: now(), types: new Map(), nonce: 0, call };
+    call.onmessage = (bytes) => {
+      try {
+        onRequest(s, bytes);
+      } catch (err) {
+        const e = ConnectError.from(err);
+        log.warn("xDS stream failed", { node: s.client?.node.id, code: Code[e.code], err: e.rawMessage });
+        throw e;
       }
-      if (INCREMENTAL.has(typeUrl)) {
-        t.known.clear();
-        for (const r of picked) t.known.set(r.name, r.version);
-      }
-      t.sentVersion = version;
-      t.sentNonce = String(++nonce);
-      t.sentResources = picked.length;
-      t.lastSentNames = send.map((r) => r.name);
-      out.push(
-        create(DiscoveryResponseSchema, {
-          versionInfo: version,
-          typeUrl,
-          nonce: t.sentNonce,
-          resources: send.map((r) => r.resource),
-        }),
-      );
-      obs.pushed(client, typeUrl, version, send.length);
-    });
-    const reader = (async () => {
-      for await (const req of requests) {
-        identify(session, req.node);
-        const typeUrl = req.typeUrl;
-        if (typeUrl === "") throw new ConnectError("ADS requests must carry type_url", Code.InvalidArgument);
-        providerFor(typeUrl);
-        const first = !session.types.has(typeUrl);
-        const t = typeState(session, typeUrl);
-        const error = errorOf(req);
-        if (!acknowledge(session, t, typeUrl, req.responseNonce, req.versionInfo, error)) continue;
-        const names = req.resourceNames.length === 0 || req.resourceNames.includes("*")
-          ? "*" as const
-          : new Set(req.resourceNames);
-        const changed = !sameNames(t.names, names);
+    };
+    call.onclose = () => close(s);
+  }
+
+  function sotw(call: GrpcStream): void {
+    serve(call, "sotw", (s, bytes) => {
+      const req = decode(DiscoveryRequestSchema, bytes);
+      identify(s, req.node);
+      const typeUrl = req.typeUrl;
+      if (typeUrl === "") throw new ConnectError("ADS requests must carry type_url", Code.InvalidArgument);
+      providerFor(typeUrl);
+      const first = !s.types.has(typeUrl);
+      const t = typeState(s, typeUrl);
+      if (!acknowledge(s, t, typeUrl, req.responseNonce, req.versionInfo, errorOf(req))) return;
+      let changed = false;
+      if (!sameNames(t.names, req.resourceNames)) {
+        const names = intern(req.resourceNames);
+        changed = names !== t.names;
+        release(t.names);
         t.names = names;
-        // A new subscription is always answered, even when it matches nothing yet.
-        if (first || changed) session.push(typeUrl, true);
       }
-    })();
-    yield* drive(reader, out, session, ctx);
-  }
-
-  async function* delta(
-    requests: AsyncIterable<DeltaDiscoveryRequest>,
-    ctx: HandlerContext,
-  ): AsyncIterable<DeltaDiscoveryResponse> {
-    const out = createChannel<DeltaDiscoveryResponse>();
-    let nonce = 0;
-    const session = openSession("delta", (s, typeUrl, force) => {
-      const sel = selectionFor(s, typeUrl, force);
-      if (!sel) return;
-      const { t, client, picked, version } = sel;
-      const changed = picked.filter((r) => t.known.get(r.name) !== r.version);
-      const present = new Set(picked.map((r) => r.name));
-      const removed = [...t.known.keys()].filter((n) => !present.has(n));
-      if (t.names !== "*" && force) {
-        // Named subscriptions to things that do not exist are answered with their removal.
-        for (const n of t.names) if (!present.has(n) && !t.known.has(n)) removed.push(n);
-      }
-      if (changed.length === 0 && removed.length === 0 && !(force && t.sentVersion === undefined)) return;
-      for (const r of changed) t.known.set(r.name, r.version);
-      for (const n of removed) t.known.delete(n);
-      t.sentVersion = version;
-      t.sentNonce = String(++nonce);
-      t.sentResources = t.known.size;
-      t.lastSentNames = changed.map((r) => r.name);
-      out.push(create(DeltaDiscoveryResponseSchema, {
-        systemVersionInfo: version,
-        typeUrl,
-        nonce: t.sentNonce,
-        resources: changed.map((r) =>
-          create(ResourceSchema, { name: r.name, version: r.version, resource: r.resource })
-        ),
-        removedResources: removed,
-      }));
-      obs.pushed(client, typeUrl, version, changed.length);
+      // A new subscription is always answered, even when it matches nothing yet.
+      if (first || changed) pushTo(s, typeUrl, true);
     });
-    const reader = (async () => {
-      for await (const req of requests) {
-        identify(session, req.node);
-        const typeUrl = req.typeUrl;
-        if (typeUrl === "") {
-          throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
-        }
-        providerFor(typeUrl);
-        const first = !session.types.has(typeUrl);
-        const t = typeState(session, typeUrl);
-        if (!acknowledge(session, t, typeUrl, req.responseNonce, t.sentVersion ?? "", errorOf(req))) continue;
-        if (first) {
-          const subs = req.resourceNamesSubscribe;
-          t.names = subs.length === 0 || subs.includes("*") ? "*" : new Set(subs);
-          for (const [name, v] of Object.entries(req.initialResourceVersions)) t.known.set(name, v);
-        } else {
-          if (req.resourceNamesSubscribe.includes("*")) t.names = "*";
-          else if (t.names !== "*") { for (const n of req.resourceNamesSubscribe) t.names.add(n); }
-          for (const n of req.resourceNamesUnsubscribe) {
-            if (t.names !== "*") t.names.delete(n);
-            t.known.delete(n);
-          }
-          // Newly subscribed names must be sent even if the client had them before.
-          for (const n of req.resourceNamesSubscribe) t.known.delete(n);
-        }
-        if (first || req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > 0) {
-          session.push(typeUrl, true);
-        }
-      }
-    })();
-    yield* drive(reader, out, session, ctx);
   }
 
-  async function* drive<M>(
-    reader: Promise<void>,
-    out: ReturnType<typeof createChannel<M>>,
-    session: Session,
-    ctx: HandlerContext,
-  ): AsyncIterable<M> {
-    reader.then(() => out.close(), (err) => out.fail(err));
-    const onAbort = () => out.close();
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      yield* out;
-    } catch (err) {
-      const e = ConnectError.from(err);
-      if (e.code !== Code.Canceled) {
-        log.warn("xDS stream failed", {
-          node: session.client?.node.id,
-          code: Code[e.code],
-          err: errorMessage(e.rawMessage),
-        });
+  function delta(call: GrpcStream): void {
+    serve(call, "delta", (s, bytes) => {
+      const req = decode(DeltaDiscoveryRequestSchema, bytes);
+      identify(s, req.node);
+      const typeUrl = req.typeUrl;
+      if (typeUrl === "") throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
+      providerFor(typeUrl);
+      const first = !s.types.has(typeUrl);
+      const t = typeState(s, typeUrl);
+      if (!acknowledge(s, t, typeUrl, req.responseNonce, t.sentVersion ?? "", errorOf(req))) return;
+      const subscribe = req.resourceNamesSubscribe;
+      const held = (t.held ?? new Map()) as Map<string, { readonly version: string }>;
+      if (first) {
+        t.names = subscribe.length === 0 || subscribe.includes("*") ? "*" : new Set(subscribe);
+        for (const [name, version] of Object.entries(req.initialResourceVersions)) {
+          held.set(name, { version });
+        }
+      } else {
+        if (subscribe.includes("*")) t.names = "*";
+        else if (t.names !== "*" && subscribe.length > 0) t.names = new Set([...t.names, ...subscribe]);
+        if (req.resourceNamesUnsubscribe.length > 0) {
+          const gone = new Set(req.resourceNamesUnsubscribe);
+          if (t.names !== "*") t.names = new Set([...t.names].filter((n) => !gone.has(n)));
+          for (const n of gone) held.delete(n);
+        }
+        // Newly subscribed names must be sent even if the client had them before.
+        for (const n of subscribe) held.delete(n);
       }
-      throw e;
-    } finally {
-      ctx.signal.removeEventListener("abort", onAbort);
-      close(session);
-    }
+      t.held = held;
+      if (first || subscribe.length + req.resourceNamesUnsubscribe.length > 0) pushTo(s, typeUrl, true);
+    });
   }
 
   return {
@@ -451,11 +569,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       observers.push(observer);
     },
     register(grpc) {
-      grpc.service(AggregatedDiscoveryService, {
-        streamAggregatedResources: sotw,
-        deltaAggregatedResources: delta,
-      });
+      grpc.stream(ADS_PATHS.sotw, sotw);
+      grpc.stream(ADS_PATHS.delta, delta);
     },
+    handlers: { sotw, delta },
     streams() {
       return [...sessions].map((s) => ({
         connectionId: s.client!.connectionId,
@@ -478,9 +595,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
   };
 }
 
-function sameNames(a: Set<string> | "*", b: Set<string> | "*"): boolean {
-  if (a === "*" || b === "*") return a === b;
-  if (a.size !== b.size) return false;
-  for (const n of a) if (!b.has(n)) return false;
-  return true;
+/** Whether a request's resource names (restated with every ACK) are the subscription held. */
+function sameNames(held: ReadonlySet<string> | "*", names: readonly string[]): boolean {
+  if (names.length === 0 || names.includes("*")) return held === "*";
+  if (held === "*" || names.length < held.size) return false;
+  for (const n of names) if (!held.has(n)) return false;
+  return names.length === held.size || new Set(names).size === held.size;
 }

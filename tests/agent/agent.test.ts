@@ -124,10 +124,10 @@ describe("the agent", () => {
   });
 
   test("a restart with the output directory wiped renews from the data directory over mTLS, without a token", async () => {
-    // The restarted agents ask for 10 min: the CA backdates notBefore by a minute, and a
-    // certificate read back from disk is renewed at half of notBefore..notAfter, so a longer
-    // lifetime keeps the renewed one from being due when a3 starts.
-    const cfg = config("restart", { certTtlMs: 600_000 });
+    // The restarted agents ask for 30 s. The CA backdates notBefore by a minute, so counted
+    // from notBefore the renewed certificate would be past half of its life at once; counted
+    // from when it was received (recorded in the data directory) it is not due when a3 starts.
+    const cfg = config("restart", { certTtlMs: 30_000 });
     mkdirSync(join(dir, "restart"), { recursive: true });
     writeFileSync(cfg.tokenFile!, ca.token("vms", "app"));
     // A short-lived first certificate: the first run asks the CA for 3 s.
@@ -140,7 +140,8 @@ describe("the agent", () => {
     const stored = serial(join(cfg.dataDir, "cert-chain.pem"));
     rmSync(cfg.outputDir, { recursive: true });
     rmSync(cfg.tokenFile!);
-    // Past half of its life but not expired: the restarted agent serves it and renews at once.
+    // Near or past half of its life but not expired: the restarted agent serves it and renews
+    // within moments.
     await Bun.sleep(1200);
     const mark = ca.calls.length;
     const a2 = await start(cfg);
@@ -148,7 +149,7 @@ describe("the agent", () => {
       expect(a2.ready()).toBe(true);
       expect(serial(join(cfg.outputDir, "cert-chain.pem"))).toBe(stored);
       expect(await eventually(() => ca.calls.length > mark, 3000)).toBe(true);
-      expect(ca.calls[mark]).toEqual({ via: "mtls", tls: true, ok: true, ttlSeconds: 600 });
+      expect(ca.calls[mark]).toEqual({ via: "mtls", tls: true, ok: true, ttlSeconds: 30 });
       expect(await eventually(() => serial(join(cfg.outputDir, "cert-chain.pem")) !== stored, 3000)).toBe(
         true,
       );
@@ -158,10 +159,15 @@ describe("the agent", () => {
     }
     // A valid stored certificate not yet due is served without calling the CA at all.
     const mark2 = ca.calls.length;
+    const renewed = serial(join(cfg.dataDir, "cert-chain.pem"));
     rmSync(cfg.outputDir, { recursive: true });
+    const logMark = logs.length;
     const a3 = await start(cfg);
     try {
       expect(a3.ready()).toBe(true);
+      expect(serial(join(cfg.outputDir, "cert-chain.pem"))).toBe(renewed);
+      const loaded = logs.slice(logMark).find((l) => l.msg === "loaded the stored certificate");
+      expect(loaded?.receivedAt).toEqual(expect.any(String));
       await Bun.sleep(300);
       expect(ca.calls.length).toBe(mark2);
     } finally {

@@ -11,7 +11,7 @@ import { xdsNode } from "../../mod/agent/node.ts";
 import { HEALTH_TYPE_URL as AGENT_HEALTH_TYPE, startRegistration } from "../../mod/agent/registration.ts";
 import { createHealthChecker, type ProbeSpec } from "../../mod/agent/health.ts";
 import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
-import { createGrpcServer, type GrpcServer } from "../../mod/grpc/server.ts";
+import { createGrpcServer, type GrpcServer, type PeerCertificate } from "../../mod/grpc/server.ts";
 import { type AutoRegistry, createAutoRegistry, HEALTH_TYPE_URL } from "../../mod/pilot/autoregister.ts";
 import { createPushContext } from "../../mod/pilot/model/push_context.ts";
 import { createManualClock, systemClock } from "../../mod/shared/clock.ts";
@@ -74,9 +74,11 @@ function client(
   ip: string,
   group = "ratings",
   labels: Record<string, string> = { version: "v2" },
+  peer?: PeerCertificate,
 ): XdsClient {
   return {
     connectionId: `c${++seq}`,
+    peer,
     node: create(NodeSchema, {
       id: `sidecar~${ip}~vm.vms~vms.svc.cluster.local`,
       metadata: {
@@ -96,11 +98,80 @@ function endpoints(store: WritableConfigStore, reg: AutoRegistry) {
   return push.endpoints(svc, 9080).map((e) => ({ address: e.address, port: e.port, healthy: e.healthy }));
 }
 
+/** A certificate carrying `uri` as its one URI SAN, as the TLS layer hands it over. */
+async function peerWith(uri: string, authorized = true): Promise<PeerCertificate> {
+  await import("reflect-metadata");
+  const x509 = await import("@peculiar/x509");
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+  const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    name: "O=test",
+    keys,
+    signingAlgorithm: alg,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "url", value: uri }])],
+  });
+  return {
+    der: new Uint8Array(cert.rawData),
+    authorized,
+    authorizationError: authorized ? undefined : "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  };
+}
+
 describe("createAutoRegistry()", () => {
+  test("registers only connections whose certificate proves an identity in the group's namespace", async () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP(), SERVICE);
+    const warnings: string[] = [];
+    const logger = createLogger({
+      write: (line) => {
+        const rec = JSON.parse(line) as { msg: string; reason?: string; level: string };
+        if (rec.level === "warn") warnings.push(`${rec.msg}: ${rec.reason ?? ""}`);
+      },
+      format: "json",
+    });
+    const reg = createAutoRegistry({ store, clock, logger, graceMs: 1000 });
+    // No certificate (the plaintext port): refused by default.
+    reg.observer.connected!(client("10.0.0.1"));
+    // Trusted, but another namespace's identity.
+    reg.observer.connected!(
+      client("10.0.0.2", "ratings", {}, await peerWith("spiffe://cluster.local/ns/default/sa/ratings-sa")),
+    );
+    // The right identity, in a certificate the TLS layer did not trust.
+    reg.observer.connected!(
+      client("10.0.0.3", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa", false)),
+    );
+    // Not a workload identity.
+    reg.observer.connected!(client("10.0.0.4", "ratings", {}, await peerWith("https://example.com/x")));
+    expect(reg.registrations()).toEqual([]);
+    expect(warnings).toEqual([
+      expect.stringContaining("presented no client certificate"),
+      expect.stringContaining("is not in the group's namespace vms"),
+      expect.stringContaining("not trusted: UNABLE_TO_VERIFY_LEAF_SIGNATURE"),
+      expect.stringContaining("is not a spiffe:// URI"),
+    ]);
+
+    // The right namespace: registered, and the certificate's service account wins over metadata.
+    const good = await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa");
+    reg.observer.connected!(client("10.0.0.5", "ratings", {}, good));
+    expect(reg.state().workloads.map((w) => [w.spec.address, w.spec.serviceAccount])).toEqual([
+      ["10.0.0.5", "ratings-sa"],
+    ]);
+    // In the namespace but with another service account than the template's: left out of EDS.
+    reg.observer.connected!(
+      client("10.0.0.6", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/intruder")),
+    );
+    expect(reg.registrations().map((r) => r.workload)).toEqual(["ratings-10.0.0.5", "ratings-10.0.0.6"]);
+    expect(reg.state().workloads.map((w) => w.spec.address)).toEqual(["10.0.0.5"]);
+    expect(warnings.at(-1)).toContain("its identity has another service account");
+    reg.close();
+  });
+
   test("a connection with AUTO_REGISTER_GROUP becomes a workload from the group's template", () => {
     const clock = createManualClock(0);
     const store = storeWith(GROUP(), SERVICE);
-    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000 });
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000, requireIdentity: false });
     let changes = 0;
     reg.watch(() => changes++);
     const c = client("10.0.0.7");
@@ -127,7 +198,7 @@ describe("createAutoRegistry()", () => {
   test("stays while any connection of the workload is open and leaves the grace period after the last closes", () => {
     const clock = createManualClock(0);
     const store = storeWith(GROUP(), SERVICE);
-    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000 });
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 10_000, requireIdentity: false });
     const envoy = client("10.0.0.7");
     const agent = client("10.0.0.7", "vms/ratings");
     reg.observer.connected!(envoy);
@@ -156,7 +227,7 @@ describe("createAutoRegistry()", () => {
   test("a group missing from config registers once it appears; connections without the metadata are ignored", () => {
     const clock = createManualClock(0);
     const store = storeWith(SERVICE);
-    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000 });
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000, requireIdentity: false });
     reg.observer.connected!(client("10.0.0.8"));
     reg.observer.connected!({
       connectionId: "plain",
@@ -179,7 +250,7 @@ describe("createAutoRegistry()", () => {
       GROUP("  probe:\n    periodSeconds: 1\n    tcpSocket:\n      port: 9080\n"),
       SERVICE,
     );
-    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000 });
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000, requireIdentity: false });
     const c = client("10.0.0.7");
     reg.observer.connected!(c);
     expect(reg.state().workloads[0]!.healthy).toBe(false);
@@ -221,6 +292,7 @@ describe("createAutoRegistry()", () => {
       clock,
       logger: quiet,
       graceMs: 1000,
+      requireIdentity: false,
       configReady: { now: () => loaded, promise },
     });
     const pushed: string[] = [];
@@ -261,7 +333,14 @@ describe("the agent's registration stream against pilot's registry over a real A
     );
     grpc = createGrpcServer({ logger: quiet });
     const ads = createAdsServer({ logger: quiet });
-    reg = createAutoRegistry({ store, ads, clock: systemClock, logger: quiet, graceMs: 300 });
+    reg = createAutoRegistry({
+      store,
+      ads,
+      clock: systemClock,
+      logger: quiet,
+      graceMs: 300,
+      requireIdentity: false,
+    });
     ads.register(grpc);
     const a = await grpc.listen("127.0.0.1:0");
     addr = `127.0.0.1:${a.port}`;

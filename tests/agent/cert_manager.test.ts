@@ -1,9 +1,23 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createBackoff } from "../../mod/agent/backoff.ts";
 import { createCertManager, type IssueVia } from "../../mod/agent/cert_manager.ts";
-import { type CertBundle, renewalDelay } from "../../mod/agent/certs.ts";
-import { createManualClock, type ManualClock } from "../../mod/shared/clock.ts";
-import { createLogger } from "../../mod/shared/logger.ts";
+import {
+  bundleFromIssued,
+  type CertBundle,
+  createCsr,
+  renewalDelay,
+  spiffeId,
+} from "../../mod/agent/certs.ts";
+import { ensureDir, readBundle, RECEIPT_FILE, writeBundle } from "../../mod/agent/files.ts";
+import { initCa } from "../../mod/citadel/ca_store.ts";
+import { pemEncode } from "../../mod/citadel/pem.ts";
+import { createIssuer, type Issuer, LEAF_BACKDATE_MS } from "../../mod/citadel/service.ts";
+import { createManualClock, type ManualClock, systemClock } from "../../mod/shared/clock.ts";
+import { createLogger, type LogFields } from "../../mod/shared/logger.ts";
 
 const HOUR = 3_600_000;
 const quiet = createLogger({ write: () => {} });
@@ -11,6 +25,14 @@ const quiet = createLogger({ write: () => {} });
 const flush = async () => {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 };
+/** Waits (up to 5 s of real time) for work that is not driven by the clock, such as making a key. */
+async function until(cond: () => boolean): Promise<void> {
+  const end = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await Bun.sleep(5);
+  }
+}
 
 function bundle(notBefore: number, lifetime: number, tag = ""): CertBundle {
   return {
@@ -289,5 +311,136 @@ describe("createCertManager()", () => {
     await flush();
     expect(m.current()).toBeUndefined();
     expect(clock.pending()).toBe(0);
+  });
+});
+
+describe("createCertManager() across a restart, with the bundle on disk", () => {
+  const ID = spiffeId("cluster.local", "a", "b");
+  let root: string;
+  let issuer: Issuer;
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), "meshd-agent-restart-"));
+    const store = await initCa(
+      { dataDir: join(root, "ca"), keyType: "ec-p256", clock: systemClock, logger: quiet },
+      "cluster.local",
+    );
+    issuer = createIssuer(store.current());
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  /** Signs as meshd's CA does at the clock's now: notBefore backdated, `lifetime` from now. */
+  async function issueAt(clock: ManualClock, lifetime: number): Promise<CertBundle> {
+    const p = await createCsr(ID);
+    const spki = createPublicKey(createPrivateKey(p.keyPem)).export({ type: "spki", format: "der" });
+    const leaf = issuer.signer.sign({
+      spki: new Uint8Array(spki),
+      names: [{ type: "uri", value: ID }],
+      notBefore: clock.now() - LEAF_BACKDATE_MS,
+      notAfter: clock.now() + lifetime,
+    });
+    const m = issuer.material;
+    return bundleFromIssued([pemEncode("CERTIFICATE", leaf.der), ...m.chain, m.trustBundle], p.keyPem, {
+      expectedIdentity: ID,
+    });
+  }
+
+  /** A run of the agent's certificate keeping: the manager storing into `dir`, as the agent does. */
+  function run(clock: ManualClock, dir: string, initial: CertBundle | undefined, lifetime: number) {
+    const calls: Array<[IssueVia["kind"], number]> = [];
+    const logs: Array<[string, LogFields | undefined]> = [];
+    const logger = { ...quiet, info: (msg: string, f?: LogFields) => logs.push([msg, f]) };
+    const m = createCertManager({
+      clock,
+      logger,
+      random: () => 0.5,
+      initial,
+      issue(via) {
+        calls.push([via.kind, clock.now()]);
+        return issueAt(clock, lifetime);
+      },
+      onCert: (b) => writeBundle(dir, b),
+    });
+    return { m, calls, logs };
+  }
+
+  /** Whole seconds, as in certificates. */
+  const startAt = () => Math.floor(Date.now() / 1000) * 1000;
+
+  test("a 90 s certificate received 10 s before the restart renews at half its real lifetime, not at once", async () => {
+    const t0 = startAt();
+    const clock = createManualClock(t0);
+    const dir = join(root, "restart");
+    ensureDir(dir, 0o700, "--data-dir");
+    const first = run(clock, dir, undefined, 90_000);
+    first.m.start();
+    await until(() => first.m.current() !== undefined);
+    expect(first.calls).toEqual([["token", t0]]);
+    expect(first.m.current()!.notBefore).toBe(t0 - 60_000);
+    expect(first.m.current()!.notAfter).toBe(t0 + 90_000);
+    expect(existsSync(join(dir, RECEIPT_FILE))).toBe(true);
+    clock.advance(10_000);
+    first.m.stop();
+
+    // The restart: the bundle comes back from disk.
+    const warnings: unknown[] = [];
+    const stored = readBundle(dir, ID, { now: clock.now(), warn: (...a) => warnings.push(a) });
+    expect(warnings).toEqual([]);
+    expect(stored?.receivedAt).toBe(t0);
+    const second = run(clock, dir, stored, 90_000);
+    second.m.start();
+    clock.advance(0);
+    await flush();
+    expect(second.calls).toEqual([]);
+    expect(second.m.valid()).toBe(true);
+    // Half of the 90 s from receipt (t0), not half of the 150 s from the backdated notBefore.
+    expect(second.m.nextAttemptAt()).toBe(t0 + 45_000);
+    clock.advance(45_000 - 10_000 - 1);
+    await flush();
+    expect(second.calls).toEqual([]);
+    clock.advance(1);
+    await until(() => second.m.current() !== stored);
+    expect(second.calls).toEqual([["mtls", t0 + 45_000]]);
+    // The renewed one is stored with its own receipt, for the next restart.
+    expect(readBundle(dir, ID, { now: clock.now() })!.receivedAt).toBe(t0 + 45_000);
+    second.m.stop();
+  });
+
+  test("a stored certificate past its renewal time, or without a record of receipt, is still renewed in time", async () => {
+    const t0 = startAt();
+    const clock = createManualClock(t0);
+    const dir = join(root, "overdue");
+    ensureDir(dir, 0o700, "--data-dir");
+    writeBundle(dir, { ...(await issueAt(clock, 90_000)), receivedAt: t0 });
+
+    // Restarted 50 s after receipt: past half of the 90 s, so at once (no minimum wait).
+    clock.advance(50_000);
+    const late = run(clock, dir, readBundle(dir, ID, { now: clock.now() }), 90_000);
+    late.m.start();
+    expect(late.m.nextAttemptAt()).toBe(t0 + 50_000);
+    clock.advance(0);
+    await flush();
+    expect(late.calls).toEqual([["mtls", t0 + 50_000]]);
+    late.m.stop();
+
+    // Nearly expired: at once as well.
+    writeBundle(dir, { ...(await issueAt(clock, 90_000)), receivedAt: clock.now() });
+    clock.advance(89_000);
+    const nearly = run(clock, dir, readBundle(dir, ID, { now: clock.now() }), 90_000);
+    nearly.m.start();
+    expect(nearly.m.nextAttemptAt()).toBe(clock.now());
+    nearly.m.stop();
+
+    // Stored by an agent that kept no record: counted from notBefore, as before, and said so.
+    const t1 = clock.now();
+    writeBundle(dir, await issueAt(clock, 90_000));
+    expect(existsSync(join(dir, RECEIPT_FILE))).toBe(false);
+    clock.advance(10_000);
+    const legacy = run(clock, dir, readBundle(dir, ID, { now: clock.now() }), 90_000);
+    legacy.m.start();
+    expect(legacy.m.nextAttemptAt()).toBe(t1 - 60_000 + 75_000);
+    expect(legacy.logs.map((l) => l[0])).toContain(
+      "no record of when the stored certificate was received; its lifetime counts from notBefore",
+    );
+    legacy.m.stop();
   });
 });

@@ -1,11 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCertificate } from "../../mod/agent/ca_client.ts";
-import { bundleFromIssued, createCsr, spiffeId, splitPem } from "../../mod/agent/certs.ts";
-import { ensureDir, readBundle, writeBundle, writeFileAtomic } from "../../mod/agent/files.ts";
+import {
+  bundleFromIssued,
+  type CertBundle,
+  createCsr,
+  renewalDelay,
+  spiffeId,
+  splitPem,
+} from "../../mod/agent/certs.ts";
+import { ensureDir, readBundle, RECEIPT_FILE, writeBundle, writeFileAtomic } from "../../mod/agent/files.ts";
+import { LEAF_BACKDATE_MS } from "../../mod/citadel/service.ts";
 import { type Citadel, startCitadel } from "./_citadel.ts";
 
 const ID = spiffeId("cluster.local", "vms", "app");
@@ -264,5 +272,119 @@ describe("files", () => {
     );
     writeFileSync(join(d, "key.pem"), (await createCsr(ID)).keyPem);
     expect(() => readBundle(d, ID)).toThrow(/does not match the private key/);
+  });
+
+  /** A certificate from the real CA for `ttlMs` (backdated by the CA), and the key. */
+  const issue = async (ttlMs: number): Promise<CertBundle> => {
+    const p = await createCsr(ID);
+    const chain = await createCertificate({
+      addr: ca.plainAddr,
+      token: tok,
+      csrPem: p.csrPem,
+      ttlMs,
+      timeoutMs: 5000,
+    });
+    return bundleFromIssued(chain, p.keyPem, { expectedIdentity: ID });
+  };
+
+  test("a short-lived certificate read back after a restart renews at half of its real lifetime", async () => {
+    const b = await issue(90_000);
+    const receivedAt = Date.now();
+    // The CA backdates: notBefore..notAfter is a minute longer than the lifetime asked for.
+    expect(receivedAt - b.notBefore).toBeGreaterThanOrEqual(LEAF_BACKDATE_MS - 1000);
+    const d = join(dir, "restart");
+    ensureDir(d, 0o700, "--data-dir");
+    writeBundle(d, { ...b, receivedAt });
+    expect(statSync(join(d, RECEIPT_FILE)).mode & 0o777).toBe(0o644);
+    // Ten seconds later, the agent starts again and reads the bundle back.
+    const now = receivedAt + 10_000;
+    const warnings: unknown[] = [];
+    const back = readBundle(d, ID, { now, warn: (...a) => warnings.push(a) })!;
+    expect(warnings).toEqual([]);
+    expect(back).toEqual({ ...b, receivedAt });
+    const want = receivedAt + (b.notAfter - receivedAt) / 2 - now;
+    expect(renewalDelay(back, now, () => 0.5)).toBe(Math.round(want));
+    // About 35 s (half of ~90 s, less the 10 s since receipt), not the ~5 s counted from the
+    // backdated notBefore.
+    expect(renewalDelay(back, now, () => 0.5)).toBeGreaterThan(30_000);
+    // Nearly expired, it is due at once.
+    expect(renewalDelay(back, b.notAfter - 1000, () => 0.5)).toBe(0);
+  });
+
+  test("the record of receipt is validated: clamped to the validity, ignored with a warning when garbled, stale or in the future", async () => {
+    const b = await issue(90_000);
+    const other = await issue(90_000);
+    const d = join(dir, "receipts");
+    ensureDir(d, 0o700, "--data-dir");
+    const receiptPath = join(d, RECEIPT_FILE);
+    const read = (now: number) => {
+      const warnings: Array<{ msg: string; problem: unknown; file: unknown }> = [];
+      const got = readBundle(d, ID, {
+        now,
+        warn: (msg, f) => warnings.push({ msg, problem: f.problem, file: f.file }),
+      })!;
+      return { got, warnings };
+    };
+    const now = b.notBefore + LEAF_BACKDATE_MS + 20_000;
+
+    // Written by an older agent: no record; loads, counted from notBefore.
+    writeBundle(d, b);
+    expect(existsSync(receiptPath)).toBe(false);
+    expect(read(now)).toEqual({ got: b, warnings: [] });
+    expect(read(now).got.receivedAt).toBeUndefined();
+
+    // Before notBefore (the agent's clock behind the CA's): clamped to notBefore.
+    writeBundle(d, { ...b, receivedAt: b.notBefore - 5000 });
+    expect(read(now)).toEqual({ got: { ...b, receivedAt: b.notBefore }, warnings: [] });
+    // After notAfter, read once the certificate has expired: clamped to notAfter.
+    writeBundle(d, { ...b, receivedAt: b.notAfter + 5000 });
+    expect(read(b.notAfter + 6000).got.receivedAt).toBe(b.notAfter);
+    expect(renewalDelay(read(b.notAfter + 6000).got, b.notAfter + 6000, () => 0.5)).toBe(0);
+
+    // In the future: ignored with a warning.
+    writeBundle(d, { ...b, receivedAt: now + 1 });
+    let r = read(now);
+    expect(r.got.receivedAt).toBeUndefined();
+    expect(r.warnings).toEqual([{
+      msg: "ignoring the record of when the certificate was received; its lifetime counts from notBefore",
+      problem: expect.stringContaining("is in the future"),
+      file: receiptPath,
+    }]);
+
+    // Garbled in several ways.
+    const good = JSON.parse(readFileSync(receiptPath, "utf8")) as { leafSha256: string; receivedAt: string };
+    const garbled: Array<[string, RegExp]> = [
+      ["{not json", /not JSON/],
+      ["[1]", /not a JSON object/],
+      ["null", /not a JSON object/],
+      [JSON.stringify({ leafSha256: good.leafSha256 }), /receivedAt undefined is not an ISO 8601 UTC time/],
+      [JSON.stringify({ ...good, receivedAt: "yesterday" }), /"yesterday" is not an ISO 8601 UTC time/],
+      [JSON.stringify({ ...good, receivedAt: 12345 }), /12345 is not an ISO 8601 UTC time/],
+      [JSON.stringify({ ...good, receivedAt: "2024-13-45T99:00:00Z" }), /not an ISO 8601 UTC time/],
+      [JSON.stringify({ ...good, receivedAt: "2024-02-30T00:00:00Z" }), /not an ISO 8601 UTC time/],
+      [JSON.stringify({ ...good, receivedAt: "2024-02-01 00:00:00" }), /not an ISO 8601 UTC time/],
+      [JSON.stringify({ receivedAt: good.receivedAt }), /for another certificate/],
+    ];
+    for (const [text, problem] of garbled) {
+      writeFileSync(receiptPath, text);
+      r = read(now);
+      expect(r.got).toEqual(b);
+      expect(r.warnings.length).toBe(1);
+      expect(r.warnings[0]!.problem).toMatch(problem);
+    }
+
+    // A record left from another certificate (a crash between writing the chain and the record).
+    writeBundle(d, { ...other, receivedAt: now - 1000 });
+    writeFileAtomic(join(d, "key.pem"), b.keyPem, 0o600);
+    writeFileAtomic(join(d, "cert-chain.pem"), b.chainPem);
+    r = read(now);
+    expect(r.got).toEqual(b);
+    expect(r.warnings[0]!.problem).toBe("it is for another certificate");
+
+    // Writing a bundle without receivedAt removes a record that no longer applies.
+    writeBundle(d, { ...b, receivedAt: now - 1000 });
+    writeBundle(d, b);
+    expect(existsSync(receiptPath)).toBe(false);
+    expect(readdirSync(d).sort()).toEqual(["cert-chain.pem", "key.pem", "root-cert.pem"]);
   });
 });

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { defaultMeshConfig } from "../../mod/galley/kinds/mesh_config.ts";
 import type { AdapterEnv, Handler, InstanceValue } from "../../mod/mixer/adapters/adapter.ts";
 import { createDenier } from "../../mod/mixer/adapters/denier.ts";
@@ -12,7 +13,7 @@ import { createStdio } from "../../mod/mixer/adapters/stdio.ts";
 import { createZipkin, sampled, toZipkinSpan } from "../../mod/mixer/adapters/zipkin.ts";
 import { createManualClock, type ManualClock } from "../../mod/shared/clock.ts";
 import { createMetricsRegistry } from "../../mod/shared/metrics.ts";
-import { quiet } from "./_harness.ts";
+import { memoryLogger, quiet } from "./_harness.ts";
 
 function env(clock: ManualClock, extra: Partial<AdapterEnv> = {}): AdapterEnv {
   return {
@@ -225,6 +226,69 @@ describe("listchecker", () => {
       expect(code("bob")).toBe(14);
     } finally {
       server.stop(true);
+    }
+  });
+
+  test("a file:/// provider list is read at start, re-read every refreshInterval, and kept when the file goes bad", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "meshd-listchecker-"));
+    const path = join(dir, "allowed list.txt");
+    try {
+      writeFileSync(path, "- alice\n");
+      const clock = createManualClock(0);
+      const { logger, lines } = memoryLogger();
+      const h = keep(createListChecker({
+        providerUrl: pathToFileURL(path).href,
+        refreshInterval: "1s",
+        ttl: "5s",
+      }, env(clock, { logger })));
+      const code = (v: string) => (h.check!([entry(v)]) as { status: { code: number } }).status.code;
+      const warnings = () => lines.filter((l) => l.msg === "listchecker: could not read the list");
+      const until = async (done: () => boolean) => {
+        for (let i = 0; i < 200 && !done(); i++) await Bun.sleep(5);
+      };
+      await until(() => code("alice") === 0);
+      expect([code("alice"), code("bob")]).toEqual([0, 5]);
+
+      // Rewritten (one entry a line this time): the change shows only after the refresh interval.
+      writeFileSync(path, "bob # the new one\ncarol\n");
+      await Bun.sleep(20);
+      expect([code("alice"), code("bob")]).toEqual([0, 5]);
+      clock.advance(1000);
+      await until(() => code("bob") === 0);
+      expect([code("alice"), code("bob"), code("carol")]).toEqual([5, 0, 0]);
+
+      // A garbled file is logged and the last good list stays.
+      writeFileSync(path, "- {a: 1}\n");
+      clock.advance(1000);
+      await until(() => warnings().length === 1);
+      expect(warnings()[0]).toMatchObject({ level: "warn", keptEntries: 2 });
+      expect(String(warnings()[0]!.error)).toContain("not a scalar");
+      expect([code("alice"), code("bob")]).toEqual([5, 0]);
+
+      // So does a missing one.
+      rmSync(path);
+      clock.advance(1000);
+      await until(() => warnings().length === 2);
+      expect(String(warnings()[1]!.error)).toContain("ENOENT");
+      expect([code("alice"), code("bob")]).toEqual([5, 0]);
+
+      // Back before the ttl ran out: the new list is taken.
+      writeFileSync(path, "- alice\n");
+      clock.advance(1000);
+      await until(() => code("alice") === 0);
+      expect([code("alice"), code("bob")]).toEqual([0, 5]);
+      expect(warnings()).toHaveLength(2);
+
+      // Missing for longer than the ttl: dropped, as a URL list is.
+      rmSync(path);
+      for (let s = 0; s < 5 && code("alice") !== 14; s++) {
+        clock.advance(1000);
+        const seen = warnings().length;
+        await until(() => warnings().length > seen);
+      }
+      expect(code("alice")).toBe(14);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -323,6 +323,36 @@ describe("attributes", () => {
     expect(unused).toEqual(["request.size", "generic_key"]);
   });
 
+  test("bagFromDescriptor() reads the entries of the inbound actions pilot generates", () => {
+    const d = create(RateLimitDescriptorSchema, {
+      entries: [
+        { key: "destination.service.host", value: "web.app.svc.cluster.local" },
+        { key: "destination.service.name", value: "web" },
+        { key: "destination.labels.version", value: "v1" },
+        { key: "destination_cluster", value: "inbound|8080||" },
+        { key: "request.path", value: "/ratings/1?page=2&page=3" },
+        { key: "request.method", value: "GET" },
+        { key: "request.host", value: "web.app:8080" },
+        { key: "remote_address", value: "10.0.0.9" },
+      ],
+    });
+    const { bag, unused } = bagFromDescriptor(d);
+    expect(bag).toEqual({
+      "context.reporter.kind": "inbound",
+      "destination.service.host": "web.app.svc.cluster.local",
+      "destination.service.name": "web",
+      "destination.labels": { version: "v1" },
+      "destination.port": 8080,
+      "request.path": "/ratings/1?page=2&page=3",
+      "request.url_path": "/ratings/1",
+      "request.query_params": { page: "2" },
+      "request.method": "GET",
+      "request.host": "web.app:8080",
+      "source.ip": new Uint8Array([10, 0, 0, 9]),
+    });
+    expect(unused).toEqual([]);
+  });
+
   test("bagFromHttpLog() and bagFromTcpLog() read the entry and the reporting node's workload", () => {
     const node = create(
       NodeSchema,

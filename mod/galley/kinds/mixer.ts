@@ -234,16 +234,37 @@ function hostPortCheck(value: string, path: string, report: Reporter): void {
   }
 }
 
-function urlCheck(value: string, path: string, report: Reporter): void {
-  let url: URL;
+/** `value` as a URL, or undefined after reporting that it is not one. */
+function parsedUrl(value: string, path: string, report: Reporter): URL | undefined {
   try {
-    url = new URL(value);
+    return new URL(value);
   } catch {
     report.error(path, `${JSON.stringify(value)} is not a valid URL`);
-    return;
+    return undefined;
   }
+}
+
+function urlCheck(value: string, path: string, report: Reporter): void {
+  const url = parsedUrl(value, path, report);
+  if (!url) return;
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     report.error(path, `URL ${JSON.stringify(value)} must use http or https`);
+  }
+}
+
+/**
+ * A listchecker `providerUrl`: http(s), or a local file as `file:///absolute/path` (no host, no
+ * query or fragment; `file:relative` and `file://host/path` are refused rather than guessed at).
+ */
+function providerUrlCheck(value: string, path: string, report: Reporter): void {
+  const url = parsedUrl(value, path, report);
+  if (!url) return;
+  if (url.protocol === "file:") {
+    if (!value.startsWith("file:///") || url.search !== "" || url.hash !== "") {
+      report.error(path, `file URL ${JSON.stringify(value)} must be file:///absolute/path`);
+    }
+  } else if (url.protocol !== "http:" && url.protocol !== "https:") {
+    report.error(path, `URL ${JSON.stringify(value)} must use http, https or file`);
   }
 }
 
@@ -287,7 +308,7 @@ const adapterSchemas: Readonly<Record<CompiledAdapter, Schema>> = {
   listchecker: t.object<ListCheckerParams>(
     {
       overrides: t.array(t.string()),
-      providerUrl: t.string({ check: urlCheck }),
+      providerUrl: t.string({ check: providerUrlCheck }),
       refreshInterval: durationSchema,
       ttl: durationSchema,
       cachingInterval: optionalDuration,

@@ -5,13 +5,17 @@
  * with PERMISSION_DENIED).
  *
  * The list is the handler's `overrides` (a config file: galley hot-reloads it) plus, with
- * `providerUrl`, a YAML list of strings (or one entry a line) fetched at start and every
- * `refreshInterval`. A provider list not refreshed for `ttl` is dropped, and checks answer
- * UNAVAILABLE until a fetch succeeds again. Decisions may be cached by clients for
- * `cachingInterval` and `cachingUseCount`.
+ * `providerUrl`, a YAML list of strings (or one entry a line) read at start and every
+ * `refreshInterval`: fetched over http(s), or read from a local file (`file:///abs/path`).
+ * Both go through one refresh loop: a read that fails (unreachable server, missing file, a list
+ * that does not parse or compile) is logged and the last good list stays. A provider list not
+ * refreshed for `ttl` is dropped, and checks answer UNAVAILABLE until a read succeeds again.
+ * Decisions may be cached by clients for `cachingInterval` and `cachingUseCount`.
  *
  * @module
  */
+import { open } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { RE2JS } from "@bufbuild/re2";
 import { parse as parseYaml } from "yaml";
 import type { ListCheckerParams, ListEntryType } from "../../galley/kinds/mixer.ts";
@@ -28,7 +32,7 @@ const DEFAULTS = {
   cachingUseCount: 10_000,
 };
 
-/** Largest provider response accepted. */
+/** Largest provider list (HTTP response or file) accepted. */
 const MAX_PROVIDER_BYTES = 16 * 1024 * 1024;
 /** How long one provider fetch may take. */
 const FETCH_TIMEOUT_MS = 10_000;
@@ -166,6 +170,31 @@ async function fetchText(url: string): Promise<string> {
   return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
+async function readFileText(url: string): Promise<string> {
+  const file = await open(fileURLToPath(url), "r");
+  try {
+    const { size } = await file.stat();
+    if (size > MAX_PROVIDER_BYTES) {
+      throw new Error(`the list is ${size} bytes; the limit is ${MAX_PROVIDER_BYTES}`);
+    }
+    const body = await file.readFile();
+    if (body.length > MAX_PROVIDER_BYTES) {
+      throw new Error(`the list is larger than ${MAX_PROVIDER_BYTES} bytes`);
+    }
+    return new TextDecoder().decode(body);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The text of a provider list: the body of an http(s) URL (status 200 only), or the content of
+ * a `file:` URL's file. Throws when it cannot be read or is larger than 16 MiB.
+ */
+export function readProviderText(url: string): Promise<string> {
+  return url.startsWith("file:") ? readFileText(url) : fetchText(url);
+}
+
 /** Builds a listchecker handler. */
 export const createListChecker: AdapterFactory = (params, env) => {
   const p = (params ?? {}) as ListCheckerParams;
@@ -179,7 +208,7 @@ export const createListChecker: AdapterFactory = (params, env) => {
   const log = env.logger;
 
   let list: EntryList | undefined = p.providerUrl ? undefined : compileList(overrides, type);
-  let lastError = p.providerUrl ? `the list at ${p.providerUrl} has not been fetched yet` : "";
+  let lastError = p.providerUrl ? `the list at ${p.providerUrl} has not been read yet` : "";
   let lastBody: string | undefined;
   let refreshTimer: Timer | undefined;
   let purgeTimer: Timer | undefined;
@@ -201,7 +230,7 @@ export const createListChecker: AdapterFactory = (params, env) => {
   const refresh = async () => {
     if (closed || !p.providerUrl) return;
     try {
-      const body = await fetchText(p.providerUrl);
+      const body = await readProviderText(p.providerUrl);
       if (closed) return;
       if (body !== lastBody || !list) {
         const next = compileList([...overrides, ...parseProviderList(body)], type);
@@ -213,10 +242,11 @@ export const createListChecker: AdapterFactory = (params, env) => {
       resetPurge();
     } catch (err) {
       lastError = errorMessage(err);
-      log.warn("listchecker: could not fetch the list", {
+      log.warn("listchecker: could not read the list", {
         handler: env.handler,
         url: p.providerUrl,
         error: lastError,
+        keptEntries: list?.size ?? 0,
       });
     } finally {
       if (!closed) refreshTimer = env.clock.setTimer(refreshMs, () => void refresh());

@@ -99,7 +99,15 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
  * generated once for all of them.
  */
 export function proxyConfigKey(p: Proxy): string {
-  const labels = Object.keys(p.labels).sort().map((k) => `${k}=${p.labels[k]}`).join(",");
-  return [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""]
-    .join("|");
+  let key = configKeys.get(p);
+  if (key === undefined) {
+    const labels = Object.keys(p.labels).sort().map((k) => `${k}=${p.labels[k]}`).join(",");
+    key = [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""]
+      .join("|");
+    configKeys.set(p, key);
+  }
+  return key;
 }
+
+/** Proxies are immutable, so each one's key is computed once. */
+const configKeys = new WeakMap<Proxy, string>();

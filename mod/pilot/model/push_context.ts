@@ -9,6 +9,7 @@ import type {
   VirtualServiceSpec,
 } from "../../galley/kinds/networking.ts";
 import { hostCovers } from "../../galley/kinds/networking.ts";
+import { contentVersion } from "../../xds/version.ts";
 import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../galley/kinds/mesh_config.ts";
 import type {
   AuthorizationPolicySpec,
@@ -56,6 +57,8 @@ export const NO_FEATURES: PilotFeatures = { mixer: false };
 export interface PushContext {
   /** Changes whenever any input changes. */
   readonly version: string;
+  /** The registries' part of the version: a hash of their content (undefined without registries). */
+  readonly registryVersion?: string;
   readonly mesh: MeshConfig;
   /** Optional parts of meshd that are running (default {@link NO_FEATURES}). */
   readonly features: PilotFeatures;
@@ -140,7 +143,10 @@ function byNsName(a: Resource, b: Resource): number {
 export interface PushContextInputs {
   readonly config: ConfigSnapshot;
   readonly registries?: readonly RegistryState[];
-  /** A version for the registries' part; combined with the config version. */
+  /**
+   * A version for the registries' part, combined with the config version; by default a hash of
+   * their content.
+   */
   readonly registryVersion?: string;
   /** Optional parts of meshd that are running; default {@link NO_FEATURES} (mixer off). */
   readonly features?: PilotFeatures;
@@ -252,8 +258,13 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     return v;
   }
 
+  const registryVersion = inputs.registryVersion ??
+    (inputs.registries && inputs.registries.length > 0
+      ? contentVersion(JSON.stringify(inputs.registries))
+      : undefined);
   return {
-    version: `${config.version}${inputs.registryVersion ? `.${inputs.registryVersion}` : ""}`,
+    version: `${config.version}${registryVersion ? `.${registryVersion}` : ""}`,
+    registryVersion,
     mesh,
     features: inputs.features ?? NO_FEATURES,
     config,

@@ -109,9 +109,10 @@ export const mixerAuthzFilter: HttpFilterConfigurer = (ctx) => {
 /**
  * Mixer's quotas as Envoy's rate-limit filter, on sidecar inbound connection managers when mixer
  * runs: the domain of {@link mixerFilterSettings}, `failure_mode_deny` = not `mixer.failOpen`,
- * the RateLimitService on mixer's cluster (v3). Added whether or not any quota rule exists: the
- * filter only calls the service for routes with `rate_limits` actions, so without them it costs
- * nothing, and listeners need not change when quota rules come and go.
+ * the RateLimitService on mixer's cluster (v3). The filter calls the service only for routes or
+ * virtual hosts with `rate_limits` actions; the inbound virtual hosts carry them when mixer runs
+ * (rate_limit.ts), whether or not any quota rule exists, so listeners need not change when quota
+ * rules come and go.
  */
 export const mixerRateLimitFilter: HttpFilterConfigurer = (ctx) => {
   if (!ctx.push.features.mixer || ctx.direction !== "inbound") return [];

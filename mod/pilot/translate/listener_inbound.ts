@@ -30,11 +30,12 @@ import { buildRbac, rbacNetworkFilters } from "./authz.ts";
 import { downstreamTransportSocket, inboundMtlsContext } from "./tls.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { isHttpProtocol } from "../model/service.ts";
+import { type Endpoint, isHttpProtocol } from "../model/service.ts";
 import { BLACKHOLE_CLUSTER, inboundClusterName, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
 import { socketAddress, typedConfig } from "./conversion.ts";
 import { hcmFilter, httpConnectionManager } from "./http_connection_manager.ts";
 import { inboundPorts } from "./proxy_scope.ts";
+import { inboundRateLimits } from "./rate_limit.ts";
 import { inboundRouteConfiguration } from "./route.ts";
 import { tcpProxy, tcpProxyFilter } from "./tcp_proxy.ts";
 
@@ -79,15 +80,17 @@ function tcpFilters(push: PushContext, proxy: Proxy, cluster: string): Filter[] 
 }
 
 /**
- * The plaintext filter chain for one inbound port: HTTP or TCP by the served port's protocol
- * (TCP chains start with the network RBAC filters). {@link mtlsChains} derives the chains the
- * port's mTLS mode asks for.
+ * The plaintext filter chain for one inbound port (`endpoint` is the instance served there):
+ * HTTP or TCP by the served port's protocol (TCP chains start with the network RBAC filters;
+ * HTTP routes carry mixer's rate-limit actions when mixer runs). {@link mtlsChains} derives the
+ * chains the port's mTLS mode asks for.
  */
 export function inboundFilterChain(
   push: PushContext,
   proxy: Proxy,
   port: number,
   http: boolean,
+  endpoint: Endpoint,
 ): FilterChain {
   const cluster = inboundClusterName(port);
   const filters = http
@@ -97,7 +100,7 @@ export function inboundFilterChain(
       direction: "inbound",
       port,
       statPrefix: `inbound_0.0.0.0_${port}`,
-      routes: { inline: inboundRouteConfiguration(port) },
+      routes: { inline: inboundRouteConfiguration(port, inboundRateLimits(push, proxy, endpoint)) },
     }))]
     : tcpFilters(push, proxy, cluster);
   return create(FilterChainSchema, {
@@ -116,7 +119,7 @@ export function virtualInboundListener(push: PushContext, proxy: Proxy): Listene
   const chains = inboundPorts(push, proxy).flatMap(({ port, endpoint }) => {
     const http = isHttpProtocol(endpoint.servicePort.protocol);
     return mtlsChains(
-      inboundFilterChain(push, proxy, port, http),
+      inboundFilterChain(push, proxy, port, http, endpoint),
       effectiveMtlsMode(push, proxy, port),
       http,
     );

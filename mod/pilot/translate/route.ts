@@ -10,6 +10,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
 import {
+  type RateLimit,
   type Route,
   RouteActionSchema,
   type VirtualHost,
@@ -197,14 +198,18 @@ export function gatewayRouteConfigurations(push: PushContext, proxy: Proxy): Rou
 
 /**
  * The inline route configuration of an inbound HTTP port: everything to `inbound|PORT||`
- * with no timeout.
+ * with no timeout; the virtual host carries `rateLimits` (mixer's, see rate_limit.ts), if any.
  */
-export function inboundRouteConfiguration(port: number): RouteConfiguration {
+export function inboundRouteConfiguration(
+  port: number,
+  rateLimits: readonly RateLimit[] = [],
+): RouteConfiguration {
   const cluster = inboundClusterName(port);
   return routeConfiguration(cluster, [
     create(VirtualHostSchema, {
       name: `inbound|http|${port}`,
       domains: ["*"],
+      rateLimits: [...rateLimits],
       routes: [{
         name: DEFAULT_ROUTE_NAME,
         match: translateRouteMatch(undefined),

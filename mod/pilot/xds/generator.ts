@@ -22,6 +22,7 @@ import {
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
+import type { Resource } from "../../galley/resource.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/provider.ts";
 import { contentVersion } from "../../xds/version.ts";
@@ -60,6 +61,8 @@ interface EnvoySet {
   readonly endpoints: Resources;
   readonly listeners: Resources;
   readonly routes: Resources;
+  /** What its clusters and listeners name in other types. */
+  readonly needs: ConsistencyNeeds;
 }
 
 /** The decoded messages of a proxy's configuration, for config dumps and simulation. */
@@ -90,31 +93,32 @@ export interface PilotProviderOptions {
   onInconsistent?: (proxy: Proxy, problems: readonly string[]) => void;
 }
 
-/** Finds what a set of Envoy resources names but lacks. Empty when consistent. */
-export function consistencyProblems(
+/** The EDS names clusters use and the RDS names listeners use, with what uses each. */
+export interface ConsistencyNeeds {
+  readonly eds: ReadonlyMap<string, string>;
+  readonly rds: ReadonlyMap<string, string>;
+}
+
+/** What a set's clusters and listeners name in other types. */
+export function consistencyNeeds(
   clusters: Iterable<Cluster>,
   listeners: Iterable<Listener>,
-  endpointNames: ReadonlySet<string>,
-  routeNames: ReadonlySet<string>,
-): string[] {
-  const problems: string[] = [];
+): ConsistencyNeeds {
+  const eds = new Map<string, string>();
+  const rds = new Map<string, string>();
   for (const c of clusters) {
     if (
       c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === Cluster_DiscoveryType.EDS
     ) {
-      const eds = c.edsClusterConfig?.serviceName || c.name;
-      if (!endpointNames.has(eds)) {
-        problems.push(`cluster ${c.name} uses EDS ${eds}, which has no ClusterLoadAssignment`);
-      }
+      const name = c.edsClusterConfig?.serviceName || c.name;
+      if (!eds.has(name)) eds.set(name, `cluster ${c.name}`);
     }
   }
   const checkHcm = (any: Any | undefined, where: string) => {
     if (!any || any.typeUrl !== `${T}${HttpConnectionManagerSchema.typeName}`) return;
     const hcm = anyUnpack(any, HttpConnectionManagerSchema);
-    if (hcm?.routeSpecifier.case === "rds" && !routeNames.has(hcm.routeSpecifier.value.routeConfigName)) {
-      problems.push(
-        `${where} uses RDS ${hcm.routeSpecifier.value.routeConfigName}, which has no RouteConfiguration`,
-      );
+    if (hcm?.routeSpecifier.case === "rds" && !rds.has(hcm.routeSpecifier.value.routeConfigName)) {
+      rds.set(hcm.routeSpecifier.value.routeConfigName, where);
     }
   };
   for (const l of listeners) {
@@ -125,7 +129,55 @@ export function consistencyProblems(
       }
     }
   }
+  return { eds, rds };
+}
+
+/** What a set of Envoy resources names but lacks. Empty when consistent. */
+export function consistencyProblems(
+  needs: ConsistencyNeeds,
+  endpointNames: { has(name: string): boolean },
+  routeNames: { has(name: string): boolean },
+): string[] {
+  const problems: string[] = [];
+  for (const [name, user] of needs.eds) {
+    if (!endpointNames.has(name)) {
+      problems.push(`${user} uses EDS ${name}, which has no ClusterLoadAssignment`);
+    }
+  }
+  for (const [name, user] of needs.rds) {
+    if (!routeNames.has(name)) problems.push(`${user} uses RDS ${name}, which has no RouteConfiguration`);
+  }
   return problems;
+}
+
+/** Kinds whose changes reach only route configurations (and the listeners of gateways). */
+const ROUTING_KINDS = new Set(["networking.istio.io/VirtualService"]);
+
+/**
+ * Whether `after` differs from `before` only in routing config (VirtualServices), so clusters,
+ * endpoints and sidecar listeners stay as they were.
+ */
+export function onlyRoutingChanged(before: PushContext, after: PushContext): boolean {
+  if (before.registryVersion !== after.registryVersion) return false;
+  if (before.features.mixer !== after.features.mixer) return false;
+  const a = before.config.resources;
+  const b = after.config.resources;
+  const same = (x: Resource, y: Resource) =>
+    x === y || JSON.stringify([x.metadata, x.spec]) === JSON.stringify([y.metadata, y.spec]);
+  for (const [key, r] of b) {
+    const old = a.get(key);
+    if (old && same(old, r)) continue;
+    if (!ROUTING_KINDS.has(`${r.group}/${r.kind}`)) return false;
+  }
+  for (const [key, r] of a) if (!b.has(key) && !ROUTING_KINDS.has(`${r.group}/${r.kind}`)) return false;
+  return true;
+}
+
+/** `before` when it holds the same resources as `after` (encoding shares equal ones), else `after`. */
+function unchanged(before: Resources | undefined, after: Resources): Resources {
+  if (!before || before.size !== after.size) return after;
+  for (const [name, r] of after) if (before.get(name) !== r) return after;
+  return before;
 }
 
 /** Creates pilot's provider over an initial PushContext. */
@@ -137,6 +189,14 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   /** Per push: Envoy sets by proxy key, gRPC results by key+type+names. */
   let envoySets = new Map<string, EnvoySet>();
   let grpcResults = new Map<string, Resources>();
+  /**
+   * The previous push's results. A result equal to the previous one is served as the same map,
+   * so the xDS server sees at once that nothing changed for the proxies holding it.
+   */
+  let previousEnvoySets = new Map<string, EnvoySet>();
+  /** Whether the current push changed only routing config since the previous one. */
+  let routingOnly = false;
+  let previousGrpcResults = new Map<string, Resources>();
   /** Last consistent Envoy set per proxy key, across pushes. */
   const lastGood = new Map<string, EnvoySet>();
   /** Encoded resources by content version, shared across proxies; swapped every push. */
@@ -186,22 +246,35 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     const key = setKey(proxy);
     let set = envoySets.get(key);
     if (set) return set;
-    const clusters = buildClusters(current, proxy);
-    const listenersMsgs = buildListeners(current, proxy);
-    const routes = buildRoutes(current, proxy);
-    const endpoints = buildEndpoints(current, proxy);
-    const problems = consistencyProblems(
-      clusters,
-      listenersMsgs,
-      new Set(endpoints.map((e) => e.clusterName)),
-      new Set(routes.map((r) => r.name)),
+    const before = previousEnvoySets.get(key);
+    // A routing-only change keeps clusters and endpoints, and a sidecar's listeners too.
+    const keep = routingOnly ? before : undefined;
+    const routes = unchanged(
+      before?.routes,
+      encodeAll(RouteConfigurationSchema, buildRoutes(current, proxy), (r) => r.name),
     );
-    set = {
-      clusters: encodeAll(ClusterSchema, clusters, (c) => c.name),
-      listeners: encodeAll(ListenerSchema, listenersMsgs, (l) => l.name),
-      routes: encodeAll(RouteConfigurationSchema, routes, (r) => r.name),
-      endpoints: encodeAll(ClusterLoadAssignmentSchema, endpoints, (e) => e.clusterName),
-    };
+    let clusters: Resources, endpoints: Resources, listeners: Resources, needs: ConsistencyNeeds;
+    if (!keep) {
+      const clusterMsgs = buildClusters(current, proxy);
+      const listenerMsgs = buildListeners(current, proxy);
+      needs = consistencyNeeds(clusterMsgs, listenerMsgs);
+      clusters = unchanged(before?.clusters, encodeAll(ClusterSchema, clusterMsgs, (c) => c.name));
+      listeners = unchanged(before?.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
+      endpoints = unchanged(
+        before?.endpoints,
+        encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(current, proxy), (e) => e.clusterName),
+      );
+    } else if (proxy.type === "sidecar") {
+      ({ clusters, endpoints, listeners, needs } = keep);
+    } else {
+      // Gateways' listeners follow the VirtualServices bound to them.
+      const listenerMsgs = buildListeners(current, proxy);
+      ({ clusters, endpoints } = keep);
+      needs = { eds: keep.needs.eds, rds: consistencyNeeds([], listenerMsgs).rds };
+      listeners = unchanged(keep.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
+    }
+    set = { clusters, endpoints, listeners, routes, needs };
+    const problems = consistencyProblems(needs, endpoints, routes);
     if (problems.length > 0) {
       log.error("generated config is inconsistent; keeping the proxy on its last good config", {
         proxy: proxy.id,
@@ -238,6 +311,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
           (e) => e.clusterName,
         );
     }
+    r = unchanged(previousGrpcResults.get(key), r);
     grpcResults.set(key, r);
     return r;
   }
@@ -278,8 +352,11 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       return () => listeners.delete(listener);
     },
     update(push) {
+      routingOnly = onlyRoutingChanged(current, push);
       current = push;
       setKeys = new WeakMap();
+      previousEnvoySets = envoySets;
+      previousGrpcResults = grpcResults;
       envoySets = new Map();
       grpcResults = new Map();
       previousEncoded = encoded;

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { formatDiagnostic } from "../../../mod/galley/resource.ts";
 import { errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
 const handler = (spec: string) =>
@@ -167,6 +168,41 @@ describe("handler", () => {
       10,
       '"10.0.0.256" is not an IP address or CIDR block',
     );
+  });
+
+  test("validateResource() accepts listchecker providerUrl over http(s) and file:///", () => {
+    for (const url of ["https://lists.example.com/allowed.txt", "file:///etc/meshd/lists/allowed.txt"]) {
+      expectValid(handler(`  compiledAdapter: listchecker
+  params:
+    providerUrl: ${url}
+    refreshInterval: 30s
+    ttl: 5m
+`));
+    }
+  });
+
+  test("validateResource() rejects other listchecker providerUrl schemes and non-absolute file URLs", () => {
+    const cases: [url: string, message: string][] = [
+      [
+        "ftp://lists.example.com/allowed.txt",
+        'URL "ftp://lists.example.com/allowed.txt" must use http, https or file',
+      ],
+      ["file:lists/allowed.txt", 'file URL "file:lists/allowed.txt" must be file:///absolute/path'],
+      ["file://lists/allowed.txt", 'file URL "file://lists/allowed.txt" must be file:///absolute/path'],
+      ["file:///etc/allowed.txt?x=1", 'file URL "file:///etc/allowed.txt?x=1" must be file:///absolute/path'],
+      ["lists/allowed.txt", '"lists/allowed.txt" is not a valid URL'],
+    ];
+    for (const [url, message] of cases) {
+      const yaml = handler(`  compiledAdapter: listchecker
+  params:
+    overrides: [alice]
+    providerUrl: ${url}
+`);
+      const d = expectOneError(yaml, "spec.params.providerUrl", 10, message);
+      expect(formatDiagnostic(d)).toStartWith(
+        "test.yaml:10:5: handler istio-system/h1: spec.params.providerUrl: ",
+      );
+    }
   });
 
   test("validateResource() checks quota, prometheus and stdio rules", () => {

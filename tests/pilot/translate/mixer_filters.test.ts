@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { toJson } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import type { Listener } from "#gen/envoy/config/listener/v3/listener_pb.ts";
+import { RateLimitSchema } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import {
   type HttpConnectionManager,
   HttpConnectionManagerSchema,
@@ -15,7 +16,8 @@ import {
   type PushContext,
 } from "../../../mod/pilot/model/push_context.ts";
 import { buildHttpFilters, HTTP_FILTER_CONFIGURERS } from "../../../mod/pilot/translate/http_filters.ts";
-import { buildClusters, buildListeners } from "../../../mod/pilot/translate/mod.ts";
+import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
+import { buildClusters, buildListeners, buildRoutes } from "../../../mod/pilot/translate/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
 import { sidecar } from "../_push.ts";
@@ -220,6 +222,61 @@ spec:
         "envoy.access_loggers.file",
         "envoy.access_loggers.http_grpc",
       ]);
+    }
+  });
+
+  test("on: each inbound HTTP virtual host carries one rate limit describing the destination and the request", () => {
+    const labelled = proxyFromNode({
+      id: "sidecar~10.0.0.1~web-1.app~app.svc.cluster.local",
+      metadata: {
+        NAMESPACE: "app",
+        SERVICE_ACCOUNT: "web",
+        LABELS: { app: "web", version: "v2", "app.kubernetes.io/name": "web", empty: "" },
+      },
+    });
+    const p = push(ON, SERVICES);
+    const l = buildListeners(p, labelled).find((x) => x.name === "virtualInbound")!;
+    const list = hcms(l);
+    expect(list.length).toBeGreaterThan(0);
+    for (const hcm of list) {
+      const routes = hcm.routeSpecifier.case === "routeConfig" ? hcm.routeSpecifier.value : undefined;
+      expect(routes?.virtualHosts.map((vh) => vh.name)).toEqual(["inbound|http|80"]);
+      const limits = routes!.virtualHosts[0]!.rateLimits.map((r) => toJson(RateLimitSchema, r));
+      const key = (k: string, v: string) => ({ genericKey: { descriptorKey: k, descriptorValue: v } });
+      expect(limits).toEqual([{
+        actions: [
+          key("destination.service.host", "web.app.svc.cluster.local"),
+          key("destination.service.name", "web"),
+          key("destination.service.namespace", "app"),
+          key("destination.namespace", "app"),
+          key("destination.principal", "spiffe://cluster.local/ns/app/sa/web"),
+          key("destination.labels.app", "web"),
+          key("destination.labels.version", "v2"),
+          { destinationCluster: {} },
+          { requestHeaders: { headerName: ":path", descriptorKey: "request.path", skipIfAbsent: true } },
+          { requestHeaders: { headerName: ":method", descriptorKey: "request.method", skipIfAbsent: true } },
+          { requestHeaders: { headerName: ":authority", descriptorKey: "request.host", skipIfAbsent: true } },
+          { remoteAddress: {} },
+        ],
+      }]);
+    }
+  });
+
+  test("rate limits only where the ratelimit filter is: inbound with mixer on, never outbound or with mixer off", () => {
+    const vhostLimits = (p: PushContext) => ({
+      inbound: inboundHcms(p).flatMap((hcm) =>
+        hcm.routeSpecifier.case === "routeConfig"
+          ? hcm.routeSpecifier.value.virtualHosts.flatMap((vh) => vh.rateLimits)
+          : []
+      ),
+      outbound: buildRoutes(p, client).flatMap((rc) => rc.virtualHosts.flatMap((vh) => vh.rateLimits)),
+    });
+    const on = vhostLimits(push(ON, SERVICES));
+    expect(on.inbound.length).toBe(inboundHcms(push(ON, SERVICES)).length);
+    expect(on.outbound).toEqual([]);
+    expect(buildRoutes(push(ON, SERVICES), client).length).toBeGreaterThan(0);
+    for (const features of [undefined, { mixer: false }]) {
+      expect(vhostLimits(push(features, SERVICES))).toEqual({ inbound: [], outbound: [] });
     }
   });
 

@@ -1,0 +1,258 @@
+/**
+ * gRPC streams served straight on node:http2 streams, for the few methods where a general RPC
+ * framework's per-stream machinery costs more than the work itself: the xDS streams, which a
+ * control plane holds open by the ten thousand and answers with the same bytes many times.
+ *
+ * A method is registered by path. Its handler gets a GrpcStream: length-prefixed messages in,
+ * pre-encoded messages out (callers may share one encoded body between streams and add a
+ * per-stream part in front), and a status at the end, as the gRPC-over-HTTP/2 protocol says.
+ * Compressed request messages are refused (this server never negotiates compression).
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import http2 from "node:http2";
+import type { TLSSocket } from "node:tls";
+
+/** The client certificate of a TLS connection, when the client presented one. */
+export interface PeerCertificate {
+  /** The DER bytes of the leaf certificate. */
+  readonly der: Uint8Array;
+  /** Whether it chains to a CA the server trusts. */
+  readonly authorized: boolean;
+  /** Why not, when not authorized. */
+  readonly authorizationError?: string;
+}
+
+/** Handles one call of a method served by path. */
+export type GrpcStreamHandler = (call: GrpcStream) => void;
+
+const peerCache = new WeakMap<object, PeerCertificate | null>();
+
+/** The peer certificate of a connection's socket (cached per socket). */
+export function peerCertificateOf(socket: unknown): PeerCertificate | undefined {
+  if (socket === null || typeof socket !== "object") return undefined;
+  const cached = peerCache.get(socket);
+  if (cached !== undefined) return cached ?? undefined;
+  const tls = socket as Partial<TLSSocket>;
+  let peer: PeerCertificate | null = null;
+  if (typeof tls.getPeerCertificate === "function") {
+    const cert = tls.getPeerCertificate(false);
+    if (cert && cert.raw) {
+      peer = {
+        der: new Uint8Array(cert.raw),
+        authorized: tls.authorized === true,
+        authorizationError: tls.authorizationError ? String(tls.authorizationError) : undefined,
+      };
+    }
+  }
+  peerCache.set(socket, peer);
+  return peer ?? undefined;
+}
+
+/** Writes a gRPC message prefix (flag byte and big-endian length) into `into` at `at`. */
+export function writeMessagePrefix(into: Uint8Array, at: number, length: number): void {
+  into[at] = 0;
+  into[at + 1] = (length >>> 24) & 0xff;
+  into[at + 2] = (length >>> 16) & 0xff;
+  into[at + 3] = (length >>> 8) & 0xff;
+  into[at + 4] = length & 0xff;
+}
+
+/** One server-side gRPC call on an HTTP/2 stream. */
+export class GrpcStream {
+  /** Called with each complete request message. Throwing ends the call with the error. */
+  onmessage: ((message: Uint8Array) => void) | undefined;
+  /** Called when the client half-closes; by default the call then ends with OK. */
+  onhalfclose: (() => void) | undefined;
+  /** Called once when the call is over, whoever ended it. */
+  onclose: (() => void) | undefined;
+  private responded = false;
+  private finished = false;
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  private pendingTrailers: Record<string, string> | undefined;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly readMaxBytes: number,
+    private readonly maxQueuedBytes: number,
+  ) {
+    stream.on("data", (chunk: Buffer) => this.receive(chunk));
+    stream.on("end", () => {
+      if (this.onhalfclose) this.onhalfclose();
+      else this.end(0);
+    });
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      this.finished = true;
+      const cb = this.onclose;
+      this.onclose = undefined;
+      this.onmessage = undefined;
+      this.onhalfclose = undefined;
+      cb?.();
+    });
+  }
+
+  /** The client's certificate, on TLS connections where it presented one. */
+  get peer(): PeerCertificate | undefined {
+    return peerCertificateOf(this.stream.session?.socket);
+  }
+
+  /** Whether the call is over. */
+  get closed(): boolean {
+    return this.finished;
+  }
+
+  /**
+   * Sends one message whose encoding is `head` followed by `body` (either may be shared with other
+   * calls; neither is copied here). Returns false, ending the call with RESOURCE_EXHAUSTED, when
+   * the client has left more than the queue limit unread.
+   */
+  send(head: Uint8Array, body?: Uint8Array): boolean {
+    if (this.finished) return false;
+    const length = head.length + (body?.length ?? 0);
+    const prefix = Buffer.allocUnsafe(5 + head.length);
+    writeMessagePrefix(prefix, 0, length);
+    prefix.set(head, 5);
+    this.respond();
+    this.stream.write(prefix);
+    if (body && body.length > 0) this.stream.write(body);
+    if (this.stream.writableLength > this.maxQueuedBytes) {
+      this.end(Code.ResourceExhausted, "the client is not reading its responses");
+      return false;
+    }
+    return true;
+  }
+
+  /** Ends the call with a status (0 is OK). Later calls do nothing. */
+  end(code: number, message?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    const trailers: Record<string, string> = { "grpc-status": String(code) };
+    if (message) trailers["grpc-message"] = encodeURIComponent(message);
+    const s = this.stream;
+    if (s.destroyed || s.closed) return;
+    if (!this.responded) {
+      this.responded = true;
+      s.respond({ ":status": 200, "content-type": "application/grpc+proto", ...trailers }, {
+        endStream: true,
+      });
+    } else {
+      this.pendingTrailers = trailers;
+      s.end();
+    }
+    // The call is over even if the client has not half-closed: reset its side (NO_ERROR), as
+    // gRPC servers do, so a client cannot hold the stream open.
+    s.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
+  /** Ends the call with an error's code and message (a ConnectError keeps its code). */
+  fail(err: unknown): void {
+    const e = ConnectError.from(err);
+    this.end(e.code, e.rawMessage);
+  }
+
+  private respond(): void {
+    if (this.responded) return;
+    this.responded = true;
+    this.stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, {
+      waitForTrailers: true,
+    });
+    this.stream.once("wantTrailers", () => {
+      this.stream.sendTrailers(this.pendingTrailers ?? { "grpc-status": "0" });
+    });
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.finished) return;
+    this.buffered.push(chunk);
+    this.bufferedBytes += chunk.length;
+    while (this.bufferedBytes >= 5) {
+      const head = this.peek(5);
+      if (head[0] !== 0) {
+        this.end(Code.Unimplemented, "compressed messages are not supported");
+        return;
+      }
+      const length = ((head[1]! << 24) >>> 0) + (head[2]! << 16) + (head[3]! << 8) + head[4]!;
+      if (length > this.readMaxBytes) {
+        this.end(Code.ResourceExhausted, `message of ${length} bytes is larger than ${this.readMaxBytes}`);
+        return;
+      }
+      if (this.bufferedBytes < 5 + length) return;
+      this.take(5);
+      const message = this.take(length);
+      try {
+        this.onmessage?.(message);
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      if (this.finished) return;
+    }
+  }
+
+  /** The first `n` buffered bytes, without consuming them. */
+  private peek(n: number): Buffer {
+    if (this.buffered[0]!.length >= n) return this.buffered[0]!;
+    const joined = Buffer.concat(this.buffered);
+    this.buffered = [joined];
+    return joined;
+  }
+
+  /** Consumes the first `n` buffered bytes. */
+  private take(n: number): Uint8Array {
+    const first = this.peek(n);
+    const out = first.subarray(0, n);
+    if (first.length === n) this.buffered.shift();
+    else this.buffered[0] = first.subarray(n);
+    this.bufferedBytes -= n;
+    return out;
+  }
+}
+
+/** Options for serving gRPC methods by path. */
+export interface GrpcStreamRoutesOptions {
+  /** Largest accepted request message. */
+  readMaxBytes: number;
+  /** Unread response bytes per call beyond which the call is ended. */
+  maxQueuedBytes?: number;
+  /** Holds the calls in progress (to end them all at shutdown). */
+  calls?: Set<GrpcStream>;
+}
+
+/**
+ * Serves `routes` on `server` straight on its HTTP/2 streams; every other path goes to the
+ * server's existing stream handling (its request listener).
+ */
+export function serveGrpcStreams(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  routes: ReadonlyMap<string, GrpcStreamHandler>,
+  opts: GrpcStreamRoutesOptions,
+): void {
+  const previous = server.listeners("stream") as Array<(...args: unknown[]) => void>;
+  server.removeAllListeners("stream");
+  const maxQueued = opts.maxQueuedBytes ?? 64 * 1024 * 1024;
+  server.on("stream", function (this: unknown, stream: http2.ServerHttp2Stream, headers, ...rest: unknown[]) {
+    const handler = routes.get(String(headers[":path"]));
+    if (!handler) {
+      for (const l of previous) l.call(this, stream, headers, ...rest);
+      return;
+    }
+    const contentType = String(headers["content-type"] ?? "");
+    if (headers[":method"] !== "POST" || !/^application\/grpc(\+proto)?(;|$)/.test(contentType)) {
+      stream.respond({ ":status": 415 }, { endStream: true });
+      stream.on("error", () => {});
+      return;
+    }
+    const call = new GrpcStream(stream, opts.readMaxBytes, maxQueued);
+    if (opts.calls) {
+      const calls = opts.calls;
+      calls.add(call);
+      stream.once("close", () => calls.delete(call));
+    }
+    try {
+      handler(call);
+    } catch (err) {
+      call.fail(err);
+    }
+  });
+}
