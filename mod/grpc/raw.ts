@@ -8,9 +8,20 @@
  * per-stream part in front), and a status at the end, as the gRPC-over-HTTP/2 protocol says.
  * Compressed request messages are refused (this server never negotiates compression).
  */
+import {
+  create,
+  type DescMessage,
+  type DescMethodUnary,
+  fromBinary,
+  isMessage,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
+import { errorMessage } from "../shared/errors.ts";
 
 /** The client certificate of a TLS connection, when the client presented one. */
 export interface PeerCertificate {
@@ -136,13 +147,22 @@ export class GrpcStream {
       s.respond({ ":status": 200, "content-type": "application/grpc+proto", ...trailers }, {
         endStream: true,
       });
+      this.resetIfOpen();
     } else {
       this.pendingTrailers = trailers;
       s.end();
     }
-    // The call is over even if the client has not half-closed: reset its side (NO_ERROR), as
-    // gRPC servers do, so a client cannot hold the stream open.
-    s.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
+  /**
+   * The call is over even if the client has not half-closed: reset its side (NO_ERROR), as gRPC
+   * servers do, so a client cannot hold the stream open. Deferred so the status goes out first.
+   */
+  private resetIfOpen(): void {
+    setImmediate(() => {
+      const s = this.stream;
+      if (!s.closed && !s.destroyed && !s.readableEnded) s.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
   }
 
   /** Ends the call with an error's code and message (a ConnectError keeps its code). */
@@ -159,6 +179,7 @@ export class GrpcStream {
     });
     this.stream.once("wantTrailers", () => {
       this.stream.sendTrailers(this.pendingTrailers ?? { "grpc-status": "0" });
+      this.resetIfOpen();
     });
   }
 
@@ -255,4 +276,41 @@ export function serveGrpcStreams(
       call.fail(err);
     }
   });
+}
+
+/**
+ * A unary method served on a GrpcStream: one request message, then the client half-closes; the
+ * answer and status follow. `impl` gets the request alone (no headers, no deadline).
+ */
+export function unaryHandler<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  impl: (request: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>,
+): GrpcStreamHandler {
+  return (call) => {
+    let request: Uint8Array | undefined;
+    call.onmessage = (m) => {
+      if (request) throw new ConnectError("a unary call carries one request message", Code.InvalidArgument);
+      request = m;
+    };
+    call.onhalfclose = () => {
+      if (!request) {
+        call.end(Code.InvalidArgument, "the call carried no request message");
+        return;
+      }
+      let decoded: MessageShape<I>;
+      try {
+        decoded = fromBinary(method.input, request);
+      } catch (err) {
+        call.end(Code.InvalidArgument, `malformed ${method.input.name}: ${errorMessage(err)}`);
+        return;
+      }
+      Promise.resolve()
+        .then(() => impl(decoded))
+        .then((answer) => {
+          const out = isMessage(answer, method.output) ? answer : create(method.output, answer);
+          call.send(toBinary(method.output, out));
+          call.end(0);
+        }, (err) => call.fail(err));
+    };
+  };
 }

@@ -3,7 +3,13 @@
  * services into, served in plaintext (`listen`) and, once a module has a certificate for it,
  * over TLS (`listenTls`), with graceful shutdown of both.
  */
-import type { DescService } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescMethodUnary,
+  DescService,
+  MessageInitShape,
+} from "@bufbuild/protobuf";
 import {
   type ConnectRouter,
   createContextKey,
@@ -21,6 +27,7 @@ import {
   type PeerCertificate,
   peerCertificateOf,
   serveGrpcStreams,
+  unaryHandler,
 } from "./raw.ts";
 import type { Logger } from "../shared/logger.ts";
 
@@ -40,6 +47,15 @@ export interface TlsMaterial {
   readonly ca: string;
 }
 
+/** How a service is served. */
+export interface ServiceOptions<S extends DescService> {
+  /**
+   * Unary methods served straight on HTTP/2 (mod/grpc/raw.ts) rather than through Connect: for
+   * hot paths whose handlers read nothing but the request (they get no context).
+   */
+  readonly direct?: ReadonlyArray<keyof S["method"] & string>;
+}
+
 /** Options for createGrpcServer. */
 export interface GrpcServerOptions {
   logger: Logger;
@@ -50,7 +66,7 @@ export interface GrpcServerOptions {
 /** A gRPC server under construction, then running. */
 export interface GrpcServer {
   /** Adds a service. Only before the first listen. */
-  service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): void;
+  service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>, opts?: ServiceOptions<S>): void;
   /**
    * Serves one method, by path ("/package.Service/Method"), straight on HTTP/2 streams (see
    * raw.ts). Only before the first listen.
@@ -127,9 +143,29 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
   }
 
   return {
-    service(service, impl) {
+    service(service, impl, serviceOpts) {
       if (handler) throw new Error(`gRPC service ${service.typeName} registered after listen`);
-      registrations.push((router) => router.service(service, impl));
+      const viaConnect: Record<string, unknown> = { ...impl };
+      for (const name of serviceOpts?.direct ?? []) {
+        const method = service.method[name] as DescMethod;
+        const fn = viaConnect[name] as ((req: unknown, ctx: never) => unknown) | undefined;
+        if (method.methodKind !== "unary" || !fn) {
+          throw new Error(`gRPC method ${service.typeName}.${name} cannot be served directly`);
+        }
+        delete viaConnect[name];
+        const path = `/${service.typeName}/${method.name}`;
+        if (streamRoutes.has(path)) throw new Error(`gRPC method ${path} is registered twice`);
+        streamRoutes.set(
+          path,
+          unaryHandler(
+            method as DescMethodUnary<DescMessage, DescMessage>,
+            (req) => fn.call(impl, req, undefined as never) as MessageInitShape<DescMessage>,
+          ),
+        );
+      }
+      registrations.push((router) =>
+        router.service(service, viaConnect as Partial<ServiceImpl<typeof service>>)
+      );
     },
 
     stream(path, h) {

@@ -65,10 +65,13 @@ export const mixerModule: ModuleDefinition = {
       graphWindowMs: s.number("mixer-servicegraph-window"),
     });
     const maxBatch = s.number("mixer-max-report-batch");
-    ctx.grpc.service(Authorization, authorizationService(core));
-    ctx.grpc.service(RateLimitService, rateLimitService(core));
+    // The per-request decisions skip Connect's per-call machinery (see mod/grpc/raw.ts).
+    ctx.grpc.service(Authorization, authorizationService(core), { direct: ["check"] });
+    ctx.grpc.service(RateLimitService, rateLimitService(core), { direct: ["shouldRateLimit"] });
     ctx.grpc.service(AccessLogService, accessLogService(core, { maxBatch }));
-    ctx.grpc.service(Mixer, mixerService(core, { maxBatch, limits: DEFAULT_BAG_LIMITS }));
+    ctx.grpc.service(Mixer, mixerService(core, { maxBatch, limits: DEFAULT_BAG_LIMITS }), {
+      direct: ["check", "report"],
+    });
 
     let applied = false;
     const unsubscribe = store.subscribe((change) => {

@@ -6,6 +6,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Settings } from "../cli/flags.ts";
 import type { GrpcStreamHandler } from "../grpc/raw.ts";
+import type { ServiceOptions } from "../grpc/server.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import type { Clock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -24,7 +25,7 @@ export interface DebugHandler {
 
 /** Registers gRPC services on the shared ports. Only valid while modules are being created. */
 export interface GrpcRegistrar {
-  service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): void;
+  service<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>, opts?: ServiceOptions<S>): void;
   /** Serves one method by path straight on HTTP/2 streams (mod/grpc/raw.ts). */
   stream(path: string, handler: GrpcStreamHandler): void;
 }
