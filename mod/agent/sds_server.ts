@@ -27,7 +27,7 @@ import {
   CertificateValidationContextSchema,
   TlsCertificateSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
-import { type GrpcStream, serveGrpcStreams } from "../grpc/raw.ts";
+import { type GrpcStream, methodPath, serveGrpcStreams } from "../grpc/raw.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createAdsServer, type StreamStatus } from "../xds/server.ts";
 import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
@@ -169,12 +169,11 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
   });
   const srv = http2.createServer({}, handler);
   const calls = new Set<GrpcStream>();
-  const sdsPath = (m: { name: string }) => `/${SecretDiscoveryService.typeName}/${m.name}`;
   serveGrpcStreams(
     srv,
     new Map([
-      [sdsPath(SecretDiscoveryService.method.streamSecrets), ads.handlers.sotw],
-      [sdsPath(SecretDiscoveryService.method.deltaSecrets), ads.handlers.delta],
+      [methodPath(SecretDiscoveryService.method.streamSecrets), ads.handlers.sotw],
+      [methodPath(SecretDiscoveryService.method.deltaSecrets), ads.handlers.delta],
     ]),
     { readMaxBytes: 4 * 1024 * 1024, calls },
   );

@@ -59,6 +59,22 @@ export function peerCertificateOf(socket: unknown): PeerCertificate | undefined 
   return peer ?? undefined;
 }
 
+/** The HTTP/2 path of a method: "/package.Service/Method". */
+export function methodPath(
+  method: { readonly parent: { readonly typeName: string }; readonly name: string },
+): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+/** Decodes a request message; bytes that are not one are the client's error (INVALID_ARGUMENT). */
+export function decodeRequest<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw new ConnectError(`malformed ${schema.name}: ${errorMessage(err)}`, Code.InvalidArgument);
+  }
+}
+
 /** Writes a gRPC message prefix (flag byte and big-endian length) into `into` at `at`. */
 export function writeMessagePrefix(into: Uint8Array, at: number, length: number): void {
   into[at] = 0;
@@ -297,15 +313,9 @@ export function unaryHandler<I extends DescMessage, O extends DescMessage>(
         call.end(Code.InvalidArgument, "the call carried no request message");
         return;
       }
-      let decoded: MessageShape<I>;
-      try {
-        decoded = fromBinary(method.input, request);
-      } catch (err) {
-        call.end(Code.InvalidArgument, `malformed ${method.input.name}: ${errorMessage(err)}`);
-        return;
-      }
+      const body = request;
       Promise.resolve()
-        .then(() => impl(decoded))
+        .then(() => impl(decodeRequest(method.input, body)))
         .then((answer) => {
           const out = isMessage(answer, method.output) ? answer : create(method.output, answer);
           call.send(toBinary(method.output, out));

@@ -24,6 +24,7 @@ import { linkKey } from "../runtime/links.ts";
 import {
   type GrpcStream,
   type GrpcStreamHandler,
+  methodPath,
   type PeerCertificate,
   peerCertificateOf,
   serveGrpcStreams,
@@ -153,7 +154,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
           throw new Error(`gRPC method ${service.typeName}.${name} cannot be served directly`);
         }
         delete viaConnect[name];
-        const path = `/${service.typeName}/${method.name}`;
+        const path = methodPath(method);
         if (streamRoutes.has(path)) throw new Error(`gRPC method ${path} is registered twice`);
         streamRoutes.set(
           path,

@@ -15,7 +15,7 @@
  * differences are computed once per distinct input, and each distinct response is encoded once;
  * a stream writes only its own nonce in front of the shared bytes.
  */
-import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -26,7 +26,7 @@ import {
   DiscoveryRequestSchema,
   ResourceSchema,
 } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
-import type { GrpcStream, GrpcStreamHandler } from "../grpc/raw.ts";
+import { decodeRequest, type GrpcStream, type GrpcStreamHandler, methodPath } from "../grpc/raw.ts";
 import type { GrpcRegistrar } from "../runtime/module.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -143,11 +143,10 @@ interface Selection {
 
 let connectionSeq = 0;
 
-const ADS_SERVICE = `/${AggregatedDiscoveryService.typeName}/`;
 /** The paths of the two ADS methods. */
 export const ADS_PATHS = {
-  sotw: `${ADS_SERVICE}${AggregatedDiscoveryService.method.streamAggregatedResources.name}`,
-  delta: `${ADS_SERVICE}${AggregatedDiscoveryService.method.deltaAggregatedResources.name}`,
+  sotw: methodPath(AggregatedDiscoveryService.method.streamAggregatedResources),
+  delta: methodPath(AggregatedDiscoveryService.method.deltaAggregatedResources),
 } as const;
 
 /** Encoded bodies kept for reuse across streams, by size. */
@@ -182,21 +181,11 @@ function encodedDeltaResource(r: XdsResource): Uint8Array {
 
 const nonceHeads: Uint8Array[] = [];
 /** The nonce field of a response, the part of the message each stream writes itself. */
-function nonceField(nonce: string): Uint8Array {
-  const n = Number(nonce);
+function nonceField(n: number): Uint8Array {
   if (n < 4096 && nonceHeads[n]) return nonceHeads[n]!;
-  const head = new BinaryWriter().tag(F_NONCE, WireType.LengthDelimited).string(nonce).finish();
+  const head = new BinaryWriter().tag(F_NONCE, WireType.LengthDelimited).string(String(n)).finish();
   if (n < 4096) nonceHeads[n] = head;
   return head;
-}
-
-/** Decodes a request; bytes that are not one are the client's error (INVALID_ARGUMENT). */
-function decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
-  try {
-    return fromBinary(schema, bytes);
-  } catch (err) {
-    throw new ConnectError(`malformed ${schema.name}: ${errorMessage(err)}`, Code.InvalidArgument);
-  }
 }
 
 /** Creates an ADS server with no providers. */
@@ -266,17 +255,9 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     }
     let sel = byNames.get(names);
     if (!sel) {
-      if (names === "*") {
-        const picked = [...all.values()];
-        sel = { picked, version: setVersion(picked), byName: all };
-      } else {
-        const picked: XdsResource[] = [];
-        for (const n of names) {
-          const r = all.get(n);
-          if (r) picked.push(r);
-        }
-        sel = { picked, version: setVersion(picked), byName: new Map(picked.map((r) => [r.name, r])) };
-      }
+      const picked = pick(all, names);
+      const byName = names === "*" ? all : new Map(picked.map((r) => [r.name, r]));
+      sel = { picked, version: setVersion(picked), byName };
       byNames.set(names, sel);
     }
     return sel;
@@ -378,7 +359,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     t.sentNonce = String(++s.nonce);
     t.sentResources = sel.picked.length;
     t.lastSent = send;
-    s.call.send(nonceField(t.sentNonce), sotwBody(typeUrl, sel, send));
+    s.call.send(nonceField(s.nonce), sotwBody(typeUrl, sel, send));
     obs.pushed(client, typeUrl, sel.version, send.length);
   }
 
@@ -389,14 +370,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     const { t, client, all } = a;
     // A Delta stream's map is its own (see delta()), so it is updated in place.
     const held = (t.held ?? new Map()) as Map<string, { readonly version: string }>;
-    const picked: XdsResource[] = [];
-    if (t.names === "*") picked.push(...all.values());
-    else {
-      for (const n of t.names) {
-        const r = all.get(n);
-        if (r) picked.push(r);
-      }
-    }
+    const picked = pick(all, t.names);
     const changed = picked.filter((r) => held.get(r.name)?.version !== r.version);
     const present = new Set(picked.map((r) => r.name));
     const removed = [...held.keys()].filter((n) => !present.has(n));
@@ -417,7 +391,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     for (const r of changed) w.tag(F_RESOURCES, WireType.LengthDelimited).bytes(encodedDeltaResource(r));
     w.tag(F_TYPE_URL, WireType.LengthDelimited).string(typeUrl);
     for (const n of removed) w.tag(F_REMOVED, WireType.LengthDelimited).string(n);
-    s.call.send(nonceField(t.sentNonce), w.finish());
+    s.call.send(nonceField(s.nonce), w.finish());
     obs.pushed(client, typeUrl, version, changed.length);
   }
 
@@ -499,7 +473,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
 
   function sotw(call: GrpcStream): void {
     serve(call, "sotw", (s, bytes) => {
-      const req = decode(DiscoveryRequestSchema, bytes);
+      const req = decodeRequest(DiscoveryRequestSchema, bytes);
       identify(s, req.node);
       const typeUrl = req.typeUrl;
       if (typeUrl === "") throw new ConnectError("ADS requests must carry type_url", Code.InvalidArgument);
@@ -521,7 +495,7 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
 
   function delta(call: GrpcStream): void {
     serve(call, "delta", (s, bytes) => {
-      const req = decode(DeltaDiscoveryRequestSchema, bytes);
+      const req = decodeRequest(DeltaDiscoveryRequestSchema, bytes);
       identify(s, req.node);
       const typeUrl = req.typeUrl;
       if (typeUrl === "") throw new ConnectError("delta requests must carry type_url", Code.InvalidArgument);
@@ -601,4 +575,15 @@ function sameNames(held: ReadonlySet<string> | "*", names: readonly string[]): b
   if (held === "*" || names.length < held.size) return false;
   for (const n of names) if (!held.has(n)) return false;
   return names.length === held.size || new Set(names).size === held.size;
+}
+
+/** The resources of `all` a subscription names, in its order (all of them for "*"). */
+function pick(all: ReadonlyMap<string, XdsResource>, names: ReadonlySet<string> | "*"): XdsResource[] {
+  if (names === "*") return [...all.values()];
+  const out: XdsResource[] = [];
+  for (const n of names) {
+    const r = all.get(n);
+    if (r) out.push(r);
+  }
+  return out;
 }
