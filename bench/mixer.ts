@@ -1,15 +1,26 @@
 /**
- * Mixer benchmark: Check latency over loopback gRPC against a meshd process (closed loop at rising
- * concurrency, and paced at a target rate), the client cache's hit cost, report ingestion with the
- * prometheus adapter, and quota decisions per second with memquota and redisquota (a real
- * redis-server).
+ * Mixer benchmark: Check latency over loopback gRPC against a meshd process, the client cache's
+ * hit cost, report ingestion with the prometheus adapter, and quota decisions per second with
+ * memquota and redisquota (a real redis-server).
+ *
+ * Check latency is measured twice:
+ * - server side, with an independent load generator (bench/loadgen/grpc_load.c, C on libnghttp2,
+ *   its own process) at rising concurrency and paced at the target rate, each run next to the same
+ *   run against the runtime's floor (bench/loadgen/unary_floor_server.ts: a bare node:http2 server
+ *   on Bun answering every call with nothing), so the two share the machine's conditions;
+ * - through the client library (grpc-js in the benchmark process, on the same cores), which is
+ *   what a proxyless app pays on a cache miss.
  *
  * Usage: bun bench/mixer.ts [--seconds S] [--rate R]
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createMixerClient } from "../mod/mixer/client/mod.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { spawn } from "bun";
+import { CheckRequestSchema } from "#gen/meshd/mixer/v1/mixer_pb.ts";
+import { createMixerClient, encodeBag } from "../mod/mixer/client/mod.ts";
+import { type GrpcLoadResult, runGrpcLoad } from "./loadgen/grpc_load.ts";
 import { startMeshd } from "../tests/e2e/_meshd.ts";
 import { coreHarness, docs, mixerYaml, startRedis } from "../tests/mixer/_harness.ts";
 
@@ -33,8 +44,20 @@ export interface LatencyResult {
   readonly p99Ms: number;
 }
 
+/** One server-side load run against meshd and, next to it, against the runtime's floor. */
+export interface ServerLoadResult {
+  /** Closed loop: calls in flight; or undefined for the paced run. */
+  readonly inflight?: number;
+  /** Paced run: calls started per second. */
+  readonly rate?: number;
+  readonly meshd: GrpcLoadResult;
+  readonly floor: GrpcLoadResult;
+}
+
 /** Everything the benchmark measured. */
 export interface MixerBenchResult {
+  /** Independent load generator: closed loops at `concurrency`, then paced at `rate`. */
+  readonly server: readonly ServerLoadResult[];
   readonly closedLoop: readonly LatencyResult[];
   readonly paced: LatencyResult & { readonly targetRate: number };
   /** Server-side decision time (inside meshd, from its histogram): bucket bounds holding p50 and p99. */
@@ -87,7 +110,24 @@ export async function runMixerBench(opts: MixerBenchOptions): Promise<MixerBench
     args: ["--modules=mixer", `--config-dir=${dir}`, "--mixer-default-valid-use-count=1000000000"],
   });
   const uncached = createMixerClient({ address: meshd.grpcAddr, cacheEntries: 0, failOpen: false });
+  const floor = await startFloorServer();
   try {
+    // Server side: the same calls from the independent generator, to meshd and to the floor.
+    const bodies = join(dir, "check-requests.bin");
+    writeFileSync(bodies, framedRequests(256));
+    const server: ServerLoadResult[] = [];
+    const loads: Array<{ inflight?: number; rate?: number }> = [
+      ...opts.concurrency.map((inflight) => ({ inflight })),
+      { rate: opts.rate },
+    ];
+    for (const load of loads) {
+      const run = (addr: string) =>
+        runGrpcLoad({ addr, path: CHECK_PATH, bodies, seconds: opts.seconds, ...load });
+      const floorRun = await run(floor.addr);
+      const meshdRun = await run(meshd.grpcAddr);
+      server.push({ ...load, meshd: meshdRun, floor: floorRun });
+    }
+
     for (let i = 0; i < 200; i++) await uncached.check(bag(i)); // warm-up: connection, JIT
     const closedLoop: LatencyResult[] = [];
     for (const c of opts.concurrency) {
@@ -137,7 +177,7 @@ export async function runMixerBench(opts: MixerBenchOptions): Promise<MixerBench
     await Promise.all(inflight);
     const pacedSec = (performance.now() - start) / 1000;
     paced.sort((a, b) => a - b);
-    const server = await serverDecisionTime(meshd.adminAddr);
+    const decision = await serverDecisionTime(meshd.adminAddr);
 
     // Cache hits: the same decision, reused in-process.
     const cached = createMixerClient({ address: meshd.grpcAddr });
@@ -185,6 +225,7 @@ export async function runMixerBench(opts: MixerBenchOptions): Promise<MixerBench
       await redis.stop();
     }
     return {
+      server,
       closedLoop,
       paced: {
         concurrency: maxConcurrent,
@@ -193,8 +234,8 @@ export async function runMixerBench(opts: MixerBenchOptions): Promise<MixerBench
         p99Ms: pct(paced, 0.99),
         targetRate: opts.rate,
       },
-      serverP50Ms: server.p50Ms,
-      serverP99Ms: server.p99Ms,
+      serverP50Ms: decision.p50Ms,
+      serverP99Ms: decision.p99Ms,
       cacheHitUs,
       cachedCheckPerSec,
       reportEntriesPerSec,
@@ -202,10 +243,44 @@ export async function runMixerBench(opts: MixerBenchOptions): Promise<MixerBench
       redisquotaPerSec,
     };
   } finally {
+    floor.stop();
     await uncached.close();
     await meshd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+const CHECK_PATH = "/meshd.mixer.v1.Mixer/Check";
+
+/** `n` Check requests (the benchmark's bags), gRPC-framed back to back. */
+function framedRequests(n: number): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const msg = toBinary(CheckRequestSchema, create(CheckRequestSchema, { attributes: encodeBag(bag(i)) }));
+    const framed = new Uint8Array(5 + msg.length);
+    new DataView(framed.buffer).setUint32(1, msg.length);
+    framed.set(msg, 5);
+    parts.push(framed);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Starts bench/loadgen/unary_floor_server.ts on this runtime. */
+async function startFloorServer(): Promise<{ addr: string; stop: () => void }> {
+  const p = spawn([process.execPath, join(import.meta.dir, "loadgen/unary_floor_server.ts")], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = p.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the floor server exited before listening");
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  const { addr } = JSON.parse(text.slice(0, text.indexOf("\n"))) as { addr: string };
+  return { addr, stop: () => p.kill() };
 }
 
 /** Reads meshd's mixer_check_duration_seconds histogram: the bucket bounds that hold p50 and p99. */
@@ -262,17 +337,41 @@ async function quotaRate(
   }
 }
 
-/** The results as Markdown table rows. */
+const ms = (us: number) => (us / 1000).toFixed(2);
+
+/** The server-side runs as a Markdown table. */
+export function formatServerResults(r: MixerBenchResult): string {
+  const cell = (g: GrpcLoadResult, paced: boolean) => {
+    const l = paced ? g.latencyUs.fromDue : g.latencyUs.fromSent;
+    const sent = paced ? ` (from sent: p99 ${ms(g.latencyUs.fromSent.p99)})` : "";
+    return `${g.callsPerSec.toFixed(0)}/s, p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, p99.9 ${ms(l.p999)} ms${sent}`;
+  };
+  return [
+    "| load from grpc_load (one HTTP/2 connection) | meshd Check | runtime floor (empty answer) |",
+    "| --- | --- | --- |",
+    ...r.server.map((s) => {
+      const paced = s.rate !== undefined;
+      const what = paced
+        ? `paced at ${s.rate}/s (latency from when each call was due)`
+        : `${s.inflight} in flight`;
+      return `| ${what} | ${cell(s.meshd, paced)} | ${cell(s.floor, paced)} |`;
+    }),
+  ].join("\n");
+}
+
+/** The results as Markdown tables. */
 export function formatMixerResults(r: MixerBenchResult): string {
   const rows = [
+    formatServerResults(r),
+    "",
     "| measure | value |",
     "| --- | --- |",
     ...r.closedLoop.map((c) =>
-      `| Check, no client cache, ${c.concurrency} in flight | ${c.checksPerSec.toFixed(0)} checks/s, p50 ${
-        c.p50Ms.toFixed(2)
-      } ms, p99 ${c.p99Ms.toFixed(2)} ms |`
+      `| Check through the client library, no cache, ${c.concurrency} in flight | ${
+        c.checksPerSec.toFixed(0)
+      } checks/s, p50 ${c.p50Ms.toFixed(2)} ms, p99 ${c.p99Ms.toFixed(2)} ms |`
     ),
-    `| Check paced at ${r.paced.targetRate}/s, no client cache | ${
+    `| Check through the client library paced at ${r.paced.targetRate}/s, no cache | ${
       r.paced.checksPerSec.toFixed(0)
     } checks/s achieved, p50 ${r.paced.p50Ms.toFixed(2)} ms, p99 ${
       r.paced.p99Ms.toFixed(2)

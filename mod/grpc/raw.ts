@@ -175,6 +175,7 @@ export class GrpcStream {
    * servers do, so a client cannot hold the stream open. Deferred so the status goes out first.
    */
   private resetIfOpen(): void {
+    if (this.stream.readableEnded) return;
     setImmediate(() => {
       const s = this.stream;
       if (!s.closed && !s.destroyed && !s.readableEnded) s.close(http2.constants.NGHTTP2_NO_ERROR);
@@ -295,12 +296,13 @@ export function serveGrpcStreams(
 }
 
 /**
- * A unary method served on a GrpcStream: one request message, then the client half-closes; the
- * answer and status follow. `impl` gets the request alone (no headers, no deadline).
+ * A unary method on wire bytes, served on a GrpcStream: one request message, then the client
+ * half-closes; the encoded answer and the status follow. The answer is sent as it is (it may be
+ * shared with other calls; it is never modified). `impl` gets the request alone (no headers, no
+ * deadline); what it throws ends the call with the error's code (a ConnectError keeps its own).
  */
-export function unaryHandler<I extends DescMessage, O extends DescMessage>(
-  method: DescMethodUnary<I, O>,
-  impl: (request: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>,
+export function unaryBytesHandler(
+  impl: (request: Uint8Array) => Promise<Uint8Array> | Uint8Array,
 ): GrpcStreamHandler {
   return (call) => {
     let request: Uint8Array | undefined;
@@ -313,14 +315,35 @@ export function unaryHandler<I extends DescMessage, O extends DescMessage>(
         call.end(Code.InvalidArgument, "the call carried no request message");
         return;
       }
-      const body = request;
-      Promise.resolve()
-        .then(() => impl(decodeRequest(method.input, body)))
-        .then((answer) => {
-          const out = isMessage(answer, method.output) ? answer : create(method.output, answer);
-          call.send(toBinary(method.output, out));
-          call.end(0);
-        }, (err) => call.fail(err));
+      const answer = (bytes: Uint8Array) => {
+        call.send(NO_BYTES, bytes);
+        call.end(0);
+      };
+      let out: Promise<Uint8Array> | Uint8Array;
+      try {
+        out = impl(request);
+      } catch (err) {
+        call.fail(err);
+        return;
+      }
+      if (out instanceof Uint8Array) answer(out);
+      else out.then(answer, (err) => call.fail(err));
     };
   };
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A unary method served on a GrpcStream through the generated messages: see
+ * {@link unaryBytesHandler}.
+ */
+export function unaryHandler<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  impl: (request: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>,
+): GrpcStreamHandler {
+  return unaryBytesHandler(async (bytes) => {
+    const answer = await impl(decodeRequest(method.input, bytes));
+    return toBinary(method.output, isMessage(answer, method.output) ? answer : create(method.output, answer));
+  });
 }

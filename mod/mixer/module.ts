@@ -7,6 +7,7 @@
 import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
+import { methodPath, unaryBytesHandler } from "../grpc/raw.ts";
 import { AccessLogService } from "#gen/envoy/service/accesslog/v3/als_pb.ts";
 import { Authorization } from "#gen/envoy/service/auth/v3/external_auth_pb.ts";
 import { RateLimitService } from "#gen/envoy/service/ratelimit/v3/rls_pb.ts";
@@ -15,7 +16,7 @@ import { accessLogService } from "./access_log.ts";
 import { DEFAULT_BAG_LIMITS } from "./client/wire.ts";
 import { createMixerCore } from "./core.ts";
 import { authorizationService } from "./ext_authz.ts";
-import { mixerService } from "./mixer_service.ts";
+import { mixerMethods } from "./mixer_service.ts";
 import { rateLimitService } from "./rate_limit.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
@@ -69,9 +70,10 @@ export const mixerModule: ModuleDefinition = {
     ctx.grpc.service(Authorization, authorizationService(core), { direct: ["check"] });
     ctx.grpc.service(RateLimitService, rateLimitService(core), { direct: ["shouldRateLimit"] });
     ctx.grpc.service(AccessLogService, accessLogService(core, { maxBatch }));
-    ctx.grpc.service(Mixer, mixerService(core, { maxBatch, limits: DEFAULT_BAG_LIMITS }), {
-      direct: ["check", "report"],
-    });
+    // meshd's own Check and Report work on wire bytes, straight from the stream.
+    const mixer = mixerMethods(core, { maxBatch, limits: DEFAULT_BAG_LIMITS });
+    ctx.grpc.stream(methodPath(Mixer.method.check), unaryBytesHandler(mixer.check));
+    ctx.grpc.stream(methodPath(Mixer.method.report), unaryBytesHandler(mixer.report));
 
     let applied = false;
     const unsubscribe = store.subscribe((change) => {

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { type Duration, DurationSchema, type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   type Attributes,
@@ -19,6 +19,9 @@ import {
   StringMapSchema,
 } from "#gen/meshd/mixer/v1/mixer_pb.ts";
 import { type AttributeType, istioAttributes } from "../../galley/attributes.ts";
+import { BadBagError, readBag } from "./bag_codec.ts";
+
+export { BadBagError };
 
 /** A bag of attributes describing one request or connection. */
 export type AttributeBag = Record<string, unknown>;
@@ -42,9 +45,6 @@ export const DEFAULT_BAG_LIMITS: BagLimits = {
   maxValueLength: 16 * 1024,
   maxMapEntries: 256,
 };
-
-/** Attribute names start with a letter (so `__proto__` and friends cannot be one). */
-const NAME = /^[a-zA-Z][a-zA-Z0-9_.-]*$/;
 
 /** The vocabulary type of an attribute, or undefined for a name outside Istio's vocabulary. */
 export function attributeType(name: string): AttributeType | undefined {
@@ -110,22 +110,6 @@ export function encodeBag(bag: Readonly<AttributeBag>): Attributes {
   return create(AttributesSchema, { attributes });
 }
 
-/** Thrown by {@link decodeBag} for a bag that breaks the limits or the vocabulary's types. */
-export class BadBagError extends Error {
-  override readonly name = "BadBagError";
-}
-
-const CASE_TYPES: Readonly<Record<NonNullable<AttributeValue["value"]["case"]>, AttributeType>> = {
-  stringValue: "string",
-  int64Value: "int",
-  doubleValue: "double",
-  boolValue: "bool",
-  bytesValue: "bytes",
-  timestampValue: "timestamp",
-  durationValue: "duration",
-  stringMapValue: "string_map",
-};
-
 /**
  * Decodes and checks a bag from the wire. Throws {@link BadBagError} naming the attribute when a
  * limit is broken, a name is malformed, or a value's type differs from the vocabulary's.
@@ -134,61 +118,5 @@ export function decodeBag(
   attrs: Attributes | undefined,
   limits: BagLimits = DEFAULT_BAG_LIMITS,
 ): AttributeBag {
-  const bag: AttributeBag = {};
-  if (!attrs) return bag;
-  let count = 0;
-  for (const name in attrs.attributes) {
-    if (++count > limits.maxAttributes) {
-      throw new BadBagError(`more than ${limits.maxAttributes} attributes`);
-    }
-    if (name.length > limits.maxNameLength || !NAME.test(name)) {
-      throw new BadBagError(`malformed attribute name ${JSON.stringify(name.slice(0, 64))}`);
-    }
-    const v = attrs.attributes[name]!.value;
-    if (v.case === undefined) continue;
-    const want = attributeType(name);
-    const got = CASE_TYPES[v.case];
-    if (want !== undefined && want !== "dyn" && want !== got && !(want === "double" && got === "int")) {
-      throw new BadBagError(`attribute ${name} must be of type ${want}, got ${got}`);
-    }
-    switch (v.case) {
-      case "stringValue":
-        if (v.value.length > limits.maxValueLength) throw new BadBagError(`attribute ${name} is too long`);
-        bag[name] = v.value;
-        break;
-      case "int64Value":
-        bag[name] = want === "double" || Number.isSafeInteger(Number(v.value)) ? Number(v.value) : v.value;
-        break;
-      case "doubleValue":
-        if (!Number.isFinite(v.value)) throw new BadBagError(`attribute ${name} is not a finite number`);
-        bag[name] = v.value;
-        break;
-      case "boolValue":
-        bag[name] = v.value;
-        break;
-      case "bytesValue":
-        if (v.value.length > limits.maxValueLength) throw new BadBagError(`attribute ${name} is too long`);
-        bag[name] = v.value;
-        break;
-      case "timestampValue":
-        bag[name] = new Date(Number(v.value.seconds) * 1000 + v.value.nanos / 1_000_000);
-        break;
-      case "durationValue":
-        bag[name] = durationToMs(v.value);
-        break;
-      case "stringMapValue": {
-        const entries = v.value.entries;
-        let n = 0;
-        for (const k in entries) {
-          if (++n > limits.maxMapEntries) throw new BadBagError(`attribute ${name} has too many entries`);
-          if (k.length > limits.maxValueLength || entries[k]!.length > limits.maxValueLength) {
-            throw new BadBagError(`attribute ${name} has an entry that is too long`);
-          }
-        }
-        bag[name] = entries;
-        break;
-      }
-    }
-  }
-  return bag;
+  return attrs ? readBag(toBinary(AttributesSchema, attrs), limits) : {};
 }
