@@ -150,6 +150,20 @@ export class GrpcStream {
     return true;
   }
 
+  /**
+   * Sends one message and ends the call with OK, in one write (the unary answer). `body` is copied
+   * behind the message prefix; it may be shared with other calls.
+   */
+  reply(body: Uint8Array): void {
+    if (this.finished) return;
+    const framed = Buffer.allocUnsafe(5 + body.length);
+    writeMessagePrefix(framed, 0, body.length);
+    framed.set(body, 5);
+    this.respond();
+    this.finished = true;
+    this.stream.end(framed);
+  }
+
   /** Ends the call with a status (0 is OK). Later calls do nothing. */
   end(code: number, message?: string): void {
     if (this.finished) return;
@@ -315,10 +329,7 @@ export function unaryBytesHandler(
         call.end(Code.InvalidArgument, "the call carried no request message");
         return;
       }
-      const answer = (bytes: Uint8Array) => {
-        call.send(NO_BYTES, bytes);
-        call.end(0);
-      };
+      const answer = (bytes: Uint8Array) => call.reply(bytes);
       let out: Promise<Uint8Array> | Uint8Array;
       try {
         out = impl(request);
@@ -331,8 +342,6 @@ export function unaryBytesHandler(
     };
   };
 }
-
-const NO_BYTES = new Uint8Array(0);
 
 /**
  * A unary method served on a GrpcStream through the generated messages: see

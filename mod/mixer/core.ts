@@ -115,6 +115,8 @@ export function createMixerCore(opts: MixerCoreOptions): MixerCore {
     help: "Dispatch table rebuilds that failed; the previous table stayed in force",
     registers: [m],
   });
+  /** The check counter's children, by API and code (labels resolved once). */
+  const checkCounters = new Map<string, { inc(): void }>();
   const graph = createServiceGraph({ clock: opts.clock, windowMs: opts.graphWindowMs });
   const dispatchOptions = {
     logger: log,
@@ -145,7 +147,13 @@ export function createMixerCore(opts: MixerCoreOptions): MixerCore {
       const t0 = performance.now();
       const d = await current.check(bag);
       checkSeconds.observe((performance.now() - t0) / 1000);
-      checks.inc({ api, code: String(d.status.code) });
+      const key = `${api} ${d.status.code}`;
+      let counter = checkCounters.get(key);
+      if (!counter) {
+        counter = checks.labels(api, String(d.status.code));
+        checkCounters.set(key, counter);
+      }
+      counter.inc();
       return d;
     },
 

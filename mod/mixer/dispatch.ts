@@ -123,6 +123,9 @@ export interface CheckDecision {
   readonly responseHeaders: readonly HeaderChange[];
 }
 
+/** No header changes (shared by every decision without any). */
+const NONE: readonly HeaderChange[] = Object.freeze([]);
+
 /** The answer to one quota request. */
 export interface QuotaDecision extends QuotaOutcome {
   readonly refs: readonly Ref[];
@@ -448,14 +451,15 @@ function createTable(
           (headerRules ??= []).push(rule);
         }
       }
+      if (!headerRules || status.code !== Codes.OK) {
+        return { status, validDurationMs, validUseCount, refs, requestHeaders: NONE, responseHeaders: NONE };
+      }
       const requestHeaders: HeaderChange[] = [];
       const responseHeaders: HeaderChange[] = [];
-      if (headerRules && status.code === Codes.OK) {
-        const withOutputs = outputs ? { ...bag, ...outputs } : bag;
-        for (const rule of headerRules) {
-          headerChanges(rule.compiled.requestHeaderOps, withOutputs, requestHeaders);
-          headerChanges(rule.compiled.responseHeaderOps, withOutputs, responseHeaders);
-        }
+      const withOutputs = outputs ? { ...bag, ...outputs } : bag;
+      for (const rule of headerRules) {
+        headerChanges(rule.compiled.requestHeaderOps, withOutputs, requestHeaders);
+        headerChanges(rule.compiled.responseHeaderOps, withOutputs, responseHeaders);
       }
       return { status, validDurationMs, validUseCount, refs, requestHeaders, responseHeaders };
     },
