@@ -109,18 +109,45 @@ function expectWire(tag: number, wire: number, what: string): void {
   if ((tag & 7) !== wire) throw new MalformedMessageError(`${what} has wire type ${tag & 7}`);
 }
 
-/** Reads a Timestamp or Duration (seconds = 1, nanos = 2) as milliseconds. */
-function readSecondsNanos(r: BinaryReader, end: number): number {
-  let seconds = 0;
-  let nanos = 0;
+/** The two fields of the last message read by {@link readVarintPair}. */
+const pair = { first: 0n, second: 0 };
+
+/**
+ * Reads a message of two varint fields, 1 (an int64) and 2 (an int32; a bool is its being non-zero),
+ * into {@link pair}: Timestamp and Duration (seconds, nanos), and a Check's QuotaParams (amount,
+ * best_effort).
+ */
+function readVarintPair(r: BinaryReader, end: number): typeof pair {
+  pair.first = 0n;
+  pair.second = 0;
   while (r.pos < end) {
     const tag = readTag(r);
-    if (tag === ((1 << 3) | WireType.Varint)) seconds = Number(r.int64());
-    else if (tag === ((2 << 3) | WireType.Varint)) nanos = r.int32();
+    if (tag === ((1 << 3) | WireType.Varint)) pair.first = BigInt(r.int64());
+    else if (tag === ((2 << 3) | WireType.Varint)) pair.second = r.int32();
     else skip(r, tag, end);
   }
   if (r.pos !== end) throw new MalformedMessageError("premature end of message");
-  return seconds * 1000 + nanos / 1_000_000;
+  return pair;
+}
+
+/** Reads a Timestamp or Duration (seconds, nanos) as milliseconds. */
+function readSecondsNanos(r: BinaryReader, end: number): number {
+  const { first, second } = readVarintPair(r, end);
+  return Number(first) * 1000 + second / 1_000_000;
+}
+
+/**
+ * Moves to the next occurrence of field 1 (a map entry, or a repeated message) of a message that
+ * ends at `end`, skipping other fields; returns where it ends, or -1 at the end of the message.
+ */
+function nextField1(r: BinaryReader, end: number): number {
+  while (r.pos < end) {
+    const tag = readTag(r);
+    if (tag === ((1 << 3) | WireType.LengthDelimited)) return delimitedEnd(r);
+    skip(r, tag, end);
+  }
+  if (r.pos !== end) throw new MalformedMessageError("premature end of message");
+  return -1;
 }
 
 /** Sets `key` on a string-map object as an own property, whatever the key is. */
@@ -137,13 +164,7 @@ function readStringMap(
 ): Record<string, string> {
   const map: Record<string, string> = {};
   let n = 0;
-  while (r.pos < end) {
-    const tag = readTag(r);
-    if (tag !== ((1 << 3) | WireType.LengthDelimited)) {
-      skip(r, tag, end);
-      continue;
-    }
-    const entryEnd = delimitedEnd(r);
+  for (let entryEnd = nextField1(r, end); entryEnd >= 0; entryEnd = nextField1(r, end)) {
     let key = "";
     let value = "";
     while (r.pos < entryEnd) {
@@ -159,7 +180,6 @@ function readStringMap(
     }
     setEntry(map, key, value);
   }
-  if (r.pos !== end) throw new MalformedMessageError("premature end of message");
   return map;
 }
 
@@ -230,13 +250,7 @@ function readValue(r: BinaryReader, end: number, name: string, into: BagReading,
 
 /** Reads the fields of an Attributes message up to `end` into `into`. */
 function readAttributes(r: BinaryReader, end: number, into: BagReading, limits: BagLimits): void {
-  while (r.pos < end) {
-    const tag = readTag(r);
-    if (tag !== ((1 << 3) | WireType.LengthDelimited)) {
-      skip(r, tag, end);
-      continue;
-    }
-    const entryEnd = delimitedEnd(r);
+  for (let entryEnd = nextField1(r, end); entryEnd >= 0; entryEnd = nextField1(r, end)) {
     if (++into.entries > limits.maxAttributes) {
       throw new BadBagError(`more than ${limits.maxAttributes} attributes`);
     }
@@ -262,7 +276,6 @@ function readAttributes(r: BinaryReader, end: number, into: BagReading, limits: 
     readValue(r, valueEnd, name, into, limits);
     r.pos = entryEnd;
   }
-  if (r.pos !== end) throw new MalformedMessageError("premature end of message");
 }
 
 /** Runs `read`, turning the reader's own errors (truncation, bad varints) into MalformedMessageError. */
@@ -327,16 +340,9 @@ export function readCheckRequest(bytes: Uint8Array, limits: BagLimits): CheckReq
           const t = readTag(r);
           if (t === ((1 << 3) | WireType.LengthDelimited)) name = r.string();
           else if (t === ((2 << 3) | WireType.LengthDelimited)) {
-            const paramsEnd = delimitedEnd(r);
-            amount = 0n;
-            bestEffort = false;
-            while (r.pos < paramsEnd) {
-              const p = readTag(r);
-              if (p === ((1 << 3) | WireType.Varint)) amount = BigInt(r.int64());
-              else if (p === ((2 << 3) | WireType.Varint)) bestEffort = r.bool();
-              else skip(r, p, paramsEnd);
-            }
-            if (r.pos !== paramsEnd) throw new MalformedMessageError("premature end of message");
+            const params = readVarintPair(r, delimitedEnd(r));
+            amount = params.first;
+            bestEffort = params.second !== 0;
           } else skip(r, t, entryEnd);
         }
         if (r.pos !== entryEnd) throw new MalformedMessageError("premature end of message");
@@ -358,13 +364,7 @@ export function readReportRequest(bytes: Uint8Array, limits: BagLimits, maxEntri
   return reading(() => {
     const r = new WireReader(bytes);
     const bags: AttributeBag[] = [];
-    while (r.pos < r.len) {
-      const tag = readTag(r);
-      if (tag !== ((1 << 3) | WireType.LengthDelimited)) {
-        skip(r, tag, r.len);
-        continue;
-      }
-      const end = delimitedEnd(r);
+    for (let end = nextField1(r, r.len); end >= 0; end = nextField1(r, r.len)) {
       if (bags.length === maxEntries) throw new TooManyEntriesError(`more than ${maxEntries} entries`);
       const into: BagReading = { bag: {}, entries: 0 };
       try {
