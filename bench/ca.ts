@@ -20,6 +20,7 @@ import { parseWorkloadIdentity, type WorkloadIdentity } from "../mod/citadel/spi
 import { createToken, loadOrCreateTokenKey, openUsedTokens } from "../mod/citadel/token.ts";
 import { systemClock } from "../mod/shared/clock.ts";
 import { createLogger } from "../mod/shared/logger.ts";
+import { benchArgs } from "./_args.ts";
 
 /** What one run measured. */
 export interface CaBench {
@@ -204,12 +205,8 @@ export async function runCaBench(seconds: number, csrCount: number): Promise<CaB
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const arg = (
-    name: string,
-    def: number,
-  ) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
-  const r = await runCaBench(arg("--seconds", 3), arg("--csrs", 2000));
+  const args = benchArgs();
+  const r = await runCaBench(args.number("--seconds", 3), args.number("--csrs", 2000));
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
   console.log(`CSRs (pre-made, 200 identities)       ${r.csrs}`);
   console.log(`raw ECDSA P-256 sign (same key)       ${r.rawSignPerSec.toFixed(0)} /s`);

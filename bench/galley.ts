@@ -14,6 +14,7 @@ import { parseConfig } from "../mod/galley/parse.ts";
 import { createConfigStore } from "../mod/galley/store.ts";
 import { validateResource } from "../mod/galley/validate.ts";
 import { createLogger } from "../mod/shared/logger.ts";
+import { benchArgs } from "./_args.ts";
 
 const quiet = createLogger({ write: () => {} });
 
@@ -169,12 +170,8 @@ export async function runGalleyBench(total: number, perFile: number): Promise<Ga
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const arg = (
-    name: string,
-    def: number,
-  ) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
-  const r = await runGalleyBench(arg("--resources", 10_000), arg("--per-file", 100));
+  const args = benchArgs();
+  const r = await runGalleyBench(args.number("--resources", 10_000), args.number("--per-file", 100));
   console.log(`resources                      ${r.resources}`);
   console.log(`parse+validate                 ${r.parseValidatePerSec.toFixed(0)} resources/s`);
   console.log(`bare YAML parse (same text)    ${r.bareYamlPerSec.toFixed(0)} resources/s`);

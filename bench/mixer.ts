@@ -23,6 +23,7 @@ import { createMixerClient, encodeBag } from "../mod/mixer/client/mod.ts";
 import { type GrpcLoadResult, runGrpcLoad } from "./loadgen/grpc_load.ts";
 import { startMeshd } from "../tests/e2e/_meshd.ts";
 import { coreHarness, docs, mixerYaml, startRedis } from "../tests/mixer/_harness.ts";
+import { benchArgs } from "./_args.ts";
 
 /** Options of {@link runMixerBench}. */
 export interface MixerBenchOptions {
@@ -387,15 +388,11 @@ export function formatMixerResults(r: MixerBenchResult): string {
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const arg = (
-    name: string,
-    def: number,
-  ) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
+  const args = benchArgs();
   const r = await runMixerBench({
-    seconds: arg("--seconds", 5),
+    seconds: args.number("--seconds", 5),
     concurrency: [1, 4, 16, 64],
-    rate: arg("--rate", 5000),
+    rate: args.number("--rate", 5000),
     reportBatch: 100,
   });
   console.log(formatMixerResults(r));

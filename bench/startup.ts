@@ -9,6 +9,7 @@ import { spawn, spawnSync } from "bun";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { benchArgs } from "./_args.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -123,9 +124,9 @@ function median(xs: number[]): number {
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const runs = Number(args[args.indexOf("--runs") + 1] ?? 0) || 7;
-  const given = args.includes("--binary") ? args[args.indexOf("--binary") + 1] : undefined;
+  const args = benchArgs();
+  const runs = args.number("--runs", 7) || 7;
+  const given = args.string("--binary");
   const built = given ? { bin: given, cleanup: () => {} } : buildBinary();
   try {
     const size = statSync(built.bin).size;

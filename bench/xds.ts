@@ -72,6 +72,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseConfig } from "../mod/galley/parse.ts";
 import { validateResource } from "../mod/galley/validate.ts";
+import { benchArgs } from "./_args.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -978,9 +979,9 @@ export function formatResults(rs: XdsScaleResult[]): string {
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-  const list = (name: string) => arg(name)?.split(",").map((s) => s.trim()).filter(Boolean);
+  const args = benchArgs();
+  const arg = args.string;
+  const list = args.list;
   const opts: XdsBenchOptions = {
     clients: list("--clients")?.map(Number) ?? [1000, 5000, 10_000],
     services: Number(arg("--services") ?? 50),
@@ -997,7 +998,7 @@ if (import.meta.main) {
   console.error(`bun ${Bun.version}, node ${Bun.spawnSync(["node", "--version"]).stdout.toString().trim()}`);
   const rs = await runXdsBench(opts);
   console.log(formatResults(rs));
-  if (args.includes("--json")) {
+  if (args.flag("--json")) {
     const noFrames = (c: ChangeResult) => ({ ...c, frames: c.frames.length });
     const plain = rs.map((r) => ({
       ...r,

@@ -408,6 +408,22 @@ async function makeRoot(
   return { certPem: cert.toString("pem") + "\n", keyPem: pemEncode("PRIVATE KEY", pkcs8) };
 }
 
+/** Makes a root and writes its key and certificate under `dir`/roots/ID; returns the ID and that folder. */
+async function writeNewRoot(
+  dir: string,
+  opts: CaStoreOptions,
+  trustDomain: string,
+): Promise<{ id: string; rootDir: string }> {
+  const now = opts.clock.now();
+  const made = await makeRoot(opts.keyType, trustDomain, now);
+  const id = rootId(now, made.certPem);
+  const rootDir = join(dir, "roots", id);
+  ensurePrivateDir(rootDir);
+  writeFileAtomic(join(rootDir, "ca-key.pem"), made.keyPem, 0o600);
+  writeFileAtomic(join(rootDir, "ca-cert.pem"), made.certPem, 0o644);
+  return { id, rootDir };
+}
+
 function rootId(now: number, certPem: string): string {
   const stamp = new Date(now).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${stamp}-${createHash("sha256").update(certPem).digest("hex").slice(0, 8)}`;
@@ -435,13 +451,7 @@ function selfSignedStore(opts: CaStoreOptions, initial: CaMaterial, initialState
           `${state.trusted.length} roots are trusted already; retire the old ones before rotating again`,
         );
       }
-      const now = opts.clock.now();
-      const made = await makeRoot(opts.keyType, trustDomain, now);
-      const id = rootId(now, made.certPem);
-      const rootDir = join(dir, "roots", id);
-      ensurePrivateDir(rootDir);
-      writeFileAtomic(join(rootDir, "ca-key.pem"), made.keyPem, 0o600);
-      writeFileAtomic(join(rootDir, "ca-cert.pem"), made.certPem, 0o644);
+      const { id } = await writeNewRoot(dir, opts, trustDomain);
       commit({ signing: state.signing, trusted: [id, ...state.trusted] });
       return current;
     },
@@ -503,13 +513,7 @@ export function loadCa(opts: CaStoreOptions): CaStore | undefined {
 export async function initCa(opts: CaStoreOptions, trustDomain: string): Promise<CaStore> {
   const dir = caDirOf(opts.dataDir);
   ensurePrivateDir(dir);
-  const now = opts.clock.now();
-  const made = await makeRoot(opts.keyType, trustDomain, now);
-  const id = rootId(now, made.certPem);
-  const rootDir = join(dir, "roots", id);
-  ensurePrivateDir(rootDir);
-  writeFileAtomic(join(rootDir, "ca-key.pem"), made.keyPem, 0o600);
-  writeFileAtomic(join(rootDir, "ca-cert.pem"), made.certPem, 0o644);
+  const { id, rootDir } = await writeNewRoot(dir, opts, trustDomain);
   const state: State = { signing: id, trusted: [id] };
   if (!createFileExclusive(join(dir, "state.json"), JSON.stringify(state, null, 2) + "\n", 0o600)) {
     rmSync(rootDir, { recursive: true, force: true });

@@ -27,7 +27,7 @@ import { csrDerFromPem, CsrError, parseCsr, readCsr } from "./csr.ts";
 import { pemEncode } from "./pem.ts";
 import { createRateLimiter } from "./rate_limit.ts";
 import { createLeafSigner, type LeafSigner } from "./sign.ts";
-import { parseWorkloadIdentity, type WorkloadIdentity } from "./spiffe.ts";
+import { certificateIdentity, type WorkloadIdentity } from "./spiffe.ts";
 import { TokenError, type TokenSigningKey, type UsedTokens, verifyToken } from "./token.ts";
 import { certificateNames, isCaCertificate, parseCertificate } from "./x509.ts";
 
@@ -261,13 +261,8 @@ export function createCaService(opts: CaServiceOptions): CaService {
     if (!trusted) {
       return bad("certificate_untrusted", "client certificate was not issued by this CA's trusted roots");
     }
-    if (names.uris.length !== 1) {
-      return bad("certificate_untrusted", "client certificate must carry exactly one URI SAN");
-    }
-    const identity = parseWorkloadIdentity(names.uris[0]!);
-    if (typeof identity === "string") {
-      return bad("certificate_untrusted", `client certificate identity: ${identity}`);
-    }
+    const identity = certificateIdentity(names.uris);
+    if (typeof identity === "string") return bad("certificate_untrusted", identity);
     return { identity, method: "certificate", description: `${description} ${identity.uri}` };
   }
 

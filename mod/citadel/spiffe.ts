@@ -81,3 +81,14 @@ export function parseWorkloadIdentity(uri: string): WorkloadIdentity | string {
   if (p) return p;
   return { uri, trustDomain, namespace, serviceAccount };
 }
+
+/**
+ * The workload identity a client certificate presents: its single URI SAN, parsed. Returns what is
+ * wrong, as a sentence about the client certificate, when it carries no URI SAN, several, or one
+ * that is not a meshd workload identity.
+ */
+export function certificateIdentity(uris: readonly string[]): WorkloadIdentity | string {
+  if (uris.length !== 1) return "client certificate must carry exactly one URI SAN";
+  const id = parseWorkloadIdentity(uris[0]!);
+  return typeof id === "string" ? `client certificate identity: ${id}` : id;
+}

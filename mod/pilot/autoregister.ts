@@ -35,7 +35,7 @@ import type { SettingSpec } from "../cli/setting.ts";
 import type { ReadinessProbe, WorkloadEntrySpec, WorkloadGroupSpec } from "../galley/kinds/networking.ts";
 import type { ConfigReadiness, ConfigStore } from "../galley/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
-import { parseWorkloadIdentity, type WorkloadIdentity } from "../citadel/spiffe.ts";
+import { certificateIdentity, type WorkloadIdentity } from "../citadel/spiffe.ts";
 import { certificateNames, parseCertificate } from "../citadel/x509.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -180,9 +180,8 @@ export function connectionIdentity(c: XdsClient): WorkloadIdentity | { problem: 
   } catch {
     return { problem: "client certificate cannot be parsed" };
   }
-  if (uris.length !== 1) return { problem: "client certificate must carry exactly one URI SAN" };
-  const id = parseWorkloadIdentity(uris[0]!);
-  return typeof id === "string" ? { problem: `client certificate identity: ${id}` } : id;
+  const id = certificateIdentity(uris);
+  return typeof id === "string" ? { problem: id } : id;
 }
 
 /** Creates the registry, and attaches it to `ads` and `debug` when given. */

@@ -1,6 +1,7 @@
 /**
- * Helpers of tests/e2e/security_mtls.test.ts, and the two gRPC programs it runs as their own
- * processes (one xDS client per process, each with its own bootstrap in GRPC_XDS_BOOTSTRAP):
+ * Helpers of tests/e2e/security_mtls.test.ts (the starting mesh is shared with security_rotation),
+ * and the two gRPC programs it runs as their own processes (one xDS client per process, each with
+ * its own bootstrap in GRPC_XDS_BOOTSTRAP):
  *
  * - `bun _mtls.ts server ADDR NAME`: an xDS-enabled grpc-js server (`XdsServer` with
  *   `XdsServerCredentials`) of the Echo service on ADDR. It prints `{"serving":true,...}` once
@@ -16,6 +17,64 @@ import { loadEcho } from "./_grpc_backend.ts";
 
 const ECHO = () =>
   (loadEcho() as unknown as { meshd: { test: { Echo: grpc.ServiceClientConstructor } } }).meshd.test.Echo;
+
+/**
+ * The mesh both security e2e tests start from: service echo.`ns` (gRPC on `port`) with one workload
+ * on 127.0.0.1 running as service account echo, STRICT mTLS in `ns`, and ISTIO_MUTUAL towards echo.
+ */
+export function strictEchoMesh(ns: string, port: number): string {
+  const host = `echo.${ns}.svc.cluster.local`;
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: echo
+  namespace: ${ns}
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: ${port}
+    name: grpc
+    protocol: GRPC
+  workloadSelector:
+    labels:
+      app: echo
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: echo-1
+  namespace: ${ns}
+spec:
+  address: 127.0.0.1
+  labels:
+    app: echo
+  serviceAccount: echo
+  ports:
+    grpc: ${port}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: ${ns}
+spec:
+  mtls:
+    mode: STRICT
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: echo
+  namespace: ${ns}
+spec:
+  host: ${host}
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+`;
+}
 
 /** What the client program prints. */
 export interface CallResult {

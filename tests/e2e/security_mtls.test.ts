@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { type AgentProcess, meshdCli, startAgentProcess } from "../agent/_agent_proc.ts";
 import { freePort } from "./_grpc.ts";
 import { eventually, type MeshdProcess, startMeshd } from "./_meshd.ts";
-import { type MtlsServer, runMtlsClient, startMtlsServer } from "./_mtls.ts";
+import { type MtlsServer, runMtlsClient, startMtlsServer, strictEchoMesh } from "./_mtls.ts";
 
 const NS = "sec";
 const HOST = `echo.${NS}.svc.cluster.local`;
@@ -30,56 +30,7 @@ const agents: AgentProcess[] = [];
 const bootstraps: Record<string, string> = {};
 
 function configYaml(p: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: echo
-  namespace: ${NS}
-spec:
-  hosts: [${HOST}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: ${p}
-    name: grpc
-    protocol: GRPC
-  workloadSelector:
-    labels:
-      app: echo
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: echo-1
-  namespace: ${NS}
-spec:
-  address: 127.0.0.1
-  labels:
-    app: echo
-  serviceAccount: echo
-  ports:
-    grpc: ${p}
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: ${NS}
-spec:
-  mtls:
-    mode: STRICT
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: echo
-  namespace: ${NS}
-spec:
-  host: ${HOST}
-  trafficPolicy:
-    tls:
-      mode: ISTIO_MUTUAL
----
+  return `${strictEchoMesh(NS, p)}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:

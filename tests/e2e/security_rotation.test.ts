@@ -28,6 +28,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadEcho } from "./_grpc_backend.ts";
+import { strictEchoMesh } from "./_mtls.ts";
 
 const ECHO = () =>
   (loadEcho() as unknown as { meshd: { test: { Echo: grpc.ServiceClientConstructor } } }).meshd.test.Echo;
@@ -180,58 +181,7 @@ const NS = "rot";
 const HOST = `echo.${NS}.svc.cluster.local`;
 const CERT_TTL = "20s";
 
-function configYaml(p: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: echo
-  namespace: ${NS}
-spec:
-  hosts: [${HOST}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: ${p}
-    name: grpc
-    protocol: GRPC
-  workloadSelector:
-    labels:
-      app: echo
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: echo-1
-  namespace: ${NS}
-spec:
-  address: 127.0.0.1
-  labels:
-    app: echo
-  serviceAccount: echo
-  ports:
-    grpc: ${p}
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: ${NS}
-spec:
-  mtls:
-    mode: STRICT
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: echo
-  namespace: ${NS}
-spec:
-  host: ${HOST}
-  trafficPolicy:
-    tls:
-      mode: ISTIO_MUTUAL
-`;
-}
+const configYaml = (p: number) => strictEchoMesh(NS, p);
 
 /** One certificate state observed on disk. */
 interface Seen {

@@ -26,3 +26,24 @@ export function sidecar(
     metadata: { NAMESPACE: namespace, LABELS: labels },
   });
 }
+
+/**
+ * One service, web.app (HTTP on 80, TCP on 9000), with one endpoint, 10.0.0.1, labelled app=web and
+ * running as service account web: the workload of {@link webSidecar}.
+ */
+export const WEB_SERVICE = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: web, namespace: app }
+spec:
+  hosts: [web.app.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+    - { number: 80, name: http, protocol: HTTP }
+    - { number: 9000, name: tcp, protocol: TCP }
+  endpoints: [{ address: 10.0.0.1, labels: { app: web }, serviceAccount: web }]
+`;
+
+/** The sidecar of {@link WEB_SERVICE}'s endpoint. */
+export const webSidecar = (): Proxy => sidecar("10.0.0.1", "app", { app: "web" });

@@ -16,7 +16,7 @@ import type { MemQuotaParams } from "../../galley/kinds/mixer.ts";
 import type { Timer } from "../../shared/clock.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { type AdapterFactory, Codes, type QuotaOutcome } from "./adapter.ts";
-import { resolveLimit } from "./quota_config.ts";
+import { resolveLimit, unknownQuota } from "./quota_config.ts";
 
 /** Most counters (distinct quota and dimension values) one handler keeps. */
 export const MAX_CELLS = 100_000;
@@ -88,13 +88,7 @@ export const createMemQuota: AdapterFactory = (params, env) => {
         if (seen) return seen;
       }
       const limit = resolveLimit(quotas, inst, env.namespace);
-      if (!limit) {
-        return {
-          status: { code: Codes.INTERNAL, message: `handler ${env.handler} has no quota named ${inst.name}` },
-          granted: 0,
-          validDurationMs: 0,
-        };
-      }
+      if (!limit) return unknownQuota(env.handler, inst.name);
       const t = now();
       let cell = cells.get(limit.key);
       if (cell && cell.limit !== limit.maxAmount) cell = undefined; // the limit changed: start over

@@ -6,7 +6,13 @@
  */
 import type { QuotaOverride } from "../../galley/kinds/mixer.ts";
 import { parseDuration } from "../../shared/duration.ts";
-import { dimensionText, instanceNameMatches, type InstanceValue } from "./adapter.ts";
+import {
+  Codes,
+  dimensionText,
+  instanceNameMatches,
+  type InstanceValue,
+  type QuotaOutcome,
+} from "./adapter.ts";
 
 /** A quota as configured in a handler's params. */
 export interface QuotaSpec {
@@ -65,5 +71,14 @@ export function resolveLimit(
     windowMs: duration === undefined ? 0 : parseDuration(duration) ?? 0,
     key,
     override,
+  };
+}
+
+/** The outcome for an instance no quota of the handler is named after (a config error). */
+export function unknownQuota(handler: string, instance: string): QuotaOutcome {
+  return {
+    status: { code: Codes.INTERNAL, message: `handler ${handler} has no quota named ${instance}` },
+    granted: 0,
+    validDurationMs: 0,
   };
 }

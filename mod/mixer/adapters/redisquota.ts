@@ -19,7 +19,7 @@ import type { RedisQuotaParams } from "../../galley/kinds/mixer.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import { type AdapterFactory, Codes, type QuotaOutcome } from "./adapter.ts";
-import { resolveLimit } from "./quota_config.ts";
+import { resolveLimit, unknownQuota } from "./quota_config.ts";
 
 /** How long one Redis command may take before the allocation counts as failed. */
 const COMMAND_TIMEOUT_MS = 1_000;
@@ -199,13 +199,7 @@ export const createRedisQuota: AdapterFactory = (params, env) => {
   return {
     async quota(inst, args) {
       const limit = resolveLimit(quotas, inst, env.namespace);
-      if (!limit) {
-        return {
-          status: { code: Codes.INTERNAL, message: `handler ${env.handler} has no quota named ${inst.name}` },
-          granted: 0,
-          validDurationMs: 0,
-        };
-      }
+      if (!limit) return unknownQuota(env.handler, inst.name);
       const q = quotas.find((x) => x.name === limit.quota)!;
       const rolling = q.rateLimitAlgorithm === "ROLLING_WINDOW";
       const windowUs = Math.round(limit.windowMs * 1000);

@@ -20,21 +20,7 @@ import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
 import { buildClusters, buildListeners, buildRoutes } from "../../../mod/pilot/translate/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
-import { sidecar } from "../_push.ts";
-
-const SERVICES = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: web, namespace: app }
-spec:
-  hosts: [web.app.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-    - { number: 80, name: http, protocol: HTTP }
-    - { number: 9000, name: tcp, protocol: TCP }
-  endpoints: [{ address: 10.0.0.1, labels: { app: web }, serviceAccount: web }]
-`;
+import { sidecar, WEB_SERVICE, webSidecar } from "../_push.ts";
 
 const POLICY = `
 apiVersion: security.istio.io/v1
@@ -61,7 +47,7 @@ function push(features: PilotFeatures | undefined, ...yaml: string[]): PushConte
   return createPushContext({ config: store.snapshot(), ...(features ? { features } : {}) });
 }
 
-const web = sidecar("10.0.0.1", "app", { app: "web" });
+const web = webSidecar();
 const client = sidecar("10.0.0.9", "app", { app: "client" });
 const ON: PilotFeatures = { mixer: true };
 
@@ -104,7 +90,7 @@ const logsJson = (hcm: HttpConnectionManager) =>
 
 describe("mixer filters (features.mixer)", () => {
   test("off by default: no features given means mixer off and the filter list unchanged", () => {
-    const p = push(undefined, SERVICES, POLICY);
+    const p = push(undefined, WEB_SERVICE, POLICY);
     expect(p.features).toEqual({ mixer: false });
     for (const hcm of [...inboundHcms(p), ...outboundHcms(p)]) {
       expect(hcm.httpFilters.map((f) => f.name)).not.toContain("envoy.filters.http.ext_authz");
@@ -116,8 +102,8 @@ describe("mixer filters (features.mixer)", () => {
   });
 
   test("off: output is identical to a push built without features", () => {
-    const off = push({ mixer: false }, SERVICES, POLICY);
-    const none = push(undefined, SERVICES, POLICY);
+    const off = push({ mixer: false }, WEB_SERVICE, POLICY);
+    const none = push(undefined, WEB_SERVICE, POLICY);
     for (const proxy of [web, client]) {
       expect(buildListeners(off, proxy)).toEqual(buildListeners(none, proxy));
       expect(buildClusters(off, proxy)).toEqual(buildClusters(none, proxy));
@@ -125,7 +111,7 @@ describe("mixer filters (features.mixer)", () => {
   });
 
   test("on: inbound filters are RBAC, ext_authz, ratelimit, fault, CORS, router", () => {
-    const list = inboundHcms(push(ON, SERVICES, POLICY));
+    const list = inboundHcms(push(ON, WEB_SERVICE, POLICY));
     expect(list.length).toBeGreaterThan(0);
     for (const hcm of list) {
       expect(hcm.httpFilters.map((f) => f.name)).toEqual([
@@ -140,7 +126,7 @@ describe("mixer filters (features.mixer)", () => {
   });
 
   test("on without an AuthorizationPolicy: ext_authz and ratelimit come first", () => {
-    for (const hcm of inboundHcms(push(ON, SERVICES))) {
+    for (const hcm of inboundHcms(push(ON, WEB_SERVICE))) {
       expect(hcm.httpFilters.map((f) => f.name)).toEqual([
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.ratelimit",
@@ -153,7 +139,7 @@ describe("mixer filters (features.mixer)", () => {
 
   for (const failOpen of [true, false]) {
     test(`on, mixer.failOpen ${failOpen}: failure modes follow the mesh`, () => {
-      const [hcm] = inboundHcms(push(ON, SERVICES, meshConfig(failOpen)));
+      const [hcm] = inboundHcms(push(ON, WEB_SERVICE, meshConfig(failOpen)));
       const authz = filterJson(hcm!, "envoy.filters.http.ext_authz")!.httpFilters[0].typedConfig;
       expect(authz).toEqual({
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
@@ -177,7 +163,7 @@ describe("mixer filters (features.mixer)", () => {
   }
 
   test("on: inbound and outbound connection managers log to mixer over gRPC", () => {
-    const p = push(ON, SERVICES);
+    const p = push(ON, WEB_SERVICE);
     const all = [...inboundHcms(p), ...outboundHcms(p)];
     expect(outboundHcms(p).length).toBeGreaterThan(0);
     for (const hcm of all) {
@@ -197,7 +183,7 @@ describe("mixer filters (features.mixer)", () => {
   });
 
   test("on: outbound connection managers get no ext_authz or ratelimit", () => {
-    for (const hcm of outboundHcms(push(ON, SERVICES, POLICY))) {
+    for (const hcm of outboundHcms(push(ON, WEB_SERVICE, POLICY))) {
       const names = hcm.httpFilters.map((f) => f.name);
       expect(names).not.toContain("envoy.filters.http.ext_authz");
       expect(names).not.toContain("envoy.filters.http.ratelimit");
@@ -208,7 +194,7 @@ describe("mixer filters (features.mixer)", () => {
   test("on: the mesh's file access log stays first", () => {
     const p = push(
       ON,
-      SERVICES,
+      WEB_SERVICE,
       `
 apiVersion: config.meshd.io/v1alpha1
 kind: MeshConfig
@@ -234,7 +220,7 @@ spec:
         LABELS: { app: "web", version: "v2", "app.kubernetes.io/name": "web", empty: "" },
       },
     });
-    const p = push(ON, SERVICES);
+    const p = push(ON, WEB_SERVICE);
     const l = buildListeners(p, labelled).find((x) => x.name === "virtualInbound")!;
     const list = hcms(l);
     expect(list.length).toBeGreaterThan(0);
@@ -271,21 +257,21 @@ spec:
       ),
       outbound: buildRoutes(p, client).flatMap((rc) => rc.virtualHosts.flatMap((vh) => vh.rateLimits)),
     });
-    const on = vhostLimits(push(ON, SERVICES));
-    expect(on.inbound.length).toBe(inboundHcms(push(ON, SERVICES)).length);
+    const on = vhostLimits(push(ON, WEB_SERVICE));
+    expect(on.inbound.length).toBe(inboundHcms(push(ON, WEB_SERVICE)).length);
     expect(on.outbound).toEqual([]);
-    expect(buildRoutes(push(ON, SERVICES), client).length).toBeGreaterThan(0);
+    expect(buildRoutes(push(ON, WEB_SERVICE), client).length).toBeGreaterThan(0);
     for (const features of [undefined, { mixer: false }]) {
-      expect(vhostLimits(push(features, SERVICES))).toEqual({ inbound: [], outbound: [] });
+      expect(vhostLimits(push(features, WEB_SERVICE))).toEqual({ inbound: [], outbound: [] });
     }
   });
 
   test("on: the filters' cluster is the bootstrap's static xds-grpc, so CDS does not emit it", () => {
     expect(MIXER_CLUSTER).toBe(XDS_CLUSTER);
-    const p = push(ON, SERVICES);
+    const p = push(ON, WEB_SERVICE);
     for (const proxy of [web, client]) {
       expect(buildClusters(p, proxy).map((c) => c.name)).not.toContain(MIXER_CLUSTER);
-      expect(buildClusters(p, proxy)).toEqual(buildClusters(push(undefined, SERVICES), proxy));
+      expect(buildClusters(p, proxy)).toEqual(buildClusters(push(undefined, WEB_SERVICE), proxy));
     }
   });
 });

@@ -5,21 +5,7 @@ import type { Listener } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { DownstreamTlsContextSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
 import { effectiveMtlsMode } from "../../../mod/pilot/translate/authn.ts";
 import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
-import { pushFrom, sidecar } from "../_push.ts";
-
-const SERVICES = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: web, namespace: app }
-spec:
-  hosts: [web.app.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-    - { number: 80, name: http, protocol: HTTP }
-    - { number: 9000, name: tcp, protocol: TCP }
-  endpoints: [{ address: 10.0.0.1, labels: { app: web }, serviceAccount: web }]
-`;
+import { pushFrom, sidecar, WEB_SERVICE, webSidecar } from "../_push.ts";
 
 const pa = (name: string, ns: string, body: string) => `
 apiVersion: security.istio.io/v1
@@ -28,9 +14,9 @@ metadata: { name: ${name}, namespace: ${ns} }
 spec:
 ${body}`;
 
-const web = sidecar("10.0.0.1", "app", { app: "web" });
+const web = webSidecar();
 
-function virtualInbound(push = pushFrom(SERVICES)): Listener {
+function virtualInbound(push = pushFrom(WEB_SERVICE)): Listener {
   const l = buildListeners(push, web).find((x) => x.name === "virtualInbound");
   if (!l) throw new Error("no virtualInbound");
   return l;
@@ -50,12 +36,12 @@ function tlsOf(c: FilterChain) {
 
 describe("PeerAuthentication: effective mode", () => {
   test("effectiveMtlsMode() falls back to MeshConfig defaultMtlsMode (PERMISSIVE)", () => {
-    expect(effectiveMtlsMode(pushFrom(SERVICES), web, 80)).toBe("PERMISSIVE");
+    expect(effectiveMtlsMode(pushFrom(WEB_SERVICE), web, 80)).toBe("PERMISSIVE");
   });
 
   test("effectiveMtlsMode() prefers workload > namespace > mesh, and portLevelMtls over the workload's mode", () => {
     const push = pushFrom(
-      SERVICES,
+      WEB_SERVICE,
       pa("mesh", "istio-system", "  mtls: { mode: STRICT }"),
       pa("ns", "app", "  mtls: { mode: DISABLE }"),
       pa(
@@ -72,7 +58,7 @@ describe("PeerAuthentication: effective mode", () => {
 
   test("effectiveMtlsMode(): UNSET inherits, and a selector in the root namespace is ignored", () => {
     const push = pushFrom(
-      SERVICES,
+      WEB_SERVICE,
       pa("mesh", "istio-system", "  mtls: { mode: STRICT }"),
       pa("root-wl", "istio-system", "  selector: { matchLabels: { app: web } }\n  mtls: { mode: DISABLE }"),
       pa("wl", "app", "  selector: { matchLabels: { app: web } }\n  mtls: { mode: UNSET }"),
@@ -98,7 +84,7 @@ describe("PeerAuthentication: virtualInbound chains", () => {
   });
 
   test("STRICT: only mTLS chains, with the SDS workload cert, ROOTCA validation and a required client cert", () => {
-    const vi = virtualInbound(pushFrom(SERVICES, pa("ns", "app", "  mtls: { mode: STRICT }")));
+    const vi = virtualInbound(pushFrom(WEB_SERVICE, pa("ns", "app", "  mtls: { mode: STRICT }")));
     expect(vi.listenerFilters.map((f) => f.name)).toEqual(["envoy.filters.listener.original_dst"]);
     expect(chains(vi)).toEqual([
       ["virtualInbound-blackhole", 15006, ""],
@@ -124,7 +110,9 @@ describe("PeerAuthentication: virtualInbound chains", () => {
   });
 
   test("DISABLE: plaintext chains only; portLevelMtls mixes modes per port", () => {
-    const off = virtualInbound(pushFrom(SERVICES, pa("mesh", "istio-system", "  mtls: { mode: DISABLE }")));
+    const off = virtualInbound(
+      pushFrom(WEB_SERVICE, pa("mesh", "istio-system", "  mtls: { mode: DISABLE }")),
+    );
     expect(chains(off)).toEqual([
       ["virtualInbound-blackhole", 15006, ""],
       ["inbound|80||", 80, ""],
@@ -133,7 +121,7 @@ describe("PeerAuthentication: virtualInbound chains", () => {
     ]);
     expect(off.filterChains.every((c) => c.transportSocket === undefined)).toBe(true);
     const mixed = virtualInbound(pushFrom(
-      SERVICES,
+      WEB_SERVICE,
       pa(
         "wl",
         "app",

@@ -11,21 +11,7 @@ import type { AuthorizationPolicySpec } from "../../../mod/galley/kinds/security
 import type { Resource } from "../../../mod/galley/resource.ts";
 import { buildRbac } from "../../../mod/pilot/translate/authz.ts";
 import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
-import { pushFrom, sidecar } from "../_push.ts";
-
-const SERVICES = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: web, namespace: app }
-spec:
-  hosts: [web.app.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-    - { number: 80, name: http, protocol: HTTP }
-    - { number: 9000, name: tcp, protocol: TCP }
-  endpoints: [{ address: 10.0.0.1, labels: { app: web }, serviceAccount: web }]
-`;
+import { pushFrom, sidecar, WEB_SERVICE, webSidecar } from "../_push.ts";
 
 const policy = (name: string, ns: string, body: string) => `
 apiVersion: security.istio.io/v1
@@ -34,7 +20,7 @@ metadata: { name: ${name}, namespace: ${ns} }
 spec:
 ${body}`;
 
-const web = sidecar("10.0.0.1", "app", { app: "web" });
+const web = webSidecar();
 
 function resource(
   name: string,
@@ -222,7 +208,7 @@ describe("AuthorizationPolicy → RBAC", () => {
 
 describe("AuthorizationPolicy on inbound chains", () => {
   const push = pushFrom(
-    SERVICES,
+    WEB_SERVICE,
     policy(
       "web-allow",
       "app",
@@ -272,7 +258,7 @@ describe("AuthorizationPolicy on inbound chains", () => {
   });
 
   test("without policies no RBAC filter is added", () => {
-    const vi = virtualInbound(pushFrom(SERVICES));
+    const vi = virtualInbound(pushFrom(WEB_SERVICE));
     const chain = vi.filterChains.find((c) => c.name === "inbound|80||")!;
     expect(httpFilterNames(chain.filters[0]!)[0]).toBe("envoy.filters.http.fault");
   });
