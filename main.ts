@@ -12,6 +12,7 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
   ["validate", async () => (await import("./mod/galley/cli.ts")).validateCommand],
   ["analyze", async () => (await import("./mod/galley/cli.ts")).analyzeCommand],
   ["config-status", async () => (await import("./mod/galley/cli.ts")).configStatusCommand],
+  ["config", async () => (await import("./mod/galley/config_command.ts")).configCommand],
   ["proxy-status", async () => (await import("./mod/pilot/cli.ts")).proxyStatusCommand],
   ["proxy-config", async () => (await import("./mod/pilot/cli.ts")).proxyConfigCommand],
   ["simulate", async () => (await import("./mod/pilot/simulate/command.ts")).simulateCommand],

@@ -3,7 +3,8 @@
  *
  * Takes the import closure of the Envoy API files meshd needs out of the `@grpc/grpc-js-xds`
  * package into `proto/third_party/` (git-ignored), adds `validate.StringRules.ignore_empty`
- * (the package's validate.proto predates its Envoy API), then runs `buf generate` into `gen/`.
+ * (the package's validate.proto predates its Envoy API), takes etcd's v3 API from the `etcd3`
+ * package (its `proto/` only; meshd calls etcd through Connect), then runs `buf generate` into `gen/`.
  * Runs on `npm ci` (postinstall) and by hand with `npm run gen`.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +15,17 @@ const root = resolve(import.meta.dir, "..");
 const deps = join(root, "node_modules/@grpc/grpc-js-xds/deps");
 const includeDirs = ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((d) => join(deps, d));
 const outDir = join(root, "proto/third_party");
+const etcdProtos = join(root, "node_modules/etcd3/proto");
+
+/**
+ * etcd's v3 API files as the `etcd3` package ships them, and where each goes: etcd's own layout,
+ * so that the imports (`./kv.proto` in the package) can be rewritten to full paths.
+ */
+export const ETCD_FILES: Readonly<Record<string, string>> = {
+  "rpc.proto": "etcd/api/etcdserverpb/rpc.proto",
+  "kv.proto": "etcd/api/mvccpb/kv.proto",
+  "auth.proto": "etcd/api/authpb/auth.proto",
+};
 
 /** The Envoy API files meshd speaks; everything they import follows. */
 export const ROOTS = [
@@ -97,10 +109,34 @@ function patchValidate(): void {
   );
 }
 
+/**
+ * Copies etcd's API files into place with full import paths. The package's rpc.proto uses the
+ * `google.api.http` option without importing its definition; the import is added (googleapis
+ * comes with the Envoy closure's sources). Returns the files the copies import from elsewhere.
+ */
+function copyEtcd(): string[] {
+  if (!existsSync(etcdProtos)) throw new Error(`gen_proto: ${etcdProtos} is missing; run npm ci`);
+  for (const [name, dest] of Object.entries(ETCD_FILES)) {
+    let text = readFileSync(join(etcdProtos, name), "utf8");
+    text = text.replace(/^import "\.\/([a-z]+\.proto)";/gm, (_line, file: string) => {
+      const target = ETCD_FILES[file];
+      if (target === undefined) throw new Error(`gen_proto: ${name} imports unknown ${file}`);
+      return `import "${target}";`;
+    });
+    if (text.includes("(google.api.http)") && !text.includes("google/api/annotations.proto")) {
+      text = text.replace(/^(package [a-z.]+;)$/m, '$1\nimport "google/api/annotations.proto";');
+    }
+    mkdirSync(dirname(join(outDir, dest)), { recursive: true });
+    writeFileSync(join(outDir, dest), text);
+  }
+  return ["google/api/annotations.proto"];
+}
+
 function main(): void {
   if (!existsSync(deps)) throw new Error(`gen_proto: ${deps} is missing; run npm ci`);
   rmSync(outDir, { recursive: true, force: true });
-  const files = closure(ROOTS);
+  const etcdImports = copyEtcd();
+  const files = closure([...ROOTS, ...etcdImports]);
   for (const [file, path] of files) {
     const dest = join(outDir, file);
     mkdirSync(dirname(dest), { recursive: true });
@@ -111,7 +147,9 @@ function main(): void {
   const buf = join(root, "node_modules/.bin/buf");
   const res = spawnSync(buf, ["generate"], { cwd: join(root, "proto"), stdio: "inherit" });
   if (res.status !== 0) throw new Error(`gen_proto: buf generate failed with status ${res.status}`);
-  console.log(`gen_proto: ${files.size} third-party files, generated into gen/`);
+  console.log(
+    `gen_proto: ${files.size + Object.keys(ETCD_FILES).length} third-party files, generated into gen/`,
+  );
 }
 
 if (import.meta.main) main();

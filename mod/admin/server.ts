@@ -1,12 +1,18 @@
 /**
  * The admin HTTP server (Hono): readiness, Prometheus metrics, version, and the /debug/ handlers
- * modules register.
+ * modules register. Every request passes the guard first (guard.ts: Host, Origin, Content-Type,
+ * admin token); a debug handler that changes state is reached only by POST, one that does not
+ * only by GET and HEAD.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { splitHostPort } from "../cli/setting.ts";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../shared/conn_guard.ts";
+import { startFetchListener } from "../shared/fetch_listener.ts";
+import { createLogger, type Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import { versionInfo } from "../shared/version.ts";
 import type { DebugHandler } from "../runtime/module.ts";
+import { createAdminGuard, isReadOnlyMethod } from "./guard.ts";
 
 /** What the admin server reads from the daemon. */
 export interface AdminSource {
@@ -14,6 +20,14 @@ export interface AdminSource {
   /** Names of started modules that are not ready yet, and whether shutdown began. */
   readiness(): { notReady: string[]; stopping: boolean };
   debugHandlers(): readonly DebugHandler[];
+  /** The token state-changing requests must carry (admin-token); unset: only GET and HEAD are served. */
+  readonly adminToken?: string;
+  /** Host names accepted besides localhost and IP addresses (--admin-allowed-hosts, lowercase). */
+  readonly allowedHosts?: readonly string[];
+  /** Where refused requests are logged. */
+  readonly logger?: Logger;
+  /** Epoch milliseconds, for the rate of refusal logs (default Date.now). */
+  readonly now?: () => number;
 }
 
 /** A running admin server. */
@@ -27,6 +41,18 @@ export interface AdminServer {
 /** Builds the Hono app; exported so tests can call it without a socket. */
 export function createAdminApp(src: AdminSource): Hono {
   const app = new Hono();
+  const guard = createAdminGuard({
+    metrics: src.metrics,
+    logger: src.logger,
+    allowedHosts: src.allowedHosts,
+    token: src.adminToken,
+    now: src.now,
+  });
+  app.use(async (c, next) => {
+    const refusal = guard.check(c.req.raw, remoteAddress(c));
+    if (refusal !== undefined) return refusal;
+    await next();
+  });
   app.get("/healthz/ready", (c) => {
     const { notReady, stopping } = src.readiness();
     if (stopping) return c.text("shutting down\n", 503);
@@ -41,10 +67,16 @@ export function createAdminApp(src: AdminSource): Hono {
   app.get("/version", (c) => c.json(versionInfo()));
   app.get("/debug", (c) => c.redirect("/debug/"));
   app.get("/debug/", (c) => {
-    const list = src.debugHandlers().map((h) => ({ path: `/debug/${h.path}`, description: h.description }));
+    const list = src.debugHandlers().map((h) => ({
+      path: `/debug/${h.path}`,
+      method: h.mutates ? "POST" : "GET",
+      description: h.description,
+    }));
     if ((c.req.header("accept") ?? "").includes("text/html")) {
       const items = list.map((h) =>
-        `<li><a href="${h.path}">${h.path}</a> — ${escapeHtml(h.description)}</li>`
+        h.method === "GET"
+          ? `<li><a href="${h.path}">${h.path}</a> — ${escapeHtml(h.description)}</li>`
+          : `<li>POST ${h.path} — ${escapeHtml(h.description)}</li>`
       );
       return c.html(
         `<!doctype html><title>meshd debug</title><h1>meshd debug</h1><ul>${items.join("")}</ul>`,
@@ -56,6 +88,17 @@ export function createAdminApp(src: AdminSource): Hono {
     const path = c.req.param("path");
     const h = src.debugHandlers().find((d) => d.path === path);
     if (h === undefined) return c.json({ error: `no debug handler /debug/${path}; see /debug/` }, 404);
+    const method = c.req.method;
+    if (h.mutates ? method !== "POST" : !isReadOnlyMethod(method)) {
+      return guard.refuse("method", c.req.raw, {
+        from: remoteAddress(c),
+        status: 405,
+        headers: { allow: h.mutates ? "POST" : "GET, HEAD" },
+        message: h.mutates
+          ? `/debug/${path} changes state: use POST with the admin token (meshd ca does)`
+          : `/debug/${path} only reads: use GET`,
+      });
+    }
     return await h.handle(c.req.raw);
   });
   app.notFound((c) => c.json({ error: `no such path ${c.req.path}` }, 404));
@@ -63,17 +106,35 @@ export function createAdminApp(src: AdminSource): Hono {
   return app;
 }
 
-/** Starts the admin server on `addr` (HOST:PORT; port 0 picks one). */
-export function startAdminServer(addr: string, src: AdminSource): AdminServer {
+/**
+ * Starts the admin server on `addr` (HOST:PORT; port 0 picks one) with `opts.limits` on its
+ * connections.
+ */
+export async function startAdminServer(
+  addr: string,
+  src: AdminSource,
+  opts: { readonly limits?: ConnectionLimits } = {},
+): Promise<AdminServer> {
   const hp = splitHostPort(addr);
   if (hp === undefined) throw new Error(`bad admin address ${addr}`);
   const app = createAdminApp(src);
-  const server = Bun.serve({ hostname: hp.host || "0.0.0.0", port: hp.port, fetch: app.fetch });
-  return {
-    host: server.hostname ?? hp.host,
-    port: server.port ?? hp.port,
-    stop: () => server.stop(true),
-  };
+  // On node:http behind a connection guard: Bun.serve cannot cap connections (fetch_listener.ts).
+  const server = await startFetchListener({
+    name: "admin",
+    host: hp.host || "0.0.0.0",
+    port: hp.port,
+    fetch: (req, peer) => app.fetch(req, peer),
+    limits: opts.limits ?? DEFAULT_CONNECTION_LIMITS,
+    logger: src.logger ?? createLogger({ level: "error" }),
+    metrics: src.metrics,
+  });
+  return { host: server.host, port: server.port, stop: () => server.stop() };
+}
+
+/** The client's address, from the `requestIP` of Hono's environment ("unknown" without one). */
+function remoteAddress(c: Context): string {
+  const server = c.env as { requestIP?(req: Request): { address: string } | null } | undefined;
+  return server?.requestIP?.(c.req.raw)?.address ?? "unknown";
 }
 
 function escapeHtml(s: string): string {

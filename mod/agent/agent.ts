@@ -13,10 +13,12 @@ import type { Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
+import { removeLeftoverTempFiles } from "../shared/state_files.ts";
 import { writeBootstraps } from "./bootstrap.ts";
-import { type CaTls, createCertificate } from "./ca_client.ts";
+import { type CaTls, createCertificate, type CreateCertificateOptions } from "./ca_client.ts";
 import { createCertManager, type IssueVia } from "./cert_manager.ts";
 import { bundleFromIssued, type CertBundle, createCsr, spiffeId, splitPem } from "./certs.ts";
+import { type CallSite, judgeFailure, SettingError } from "./failure.ts";
 import { ensureDir, readBundle, writeBundle } from "./files.ts";
 import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
 import { xdsNode } from "./node.ts";
@@ -37,6 +39,8 @@ export interface AgentDeps {
   readonly requestTimeoutMs?: number;
   /** Retry delays (default 1 s doubling to 60 s). */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Retry delays of the registration stream after pilot refused it (default 30 s doubling to 2 min). */
+  readonly refusedBackoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 /** A running agent. */
@@ -46,12 +50,20 @@ export interface Agent {
   readonly sdsSocket: string;
   /** The certificate in service, if any. */
   certificate(): CertBundle | undefined;
-  /** Valid certificate, SDS listening, not stopping. */
+  /** Valid certificate, SDS listening, registration not refused, not stopping. */
   ready(): boolean;
   /** The workload's health as last probed (undefined: no probe, or not known yet). */
   health(): ProbeResult | undefined;
   /** Whether the registration stream is open (false without --workload-group). */
   registered(): boolean;
+  /** Pilot's reason for refusing the registration, while it stands. */
+  registrationRefusal(): string | undefined;
+  /**
+   * Resolves when the agent cannot go on until a setting changes (no certificate and the token
+   * refused, TLS spoken to a plaintext port, ...): its work has stopped, the caller should stop()
+   * and exit with the error's exitCode. Never resolves otherwise.
+   */
+  readonly fatal: Promise<SettingError>;
   /** Stops everything; resolves when closed. Idempotent. */
   stop(): Promise<void>;
 }
@@ -84,7 +96,10 @@ function loadStored(cfg: AgentConfig, identity: string, log: Logger, now: number
   return undefined;
 }
 
-/** Starts the agent. Rejects, naming the setting, when a directory, socket or port cannot be used. */
+/**
+ * Starts the agent. Rejects, naming the setting, when a directory, socket or port cannot be used,
+ * and with a SettingError when there is neither a valid stored certificate nor a --token-file.
+ */
 export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const log = deps.logger;
   const clock = deps.clock;
@@ -92,13 +107,19 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
   const identity = spiffeId(w.trustDomain, w.namespace, w.serviceAccount);
   ensureDir(cfg.outputDir, 0o750, "--output-dir");
   ensureDir(cfg.dataDir, 0o700, "--data-dir");
+  for (const dir of new Set([cfg.outputDir, cfg.dataDir])) removeLeftoverTempFiles(dir, { logger: log });
   const stored = loadStored(cfg, identity, log, clock.now());
+  if (!cfg.tokenFile && !(stored && clock.now() < stored.notAfter)) {
+    throw new SettingError(noTokenMessage(cfg));
+  }
   const configuredRoots = cfg.rootCertFile ? readText(cfg.rootCertFile, "--root-cert") : undefined;
   if (configuredRoots !== undefined && splitPem(configuredRoots).length === 0) {
     throw new Error(`--root-cert ${cfg.rootCertFile}: no PEM certificate in it`);
   }
   const timeoutMs = deps.requestTimeoutMs ?? 10_000;
   let stopping = false;
+  let fail!: (err: SettingError) => void;
+  const fatal = new Promise<SettingError>((resolve) => (fail = resolve));
   const cleanups: Array<() => Promise<void> | void> = [];
 
   const m = deps.metrics;
@@ -157,16 +178,37 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     if (stored && clock.now() < stored.notAfter) store(stored);
 
     const readToken = (): string => {
-      if (!cfg.tokenFile) {
-        throw new Error(
-          `no valid certificate in --data-dir ${cfg.dataDir} and no --token-file (TOKEN_FILE) to request one with`,
-        );
+      if (!cfg.tokenFile) throw new SettingError(noTokenMessage(cfg));
+      let t: string;
+      try {
+        t = readText(cfg.tokenFile, "--token-file (TOKEN_FILE)").trim();
+      } catch (err) {
+        throw new SettingError(errorMessage(err));
       }
-      const t = readText(cfg.tokenFile, "--token-file").trim();
-      if (t === "") throw new Error(`--token-file ${cfg.tokenFile} is empty`);
+      if (t === "") throw new SettingError(`--token-file (TOKEN_FILE) ${cfg.tokenFile} is empty`);
       return t;
     };
     const trustedRoots = () => configuredRoots ?? manager?.current()?.rootPem ?? stored?.rootPem;
+    const tokenSetting = `--token-file (TOKEN_FILE) ${cfg.tokenFile}`;
+    const caTlsSite = (roots: string, token?: string): CallSite => ({
+      service: "ca",
+      addr: cfg.caTlsAddr,
+      addrSetting: cfg.caTlsAddr === cfg.discoveryAddr && cfg.discoveryAddr !== undefined
+        ? "--ca-tls-addr (CA_ADDR), which defaults to --discovery-addr (PILOT_ADDRESS),"
+        : "--ca-tls-addr (CA_ADDR)",
+      roots,
+      ...(token ? { token } : {}),
+    });
+    /** One CA call; a failure that needs a change of a setting becomes a SettingError. */
+    const call = async (site: CallSite, opts: CreateCertificateOptions): Promise<string[]> => {
+      try {
+        return await createCertificate(opts);
+      } catch (err) {
+        const verdict = judgeFailure(err, site);
+        if (verdict.kind === "setting") throw verdict.error;
+        throw err;
+      }
+    };
 
     const issue = async (via: IssueVia): Promise<CertBundle> => {
       const pending = await createCsr(identity);
@@ -174,23 +216,29 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       let fallbackRootPem: string | undefined;
       if (via.kind === "mtls") {
         fallbackRootPem = via.current.rootPem;
-        chain = await createCertificate({
-          addr: cfg.caTlsAddr,
-          tls: {
-            ca: via.current.rootPem,
-            cert: via.current.chainPem,
-            key: via.current.keyPem,
-            serverName: cfg.serverName,
+        chain = await call(
+          caTlsSite(`the mesh root stored with the certificate in --data-dir ${cfg.dataDir}`),
+          {
+            addr: cfg.caTlsAddr,
+            tls: {
+              ca: via.current.rootPem,
+              cert: via.current.chainPem,
+              key: via.current.keyPem,
+              serverName: cfg.serverName,
+            },
+            csrPem: pending.csrPem,
+            ttlMs: cfg.certTtlMs,
+            timeoutMs,
           },
-          csrPem: pending.csrPem,
-          ttlMs: cfg.certTtlMs,
-          timeoutMs,
-        });
+        );
       } else {
         const token = readToken();
         fallbackRootPem = trustedRoots();
         if (fallbackRootPem !== undefined) {
-          chain = await createCertificate({
+          const roots = configuredRoots !== undefined
+            ? `--root-cert (CA_ROOT_CA) ${cfg.rootCertFile}`
+            : `the mesh root stored in --data-dir ${cfg.dataDir}`;
+          chain = await call(caTlsSite(roots, tokenSetting), {
             addr: cfg.caTlsAddr,
             tls: { ca: fallbackRootPem, serverName: cfg.serverName },
             token,
@@ -199,7 +247,12 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             timeoutMs,
           });
         } else if (cfg.caAddr) {
-          chain = await createCertificate({
+          chain = await call({
+            service: "ca",
+            addr: cfg.caAddr,
+            addrSetting: "--ca-addr (MESHD_CA_ADDR)",
+            token: tokenSetting,
+          }, {
             addr: cfg.caAddr,
             token,
             csrPem: pending.csrPem,
@@ -207,7 +260,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             timeoutMs,
           });
         } else {
-          throw new Error(
+          throw new SettingError(
             "no root certificate to verify the CA with: set --root-cert (CA_ROOT_CA), or --ca-addr (MESHD_CA_ADDR) " +
               "to bootstrap over plaintext",
           );
@@ -226,6 +279,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       random: deps.random,
       backoff: deps.backoff,
       onAttempt: (via, ok) => renewals.inc({ via, result: ok ? "success" : "failure" }),
+      onFatal: (err) => fail(err),
       onCert(b) {
         sds.update(b);
         store(b);
@@ -257,6 +311,14 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         logger: log.child({ component: "registration" }),
         random: deps.random,
         backoff: deps.backoff,
+        refusedBackoff: deps.refusedBackoff,
+        site: {
+          service: "pilot",
+          addr: discoveryAddr,
+          addrSetting: "--discovery-addr (PILOT_ADDRESS)",
+          roots: `the mesh root the CA gave (in --data-dir ${cfg.dataDir})`,
+        },
+        onFatal: (err) => fail(err),
         onProbe(probe: ProbeSpec | undefined) {
           const json = probe === undefined ? undefined : JSON.stringify(probe);
           if (json === probeJson) return;
@@ -328,6 +390,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
           Response.json({
             workloadGroup: w.workloadGroup ?? null,
             connected: registration?.connected() ?? false,
+            refused: registration?.refusal() ?? null,
             probe: probeJson ? JSON.parse(probeJson) : null,
             health: probeState() ?? null,
           }),
@@ -338,11 +401,19 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         handle: () => Response.json(deps.settings ?? []),
       },
     ];
-    const ready = () => !stopping && certs.valid();
-    const admin: AdminServer = startAdminServer(cfg.adminAddr, {
+    const notReady = () => {
+      const refused = registration?.refusal();
+      return [
+        ...(certs.valid() ? [] : ["certificate"]),
+        ...(refused !== undefined ? [`registration refused: ${refused}`] : []),
+      ];
+    };
+    const ready = () => !stopping && notReady().length === 0;
+    const admin: AdminServer = await startAdminServer(cfg.adminAddr, {
       metrics: m,
-      readiness: () => ({ notReady: certs.valid() ? [] : ["certificate"], stopping }),
+      readiness: () => ({ notReady: notReady(), stopping }),
       debugHandlers: () => debugHandlers,
+      logger: log.child({ component: "admin" }),
     });
     cleanups.push(() => admin.stop());
     const adminAddr = `${admin.host}:${admin.port}`;
@@ -356,6 +427,8 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       ready,
       health: probeState,
       registered: () => registration?.connected() ?? false,
+      registrationRefusal: () => registration?.refusal(),
+      fatal,
       stop() {
         stopping = true;
         stopPromise ??= runCleanups(cleanups, log);
@@ -366,6 +439,12 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     await runCleanups(cleanups, log);
     throw err;
   }
+}
+
+/** Why the agent cannot get a first certificate without a token. */
+function noTokenMessage(cfg: AgentConfig): string {
+  return `no valid certificate in --data-dir ${cfg.dataDir} and no --token-file (TOKEN_FILE) to request one ` +
+    "with: set --token-file to a bootstrap token (meshd token create, or the one in meshd vm bundle)";
 }
 
 async function runCleanups(cleanups: Array<() => Promise<void> | void>, log: Logger): Promise<void> {

@@ -7,6 +7,7 @@ import type { Command } from "../cli/command.ts";
 import { systemClock } from "../shared/clock.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createMetricsRegistry } from "../shared/metrics.ts";
+import { SettingError } from "./failure.ts";
 import { AGENT_SETTINGS, CLUSTER_ENV_KEYS, resolveAgentConfig } from "./settings.ts";
 
 const mapping = Object.entries(CLUSTER_ENV_KEYS).map(([flag, keys]) => `${keys.join("/")} -> --${flag}`).join(
@@ -29,6 +30,15 @@ export const agentCommand: Command = {
     "",
     `Settings: flag > MESHD_* environment > --config file > --cluster-env file > default. cluster.env keys: ${mapping};`,
     "every setting also reads MESHD_<FLAG> from cluster.env.",
+    "",
+    "Failures that pass by themselves (connection refused or reset, timeouts, DNS, UNAVAILABLE) are retried with",
+    "backoff; pilot refusing the registration is logged as an error, reported by /healthz/ready and retried slowly.",
+    "A failure that only a change of a setting fixes ends the agent with one error line naming the setting: no",
+    "valid certificate and no --token-file, the token refused by the CA (redeemed, expired, another key), TLS",
+    "spoken to a plaintext port, a server certificate the roots do not trust or that is for other names.",
+    "",
+    "Exit codes: 0 stopped by SIGTERM or SIGINT; 1 a setting must change (the error line names it) or the agent",
+    "could not start; 2 a usage error (unknown flag, bad or missing value).",
   ].join("\n"),
   settings: () => AGENT_SETTINGS,
   args: { min: 0, max: 0, name: "" },
@@ -36,16 +46,34 @@ export const agentCommand: Command = {
     const { config, merged } = resolveAgentConfig(inv.settings);
     const logger = createLogger({ level: config.logLevel, format: config.logFormat });
     const { startAgent } = await import("./agent.ts");
-    const agent = await startAgent(config, {
-      clock: systemClock,
-      logger,
-      metrics: createMetricsRegistry(),
-      settings: merged,
+    const cannotContinue = (err: SettingError) => {
+      logger.error("cannot continue until a setting changes; exiting", {
+        err: err.message,
+        exitCode: err.exitCode,
+      });
+      return err.exitCode;
+    };
+    let agent;
+    try {
+      agent = await startAgent(config, {
+        clock: systemClock,
+        logger,
+        metrics: createMetricsRegistry(),
+        settings: merged,
+      });
+    } catch (err) {
+      if (err instanceof SettingError) return cannotContinue(err);
+      throw err;
+    }
+    const stopped = new Promise<undefined>((resolve) => {
+      if (inv.signal.aborted) resolve(undefined);
+      else inv.signal.addEventListener("abort", () => resolve(undefined), { once: true });
     });
-    if (!inv.signal.aborted) {
-      await new Promise<void>((resolve) =>
-        inv.signal.addEventListener("abort", () => resolve(), { once: true })
-      );
+    const fatal = await Promise.race([stopped, agent.fatal]);
+    if (fatal) {
+      const code = cannotContinue(fatal);
+      await agent.stop();
+      return code;
     }
     logger.info("shutting down");
     await agent.stop();

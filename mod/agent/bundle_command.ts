@@ -1,17 +1,25 @@
 /**
  * `meshd vm bundle`: everything a VM needs to join a WorkloadGroup, made on the control plane
  * (with the daemon's --data-dir, which holds the token signing key and the CA's roots):
- * cluster.env, a single-use bootstrap token, root-cert.pem, the meshd-agent.service unit and a
- * README, as a directory or a .tar.gz. Onboarding is then: copy the bundle, install the binary,
- * `systemctl enable --now meshd-agent`.
+ * cluster.env, a single-use bootstrap token, root-cert.pem, the meshd-agent.service unit, the
+ * meshd binary and a README, as a directory or a .tar.gz. Onboarding is then: copy the bundle,
+ * install the binary, `systemctl enable --now meshd-agent`.
+ *
+ * What would make the VM fail later is refused now: an address the CA's TLS certificate does
+ * not name (the names come from the certificate the daemon recorded in its --data-dir), and a
+ * service account other than the one the WorkloadGroup's template names.
  *
  * @module
  */
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Command } from "../cli/command.ts";
 import { splitHostPort } from "../cli/setting.ts";
+import type { ServerNames } from "../citadel/mod.ts";
 import { UsageError } from "../shared/errors.ts";
+import { compiledExecutable } from "../shared/executable.ts";
+import { chooseServiceAccount } from "./bundle_account.ts";
 import { splitPem } from "./certs.ts";
 import { ensureDir, writeFileAtomic } from "./files.ts";
 import { defaultInstanceIp } from "./settings.ts";
@@ -38,6 +46,9 @@ Type=exec
 ExecStart=/usr/local/bin/meshd agent --cluster-env=${installDir}/cluster.env --data-dir=\${STATE_DIRECTORY} --output-dir=\${RUNTIME_DIRECTORY}/certs --log-format=json
 Restart=always
 RestartSec=2s
+# Exit 1 is a setting that cannot work (its one log line names it) and 2 a usage error:
+# restarting would not fix either, so the unit stays failed with the reason in the journal.
+RestartPreventExitStatus=1 2
 # The key and certificate are also kept on persistent storage, so a reboot does not need a new
 # token (certificates renew over mTLS with the current certificate).
 StateDirectory=meshd-agent
@@ -104,7 +115,17 @@ export function clusterEnv(v: BundleValues, madeAt: Date): string {
   ].join("\n");
 }
 
-function readme(v: BundleValues, tokenUntil: Date): string {
+/** The name of the binary inside a bundle. */
+const BINARY_NAME = "meshd";
+
+function readme(v: BundleValues, tokenUntil: Date, withBinary: boolean): string {
+  const binaryRow = withBinary
+    ? "| meshd | /usr/local/bin/meshd (mode 0755) | the meshd binary (the agent is `meshd agent`) |\n"
+    : "";
+  const binaryNote = withBinary ? "" : `
+This bundle holds no meshd binary. Build it from meshd's source tree with \`npm ci && npm run build\`
+(it writes \`dist/meshd\`, one self-contained file), copy that file here as \`meshd\`, then follow the steps.
+`;
   return `# Onboarding a VM into ${v.namespace}/${v.group}
 
 This bundle makes the machine a workload of WorkloadGroup \`${v.namespace}/${v.group}\` with the identity
@@ -116,8 +137,8 @@ This bundle makes the machine a workload of WorkloadGroup \`${v.namespace}/${v.g
 | token | ${v.installDir}/token (mode 0600) | single-use bootstrap token, valid until ${tokenUntil.toISOString()} |
 | root-cert.pem | ${v.installDir}/root-cert.pem | the mesh's roots, to verify the CA before the first certificate |
 | meshd-agent.service | /etc/systemd/system/meshd-agent.service | the systemd unit |
-
-On the VM, as root:
+${binaryRow}${binaryNote}
+On the VM, as root, in this directory:
 
 \`\`\`sh
 install -m 0755 meshd /usr/local/bin/meshd
@@ -137,6 +158,66 @@ with its current certificate (kept in /var/lib/meshd-agent, so reboots need no t
 `;
 }
 
+type Citadel = typeof import("../citadel/mod.ts");
+
+/**
+ * Throws a UsageError, naming the flag and the `meshd serve` setting that fixes it, when the
+ * certificate of the CA's TLS port does not name the host of one of `addrs` (flag, HOST:PORT).
+ * The names are those of the certificate the daemon recorded in its data dir, or, when it has
+ * recorded none, those a daemon with default settings would put in it on this host.
+ */
+function checkCertificateNames(
+  citadel: Citadel,
+  dataDir: string,
+  addrs: ReadonlyArray<readonly [string, string]>,
+): void {
+  let served: ServerNames | undefined;
+  try {
+    served = citadel.readServedNames(dataDir);
+  } catch (err) {
+    throw new UsageError(`meshd vm bundle: --data-dir: ${(err as Error).message}`);
+  }
+  const names = served ??
+    citadel.serverNamesOf(citadel.serverCertNames({ dnsNames: citadel.DEFAULT_SERVER_DNS_NAMES, ips: [] }));
+  const file = join(dataDir, citadel.SERVER_CERT_FILE);
+  for (const [flag, addr] of addrs) {
+    const host = splitHostPort(addr)?.host ?? "";
+    if (citadel.namesCover(names, host)) continue;
+    const what = served
+      ? `the certificate meshd serve presents on its TLS port (${file})`
+      : `the certificate meshd serve would present with default settings (it has not recorded one in ${file} yet)`;
+    const fix = isIP(host) !== 0 ? `--ca-server-ips ${host}` : `--ca-server-dns-names ${host}`;
+    throw new UsageError(
+      `meshd vm bundle: ${flag} ${addr}: ${what} does not name ${host}; it names ${
+        [...names.dns, ...names.ips].join(", ")
+      }. Add ${fix} to meshd serve's settings and restart it, or give ${flag} an address the certificate names`,
+    );
+  }
+}
+
+/**
+ * The meshd binary to put in the bundle: `--binary`, else this executable when it is the
+ * compiled meshd. Throws when `--binary` is not a file; warns when there is no binary.
+ */
+function bundleBinary(explicit: string | undefined, warn: (message: string) => void): string | undefined {
+  const binary = explicit ?? compiledExecutable();
+  if (binary === undefined) {
+    warn(
+      "the bundle holds no meshd binary (this is not the compiled meshd): build it with " +
+        "`npm run build` and give --binary dist/meshd; the bundle's README says the same",
+    );
+    return undefined;
+  }
+  let isFile = false;
+  try {
+    isFile = statSync(binary).isFile();
+  } catch {
+    // reported below
+  }
+  if (!isFile) throw new UsageError(`meshd vm bundle: --binary: ${binary} is not a file`);
+  return binary;
+}
+
 /** `meshd vm`. */
 export const vmCommand: Command = {
   name: "vm",
@@ -144,9 +225,11 @@ export const vmCommand: Command = {
   usage:
     "meshd vm bundle --workload-group NS/NAME --out DIR|FILE.tar.gz [--discovery-addr HOST:15012] [flags]",
   description: [
-    "Writes cluster.env, a single-use bootstrap token, root-cert.pem, meshd-agent.service and a README.",
-    "Needs the daemon's --data-dir (token signing key; the roots under ca/root-cert.pem) or --ca-dir / --root-cert",
-    "for the roots. The service account must be the one the group's template names (default: default).",
+    "Writes cluster.env, a single-use bootstrap token, root-cert.pem, meshd-agent.service, the meshd binary and a README.",
+    "Run it where meshd serve runs: it needs the daemon's --data-dir (token signing key; the roots under",
+    "ca/root-cert.pem, or --ca-dir / --root-cert; the TLS certificate it serves) and reads the WorkloadGroup from",
+    "the daemon's config over --admin-addr. The TLS addresses must be named by the daemon's certificate",
+    "(meshd serve --ca-server-ips / --ca-server-dns-names), and the service account is the group template's.",
   ].join("\n"),
   settings: () => [
     {
@@ -162,8 +245,20 @@ export const vmCommand: Command = {
     {
       name: "service-account",
       kind: { type: "string" },
-      default: "default",
-      help: "the workload's service account (the group template's serviceAccount)",
+      help:
+        "the workload's service account (default: the WorkloadGroup template's serviceAccount, or default when it names none); another one is refused",
+    },
+    {
+      name: "admin-addr",
+      kind: { type: "addr" },
+      default: "127.0.0.1:15014",
+      help: "admin address of the running meshd serve, whose config holds the WorkloadGroup",
+    },
+    {
+      name: "binary",
+      kind: { type: "path" },
+      help:
+        "the meshd binary to put in the bundle (default: this executable when it is the compiled meshd; npm run build makes dist/meshd)",
     },
     {
       name: "discovery-addr",
@@ -196,7 +291,8 @@ export const vmCommand: Command = {
       name: "data-dir",
       kind: { type: "path" },
       default: "/var/lib/meshd",
-      help: "the daemon's data directory (token signing key, ca/root-cert.pem, trust-domain)",
+      help:
+        "the daemon's data directory (token signing key, ca/root-cert.pem, trust-domain, ca-server-cert.pem)",
     },
     {
       name: "ca-dir",
@@ -238,7 +334,11 @@ export const vmCommand: Command = {
     const namespace = ref.slice(0, slash);
     const group = ref.slice(slash + 1);
     const dataDir = s.string("data-dir");
-    const { createToken, loadOrCreateTokenKey, TRUST_DOMAIN_FILE } = await import("../citadel/mod.ts");
+    const citadel = await import("../citadel/mod.ts");
+    const { createToken, loadOrCreateTokenKey, TRUST_DOMAIN_FILE } = citadel;
+    const refProblem = citadel.namespaceProblem(namespace) ??
+      citadel.dnsSubdomainProblem("workload group", group);
+    if (refProblem) throw new UsageError(`meshd vm bundle: --workload-group: ${refProblem}`);
 
     const explicitRoot = s.optionalString("root-cert");
     const caDir = s.optionalString("ca-dir");
@@ -288,12 +388,26 @@ export const vmCommand: Command = {
         inv.err(`warning: ${flag} ${a} is not an address another machine can reach\n`);
       }
     }
+    // The VM checks the CA's (and, with MUTUAL_TLS, pilot's) certificate against the address
+    // it dials: refuse an address that certificate does not name now, not on the VM.
+    checkCertificateNames(citadel, dataDir, [
+      ...(auth === "MUTUAL_TLS" ? [["--discovery-addr", discoveryAddr] as const] : []),
+      ["--ca-tls-addr", caTlsAddr],
+    ]);
+    const warn = (m: string) => inv.err(`warning: ${m}\n`);
+    const serviceAccount = await chooseServiceAccount({
+      adminAddr: s.string("admin-addr"),
+      namespace,
+      group,
+      explicit: s.optionalString("service-account"),
+      warn,
+    });
+    const binary = bundleBinary(s.optionalString("binary"), warn);
     const now = Date.now();
     const ttl = s.number("token-ttl");
-    const serviceAccount = s.string("service-account");
     let token: string;
     try {
-      token = createToken(loadOrCreateTokenKey(dataDir, (m) => inv.err(`warning: ${m}\n`)), {
+      token = createToken(loadOrCreateTokenKey(dataDir, warn), {
         trustDomain,
         namespace,
         serviceAccount,
@@ -322,7 +436,7 @@ export const vmCommand: Command = {
       { name: "token", data: token + "\n", mode: 0o600 },
       { name: "root-cert.pem", data: rootPem, mode: 0o644 },
       { name: "meshd-agent.service", data: agentUnit(values.installDir), mode: 0o644 },
-      { name: "README.md", data: readme(values, tokenUntil), mode: 0o644 },
+      { name: "README.md", data: readme(values, tokenUntil, binary !== undefined), mode: 0o644 },
     ];
     if (/\.(tar\.gz|tgz)$/.test(out)) {
       const top = `meshd-vm-${namespace}-${group}/`;
@@ -330,10 +444,17 @@ export const vmCommand: Command = {
         { name: top, mode: 0o700 },
         ...files.map((f) => ({ name: top + f.name, data: f.data, mode: f.mode })),
       ];
+      if (binary !== undefined) {
+        entries.push({ name: top + BINARY_NAME, data: readFileSync(binary), mode: 0o755 });
+      }
       writeFileAtomic(out, tarGz(entries, now), 0o600);
     } else {
       ensureDir(out, 0o700, "--out");
       for (const f of files) writeFileAtomic(join(out, f.name), f.data, f.mode);
+      if (binary !== undefined) {
+        copyFileSync(binary, join(out, BINARY_NAME));
+        chmodSync(join(out, BINARY_NAME), 0o755);
+      }
     }
     inv.err(
       `bundle for ${namespace}/${group} (spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}) written to ${out}; ` +

@@ -45,7 +45,8 @@ export function describeCall(o: Pick<CreateCertificateOptions, "tls" | "token">)
 
 /**
  * Calls CreateCertificate and returns the answer's cert_chain. Errors say where, how and why
- * ("CreateCertificate at 10.0.0.1:15012 (mutual TLS): unavailable: connect ECONNREFUSED").
+ * ("CreateCertificate at 10.0.0.1:15012 (mutual TLS): unavailable: connect ECONNREFUSED"), and
+ * carry the ConnectError as their cause (for failure.ts).
  */
 export async function createCertificate(o: CreateCertificateOptions): Promise<string[]> {
   const scheme = o.tls ? "https" : "http";
@@ -79,7 +80,9 @@ export async function createCertificate(o: CreateCertificateOptions): Promise<st
     const e = ConnectError.from(err);
     const name = Code[e.code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() ?? String(e.code);
     const code = e.code === Code.Unknown ? "" : `${name}: `;
-    throw new Error(`CreateCertificate at ${o.addr} (${describeCall(o)}): ${code}${e.rawMessage}`);
+    throw new Error(`CreateCertificate at ${o.addr} (${describeCall(o)}): ${code}${e.rawMessage}`, {
+      cause: e,
+    });
   } finally {
     manager.abort();
   }

@@ -6,7 +6,10 @@
  * start does not matter. While the CA cannot be
  * reached it retries with exponential backoff and jitter and keeps the old certificate in
  * service until it expires; after that `valid()` is false (the agent reports not ready) and
- * the next attempt falls back to the token, if there is one.
+ * the next attempt falls back to the token, if there is one. A failure that only a change of a
+ * setting fixes (a SettingError: the token refused, TLS to a plaintext port, ...) ends the
+ * attempts when no valid certificate is in service (`onFatal`); while one is, it is retried like
+ * any other, since the certificate keeps the workload working.
  *
  * @module
  */
@@ -15,6 +18,7 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { type CertBundle, renewalDelay } from "./certs.ts";
+import { SettingError } from "./failure.ts";
 
 /** The shortest wait before renewing a certificate just received. */
 export const MIN_RENEW_MS = 1000;
@@ -35,6 +39,11 @@ export interface CertManagerOptions {
   onCert(b: CertBundle): void;
   /** Called after every attempt, for metrics. */
   onAttempt?(via: IssueVia["kind"], ok: boolean): void;
+  /**
+   * Called once when an issuance fails with a SettingError while no valid certificate is in
+   * service; nothing more is attempted. Absent: such failures are retried like others.
+   */
+  onFatal?(err: SettingError): void;
   /** A bundle from a previous run (data-dir), used while valid. */
   readonly initial?: CertBundle;
   /** Uniform random numbers in [0, 1) for jitter; injected for tests. */
@@ -126,6 +135,11 @@ export function createCertManager(o: CertManagerOptions): CertManager {
       inFlight = false;
       if (stopped) return;
       o.onAttempt?.(via.kind, false);
+      if (err instanceof SettingError && !valid() && o.onFatal) {
+        stopped = true;
+        o.onFatal(err);
+        return;
+      }
       const ms = backoff.next();
       log.warn("certificate request failed; retrying", {
         via: via.kind,

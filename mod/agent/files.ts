@@ -5,19 +5,9 @@
  *
  * @module
  */
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic as writeStateFile } from "../shared/state_files.ts";
 import { applyReceiptRecord, type CertBundle, makeBundle, receiptRecord, splitPem } from "./certs.ts";
 
 /** The certificate chain file (leaf and intermediates). */
@@ -29,47 +19,12 @@ export const ROOT_CERT_FILE = "root-cert.pem";
 /** When the agent received the certificate in CERT_CHAIN_FILE (see receiptRecord); optional. */
 export const RECEIPT_FILE = "cert-received.json";
 
-let tmpSeq = 0;
-
 /**
  * Writes `data` to `path` atomically with `mode` (the mode is set before the content is
  * written, so a key is never readable by others, even for a moment).
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${++tmpSeq}.tmp`);
-  const fd = openSync(tmp, "wx", mode);
-  try {
-    chmodSync(tmp, mode);
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  syncDir(dir);
-}
-
-function syncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, "r");
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename is still atomic there.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+  writeStateFile(path, data, mode);
 }
 
 /**

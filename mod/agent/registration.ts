@@ -14,13 +14,19 @@
  *   health; and it sends again, with the last nonce, whenever its health changes.
  *
  * The stream reconnects with exponential backoff and jitter; with mutual TLS to the control
- * plane each connection uses the certificate current at that moment.
+ * plane each connection uses the certificate current at that moment. A stream pilot ends with OK
+ * (its shutdown) is logged at info. When pilot refuses the registration (it ends the stream with
+ * PERMISSION_DENIED or FAILED_PRECONDITION and says why: identity, service account, unknown
+ * group), one error line gives the reason, `refusal()` holds it until a stream is answered, and
+ * the stream is retried slowly (the group or the identity may be fixed meanwhile). A failure only
+ * a setting fixes (TLS to pilot's plaintext port, a server certificate not trusted) stops the
+ * stream and goes to `onFatal` (failure.ts).
  *
  * @module
  */
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { anyUnpack, StructSchema } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
@@ -35,6 +41,7 @@ import type { Logger } from "../shared/logger.ts";
 import { createChannel } from "../xds/channel.ts";
 import { createBackoff } from "./backoff.ts";
 import type { CaTls } from "./ca_client.ts";
+import { type CallSite, judgeFailure, type SettingError } from "./failure.ts";
 import type { ProbeResult, ProbeSpec } from "./health.ts";
 
 /**
@@ -60,14 +67,23 @@ export interface RegistrationOptions {
   readonly logger: Logger;
   /** Called with the group's probe from every response (undefined: the group has none). */
   onProbe(probe: ProbeSpec | undefined): void;
+  /** Where the stream goes and which settings chose it (for failure.ts); default from discoveryAddr. */
+  readonly site?: CallSite;
+  /** Called once when a failure needs a change of a setting; the stream is not retried. */
+  onFatal?(err: SettingError): void;
   readonly random?: () => number;
+  /** Retry delays after failures (default 1 s doubling to 30 s). */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Retry delays after pilot refused the registration (default 30 s doubling to 2 min). */
+  readonly refusedBackoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 /** The running registration stream. */
 export interface Registration {
   /** Whether a stream is open and pilot has answered on it. */
   connected(): boolean;
+  /** Pilot's reason for refusing the registration, until a later stream is answered. */
+  refusal(): string | undefined;
   /**
    * Records the workload's health and sends it when a stream is open; undefined means not known
    * (a new probe has not reached a threshold yet) and sends nothing.
@@ -104,8 +120,16 @@ export function startRegistration(o: RegistrationOptions): Registration {
     maxMs: o.backoff?.maxMs ?? 30_000,
     random: o.random,
   });
+  const refusedBackoff = createBackoff({
+    initialMs: o.refusedBackoff?.initialMs ?? 30_000,
+    maxMs: o.refusedBackoff?.maxMs ?? 120_000,
+    random: o.random,
+  });
+  const site: CallSite = o.site ??
+    { service: "pilot", addr: o.discoveryAddr, addrSetting: "--discovery-addr (PILOT_ADDRESS)" };
   let stopped = false;
   let isConnected = false;
+  let refusal: string | undefined;
   let health: ProbeResult | undefined;
   let send: ((req: DiscoveryRequest) => void) | undefined;
   let last: { nonce: string; version: string } | undefined;
@@ -144,7 +168,9 @@ export function startRegistration(o: RegistrationOptions): Registration {
         if (res.typeUrl !== HEALTH_TYPE_URL) continue;
         if (!isConnected) log.info("registered with pilot", { addr: o.discoveryAddr, node: o.node.id });
         isConnected = true;
+        refusal = undefined;
         backoff.reset();
+        refusedBackoff.reset();
         send = (req) => requests.push(req);
         last = { nonce: res.nonce, version: res.versionInfo };
         let probe: ProbeSpec | undefined;
@@ -166,17 +192,52 @@ export function startRegistration(o: RegistrationOptions): Registration {
     }
   }
 
+  /** Handles a failed stream; returns the wait before the next one, or undefined to stop. */
+  function failed(err: unknown): number | undefined {
+    const verdict = judgeFailure(err, site);
+    if (verdict.kind === "setting") {
+      stopped = true;
+      o.onFatal?.(verdict.error);
+      return undefined;
+    }
+    if (verdict.kind === "refused") {
+      const ms = refusedBackoff.next();
+      // One error line per reason; the same refusal again is only worth a debug line.
+      const again = refusal === verdict.message;
+      refusal = verdict.message;
+      (again ? log.debug : log.error)("registration refused by pilot; retrying slowly", {
+        addr: o.discoveryAddr,
+        code: Code[verdict.code],
+        reason: verdict.message,
+        retryInMs: ms,
+      });
+      return ms;
+    }
+    const ms = backoff.next();
+    log.warn("registration stream failed; retrying", {
+      addr: o.discoveryAddr,
+      err: errorMessage(err),
+      retryInMs: ms,
+    });
+    return ms;
+  }
+
   const loop = (async () => {
     while (!stopped) {
+      let ms: number | undefined;
       try {
         await runOnce();
-        if (!stopped) log.info("registration stream ended by pilot; reconnecting", { addr: o.discoveryAddr });
+        if (stopped) break;
+        ms = backoff.next();
+        log.info("registration stream ended by pilot; reconnecting", {
+          addr: o.discoveryAddr,
+          retryInMs: ms,
+        });
       } catch (err) {
         if (stopped) break;
-        log.warn("registration stream failed; retrying", { addr: o.discoveryAddr, err: errorMessage(err) });
+        ms = failed(err);
       }
-      if (stopped) break;
-      const ms = backoff.next();
+      if (stopped || ms === undefined) break;
       await new Promise<void>((wake) => {
         wait = { timer: o.clock.setTimer(ms, wake), wake };
       });
@@ -186,6 +247,7 @@ export function startRegistration(o: RegistrationOptions): Registration {
 
   return {
     connected: () => isConnected,
+    refusal: () => refusal,
     report(result) {
       health = result;
       sendHealth();

@@ -14,7 +14,6 @@
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import { connect as netConnect } from "node:net";
 import { chmodSync, existsSync, lstatSync, rmSync } from "node:fs";
@@ -27,7 +26,11 @@ import {
   CertificateValidationContextSchema,
   TlsCertificateSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
+import { createConnectHandler } from "../grpc/connect_handler.ts";
+import { applyHttp2Limits, http2Settings } from "../grpc/h2_limits.ts";
 import { type GrpcStream, methodPath, serveGrpcStreams } from "../grpc/raw.ts";
+import { DEFAULT_GRPC_LIMITS } from "../grpc/server.ts";
+import { createConnectionGuard } from "../shared/conn_guard.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createAdsServer, type StreamStatus } from "../xds/server.ts";
 import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
@@ -160,14 +163,18 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
   if (!existsSync(dirname(o.path))) ensureDir(dirname(o.path), 0o750, "--sds-socket directory");
   await clearStaleSocket(o.path);
   const shutdown = new AbortController();
-  const handler = connectNodeAdapter({
+  const handler = createConnectHandler({
     routes: (router) => router.service(SecretDiscoveryService, sds),
     grpc: true,
     grpcWeb: false,
     connect: false,
     shutdownSignal: shutdown.signal,
-  });
-  const srv = http2.createServer({}, handler);
+  }, o.logger);
+  // The socket is the local Envoy's alone, but it gets the same limits as every listener.
+  const limits = DEFAULT_GRPC_LIMITS;
+  const guard = createConnectionGuard("sds", { limits, logger: o.logger });
+  const srv = http2.createServer({ settings: http2Settings(limits) }, handler.handle);
+  applyHttp2Limits(srv, guard, { limits });
   const calls = new Set<GrpcStream>();
   serveGrpcStreams(
     srv,
@@ -175,7 +182,12 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
       [methodPath(SecretDiscoveryService.method.streamSecrets), ads.handlers.sotw],
       [methodPath(SecretDiscoveryService.method.deltaSecrets), ads.handlers.delta],
     ]),
-    { readMaxBytes: 4 * 1024 * 1024, calls },
+    {
+      readMaxBytes: 4 * 1024 * 1024,
+      calls,
+      maxQueuedBytesPerConnection: limits.maxUnreadOutputPerConnection,
+      onUnreadLimit: (_session, queued) => guard.hit("unread_output", "local", { unreadBytes: queued }),
+    },
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   srv.on("session", (s: http2.ServerHttp2Session) => {
@@ -185,9 +197,8 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
   });
   const oldMask = process.umask(0o177);
   try {
-    await new Promise<void>((resolve, reject) => {
-      srv.once("error", (err) => reject(new Error(`--sds-socket ${o.path}: cannot listen: ${err.message}`)));
-      srv.listen(o.path, () => resolve());
+    await guard.listen({ path: o.path }, (socket) => srv.emit("connection", socket)).catch((err: Error) => {
+      throw new Error(`--sds-socket ${o.path}: cannot listen: ${err.message}`);
     });
   } finally {
     process.umask(oldMask);
@@ -205,7 +216,7 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
     streams: () => ads.streams(),
     close() {
       closing ??= (async () => {
-        const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
+        const closed = guard.close();
         shutdown.abort();
         for (const c of calls) c.end(0);
         for (const s of sessions) if (!s.closed) s.close();
@@ -214,6 +225,7 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
         await Promise.race([closed, grace]);
         clearTimeout(timer);
         for (const s of sessions) s.destroy();
+        guard.destroyAll();
         rmSync(o.path, { force: true });
       })();
       return closing;

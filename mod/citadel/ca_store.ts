@@ -23,7 +23,13 @@ import { join } from "node:path";
 import type { Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createFileExclusive, ensurePrivateDir, isGroupOrWorldReadable, writeFileAtomic } from "./files.ts";
+import {
+  createFileExclusive,
+  ensurePrivateDir,
+  isGroupOrWorldReadable,
+  removeLeftoverTempFiles,
+  writeFileAtomic,
+} from "../shared/state_files.ts";
 import { pemDecodeAll, pemEncode } from "./pem.ts";
 import { isCaCertificate, KEY_USAGE, keyUsageOf, parseCertificate, signatureSchemeFor } from "./x509.ts";
 
@@ -493,9 +499,11 @@ function byoStore(m: CaMaterial): CaStore {
 /**
  * Loads the CA that already exists: the `--ca-dir` files, or the self-signed root persisted in
  * the data directory. Returns undefined when neither exists yet (see {@link initCa}). Throws
- * CaLoadError naming the file when the CA exists but is unusable.
+ * CaLoadError naming the file when the CA exists but is unusable. First removes the temporary
+ * files an interrupted write left under `<dataDir>/ca` (one may be a copy of a root's key).
  */
 export function loadCa(opts: CaStoreOptions): CaStore | undefined {
+  removeLeftoverTempFiles(caDirOf(opts.dataDir), { logger: opts.logger, depth: 2 });
   if (opts.caDir !== undefined) {
     return byoStore(loadCaDir(opts.caDir, { now: opts.clock.now(), logger: opts.logger }));
   }

@@ -1,12 +1,13 @@
 /**
  * `meshd token create` (bootstrap tokens, offline, from the data directory's signing key) and
- * `meshd ca status|rotate|retire-root` (root rotation on a running daemon, through its admin
- * server).
+ * `meshd ca status|rotate|activate|retire-root` (root rotation on a running daemon, through its
+ * admin server, authenticated with the admin token in the daemon's data directory).
  *
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { readAdminToken } from "../admin/token.ts";
 import type { Command } from "../cli/command.ts";
 import { UsageError } from "../shared/errors.ts";
 
@@ -102,9 +103,11 @@ const CA_ACTIONS: Record<string, { method: string; path: string }> = {
 export const caCommand: Command = {
   name: "ca",
   summary: "show the CA's roots, rotate to a new root, or retire the old one (on a running meshd)",
-  usage: "meshd ca status|rotate|activate|retire-root [--admin-addr HOST:PORT]",
+  usage: "meshd ca status|rotate|activate|retire-root [--admin-addr HOST:PORT] [--data-dir DIR]",
   description:
-    "Talks to the daemon's admin server (127.0.0.1 only by default). rotate adds a new root to the trust " +
+    "Talks to the daemon's admin server (127.0.0.1 only by default), authenticated with the token the daemon " +
+    "keeps in <data-dir>/admin-token (readable only by the user meshd runs as; run this command as that user). " +
+    "rotate adds a new root to the trust " +
     "bundle while the old one keeps signing; once every workload has renewed, activate makes the new root sign; " +
     "once every leaf has been re-issued, retire-root drops the old roots. " +
     "A --ca-dir CA is rotated by replacing its files instead. Exit status 1 when the daemon refuses.",
@@ -115,16 +118,24 @@ export const caCommand: Command = {
       default: "127.0.0.1:15014",
       help: "admin address of the daemon",
     },
+    {
+      name: "data-dir",
+      kind: { type: "path" },
+      default: "/var/lib/meshd",
+      help: "the daemon's data directory (holds the admin token)",
+    },
   ],
   args: { min: 1, max: 1, name: "status|rotate|activate|retire-root" },
   async run(inv) {
     const action = CA_ACTIONS[inv.args[0]!];
     if (!action) throw new UsageError(`meshd ca: unknown subcommand ${inv.args[0]}; usage: ${this.usage}`);
     const addr = inv.settings.string("admin-addr");
+    const token = readAdminToken(inv.settings.string("data-dir"));
     let res: Response;
     try {
       res = await fetch(`http://${addr}${action.path}`, {
         method: action.method,
+        headers: { authorization: `Bearer ${token}` },
         signal: AbortSignal.timeout(60_000),
       });
     } catch (err) {

@@ -10,8 +10,13 @@
  *   Agents write the leaf and intermediates to cert-chain.pem and the last element to
  *   root-cert.pem.
  * - Roots: self-signed under `--data-dir/ca` or bring-your-own with `--ca-dir`; rotated with
- *   `meshd ca rotate` / `retire-root` (admin `POST /debug/ca/rotate`, `/debug/ca/retire`).
+ *   `meshd ca rotate` / `activate` / `retire-root` (admin `POST /debug/ca/rotate`, `/activate`,
+ *   `/retire`, each with `Authorization: Bearer` and the token in `--data-dir/admin-token`; `meshd
+ *   ca --data-dir DIR` reads it). Temporary files an interrupted write left under `--data-dir/ca`
+ *   are removed when the CA is loaded.
  * - The {@link CA} link: `trustBundle()`, `trustDomain()`, `onChange(fn)`.
+ * - The names of 15012's certificate (`serverCertNames`), and the certificate itself kept in
+ *   `--data-dir` (`SERVER_CERT_FILE`), so `meshd vm bundle` hands VMs only addresses it covers.
  *
  * @module
  */
@@ -19,7 +24,23 @@ export { citadelModule, TRUST_DOMAIN_FILE } from "./module.ts";
 export { CA, type CertificateAuthority } from "./links.ts";
 export { caCommand, tokenCommand } from "./cli.ts";
 export { createCsr, createCsrDer, CsrError, type CsrOptions, parseCsr, type ParsedCsr } from "./csr.ts";
-export { parseWorkloadIdentity, spiffeId, type WorkloadIdentity } from "./spiffe.ts";
+export {
+  dnsSubdomainProblem,
+  namespaceProblem,
+  parseWorkloadIdentity,
+  spiffeId,
+  type WorkloadIdentity,
+} from "./spiffe.ts";
+export {
+  checkIpList,
+  DEFAULT_SERVER_DNS_NAMES,
+  namesCover,
+  readServedNames,
+  SERVER_CERT_FILE,
+  serverCertNames,
+  type ServerNames,
+  serverNamesOf,
+} from "./server_names.ts";
 export type { SubjectAltName } from "./x509.ts";
 export {
   type BootstrapClaims,

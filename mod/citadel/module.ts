@@ -3,8 +3,8 @@
  * serves `istio.v1.auth.IstioCertificateService` on the shared gRPC server (15010 with a
  * bootstrap token; 15012 over TLS with a meshd-issued server certificate, where a workload
  * renews with its current certificate), offers the {@link CA} link, and rotates roots through
- * the admin server: `POST /debug/ca/rotate`, `/debug/ca/activate` and `/debug/ca/retire` (or
- * `meshd ca`).
+ * the admin server: `POST /debug/ca/rotate`, `/debug/ca/activate` and `/debug/ca/retire` with the
+ * admin token (what `meshd ca` does).
  *
  * Root rotation, self-signed mode, in three steps so that no mTLS call fails:
  * 1. `rotate` makes a new root and adds it to the trust bundle (the last element of every
@@ -31,10 +31,11 @@ import type { ModuleDefinition } from "../runtime/module.ts";
 import type { Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { CA_KEY_TYPES, type CaKeyType, type CaMaterial, type CaStore, initCa, loadCa } from "./ca_store.ts";
-import { ensurePrivateDir, writeFileAtomic } from "./files.ts";
+import { ensurePrivateDir, writeFileAtomic } from "../shared/state_files.ts";
 import { CA, type CertificateAuthority } from "./links.ts";
 import { pemEncode } from "./pem.ts";
 import { CaRefusal, createCaService, createIssuer, type Issuer, LEAF_BACKDATE_MS } from "./service.ts";
+import { checkIpList, DEFAULT_SERVER_DNS_NAMES, SERVER_CERT_FILE, serverCertNames } from "./server_names.ts";
 import { createLeafSigner } from "./sign.ts";
 import { trustDomainProblem } from "./spiffe.ts";
 import { loadOrCreateTokenKey, openUsedTokens } from "./token.ts";
@@ -70,8 +71,16 @@ const SETTINGS: readonly SettingSpec[] = [
   {
     name: "ca-server-dns-names",
     kind: { type: "list" },
-    default: ["meshd", "meshd.istio-system.svc", "localhost"],
-    help: "DNS names in the certificate of --grpc-tls-addr (IP 127.0.0.1 is always added)",
+    default: DEFAULT_SERVER_DNS_NAMES,
+    help:
+      "DNS names in the certificate of --grpc-tls-addr (127.0.0.1, ::1 and the host's non-loopback addresses are always in it)",
+  },
+  {
+    name: "ca-server-ips",
+    kind: { type: "list" },
+    default: [],
+    help:
+      "more IP addresses in the certificate of --grpc-tls-addr, e.g. the address VMs reach it at through NAT or a load balancer",
   },
   {
     name: "workload-cert-ttl",
@@ -245,29 +254,33 @@ export const citadelModule: ModuleDefinition = {
     // the roots change.
     const grpcServer = ctx.links.find(GRPC_SERVER);
     const dnsNames = s.list("ca-server-dns-names");
+    const serverIps = checkIpList(s.list("ca-server-ips"), "--ca-server-ips");
     let tlsListening = false;
     let renewTimer: Timer | undefined;
     let stopped = false;
-    const tlsMaterial = (m: CaMaterial): { tls: TlsMaterial; lifetimeMs: number } => {
+    const tlsMaterial = (
+      m: CaMaterial,
+    ): { tls: TlsMaterial; lifetimeMs: number; leafPem: string; names: string[] } => {
       const now = ctx.clock.now();
       const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" }) as {
         privateKey: KeyObject;
         publicKey: KeyObject;
       };
       const signer = createLeafSigner({ certDer: m.tlsIssuer.certDer, key: m.tlsIssuer.key });
+      const names = serverCertNames({ dnsNames, ips: serverIps });
       const notAfter = Math.min(now + defaultTtlMs, signer.issuerNotAfter, m.notAfter);
       const leaf = signer.sign({
         spki: new Uint8Array(publicKey.export({ format: "der", type: "spki" })),
-        names: [
-          ...dnsNames.map((value) => ({ type: "dns" as const, value })),
-          { type: "ip", value: "127.0.0.1" },
-        ],
+        names,
         notBefore: now - LEAF_BACKDATE_MS,
         notAfter,
       });
+      const leafPem = pemEncode("CERTIFICATE", leaf.der);
       return {
+        leafPem,
+        names: names.map((n) => n.value),
         tls: {
-          cert: pemEncode("CERTIFICATE", leaf.der) + m.tlsIssuer.chain.join(""),
+          cert: leafPem + m.tlsIssuer.chain.join(""),
           key: privateKey.export({ format: "pem", type: "pkcs8" }) as string,
           ca: m.trustBundle + m.chain.join(""),
         },
@@ -286,10 +299,19 @@ export const citadelModule: ModuleDefinition = {
         }
       });
     };
+    /** Keeps the served certificate in the data dir, where `meshd vm bundle` reads its names. */
+    const recordServerCert = (leafPem: string) => {
+      try {
+        writeFileAtomic(join(dataDir, SERVER_CERT_FILE), leafPem, 0o644);
+      } catch (err) {
+        log.warn("cannot record the TLS certificate in the data directory", { err: errorMessage(err) });
+      }
+    };
     const refreshTls = () => {
       if (!issuer || !grpcServer || !tlsListening) return;
       const t = tlsMaterial(issuer.material);
       grpcServer.updateTls(t.tls);
+      recordServerCert(t.leafPem);
       scheduleRenewal(t.lifetimeMs);
       log.debug("TLS certificate renewed");
     };
@@ -316,8 +338,7 @@ export const citadelModule: ModuleDefinition = {
       };
     };
     let changing = false;
-    const change = async (what: "rotate" | "activate" | "retire", req: Request): Promise<Response> => {
-      if (req.method !== "POST") return Response.json({ error: `use POST to ${what}` }, { status: 405 });
+    const change = async (what: "rotate" | "activate" | "retire"): Promise<Response> => {
       if (!store || !issuer) return Response.json({ error: "the CA has not started yet" }, { status: 503 });
       if (changing) return Response.json({ error: "a root change is in progress" }, { status: 409 });
       changing = true;
@@ -366,23 +387,26 @@ export const citadelModule: ModuleDefinition = {
     ctx.debug({
       path: "ca",
       description:
-        "the CA: mode, trust domain, signing certificate, trusted roots (POST ca/rotate, ca/retire)",
+        "the CA: mode, trust domain, signing certificate, trusted roots (POST ca/rotate, ca/activate, ca/retire)",
       handle: () => Response.json(status()),
     });
     ctx.debug({
       path: "ca/rotate",
       description: "POST: prepare a new root: trusted at once, signing only after ca/activate",
-      handle: (req) => change("rotate", req),
+      mutates: true,
+      handle: () => change("rotate"),
     });
     ctx.debug({
       path: "ca/activate",
       description: "POST: the prepared root starts signing (once every workload trusts it)",
-      handle: (req) => change("activate", req),
+      mutates: true,
+      handle: () => change("activate"),
     });
     ctx.debug({
       path: "ca/retire",
       description: "POST: stop trusting every root but the signing one (after leaves were re-issued)",
-      handle: (req) => change("retire", req),
+      mutates: true,
+      handle: () => change("retire"),
     });
 
     const waitForConfig = async () => {
@@ -422,8 +446,9 @@ export const citadelModule: ModuleDefinition = {
         const t = tlsMaterial(store.current());
         const addr = await grpcServer.listenTls(s.string("grpc-tls-addr"), t.tls);
         tlsListening = true;
+        recordServerCert(t.leafPem);
         scheduleRenewal(t.lifetimeMs);
-        log.info("citadel TLS listening", { addr: formatAddr(addr) });
+        log.info("citadel TLS listening", { addr: formatAddr(addr), names: t.names });
       },
       ready: () => issuer !== undefined && trustDomain !== undefined && (tlsListening || !grpcServer),
       stop() {

@@ -25,7 +25,7 @@ import type { MetricsRegistry } from "../shared/metrics.ts";
 import type { CaMaterial } from "./ca_store.ts";
 import { csrDerFromPem, CsrError, parseCsr, readCsr } from "./csr.ts";
 import { pemEncode } from "./pem.ts";
-import { createRateLimiter } from "./rate_limit.ts";
+import { createRateLimiter } from "../shared/rate_limit.ts";
 import { createLeafSigner, type LeafSigner } from "./sign.ts";
 import { certificateIdentity, type WorkloadIdentity } from "./spiffe.ts";
 import { TokenError, type TokenSigningKey, type UsedTokens, verifyToken } from "./token.ts";

@@ -27,7 +27,7 @@ import {
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../shared/errors.ts";
-import { createFileExclusive, isGroupOrWorldReadable, writeFileAtomic } from "./files.ts";
+import { createFileExclusive, isGroupOrWorldReadable, writeFileAtomic } from "../shared/state_files.ts";
 import { dnsSubdomainProblem, parseWorkloadIdentity, spiffeId, type WorkloadIdentity } from "./spiffe.ts";
 
 /** The `iss` of every meshd token. */

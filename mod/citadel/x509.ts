@@ -79,7 +79,8 @@ export interface DecodedNames {
   other: number;
 }
 
-function ipBytes(ip: string): Uint8Array {
+/** The 4 or 16 octets of an IPv4 or IPv6 address (as an iPAddress name holds them). */
+export function ipBytes(ip: string): Uint8Array {
   if (isIPv4(ip)) return Uint8Array.from(ip.split(".").map(Number));
   if (!isIPv6(ip)) throw new Error(`${ip} is not an IP address`);
   let text = ip;

@@ -175,7 +175,7 @@ export const configStatusCommand: Command = {
   summary: "show a running meshd's config status: each resource, accepted or rejected with the reason",
   usage: "meshd config-status [--admin-addr HOST:PORT] [-o text|json]",
   description:
-    "Reads /debug/configz from the daemon's admin server. Exit status 1 when anything is rejected.",
+    "Reads /debug/configz from the daemon's admin server. Exit status 1 when anything is rejected or a source's change was refused.",
   settings: () => [
     {
       name: "admin-addr",
@@ -194,6 +194,7 @@ export const configStatusCommand: Command = {
         { resource: string; origin: string; state: string; errors: string[]; servingPrevious: boolean }
       >;
       origins: Array<{ origin: string; state: string; errors: string[] }>;
+      sources?: Array<{ name: string; state?: string; errors?: string[]; warnings?: string[] }>;
     };
     try {
       const res = await fetch(`http://${addr}/debug/configz`, { signal: AbortSignal.timeout(10_000) });
@@ -202,8 +203,10 @@ export const configStatusCommand: Command = {
     } catch (err) {
       throw new Error(`cannot read config status from ${addr}: ${(err as Error).message}`);
     }
+    const sources = body.sources ?? [];
     const rejected = body.resources.filter((r) => r.state === "rejected").length +
-      body.origins.filter((o) => o.state === "rejected").length;
+      body.origins.filter((o) => o.state === "rejected").length +
+      sources.filter((x) => x.state === "refused").length;
     if (inv.settings.string("output") === "json") {
       inv.out(JSON.stringify(body, null, 2) + "\n");
       return rejected > 0 ? 1 : 0;
@@ -217,6 +220,10 @@ export const configStatusCommand: Command = {
     }
     for (const o of body.origins.filter((x) => x.state === "rejected")) {
       rows.push(["(whole file)", "REJECTED (previous in force)", o.origin, o.errors[0] ?? ""]);
+    }
+    for (const x of sources) {
+      for (const e of x.errors ?? []) rows.push(["(whole source)", "REFUSED (previous in force)", x.name, e]);
+      for (const w of x.warnings ?? []) rows.push(["(whole source)", "WARNING", x.name, w]);
     }
     const widths = rows[0]!.slice(0, 3).map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) {

@@ -4,7 +4,9 @@
  */
 import type { SettingSpec } from "../cli/setting.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
+import { listenerLimits } from "../runtime/listener_settings.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { STORE } from "../store/mod.ts";
 import { ADS_SERVER } from "../xds/mod.ts";
 import { createDirSource } from "./dir_source.ts";
 import { CONFIG_READY, CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
@@ -45,6 +47,33 @@ const SETTINGS: readonly SettingSpec[] = [
     help: "largest config file or remote resource accepted, in bytes",
   },
   {
+    name: "config-max-files",
+    kind: { type: "int", min: 1 },
+    default: 10_000,
+    help:
+      "most config files and directories one scan of --config-dir reads; a larger tree keeps the last good config",
+  },
+  {
+    name: "config-max-resources",
+    kind: { type: "int", min: 1 },
+    default: 20_000,
+    help: "most resources held across all config sources; a change that would pass it is refused as a whole",
+  },
+  {
+    name: "config-max-total-size",
+    kind: { type: "int", min: 1024 },
+    default: 64 * 1024 * 1024,
+    help:
+      "most bytes of config held across all config sources; a change that would pass it is refused as a whole",
+  },
+  {
+    name: "allow-empty-config",
+    kind: { type: "bool" },
+    default: false,
+    help:
+      "let a config source go from some resources to none at once (otherwise its last good config is kept, and reported)",
+  },
+  {
     name: "webhook-addr",
     kind: { type: "addr" },
     default: "0.0.0.0:15017",
@@ -63,12 +92,32 @@ export const galleyModule: ModuleDefinition = {
   name: "galley",
   summary: "ingests, validates, analyses and distributes mesh config",
   settings: SETTINGS,
-  create(ctx) {
+  async create(ctx) {
     const s = ctx.settings;
     const maxBytes = s.number("config-max-file-size");
-    const store = createConfigStore({ logger: ctx.logger, metrics: ctx.metrics, maxBytes });
+    const maxTotalBytes = s.number("config-max-total-size");
+    const store = createConfigStore({
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+      maxBytes,
+      maxResources: s.number("config-max-resources"),
+      maxTotalBytes,
+      refuseEmpty: !s.bool("allow-empty-config"),
+    });
     ctx.links.offer(CONFIG_STORE, store);
     const sources: ConfigSource[] = [];
+    const etcd = ctx.links.find(STORE);
+    if (etcd !== undefined) {
+      const { createEtcdSource } = await import("../store/etcd_source.ts");
+      const src = createEtcdSource({
+        client: etcd.client,
+        prefix: etcd.prefix,
+        logger: ctx.logger,
+        maxBytes,
+      });
+      etcd.addStatus("config", () => src.status());
+      sources.push(src);
+    }
     const dir = s.optionalString("config-dir");
     if (dir !== undefined) {
       sources.push(createDirSource({
@@ -78,11 +127,19 @@ export const galleyModule: ModuleDefinition = {
         debounceMs: s.number("config-debounce"),
         rescanMs: s.number("config-rescan"),
         maxBytes,
+        maxFiles: s.number("config-max-files"),
+        maxTotalBytes,
       }));
     }
     for (const url of s.list("config-source")) {
       sources.push(
-        createXdsSource({ url, collections: MCP_COLLECTIONS, logger: ctx.logger, clock: ctx.clock }),
+        createXdsSource({
+          url,
+          collections: MCP_COLLECTIONS,
+          logger: ctx.logger,
+          clock: ctx.clock,
+          maxResponseBytes: maxTotalBytes,
+        }),
       );
     }
     const synced = new Set<string>();
@@ -109,15 +166,29 @@ export const galleyModule: ModuleDefinition = {
           if (!r) return Response.json({ error: `no accepted resource ${key}` }, { status: 404 });
           return Response.json({ key, source: r.source, metadata: r.metadata, spec: r.spec });
         }
+        const status = store.status();
+        const bySource = new Map(status.sources.map((x) => [x.source, x]));
         return Response.json({
           version: snap.version,
-          sources: sources.map((x) => ({ name: x.name, synced: x.synced() })),
-          ...store.status(),
+          resources: status.resources,
+          origins: status.origins,
+          sources: sources.map((x) => {
+            const st = bySource.get(x.name);
+            return {
+              name: x.name,
+              synced: x.synced(),
+              state: st?.state ?? "ok",
+              errors: st?.errors ?? [],
+              warnings: st?.warnings ?? [],
+              resources: st?.resources ?? 0,
+              bytes: st?.bytes ?? 0,
+            };
+          }),
         });
       },
     });
     if (sources.length === 0) {
-      ctx.logger.warn("no config sources (--config-dir, --config-source); serving an empty config");
+      ctx.logger.warn("no config sources (--config-dir, --config-source, --store); serving an empty config");
     }
     let webhook: WebhookServer | undefined;
     return {
@@ -127,10 +198,12 @@ export const galleyModule: ModuleDefinition = {
             const sink = store.sink(src.name);
             await src.start({
               replace(origins, revision) {
-                sink.replace(origins, revision);
-                markSynced(src.name);
+                const verdict = sink.replace(origins, revision);
+                if (verdict.applied) markSynced(src.name);
+                return verdict;
               },
               update: (changes, revision) => sink.update(changes, revision),
+              report: (problems) => sink.report(problems),
             });
           } catch (err) {
             throw new Error(`galley: ${errorMessage(err)}`);
@@ -142,6 +215,8 @@ export const galleyModule: ModuleDefinition = {
           keyFile: s.optionalString("webhook-key"),
           logger: ctx.logger,
           maxBytes,
+          limits: listenerLimits(s),
+          metrics: ctx.metrics,
         });
         ctx.logger.info("admission webhook listening", { addr: webhook.addr });
       },

@@ -5,20 +5,25 @@
  * Every problem becomes a {@link Diagnostic} with a position; a bad document never stops the good
  * documents of the same file. Input is refused before decoding when it is larger than the limit,
  * and before parsing when it is binary (NUL bytes, control characters, invalid UTF-8). YAML alias
- * expansion is capped, so "billion laughs" documents are refused quickly.
+ * expansion is capped, so "billion laughs" documents are refused quickly, and a document nested
+ * deeper than {@link defaultMaxDepth} levels is refused while it is read, before a document model
+ * is built for it.
  *
  * @module
  */
 
 import {
+  Composer,
+  type CST,
   type Document,
   isAlias,
   isMap,
   isScalar,
   isSeq,
+  Lexer,
   LineCounter,
   type Node as YamlNode,
-  parseAllDocuments,
+  Parser,
   type YAMLMap,
 } from "yaml";
 import { type Diagnostic, type Resource, resourceKey, resourceLabel, type SourcePos } from "./resource.ts";
@@ -38,16 +43,28 @@ import { findKind, knownKinds } from "./validate.ts";
 export interface ParseOptions {
   /** Largest input accepted, in bytes; default {@link defaultMaxBytes} (8 MiB). */
   readonly maxBytes?: number;
+  /** Deepest nesting of mappings and sequences accepted; default {@link defaultMaxDepth}. */
+  readonly maxDepth?: number;
+  /**
+   * Stop reading once more than this many resources were read: the result then holds the
+   * resources read so far (more than the limit) and an error where reading stopped.
+   */
+  readonly maxResources?: number;
 }
 
 /** What {@link parseConfig} found: the resources it could read and every problem. */
 export interface ParseResult {
   readonly resources: Resource[];
   readonly diagnostics: Diagnostic[];
+  /** True when reading stopped at `maxResources` with documents left unread. */
+  readonly truncated?: boolean;
 }
 
 /** The default input size limit: 8 MiB. */
 export const defaultMaxBytes = 8 * 1024 * 1024;
+
+/** The default nesting limit: 64 levels of mappings and sequences. */
+export const defaultMaxDepth = 64;
 
 /** How many alias expansions one document may perform before it is refused. */
 export const maxAliasCount = 100;
@@ -63,8 +80,9 @@ const topLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
  */
 export function parseConfig(input: string | Uint8Array, file: string, opts: ParseOptions = {}): ParseResult {
   const maxBytes = opts.maxBytes ?? defaultMaxBytes;
+  const maxDepth = opts.maxDepth ?? defaultMaxDepth;
   const start: SourcePos = { file, line: 1, col: 1 };
-  const size = typeof input === "string" ? Buffer.byteLength(input, "utf8") : input.byteLength;
+  const size = inputBytes(input);
   if (size > maxBytes) {
     return {
       resources: [],
@@ -84,17 +102,34 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
 
   const diagnostics: Diagnostic[] = [];
   const resources: Resource[] = [];
+  let truncated = false;
   for (const chunk of splitDocuments(text)) {
+    if (opts.maxResources !== undefined && resources.length > opts.maxResources) {
+      diagnostics.push({
+        severity: "error",
+        message: `more than ${opts.maxResources} resources; stopped reading here`,
+        pos: { file, line: chunk.line, col: 1 },
+      });
+      truncated = true;
+      break;
+    }
     const lines = new LineCounter();
+    const at = (offset: number): SourcePos => {
+      const { line, col } = lines.linePos(offset);
+      return { file, line: line + chunk.line - 1, col };
+    };
     let documents: Document.Parsed[];
     try {
-      const parsed = parseAllDocuments(chunk.text, {
-        lineCounter: lines,
-        uniqueKeys: true,
-        merge: true,
-        prettyErrors: false,
-      });
-      documents = Array.isArray(parsed) ? parsed : [];
+      const parsed = parseDocuments(chunk.text, lines, maxDepth);
+      if ("tooDeepAt" in parsed) {
+        diagnostics.push({
+          severity: "error",
+          message: `${nestedTooDeeply} (more than ${maxDepth} levels of mappings and sequences); refusing it`,
+          pos: at(parsed.tooDeepAt),
+        });
+        continue;
+      }
+      documents = parsed.documents;
     } catch (e) {
       diagnostics.push({
         severity: "error",
@@ -103,10 +138,6 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
       });
       continue;
     }
-    const at = (offset: number): SourcePos => {
-      const { line, col } = lines.linePos(offset);
-      return { file, line: line + chunk.line - 1, col };
-    };
     for (const doc of documents) readDocument(doc, { file, at, diagnostics, resources });
   }
   const duplicates = duplicateDiagnostics(resources);
@@ -119,9 +150,44 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
       seen.add(key);
       return true;
     });
-    return { resources: unique, diagnostics };
+    return { resources: unique, diagnostics, ...(truncated ? { truncated } : {}) };
   }
-  return { resources, diagnostics };
+  return { resources, diagnostics, ...(truncated ? { truncated } : {}) };
+}
+
+/**
+ * Reads the YAML documents of `text` as `parseAllDocuments` does, but watches the parser's stack
+ * while it reads and gives up at the first token nested deeper than `maxDepth` collections: before
+ * the rest is read and before a document model is composed (deep nesting costs the composer
+ * hundreds of megabytes and overflows its stack).
+ */
+function parseDocuments(
+  text: string,
+  lines: LineCounter,
+  maxDepth: number,
+): { documents: Document.Parsed[] } | { tooDeepAt: number } {
+  const parser = new Parser(lines.addNewLine);
+  const tokens: CST.Token[] = [];
+  lines.addNewLine(0);
+  for (const lexeme of new Lexer().lex(text)) {
+    for (const token of parser.next(lexeme)) tokens.push(token);
+    // The stack holds the document, the open collections and a few scalars or block values
+    // besides; collections are counted only once it is long enough to matter.
+    if (parser.stack.length > maxDepth + 1 && collectionDepth(parser.stack) > maxDepth) {
+      return { tooDeepAt: Math.max(0, parser.offset - lexeme.length) };
+    }
+  }
+  for (const token of parser.end()) tokens.push(token);
+  const composer = new Composer({ uniqueKeys: true, merge: true });
+  return { documents: [...composer.compose(tokens)] };
+}
+
+function collectionDepth(stack: readonly CST.Token[]): number {
+  let depth = 0;
+  for (const t of stack) {
+    if (t.type === "block-map" || t.type === "block-seq" || t.type === "flow-collection") depth++;
+  }
+  return depth;
 }
 
 /**
@@ -268,7 +334,13 @@ function firstInvalidUtf8(bytes: Uint8Array): number {
   return bytes.length;
 }
 
-function formatSize(bytes: number): string {
+/** The size of config input in bytes (UTF-8 for text). */
+export function inputBytes(input: string | Uint8Array): number {
+  return typeof input === "string" ? Buffer.byteLength(input, "utf8") : input.byteLength;
+}
+
+/** A byte count for people: "8 MiB", "1.5 KiB", "300 bytes". */
+export function formatSize(bytes: number): string {
   if (bytes >= 1024 * 1024) return `${+(bytes / (1024 * 1024)).toFixed(1)} MiB`;
   if (bytes >= 1024) return `${+(bytes / 1024).toFixed(1)} KiB`;
   return `${bytes} bytes`;

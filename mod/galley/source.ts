@@ -33,15 +33,37 @@ export interface OriginDeleted {
 /** One change reported by a source. */
 export type OriginChange = OriginContent | OriginError | OriginDeleted;
 
+/**
+ * What a sink did with a listing or an update. Not applied: the change as a whole broke a bound
+ * (total resources or bytes, or a source emptied at once) and the sink kept what it had. The
+ * source must then deliver its next change as a full `replace`, since the sink does not hold
+ * the state the refused change would have led to.
+ */
+export type SinkVerdict = { readonly applied: true } | { readonly applied: false; readonly reason: string };
+
+/** Problems of a source as a whole, not of one origin. */
+export interface SourceProblems {
+  /**
+   * Why the source's current listing was not delivered, if it was not (a walk over the file
+   * limit, a directory that cannot be read); the sink keeps what it had.
+   */
+  readonly withheld?: string;
+  /** What the source skipped or wants seen, e.g. a directory loop. */
+  readonly warnings: readonly string[];
+}
+
 /** Where a source delivers what it sees. Calls are synchronous and never concurrent. */
 export interface SourceSink {
   /**
    * The complete current state. Origins the sink knows from this source but that are absent
-   * here are removed. Called once when the source starts, and again after a re-list.
+   * here are removed. Called once when the source starts, again after a re-list, and for the
+   * next change after a refused one.
    */
-  replace(origins: readonly (OriginContent | OriginError)[], revision?: string): void;
+  replace(origins: readonly (OriginContent | OriginError)[], revision?: string): SinkVerdict;
   /** Changes since the last call. */
-  update(changes: readonly OriginChange[], revision?: string): void;
+  update(changes: readonly OriginChange[], revision?: string): SinkVerdict;
+  /** The source's current problems; each call replaces the previous report. */
+  report(problems: SourceProblems): void;
 }
 
 /** A place configuration comes from. */

@@ -10,12 +10,17 @@
  * - The same resource defined in two origins: the one accepted first stays, the other is
  *   rejected with both places named.
  * - Each change to the accepted set produces exactly one new snapshot; nothing is applied half-way.
+ * - Bounds hold across all sources: a listing or update that would take the config over the
+ *   total resources or bytes allowed, or (with `refuseEmpty`) that would take a source from some
+ *   resources to none at once, is refused as a whole; the last good snapshot stays and the
+ *   source's status says which bound and by how much. Bytes are checked before anything is
+ *   parsed, and parsing stops as soon as the resource limit is passed.
  */
 import { Counter, Gauge } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import { contentVersion } from "../xds/version.ts";
-import { parseConfig } from "./parse.ts";
+import { formatSize, inputBytes, parseConfig } from "./parse.ts";
 import { type Diagnostic, formatDiagnostic, type Resource, resourceKey, resourceLabel } from "./resource.ts";
 import {
   isDeleted,
@@ -23,6 +28,8 @@ import {
   type OriginChange,
   type OriginContent,
   type OriginError,
+  type SinkVerdict,
+  type SourceProblems,
   type SourceSink,
 } from "./source.ts";
 import { validateResource } from "./validate.ts";
@@ -72,6 +79,20 @@ export interface OriginStatus {
   readonly resources: number;
 }
 
+/** The status of one source as a whole. */
+export interface SourceStatus {
+  readonly source: string;
+  /** Refused: the source's newest state is not in force (see errors); the one before it is. */
+  readonly state: "ok" | "refused";
+  /** Why the newest state is not in force: a bound it broke, or what the source withheld. */
+  readonly errors: readonly string[];
+  /** What the source skipped or wants seen (a directory loop, say). */
+  readonly warnings: readonly string[];
+  /** Resources in force from this source, and the bytes of config they came from. */
+  readonly resources: number;
+  readonly bytes: number;
+}
+
 /** Reads config, and learns of changes. */
 export interface ConfigStore {
   /** The current snapshot. Cheap; never null (starts empty at version 0). */
@@ -81,8 +102,8 @@ export interface ConfigStore {
    * unsubscribe function. A listener that throws is logged and does not affect others.
    */
   subscribe(listener: (change: ConfigChange) => void): () => void;
-  /** Statuses of resources and origins, sorted. */
-  status(): { resources: ResourceStatus[]; origins: OriginStatus[] };
+  /** Statuses of resources, origins and sources, sorted. */
+  status(): { resources: ResourceStatus[]; origins: OriginStatus[]; sources: SourceStatus[] };
 }
 
 /** A ConfigStore that sources write into. */
@@ -97,6 +118,15 @@ export interface StoreOptions {
   metrics?: MetricsRegistry;
   /** Largest origin accepted, in bytes. */
   maxBytes?: number;
+  /** Most resources held across all sources (accepted or rejected); unlimited when unset. */
+  maxResources?: number;
+  /** Most bytes of config held across all sources; unlimited when unset. */
+  maxTotalBytes?: number;
+  /**
+   * Refuse a change that takes a source from some accepted resources to none at once (every
+   * file removed, a directory emptied), keeping its last good config.
+   */
+  refuseEmpty?: boolean;
 }
 
 interface OriginState {
@@ -108,6 +138,17 @@ interface OriginState {
   rejected: Map<string, { label: string; errors: Diagnostic[] }>;
   /** Errors not tied to one resource (unreadable file, YAML syntax). */
   originErrors: Diagnostic[];
+  /** Size of the content the resources in force came from. */
+  bytes: number;
+}
+
+/** The next state of each origin a change touches; undefined: the origin goes away. */
+type Plan = Map<string, OriginState | undefined>;
+
+interface SourceState {
+  /** Why the source's last change was refused, until one is applied. */
+  refused?: string;
+  problems: SourceProblems;
 }
 
 const EMPTY: ConfigSnapshot = makeSnapshot(0, new Map());
@@ -124,6 +165,7 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
   /** Duplicates found by the last rebuild: key -> losing origin ids and the reason. */
   let duplicates = new Map<string, Map<string, string>>();
   const listeners = new Set<(c: ConfigChange) => void>();
+  const sources = new Map<string, SourceState>();
 
   const m = opts.metrics
     ? {
@@ -149,15 +191,22 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
         help: "Snapshots published",
         registers: [opts.metrics],
       }),
+      refused: new Counter({
+        name: "galley_config_changes_refused_total",
+        help: "Listings or updates refused as a whole, by the bound they broke (resources, bytes, empty)",
+        labelNames: ["bound"],
+        registers: [opts.metrics],
+      }),
     }
     : undefined;
 
   const originId = (source: string, origin: string) => `${source}\u0000${origin}`;
   const claimId = (oid: string, key: string) => `${oid}\u0000${key}`;
 
-  function applyContent(state: OriginState, c: OriginContent): void {
-    const oid = originId(state.source, state.origin);
-    const parsed = parseConfig(c.content, c.origin, { maxBytes: opts.maxBytes });
+  /** The next state of an origin from new content; `budget` stops parsing past that many resources. */
+  function planContent(prev: OriginState | undefined, source: string, c: OriginContent, budget?: number) {
+    const parsed = parseConfig(c.content, c.origin, { maxBytes: opts.maxBytes, maxResources: budget });
+    const previousAccepted = prev?.accepted ?? new Map<string, Resource>();
     const unkeyed = parsed.diagnostics.filter((d) => d.severity === "error" && d.resource === undefined);
     const keyedParseErrors = new Map<string, Diagnostic[]>();
     for (const d of parsed.diagnostics) {
@@ -176,11 +225,10 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
       ];
       if (errors.length === 0) {
         nextAccepted.set(key, r);
-        if (!claims.has(claimId(oid, key))) claims.set(claimId(oid, key), ++claimSeq);
       } else {
         nextRejected.set(key, { label: resourceLabel(r), errors });
         m?.rejected.inc({ kind: r.kind });
-        const previous = state.accepted.get(key);
+        const previous = previousAccepted.get(key);
         if (previous) nextAccepted.set(key, previous);
       }
     }
@@ -190,26 +238,135 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
     if (unkeyed.length > 0) {
       // Part of the origin could not be read as resources: keep everything it had before.
       m?.rejected.inc({ kind: "" });
-      for (const [key, r] of state.accepted) if (!nextAccepted.has(key)) nextAccepted.set(key, r);
+      for (const [key, r] of previousAccepted) if (!nextAccepted.has(key)) nextAccepted.set(key, r);
     }
-    for (const key of state.accepted.keys()) {
-      if (!nextAccepted.has(key)) claims.delete(claimId(oid, key));
-    }
-    state.accepted = nextAccepted;
-    state.rejected = nextRejected;
-    state.originErrors = unkeyed;
     for (const d of [...unkeyed, ...[...nextRejected.values()].flatMap((x) => x.errors)]) {
       log.warn("config rejected", { origin: c.origin, error: formatDiagnostic(d) });
     }
+    const next: OriginState = {
+      source,
+      origin: c.origin,
+      accepted: nextAccepted,
+      rejected: nextRejected,
+      originErrors: unkeyed,
+      bytes: inputBytes(c.content),
+    };
+    return { next, truncated: parsed.truncated === true };
   }
 
-  function applyError(state: OriginState, e: OriginError): void {
-    state.originErrors = [{ severity: "error", message: e.error, pos: { file: e.origin, line: 1, col: 1 } }];
+  function planError(prev: OriginState | undefined, source: string, e: OriginError): OriginState {
     m?.rejected.inc({ kind: "" });
     log.warn("config origin unreadable; keeping its previous resources", {
       origin: e.origin,
       error: e.error,
     });
+    return {
+      ...(prev ?? { source, origin: e.origin, accepted: new Map(), rejected: new Map(), bytes: 0 }),
+      originErrors: [{ severity: "error", message: e.error, pos: { file: e.origin, line: 1, col: 1 } }],
+    };
+  }
+
+  /**
+   * Works out what `changes` would make of the source's origins without touching the store:
+   * the plan, or why the change is refused as a whole. Bytes are checked before anything is
+   * parsed; parsing stops once the resources read pass the limit.
+   */
+  function plan(
+    source: string,
+    changes: readonly OriginChange[],
+    relist: boolean,
+  ): { plan: Plan } | { refused: string; bound: string } {
+    const next: Plan = new Map();
+    const touched = new Set(changes.map((c) => originId(source, c.origin)));
+    if (relist) {
+      for (const [oid, s] of origins) if (s.source === source && !touched.has(oid)) next.set(oid, undefined);
+    }
+    let restBytes = 0;
+    let restHeld = 0;
+    for (const [oid, s] of origins) {
+      if (touched.has(oid) || next.has(oid)) continue;
+      restBytes += s.bytes;
+      restHeld += held(s);
+    }
+    const before = (c: OriginChange) => origins.get(originId(source, c.origin));
+    if (opts.maxTotalBytes !== undefined) {
+      let total = restBytes;
+      for (const c of changes) {
+        if (isDeleted(c)) continue;
+        total += isError(c) ? before(c)?.bytes ?? 0 : inputBytes(c.content);
+      }
+      if (total > opts.maxTotalBytes) {
+        return {
+          bound: "bytes",
+          refused: `this change would bring the config across all sources to ` +
+            `${totalBytesExcess(total, opts.maxTotalBytes)}; keeping the last good config`,
+        };
+      }
+    }
+    let total = restHeld;
+    for (const c of changes) {
+      const oid = originId(source, c.origin);
+      const prev = next.has(oid) ? next.get(oid) : origins.get(oid);
+      if (isDeleted(c)) {
+        next.set(oid, undefined);
+        continue;
+      }
+      if (isError(c)) {
+        const s = planError(prev, source, c);
+        next.set(oid, s);
+        total += held(s);
+        continue;
+      }
+      const budget = opts.maxResources === undefined ? undefined : Math.max(0, opts.maxResources - total);
+      const { next: s, truncated } = planContent(prev, source, c, budget);
+      next.set(oid, s);
+      total += held(s);
+      if (opts.maxResources !== undefined && total > opts.maxResources) {
+        const exact = !truncated && c === changes.at(-1);
+        return {
+          bound: "resources",
+          refused:
+            `this change would hold ${exact ? "" : "at least "}${total} resources across all sources, ` +
+            `${total - opts.maxResources} over the limit of ${opts.maxResources} (--config-max-resources); ` +
+            `keeping the last good config`,
+        };
+      }
+    }
+    if (opts.refuseEmpty) {
+      let had = 0;
+      let keeps = 0;
+      for (const [oid, s] of origins) {
+        if (s.source !== source) continue;
+        had += s.accepted.size;
+        if (!next.has(oid)) keeps += s.accepted.size;
+      }
+      for (const s of next.values()) if (s !== undefined) keeps += s.accepted.size;
+      if (had > 0 && keeps === 0) {
+        return {
+          bound: "empty",
+          refused: `emptied: kept ${had} resources; pass --allow-empty-config to allow`,
+        };
+      }
+    }
+    return { plan: next };
+  }
+
+  /** Puts a plan in force (claims decide duplicates by first acceptance, in the plan's order). */
+  function commit(next: Plan): void {
+    for (const [oid, s] of next) {
+      const prev = origins.get(oid);
+      if (s === undefined) {
+        removeOrigin(oid);
+        continue;
+      }
+      for (const key of s.accepted.keys()) {
+        if (!claims.has(claimId(oid, key))) claims.set(claimId(oid, key), ++claimSeq);
+      }
+      for (const key of prev?.accepted.keys() ?? []) {
+        if (!s.accepted.has(key)) claims.delete(claimId(oid, key));
+      }
+      origins.set(oid, s);
+    }
   }
 
   function removeOrigin(oid: string): void {
@@ -217,16 +374,6 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
     if (!state) return;
     for (const key of state.accepted.keys()) claims.delete(claimId(oid, key));
     origins.delete(oid);
-  }
-
-  function stateFor(source: string, origin: string): OriginState {
-    const oid = originId(source, origin);
-    let s = origins.get(oid);
-    if (!s) {
-      s = { source, origin, accepted: new Map(), rejected: new Map(), originErrors: [] };
-      origins.set(oid, s);
-    }
-    return s;
   }
 
   function rebuild(): void {
@@ -343,26 +490,57 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
       }
       resources.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.origin < b.origin ? -1 : 1));
       originStatuses.sort((a, b) => (a.origin < b.origin ? -1 : 1));
-      return { resources, origins: originStatuses };
+      const sourceStatuses: SourceStatus[] = [];
+      for (const [source, st] of sources) {
+        let count = 0;
+        let bytes = 0;
+        for (const s of origins.values()) {
+          if (s.source !== source) continue;
+          count += s.accepted.size;
+          bytes += s.bytes;
+        }
+        const errors = [st.refused, st.problems.withheld].filter((e): e is string => e !== undefined);
+        sourceStatuses.push({
+          source,
+          state: errors.length > 0 ? "refused" : "ok",
+          errors,
+          warnings: st.problems.warnings,
+          resources: count,
+          bytes,
+        });
+      }
+      sourceStatuses.sort((a, b) => (a.source < b.source ? -1 : 1));
+      return { resources, origins: originStatuses, sources: sourceStatuses };
     },
     sink(source) {
-      const apply = (changes: readonly OriginChange[]) => {
-        for (const c of changes) {
-          if (isDeleted(c)) removeOrigin(originId(source, c.origin));
-          else if (isError(c)) applyError(stateFor(source, c.origin), c);
-          else applyContent(stateFor(source, c.origin), c);
+      const st: SourceState = sources.get(source) ?? { problems: { warnings: [] } };
+      sources.set(source, st);
+      const change = (changes: readonly OriginChange[], relist: boolean): SinkVerdict => {
+        const planned = plan(source, changes, relist);
+        if ("refused" in planned) {
+          if (st.refused !== planned.refused) {
+            log.warn("config change refused; keeping the last good config", {
+              source,
+              reason: planned.refused,
+            });
+          }
+          st.refused = planned.refused;
+          m?.refused.inc({ bound: planned.bound });
+          return { applied: false, reason: planned.refused };
         }
+        if (st.refused !== undefined) {
+          log.info("config change applied; the earlier refusal is over", { source });
+        }
+        st.refused = undefined;
+        commit(planned.plan);
+        rebuild();
+        return { applied: true };
       };
       return {
-        replace(list) {
-          const keep = new Set(list.map((c) => originId(source, c.origin)));
-          for (const [oid, s] of [...origins]) if (s.source === source && !keep.has(oid)) removeOrigin(oid);
-          apply(list);
-          rebuild();
-        },
-        update(changes) {
-          apply(changes);
-          rebuild();
+        replace: (list) => change(list, true),
+        update: (changes) => change(changes, false),
+        report(problems) {
+          st.problems = problems;
         },
       };
     },
@@ -370,6 +548,19 @@ export function createConfigStore(opts: StoreOptions): WritableConfigStore {
 }
 
 const hashCache = new WeakMap<Resource, string>();
+
+/** How far `total` bytes of config pass `limit`, the bound on total config, in words. */
+export function totalBytesExcess(total: number, limit: number): string {
+  return `${formatSize(total)} (${total} bytes), ${formatSize(total - limit)} over the limit of ` +
+    `${formatSize(limit)} (--config-max-total-size)`;
+}
+
+/** Resources an origin holds: accepted, and rejected without an accepted version. */
+function held(s: OriginState): number {
+  let n = s.accepted.size;
+  for (const key of s.rejected.keys()) if (!s.accepted.has(key)) n++;
+  return n;
+}
 
 /** A hash of what a resource says; cached per object, since unchanged resources keep their object. */
 function contentHash(r: Resource): string {

@@ -5,8 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { splitHostPort } from "../cli/setting.ts";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../shared/conn_guard.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { startFetchListener } from "../shared/fetch_listener.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
 import { parseConfig } from "./parse.ts";
 import { formatDiagnostic } from "./resource.ts";
 import { validateResource } from "./validate.ts";
@@ -22,6 +25,10 @@ export interface WebhookOptions {
   maxBytes: number;
   /** DNS names of the self-signed certificate. */
   dnsNames?: readonly string[];
+  /** Limits on the listener's connections. */
+  limits?: ConnectionLimits;
+  /** Where limit hits and open connections are counted. */
+  metrics?: MetricsRegistry;
 }
 
 /** A running webhook server. */
@@ -163,17 +170,30 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
     ));
   }
   const log = opts.logger;
-  const server = Bun.serve({
-    hostname: hp.host || "0.0.0.0",
+  // On node:http behind a connection guard: Bun.serve cannot cap connections (fetch_listener.ts).
+  const server = await startFetchListener({
+    name: "webhook",
+    host: hp.host || "0.0.0.0",
     port: hp.port,
     tls: { cert: certPem, key: keyPem },
-    maxRequestBodySize: opts.maxBytes,
+    maxBodyBytes: opts.maxBytes,
+    limits: opts.limits ?? DEFAULT_CONNECTION_LIMITS,
+    logger: log,
+    metrics: opts.metrics,
     async fetch(req) {
       const path = new URL(req.url).pathname;
       if (path !== "/validate") {
         return Response.json({ error: "not found; the webhook serves /validate" }, { status: 404 });
       }
       if (req.method !== "POST") return Response.json({ error: "use POST" }, { status: 405 });
+      // Only JSON is parsed as JSON: a text/plain body is what a web page can send anywhere.
+      const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+      if (type !== "application/json") {
+        return Response.json({
+          error: `Content-Type ${type || "(none)"} is not accepted: /validate takes an AdmissionReview ` +
+            "as application/json",
+        }, { status: 415 });
+      }
       let body: unknown;
       try {
         body = await req.json();
@@ -185,7 +205,7 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
       if (verdict && !verdict.allowed) log.info("admission denied", { uid: verdict.uid });
       return Response.json(res.body, { status: res.status });
     },
-    error(err) {
+    onError(err) {
       log.warn("webhook request failed", { err: errorMessage(err) });
       return Response.json({ error: "internal error" }, { status: 500 });
     },
@@ -193,6 +213,6 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
   return {
     addr: `${hp.host || "0.0.0.0"}:${server.port}`,
     certPem,
-    stop: () => server.stop(true),
+    stop: () => server.stop(),
   };
 }

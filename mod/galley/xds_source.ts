@@ -2,10 +2,12 @@
  * The MCP-over-xDS config source (`--config-source xds://HOST:PORT`): takes config from
  * another meshd's galley over ADS. It subscribes to every collection, ACKs what it can decode
  * and NACKs what it cannot, and reconnects with jittered backoff, keeping the last state it
- * had while the remote galley is unreachable.
+ * had while the remote galley is unreachable. A response larger than `maxResponseBytes` is not
+ * read at all; a change the local store refuses (over its bounds) is offered again as a full
+ * listing with the next change.
  */
 import { create } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { hostname } from "node:os";
 import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
@@ -35,6 +37,8 @@ export interface XdsSourceOptions {
   maxBackoffMs?: number;
   /** Jitter source in [0, 1); injectable for tests. */
   random?: () => number;
+  /** Largest response read, in bytes (the gRPC read limit); larger ones end the stream. */
+  maxResponseBytes?: number;
 }
 
 /** Parses "xds://HOST:PORT" into an http:// base URL, or throws saying what is wrong. */
@@ -57,6 +61,8 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
   let sink: SourceSink | undefined;
   let synced = false;
   let stopped = false;
+  /** The sink refused the last change: deliver the next one as a full listing. */
+  let relist = false;
   const abort = new AbortController();
   let loop: Promise<void> | undefined;
 
@@ -67,13 +73,16 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
   function applyResponse(url: string, docs: Map<string, string>): void {
     const before = state.get(url) ?? new Map<string, string>();
     state.set(url, docs);
-    if (!synced) {
+    if (!synced || relist) {
       if (state.size < byUrl.size) return;
-      synced = true;
       const all: OriginContent[] = [];
       for (const m of state.values()) for (const [origin, content] of m) all.push({ origin, content });
-      sink!.replace(all);
-      log.info("config synced from remote galley", { url: opts.url, resources: all.length });
+      const verdict = sink!.replace(all);
+      relist = !verdict.applied;
+      if (verdict.applied && !synced) {
+        synced = true;
+        log.info("config synced from remote galley", { url: opts.url, resources: all.length });
+      }
       return;
     }
     const changes: OriginChange[] = [];
@@ -81,11 +90,11 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
       if (before.get(origin) !== content) changes.push({ origin, content });
     }
     for (const origin of before.keys()) if (!docs.has(origin)) changes.push({ origin, deleted: true });
-    if (changes.length > 0) sink!.update(changes);
+    if (changes.length > 0) relist = !sink!.update(changes).applied;
   }
 
   async function session(): Promise<boolean> {
-    const transport = createGrpcTransport({ baseUrl });
+    const transport = createGrpcTransport({ baseUrl, readMaxBytes: opts.maxResponseBytes });
     const client = createClient(AggregatedDiscoveryService, transport);
     const requests = createChannel<DiscoveryRequest>();
     const node = { id: nodeId, metadata: { GENERATOR: "mcp" } };
@@ -95,6 +104,7 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
       for await (const res of client.streamAggregatedResources(requests, { signal: abort.signal })) {
         const c = byUrl.get(res.typeUrl);
         if (!c) continue;
+        if (!gotAny) sink!.report({ warnings: [] });
         gotAny = true;
         const docs = new Map<string, string>();
         let error: string | undefined;
@@ -124,6 +134,13 @@ export function createXdsSource(opts: XdsSourceOptions): ConfigSource {
     } catch (err) {
       if (!stopped) {
         log.warn("config stream from remote galley failed", { url: opts.url, err: errorMessage(err) });
+        const tooLarge = err instanceof ConnectError && err.code === Code.ResourceExhausted &&
+          opts.maxResponseBytes !== undefined;
+        const withheld = tooLarge
+          ? `the remote galley sent a response over ${opts.maxResponseBytes} bytes (--config-max-total-size); ` +
+            `it was not read, and the last good config is kept`
+          : `config stream failed: ${errorMessage(err)}`;
+        sink!.report({ withheld, warnings: [] });
       }
     } finally {
       requests.close();

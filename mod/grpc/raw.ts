@@ -6,7 +6,13 @@
  * A method is registered by path. Its handler gets a GrpcStream: length-prefixed messages in,
  * pre-encoded messages out (callers may share one encoded body between streams and add a
  * per-stream part in front), and a status at the end, as the gRPC-over-HTTP/2 protocol says.
- * Compressed request messages are refused (this server never negotiates compression).
+ * This server negotiates no compression: a call naming a grpc-encoding other than identity is
+ * refused with UNIMPLEMENTED (and grpc-accept-encoding: identity), and a message whose compressed
+ * flag is set anyway is a protocol error, INTERNAL, as the gRPC spec says.
+ *
+ * Output the client leaves unread is capped per call and per connection: a call over either cap
+ * is reset with ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED to gRPC clients), which frees what it had
+ * queued; a status in trailers would queue behind the unread data and never arrive.
  */
 import {
   create,
@@ -97,12 +103,16 @@ export class GrpcStream {
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
   private pendingTrailers: Record<string, string> | undefined;
+  /** This call's unread output when it last sent, as counted in its connection's total. */
+  private queued = 0;
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
     private readonly readMaxBytes: number,
     private readonly maxQueuedBytes: number,
+    private readonly connection?: ConnectionOutput,
   ) {
+    connection?.calls.add(this);
     stream.on("data", (chunk: Buffer) => this.receive(chunk));
     stream.on("end", () => {
       if (this.onhalfclose) this.onhalfclose();
@@ -111,6 +121,11 @@ export class GrpcStream {
     stream.on("error", () => {});
     stream.on("close", () => {
       this.finished = true;
+      if (this.connection) {
+        this.connection.calls.delete(this);
+        this.connection.queued -= this.queued;
+        this.queued = 0;
+      }
       const cb = this.onclose;
       this.onclose = undefined;
       this.onmessage = undefined;
@@ -129,10 +144,16 @@ export class GrpcStream {
     return this.finished;
   }
 
+  /** Response bytes queued that the client has not read yet; recorded as this call's share. */
+  unread(): number {
+    this.queued = this.finished ? 0 : this.stream.writableLength;
+    return this.queued;
+  }
+
   /**
    * Sends one message whose encoding is `head` followed by `body` (either may be shared with other
-   * calls; neither is copied here). Returns false, ending the call with RESOURCE_EXHAUSTED, when
-   * the client has left more than the queue limit unread.
+   * calls; neither is copied here). Returns false, resetting the call with ENHANCE_YOUR_CALM, when
+   * the client has left more than the call's or its connection's limit unread.
    */
   send(head: Uint8Array, body?: Uint8Array): boolean {
     if (this.finished) return false;
@@ -143,11 +164,29 @@ export class GrpcStream {
     this.respond();
     this.stream.write(prefix);
     if (body && body.length > 0) this.stream.write(body);
-    if (this.stream.writableLength > this.maxQueuedBytes) {
-      this.end(Code.ResourceExhausted, "the client is not reading its responses");
+    const queued = this.stream.writableLength;
+    if (queued > this.maxQueuedBytes) {
+      this.reset(queued);
       return false;
     }
+    const c = this.connection;
+    if (c) {
+      c.queued += queued - this.queued;
+      this.queued = queued;
+      if (c.queued > c.limit && unreadOnConnection(c) > c.limit) {
+        this.reset(c.queued);
+        return false;
+      }
+    }
     return true;
+  }
+
+  /** Resets the call for unread output, freeing what it had queued, and reports it. */
+  private reset(queued: number): void {
+    this.finished = true;
+    this.connection?.onLimit?.(this.stream.session, queued);
+    const s = this.stream;
+    if (!s.closed && !s.destroyed) s.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /**
@@ -221,7 +260,7 @@ export class GrpcStream {
     while (this.bufferedBytes >= 5) {
       const head = this.peek(5);
       if (head[0] !== 0) {
-        this.end(Code.Unimplemented, "compressed messages are not supported");
+        this.end(Code.Internal, "the compressed flag is set but no grpc-encoding was negotiated");
         return;
       }
       const length = ((head[1]! << 24) >>> 0) + (head[2]! << 16) + (head[3]! << 8) + head[4]!;
@@ -261,12 +300,33 @@ export class GrpcStream {
   }
 }
 
+/** The unread output of one connection's calls. */
+interface ConnectionOutput {
+  readonly calls: Set<GrpcStream>;
+  /** Sum of the calls' unread bytes as of their last sends (an upper bound: some may have drained). */
+  queued: number;
+  readonly limit: number;
+  readonly onLimit?: (session: http2.Http2Session | undefined, queued: number) => void;
+}
+
+/** Recounts a connection's unread output exactly (when the running total says it is over). */
+function unreadOnConnection(c: ConnectionOutput): number {
+  let total = 0;
+  for (const call of c.calls) total += call.unread();
+  c.queued = total;
+  return total;
+}
+
 /** Options for serving gRPC methods by path. */
 export interface GrpcStreamRoutesOptions {
   /** Largest accepted request message. */
   readMaxBytes: number;
-  /** Unread response bytes per call beyond which the call is ended. */
+  /** Unread response bytes per call beyond which the call is reset. */
   maxQueuedBytes?: number;
+  /** Unread response bytes per connection (all its calls) beyond which the sending call is reset. */
+  maxQueuedBytesPerConnection?: number;
+  /** Told when a call is reset for unread output (to count and log it). */
+  onUnreadLimit?: (session: http2.Http2Session | undefined, queued: number) => void;
   /** Holds the calls in progress (to end them all at shutdown). */
   calls?: Set<GrpcStream>;
 }
@@ -283,6 +343,17 @@ export function serveGrpcStreams(
   const previous = server.listeners("stream") as Array<(...args: unknown[]) => void>;
   server.removeAllListeners("stream");
   const maxQueued = opts.maxQueuedBytes ?? 64 * 1024 * 1024;
+  const perConnection = opts.maxQueuedBytesPerConnection;
+  const outputs = new WeakMap<http2.Http2Session, ConnectionOutput>();
+  const outputOf = (session: http2.Http2Session | undefined): ConnectionOutput | undefined => {
+    if (perConnection === undefined || !session) return undefined;
+    let o = outputs.get(session);
+    if (!o) {
+      o = { calls: new Set(), queued: 0, limit: perConnection, onLimit: opts.onUnreadLimit };
+      outputs.set(session, o);
+    }
+    return o;
+  };
   server.on("stream", function (this: unknown, stream: http2.ServerHttp2Stream, headers, ...rest: unknown[]) {
     const handler = routes.get(String(headers[":path"]));
     if (!handler) {
@@ -295,7 +366,21 @@ export function serveGrpcStreams(
       stream.on("error", () => {});
       return;
     }
-    const call = new GrpcStream(stream, opts.readMaxBytes, maxQueued);
+    const encoding = headers["grpc-encoding"];
+    if (encoding !== undefined && encoding !== "identity") {
+      stream.on("error", () => {});
+      stream.respond({
+        ":status": 200,
+        "content-type": "application/grpc+proto",
+        "grpc-accept-encoding": "identity",
+        "grpc-status": String(Code.Unimplemented),
+        "grpc-message": encodeURIComponent(
+          `grpc-encoding ${String(encoding)} is not supported; use identity`,
+        ),
+      }, { endStream: true });
+      return;
+    }
+    const call = new GrpcStream(stream, opts.readMaxBytes, maxQueued, outputOf(stream.session));
     if (opts.calls) {
       const calls = opts.calls;
       calls.add(call);

@@ -1,7 +1,8 @@
 /**
  * The shared gRPC server: one Connect router over node:http2 that every module registers its
  * services into, served in plaintext (`listen`) and, once a module has a certificate for it,
- * over TLS (`listenTls`), with graceful shutdown of both.
+ * over TLS (`listenTls`), with graceful shutdown of both. Each listener sits behind a connection
+ * guard (caps, handshake and idle timeouts) with HTTP/2 stream and keepalive limits.
  */
 import type {
   DescMessage,
@@ -16,11 +17,19 @@ import {
   createContextValues,
   type ServiceImpl,
 } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { splitHostPort } from "../cli/setting.ts";
 import { linkKey } from "../runtime/links.ts";
+import {
+  type ConnectionGuard,
+  type ConnectionLimits,
+  createConnectionGuard,
+  DEFAULT_CONNECTION_LIMITS,
+} from "../shared/conn_guard.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
+import { type ConnectHandler, createConnectHandler } from "./connect_handler.ts";
+import { applyHttp2Limits, type Http2Limits, http2Settings } from "./h2_limits.ts";
 import {
   type GrpcStream,
   type GrpcStreamHandler,
@@ -57,11 +66,34 @@ export interface ServiceOptions<S extends DescService> {
   readonly direct?: ReadonlyArray<keyof S["method"] & string>;
 }
 
+/** Every limit of a gRPC listener. */
+export interface GrpcListenerLimits extends ConnectionLimits, Http2Limits {
+  /** Response bytes a connection's clients may leave unread before the sending call is reset. */
+  readonly maxUnreadOutputPerConnection: number;
+}
+
+/** Limits of a listener when none are given: generous, for tests and embedded servers. */
+export const DEFAULT_GRPC_LIMITS: GrpcListenerLimits = {
+  ...DEFAULT_CONNECTION_LIMITS,
+  maxConcurrentStreams: 1000,
+  maxUnreadOutputPerConnection: 64 * 1024 * 1024,
+  // 15 s as Istio's control plane enforces: xDS clients keep one quiet stream open for hours and
+  // some ping it every 30 s.
+  keepaliveMinTimeMs: 15_000,
+  keepalivePermitWithoutCalls: false,
+  keepaliveTimeMs: 2 * 60 * 60_000,
+  keepaliveTimeoutMs: 20_000,
+};
+
 /** Options for createGrpcServer. */
 export interface GrpcServerOptions {
   logger: Logger;
   /** Largest accepted request message; larger ones get RESOURCE_EXHAUSTED. */
   readMaxBytes?: number;
+  /** Connection, stream and keepalive limits of every listener. */
+  limits?: GrpcListenerLimits;
+  /** Where limit hits and open connections are counted. */
+  metrics?: MetricsRegistry;
 }
 
 /** A gRPC server under construction, then running. */
@@ -82,6 +114,8 @@ export interface GrpcServer {
   listenTls(addr: string, tls: TlsMaterial): Promise<{ host: string; port: number }>;
   /** Replaces the TLS listener's certificate and trust (rotation); new connections use it. */
   updateTls(tls: TlsMaterial): void;
+  /** Paths ("/package.Service/Method") of every method served, once listening. */
+  methods(): string[];
   /**
    * Stops accepting connections, aborts every handler's signal (so streams end), sends GOAWAY
    * and waits for streams to finish; whatever is left when `graceMs` passes is destroyed.
@@ -96,14 +130,16 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
   const sessions = new Set<http2.ServerHttp2Session>();
   const servers: Array<http2.Http2Server | http2.Http2SecureServer> = [];
   let tlsServer: http2.Http2SecureServer | undefined;
-  let handler: ReturnType<typeof connectNodeAdapter> | undefined;
+  let handler: ConnectHandler | undefined;
   const streamRoutes = new Map<string, GrpcStreamHandler>();
   const calls = new Set<GrpcStream>();
+  const guards: ConnectionGuard[] = [];
   const readMaxBytes = opts.readMaxBytes ?? 4 * 1024 * 1024;
+  const limits = opts.limits ?? DEFAULT_GRPC_LIMITS;
   const log = opts.logger;
 
   function getHandler() {
-    handler ??= connectNodeAdapter({
+    handler ??= createConnectHandler({
       routes: (router) => registrations.forEach((r) => r(router)),
       grpc: true,
       grpcWeb: false,
@@ -116,15 +152,33 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
         if (peer) values.set(PEER_CERTIFICATE, peer);
         return values;
       },
-    });
-    return handler;
+    }, log);
+    return handler.handle;
   }
 
   function serve(srv: http2.Http2Server | http2.Http2SecureServer, addr: string, secure: boolean) {
     const hp = splitHostPort(addr);
     if (hp === undefined) return Promise.reject(new Error(`bad gRPC address ${addr}`));
+    const guard = createConnectionGuard(secure ? "grpc-tls" : "grpc", {
+      limits,
+      logger: log,
+      metrics: opts.metrics,
+    });
     servers.push(srv);
-    serveGrpcStreams(srv, streamRoutes, { readMaxBytes, calls });
+    guards.push(guard);
+    applyHttp2Limits(srv, guard, { limits });
+    serveGrpcStreams(srv, streamRoutes, {
+      readMaxBytes,
+      calls,
+      maxQueuedBytesPerConnection: limits.maxUnreadOutputPerConnection,
+      onUnreadLimit(session, queued) {
+        const conn = guard.of(session?.socket);
+        guard.hit("unread_output", conn?.source ?? "unknown", {
+          unreadBytes: queued,
+          limit: limits.maxUnreadOutputPerConnection,
+        });
+      },
+    });
     srv.on("session", (s: http2.ServerHttp2Session) => {
       sessions.add(s);
       s.on("close", () => sessions.delete(s));
@@ -132,14 +186,10 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     });
     srv.on("sessionError", (err) => log.warn("gRPC session error", { err }));
     if (secure) srv.on("tlsClientError", (err) => log.debug("TLS handshake failed", { err: err.message }));
-    return new Promise<{ host: string; port: number }>((resolve, reject) => {
-      srv.once("error", reject);
-      srv.listen(hp.port, hp.host || undefined, () => {
-        srv.off("error", reject);
-        srv.on("error", (err) => log.error("gRPC server error", { err }));
-        const a = srv.address() as AddressInfo;
-        resolve({ host: a.address, port: a.port });
-      });
+    srv.on("error", (err) => log.error("gRPC server error", { err }));
+    return guard.listen(hp, (socket) => srv.emit("connection", socket)).then((a) => {
+      const info = a as AddressInfo;
+      return { host: info.address, port: info.port };
     });
   }
 
@@ -176,7 +226,11 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     },
 
     listen(addr) {
-      return serve(http2.createServer({ unknownProtocolTimeout: 2000 }, getHandler()), addr, false);
+      return serve(
+        http2.createServer({ unknownProtocolTimeout: 2000, settings: http2Settings(limits) }, getHandler()),
+        addr,
+        false,
+      );
     },
 
     listenTls(addr, tls) {
@@ -191,6 +245,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
           allowHTTP1: false,
           minVersion: "TLSv1.2",
           ALPNProtocols: ["h2"],
+          settings: http2Settings(limits),
         },
         getHandler(),
       );
@@ -201,11 +256,13 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
       tlsServer?.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca });
     },
 
+    methods() {
+      return [...new Set([...(handler?.paths ?? []), ...streamRoutes.keys()])].sort();
+    },
+
     async shutdown(graceMs) {
       if (servers.length === 0) return;
-      const closed = Promise.all(
-        servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))),
-      );
+      const closed = Promise.all(guards.map((g) => g.close()));
       shutdownController.abort();
       for (const c of calls) c.end(0);
       for (const s of sessions) if (!s.closed) s.close();
@@ -218,6 +275,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
       if (outcome === "timeout") {
         log.warn("gRPC grace period over; closing remaining connections", { connections: sessions.size });
         for (const s of sessions) s.destroy();
+        for (const g of guards) g.destroyAll();
         await closed;
       }
     },

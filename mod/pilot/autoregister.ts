@@ -11,8 +11,8 @@
  * - Every connection of the same workload (Envoy, the agent's own stream, proxyless apps:
  *   same group, namespace and IP) keeps it registered; `graceMs` after the last one closes it
  *   is removed, unless one reconnected meanwhile.
- * - A group missing from config registers nothing until it appears (the connection is not
- *   refused: config may arrive later); the group's later edits apply at once.
+ * - A group missing from config registers nothing until it appears (Envoy's connection is not
+ *   ended: config may arrive later); the group's later edits apply at once.
  * - Health travels on the ADS stream as `type.googleapis.com/istio.v1.HealthInformation`
  *   requests. Pilot answers the subscription with the group's probe (one
  *   google.protobuf.Struct resource named "NAMESPACE/NAME", holding the probe in Istio's JSON;
@@ -26,11 +26,19 @@
  *   template's service account, when the template names one); the workload then takes the
  *   certificate's service account, whatever the node metadata says. A connection without one
  *   (the plaintext port) registers only with `--auto-register-require-identity=false`.
+ * - Refusals reach the agent: a stream that subscribes to the health type (the agent's own
+ *   registration stream) while its registration is refused ends with PERMISSION_DENIED (identity,
+ *   service account) or FAILED_PRECONDITION (the group is not in config), the message naming the
+ *   group, the identity and what was expected; on a config change that refuses a registered
+ *   workload, its stream ends the same way. Other streams of the workload (Envoy's) keep their
+ *   config. Refusals stay visible in `/debug/registrationz` after their streams end
+ *   (refusal_log.ts).
  *
  * @module
  */
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { anyPack, StructSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { SettingSpec } from "../cli/setting.ts";
 import type { ReadinessProbe, WorkloadEntrySpec, WorkloadGroupSpec } from "../galley/kinds/networking.ts";
 import type { ConfigReadiness, ConfigStore } from "../galley/mod.ts";
@@ -43,6 +51,7 @@ import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "../x
 import { contentVersion, setVersion } from "../xds/version.ts";
 import { type Proxy, proxyFromNode } from "./model/proxy.ts";
 import type { RegistryState, ServiceRegistry, Workload } from "./model/registry.ts";
+import { createRefusalLog, type Refusal, type RefusalCode } from "./refusal_log.ts";
 
 /** Istio's health information type URL; the agent (mod/agent/registration.ts) speaks it too. */
 export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
@@ -83,15 +92,34 @@ export interface AutoRegistryOptions {
    * must not read as "no probe"). Absent: always ready.
    */
   readonly configReady?: ConfigReadiness;
+  /** Most refusals kept after their streams ended (default 256). */
+  readonly maxRefusals?: number;
+  /** How long a refusal is kept after its last connection closed (default one hour). */
+  readonly keepRefusalsMs?: number;
 }
 
-/** One registered workload, as debug pages show it. */
+/** How far a workload's registration is: in the registry, waiting for config, or refused. */
+export type RegistrationState = "REGISTERED" | "PENDING" | "REFUSED";
+
+/** One registered workload, or a refused attempt, as debug pages show it. */
 export interface RegistrationStatus {
   readonly workload: string;
   /** "NAMESPACE/NAME" of the group. */
   readonly group: string;
   readonly address: string;
   readonly connections: number;
+  /** REGISTERED: in EDS when healthy; PENDING: config still loading; REFUSED: left out (reason). */
+  readonly state: RegistrationState;
+  /** Why it is PENDING or REFUSED. */
+  readonly reason?: string;
+  /** The gRPC status the agent's stream ended with, when REFUSED. */
+  readonly code?: RefusalCode;
+  /** Node ids of its connections (the last ones while none is open). */
+  readonly nodes: readonly string[];
+  /** The SPIFFE ID the last connection proved with its certificate. */
+  readonly identity?: string;
+  /** When it was last refused (ISO), for refusals kept after the registration ended. */
+  readonly refusedAt?: string;
   /** Whether the group exists in config (otherwise nothing is registered yet). */
   readonly groupFound: boolean;
   readonly hasProbe: boolean;
@@ -110,6 +138,11 @@ export interface AutoRegistry extends ServiceRegistry {
   readonly observer: XdsObserver;
   /** Every registration, sorted by workload name. */
   registrations(): RegistrationStatus[];
+  /**
+   * Refused attempts that have no registration (any more), sorted by node id: bounded in count,
+   * each kept for a while after its last connection closed.
+   */
+  refusals(): RegistrationStatus[];
   /** Cancels grace timers and stops following config. */
   close(): void;
 }
@@ -129,10 +162,18 @@ interface Registration {
   proxy: Proxy;
   /** The identity the last connection proved with its certificate. */
   identity?: WorkloadIdentity;
-  readonly connections: Set<string>;
+  /** Open connections: connection id to node id. */
+  readonly connections: Map<string, string>;
+  /** Node ids of the open connections, or of the last ones while none is open. */
+  nodes: readonly string[];
   disconnectedAt?: number;
   grace?: Timer;
   health?: Health;
+}
+
+/** The distinct node ids of a registration's open connections, sorted. */
+function nodeIds(r: Registration): string[] {
+  return [...new Set(r.connections.values())].sort();
 }
 
 /** "NS/NAME" or "NAME" (in the proxy's namespace). */
@@ -152,6 +193,14 @@ function locality(node: XdsClient["node"]): string | undefined {
   const l = node.locality;
   if (!l || (!l.region && !l.zone && !l.subZone)) return undefined;
   return [l.region, l.zone, l.subZone].join("/").replace(/\/+$/, "");
+}
+
+/** The status a refused stream ends with: the message names the group and the reason. */
+export function refusalError(group: string, refusal: Refusal): ConnectError {
+  return new ConnectError(
+    `auto-registration into WorkloadGroup ${group} refused: ${refusal.reason}`,
+    refusal.code === "FAILED_PRECONDITION" ? Code.FailedPrecondition : Code.PermissionDenied,
+  );
 }
 
 /** The version pilot's single probe resource gets, and so the version of its response. */
@@ -196,6 +245,14 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   const nodes = new Map<Registration, XdsClient["node"]>();
   let epoch = 0;
   let cached: { key: string; state: RegistryState } | undefined;
+  const refusalLog = createRefusalLog({
+    now: () => o.clock.now(),
+    max: o.maxRefusals,
+    keepMs: o.keepRefusalsMs,
+  });
+  /** Open connections refused before they registered (identity), with their group. */
+  const refusedConnections = new Map<string, { group: string; refusal: Refusal }>();
+  const configLoaded = () => o.configReady?.now() ?? true;
 
   const changed = () => {
     epoch++;
@@ -226,6 +283,28 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     return h.healthy ? { healthy: true } : { healthy: false, message: h.message };
   }
 
+  /** Why a registration is refused by the group in config now (undefined: it is not). */
+  function refusalOf(r: Registration, g = groupOf(r)): Refusal | undefined {
+    if (!g) {
+      if (!configLoaded()) return undefined;
+      return {
+        code: "FAILED_PRECONDITION",
+        reason:
+          `there is no such WorkloadGroup in config${r.identity ? ` (identity ${r.identity.uri})` : ""}; ` +
+          "create it, or correct the agent's --workload-group",
+      };
+    }
+    const sa = g.spec.template?.serviceAccount;
+    if (r.identity && sa && sa !== r.identity.serviceAccount) {
+      return {
+        code: "PERMISSION_DENIED",
+        reason: `identity ${r.identity.uri} has service account ${r.identity.serviceAccount}, ` +
+          `but the group's template wants ${sa}`,
+      };
+    }
+    return undefined;
+  }
+
   /** Groups whose service-account mismatch was logged, by registration (to log it once). */
   const mismatchLogged = new WeakSet<Registration>();
 
@@ -233,12 +312,12 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     const g = groupOf(r);
     if (!g) return undefined;
     const t: WorkloadEntrySpec = g.spec.template ?? {};
-    if (r.identity && t.serviceAccount && t.serviceAccount !== r.identity.serviceAccount) {
+    if (refusalOf(r, g)) {
       if (!mismatchLogged.has(r)) {
         mismatchLogged.add(r);
         log.warn("auto-registered workload left out: its identity has another service account", {
           workload: autoRegisteredName(r.group, r.ip),
-          identity: r.identity.uri,
+          identity: r.identity?.uri,
           serviceAccount: t.serviceAccount,
         });
       }
@@ -277,14 +356,25 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       return;
     }
     const identity = connectionIdentity(c);
-    const refuse = (reason: string) =>
-      log.warn("auto-registration refused", {
+    const group = `${ref.namespace}/${ref.name}`;
+    const refuse = (reason: string) => {
+      log.warn("auto-registration refused", { node: c.node.id, group, reason });
+      const refusal: Refusal = { code: "PERMISSION_DENIED", reason };
+      refusedConnections.set(c.connectionId, { group, refusal });
+      refusalLog.record({
+        ...refusal,
         node: c.node.id,
-        group: `${ref.namespace}/${ref.name}`,
-        reason,
-      });
+        group,
+        workload: autoRegisteredName(ref.name, proxy.ip),
+        address: proxy.ip,
+        ...(identity && !("problem" in identity) ? { identity: identity.uri } : {}),
+      }, c.connectionId);
+    };
     if (identity === undefined && (o.requireIdentity ?? true)) {
-      refuse("the connection presented no client certificate (see --auto-register-require-identity)");
+      refuse(
+        "the connection presented no client certificate; connect to the TLS port with the workload " +
+          "certificate (or run pilot with --auto-register-require-identity=false)",
+      );
       return;
     }
     if (identity && "problem" in identity) {
@@ -295,11 +385,20 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       refuse(`identity ${identity.uri} is not in the group's namespace ${ref.namespace}`);
       return;
     }
+    refusalLog.forget(c.node.id);
     const key = `${ref.namespace}/${ref.name}/${proxy.ip}`;
     let r = regs.get(key);
     const fresh = r === undefined;
     if (!r) {
-      r = { key, namespace: ref.namespace, group: ref.name, ip: proxy.ip, proxy, connections: new Set() };
+      r = {
+        key,
+        namespace: ref.namespace,
+        group: ref.name,
+        ip: proxy.ip,
+        proxy,
+        connections: new Map(),
+        nodes: [],
+      };
       regs.set(key, r);
     }
     const before = JSON.stringify([
@@ -314,7 +413,8 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     r.grace?.cancel();
     r.grace = undefined;
     r.disconnectedAt = undefined;
-    r.connections.add(c.connectionId);
+    r.connections.set(c.connectionId, c.node.id);
+    r.nodes = nodeIds(r);
     byConnection.set(c.connectionId, r);
     const g = groupOf(r);
     log.info(fresh ? "workload auto-registered" : "auto-registered workload reconnected", {
@@ -328,16 +428,34 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   }
 
   function disconnected(c: XdsClient): void {
+    if (refusedConnections.delete(c.connectionId)) refusalLog.closed(c.connectionId);
     const r = byConnection.get(c.connectionId);
     if (!r) return;
     byConnection.delete(c.connectionId);
     r.connections.delete(c.connectionId);
-    if (r.connections.size > 0) return;
+    if (r.connections.size > 0) {
+      r.nodes = nodeIds(r);
+      return;
+    }
     r.disconnectedAt = o.clock.now();
     r.grace?.cancel();
     r.grace = o.clock.setTimer(o.graceMs, () => {
       if (r.connections.size > 0 || regs.get(r.key) !== r) return;
       regs.delete(r.key);
+      // A refused registration that ends stays visible as a refusal.
+      const refusal = refusalOf(r);
+      if (refusal) {
+        for (const node of r.nodes) {
+          refusalLog.record({
+            ...refusal,
+            node,
+            group: `${r.namespace}/${r.group}`,
+            workload: autoRegisteredName(r.group, r.ip),
+            address: r.ip,
+            ...(r.identity ? { identity: r.identity.uri } : {}),
+          });
+        }
+      }
       nodes.delete(r);
       log.info("auto-registered workload removed after its grace period", {
         workload: autoRegisteredName(r.group, r.ip),
@@ -374,7 +492,11 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     typeUrls: [HEALTH_TYPE_URL],
     ready: () => o.configReady?.now() ?? true,
     resources(client) {
+      const refused = refusedConnections.get(client.connectionId);
+      if (refused) throw refusalError(refused.group, refused.refusal);
       const r = byConnection.get(client.connectionId);
+      const refusal = r && refusalOf(r);
+      if (refusal) throw refusalError(`${r.namespace}/${r.group}`, refusal);
       const probe = r ? probeOf(r) : undefined;
       return probe ? new Map([[probe.name, probe]]) : new Map();
     },
@@ -385,8 +507,10 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   };
 
   const pushProbes = () => {
-    if (byConnection.size === 0) return;
-    for (const l of providerListeners) l(new Set([HEALTH_TYPE_URL]), (c) => byConnection.has(c.connectionId));
+    if (byConnection.size === 0 && refusedConnections.size === 0) return;
+    const which = (c: XdsClient) =>
+      byConnection.has(c.connectionId) || refusedConnections.has(c.connectionId);
+    for (const l of providerListeners) l(new Set([HEALTH_TYPE_URL]), which);
   };
   const unsubscribe = o.store.subscribe(pushProbes);
   o.configReady?.promise.then(pushProbes);
@@ -408,13 +532,18 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       return () => listeners.delete(listener);
     },
     registrations() {
-      return [...regs.values()].map((r) => {
+      return [...regs.values()].map((r): RegistrationStatus => {
         const h = healthOf(r);
+        const refusal = refusalOf(r);
         return {
           workload: autoRegisteredName(r.group, r.ip),
           group: `${r.namespace}/${r.group}`,
           address: r.ip,
           connections: r.connections.size,
+          state: refusal ? "REFUSED" : configLoaded() ? "REGISTERED" : "PENDING",
+          ...(refusal ?? (configLoaded() ? {} : { reason: "pilot's config is still loading" })),
+          nodes: r.nodes,
+          ...(r.identity ? { identity: r.identity.uri } : {}),
           groupFound: groupOf(r) !== undefined,
           hasProbe: probeOf(r) !== undefined,
           healthy: h.healthy,
@@ -425,6 +554,33 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
         };
       }).sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
     },
+    refusals() {
+      const snapshot = o.store.snapshot();
+      return refusalLog.list().map((e): RegistrationStatus => {
+        const slash = e.group.indexOf("/");
+        const found = snapshot.get<WorkloadGroupSpec>(
+          NETWORKING,
+          "WorkloadGroup",
+          e.group.slice(0, slash),
+          e.group.slice(slash + 1),
+        );
+        return {
+          workload: e.workload,
+          group: e.group,
+          address: e.address,
+          connections: e.openConnections,
+          state: "REFUSED",
+          code: e.code,
+          reason: e.reason,
+          nodes: [e.node],
+          ...(e.identity ? { identity: e.identity } : {}),
+          refusedAt: new Date(e.at).toISOString(),
+          groupFound: found !== undefined,
+          hasProbe: found?.spec.probe !== undefined,
+          healthy: false,
+        };
+      });
+    },
     close() {
       unsubscribe();
       for (const r of regs.values()) r.grace?.cancel();
@@ -434,8 +590,9 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   o.ads?.addObserver(observer);
   o.debug?.({
     path: "registrationz",
-    description: "auto-registered workloads: group, address, connections, probe and health",
-    handle: () => Response.json(registry.registrations()),
+    description:
+      "auto-registered workloads and refused attempts: group, address, nodes, state (REGISTERED, PENDING, REFUSED with the reason), probe and health",
+    handle: () => Response.json([...registry.registrations(), ...registry.refusals()]),
   });
   return registry;
 }

@@ -1,9 +1,11 @@
 /**
- * `meshd proxy-status` and `meshd proxy-config`: what a running meshd serves its proxies.
+ * `meshd proxy-status` and `meshd proxy-config`: what a running meshd serves its proxies, and
+ * how its VM agents' auto-registrations stand.
  */
 import type { Command } from "../cli/command.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
+import type { RegistrationStatus } from "./autoregister.ts";
 import type { ProxySync } from "./xds/sync_status.ts";
 
 const ADMIN: SettingSpec = {
@@ -39,32 +41,94 @@ export function table(rows: readonly (readonly string[])[]): string {
   ).join("\n") + "\n";
 }
 
-/** `meshd proxy-status`: every connected proxy and whether it is in sync, per type. */
+/** An agent's registration as one cell: REGISTERED, PENDING (why) or REFUSED: why. */
+export function registrationCell(r: RegistrationStatus): string {
+  const gone = r.connections === 0 && r.disconnectedAt ? " (disconnected)" : "";
+  if (r.state === "REFUSED") return `REFUSED: ${r.reason ?? ""}`;
+  if (r.state === "PENDING") return `PENDING (${r.reason ?? ""})${gone}`;
+  return `REGISTERED${gone}`;
+}
+
+/** An agent's health as one cell: the probe's last result. */
+export function healthCell(r: RegistrationStatus): string {
+  if (r.state === "REFUSED") return "-";
+  if (!r.hasProbe) return "HEALTHY (no probe)";
+  return r.healthy ? "HEALTHY" : `UNHEALTHY (${r.message ?? ""})`;
+}
+
+/** The agents section of proxy-status: one row per node id of each registration. */
+export function agentRows(regs: readonly RegistrationStatus[]): string[][] {
+  const rows = [["VM AGENT", "GROUP", "REGISTRATION", "WORKLOAD ENTRY", "ADDRESS", "HEALTH"]];
+  for (const r of regs) {
+    for (const node of r.nodes.length > 0 ? r.nodes : ["-"]) {
+      rows.push([node, r.group, registrationCell(r), r.workload, r.address, healthCell(r)]);
+    }
+  }
+  return rows;
+}
+
+/** One agent's registration in detail, as `meshd proxy-status NODE_ID` prints it. */
+export function agentDetail(node: string, r: RegistrationStatus): string {
+  const rows: string[][] = [
+    ["VM AGENT", node],
+    ["GROUP", r.group],
+    ["REGISTRATION", registrationCell(r)],
+    ...(r.code ? [["STATUS", r.code]] : []),
+    ...(r.identity ? [["IDENTITY", r.identity]] : []),
+    ["WORKLOAD ENTRY", r.workload],
+    ["ADDRESS", r.address],
+    ["CONNECTIONS", String(r.connections)],
+    ["HEALTH", healthCell(r)],
+    ...(r.refusedAt ? [["REFUSED AT", r.refusedAt]] : []),
+    ...(r.disconnectedAt ? [["DISCONNECTED AT", r.disconnectedAt]] : []),
+  ];
+  return table(rows);
+}
+
+/** `meshd proxy-status`: every connected proxy and whether it is in sync, per type; then the VM agents. */
 export const proxyStatusCommand: Command = {
   name: "proxy-status",
   summary:
-    "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT",
+    "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT; " +
+    "and VM agents' registration and health",
   usage: "meshd proxy-status [--admin-addr HOST:PORT] [-o short|json] [PROXY_ID]",
+  description: [
+    "Reads /debug/syncz and /debug/registrationz of a running meshd. VM agents (streams carrying",
+    "AUTO_REGISTER_GROUP) are listed under VM AGENT with their WorkloadGroup, registration state, WorkloadEntry",
+    "name, address and probe health; refused registrations stay listed for an hour after their stream ended.",
+    'PROXY_ID shows one proxy, or one agent in detail. -o json prints {"proxies": [...], "agents": [...]}.',
+  ].join("\n"),
   settings: () => [ADMIN, OUTPUT],
   args: { min: 0, max: 1, name: "PROXY_ID" },
   async run(inv) {
-    const { body } = await getJson<ProxySync[]>(inv.settings.string("admin-addr"), "/debug/syncz");
-    const list = inv.args[0] ? body.filter((p) => p.proxy === inv.args[0]) : body;
-    if (inv.args[0] && list.length === 0) throw new Error(`proxy ${inv.args[0]} is not connected`);
+    const addr = inv.settings.string("admin-addr");
+    const { body } = await getJson<ProxySync[]>(addr, "/debug/syncz");
+    // A meshd without pilot's auto-registry has no /debug/registrationz: no agents.
+    const regsAnswer = await getJson<RegistrationStatus[]>(addr, "/debug/registrationz");
+    const regs = regsAnswer.status === 200 && Array.isArray(regsAnswer.body) ? regsAnswer.body : [];
+    const id = inv.args[0];
+    const list = id ? body.filter((p) => p.proxy === id) : body;
+    const agents = id ? regs.filter((r) => r.nodes.includes(id)) : regs;
+    if (id && list.length === 0 && agents.length === 0) throw new Error(`proxy ${id} is not connected`);
     if (inv.settings.string("output") === "json") {
-      inv.out(JSON.stringify(list, null, 2) + "\n");
+      inv.out(JSON.stringify({ proxies: list, agents }, null, 2) + "\n");
       return 0;
     }
     const cell = (p: ProxySync, t: "CDS" | "LDS" | "EDS" | "RDS") => {
       const s = p.types[t];
       if (!s) return "NOT SENT";
-      return s.state === "NACKED" ? `NACKED (${s.nackMessage ?? ""})` : s.state;
+      const state = s.state === "NACKED" ? `NACKED (${s.nackMessage ?? ""})` : s.state;
+      return s.sizeWarning ? `${state} (${s.sizeWarning})` : state;
     };
     const rows = [["NAME", "CDS", "LDS", "EDS", "RDS", "MODE"]];
     for (const p of list) {
       rows.push([p.proxy, cell(p, "CDS"), cell(p, "LDS"), cell(p, "EDS"), cell(p, "RDS"), p.mode]);
     }
-    inv.out(table(rows));
+    const parts: string[] = [];
+    if (!id || list.length > 0) parts.push(table(rows));
+    if (id) parts.push(...agents.map((r) => agentDetail(id, r)));
+    else if (agents.length > 0) parts.push(table(agentRows(agents)));
+    inv.out(parts.join("\n"));
     return 0;
   },
 };

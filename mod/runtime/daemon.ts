@@ -4,15 +4,20 @@
  */
 import type { Settings } from "../cli/flags.ts";
 import { LOG_SETTINGS, type SettingSpec } from "../cli/setting.ts";
+import { parseAllowedHosts } from "../admin/guard.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
+import { loadOrCreateAdminToken } from "../admin/token.ts";
 import { createGrpcServer, GRPC_SERVER } from "../grpc/server.ts";
 import { registerHealthService } from "../grpc/health.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createMetricsRegistry, type MetricsRegistry } from "../shared/metrics.ts";
+import { removeLeftoverTempFiles } from "../shared/state_files.ts";
+import { STORE, type Store, STORE_SETTINGS, storeDebugHandler, storeRequested } from "../store/mod.ts";
 import { ADS_SERVER, createAdsServer } from "../xds/mod.ts";
 import { createLinks } from "./links.ts";
+import { checkFileLimit, LISTENER_SETTINGS, listenerLimits } from "./listener_settings.ts";
 import type { DebugHandler, Module, ModuleDefinition } from "./module.ts";
 
 /** The settings every `meshd serve` has, whatever modules run. */
@@ -30,6 +35,13 @@ export const DAEMON_SETTINGS: readonly SettingSpec[] = [
     help: "admin HTTP address (/healthz/ready, /metrics, /debug/)",
   },
   {
+    name: "admin-allowed-hosts",
+    kind: { type: "list" },
+    default: [],
+    help:
+      "names the admin server answers to in the Host header besides localhost and IP addresses (others get 403)",
+  },
+  {
     name: "data-dir",
     kind: { type: "path" },
     default: "/var/lib/meshd",
@@ -41,7 +53,16 @@ export const DAEMON_SETTINGS: readonly SettingSpec[] = [
     default: 10_000,
     help: "how long SIGTERM waits for streams to finish before closing them",
   },
+  ...LISTENER_SETTINGS,
+  {
+    name: "xds-response-warn-size",
+    kind: { type: "int", min: 1 },
+    default: 4 * 1024 * 1024,
+    help:
+      "xDS responses larger than this many bytes (gRPC clients' default receive limit) are warned about and flagged in /debug/syncz",
+  },
   ...LOG_SETTINGS,
+  ...STORE_SETTINGS,
 ];
 
 /** Inputs to startDaemon. */
@@ -73,11 +94,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetricsRegistry();
   const links = createLinks();
-  const grpc = createGrpcServer({ logger: logger.child({ module: "grpc" }) });
+  const limits = listenerLimits(settings);
+  const grpc = createGrpcServer({ logger: logger.child({ module: "grpc" }), limits, metrics });
   const debugHandlers: DebugHandler[] = [settingsDebugHandler(settings)];
   const running: Array<{ name: string; module: Module }> = [];
   let stopping = false;
   let admin: AdminServer | undefined;
+  let store: Store | undefined;
 
   /** Modules not serving yet: those not started, and those started but not ready. */
   const readiness = () => ({
@@ -94,7 +117,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     return !r.stopping && r.notReady.length === 0;
   };
   registerHealthService(grpc, { ready: isReady, clock });
-  const ads = createAdsServer({ logger: logger.child({ module: "xds" }), now: () => clock.now() });
+  const ads = createAdsServer({
+    logger: logger.child({ module: "xds" }),
+    now: () => clock.now(),
+    responseWarnBytes: settings.number("xds-response-warn-size"),
+    metrics,
+  });
   ads.register(grpc);
   links.offer(ADS_SERVER, ads);
   links.offer(GRPC_SERVER, grpc);
@@ -102,6 +130,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     path: "adsz",
     description: "connected xDS streams: node, mode, and per type what was sent, ACKed and NACKed",
     handle: () => Response.json(ads.streams().map(({ node: _node, ...rest }) => rest)),
+  });
+  debugHandlers.push({
+    path: "grpcz",
+    description: "the gRPC methods served, by path",
+    handle: () => Response.json({ methods: grpc.methods() }),
   });
 
   let shutdownPromise: Promise<void> | undefined;
@@ -119,6 +152,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           logger.error("module failed to stop cleanly", { module: m.name, err: errorMessage(err) });
         }
       }
+      store?.close();
       await admin?.stop();
       logger.info("stopped");
     })();
@@ -126,6 +160,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 
   try {
+    const allowedHosts = parseAllowedHosts(settings.list("admin-allowed-hosts"));
+    const dataDir = settings.string("data-dir");
+    removeLeftoverTempFiles(dataDir, { logger });
+    if (storeRequested(settings)) {
+      const { openStore } = await import("../store/open_store.ts");
+      store = openStore(settings, { logger: logger.child({ module: "store" }), clock, metrics });
+      if (store !== undefined) links.offer(STORE, store);
+    }
+    debugHandlers.push(storeDebugHandler(store));
     const built: Array<{ name: string; module: Module }> = [];
     for (const def of opts.modules) {
       const log = logger.child({ module: def.name });
@@ -145,11 +188,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       });
       built.push({ name: def.name, module });
     }
-    admin = startAdminServer(settings.string("admin-addr"), {
+    // The token guards the handlers that change state; without any, nothing needs it.
+    const adminToken = debugHandlers.some((h) => h.mutates)
+      ? loadOrCreateAdminToken(dataDir, (msg) => logger.warn(msg))
+      : undefined;
+    // gRPC, gRPC over TLS, admin and webhook each hold up to --max-connections.
+    checkFileLimit(limits, 4, logger);
+    admin = await startAdminServer(settings.string("admin-addr"), {
       metrics,
       readiness,
       debugHandlers: () => debugHandlers,
-    });
+      adminToken,
+      allowedHosts,
+      logger: logger.child({ module: "admin" }),
+    }, { limits });
     const adminAddr = `${admin.host}:${admin.port}`;
     logger.info("admin server listening", { addr: adminAddr });
     const g = await grpc.listen(settings.string("grpc-addr"));

@@ -19,7 +19,12 @@ export interface DebugHandler {
   readonly path: string;
   /** One line shown in the /debug/ listing. */
   readonly description: string;
-  /** Handles the request; may read query parameters. */
+  /**
+   * True when the handler changes state. The admin server then passes it only POST requests
+   * that carry the admin token; otherwise only GET and HEAD, so reading never changes anything.
+   */
+  readonly mutates?: boolean;
+  /** Handles the request (after the admin server checked its method); may read query parameters. */
   handle(req: Request): Response | Promise<Response>;
 }
 

@@ -42,7 +42,9 @@ export interface ResourceProvider {
    * provider may return more, but must include every subscribed name it can produce (some
    * resources exist only when asked for by name). Must be cheap when nothing changed
    * (providers cache). Throwing refuses the request with the error's message (a gRPC error
-   * ending the stream; a ConnectError keeps its code).
+   * ending the stream; a ConnectError keeps its code). During a push caused by `watch`, a
+   * ConnectError ends that client's stream the same way; other errors are logged and the
+   * stream stays.
    */
   resources(
     client: XdsClient,

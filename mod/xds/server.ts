@@ -14,11 +14,16 @@
  * provider answers are equal share the work: subscriptions are interned, selections and
  * differences are computed once per distinct input, and each distinct response is encoded once;
  * a stream writes only its own nonce in front of the shared bytes.
+ *
+ * A response larger than a client will likely accept (gRPC clients refuse messages over 4 MiB
+ * by default, and then NACK or disconnect without saying why) is warned about once per type and
+ * version, naming the proxies it went to, counted, and shown in the streams' status.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { Counter } from "prom-client";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
 import {
@@ -30,6 +35,7 @@ import { decodeRequest, type GrpcStream, type GrpcStreamHandler, methodPath } fr
 import type { GrpcRegistrar } from "../runtime/module.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
 import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "./provider.ts";
 import { createPushQueue } from "./push_queue.ts";
 import { setVersion } from "./version.ts";
@@ -63,6 +69,10 @@ export interface TypeStatus {
   readonly ackedVersion?: string;
   readonly nackedVersion?: string;
   readonly lastNack?: string;
+  /** Size of the last response sent, in bytes. */
+  readonly sentBytes?: number;
+  /** Set when that response was larger than clients likely accept: "SENT 26.7 MB > 4 MB client limit". */
+  readonly sizeWarning?: string;
 }
 
 /** One connected stream. */
@@ -97,6 +107,10 @@ export interface AdsServerOptions {
   now?: () => number;
   /** Streams pushed per turn of the event loop. */
   pushBatchSize?: number;
+  /** Responses larger than this are warned about and flagged (default 4 MiB, gRPC's receive limit). */
+  responseWarnBytes?: number;
+  /** Where oversized responses are counted. */
+  metrics?: MetricsRegistry;
 }
 
 interface TypeState {
@@ -108,6 +122,8 @@ interface TypeState {
   ackedVersion?: string;
   nackedVersion?: string;
   lastNack?: string;
+  /** Size of the last response sent. */
+  sentBytes?: number;
   /**
    * What the client holds, by name: State of the World's incremental types keep the (shared)
    * selection last sent; Delta keeps its own map.
@@ -188,9 +204,70 @@ function nonceField(n: number): Uint8Array {
   return head;
 }
 
+/** gRPC's default limit on a received message. */
+const GRPC_DEFAULT_RECEIVE_LIMIT = 4 * 1024 * 1024;
+/** Proxies named in one oversized-response warning; the rest are counted. */
+const WARN_PROXIES = 20;
+
+/** Bytes as "26.7 MB" (MiB, one decimal, none when whole), or "117 KB" below 1 MiB. */
+function formatSize(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${Number((bytes / (1024 * 1024)).toFixed(1))} MB`;
+}
+
+/** The counter of oversized responses in `registry`, created once. */
+function oversizedCounter(registry: MetricsRegistry): Counter<"type_url"> {
+  const name = "meshd_xds_oversized_responses_total";
+  return (registry.getSingleMetric(name) as Counter<"type_url"> | undefined) ?? new Counter({
+    name,
+    help: "xDS responses sent that were larger than --xds-response-warn-size (clients likely refuse them)",
+    labelNames: ["type_url"],
+    registers: [registry],
+  });
+}
+
 /** Creates an ADS server with no providers. */
 export function createAdsServer(opts: AdsServerOptions): AdsServer {
   const log = opts.logger;
+  const warnBytes = opts.responseWarnBytes ?? GRPC_DEFAULT_RECEIVE_LIMIT;
+  const oversized = opts.metrics ? oversizedCounter(opts.metrics) : undefined;
+  /** Type/version pairs already warned about, and those whose warning collects proxies this turn. */
+  const warned = new Set<string>();
+  const pendingWarnings = new Map<
+    string,
+    { typeUrl: string; version: string; bytes: number; proxies: string[] }
+  >();
+  /** Records a response's size; one over the limit is counted and warned about once per type and version. */
+  function noteSize(s: Session, t: TypeState, typeUrl: string, version: string, bytes: number): void {
+    t.sentBytes = bytes;
+    if (bytes <= warnBytes) return;
+    oversized?.inc({ type_url: typeUrl });
+    const key = `${typeUrl}\u0000${version}`;
+    const pending = pendingWarnings.get(key);
+    if (pending) {
+      pending.proxies.push(s.client?.node.id ?? "");
+      return;
+    }
+    if (warned.has(key)) return;
+    if (warned.size > 10_000) warned.clear();
+    warned.add(key);
+    pendingWarnings.set(key, { typeUrl, version, bytes, proxies: [s.client?.node.id ?? ""] });
+    // Pushes of one change run in the same turn: name every proxy that got it in one line.
+    setImmediate(() => {
+      const w = pendingWarnings.get(key);
+      pendingWarnings.delete(key);
+      if (!w) return;
+      log.warn("xDS response larger than clients accept by default", {
+        typeUrl: w.typeUrl,
+        version: w.version,
+        bytes: w.bytes,
+        size: formatSize(w.bytes),
+        limit: formatSize(warnBytes),
+        proxies: w.proxies.slice(0, WARN_PROXIES),
+        ...(w.proxies.length > WARN_PROXIES ? { moreProxies: w.proxies.length - WARN_PROXIES } : {}),
+      });
+    });
+  }
   const observers: XdsObserver[] = opts.observer ? [opts.observer] : [];
   const obs: Required<XdsObserver> = {
     connected: (c) => observers.forEach((o) => o.connected?.(c)),
@@ -210,6 +287,17 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
       for (const t of typeUrls) if (s.types.has(t)) pushTo(s, t, false);
     },
     onError(s, err) {
+      // A provider refusing the client (a ConnectError, see ResourceProvider.resources) ends the
+      // stream with that status, as it would have on the client's own request.
+      if (err instanceof ConnectError) {
+        log.warn("xDS stream ended by its provider", {
+          node: s.client?.node.id,
+          code: Code[err.code],
+          err: err.rawMessage,
+        });
+        s.call.fail(err);
+        return;
+      }
       log.error("xDS push failed", { node: s.client?.node.id, err: errorMessage(err) });
     },
   });
@@ -359,7 +447,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     t.sentNonce = String(++s.nonce);
     t.sentResources = sel.picked.length;
     t.lastSent = send;
-    s.call.send(nonceField(s.nonce), sotwBody(typeUrl, sel, send));
+    const head = nonceField(s.nonce);
+    const body = sotwBody(typeUrl, sel, send);
+    noteSize(s, t, typeUrl, sel.version, head.length + body.length);
+    s.call.send(head, body);
     obs.pushed(client, typeUrl, sel.version, send.length);
   }
 
@@ -391,7 +482,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
     for (const r of changed) w.tag(F_RESOURCES, WireType.LengthDelimited).bytes(encodedDeltaResource(r));
     w.tag(F_TYPE_URL, WireType.LengthDelimited).string(typeUrl);
     for (const n of removed) w.tag(F_REMOVED, WireType.LengthDelimited).string(n);
-    s.call.send(nonceField(s.nonce), w.finish());
+    const head = nonceField(s.nonce);
+    const body = w.finish();
+    noteSize(s, t, typeUrl, version, head.length + body.length);
+    s.call.send(head, body);
     obs.pushed(client, typeUrl, version, changed.length);
   }
 
@@ -563,6 +657,10 @@ export function createAdsServer(opts: AdsServerOptions): AdsServer {
           ackedVersion: t.ackedVersion,
           nackedVersion: t.nackedVersion,
           lastNack: t.lastNack,
+          sentBytes: t.sentBytes,
+          sizeWarning: t.sentBytes !== undefined && t.sentBytes > warnBytes
+            ? `SENT ${formatSize(t.sentBytes)} > ${formatSize(warnBytes)} client limit`
+            : undefined,
         })),
       }));
     },

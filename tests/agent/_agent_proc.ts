@@ -10,6 +10,10 @@ export interface AgentProcess {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   /** Every JSON log line so far. */
   readonly logs: Array<Record<string, unknown>>;
+  /** Every line of standard error so far, JSON or not. */
+  readonly lines: string[];
+  /** The exit code once the process ended by itself; undefined if it still runs after `timeoutMs`. */
+  exited(timeoutMs?: number): Promise<number | undefined>;
   /** Waits for a log line matching `pred` (bounded); throws with the log when none came. */
   waitFor(
     pred: (l: Record<string, unknown>) => boolean,
@@ -38,7 +42,10 @@ export function startAgentProcess(args: readonly string[], env: Record<string, s
     env: { ...process.env, ...env },
   });
   const logs: Array<Record<string, unknown>> = [];
+  const lines: string[] = [];
   let text = "";
+  let drained!: () => void;
+  const stderrDone = new Promise<void>((r) => (drained = r));
   (async () => {
     const dec = new TextDecoder();
     let buf = "";
@@ -49,6 +56,7 @@ export function startAgentProcess(args: readonly string[], env: Record<string, s
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         text = (text + line + "\n").slice(-30_000);
+        lines.push(line);
         try {
           logs.push(JSON.parse(line) as Record<string, unknown>);
         } catch {
@@ -56,10 +64,22 @@ export function startAgentProcess(args: readonly string[], env: Record<string, s
         }
       }
     }
+    drained();
   })();
   const self: AgentProcess = {
     proc,
     logs,
+    lines,
+    async exited(timeoutMs = 15_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const code = await Promise.race([
+        proc.exited,
+        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (code !== undefined) await stderrDone;
+      return code;
+    },
     async waitFor(pred, timeoutMs = 15_000) {
       let found: Record<string, unknown> | undefined;
       await eventually(

@@ -2,7 +2,7 @@
  * The assembled agent (startAgent) against the real citadel CA (in-process), with real time and
  * short lifetimes:
  * token bootstrap, files and modes, renewal over mutual TLS without the token, restart from the
- * data directory, SDS, readiness while the CA is down.
+ * data directory, SDS, readiness while the CA is down, and the failures only a setting fixes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
@@ -19,6 +19,7 @@ import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
 import { SecretSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
 import { type Agent, startAgent } from "../../mod/agent/agent.ts";
 import { spiffeId } from "../../mod/agent/certs.ts";
+import { SettingError } from "../../mod/agent/failure.ts";
 import { SECRET_TYPE_URL } from "../../mod/agent/sds_server.ts";
 import type { AgentConfig } from "../../mod/agent/settings.ts";
 import { systemClock } from "../../mod/shared/clock.ts";
@@ -175,6 +176,32 @@ describe("the agent", () => {
     }
   });
 
+  test("at start, removes the temporary files a crash left in the output and data directories", async () => {
+    const cfg = config("leftovers");
+    mkdirSync(cfg.outputDir, { recursive: true });
+    mkdirSync(cfg.dataDir, { recursive: true });
+    writeFileSync(cfg.tokenFile!, ca.token("vms", "app"));
+    const dead = Bun.spawnSync(["true"]).pid;
+    const left = [
+      join(cfg.outputDir, `.key.pem.${dead}.1f.tmp`),
+      join(cfg.outputDir, `.envoy-bootstrap.json.${dead}.2f.tmp`),
+      join(cfg.dataDir, `.key.pem.${dead}.3f.tmp`),
+    ];
+    for (const f of left) writeFileSync(f, "-----BEGIN PRIVATE KEY-----\n");
+    const mark = logs.length;
+    const agent = await start(cfg);
+    try {
+      for (const f of left) expect(existsSync(f)).toBe(false);
+      const removed = logs.slice(mark).filter((l) =>
+        l.msg === "removed a temporary file left by an interrupted write"
+      );
+      expect(removed.map((l) => l.path).sort()).toEqual([...left].sort());
+      expect(await eventually(() => agent.ready(), 5000)).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   test("serves default and ROOTCA over SDS and pushes the renewed certificate", async () => {
     const cfg = config("sds", { certTtlMs: 3000 });
     mkdirSync(join(dir, "sds"), { recursive: true });
@@ -259,18 +286,69 @@ describe("the agent", () => {
     }
   });
 
-  test("without a token and without a stored certificate it says what is missing and keeps trying", async () => {
+  test("without a token and without a stored certificate it does not start, naming --token-file", async () => {
     const cfg = config("notoken", { tokenFile: undefined });
+    const before = ca.calls.length;
+    const err = await start(cfg).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SettingError);
+    expect((err as SettingError).exitCode).toBe(1);
+    expect((err as Error).message).toContain(
+      `no valid certificate in --data-dir ${cfg.dataDir} and no --token-file (TOKEN_FILE)`,
+    );
+    expect(ca.calls.length).toBe(before);
+    expect(existsSync(cfg.sdsSocket)).toBe(false);
+  });
+
+  test("a token the CA already redeemed ends the agent after one call, naming --token-file; no retries", async () => {
+    const cfg = config("redeemed");
+    mkdirSync(join(dir, "redeemed"), { recursive: true });
+    const token = ca.token("vms", "app", { singleUse: true });
+    writeFileSync(cfg.tokenFile!, token);
+    // The first agent redeems it.
+    const first = await start(config("redeemer", { tokenFile: cfg.tokenFile }));
+    expect(await eventually(() => first.ready(), 5000)).toBe(true);
+    await first.stop();
+    const before = ca.calls.length;
+    const seen = logs.length;
     const agent = await start(cfg);
     try {
-      expect(
-        await eventually(
-          () => logs.some((l) => typeof l.err === "string" && (l.err as string).includes("no --token-file")),
-          3000,
-        ),
-      )
-        .toBe(true);
+      const fatal = await Promise.race([agent.fatal, Bun.sleep(5000).then(() => undefined)]);
+      expect(fatal).toBeInstanceOf(SettingError);
+      expect(fatal!.message).toContain(`refused the token in --token-file (TOKEN_FILE) ${cfg.tokenFile}`);
+      expect(fatal!.message).toContain("this single-use token was already redeemed");
+      // Backoff starts at 100 ms: a retrying agent would have called again by now.
+      await Bun.sleep(500);
+      expect(ca.calls.slice(before)).toEqual([{ via: "token", tls: false, ok: false, ttlSeconds: 4 }]);
+      expect(logs.slice(seen).some((l) => l.msg === "certificate request failed; retrying")).toBe(false);
       expect(agent.ready()).toBe(false);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  test("a setting failure while the certificate is valid is retried; once it expired, the agent ends", async () => {
+    // Renewals go to the plaintext port as if it spoke TLS. The stored certificate keeps the
+    // workload working until it expires; then nothing the agent can do helps.
+    const boot = config("plain-tls", { certTtlMs: 3000 });
+    mkdirSync(join(dir, "plain-tls"), { recursive: true });
+    writeFileSync(boot.tokenFile!, ca.token("vms", "app"));
+    const a = await start(boot);
+    expect(await eventually(() => a.ready(), 5000)).toBe(true);
+    await a.stop();
+    const seen = logs.length;
+    const agent = await start({ ...boot, caTlsAddr: ca.plainAddr });
+    try {
+      expect(agent.ready()).toBe(true);
+      const fatal = await Promise.race([agent.fatal, Bun.sleep(8000).then(() => undefined)]);
+      expect(fatal).toBeInstanceOf(SettingError);
+      expect(fatal!.message).toContain(
+        `${ca.plainAddr} is plaintext, not TLS (error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER): ` +
+          "set --ca-tls-addr (CA_ADDR) to the TLS port",
+      );
+      const retried = logs.slice(seen).filter((l) => l.msg === "certificate request failed; retrying");
+      expect(retried.length).toBeGreaterThan(0);
+      expect(retried.every((l) => l.via === "mtls")).toBe(true);
+      expect(agent.certificate()!.notAfter).toBeLessThanOrEqual(Date.now());
     } finally {
       await agent.stop();
     }

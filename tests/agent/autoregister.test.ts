@@ -12,6 +12,7 @@ import { HEALTH_TYPE_URL as AGENT_HEALTH_TYPE, startRegistration } from "../../m
 import { createHealthChecker, type ProbeSpec } from "../../mod/agent/health.ts";
 import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
 import { createGrpcServer, type GrpcServer, type PeerCertificate } from "../../mod/grpc/server.ts";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { type AutoRegistry, createAutoRegistry, HEALTH_TYPE_URL } from "../../mod/pilot/autoregister.ts";
 import { createPushContext } from "../../mod/pilot/model/push_context.ts";
 import { createManualClock, systemClock } from "../../mod/shared/clock.ts";
@@ -145,6 +146,20 @@ describe("createAutoRegistry()", () => {
     // Not a workload identity.
     reg.observer.connected!(client("10.0.0.4", "ratings", {}, await peerWith("https://example.com/x")));
     expect(reg.registrations()).toEqual([]);
+    // The refusals stay visible, one per node, with the reason and the identity proven.
+    expect(reg.refusals().map((r) => [r.address, r.state, r.code, r.identity, r.connections])).toEqual([
+      ["10.0.0.1", "REFUSED", "PERMISSION_DENIED", undefined, 1],
+      ["10.0.0.2", "REFUSED", "PERMISSION_DENIED", "spiffe://cluster.local/ns/default/sa/ratings-sa", 1],
+      ["10.0.0.3", "REFUSED", "PERMISSION_DENIED", undefined, 1],
+      ["10.0.0.4", "REFUSED", "PERMISSION_DENIED", undefined, 1],
+    ]);
+    expect(reg.refusals()[1]).toMatchObject({
+      workload: "ratings-10.0.0.2",
+      group: "vms/ratings",
+      nodes: ["sidecar~10.0.0.2~vm.vms~vms.svc.cluster.local"],
+      reason: "identity spiffe://cluster.local/ns/default/sa/ratings-sa is not in the group's namespace vms",
+      refusedAt: new Date(0).toISOString(),
+    });
     expect(warnings).toEqual([
       expect.stringContaining("presented no client certificate"),
       expect.stringContaining("is not in the group's namespace vms"),
@@ -165,6 +180,117 @@ describe("createAutoRegistry()", () => {
     expect(reg.registrations().map((r) => r.workload)).toEqual(["ratings-10.0.0.5", "ratings-10.0.0.6"]);
     expect(reg.state().workloads.map((w) => w.spec.address)).toEqual(["10.0.0.5"]);
     expect(warnings.at(-1)).toContain("its identity has another service account");
+    expect(reg.registrations().map((r) => [r.state, r.code, r.reason])).toEqual([
+      ["REGISTERED", undefined, undefined],
+      [
+        "REFUSED",
+        "PERMISSION_DENIED",
+        "identity spiffe://cluster.local/ns/vms/sa/intruder has service account intruder, " +
+        "but the group's template wants ratings-sa",
+      ],
+    ]);
+    reg.close();
+  });
+
+  test("the health subscription of a refused connection ends with the refusal; registered ones get the probe", async () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP("  probe:\n    tcpSocket:\n      port: 9080\n"), SERVICE);
+    const reg = createAutoRegistry({ store, clock, logger: quiet, graceMs: 1000 });
+    const refusal = (c: XdsClient) => {
+      try {
+        reg.provider.resources(c, HEALTH_TYPE_URL, "*");
+        return undefined;
+      } catch (err) {
+        return err as ConnectError;
+      }
+    };
+    const plain = client("10.0.0.1");
+    reg.observer.connected!(plain);
+    expect(refusal(plain)).toMatchObject({
+      code: Code.PermissionDenied,
+      rawMessage: expect.stringContaining(
+        "auto-registration into WorkloadGroup vms/ratings refused: the connection presented no client certificate",
+      ),
+    });
+    const intruder = client(
+      "10.0.0.2",
+      "ratings",
+      {},
+      await peerWith("spiffe://cluster.local/ns/vms/sa/intruder"),
+    );
+    reg.observer.connected!(intruder);
+    expect(refusal(intruder)).toMatchObject({
+      code: Code.PermissionDenied,
+      rawMessage: "auto-registration into WorkloadGroup vms/ratings refused: identity " +
+        "spiffe://cluster.local/ns/vms/sa/intruder has service account intruder, but the group's template wants ratings-sa",
+    });
+    const unknown = client(
+      "10.0.0.3",
+      "nope",
+      {},
+      await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa"),
+    );
+    reg.observer.connected!(unknown);
+    expect(refusal(unknown)).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage:
+        "auto-registration into WorkloadGroup vms/nope refused: there is no such WorkloadGroup in config " +
+        "(identity spiffe://cluster.local/ns/vms/sa/ratings-sa); create it, or correct the agent's --workload-group",
+    });
+    const good = client(
+      "10.0.0.4",
+      "ratings",
+      {},
+      await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa"),
+    );
+    reg.observer.connected!(good);
+    expect(refusal(good)).toBeUndefined();
+    expect([...reg.provider.resources(good, HEALTH_TYPE_URL, "*").keys()]).toEqual(["vms/ratings"]);
+    // Registrations refused by config become kept refusals once their grace period is over.
+    for (const c of [plain, intruder, unknown]) reg.observer.disconnected!(c);
+    clock.advance(1000);
+    expect(reg.registrations().map((r) => [r.workload, r.state])).toEqual([[
+      "ratings-10.0.0.4",
+      "REGISTERED",
+    ]]);
+    expect(reg.refusals().map((r) => [r.workload, r.code, r.connections])).toEqual([
+      ["ratings-10.0.0.1", "PERMISSION_DENIED", 0],
+      ["ratings-10.0.0.2", "PERMISSION_DENIED", 0],
+      ["nope-10.0.0.3", "FAILED_PRECONDITION", 0],
+    ]);
+    // A node that registers later is no longer listed as refused.
+    reg.observer.connected!(
+      client("10.0.0.2", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa")),
+    );
+    expect(reg.refusals().map((r) => r.workload)).toEqual(["ratings-10.0.0.1", "nope-10.0.0.3"]);
+    reg.close();
+  });
+
+  test("registrations are PENDING while config loads, then REGISTERED; nodes name every connection", () => {
+    const clock = createManualClock(0);
+    const store = storeWith(GROUP(), SERVICE);
+    let loaded = false;
+    const reg = createAutoRegistry({
+      store,
+      clock,
+      logger: quiet,
+      graceMs: 1000,
+      requireIdentity: false,
+      configReady: { now: () => loaded, promise: new Promise(() => {}) },
+    });
+    const envoy = client("10.0.0.7");
+    reg.observer.connected!(envoy);
+    const agentNode = "sidecar~10.0.0.7~agent.vms~vms.svc.cluster.local";
+    reg.observer.connected!({
+      ...client("10.0.0.7"),
+      node: create(NodeSchema, { ...envoy.node, id: agentNode }),
+    });
+    expect(reg.registrations()).toMatchObject([
+      { state: "PENDING", reason: "pilot's config is still loading", nodes: [agentNode, envoy.node.id] },
+    ]);
+    loaded = true;
+    expect(reg.registrations()).toMatchObject([{ state: "REGISTERED", nodes: [agentNode, envoy.node.id] }]);
+    expect(reg.registrations()[0]!.reason).toBeUndefined();
     reg.close();
   });
 
@@ -399,5 +525,148 @@ describe("the agent's registration stream against pilot's registry over a real A
       await r.stop();
     }
     expect(await eventually(() => reg.state().workloads.length === 0, 5000)).toBe(true);
+  });
+});
+
+describe("pilot's refusals reach the agent's registration stream over a real ADS server", () => {
+  /** A real ADS server with the registry on 127.0.0.1, over `docs`. */
+  async function startPilot(requireIdentity: boolean, ...docs: string[]) {
+    const store = storeWith(...docs);
+    const grpc = createGrpcServer({ logger: quiet });
+    const ads = createAdsServer({ logger: quiet });
+    const reg = createAutoRegistry({
+      store,
+      ads,
+      clock: systemClock,
+      logger: quiet,
+      graceMs: 60_000,
+      requireIdentity,
+    });
+    ads.register(grpc);
+    const a = await grpc.listen("127.0.0.1:0");
+    return {
+      addr: `127.0.0.1:${a.port}`,
+      store,
+      reg,
+      async close() {
+        reg.close();
+        await grpc.shutdown(500);
+      },
+    };
+  }
+
+  /** The agent's registration stream for `group`, logging JSON lines into `logs`. */
+  function agentStream(addr: string, group: string, logs: Array<Record<string, unknown>>) {
+    return startRegistration({
+      discoveryAddr: addr,
+      tls: () => undefined,
+      node: xdsNode({
+        ip: "10.0.0.9",
+        name: "vm",
+        namespace: "vms",
+        serviceAccount: "ratings-sa",
+        trustDomain: "cluster.local",
+        labels: {},
+        workloadGroup: group,
+      }),
+      clock: systemClock,
+      logger: createLogger({
+        level: "debug",
+        format: "json",
+        write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
+      }),
+      backoff: { initialMs: 50, maxMs: 200 },
+      refusedBackoff: { initialMs: 100, maxMs: 200 },
+      onProbe() {},
+    });
+  }
+
+  const refusedLines = (logs: Array<Record<string, unknown>>, level: string) =>
+    logs.filter((l) => l.msg === "registration refused by pilot; retrying slowly" && l.level === level);
+
+  test("a connection without a certificate is refused with PERMISSION_DENIED; the agent logs it once and retries", async () => {
+    const pilot = await startPilot(true, GROUP(), SERVICE);
+    const logs: Array<Record<string, unknown>> = [];
+    const r = agentStream(pilot.addr, "ratings", logs);
+    try {
+      // Two refused attempts at least: one error line, then debug lines for the same reason.
+      expect(await eventually(() => refusedLines(logs, "debug").length >= 1, 5000)).toBe(true);
+      expect(refusedLines(logs, "error")).toEqual([
+        expect.objectContaining({
+          code: "PermissionDenied",
+          reason: expect.stringContaining(
+            "auto-registration into WorkloadGroup vms/ratings refused: the connection presented no client certificate",
+          ),
+        }),
+      ]);
+      expect(r.refusal()).toContain("the connection presented no client certificate");
+      expect(r.connected()).toBe(false);
+      expect(logs.some((l) => l.msg === "registered with pilot")).toBe(false);
+      expect(logs.some((l) => l.level === "warn")).toBe(false);
+      expect(pilot.reg.refusals()).toMatchObject([
+        { workload: "ratings-10.0.0.9", state: "REFUSED", code: "PERMISSION_DENIED" },
+      ]);
+    } finally {
+      await r.stop();
+      await pilot.close();
+    }
+  });
+
+  test("an unknown group is refused with FAILED_PRECONDITION until it is in config; its removal ends the stream", async () => {
+    const pilot = await startPilot(false, GROUP(), SERVICE);
+    const logs: Array<Record<string, unknown>> = [];
+    const r = agentStream(pilot.addr, "later", logs);
+    try {
+      expect(await eventually(() => r.refusal() !== undefined, 5000)).toBe(true);
+      expect(r.refusal()).toBe(
+        "auto-registration into WorkloadGroup vms/later refused: there is no such WorkloadGroup in config; " +
+          "create it, or correct the agent's --workload-group",
+      );
+      expect(refusedLines(logs, "error")[0]).toMatchObject({ code: "FailedPrecondition" });
+      // The group arrives: the next (slow) attempt registers and the refusal is over.
+      const later = GROUP().replace("name: ratings", "name: later");
+      pilot.store.sink("test").replace([
+        { origin: "a.yaml", content: GROUP() },
+        { origin: "b.yaml", content: SERVICE },
+        { origin: "c.yaml", content: later },
+      ]);
+      expect(await eventually(() => r.connected(), 5000)).toBe(true);
+      expect(r.refusal()).toBeUndefined();
+      expect(pilot.reg.registrations().find((x) => x.workload === "later-10.0.0.9")).toMatchObject({
+        state: "REGISTERED",
+        connections: 1,
+      });
+      // The group is deleted while the agent is registered: pilot ends its open stream.
+      const before = refusedLines(logs, "error").length;
+      pilot.store.sink("test").replace([
+        { origin: "a.yaml", content: GROUP() },
+        { origin: "b.yaml", content: SERVICE },
+      ]);
+      expect(await eventually(() => refusedLines(logs, "error").length > before, 5000)).toBe(true);
+      expect(r.refusal()).toContain(
+        "WorkloadGroup vms/later refused: there is no such WorkloadGroup in config",
+      );
+    } finally {
+      await r.stop();
+      await pilot.close();
+    }
+  });
+
+  test("a stream pilot ends with OK on shutdown is logged at info; only the failed reconnections warn", async () => {
+    const pilot = await startPilot(false, GROUP(), SERVICE);
+    const logs: Array<Record<string, unknown>> = [];
+    const r = agentStream(pilot.addr, "ratings", logs);
+    try {
+      expect(await eventually(() => r.connected(), 5000)).toBe(true);
+      await pilot.close();
+      expect(await eventually(() => logs.some((l) => l.level === "warn"), 5000)).toBe(true);
+      const ended = logs.find((l) => l.msg === "registration stream ended by pilot; reconnecting");
+      expect(ended?.level).toBe("info");
+      const warnings = logs.filter((l) => l.level === "warn");
+      expect(warnings.every((l) => String(l.err).includes("ECONNREFUSED"))).toBe(true);
+      expect(logs.some((l) => l.level === "error")).toBe(false);
+    } finally {
+      await r.stop();
+    }
   });
 });

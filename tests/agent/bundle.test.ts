@@ -1,20 +1,46 @@
+/**
+ * `meshd vm bundle` against a real control plane (galley and citadel in-process, on loopback):
+ * the files and modes it writes, the addresses it refuses because the CA's TLS certificate does
+ * not name them, the service account taken from the WorkloadGroup's template, and the binary.
+ */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { agentUnit, vmCommand } from "../../mod/agent/bundle_command.ts";
-import { parseClusterEnv } from "../../mod/agent/settings.ts";
+import { defaultInstanceIp, parseClusterEnv } from "../../mod/agent/settings.ts";
 import { tar, tarGz } from "../../mod/agent/tar.ts";
-import { initCa } from "../../mod/citadel/ca_store.ts";
-import { loadOrCreateTokenKey, verifyToken } from "../../mod/citadel/mod.ts";
+import { citadelModule, loadOrCreateTokenKey, SERVER_CERT_FILE, verifyToken } from "../../mod/citadel/mod.ts";
+import { hostAddresses } from "../../mod/citadel/server_names.ts";
+import { parseCommandLine } from "../../mod/cli/flags.ts";
 import { runCli } from "../../mod/cli/run.ts";
-import { systemClock } from "../../mod/shared/clock.ts";
+import { galleyModule } from "../../mod/galley/mod.ts";
+import { type Daemon, startDaemon } from "../../mod/runtime/daemon.ts";
+import { serveSettings } from "../../mod/runtime/serve_command.ts";
+import { compiledExecutable } from "../../mod/shared/executable.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 let dir: string;
 let dataDir: string;
 let rootPem: string;
+let daemon: Daemon;
+let admin: string;
+
+const GROUPS = `apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: { name: ratings, namespace: vms }
+spec:
+  metadata: { labels: { app: ratings } }
+  template: { serviceAccount: ratings-sa }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: { name: plain, namespace: vms }
+spec:
+  metadata: { labels: { app: plain } }
+  template: {}
+`;
 
 async function vm(args: string[]) {
   let out = "";
@@ -28,30 +54,60 @@ async function vm(args: string[]) {
   return { code, out, err };
 }
 
+/** `vm bundle` for vms/ratings against the test daemon, plus `args`. */
+function bundle(out: string, args: string[] = []) {
+  return vm([
+    "bundle",
+    "--workload-group=vms/ratings",
+    `--out=${out}`,
+    `--data-dir=${dataDir}`,
+    `--admin-addr=${admin}`,
+    ...args,
+  ]);
+}
+
+function envOf(path: string): Record<string, string> {
+  const env = parseClusterEnv(readFileSync(path, "utf8"), path);
+  return Object.fromEntries([...env].map(([k, v]) => [k, v.value]));
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "meshd-agent-bundle-"));
   dataDir = join(dir, "data");
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  // The real CA store: a self-signed root in <data-dir>/ca, its bundle in ca/root-cert.pem.
-  const store = await initCa(
-    { dataDir, keyType: "ec-p256", clock: systemClock, logger: createLogger({ write: () => {} }) },
-    "example.org",
+  mkdirSync(join(dir, "config"));
+  writeFileSync(join(dir, "config", "groups.yaml"), GROUPS);
+  const modules = [galleyModule, citadelModule];
+  const { settings } = parseCommandLine(
+    serveSettings(modules),
+    [
+      "--grpc-addr=127.0.0.1:0",
+      "--admin-addr=127.0.0.1:0",
+      "--webhook-addr=127.0.0.1:0",
+      "--grpc-tls-addr=127.0.0.1:0",
+      `--data-dir=${dataDir}`,
+      `--config-dir=${join(dir, "config")}`,
+      "--trust-domain=example.org",
+      "--ca-server-ips=10.0.0.1",
+      "--ca-server-dns-names=meshd,cp.example.org",
+      "--shutdown-grace=1s",
+    ],
+    { command: "test", env: {} },
   );
-  rootPem = store.current().trustBundle;
-  expect(readFileSync(join(dataDir, "ca", "root-cert.pem"), "utf8")).toBe(rootPem);
-  writeFileSync(join(dataDir, "trust-domain"), "example.org\n");
-  loadOrCreateTokenKey(dataDir);
+  daemon = await startDaemon({ settings, modules, logger: createLogger({ write: () => {} }) });
+  admin = daemon.adminAddr;
+  for (let i = 0; i < 200 && !daemon.ready(); i++) await Bun.sleep(25);
+  expect(daemon.ready()).toBe(true);
+  rootPem = readFileSync(join(dataDir, "ca", "root-cert.pem"), "utf8");
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(async () => {
+  await daemon?.shutdown();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe("meshd vm bundle", () => {
   test("writes cluster.env, a single-use token, the roots, the unit and a README into a directory", async () => {
     const out = join(dir, "bundle");
-    const r = await vm([
-      "bundle",
-      "--workload-group=vms/ratings",
-      `--out=${out}`,
-      `--data-dir=${dataDir}`,
+    const r = await bundle(out, [
       "--service-account=ratings-sa",
       "--discovery-addr=10.0.0.1:15012",
       "--ca-addr=10.0.0.1:15010",
@@ -61,8 +117,7 @@ describe("meshd vm bundle", () => {
     expect(r.err).toContain("bundle for vms/ratings (spiffe://example.org/ns/vms/sa/ratings-sa) written to");
     expect(statSync(out).mode & 0o777).toBe(0o700);
     expect(statSync(join(out, "token")).mode & 0o777).toBe(0o600);
-    const env = parseClusterEnv(readFileSync(join(out, "cluster.env"), "utf8"), "cluster.env");
-    expect(Object.fromEntries([...env].map(([k, v]) => [k, v.value]))).toEqual({
+    expect(envOf(join(out, "cluster.env"))).toEqual({
       CA_ADDR: "10.0.0.1:15012",
       MESHD_CA_ADDR: "10.0.0.1:15010",
       PILOT_ADDRESS: "10.0.0.1:15012",
@@ -83,16 +138,42 @@ describe("meshd vm bundle", () => {
     expect(readFileSync(join(out, "README.md"), "utf8")).toContain("systemctl enable --now meshd-agent");
   });
 
-  test("writes a .tar.gz that tar extracts with the same files and modes", async () => {
-    const out = join(dir, "vm.tar.gz");
-    const r = await vm([
-      "bundle",
-      "--workload-group=vms/ratings",
-      `--out=${out}`,
-      `--data-dir=${dataDir}`,
-      "--discovery-addr=10.0.0.1:15012",
-    ]);
+  test("without flags: the template's service account, this host's address, and a warning that no binary is in it", async () => {
+    const out = join(dir, "defaults");
+    const r = await bundle(out);
     expect(r.code).toBe(0);
+    expect(compiledExecutable()).toBeUndefined();
+    expect(r.err).toContain(
+      "warning: the bundle holds no meshd binary (this is not the compiled meshd): build it with `npm run build` and give --binary dist/meshd",
+    );
+    expect(envOf(join(out, "cluster.env"))).toMatchObject({
+      SERVICE_ACCOUNT: "ratings-sa",
+      PILOT_ADDRESS: `${defaultInstanceIp()}:15012`,
+      CA_ADDR: `${defaultInstanceIp()}:15012`,
+    });
+    const readme = readFileSync(join(out, "README.md"), "utf8");
+    expect(readme).toContain(
+      "This bundle holds no meshd binary. Build it from meshd's source tree with `npm ci && npm run build`",
+    );
+    // A group whose template names no service account gets Istio's default, and any other is let through.
+    const plain = await vm([
+      "bundle",
+      "--workload-group=vms/plain",
+      `--out=${join(dir, "plain")}`,
+      `--data-dir=${dataDir}`,
+      `--admin-addr=${admin}`,
+    ]);
+    expect(plain.code).toBe(0);
+    expect(envOf(join(dir, "plain", "cluster.env")).SERVICE_ACCOUNT).toBe("default");
+  });
+
+  test("writes a .tar.gz with the --binary as meshd (mode 0755) that tar extracts with the same files and modes", async () => {
+    const out = join(dir, "vm.tar.gz");
+    const binary = join(dir, "meshd-build");
+    writeFileSync(binary, "#!/bin/sh\necho meshd\n");
+    const r = await bundle(out, ["--discovery-addr=10.0.0.1:15012", `--binary=${binary}`]);
+    expect(r.code).toBe(0);
+    expect(r.err).not.toContain("warning");
     const x = join(dir, "extract");
     mkdirSync(x);
     const t = Bun.spawnSync(["tar", "-xzf", out, "-C", x]);
@@ -100,17 +181,139 @@ describe("meshd vm bundle", () => {
     const top = join(x, "meshd-vm-vms-ratings");
     expect(statSync(join(top, "token")).mode & 0o777).toBe(0o600);
     expect(statSync(join(top, "cluster.env")).mode & 0o777).toBe(0o644);
+    expect(statSync(join(top, "meshd")).mode & 0o777).toBe(0o755);
+    expect(readFileSync(join(top, "meshd"), "utf8")).toBe("#!/bin/sh\necho meshd\n");
     expect(readFileSync(join(top, "root-cert.pem"), "utf8")).toBe(rootPem);
-    expect(readFileSync(join(top, "cluster.env"), "utf8")).toContain("SERVICE_ACCOUNT=default\n");
+    expect(readFileSync(join(top, "cluster.env"), "utf8")).toContain("SERVICE_ACCOUNT=ratings-sa\n");
+    const readme = readFileSync(join(top, "README.md"), "utf8");
+    expect(readme).toContain("install -m 0755 meshd /usr/local/bin/meshd");
+    expect(readme).not.toContain("holds no meshd binary");
     const list = Bun.spawnSync(["tar", "-tzf", out]).stdout.toString().trim().split("\n").sort();
     expect(list).toEqual([
       "meshd-vm-vms-ratings/",
       "meshd-vm-vms-ratings/README.md",
       "meshd-vm-vms-ratings/cluster.env",
+      "meshd-vm-vms-ratings/meshd",
       "meshd-vm-vms-ratings/meshd-agent.service",
       "meshd-vm-vms-ratings/root-cert.pem",
       "meshd-vm-vms-ratings/token",
     ]);
+    // Into a directory the binary is copied with the same mode.
+    const d = join(dir, "with-binary");
+    expect((await bundle(d, ["--discovery-addr=10.0.0.1:15012", `--binary=${binary}`])).code).toBe(0);
+    expect(statSync(join(d, "meshd")).mode & 0o777).toBe(0o755);
+    const missing = await bundle(join(dir, "x"), [`--binary=${join(dir, "nope")}`]);
+    expect([missing.code, missing.err]).toEqual([
+      2,
+      `meshd vm bundle: --binary: ${join(dir, "nope")} is not a file\n`,
+    ]);
+  });
+
+  test("refuses an address the CA's TLS certificate does not name, naming the flags that fix it", async () => {
+    const served = join(dataDir, SERVER_CERT_FILE);
+    const ip = await bundle(join(dir, "x"), ["--discovery-addr=10.0.0.2:15012"]);
+    expect(ip.code).toBe(2);
+    expect(ip.err).toBe(
+      `meshd vm bundle: --discovery-addr 10.0.0.2:15012: the certificate meshd serve presents on its TLS port (${served}) ` +
+        "does not name 10.0.0.2; it names " +
+        ["meshd", "cp.example.org", "127.0.0.1", "::1", ...hostAddresses(), "10.0.0.1"].join(", ") +
+        ". Add --ca-server-ips 10.0.0.2 to meshd serve's settings and restart it, " +
+        "or give --discovery-addr an address the certificate names\n",
+    );
+    const dns = await bundle(join(dir, "x"), ["--discovery-addr=vms.example.org:15012"]);
+    expect(dns.code).toBe(2);
+    expect(dns.err).toContain("does not name vms.example.org");
+    expect(dns.err).toContain("Add --ca-server-dns-names vms.example.org to meshd serve's settings");
+    // The CA's own TLS address is checked too; with NONE the discovery address is plaintext and is not.
+    const ca = await bundle(join(dir, "x"), [
+      "--control-plane-auth=NONE",
+      "--discovery-addr=10.0.0.9:15010",
+      "--ca-tls-addr=10.0.0.3:15012",
+    ]);
+    expect(ca.code).toBe(2);
+    expect(ca.err).toContain("meshd vm bundle: --ca-tls-addr 10.0.0.3:15012: the certificate");
+    const names = await bundle(join(dir, "names"), ["--discovery-addr=cp.example.org:15012"]);
+    expect(names.code).toBe(0);
+    const plaintext = await bundle(join(dir, "plaintext"), [
+      "--control-plane-auth=NONE",
+      "--discovery-addr=10.0.0.9:15010",
+      "--ca-tls-addr=10.0.0.1:15012",
+    ]);
+    expect(plaintext.code).toBe(0);
+  });
+
+  test("without the daemon's record, checks against what a daemon with default settings would serve", async () => {
+    const copy = join(dir, "data-without-record");
+    cpSync(dataDir, copy, { recursive: true, filter: (src) => !src.endsWith(SERVER_CERT_FILE) });
+    const r = await vm([
+      "bundle",
+      "--workload-group=vms/ratings",
+      `--out=${join(dir, "x")}`,
+      `--data-dir=${copy}`,
+      `--admin-addr=${admin}`,
+      "--discovery-addr=10.0.0.1:15012",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(
+      `the certificate meshd serve would present with default settings (it has not recorded one in ${
+        join(copy, SERVER_CERT_FILE)
+      } yet) does not name 10.0.0.1; it names meshd, meshd.istio-system.svc, localhost, 127.0.0.1, ::1`,
+    );
+    const local = await vm([
+      "bundle",
+      "--workload-group=vms/ratings",
+      `--out=${join(dir, "local")}`,
+      `--data-dir=${copy}`,
+      `--admin-addr=${admin}`,
+    ]);
+    expect(local.code).toBe(0);
+  });
+
+  test("refuses a service account other than the template's, and a group the daemon does not have", async () => {
+    const other = await bundle(join(dir, "x"), [
+      "--discovery-addr=10.0.0.1:15012",
+      "--service-account=default",
+    ]);
+    expect([other.code, other.err]).toEqual([
+      2,
+      "meshd vm bundle: --service-account default does not match WorkloadGroup vms/ratings, whose " +
+      "template.serviceAccount is ratings-sa; pilot would not register the VM (leave --service-account out to use ratings-sa)\n",
+    ]);
+    const missing = await vm([
+      "bundle",
+      "--workload-group=vms/reviews",
+      `--out=${join(dir, "x")}`,
+      `--data-dir=${dataDir}`,
+      `--admin-addr=${admin}`,
+      "--discovery-addr=10.0.0.1:15012",
+    ]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain(
+      `meshd vm bundle: --workload-group vms/reviews: the config of meshd at ${admin} has no accepted WorkloadGroup vms/reviews`,
+    );
+  });
+
+  test("without a daemon to ask: an error unless --service-account is given, then a warning", async () => {
+    // A port nothing listens on: the daemon's admin port once it has stopped.
+    const stopped = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const gone = `127.0.0.1:${stopped.port}`;
+    stopped.stop(true);
+    const base = [
+      "bundle",
+      "--workload-group=vms/ratings",
+      `--data-dir=${dataDir}`,
+      `--admin-addr=${gone}`,
+      "--discovery-addr=10.0.0.1:15012",
+    ];
+    const r = await vm([...base, `--out=${join(dir, "x")}`]);
+    expect(r.code).toBe(2);
+    expect(r.err).toStartWith(
+      `meshd vm bundle: cannot read WorkloadGroup vms/ratings (--admin-addr): cannot reach meshd at ${gone}`,
+    );
+    expect(r.err).toContain("give --service-account");
+    const w = await vm([...base, `--out=${join(dir, "explicit")}`, "--service-account=ratings-sa"]);
+    expect(w.code).toBe(0);
+    expect(w.err).toContain("is not checked against the group's template");
   });
 
   test("refuses what it cannot do, saying why", async () => {
@@ -151,7 +354,9 @@ describe("meshd vm bundle", () => {
       `--data-dir=${dataDir}`,
     ]);
     expect(r4.code).toBe(2);
-    expect(r4.err).toContain("DNS-1123");
+    expect(r4.err).toContain(
+      'meshd vm bundle: --workload-group: workload group "Bad_Name" must be a DNS-1123',
+    );
     const r5 = await vm(["make", "--workload-group=vms/r"]);
     expect(r5.code).toBe(2);
     expect(r5.err).toContain("unknown subcommand make");
@@ -159,6 +364,36 @@ describe("meshd vm bundle", () => {
 
   test("config/systemd/meshd-agent.service is the unit the bundle ships", () => {
     expect(readFileSync(join(ROOT, "config/systemd/meshd-agent.service"), "utf8")).toBe(agentUnit());
+  });
+});
+
+describe("compiledExecutable()", () => {
+  test("is the executable in a binary made by bun build --compile, and undefined under the runtime", () => {
+    const d = mkdtempSync(join(tmpdir(), "meshd-compiled-"));
+    try {
+      const entry = join(d, "entry.ts");
+      writeFileSync(
+        entry,
+        `import { compiledExecutable } from ${JSON.stringify(join(ROOT, "mod/shared/executable.ts"))};\n` +
+          "console.log(String(compiledExecutable()));\n",
+      );
+      const build = Bun.spawnSync([
+        process.execPath,
+        "build",
+        entry,
+        "--compile",
+        "--outfile",
+        join(d, "probe"),
+      ]);
+      expect(build.exitCode).toBe(0);
+      // Renamed to "bun": the name of the executable does not matter.
+      const renamed = join(d, "bun");
+      cpSync(join(d, "probe"), renamed);
+      expect(Bun.spawnSync([renamed]).stdout.toString().trim()).toBe(renamed);
+      expect(Bun.spawnSync([process.execPath, entry]).stdout.toString().trim()).toBe("undefined");
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });
 

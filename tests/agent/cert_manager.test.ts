@@ -12,6 +12,7 @@ import {
   renewalDelay,
   spiffeId,
 } from "../../mod/agent/certs.ts";
+import { SettingError } from "../../mod/agent/failure.ts";
 import { ensureDir, readBundle, RECEIPT_FILE, writeBundle } from "../../mod/agent/files.ts";
 import { initCa } from "../../mod/citadel/ca_store.ts";
 import { pemEncode } from "../../mod/citadel/pem.ts";
@@ -52,7 +53,8 @@ function harness(
 ) {
   const calls: IssueVia["kind"][] = [];
   const stored: CertBundle[] = [];
-  let failing = false;
+  const fatal: SettingError[] = [];
+  let failing: boolean | Error = false;
   let storeFails = false;
   const m = createCertManager({
     clock,
@@ -62,19 +64,21 @@ function harness(
     backoff: { initialMs: 1000, maxMs: 8000 },
     issue(via) {
       calls.push(via.kind);
-      if (failing) return Promise.reject(new Error("CA unreachable"));
+      if (failing) return Promise.reject(failing === true ? new Error("CA unreachable") : failing);
       return Promise.resolve(bundle(clock.now(), opts.lifetime ?? 10 * HOUR, String(calls.length)));
     },
     onCert(b) {
       if (storeFails) throw new Error("disk full");
       stored.push(b);
     },
+    onFatal: (err) => fatal.push(err),
   });
   return {
     m,
     calls,
     stored,
-    fail(v: boolean) {
+    fatal,
+    fail(v: boolean | Error) {
       failing = v;
     },
     failStore(v: boolean) {
@@ -274,6 +278,49 @@ describe("createCertManager()", () => {
     clock.advance(5 * HOUR);
     await flush();
     expect(h.m.nextAttemptAt()! - clock.now()).toBe(750);
+    h.m.stop();
+  });
+
+  test("a SettingError is retried while the certificate is valid, and ends the attempts once it is not", async () => {
+    const clock = createManualClock(0);
+    const h = harness(clock, { lifetime: 10 * HOUR });
+    h.m.start();
+    await flush();
+    const wrongPort = new SettingError("127.0.0.1:15010 is plaintext, not TLS");
+    h.fail(wrongPort);
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.calls).toEqual(["token", "mtls"]);
+    expect(h.fatal).toEqual([]);
+    expect(h.m.nextAttemptAt()).toBe(clock.now() + 750);
+    // Expired: the first attempt that fails without a valid certificate ends them all.
+    clock.advance(5 * HOUR);
+    await flush();
+    expect(h.m.valid()).toBe(false);
+    expect(h.fatal).toEqual([wrongPort]);
+    expect(h.m.nextAttemptAt()).toBeUndefined();
+    const calls = h.calls.length;
+    clock.advance(HOUR);
+    await flush();
+    expect(h.calls.length).toBe(calls);
+    h.m.stop();
+  });
+
+  test("without a certificate a SettingError ends the attempts at once; other failures are retried", async () => {
+    const clock = createManualClock(0);
+    const h = harness(clock);
+    h.fail(true);
+    h.m.start();
+    await flush();
+    expect(h.fatal).toEqual([]);
+    expect(h.m.nextAttemptAt()).toBe(750);
+    const redeemed = new SettingError("the CA refused the token in --token-file: already redeemed");
+    h.fail(redeemed);
+    clock.advance(750);
+    await flush();
+    expect(h.calls).toEqual(["token", "token"]);
+    expect(h.fatal).toEqual([redeemed]);
+    expect(h.m.nextAttemptAt()).toBeUndefined();
     h.m.stop();
   });
 

@@ -1,8 +1,9 @@
 /**
  * End to end, on loopback: a real `meshd serve` (galley, pilot, citadel) and real `meshd agent`
  * processes. Token bootstrap, renewal over mutual TLS without the token, restart from the data
- * directory, SDS pushes, auto-registration into EDS and removal after the grace period, and a
- * failing TCP probe taking the workload out of EDS.
+ * directory, SDS pushes, auto-registration into EDS and removal after the grace period, a
+ * failing TCP probe taking the workload out of EDS, a refused registration told to the agent and
+ * shown by `meshd proxy-status`, and a redeemed token ending the agent.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
@@ -83,13 +84,13 @@ spec:
   ].join("---\n");
 }
 
-function token(): string {
+function token(serviceAccount = "ratings-sa"): string {
   return meshdCli([
     "token",
     "create",
     `--data-dir=${dataDir}`,
     "--namespace=vms",
-    "--service-account=ratings-sa",
+    `--service-account=${serviceAccount}`,
     "--ttl=10m",
     "--single-use",
   ]).trim();
@@ -104,7 +105,7 @@ function agentArgs(name: string, extra: string[] = []): string[] {
     `--ca-tls-addr=${tlsAddr}`,
     `--discovery-addr=${tlsAddr}`,
     "--namespace=vms",
-    "--service-account=ratings-sa",
+    ...(extra.some((a) => a.startsWith("--service-account=")) ? [] : ["--service-account=ratings-sa"]),
     `--output-dir=${join(base, "out")}`,
     `--data-dir=${join(base, "data")}`,
     "--cert-ttl=20s",
@@ -153,7 +154,17 @@ interface Registration {
   healthy: boolean;
   message?: string;
   disconnectedAt?: string;
+  state: string;
+  code?: string;
+  reason?: string;
+  nodes: string[];
+  identity?: string;
+  refusedAt?: string;
 }
+
+/** `meshd proxy-status ARGS` against the test's meshd. */
+const proxyStatus = (...args: string[]) =>
+  meshdCli(["proxy-status", `--admin-addr=${meshd.adminAddr}`, ...args]);
 
 async function registrations(): Promise<Registration[]> {
   return (await (await fetch(`http://${meshd.adminAddr}/debug/registrationz`)).json()) as Registration[];
@@ -327,6 +338,7 @@ describe("meshd agent against meshd serve", () => {
         agentArgs("g", [
           `--token-file=${tokenFile}`,
           "--workload-group=ratings",
+          "--workload-name=g",
           "--instance-ip=127.0.0.7",
           "--labels=version=v7",
         ]),
@@ -339,9 +351,35 @@ describe("meshd agent against meshd serve", () => {
         ),
       )
         .toBe(true);
+      const node = "sidecar~127.0.0.7~g.vms~vms.svc.cluster.local";
       expect(await registrations()).toContainEqual(
-        expect.objectContaining({ workload: "ratings-127.0.0.7", connections: 1, healthy: true }),
+        expect.objectContaining({
+          workload: "ratings-127.0.0.7",
+          connections: 1,
+          healthy: true,
+          state: "REGISTERED",
+          nodes: [node],
+          identity: "spiffe://cluster.local/ns/vms/sa/ratings-sa",
+        }),
       );
+      // proxy-status lists the agent, and shows it in detail by its node id.
+      const status = proxyStatus();
+      expect(status).toContain("VM AGENT");
+      expect(status).toMatch(
+        new RegExp(
+          `${
+            node.replaceAll(".", "\\.")
+          }\\s+vms/ratings\\s+REGISTERED\\s+ratings-127\\.0\\.0\\.7\\s+127\\.0\\.0\\.7\\s+HEALTHY \\(no probe\\)`,
+        ),
+      );
+      const detail = proxyStatus(node);
+      expect(detail).toMatch(/^REGISTRATION\s+REGISTERED$/m);
+      expect(detail).toMatch(/^WORKLOAD ENTRY\s+ratings-127\.0\.0\.7$/m);
+      expect(detail).toMatch(/^IDENTITY\s+spiffe:\/\/cluster\.local\/ns\/vms\/sa\/ratings-sa$/m);
+      expect(JSON.parse(proxyStatus("-o", "json", node))).toMatchObject({
+        proxies: [],
+        agents: [{ workload: "ratings-127.0.0.7", state: "REGISTERED", nodes: [node] }],
+      });
       expect(existsSync(join(dir, "g", "out", "envoy-bootstrap.json"))).toBe(true);
 
       const stoppedAt = Date.now();
@@ -379,7 +417,7 @@ describe("meshd agent against meshd serve", () => {
         "--workload-group=vms/ratings",
         `--out=${join(dir, "bundle.tar.gz")}`,
         `--data-dir=${dataDir}`,
-        "--service-account=ratings-sa",
+        `--admin-addr=${meshd.adminAddr}`,
         `--discovery-addr=${tlsAddr}`,
         `--install-dir=${etc}`,
         "--token-ttl=10m",
@@ -417,12 +455,79 @@ describe("meshd agent against meshd serve", () => {
         `--data-dir=${join(dir, "vm2", "data")}`,
         "--instance-ip=127.0.0.10",
       ]);
-      const refused = await w.waitFor((l) => l.msg === "certificate request failed; retrying");
-      expect(String(refused.err)).toContain(
-        "(token over TLS): unauthenticated: this single-use token was already redeemed",
+      expect(await w.exited(15_000)).toBe(1);
+      const errors = w.logs.filter((l) => l.level === "error");
+      expect(errors.length).toBe(1);
+      expect(String(errors[0]!.err)).toContain(
+        `refused the token in --token-file (TOKEN_FILE) ${
+          join(etc, "token")
+        }: this single-use token was already redeemed`,
       );
-      await w.stop();
+      expect(w.logs.some((l) => l.msg === "certificate request failed; retrying")).toBe(false);
       await v.stop();
+    },
+    45_000,
+  );
+
+  test(
+    "a registration the WorkloadGroup refuses is told to the agent, shown by proxy-status, and kept after it ends",
+    async () => {
+      // The group's template wants ratings-sa; this machine's identity is other-sa.
+      const tokenFile = join(dir, "r", "token");
+      mkdirSync(join(dir, "r"), { recursive: true });
+      writeFileSync(tokenFile, token("other-sa"));
+      const node = "sidecar~127.0.0.11~refused.vms~vms.svc.cluster.local";
+      const r = agent(
+        agentArgs("r", [
+          `--token-file=${tokenFile}`,
+          "--service-account=other-sa",
+          "--workload-group=ratings",
+          "--workload-name=refused",
+          "--instance-ip=127.0.0.11",
+        ]),
+      );
+      const refused = await r.waitFor((l) => l.msg === "registration refused by pilot; retrying slowly");
+      const reason = "auto-registration into WorkloadGroup vms/ratings refused: identity " +
+        "spiffe://cluster.local/ns/vms/sa/other-sa has service account other-sa, but the group's template wants ratings-sa";
+      expect(refused).toMatchObject({ level: "error", code: "PermissionDenied", reason });
+      expect(r.logs.some((l) => l.msg === "registered with pilot")).toBe(false);
+      const ready = await fetch(`http://${await r.adminAddr()}/healthz/ready`);
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).toContain(`registration refused: ${reason}`);
+
+      expect(await registrations()).toContainEqual(expect.objectContaining({
+        workload: "ratings-127.0.0.11",
+        state: "REFUSED",
+        code: "PERMISSION_DENIED",
+        nodes: [node],
+        identity: "spiffe://cluster.local/ns/vms/sa/other-sa",
+      }));
+      expect(await edsAddresses("ratings.vms.svc.cluster.local")).not.toContain("127.0.0.11:9080");
+      const status = proxyStatus();
+      const row = status.split("\n").find((l) => l.startsWith(node));
+      expect(row).toContain("vms/ratings");
+      expect(row).toContain(
+        "REFUSED: identity spiffe://cluster.local/ns/vms/sa/other-sa has service account other-sa",
+      );
+      expect(row).toContain("ratings-127.0.0.11");
+      const detail = proxyStatus(node);
+      expect(detail).toMatch(/^VM AGENT\s+sidecar~127\.0\.0\.11~refused\.vms~vms\.svc\.cluster\.local$/m);
+      expect(detail).toMatch(/^STATUS\s+PERMISSION_DENIED$/m);
+      expect(detail).toMatch(/^IDENTITY\s+spiffe:\/\/cluster\.local\/ns\/vms\/sa\/other-sa$/m);
+
+      // The agent stops: after the grace period the refusal is still there, with when it happened.
+      expect(await r.stop()).toBe(0);
+      expect(
+        await eventually(
+          async () =>
+            (await registrations()).some((x) =>
+              x.workload === "ratings-127.0.0.11" && x.state === "REFUSED" && x.refusedAt !== undefined &&
+              x.connections === 0
+            ),
+          10_000,
+        ),
+      ).toBe(true);
+      expect(proxyStatus(node)).toMatch(/^REFUSED AT\s+\d{4}-/m);
     },
     45_000,
   );

@@ -130,6 +130,26 @@ describe("self-signed CA in the data directory", () => {
   });
 });
 
+describe("leftovers of interrupted writes", () => {
+  test("loadCa() first removes the temporary files a crash left under ca/, a copy of a root's key included", async () => {
+    const data = dir();
+    await initCa(opts(data), "example.org");
+    const [id] = readdirSync(join(data, "ca", "roots"));
+    const dead = Bun.spawnSync(["true"]).pid;
+    const keyCopy = join(data, "ca", "roots", id!, `.ca-key.pem.${dead}.0a1b2c3d4e5f.tmp`);
+    const state = join(data, "ca", `.state.json.${dead}.01.tmp`);
+    writeFileSync(keyCopy, readFileSync(join(data, "ca", "roots", id!, "ca-key.pem")));
+    writeFileSync(state, "{");
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) });
+    expect(loadCa(opts(data, { logger }))!.current().roots).toHaveLength(1);
+    expect(existsSync(keyCopy)).toBe(false);
+    expect(existsSync(state)).toBe(false);
+    const removed = lines.filter((l) => l.msg === "removed a temporary file left by an interrupted write");
+    expect(removed.map((l) => l.path).sort()).toEqual([keyCopy, state].sort());
+  });
+});
+
 describe("loadCaDir()", () => {
   test("loads an intermediate under an offline root: the chain holds the intermediate, the roots the offline root", () => {
     const d = dir();

@@ -360,7 +360,12 @@ describe("citadel (process): issuance, renewal, hostile requests, rotation", () 
     const plain = caClient(meshd.grpcAddr);
     const oldRoot = rootPem;
 
-    const rotated = await meshdCli(["ca", "rotate", `--admin-addr=${meshd.adminAddr}`]);
+    const rotated = await meshdCli([
+      "ca",
+      "rotate",
+      `--admin-addr=${meshd.adminAddr}`,
+      `--data-dir=${data.path}`,
+    ]);
     expect(rotated.code).toBe(0);
     expect(JSON.parse(rotated.stdout).roots).toHaveLength(2);
 
@@ -371,7 +376,12 @@ describe("citadel (process): issuance, renewal, hostile requests, rotation", () 
       true,
     );
 
-    const activated = await meshdCli(["ca", "activate", `--admin-addr=${meshd.adminAddr}`]);
+    const activated = await meshdCli([
+      "ca",
+      "activate",
+      `--admin-addr=${meshd.adminAddr}`,
+      `--data-dir=${data.path}`,
+    ]);
     expect(activated.code).toBe(0);
 
     const during = await plain.createCertificate({ csr: csrFor(WEB).csr }, bearer(tok()));
@@ -397,7 +407,12 @@ describe("citadel (process): issuance, renewal, hostile requests, rotation", () 
     });
     expect(pemCount(renew.certChain[1]!)).toBe(2);
 
-    const retired = await meshdCli(["ca", "retire-root", `--admin-addr=${meshd.adminAddr}`]);
+    const retired = await meshdCli([
+      "ca",
+      "retire-root",
+      `--admin-addr=${meshd.adminAddr}`,
+      `--data-dir=${data.path}`,
+    ]);
     expect(retired.code).toBe(0);
     expect(JSON.parse(retired.stdout).roots).toHaveLength(1);
     const after = await plain.createCertificate({ csr: csrFor(WEB).csr }, bearer(tok()));
@@ -421,7 +436,13 @@ describe("citadel (process): issuance, renewal, hostile requests, rotation", () 
     const stale = caClient(tlsAddr, { ca: newRoot!, cert: leafPem, key: leafKey });
     expect(await codeOf(stale.createCertificate({ csr: csrFor(WEB).csr }))).toBe(Code.Unauthenticated);
     // Nothing left to retire.
-    expect((await meshdCli(["ca", "retire-root", `--admin-addr=${meshd.adminAddr}`])).code).toBe(1);
+    const nothingLeft = await meshdCli([
+      "ca",
+      "retire-root",
+      `--admin-addr=${meshd.adminAddr}`,
+      `--data-dir=${data.path}`,
+    ]);
+    expect(nothingLeft.code).toBe(1);
   });
 });
 
@@ -507,7 +528,12 @@ describe("citadel (process): persistence and bring-your-own CA", () => {
             csr: csrFor(WEB).csr,
           });
         expect(renewed.certChain).toHaveLength(3);
-        const rotate = await meshdCli(["ca", "rotate", `--admin-addr=${meshd.adminAddr}`]);
+        const rotate = await meshdCli([
+          "ca",
+          "rotate",
+          `--admin-addr=${meshd.adminAddr}`,
+          `--data-dir=${data.path}`,
+        ]);
         expect(rotate.code).toBe(1);
         expect(rotate.stderr).toContain("--ca-dir");
       } finally {

@@ -8,6 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:tls";
+import { readAdminToken } from "../../mod/admin/token.ts";
 import { CA, type CertificateAuthority, citadelModule } from "../../mod/citadel/mod.ts";
 import { createToken, loadOrCreateTokenKey } from "../../mod/citadel/token.ts";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
@@ -137,14 +138,15 @@ describe("citadel module", () => {
   });
 
   test("POST /debug/ca/rotate, /activate and /retire change the bundle the link reports and tell listeners", async () => {
-    const { daemon, ca } = await start([]);
+    const { daemon, ca, data } = await start([]);
     await waitFor(() => daemon.ready());
     const base = `http://${daemon.adminAddr}/debug/ca`;
+    const post = { method: "POST", headers: { authorization: `Bearer ${readAdminToken(data)}` } };
     let changes = 0;
     ca.onChange(() => changes++);
     expect((await fetch(`${base}/rotate`)).status).toBe(405);
     const before = ca.trustBundle();
-    const prepared = await (await fetch(`${base}/rotate`, { method: "POST" })).json() as {
+    const prepared = await (await fetch(`${base}/rotate`, post)).json() as {
       roots: Array<{ signing: boolean; fingerprint: string }>;
     };
     // The old root keeps signing; the new one is trusted.
@@ -152,10 +154,10 @@ describe("citadel module", () => {
     expect(ca.trustBundle().startsWith(before)).toBe(true);
     expect(ca.trustBundle().length).toBeGreaterThan(before.length);
     expect(changes).toBe(1);
-    const early = await fetch(`${base}/retire`, { method: "POST" });
+    const early = await fetch(`${base}/retire`, post);
     expect(early.status).toBe(409);
     expect(((await early.json()) as { error: string }).error).toContain("activate it before retiring");
-    const activated = await (await fetch(`${base}/activate`, { method: "POST" })).json() as {
+    const activated = await (await fetch(`${base}/activate`, post)).json() as {
       roots: Array<{ signing: boolean; fingerprint: string }>;
     };
     expect(activated.roots.map((r) => r.signing)).toEqual([true, false]);
@@ -164,10 +166,10 @@ describe("citadel module", () => {
     expect(changes).toBe(2);
     const status = await (await fetch(base)).json() as { mode: string; roots: unknown[] };
     expect(status).toMatchObject({ mode: "self-signed", roots: [{}, {}] });
-    expect((await fetch(`${base}/retire`, { method: "POST" })).status).toBe(200);
+    expect((await fetch(`${base}/retire`, post)).status).toBe(200);
     expect(ca.trustBundle()).not.toContain(before.split("\n")[1]!);
     expect(changes).toBe(3);
-    const again = await fetch(`${base}/retire`, { method: "POST" });
+    const again = await fetch(`${base}/retire`, post);
     expect(again.status).toBe(409);
     expect(((await again.json()) as { error: string }).error).toContain("nothing to retire");
   });

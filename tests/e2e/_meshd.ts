@@ -6,6 +6,7 @@ import { spawn, type Subprocess } from "bun";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { readAdminToken } from "../../mod/admin/token.ts";
 
 /** The repository root. */
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -15,6 +16,8 @@ export interface MeshdProcess {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   readonly adminAddr: string;
   readonly grpcAddr: string;
+  /** The daemon's --data-dir (holds the admin token, see adminPost). */
+  readonly dataDir: string;
   /** Every JSON log line so far. */
   readonly logs: Array<Record<string, unknown>>;
   /** The `addr` field of the first log line with this message, once it appears. */
@@ -41,9 +44,13 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
   const extra = opts.args ?? [];
   // Every listener on loopback, and state in a fresh directory unless the test gives its own.
   const defaults = ["--grpc-tls-addr=127.0.0.1:0"];
-  if (!extra.some((a) => a.startsWith("--data-dir"))) {
-    defaults.push(`--data-dir=${mkdtempSync(join(tmpdir(), "meshd-data-"))}`);
-  }
+  const given = extra.findLastIndex((a) => a.startsWith("--data-dir"));
+  const dataDir = given < 0
+    ? mkdtempSync(join(tmpdir(), "meshd-data-"))
+    : extra[given]!.startsWith("--data-dir=")
+    ? extra[given]!.slice("--data-dir=".length)
+    : extra[given + 1]!;
+  if (given < 0) defaults.push(`--data-dir=${dataDir}`);
   const proc = spawn(
     [
       ...command,
@@ -107,6 +114,7 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
     proc,
     adminAddr: admin!,
     grpcAddr: grpc!,
+    dataDir: resolve(opts.cwd ?? ROOT, dataDir),
     logs,
     async addrOf(msg) {
       let found: string | undefined;
@@ -122,6 +130,35 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
       return await proc.exited;
     },
   };
+}
+
+/**
+ * POSTs to the admin server of `m` (a state-changing /debug/ path) with the admin token from its
+ * data directory, as `meshd ca` does.
+ */
+export async function adminPost(m: MeshdProcess, path: string): Promise<Response> {
+  return await fetch(`http://${m.adminAddr}${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${readAdminToken(m.dataDir)}` },
+  });
+}
+
+/** Runs `meshd ARGS` (a tool command, not serve) to completion. */
+export async function runMeshdCommand(
+  args: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = spawn([process.execPath, resolve(ROOT, "main.ts"), ...args], {
+    cwd: ROOT,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
 }
 
 /** Polls `fn` until it returns true or `timeoutMs` passes; resolves with the last result. */

@@ -42,8 +42,14 @@ describe("galley in a running meshd", () => {
 
   beforeAll(async () => {
     writeFileSync(join(dir, "reviews.yaml"), vs("5s"));
-    primary = await startMeshd({ args: [`--config-dir=${dir}`, "--config-debounce=20ms"] });
-    replica = await startMeshd({ args: [`--config-source=xds://${primary.grpcAddr}`] });
+    // The last test removes the only file: a source going from some resources to none needs
+    // --allow-empty-config (tests/hostile/config.test.ts covers the refusal without it).
+    primary = await startMeshd({
+      args: [`--config-dir=${dir}`, "--config-debounce=20ms", "--allow-empty-config"],
+    });
+    replica = await startMeshd({
+      args: [`--config-source=xds://${primary.grpcAddr}`, "--allow-empty-config"],
+    });
   });
   afterAll(async () => {
     await replica?.stop();

@@ -341,7 +341,8 @@ async function agentFor(sa: string, ip: string, labels: string): Promise<void> {
 }
 
 async function admin(path: string): Promise<Record<string, unknown>> {
-  const res = await fetch(`http://${meshd.adminAddr}${path}`, { method: "POST" });
+  const { adminPost } = await import("./_meshd.ts");
+  const res = await adminPost(meshd, path);
   const body = (await res.json()) as Record<string, unknown>;
   if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${JSON.stringify(body)}`);
   return body;

@@ -52,8 +52,11 @@ export function dirHarness(): SourceHarness {
   };
 }
 
-/** The xDS (MCP) source against a real upstream galley store served over gRPC on loopback. */
-export async function xdsHarness(): Promise<SourceHarness> {
+/**
+ * The xDS (MCP) source against a real upstream galley store served over gRPC on loopback;
+ * `maxResponseBytes` is handed to the source.
+ */
+export async function xdsHarness(opts: { maxResponseBytes?: number } = {}): Promise<SourceHarness> {
   const upstream = createConfigStore({ logger: quiet });
   const sink = upstream.sink("upstream");
   sink.replace([]);
@@ -72,6 +75,7 @@ export async function xdsHarness(): Promise<SourceHarness> {
         logger: quiet,
         minBackoffMs: 20,
         maxBackoffMs: 200,
+        maxResponseBytes: opts.maxResponseBytes,
       }),
     put(name, yaml) {
       contents.set(name, yaml);

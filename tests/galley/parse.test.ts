@@ -199,7 +199,48 @@ describe("parseConfig() reports bad input", () => {
     const deep = `a: ${"[".repeat(20_000)}${"]".repeat(20_000)}\n---\n${entry("ok")}`;
     const r = parseConfig(deep, "deep.yaml");
     expect(r.resources.map((x) => x.metadata.name)).toEqual(["ok"]);
-    expect(r.diagnostics.map((d) => d.message)).toEqual(["document is nested too deeply"]);
+    // The root mapping is level 1, so the 64th bracket (column 3 + 64) crosses the limit.
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual([
+      "deep.yaml:1:67: document is nested too deeply (more than 64 levels of mappings and sequences); refusing it",
+    ]);
+  });
+
+  test("parseConfig() accepts 64 levels of nesting and refuses 65, naming the line where block nesting crossed", () => {
+    const nested = (levels: number) => {
+      // spec is level 2 below the root mapping; each key nests one more mapping.
+      let text = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: deep\nspec:\n";
+      for (let i = 0; i < levels - 2; i++) text += `${"  ".repeat(i + 1)}k${i}:\n`;
+      return text + `${"  ".repeat(levels - 1)}leaf: 1\n`;
+    };
+    expect(messages(nested(64)).filter((m) => m.includes("nested"))).toEqual([]);
+    expect(messages(nested(65))).toEqual([
+      "f.yaml:69:133: document is nested too deeply (more than 64 levels of mappings and sequences); refusing it",
+    ]);
+    expect(
+      parseConfig(nested(65), "f.yaml", { maxDepth: 80 }).diagnostics.filter((d) => /nested/.test(d.message)),
+    )
+      .toEqual([]);
+  });
+
+  test("parseConfig() refuses a 500 KB nested flow map at the limit, before a document model is built", () => {
+    const depth = 100_000; // "{a: " and "}" per level: 500 KB
+    const text = `apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: x}\nspec: ${
+      "{a: ".repeat(depth)
+    }1${"}".repeat(depth)}\n---\n${entry("ok")}`;
+    const r = parseConfig(text, "flow.yaml");
+    expect(r.resources.map((x) => x.metadata.name)).toEqual(["ok"]);
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual([
+      "flow.yaml:4:259: document is nested too deeply (more than 64 levels of mappings and sequences); refusing it",
+    ]);
+  });
+
+  test("parseConfig() with maxResources stops reading past the limit and says where", () => {
+    const text = [entry("a"), entry("b"), entry("c"), entry("d")].join("---\n");
+    const r = parseConfig(text, "many.yaml", { maxResources: 2 });
+    expect(r.resources.map((x) => x.metadata.name)).toEqual(["a", "b", "c"]);
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual([
+      "many.yaml:21:1: more than 2 resources; stopped reading here",
+    ]);
   });
 
   test("parseConfig() accepts modest aliases and merge keys", () => {

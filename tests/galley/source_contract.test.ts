@@ -6,6 +6,7 @@ import type { ConfigSource } from "../../mod/galley/source.ts";
 import { type ConfigStore, createConfigStore } from "../../mod/galley/store.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { dirHarness, quiet, type SourceHarness, xdsHarness } from "./_harness.ts";
+import { etcdHarness } from "../store/_source_harness.ts";
 
 const vs = (name: string, host: string, timeout = "5s") =>
   `apiVersion: networking.istio.io/v1
@@ -22,6 +23,7 @@ spec:
 const harnesses: Array<[string, () => Promise<SourceHarness> | SourceHarness]> = [
   ["directory", dirHarness],
   ["xds", xdsHarness],
+  ["etcd", etcdHarness],
 ];
 
 for (const [name, make] of harnesses) {
@@ -79,6 +81,34 @@ for (const [name, make] of harnesses) {
       await h.put("third.yaml", vs("third", "third.example.com"));
       await Bun.sleep(300);
       expect(store.snapshot().version).toBe(version);
+    });
+  });
+}
+
+for (const [name, make] of harnesses) {
+  describe(`ConfigSource contract after a refused change: ${name}`, () => {
+    test("the change after a refused one is a full listing, so nothing kept by the refusal lingers", async () => {
+      const h = await make();
+      const store = createConfigStore({ logger: quiet, refuseEmpty: true });
+      const source = h.source();
+      const names = () => [...store.snapshot().resources.values()].map((r) => r.metadata.name).sort();
+      try {
+        await h.put("a.yaml", vs("a", "a.example.com"));
+        await h.put("b.yaml", vs("b", "b.example.com"));
+        await source.start(store.sink(source.name));
+        expect(await eventually(() => names().join() === "a,b")).toBe(true);
+        await h.remove("a.yaml");
+        await h.remove("b.yaml");
+        expect(await eventually(() => store.status().sources[0]?.state === "refused")).toBe(true);
+        expect(store.status().sources[0]!.errors[0]).toStartWith("emptied: kept ");
+        expect(names().length).toBeGreaterThan(0);
+        await h.put("c.yaml", vs("c", "c.example.com"));
+        expect(await eventually(() => names().join() === "c")).toBe(true);
+        expect(store.status().sources[0]!.state).toBe("ok");
+      } finally {
+        await source.stop();
+        await h.close();
+      }
     });
   });
 }

@@ -151,3 +151,117 @@ describe("createConfigStore()", () => {
     expect([...store.snapshot().resources.keys()]).toEqual([KEY + "c"]);
   });
 });
+
+describe("createConfigStore() bounds", () => {
+  const many = (prefix: string, n: number) =>
+    Array.from({ length: n }, (_, i) => se(`${prefix}-${i}`, `${prefix}-${i}.example.com`)).join("---");
+
+  test("a change that would pass maxResources is refused whole; the last good snapshot and status say why", async () => {
+    const metrics = createMetricsRegistry();
+    const store = createConfigStore({ logger: quiet, metrics, maxResources: 10 });
+    const sink = store.sink("dir");
+    expect(sink.replace([{ origin: "a.yaml", content: many("a", 6) }])).toEqual({ applied: true });
+    const before = store.snapshot();
+    const verdict = sink.update([
+      { origin: "a.yaml", content: many("a", 7) },
+      { origin: "b.yaml", content: many("b", 4) },
+    ]);
+    expect(verdict.applied).toBe(false);
+    expect(store.snapshot()).toBe(before);
+    const st = store.status().sources.find((x) => x.source === "dir")!;
+    expect(st.state).toBe("refused");
+    expect(st.resources).toBe(6);
+    expect(st.errors).toEqual([
+      "this change would hold 11 resources across all sources, 1 over the limit of 10 (--config-max-resources); " +
+      "keeping the last good config",
+    ]);
+    expect(await metrics.getSingleMetricAsString("galley_config_changes_refused_total")).toContain(
+      'bound="resources"} 1',
+    );
+    // Nothing of the refused change was applied: not a.yaml's seventh resource, not b.yaml.
+    expect(store.status().origins.map((o) => [o.origin, o.resources])).toEqual([["a.yaml", 6]]);
+    // The next change that fits is applied, and the refusal is over.
+    expect(
+      sink.replace([{ origin: "a.yaml", content: many("a", 4) }, {
+        origin: "b.yaml",
+        content: many("b", 5),
+      }]),
+    )
+      .toEqual({ applied: true });
+    expect(store.snapshot().resources.size).toBe(9);
+    expect(store.status().sources[0]!.state).toBe("ok");
+  });
+
+  test("the resource bound counts every source, and parsing stops once it is passed", () => {
+    const store = createConfigStore({ logger: quiet, maxResources: 10 });
+    store.sink("one").replace([{ origin: "a.yaml", content: many("a", 8) }]);
+    const verdict = store.sink("two").replace([
+      { origin: "b.yaml", content: many("b", 50) },
+      { origin: "c.yaml", content: many("c", 50) },
+    ]);
+    expect(verdict).toEqual({
+      applied: false,
+      reason: "this change would hold at least 11 resources across all sources, 1 over the limit of 10 " +
+        "(--config-max-resources); keeping the last good config",
+    });
+    expect(store.snapshot().resources.size).toBe(8);
+  });
+
+  test("a change that would pass maxTotalBytes is refused before it is parsed", () => {
+    const store = createConfigStore({ logger: quiet, maxTotalBytes: 4096 });
+    const sink = store.sink("dir");
+    sink.replace([{ origin: "a.yaml", content: many("a", 2) }]);
+    // Not YAML at all: had it been parsed, the origin would show a syntax error.
+    const junk = "{".repeat(5000);
+    const verdict = sink.update([{ origin: "b.yaml", content: junk }]);
+    expect(verdict.applied).toBe(false);
+    expect(!verdict.applied && verdict.reason).toMatch(
+      /^this change would bring the config across all sources to 5\.\d KiB \(\d+ bytes\), 1\.\d KiB over the limit of 4 KiB \(--config-max-total-size\); keeping the last good config$/,
+    );
+    expect(store.status().origins.map((o) => o.origin)).toEqual(["a.yaml"]);
+  });
+
+  test("refuseEmpty keeps a source's last good config when all of it would go at once", () => {
+    const store = createConfigStore({ logger: quiet, refuseEmpty: true });
+    const sink = store.sink("dir");
+    sink.replace([{ origin: "a.yaml", content: many("a", 2) }, { origin: "b.yaml", content: many("b", 1) }]);
+    // One of two files going is fine.
+    expect(sink.update([{ origin: "b.yaml", deleted: true }]).applied).toBe(true);
+    const before = store.snapshot();
+    expect(sink.update([{ origin: "a.yaml", deleted: true }])).toEqual({
+      applied: false,
+      reason: "emptied: kept 2 resources; pass --allow-empty-config to allow",
+    });
+    expect(sink.update([{ origin: "a.yaml", content: "" }]).applied).toBe(false);
+    expect(sink.replace([]).applied).toBe(false);
+    expect(store.snapshot()).toBe(before);
+    expect(store.status().sources[0]!.errors).toEqual([
+      "emptied: kept 2 resources; pass --allow-empty-config to allow",
+    ]);
+    // Other sources do not count: this one alone going empty is what is refused.
+    store.sink("other").replace([{ origin: "o.yaml", content: many("o", 1) }]);
+    expect(sink.replace([]).applied).toBe(false);
+    // Without refuseEmpty, emptying is a change like any other.
+    const open = createConfigStore({ logger: quiet });
+    open.sink("dir").replace([{ origin: "a.yaml", content: many("a", 2) }]);
+    expect(open.sink("dir").replace([]).applied).toBe(true);
+    expect(open.snapshot().resources.size).toBe(0);
+  });
+
+  test("a source's reported problems show in its status until the next report", () => {
+    const store = createConfigStore({ logger: quiet });
+    const sink = store.sink("dir");
+    sink.replace([{ origin: "a.yaml", content: many("a", 1) }]);
+    sink.report({ withheld: "more than 10 files", warnings: ["skipped /x/loop"] });
+    expect(store.status().sources).toEqual([{
+      source: "dir",
+      state: "refused",
+      errors: ["more than 10 files"],
+      warnings: ["skipped /x/loop"],
+      resources: 1,
+      bytes: Buffer.byteLength(many("a", 1)),
+    }]);
+    sink.report({ warnings: [] });
+    expect(store.status().sources[0]!.state).toBe("ok");
+  });
+});

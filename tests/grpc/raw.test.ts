@@ -121,8 +121,9 @@ describe("gRPC methods served on raw HTTP/2 streams", () => {
   });
 
   test("hostile and broken input ends the call with a status, and is logged", async () => {
+    // The compressed flag without a negotiated grpc-encoding is a protocol error: INTERNAL.
     const compressed = await call([frame(new Uint8Array([1, 2, 3]), 1)]);
-    expect(compressed.grpcStatus).toBe("12");
+    expect(compressed.grpcStatus).toBe("13");
     expect(compressed.grpcMessage).toContain("compressed");
 
     const huge = await call([frame(new Uint8Array(8), 0, 512 * 1024 * 1024)]);

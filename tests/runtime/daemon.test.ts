@@ -1,4 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Counter } from "prom-client";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
 import { type Daemon, startDaemon } from "../../mod/runtime/daemon.ts";
@@ -39,13 +42,17 @@ afterEach(async () => {
   daemon = undefined;
 });
 
-async function start(modules: ModuleDefinition[]) {
+async function start(
+  modules: ModuleDefinition[],
+  opts: { args?: string[]; logs?: Array<Record<string, unknown>> } = {},
+) {
   const { settings } = parseCommandLine(
     serveSettings(modules),
-    ["--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "2s"],
+    ["--grpc-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-grace=2s", ...opts.args ?? []],
     { command: "test", env: {} },
   );
-  daemon = await startDaemon({ settings, modules, logger: createLogger({ write: () => {} }) });
+  const logger = createLogger({ format: "json", write: (l) => opts.logs?.push(JSON.parse(l)) });
+  daemon = await startDaemon({ settings, modules, logger });
   return daemon;
 }
 
@@ -93,7 +100,13 @@ describe("startDaemon()", () => {
     const list = await (await fetch(`http://${d.adminAddr}/debug/`)).json() as {
       handlers: { path: string }[];
     };
-    expect(list.handlers.map((h) => h.path)).toEqual(["/debug/settings", "/debug/adsz", "/debug/alphaz"]);
+    expect(list.handlers.map((h) => h.path)).toEqual([
+      "/debug/settings",
+      "/debug/adsz",
+      "/debug/grpcz",
+      "/debug/storez",
+      "/debug/alphaz",
+    ]);
     const state = await (await fetch(`http://${d.adminAddr}/debug/alphaz`)).json() as { started: number };
     expect(state.started).toBe(1);
     const settings = await (await fetch(`http://${d.adminAddr}/debug/settings`)).json() as Array<
@@ -117,6 +130,46 @@ describe("startDaemon()", () => {
       }),
     };
     await expect(start([bad])).rejects.toThrow("no disk");
+    daemon = undefined;
+  });
+
+  test("removes leftover temporary files in --data-dir at start; makes the admin token only when a handler changes state", async () => {
+    const data = mkdtempSync(join(tmpdir(), "meshd-daemon-data-"));
+    try {
+      const dead = Bun.spawnSync(["true"]).pid;
+      const leftover = join(data, `.admin-token.${dead}.0a1b.tmp`);
+      writeFileSync(leftover, "secret");
+      const logs: Array<Record<string, unknown>> = [];
+      await start([controllable("alpha").def], { args: [`--data-dir=${data}`], logs });
+      expect(existsSync(leftover)).toBe(false);
+      expect(logs.filter((l) => l.msg === "removed a temporary file left by an interrupted write"))
+        .toMatchObject([{ level: "warn", path: leftover }]);
+      expect(existsSync(join(data, "admin-token"))).toBe(false);
+      await daemon!.shutdown();
+      const resets: ModuleDefinition = {
+        name: "gamma",
+        summary: "has a handler that changes state",
+        settings: [],
+        create(ctx) {
+          ctx.debug({
+            path: "gammaz/reset",
+            description: "resets",
+            mutates: true,
+            handle: () => Response.json({}),
+          });
+          return { start: () => Promise.resolve(), ready: () => true, stop: () => Promise.resolve() };
+        },
+      };
+      await start([resets], { args: [`--data-dir=${data}`] });
+      expect(statSync(join(data, "admin-token")).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+
+  test("--admin-allowed-hosts takes host names only, and the error names the setting", async () => {
+    const started = start([], { args: ["--admin-allowed-hosts=meshd.internal,evil.example:80"] });
+    await expect(started).rejects.toThrow('--admin-allowed-hosts: "evil.example:80" is not a host name');
     daemon = undefined;
   });
 });

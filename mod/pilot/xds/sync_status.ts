@@ -16,6 +16,10 @@ export interface TypeSync {
   /** The client's error message for the last NACK. */
   readonly nackMessage?: string;
   readonly resources: number;
+  /** Size of the last response sent, in bytes. */
+  readonly sentBytes?: number;
+  /** Set when that response was larger than clients likely accept: "SENT 26.7 MB > 4 MB client limit". */
+  readonly sizeWarning?: string;
 }
 
 /** One connected proxy. */
@@ -49,6 +53,8 @@ export function syncStatus(streams: readonly StreamStatus[]): ProxySync[] {
         nackedVersion: t.nackedVersion,
         nackMessage: t.lastNack,
         resources: t.sentResources,
+        sentBytes: t.sentBytes,
+        sizeWarning: t.sizeWarning,
       };
     }
     if (Object.keys(types).length === 0) continue;

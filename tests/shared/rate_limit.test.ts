@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createRateLimiter } from "../../mod/citadel/rate_limit.ts";
+import { createRateLimiter } from "../../mod/shared/rate_limit.ts";
 import { createManualClock } from "../../mod/shared/clock.ts";
 
 describe("createRateLimiter()", () => {

@@ -1,6 +1,7 @@
 /**
- * Token buckets per key (per identity, for certificate requests): `perMinute` tokens flow in
- * each minute up to `burst`; a request takes one or is refused.
+ * Token buckets per key (per identity for certificate requests, per source and reason for the
+ * admin server's refusal logs): `perMinute` tokens flow in each minute up to `burst`; a request
+ * takes one or is refused.
  *
  * @module
  */

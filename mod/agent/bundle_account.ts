@@ -1,0 +1,82 @@
+/**
+ * Which service account an onboarding bundle's token names. Pilot registers a VM into a
+ * WorkloadGroup only when the VM's identity has the service account the group's template names,
+ * so the bundle takes it from the group (read from the running daemon's config over its admin
+ * server) and refuses a different one, instead of handing out a token that gets a certificate
+ * and is then left out of the mesh.
+ *
+ * @module
+ */
+import { getAdminJson } from "../cli/admin_client.ts";
+import { UsageError } from "../shared/errors.ts";
+
+/** The service account Istio gives a workload whose group's template names none. */
+export const DEFAULT_SERVICE_ACCOUNT = "default";
+
+/** Options for chooseServiceAccount. */
+export interface ServiceAccountOptions {
+  /** The daemon's admin address (`--admin-addr`). */
+  readonly adminAddr: string;
+  readonly namespace: string;
+  /** The WorkloadGroup's name. */
+  readonly group: string;
+  /** `--service-account`, when given. */
+  readonly explicit?: string;
+  /** Receives a warning line (no newline). */
+  warn(message: string): void;
+}
+
+interface ConfigzResource {
+  readonly spec?: { readonly template?: { readonly serviceAccount?: unknown } };
+  readonly error?: string;
+}
+
+/**
+ * The service account for the bundle: `--service-account` when given and the group's template
+ * names the same one or none; otherwise the template's (or `default` when it names none).
+ * Throws a UsageError, naming the flags, when the given one differs from the template's, when
+ * the daemon's config has no such group, or when the daemon cannot be asked and no
+ * `--service-account` was given; with one given it only warns then.
+ */
+export async function chooseServiceAccount(opts: ServiceAccountOptions): Promise<string> {
+  const ref = `${opts.namespace}/${opts.group}`;
+  const key = `networking.istio.io/WorkloadGroup/${ref}`;
+  let answer;
+  try {
+    answer = await getAdminJson<ConfigzResource>(
+      opts.adminAddr,
+      `/debug/configz?key=${encodeURIComponent(key)}`,
+    );
+  } catch (err) {
+    const why = `cannot read WorkloadGroup ${ref} (--admin-addr): ${(err as Error).message}`;
+    if (opts.explicit !== undefined) {
+      opts.warn(`${why}; --service-account ${opts.explicit} is not checked against the group's template`);
+      return opts.explicit;
+    }
+    throw new UsageError(
+      `meshd vm bundle: ${why}; run this where meshd serve runs, point --admin-addr at its admin address, ` +
+        "or give --service-account",
+    );
+  }
+  if (answer.status === 404) {
+    throw new UsageError(
+      `meshd vm bundle: --workload-group ${ref}: the config of meshd at ${opts.adminAddr} has no accepted ` +
+        `WorkloadGroup ${ref} (meshd config-status --admin-addr ${opts.adminAddr} lists what it has)`,
+    );
+  }
+  if (answer.status !== 200) {
+    throw new UsageError(
+      `meshd vm bundle: cannot read WorkloadGroup ${ref} from meshd at ${opts.adminAddr} (--admin-addr): ` +
+        `HTTP ${answer.status}${answer.body.error ? `: ${answer.body.error}` : ""}`,
+    );
+  }
+  const named = answer.body.spec?.template?.serviceAccount;
+  const template = typeof named === "string" && named !== "" ? named : undefined;
+  if (opts.explicit !== undefined && template !== undefined && opts.explicit !== template) {
+    throw new UsageError(
+      `meshd vm bundle: --service-account ${opts.explicit} does not match WorkloadGroup ${ref}, whose ` +
+        `template.serviceAccount is ${template}; pilot would not register the VM (leave --service-account out to use ${template})`,
+    );
+  }
+  return opts.explicit ?? template ?? DEFAULT_SERVICE_ACCOUNT;
+}
