@@ -269,7 +269,7 @@ export function routingYaml(v1Weight: number, label?: string): string {
 }
 
 /** Writes the sample plus the generated mesh into a new directory, after validating it. */
-function writeConfigDir(services: number): string {
+export function writeConfigDir(services: number): string {
   const dir = mkdtempSync(join(tmpdir(), "meshd-bench-xds-"));
   const samples = join(ROOT, "config/samples");
   for (const f of readdirSync(samples)) if (/\.ya?ml$/.test(f)) copyFileSync(join(samples, f), join(dir, f));
@@ -294,7 +294,7 @@ function writeConfigDir(services: number): string {
 // ---------------------------------------------------------------- processes
 
 /** CPU seconds (user + system, all threads) of a process. */
-function cpuSec(pid: number): number {
+export function cpuSec(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -308,18 +308,19 @@ function cpuSec(pid: number): number {
  * CPU seconds all processes on the machine spent in user and system mode (/proc/stat). Interrupt
  * and softirq time (loopback networking, charged to no process) and steal are left out.
  */
-function machineBusySec(): number {
+export function machineBusySec(): number {
   const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
   return (f[0]! + f[1]! + f[2]!) / 100;
 }
 
-function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+/** A process's resident memory (VmRSS) or its peak (VmHWM), in KiB. */
+export function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
 }
 
 /** Waits until `pid` has used at most one clock tick over `quietMs`, or `maxMs` passed. */
-async function idle(pid: number, quietMs = 300, maxMs = 15_000): Promise<void> {
+export async function idle(pid: number, quietMs = 300, maxMs = 15_000): Promise<void> {
   const end = Date.now() + maxMs;
   let last = cpuSec(pid);
   while (Date.now() < end) {
@@ -330,10 +331,11 @@ async function idle(pid: number, quietMs = 300, maxMs = 15_000): Promise<void> {
   }
 }
 
-type Event = Record<string, unknown> & { ev: string };
+/** One JSON line a child process printed. */
+export type Event = Record<string, unknown> & { ev: string };
 
 /** A child speaking JSON lines on stdin/stdout. */
-interface Child {
+export interface Child {
   readonly proc: Subprocess<"pipe", "pipe", "pipe">;
   send(cmd: Record<string, unknown>): void;
   /** The first not yet taken event matching `pred`, waiting up to `timeoutMs`. */
@@ -484,16 +486,7 @@ async function startMeshd(configDir: string, dataDir: string, cpuProfDir?: strin
     grpcAddr,
     adminAddr,
     warnings,
-    async metrics() {
-      const text = await (await fetch(`http://${adminAddr}/metrics`)).text();
-      const out = new Map<string, number>();
-      for (const line of text.split("\n")) {
-        if (line.startsWith("#") || !line) continue;
-        const sp = line.lastIndexOf(" ");
-        out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-      }
-      return out;
-    },
+    metrics: () => readMetrics(`http://${adminAddr}/metrics`),
     async stop() {
       proc.kill("SIGTERM");
       const t = setTimeout(() => proc.kill("SIGKILL"), 15_000);
@@ -502,6 +495,18 @@ async function startMeshd(configDir: string, dataDir: string, cpuProfDir?: strin
       await listening.catch(() => {});
     },
   };
+}
+
+/** A Prometheus text page as a map from series (name and labels as written) to value. */
+export async function readMetrics(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || !line) continue;
+    const sp = line.lastIndexOf(" ");
+    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return out;
 }
 
 /** pilot_xds_pushes by type. */
@@ -524,16 +529,18 @@ function diff(a: Record<string, number>, b: Record<string, number>): Record<stri
 }
 
 /** Load-generator processes sharing `total` sidecars. */
-interface Clients {
+export interface Clients {
   readonly children: Child[];
-  start(addr: string): number;
+  /** Starts every sidecar against `addr` (`extra` joins the start command); returns the time. */
+  start(addr: string, extra?: Record<string, unknown>): number;
   cpuSec(): number;
   /** Waits for one event per child; returns them. */
   all(ev: string, timeoutMs: number, id?: string): Promise<Event[]>;
   stop(): Promise<void>;
 }
 
-function clientCommand(runtime: Runtime, bundleDir: string): string[] {
+/** The command that runs a load generator under `runtime` (bundled into `bundleDir` for Node). */
+export function clientCommand(runtime: Runtime, bundleDir: string): string[] {
   if (runtime === "bun") return [BUN, join(ROOT, "bench/xds_client.ts")];
   return ["node", bundle("xds_client", bundleDir)];
 }
@@ -555,7 +562,8 @@ function bundle(name: string, dir: string): string {
   return out;
 }
 
-function spawnClients(total: number, procs: number, cmd: string[], perConn: number): Clients {
+/** Starts `procs` load generators sharing `total` sidecars, `perConn` streams per connection. */
+export function spawnClients(total: number, procs: number, cmd: string[], perConn: number): Clients {
   const children: Child[] = [];
   const counts: number[] = [];
   for (let p = 0; p < procs; p++) {
@@ -564,7 +572,7 @@ function spawnClients(total: number, procs: number, cmd: string[], perConn: numb
   }
   return {
     children,
-    start(addr) {
+    start(addr, extra = {}) {
       const t = now();
       let offset = 0;
       children.forEach((c, p) => {
@@ -578,6 +586,7 @@ function spawnClients(total: number, procs: number, cmd: string[], perConn: numb
           connWindowMiB: 64,
           namespace: "bench",
           apps: 10,
+          ...extra,
         });
         offset += counts[p]!;
       });
@@ -760,7 +769,8 @@ async function measureRaw(
   }
 }
 
-function median(xs: number[]): number {
+/** The median (the upper one of an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
 }

@@ -32,6 +32,17 @@
  *          for "changed"). Responses of all types are counted from the arm, and the gRPC frames
  *          stream 0 receives are recorded.
  *   {cmd:"stats", id} -> {ev:"stats", id, responses, bytes, frames (base64), closed, errors}
+ *   {cmd:"failover", id, addr}
+ *       -> {ev:"armed", id}; later {ev:"failover", id, moved, tFirstBreak, tLastFull, byAddr} once every stream that was
+ *          on `addr` has broken, connected elsewhere and ACKed every subscribed type again
+ *          (at once, with moved 0, when none was there); byAddr counts streams per address then.
+ *
+ * Failover: given `addrs` in start (every server's address), sidecar I starts on addrs[I mod R]
+ * and walks its own order of the others (every other sidecar the other way round, so the
+ * sidecars of a lost server spread over the rest). When its stream breaks it waits a random
+ * time below `jitterMs` (Envoy's first ADS retry waits a random time below its 500 ms base
+ * interval), opens a new stream to the next address in its order and subscribes afresh.
+ * Without `addrs`, a broken stream stays closed.
  *   {cmd:"status"} -> {ev:"status", opened, full, closed, errors}
  *   {cmd:"stop"} -> exits
  * Times are epoch milliseconds with fractions (performance.timeOrigin + performance.now()).
@@ -285,6 +296,9 @@ interface Sub {
 interface Sidecar {
   readonly index: number;
   stream?: http2.ClientHttp2Stream;
+  /** Failover: this sidecar's order of server addresses, and the position of the current one. */
+  order: readonly string[];
+  at: number;
   /** Received parts of an incomplete message, their size, and the complete size (0: not known yet). */
   parts: Buffer[];
   partsBytes: number;
@@ -305,6 +319,11 @@ const emit = (ev: Record<string, unknown>) => process.stdout.write(JSON.stringif
 
 let sidecars: Sidecar[] = [];
 const sessions: http2.ClientHttp2Session[] = [];
+/** Failover: the session new streams to each address join while it has room, and its streams. */
+const pools = new Map<string, { session: http2.ClientHttp2Session; streams: number }>();
+let failoverSettings:
+  | { perConn: number; window: number; connWindowMiB: number; jitterMs: number }
+  | undefined;
 let opened = 0;
 let full = 0;
 let closed = 0;
@@ -334,6 +353,29 @@ function send(sc: Sidecar, msg: Buffer): void {
   if (!sc.closed) sc.stream!.write(msg);
 }
 
+/** The failover being watched: streams that were on `addr` and are not yet fully served elsewhere. */
+let failover:
+  | { id: string; addr: string; pending: Set<Sidecar>; moved: number; tFirstBreak: number; tLastFull: number }
+  | undefined;
+
+function failoverDone(): void {
+  const f = failover!;
+  const byAddr: Record<string, number> = {};
+  for (const sc of sidecars) {
+    const a = sc.order[sc.at] ?? "";
+    byAddr[a] = (byAddr[a] ?? 0) + 1;
+  }
+  emit({
+    ev: "failover",
+    id: f.id,
+    moved: f.moved,
+    tFirstBreak: f.tFirstBreak,
+    tLastFull: f.tLastFull,
+    byAddr,
+  });
+  failover = undefined;
+}
+
 function checkFull(sc: Sidecar): void {
   if (sc.full) return;
   const s = sc.subs;
@@ -342,7 +384,17 @@ function checkFull(sc: Sidecar): void {
   if (s.RDS.names.length > 0 && s.RDS.acked === undefined) return;
   sc.full = true;
   if (++full === 1) tFirstFull = now();
-  if (full === sidecars.length) emit({ ev: "full", t: now(), tFirst: tFirstFull });
+  if (full === sidecars.length && tFirstFull !== -1) {
+    emit({ ev: "full", t: now(), tFirst: tFirstFull });
+    // Reported once: later a stream that fails over becomes full again.
+    tFirstFull = -1;
+  }
+  const f = failover;
+  if (f && sc.order[sc.at] !== f.addr && f.pending.delete(sc)) {
+    f.moved++;
+    f.tLastFull = now();
+    if (f.pending.size === 0) failoverDone();
+  }
 }
 
 function acked(sc: Sidecar, type: Short, version: string): void {
@@ -426,6 +478,45 @@ function onData(sc: Sidecar, chunk: Buffer): void {
   }
 }
 
+/** A session to `addr` with room for one more stream (failover mode). */
+function pooledSession(addr: string): http2.ClientHttp2Session {
+  const f = failoverSettings!;
+  const p = pools.get(addr);
+  if (p && p.streams < f.perConn && !p.session.closed && !p.session.destroyed) {
+    p.streams++;
+    return p.session;
+  }
+  const session = connect(addr, f.perConn, f.window, f.connWindowMiB);
+  pools.set(addr, { session, streams: 1 });
+  session.on("close", () => {
+    if (pools.get(addr)?.session === session) pools.delete(addr);
+  });
+  return session;
+}
+
+/** After a break: a new stream to the sidecar's next address, after a random wait below the jitter. */
+function reconnect(sc: Sidecar): void {
+  if (sc.full) {
+    sc.full = false;
+    full--;
+  }
+  if (sc.opened) {
+    sc.opened = false;
+    opened--;
+  }
+  const f = failover;
+  if (f && sc.order[sc.at] === f.addr && f.pending.has(sc) && f.tFirstBreak === 0) f.tFirstBreak = now();
+  sc.at = (sc.at + 1) % sc.order.length;
+  sc.subs = { CDS: sub(), EDS: sub(), LDS: sub(), RDS: sub() };
+  sc.parts = [];
+  sc.partsBytes = 0;
+  sc.need = 0;
+  setTimeout(() => {
+    sc.closed = false;
+    openStream(pooledSession(sc.order[sc.at]!), sc);
+  }, Math.random() * failoverSettings!.jitterMs);
+}
+
 function openStream(session: http2.ClientHttp2Session, sc: Sidecar): void {
   const stream = session.request({
     ":method": "POST",
@@ -440,8 +531,12 @@ function openStream(session: http2.ClientHttp2Session, sc: Sidecar): void {
   });
   stream.on("data", (chunk: Buffer) => onData(sc, chunk));
   const end = (why: string) => {
-    if (sc.closed) return;
+    if (sc.closed || sc.stream !== stream) return;
     sc.closed = true;
+    if (failoverSettings) {
+      reconnect(sc);
+      return;
+    }
     closed++;
     noteError(`stream ${sc.index}: ${why}`);
   };
@@ -463,10 +558,52 @@ interface StartCommand {
   connWindowMiB: number;
   namespace: string;
   apps: number;
+  /** Failover: every server's address (see the header). */
+  addrs?: string[];
+  /** Failover: the longest random wait before reconnecting, in milliseconds. */
+  jitterMs?: number;
+}
+
+/** Sidecar `i`'s order of the `addrs`: from addrs[i mod R], forwards or (every other one) backwards. */
+function addressOrder(i: number, addrs: readonly string[]): string[] {
+  const r = addrs.length;
+  const step = Math.floor(i / r) % 2 === 0 ? 1 : r - 1;
+  return addrs.map((_, k) => addrs[(i + k * step) % r]!);
+}
+
+function connect(
+  addr: string,
+  perConn: number,
+  window: number,
+  connWindowMiB: number,
+): http2.ClientHttp2Session {
+  const session = http2.connect(`http://${addr}`, {
+    peerMaxConcurrentStreams: perConn,
+    maxSessionMemory: 1024,
+    settings: { initialWindowSize: window, enablePush: false },
+  });
+  session.on("connect", () => session.setLocalWindowSize(connWindowMiB * 1024 * 1024));
+  session.on("error", (err) => {
+    if (!failoverSettings) noteError(`session: ${err.message}`);
+  });
+  session.on("goaway", (code) => {
+    if (!failoverSettings) noteError(`session: GOAWAY ${code}`);
+  });
+  sessions.push(session);
+  return session;
 }
 
 function start(c: StartCommand): void {
   const window = c.windowMiB * 1024 * 1024;
+  const addrs = c.addrs && c.addrs.length > 0 ? c.addrs : undefined;
+  if (addrs) {
+    failoverSettings = {
+      perConn: c.perConn,
+      window,
+      connWindowMiB: c.connWindowMiB,
+      jitterMs: c.jitterMs ?? 500,
+    };
+  }
   sidecars = [];
   for (let k = 0; k < c.count; k++) {
     const i = c.offset + k;
@@ -475,6 +612,8 @@ function start(c: StartCommand): void {
     const labels = { app: `bench-app-${i % c.apps}`, version: "v1" };
     sidecars.push({
       index: i,
+      order: addrs ? addressOrder(i, addrs) : [c.addr],
+      at: 0,
       node: nodeField(id, { NAMESPACE: c.namespace, LABELS: labels }),
       opened: false,
       full: false,
@@ -486,16 +625,12 @@ function start(c: StartCommand): void {
       subs: { CDS: sub(), EDS: sub(), LDS: sub(), RDS: sub() },
     });
   }
+  if (addrs) {
+    for (const sc of sidecars) openStream(pooledSession(sc.order[0]!), sc);
+    return;
+  }
   for (let first = 0; first < sidecars.length; first += c.perConn) {
-    const session = http2.connect(`http://${c.addr}`, {
-      peerMaxConcurrentStreams: c.perConn,
-      maxSessionMemory: 1024,
-      settings: { initialWindowSize: window, enablePush: false },
-    });
-    session.on("connect", () => session.setLocalWindowSize(c.connWindowMiB * 1024 * 1024));
-    session.on("error", (err) => noteError(`session: ${err.message}`));
-    session.on("goaway", (code) => noteError(`session: GOAWAY ${code}`));
-    sessions.push(session);
+    const session = connect(c.addr, c.perConn, window, c.connWindowMiB);
     for (const sc of sidecars.slice(first, first + c.perConn)) openStream(session, sc);
   }
 }
@@ -546,6 +681,14 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     case "stats":
       emit(stats(cmd.id!));
       break;
+    case "failover": {
+      const addr = cmd.addr as string;
+      const pending = new Set(sidecars.filter((sc) => sc.order[sc.at] === addr));
+      failover = { id: cmd.id!, addr, pending, moved: 0, tFirstBreak: 0, tLastFull: 0 };
+      emit({ ev: "armed", id: cmd.id });
+      if (pending.size === 0) failoverDone();
+      break;
+    }
     case "status":
       emit({ ev: "status", opened, full, closed, errors });
       break;

@@ -16,7 +16,7 @@
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createBackoff } from "./backoff.ts";
+import { createBackoff } from "../shared/backoff.ts";
 import { type CertBundle, renewalDelay } from "./certs.ts";
 import { SettingError } from "./failure.ts";
 

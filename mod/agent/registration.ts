@@ -39,7 +39,7 @@ import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { createChannel } from "../xds/channel.ts";
-import { createBackoff } from "./backoff.ts";
+import { createBackoff } from "../shared/backoff.ts";
 import type { CaTls } from "./ca_client.ts";
 import { type CallSite, judgeFailure, type SettingError } from "./failure.ts";
 import type { ProbeResult, ProbeSpec } from "./health.ts";

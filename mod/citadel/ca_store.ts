@@ -117,10 +117,12 @@ export class CaLoadError extends Error {
   override readonly name = "CaLoadError";
 }
 
-interface State {
-  signing: string;
-  trusted: string[];
+/** Which self-signed roots are trusted (IDs, newest first) and which one signs. */
+export interface RootState {
+  readonly signing: string;
+  readonly trusted: readonly string[];
 }
+type State = RootState;
 
 interface ParsedCert {
   readonly pem: string;
@@ -170,20 +172,25 @@ function parseCerts(file: string, text: string): ParsedCert[] {
   });
 }
 
-function readKey(file: string, logger: Logger): KeyObject {
-  const text = readText(file);
-  if (text.includes("ENCRYPTED")) throw new CaLoadError(`${file}: encrypted private keys are not supported`);
+/** Parses a CA's PEM private key; throws CaLoadError naming `where`. */
+export function parseCaKey(text: string, where: string): KeyObject {
+  if (text.includes("ENCRYPTED")) throw new CaLoadError(`${where}: encrypted private keys are not supported`);
   let key: KeyObject;
   try {
     key = createPrivateKey(text);
   } catch (err) {
-    throw new CaLoadError(`${file}: not a PEM private key: ${errorMessage(err)}`);
+    throw new CaLoadError(`${where}: not a PEM private key: ${errorMessage(err)}`);
   }
   try {
     signatureSchemeFor(key);
   } catch (err) {
-    throw new CaLoadError(`${file}: ${errorMessage(err)}`);
+    throw new CaLoadError(`${where}: ${errorMessage(err)}`);
   }
+  return key;
+}
+
+function readKey(file: string, logger: Logger): KeyObject {
+  const key = parseCaKey(readText(file), file);
   if (isGroupOrWorldReadable(file)) {
     logger.warn("CA private key is readable by group or others; chmod 600 it", { file });
   }
@@ -327,15 +334,47 @@ function readState(dir: string): State {
   return { signing: s.signing!, trusted: s.trusted };
 }
 
+/** Where the roots of a self-signed CA come from: files in the data directory, or etcd. */
+export interface RootSource {
+  /** The root's certificate (PEM) and where it is, for errors. */
+  cert(id: string): { readonly text: string; readonly where: string };
+  /** The root's private key and where it is; throws CaLoadError. */
+  key(id: string): { readonly key: KeyObject; readonly where: string };
+}
+
+function fileRoots(dir: string, logger: Logger): RootSource {
+  return {
+    cert(id) {
+      const where = join(dir, "roots", id, "ca-cert.pem");
+      return { text: readText(where), where };
+    },
+    key(id) {
+      const where = join(dir, "roots", id, "ca-key.pem");
+      return { key: readKey(where, logger), where };
+    },
+  };
+}
+
 function loadSelfSigned(opts: CaStoreOptions, state: State): CaMaterial {
-  const dir = caDirOf(opts.dataDir);
+  return selfSignedMaterial(state, fileRoots(caDirOf(opts.dataDir), opts.logger), opts);
+}
+
+/**
+ * The material of a self-signed CA in `state`, its roots read from `source`. Throws CaLoadError
+ * naming where a root is unusable (not self-signed, not a CA, expired, key not matching).
+ */
+export function selfSignedMaterial(
+  state: RootState,
+  source: RootSource,
+  opts: { readonly clock: Clock; readonly logger: Logger },
+): CaMaterial {
   const now = opts.clock.now();
   const roots: ParsedCert[] = [];
   const fingerprints = new Map<string, string>();
   let signing: ParsedCert | undefined;
   for (const id of state.trusted) {
-    const certFile = join(dir, "roots", id, "ca-cert.pem");
-    const certs = parseCerts(certFile, readText(certFile));
+    const { text, where: certFile } = source.cert(id);
+    const certs = parseCerts(certFile, text);
     if (certs.length !== 1) throw new CaLoadError(`${certFile}: want one certificate, found ${certs.length}`);
     const c = certs[0]!;
     if (!isSelfSigned(c)) throw new CaLoadError(`${certFile}: not a self-signed root`);
@@ -348,13 +387,10 @@ function loadSelfSigned(opts: CaStoreOptions, state: State): CaMaterial {
     fingerprints.set(id, c.fingerprint);
     if (id === state.signing) signing = c;
   }
-  const keyFile = join(dir, "roots", state.signing, "ca-key.pem");
-  const key = readKey(keyFile, opts.logger);
+  const { key, where: keyFile } = source.key(state.signing);
   if (!signing!.x509.checkPrivateKey(key)) {
     throw new CaLoadError(
-      `${keyFile}: the key does not match the certificate in ${
-        join(dir, "roots", state.signing, "ca-cert.pem")
-      }`,
+      `${keyFile}: the key does not match the certificate in ${source.cert(state.signing).where}`,
     );
   }
   const ordered = [signing!, ...roots.filter((r) => r !== signing)];
@@ -363,16 +399,15 @@ function loadSelfSigned(opts: CaStoreOptions, state: State): CaMaterial {
     const root = ordered.find((r) => r.fingerprint === fingerprints.get(id));
     if (id === state.signing) break;
     if (!root) continue;
-    const oldKeyFile = join(dir, "roots", id, "ca-key.pem");
     try {
-      const oldKey = readKey(oldKeyFile, opts.logger);
+      const oldKey = source.key(id).key;
       if (root.x509.checkPrivateKey(oldKey)) {
         tlsIssuer = { certDer: root.der, key: oldKey, chain: [] };
         break;
       }
     } catch (err) {
       opts.logger.warn("cannot use an old root's key for the TLS certificate", {
-        file: oldKeyFile,
+        root: id,
         err: errorMessage(err),
       });
     }
@@ -380,11 +415,15 @@ function loadSelfSigned(opts: CaStoreOptions, state: State): CaMaterial {
   return material("self-signed", signing!, key, [], ordered, tlsIssuer);
 }
 
-async function makeRoot(
+/**
+ * Makes a self-signed root (subject O=`trustDomain`, valid 10 years, basicConstraints CA,
+ * keyCertSign and cRLSign) in memory, with its ID (time and certificate hash).
+ */
+export async function makeRoot(
   keyType: CaKeyType,
   trustDomain: string,
   now: number,
-): Promise<{ certPem: string; keyPem: string }> {
+): Promise<{ id: string; certPem: string; keyPem: string }> {
   // Loaded on demand: the X.509 library is large and only needed to make a root.
   await import("reflect-metadata");
   const x509 = await import("@peculiar/x509");
@@ -411,7 +450,8 @@ async function makeRoot(
     ],
   });
   const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-  return { certPem: cert.toString("pem") + "\n", keyPem: pemEncode("PRIVATE KEY", pkcs8) };
+  const certPem = cert.toString("pem") + "\n";
+  return { id: rootId(now, certPem), certPem, keyPem: pemEncode("PRIVATE KEY", pkcs8) };
 }
 
 /** Makes a root and writes its key and certificate under `dir`/roots/ID; returns the ID and that folder. */
@@ -422,7 +462,7 @@ async function writeNewRoot(
 ): Promise<{ id: string; rootDir: string }> {
   const now = opts.clock.now();
   const made = await makeRoot(opts.keyType, trustDomain, now);
-  const id = rootId(now, made.certPem);
+  const id = made.id;
   const rootDir = join(dir, "roots", id);
   ensurePrivateDir(rootDir);
   writeFileAtomic(join(rootDir, "ca-key.pem"), made.keyPem, 0o600);
@@ -452,34 +492,53 @@ function selfSignedStore(opts: CaStoreOptions, initial: CaMaterial, initialState
   return {
     current: () => current,
     async rotate(trustDomain) {
-      if (state.trusted.length >= MAX_TRUSTED_ROOTS) {
-        throw new Error(
-          `${state.trusted.length} roots are trusted already; retire the old ones before rotating again`,
-        );
-      }
+      rotatedState(state, "");
       const { id } = await writeNewRoot(dir, opts, trustDomain);
-      commit({ signing: state.signing, trusted: [id, ...state.trusted] });
+      commit(rotatedState(state, id));
       return current;
     },
     activate() {
-      const newest = state.trusted[0]!;
-      if (newest === state.signing) throw new Error("no new root is prepared; rotate first");
-      commit({ signing: newest, trusted: state.trusted });
+      commit(activatedState(state));
       return current;
     },
     retire() {
-      if (state.trusted[0] !== state.signing) {
-        throw new Error(
-          "a new root is prepared but not signing yet; activate it before retiring the old one",
-        );
-      }
+      const next = retiredState(state);
       const old = state.trusted.filter((id) => id !== state.signing);
-      if (old.length === 0) throw new Error("only the signing root is trusted; there is nothing to retire");
-      commit({ signing: state.signing, trusted: [state.signing] });
+      commit(next);
       for (const id of old) rmSync(join(dir, "roots", id), { recursive: true, force: true });
       return current;
     },
   };
+}
+
+/** Rotation phase 1 as a state change: `id` joins the trusted roots. Throws when too many are. */
+export function rotatedState(state: RootState, id: string): RootState {
+  if (state.trusted.length >= MAX_TRUSTED_ROOTS) {
+    throw new Error(
+      `${state.trusted.length} roots are trusted already; retire the old ones before rotating again`,
+    );
+  }
+  return { signing: state.signing, trusted: [id, ...state.trusted] };
+}
+
+/** Rotation phase 2: the newest trusted root signs. Throws when none was prepared. */
+export function activatedState(state: RootState): RootState {
+  const newest = state.trusted[0]!;
+  if (newest === state.signing) throw new Error("no new root is prepared; rotate first");
+  return { signing: newest, trusted: state.trusted };
+}
+
+/** Rotation phase 3: only the signing root stays trusted. Throws while a prepared root waits. */
+export function retiredState(state: RootState): RootState {
+  if (state.trusted[0] !== state.signing) {
+    throw new Error(
+      "a new root is prepared but not signing yet; activate it before retiring the old one",
+    );
+  }
+  if (state.trusted.length === 1) {
+    throw new Error("only the signing root is trusted; there is nothing to retire");
+  }
+  return { signing: state.signing, trusted: [state.signing] };
 }
 
 function byoStore(m: CaMaterial): CaStore {

@@ -9,19 +9,24 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readAdminToken } from "../admin/token.ts";
 import type { Command } from "../cli/command.ts";
-import { UsageError } from "../shared/errors.ts";
+import type { Settings } from "../cli/flags.ts";
+import type { TokenSigningKey } from "./token.ts";
+import { errorMessage, UsageError } from "../shared/errors.ts";
+import { STORE_SETTINGS } from "../store/settings.ts";
 
 /** `meshd token`: bootstrap tokens for new workloads. */
 export const tokenCommand: Command = {
   name: "token",
   summary: "create bootstrap tokens that let a new workload get its first certificate",
   usage:
-    "meshd token create --namespace NS --service-account SA [--workload-group NAME] [--ttl 1h] [--single-use] [--data-dir DIR]",
+    "meshd token create --namespace NS --service-account SA [--workload-group NAME] [--ttl 1h] [--single-use] " +
+    "[--data-dir DIR | --store etcd://... --ca-kek-file FILE]",
   description:
     "Prints an ES256 JWT for spiffe://TRUST_DOMAIN/ns/NS/sa/SA, signed with <data-dir>/token-signing-key.pem " +
     "(created when missing; the daemon with the same --data-dir verifies it). The trust domain is --trust-domain, " +
     "else the one the daemon recorded in <data-dir>/trust-domain, else cluster.local. The agent sends the token as " +
-    "`authorization: Bearer <token>` to CreateCertificate on 15010. A --single-use token is redeemed once.",
+    "`authorization: Bearer <token>` to CreateCertificate on 15010. A --single-use token is redeemed once. " +
+    "With --store the token is signed with the key the replicas share in etcd (sealed under --ca-kek-file).",
   settings: () => [
     { name: "namespace", kind: { type: "string" }, help: "namespace of the workload (required)" },
     { name: "service-account", kind: { type: "string" }, help: "service account of the workload (required)" },
@@ -49,6 +54,12 @@ export const tokenCommand: Command = {
       help: "the daemon's data directory (holds the token signing key)",
     },
     { name: "trust-domain", kind: { type: "string" }, help: "trust domain of the identity (see above)" },
+    ...STORE_SETTINGS,
+    {
+      name: "ca-kek-file",
+      kind: { type: "path" },
+      help: "with --store: the key-encryption key the replicas use (--ca-kek-file of meshd serve)",
+    },
   ],
   args: { min: 1, max: 1, name: "create" },
   async run(inv) {
@@ -66,7 +77,10 @@ export const tokenCommand: Command = {
     const trustDomain = s.optionalString("trust-domain") ??
       (existsSync(recorded) ? readFileSync(recorded, "utf8").trim() : undefined) ?? "cluster.local";
     const { createToken, loadOrCreateTokenKey } = await import("./token.ts");
-    const key = loadOrCreateTokenKey(dataDir, (msg) => inv.err(`warning: ${msg}\n`));
+    const warn = (msg: string) => inv.err(`warning: ${msg}\n`);
+    const key = s.optionalString("store") === undefined
+      ? loadOrCreateTokenKey(dataDir, warn)
+      : await sharedTokenKey(inv.settings, warn);
     const now = Date.now();
     let token: string;
     try {
@@ -92,6 +106,25 @@ export const tokenCommand: Command = {
   },
 };
 
+/** The token key the replicas share in etcd (`meshd token create --store`). */
+async function sharedTokenKey(settings: Settings, warn: (msg: string) => void): Promise<TokenSigningKey> {
+  const kekFile = settings.optionalString("ca-kek-file");
+  if (kekFile === undefined) throw new UsageError("meshd token create: --store needs --ca-kek-file FILE");
+  const { readKekFile } = await import("./kek.ts");
+  const { openStore } = await import("../store/open_store.ts");
+  const { createLogger } = await import("../shared/logger.ts");
+  const { loadOrCreateSharedTokenKey } = await import("./token_shared.ts");
+  const kek = readKekFile(kekFile, warn);
+  const store = openStore(settings, { logger: createLogger({ write: () => {} }) })!;
+  try {
+    return await loadOrCreateSharedTokenKey(store, kek);
+  } catch (err) {
+    throw new Error(`meshd token create: ${errorMessage(err)}`);
+  } finally {
+    store.close();
+  }
+}
+
 const CA_ACTIONS: Record<string, { method: string; path: string }> = {
   status: { method: "GET", path: "/debug/ca" },
   rotate: { method: "POST", path: "/debug/ca/rotate" },
@@ -103,14 +136,17 @@ const CA_ACTIONS: Record<string, { method: string; path: string }> = {
 export const caCommand: Command = {
   name: "ca",
   summary: "show the CA's roots, rotate to a new root, or retire the old one (on a running meshd)",
-  usage: "meshd ca status|rotate|activate|retire-root [--admin-addr HOST:PORT] [--data-dir DIR]",
+  usage:
+    "meshd ca status|rotate|activate|retire-root [--admin-addr HOST:PORT] [--data-dir DIR] | meshd ca kek create --out FILE",
   description:
     "Talks to the daemon's admin server (127.0.0.1 only by default), authenticated with the token the daemon " +
     "keeps in <data-dir>/admin-token (readable only by the user meshd runs as; run this command as that user). " +
     "rotate adds a new root to the trust " +
     "bundle while the old one keeps signing; once every workload has renewed, activate makes the new root sign; " +
     "once every leaf has been re-issued, retire-root drops the old roots. " +
-    "A --ca-dir CA is rotated by replacing its files instead. Exit status 1 when the daemon refuses.",
+    "A --ca-dir CA is rotated by replacing its files instead. Exit status 1 when the daemon refuses. " +
+    "With --store any replica takes the step and every other follows it. " +
+    "`kek create` writes a new key-encryption key (32 random bytes, mode 0600) for --ca-kek-file; it never overwrites a file.",
   settings: () => [
     {
       name: "admin-addr",
@@ -124,9 +160,22 @@ export const caCommand: Command = {
       default: "/var/lib/meshd",
       help: "the daemon's data directory (holds the admin token)",
     },
+    { name: "out", kind: { type: "path" }, help: "kek create: the file to write" },
   ],
-  args: { min: 1, max: 1, name: "status|rotate|activate|retire-root" },
+  args: { min: 1, max: 2, name: "status|rotate|activate|retire-root|kek create" },
   async run(inv) {
+    if (inv.args[0] === "kek") {
+      if (inv.args[1] !== "create") {
+        throw new UsageError(`meshd ca kek: want "kek create"; usage: ${this.usage}`);
+      }
+      const out = inv.settings.optionalString("out");
+      if (out === undefined) throw new UsageError("meshd ca kek create: --out FILE is required");
+      const { createKekFile } = await import("./kek.ts");
+      createKekFile(out);
+      inv.err(`wrote a new key-encryption key to ${out}; give it to every replica with --ca-kek-file\n`);
+      return 0;
+    }
+    if (inv.args.length > 1) throw new UsageError(`meshd ca ${inv.args[0]}: unexpected ${inv.args[1]}`);
     const action = CA_ACTIONS[inv.args[0]!];
     if (!action) throw new UsageError(`meshd ca: unknown subcommand ${inv.args[0]}; usage: ${this.usage}`);
     const addr = inv.settings.string("admin-addr");

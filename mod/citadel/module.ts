@@ -6,6 +6,10 @@
  * the admin server: `POST /debug/ca/rotate`, `/debug/ca/activate` and `/debug/ca/retire` with the
  * admin token (what `meshd ca` does).
  *
+ * With `--store` the CA and the token key live in etcd, sealed under `--ca-kek-file`
+ * (ca_shared.ts, token_shared.ts): loaded (or created) at start, rotation steps written there by
+ * whichever replica takes them, and followed by every replica from its watch.
+ *
  * Root rotation, self-signed mode, in three steps so that no mTLS call fails:
  * 1. `rotate` makes a new root and adds it to the trust bundle (the last element of every
  *    answer's cert_chain, and the `ca` of the TLS listener) while the old root keeps signing.
@@ -38,7 +42,11 @@ import { CaRefusal, createCaService, createIssuer, type Issuer, LEAF_BACKDATE_MS
 import { checkIpList, DEFAULT_SERVER_DNS_NAMES, SERVER_CERT_FILE, serverCertNames } from "./server_names.ts";
 import { createLeafSigner } from "./sign.ts";
 import { trustDomainProblem } from "./spiffe.ts";
-import { loadOrCreateTokenKey, openUsedTokens } from "./token.ts";
+import { loadOrCreateTokenKey, openUsedTokens, type TokenSigningKey } from "./token.ts";
+import { STORE } from "../store/mod.ts";
+import { readKekFile } from "./kek.ts";
+import { openSharedCa, type SharedCa } from "./ca_shared.ts";
+import { loadOrCreateSharedTokenKey, sharedLedger } from "./token_shared.ts";
 
 /** The file under `--data-dir` where the daemon records its trust domain (read by `meshd token`). */
 export const TRUST_DOMAIN_FILE = "trust-domain";
@@ -61,6 +69,12 @@ const SETTINGS: readonly SettingSpec[] = [
     kind: { type: "path" },
     help:
       "bring-your-own CA: directory with ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem (an intermediate under an offline root)",
+  },
+  {
+    name: "ca-kek-file",
+    kind: { type: "path" },
+    help:
+      "with --store: the key-encryption key (from meshd ca kek create) that seals the CA and token keys kept in etcd",
   },
   {
     name: "ca-key-type",
@@ -143,14 +157,25 @@ export const citadelModule: ModuleDefinition = {
       clock: ctx.clock,
       logger: log,
     };
-    // An existing CA is checked now, before any port opens; a new root is made at start, once
-    // the trust domain is known.
-    let store: CaStore | undefined = loadCa(storeOpts);
-    let tokenKey;
+    // With --store the CA and the token key live in etcd, sealed under the KEK, and are loaded at
+    // start; without it an existing CA is checked now, before any port opens, and a new root is
+    // made at start, once the trust domain is known.
+    const etcd = ctx.links.find(STORE);
+    const kekFile = s.optionalString("ca-kek-file");
+    if (etcd && kekFile === undefined) {
+      throw new Error(
+        "--ca-kek-file is required with --store: the CA's key is kept in etcd sealed under it (make one with meshd ca kek create --out FILE)",
+      );
+    }
+    if (!etcd && kekFile !== undefined) throw new Error("--ca-kek-file needs --store etcd://HOST:PORT");
+    const kek = kekFile === undefined ? undefined : readKekFile(kekFile, (msg) => log.warn(msg));
+    let store: CaStore | SharedCa | undefined = etcd ? undefined : loadCa(storeOpts);
+    let shared: SharedCa | undefined;
+    let tokenKey: TokenSigningKey | undefined;
     let usedTokens;
     try {
       ensurePrivateDir(dataDir);
-      tokenKey = loadOrCreateTokenKey(dataDir, (msg) => log.warn(msg));
+      if (!etcd) tokenKey = loadOrCreateTokenKey(dataDir, (msg) => log.warn(msg));
       usedTokens = openUsedTokens(join(dataDir, "used-tokens.json"), () => ctx.clock.now());
     } catch (err) {
       throw new Error(`--data-dir ${dataDir}: ${errorMessage(err)}`);
@@ -207,8 +232,9 @@ export const citadelModule: ModuleDefinition = {
     const service = createCaService({
       issuer: () => issuer,
       trustDomain: () => trustDomain,
-      tokenKey,
+      tokenKey: () => tokenKey!,
       usedTokens,
+      ...(etcd ? { sharedLedger: sharedLedger(etcd, ctx.clock) } : {}),
       clock: ctx.clock,
       logger: log,
       metrics: ctx.metrics,
@@ -221,9 +247,9 @@ export const citadelModule: ModuleDefinition = {
       },
     });
     ctx.grpc.service(IstioCertificateService, {
-      createCertificate(req, hctx) {
+      async createCertificate(req, hctx) {
         try {
-          const out = service.createCertificate(
+          const out = await service.createCertificateAsync(
             { csr: req.csr, validityDuration: req.validityDuration, metadata: req.metadata },
             {
               authorization: hctx.requestHeader.get("authorization"),
@@ -347,8 +373,8 @@ export const citadelModule: ModuleDefinition = {
         const m = what === "rotate"
           ? await store.rotate(ca.trustDomain())
           : what === "activate"
-          ? store.activate()
-          : store.retire();
+          ? await store.activate()
+          : await store.retire();
         install(m);
         try {
           refreshTls();
@@ -424,7 +450,25 @@ export const citadelModule: ModuleDefinition = {
 
     return {
       async start() {
-        if (!store) {
+        if (etcd) {
+          shared = await openSharedCa({ ...storeOpts, store: etcd, kek: kek! }, async () => {
+            if (flagTrustDomain === undefined) await waitForConfig();
+            refreshTrustDomain();
+            return trustDomain ?? ca.trustDomain();
+          });
+          tokenKey = await loadOrCreateSharedTokenKey(etcd, kek!);
+          store = shared;
+          log.info("loaded the CA from etcd", { mode: shared.current().mode, revision: shared.revision() });
+          shared.follow((m) => {
+            install(m);
+            try {
+              refreshTls();
+            } catch (err) {
+              log.error("cannot renew the TLS certificate after a root change", { err: errorMessage(err) });
+            }
+            notify();
+          });
+        } else if (!store) {
           if (flagTrustDomain === undefined) await waitForConfig();
           refreshTrustDomain();
           store = await initCa(storeOpts, trustDomain ?? ca.trustDomain());
@@ -453,6 +497,7 @@ export const citadelModule: ModuleDefinition = {
       ready: () => issuer !== undefined && trustDomain !== undefined && (tlsListening || !grpcServer),
       stop() {
         stopped = true;
+        shared?.close();
         renewTimer?.cancel();
         unsubscribe?.();
         listeners.clear();

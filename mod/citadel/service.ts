@@ -20,6 +20,7 @@ import { X509Certificate } from "node:crypto";
 import { Counter } from "prom-client";
 import type { PeerCertificate } from "../grpc/server.ts";
 import type { Clock } from "../shared/clock.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import type { CaMaterial } from "./ca_store.ts";
@@ -29,6 +30,7 @@ import { createRateLimiter } from "../shared/rate_limit.ts";
 import { createLeafSigner, type LeafSigner } from "./sign.ts";
 import { certificateIdentity, type WorkloadIdentity } from "./spiffe.ts";
 import { TokenError, type TokenSigningKey, type UsedTokens, verifyToken } from "./token.ts";
+import type { SharedLedger } from "./token_shared.ts";
 import { certificateNames, isCaCertificate, parseCertificate } from "./x509.ts";
 
 /** Largest CSR accepted, in characters of PEM. */
@@ -43,6 +45,8 @@ export type RefusalReason =
   | "token_invalid"
   | "token_expired"
   | "token_replayed"
+  | "token_used"
+  | "store_unavailable"
   | "certificate_untrusted"
   | "certificate_expired"
   | "csr_too_large"
@@ -60,6 +64,8 @@ const CODES: Record<RefusalReason, Code> = {
   token_invalid: Code.Unauthenticated,
   token_expired: Code.Unauthenticated,
   token_replayed: Code.Unauthenticated,
+  token_used: Code.PermissionDenied,
+  store_unavailable: Code.Unavailable,
   certificate_untrusted: Code.Unauthenticated,
   certificate_expired: Code.Unauthenticated,
   csr_too_large: Code.InvalidArgument,
@@ -146,8 +152,14 @@ export interface CaServiceOptions {
   issuer(): Issuer | undefined;
   /** The trust domain identities must belong to; undefined while not known yet (not ready). */
   trustDomain(): string | undefined;
-  readonly tokenKey: TokenSigningKey;
+  /** The token signing key, or where to get it (the shared one is loaded at start). */
+  readonly tokenKey: TokenSigningKey | (() => TokenSigningKey);
   readonly usedTokens: UsedTokens;
+  /**
+   * The single-use ledger shared by replicas (`--store`); when set, createCertificateAsync
+   * records single-use tokens there instead of in `usedTokens`.
+   */
+  readonly sharedLedger?: SharedLedger;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: MetricsRegistry;
@@ -172,6 +184,12 @@ export interface CaService {
   issue(req: CertificateRequest, caller: Caller): IssuedCertificate;
   /** authenticate, then issue. */
   createCertificate(req: CertificateRequest, creds: CallerCredentials): IssuedCertificate;
+  /**
+   * createCertificate, recording a single-use token in the shared ledger when there is one:
+   * PERMISSION_DENIED when it was redeemed before (at any replica), UNAVAILABLE when the ledger
+   * cannot be reached (nothing is issued then).
+   */
+  createCertificateAsync(req: CertificateRequest, creds: CallerCredentials): Promise<IssuedCertificate>;
 }
 
 /** Best-effort: the URI a CSR asks for, without checking anything (for audit lines). */
@@ -289,7 +307,11 @@ export function createCaService(opts: CaServiceOptions): CaService {
     }
     let verified;
     try {
-      verified = verifyToken(opts.tokenKey, m[1]!, now);
+      verified = verifyToken(
+        typeof opts.tokenKey === "function" ? opts.tokenKey() : opts.tokenKey,
+        m[1]!,
+        now,
+      );
     } catch (err) {
       const e = err as TokenError;
       const reason = e.failure === "expired" || e.failure === "not_yet_valid"
@@ -316,7 +338,8 @@ export function createCaService(opts: CaServiceOptions): CaService {
     };
   };
 
-  const issue: CaService["issue"] = (req, caller) => {
+  /** Applies the policy; what signing then needs. */
+  const check = (req: CertificateRequest, caller: Caller) => {
     const now = opts.clock.now();
     const who = caller.description;
     if (req.csr.length > MAX_CSR_BYTES) {
@@ -392,22 +415,11 @@ export function createCaService(opts: CaServiceOptions): CaService {
     const asked = Number(req.validityDuration) * 1000;
     const ttl = asked > 0 ? Math.min(asked, opts.maxTtlMs) : opts.defaultTtlMs;
     const notAfter = Math.min(now + ttl, iss.signer.issuerNotAfter, iss.material.notAfter);
-    if (caller.singleUse) {
-      if (opts.usedTokens.has(caller.singleUse.jti)) {
-        throw refuse("token_replayed", "this single-use token was already redeemed", who, requested);
-      }
-      try {
-        opts.usedTokens.add(caller.singleUse.jti, caller.singleUse.exp);
-      } catch (err) {
-        log.error("cannot record a redeemed single-use token", { err: (err as Error).message });
-        throw refuse(
-          "internal",
-          "cannot record the single-use token as redeemed; nothing issued",
-          who,
-          requested,
-        );
-      }
-    }
+    return { now, who, iss, csr, requested, notAfter };
+  };
+
+  const sign = (caller: Caller, c: ReturnType<typeof check>): IssuedCertificate => {
+    const { now, iss, csr, notAfter } = c;
     const leaf = iss.signer.sign({
       spki: csr.spki,
       names: [{ type: "uri", value: caller.identity.uri }],
@@ -431,12 +443,54 @@ export function createCaService(opts: CaServiceOptions): CaService {
     return out;
   };
 
+  const issue: CaService["issue"] = (req, caller) => {
+    const c = check(req, caller);
+    if (caller.singleUse) {
+      if (opts.usedTokens.has(caller.singleUse.jti)) {
+        throw refuse("token_replayed", "this single-use token was already redeemed", c.who, c.requested);
+      }
+      try {
+        opts.usedTokens.add(caller.singleUse.jti, caller.singleUse.exp);
+      } catch (err) {
+        log.error("cannot record a redeemed single-use token", { err: (err as Error).message });
+        throw refuse(
+          "internal",
+          "cannot record the single-use token as redeemed; nothing issued",
+          c.who,
+          c.requested,
+        );
+      }
+    }
+    return sign(caller, c);
+  };
+
   return {
     authenticate,
     issue,
     createCertificate(req, creds) {
       const caller = authenticate(creds, () => requestedIdentityOf(req.csr));
       return issue(req, caller);
+    },
+    async createCertificateAsync(req, creds) {
+      const caller = authenticate(creds, () => requestedIdentityOf(req.csr));
+      const ledger = opts.sharedLedger;
+      if (!caller.singleUse || !ledger) return issue(req, caller);
+      const c = check(req, caller);
+      let claimed: boolean;
+      try {
+        claimed = await ledger.claim(caller.singleUse.jti, caller.singleUse.exp);
+      } catch (err) {
+        throw refuse(
+          "store_unavailable",
+          `cannot record the single-use token: the store is unreachable (${
+            errorMessage(err)
+          }); nothing issued`,
+          c.who,
+          c.requested,
+        );
+      }
+      if (!claimed) throw refuse("token_used", "token already used", c.who, c.requested);
+      return sign(caller, c);
     },
   };
 }

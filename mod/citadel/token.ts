@@ -1,7 +1,8 @@
 /**
  * Bootstrap tokens: ES256 JWTs (RFC 7519) that let a new workload get its first certificate.
  * `meshd token create` and the daemon share one signing key, `<data-dir>/token-signing-key.pem`
- * (mode 0600), made by whichever needs it first.
+ * (mode 0600), made by whichever needs it first. With `--store` the replicas share one key and
+ * the single-use ledger in etcd instead (token_shared.ts).
  *
  * Claims: `iss` "meshd", `aud` "meshd-ca", `sub` the SPIFFE ID, `exp`/`iat`/`nbf`, `jti`, and
  * meshd's own `ns` (namespace), `sa` (service account), `wg` (workload group, when given) and
@@ -98,7 +99,8 @@ function thumbprint(pub: KeyObject): string {
   return createHash("sha256").update(canonical).digest("base64url");
 }
 
-function keyFromPem(pem: string, file: string): TokenSigningKey {
+/** The signing key in PEM `pem`; throws, naming `file` (or where the PEM came from), for any other key. */
+export function keyFromPem(pem: string, file: string): TokenSigningKey {
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem);

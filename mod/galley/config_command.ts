@@ -54,6 +54,14 @@ const SETTINGS: readonly SettingSpec[] = [
     flagOnly: true,
   },
   {
+    name: "etcd-max-txn-ops",
+    kind: { type: "int", min: 1 },
+    default: 128,
+    help: "apply, import: most resources one file may hold, as etcd's --max-txn-ops (default 128) " +
+      "allows in one transaction; a larger file is refused before anything is written",
+    flagOnly: true,
+  },
+  {
     name: "output",
     short: "o",
     kind: { type: "enum", values: ["yaml", "json"] },
@@ -209,6 +217,19 @@ async function applyPaths(inv: Invocation, sub: "apply" | "import", path: string
   }
   const byFile = new Map<string, Resource[]>();
   for (const r of result.valid) byFile.set(r.source.file, [...(byFile.get(r.source.file) ?? []), r]);
+  const maxOps = inv.settings.number("etcd-max-txn-ops");
+  const tooLarge = [...byFile].filter(([, resources]) => resources.length > maxOps);
+  for (const [file, resources] of tooLarge) {
+    inv.err(
+      `${file}: ${resources.length} resources, but one file is written in one etcd transaction and etcd ` +
+        `takes at most ${maxOps} operations in one (its --max-txn-ops); split the file, or raise etcd's ` +
+        `--max-txn-ops and pass the same --etcd-max-txn-ops\n`,
+    );
+  }
+  if (tooLarge.length > 0) {
+    inv.err(`meshd config ${sub}: nothing was written\n`);
+    return 1;
+  }
   const store = await open(inv);
   const force = inv.settings.bool("force");
   let failed = false;

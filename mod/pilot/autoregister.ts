@@ -52,6 +52,7 @@ import { contentVersion, setVersion } from "../xds/version.ts";
 import { type Proxy, proxyFromNode } from "./model/proxy.ts";
 import type { RegistryState, ServiceRegistry, Workload } from "./model/registry.ts";
 import { createRefusalLog, type Refusal, type RefusalCode } from "./refusal_log.ts";
+import type { SharedRegistration, SharedRegistrations } from "./shared_registrations.ts";
 
 /** Istio's health information type URL; the agent (mod/agent/registration.ts) speaks it too. */
 export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
@@ -96,6 +97,13 @@ export interface AutoRegistryOptions {
   readonly maxRefusals?: number;
   /** How long a refusal is kept after its last connection closed (default one hour). */
   readonly keepRefusalsMs?: number;
+  /**
+   * With `--store`: where registrations are shared with the other replicas (this replica's are
+   * published there, the others' served next to them).
+   */
+  readonly shared?: SharedRegistrations;
+  /** This replica's id, shown with its registrations when they are shared. */
+  readonly replica?: string;
 }
 
 /** How far a workload's registration is: in the registry, waiting for config, or refused. */
@@ -128,6 +136,8 @@ export interface RegistrationStatus {
   readonly message?: string;
   /** When the last connection closed (ISO), while in the grace period. */
   readonly disconnectedAt?: string;
+  /** With `--store`: the replica that holds the workload's stream. */
+  readonly replica?: string;
 }
 
 /** The auto-registration registry. */
@@ -257,7 +267,35 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   const changed = () => {
     epoch++;
     for (const l of listeners) l();
+    publish();
   };
+
+  /** The store's path of a registration: NAMESPACE/GROUP/NAME. */
+  const sharedPath = (r: Registration) => `${r.namespace}/${r.group}/${autoRegisteredName(r.group, r.ip)}`;
+
+  /** Hands this replica's registrations to the store (with `--store`). */
+  function publish(): void {
+    if (!o.shared) return;
+    const held = new Map<string, SharedRegistration>();
+    const kept = new Set<string>();
+    for (const r of regs.values()) {
+      // In its grace the entry stays as written (the agent may hold it at another replica now);
+      // a connected registration that config refuses or lacks a group for is taken out.
+      if (r.connections.size === 0) {
+        kept.add(sharedPath(r));
+        continue;
+      }
+      const w = workloadOf(r);
+      if (w) {
+        held.set(sharedPath(r), {
+          replica: o.replica ?? "",
+          group: `${r.namespace}/${r.group}`,
+          workload: w,
+        });
+      }
+    }
+    o.shared.publish(held, kept);
+  }
   const groupOf = (r: Registration) =>
     o.store.snapshot().get<WorkloadGroupSpec>(NETWORKING, "WorkloadGroup", r.namespace, r.group);
 
@@ -513,6 +551,11 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     for (const l of providerListeners) l(new Set([HEALTH_TYPE_URL]), which);
   };
   const unsubscribe = o.store.subscribe(pushProbes);
+  const unsubscribeShared = o.shared && o.store.subscribe(publish);
+  const unwatchShared = o.shared?.watch(() => {
+    epoch++;
+    for (const l of listeners) l();
+  });
   o.configReady?.promise.then(pushProbes);
 
   const registry: AutoRegistry = {
@@ -522,8 +565,12 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     state() {
       const key = `${o.store.snapshot().version}|${epoch}`;
       if (cached?.key === key) return cached.state;
-      const workloads = [...regs.values()].map(workloadOf).filter((w): w is Workload => w !== undefined)
-        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const workloads = [...regs.values()].map(workloadOf).filter((w): w is Workload => w !== undefined);
+      const local = new Set(workloads.map((w) => w.key));
+      for (const e of o.shared?.others().values() ?? []) {
+        if (!local.has(e.workload.key)) workloads.push(e.workload);
+      }
+      workloads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       cached = { key, state: { services: [], endpoints: [], workloads } };
       return cached.state;
     },
@@ -551,6 +598,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
           ...(r.disconnectedAt !== undefined
             ? { disconnectedAt: new Date(r.disconnectedAt).toISOString() }
             : {}),
+          ...(o.shared ? { replica: o.replica ?? "" } : {}),
         };
       }).sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
     },
@@ -583,16 +631,35 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
     },
     close() {
       unsubscribe();
+      unsubscribeShared?.();
+      unwatchShared?.();
       for (const r of regs.values()) r.grace?.cancel();
     },
   };
+  /** Workloads registered at other replicas and not at this one (with `--store`). */
+  function heldElsewhere(): RegistrationStatus[] {
+    const local = new Set([...regs.values()].map(sharedPath));
+    return [...o.shared?.others() ?? []].filter(([path]) => !local.has(path)).map(([, e]) => ({
+      workload: e.workload.key.slice(e.workload.key.lastIndexOf("/") + 1),
+      group: e.group,
+      address: e.workload.spec.address ?? "",
+      connections: 0,
+      state: "REGISTERED" as const,
+      nodes: [],
+      groupFound: true,
+      hasProbe: false,
+      healthy: e.workload.healthy,
+      replica: e.replica,
+    })).sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
+  }
+
   o.ads?.addProvider(provider);
   o.ads?.addObserver(observer);
   o.debug?.({
     path: "registrationz",
     description:
       "auto-registered workloads and refused attempts: group, address, nodes, state (REGISTERED, PENDING, REFUSED with the reason), probe and health",
-    handle: () => Response.json([...registry.registrations(), ...registry.refusals()]),
+    handle: () => Response.json([...registry.registrations(), ...registry.refusals(), ...heldElsewhere()]),
   });
   return registry;
 }

@@ -11,6 +11,8 @@ import { Counter, Gauge, Histogram } from "prom-client";
 import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
+import { STORE } from "../store/mod.ts";
+import type { Replica } from "../store/replica.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
 import {
   AUTO_REGISTER_GRACE_SETTING,
@@ -19,6 +21,7 @@ import {
 } from "./autoregister.ts";
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
+import type { SharedRegistrations } from "./shared_registrations.ts";
 import { createDebouncer } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
 import { syncStatus } from "./xds/sync_status.ts";
@@ -46,7 +49,7 @@ export const pilotModule: ModuleDefinition = {
   summary: "service discovery and xDS for Envoy sidecars and proxyless gRPC",
   requires: ["galley"],
   settings: SETTINGS,
-  create(ctx) {
+  async create(ctx) {
     const store = ctx.links.find(CONFIG_STORE);
     const configReady = ctx.links.find(CONFIG_READY);
     const ads = ctx.links.find(ADS_SERVER);
@@ -101,12 +104,47 @@ export const pilotModule: ModuleDefinition = {
      * Service registries beyond config (VM auto-registration, platform adapters). Each one's
      * changes trigger a debounced push like config changes do.
      */
+    const graceMs = ctx.settings.number("auto-register-grace");
+    const etcd = ctx.links.find(STORE);
+    let replica: Replica | undefined;
+    let shared: SharedRegistrations | undefined;
+    if (etcd !== undefined) {
+      // Loaded only with --store: these load etcd's protobuf descriptors.
+      const [{ createReplica }, { createSharedRegistrations }] = await Promise.all([
+        import("../store/replica.ts"),
+        import("./shared_registrations.ts"),
+      ]);
+      const log = ctx.logger.child({ component: "replica" });
+      // One lease per replica; its TTL is the grace, so a dead replica's workloads go after it.
+      replica = createReplica(etcd, {
+        ttlSeconds: Math.max(3, graceMs / 1000),
+        logger: log,
+        clock: ctx.clock,
+        metrics: m,
+      });
+      shared = createSharedRegistrations({
+        store: etcd,
+        keeper: replica.keeper,
+        replica: replica.id,
+        logger: ctx.logger.child({ component: "autoregister" }),
+        clock: ctx.clock,
+        onWatchLag: replica.watchLag,
+      });
+      const sharedStatus = shared;
+      etcd.addStatus("registrations", () => sharedStatus.status());
+      // Nothing of pilot's must run on one replica only yet; the duty is elected and shown so
+      // that such work has a leader to run on.
+      replica.elect("housekeeping");
+      ctx.debug(replica.leaderz);
+    }
     const autoRegistry = createAutoRegistry({
       store,
+      shared,
+      replica: replica?.id,
       ads,
       clock: ctx.clock,
       logger: ctx.logger.child({ component: "autoregister" }),
-      graceMs: ctx.settings.number("auto-register-grace"),
+      graceMs,
       requireIdentity: ctx.settings.bool("auto-register-require-identity"),
       debug: (h) => ctx.debug(h),
       configReady,
@@ -246,11 +284,12 @@ export const pilotModule: ModuleDefinition = {
     return {
       start: () => Promise.resolve(),
       ready: () => configReady.now(),
-      stop() {
+      async stop() {
         for (const u of unsubscribers) u();
         autoRegistry.close();
+        shared?.close();
         debouncer.stop();
-        return Promise.resolve();
+        await replica?.close();
       },
     };
   },

@@ -21,6 +21,7 @@ import {
   Compare_CompareResult,
   Compare_CompareTarget,
   KV,
+  Lease,
   type RequestOpSchema,
   Watch,
   type WatchRequest,
@@ -57,6 +58,8 @@ export interface EtcdClientOptions {
   readonly timeoutMs?: number;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** Called after each request (`op`: list, get, transaction, lease grant...) with its duration. */
+  readonly onRequest?: (op: string, seconds: number, ok: boolean) => void;
 }
 
 /** One key as etcd holds it. Revisions are etcd's int64 revisions, as numbers. */
@@ -88,9 +91,9 @@ export interface TxnCompare {
   readonly modRevision: number;
 }
 
-/** A write in a transaction. */
+/** A write in a transaction; a put with `lease` is deleted when the lease expires. */
 export type TxnOp =
-  | { readonly put: string; readonly value: Uint8Array }
+  | { readonly put: string; readonly value: Uint8Array; readonly lease?: bigint }
   | { readonly delete: string };
 
 /** What a transaction did. */
@@ -140,6 +143,15 @@ export interface EtcdClient {
   get(key: string): Promise<KeyValue | undefined>;
   /** Applies `ops` atomically if every comparison holds. */
   txn(compares: readonly TxnCompare[], ops: readonly TxnOp[]): Promise<TxnResult>;
+  /**
+   * Grants a lease of `ttlSeconds` (not kept alive: keys put with it go when it expires); its ID
+   * (an int64 that often exceeds a double's exact range, hence a bigint).
+   */
+  grantLease(ttlSeconds: number): Promise<bigint>;
+  /** Renews a lease once; resolves with its new TTL in seconds, 0 when etcd no longer has it. */
+  keepLeaseAlive(id: bigint): Promise<number>;
+  /** Revokes a lease (its keys go at once); a lease etcd no longer has is not an error. */
+  revokeLease(id: bigint): Promise<void>;
   /**
    * Watches every key under `prefix` from `fromRevision`, with progress reports while nothing
    * changes. The iteration ends with an {@link EtcdCompactedError} when `fromRevision` is older
@@ -246,6 +258,7 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
       kv: createClient(KV, transport),
       watch: createClient(Watch, transport),
       auth: createClient(Auth, transport),
+      lease: createClient(Lease, transport),
     };
   });
 
@@ -273,6 +286,23 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
     op: (c: (typeof conns)[number], i: number) => Promise<T>,
   ): Promise<T> {
     if (closed) throw new Error("etcd client is closed");
+    const started = clock.now();
+    try {
+      const result = await attempt(what, idempotent, op);
+      opts.onRequest?.(what, (clock.now() - started) / 1000, true);
+      return result;
+    } catch (err) {
+      opts.onRequest?.(what, (clock.now() - started) / 1000, false);
+      throw err;
+    }
+  }
+
+  /** One call: the current endpoint, then the others as `classify` allows. */
+  async function attempt<T>(
+    what: string,
+    idempotent: boolean,
+    op: (c: (typeof conns)[number], i: number) => Promise<T>,
+  ): Promise<T> {
     const failures: string[] = [];
     const start = current;
     for (let n = 0; n < conns.length; n++) {
@@ -365,7 +395,12 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
       }));
       const success: MessageInitShape<typeof RequestOpSchema>[] = ops.map((op) =>
         "put" in op
-          ? { request: { case: "requestPut", value: { key: encoder.encode(op.put), value: op.value } } }
+          ? {
+            request: {
+              case: "requestPut",
+              value: { key: encoder.encode(op.put), value: op.value, lease: op.lease ?? 0n },
+            },
+          }
           : { request: { case: "requestDeleteRange", value: { key: encoder.encode(op.delete) } } }
       );
       const failure: MessageInitShape<typeof RequestOpSchema>[] = compares.map((cmp) => ({
@@ -380,6 +415,33 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
           }
         }
         return { succeeded: res.succeeded, revision: Number(res.header?.revision ?? 0n), current };
+      });
+    },
+    grantLease(ttlSeconds) {
+      // Granting is not idempotent (each grant is a new lease), but an unused lease only expires.
+      return call("lease grant", true, async (c) => {
+        const res = await c.lease.leaseGrant({ TTL: BigInt(Math.ceil(ttlSeconds)) }, { timeoutMs });
+        if (res.error) throw new Error(res.error);
+        return res.ID;
+      });
+    },
+    keepLeaseAlive(id) {
+      return call("lease keepalive", true, async (c) => {
+        // One renewal per stream: the member answers the request, then ends at the half-close.
+        const one = (async function* () {
+          yield { ID: id };
+        })();
+        for await (const res of c.lease.leaseKeepAlive(one, { timeoutMs })) return Number(res.TTL);
+        throw new Error("the member ended the keep-alive stream without an answer");
+      });
+    },
+    revokeLease(id) {
+      return call("lease revoke", true, async (c) => {
+        try {
+          await c.lease.leaseRevoke({ ID: id }, { timeoutMs });
+        } catch (err) {
+          if (!/not found/i.test(ConnectError.from(err).rawMessage)) throw err;
+        }
       });
     },
     watch(prefix, fromRevision, signal) {

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { createBackoff } from "../agent/backoff.ts";
+import { createBackoff } from "../shared/backoff.ts";
 import type {
   ConfigSource,
   OriginChange,

@@ -6,7 +6,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { Gauge } from "prom-client";
+import { Gauge, Histogram } from "prom-client";
 import type { Settings } from "../cli/flags.ts";
 import type { Clock } from "../shared/clock.ts";
 import { errorMessage, UsageError } from "../shared/errors.ts";
@@ -68,8 +68,17 @@ export function openStore(settings: Settings, opts: OpenStoreOptions): Store | u
   const auth: EtcdAuth | undefined = user !== undefined
     ? { user, password: password!.replace(/\r?\n$/, "") }
     : undefined;
+  const duration = opts.metrics &&
+    new Histogram({
+      name: "meshd_store_request_duration_seconds",
+      help: "Seconds each etcd request took, failover included, by operation",
+      labelNames: ["op"],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [opts.metrics],
+    });
   const client = createEtcdClient({
     endpoints: address.endpoints,
+    onRequest: duration && ((op, seconds) => duration.observe({ op }, seconds)),
     tls,
     auth,
     timeoutMs: settings.number("etcd-timeout"),

@@ -3,7 +3,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createBackoff } from "../../mod/agent/backoff.ts";
+import { createBackoff } from "../../mod/shared/backoff.ts";
 import { createCertManager, type IssueVia } from "../../mod/agent/cert_manager.ts";
 import {
   bundleFromIssued,

@@ -109,7 +109,11 @@ export async function startMeshd(opts: StartOptions = {}): Promise<MeshdProcess>
         timeout,
       );
     }),
-  ]).finally(() => clearTimeout(timer));
+  ]).catch((err) => {
+    // A meshd that did not listen in time is not left running.
+    proc.kill("SIGKILL");
+    throw err;
+  }).finally(() => clearTimeout(timer));
   return {
     proc,
     adminAddr: admin!,

@@ -43,6 +43,8 @@ export interface EtcdCluster {
 
 const ETCD = "/usr/bin/etcd";
 const ETCDCTL = "/usr/bin/etcdctl";
+/** What etcd says while it has no leader or is electing one. */
+const TRANSIENT = /request timed out|leader changed|no leader|context deadline exceeded|timed out waiting/;
 
 interface MemberState {
   readonly name: string;
@@ -97,9 +99,10 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
     );
   }
 
-  async function ctl(args: readonly string[], input?: string, endpoints?: string): Promise<string> {
+  /** One etcdctl run; throws with its error output when it fails. */
+  async function ctlOnce(args: readonly string[], input?: string, endpoints?: string): Promise<string> {
     const proc = spawn(
-      [ETCDCTL, `--endpoints=${endpoints ?? endpointsOf(running())}`, "--command-timeout=3s", ...args],
+      [ETCDCTL, `--endpoints=${endpoints ?? endpointsOf(running())}`, "--command-timeout=5s", ...args],
       {
         stdin: input === undefined ? "ignore" : new TextEncoder().encode(input),
         stdout: "pipe",
@@ -116,12 +119,30 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
     return out;
   }
 
+  /**
+   * etcdctl, retried for up to 30 s while the cluster elects a leader (after a member was killed
+   * a loaded machine can take seconds): the tests' own writes must not fail on what etcd reports
+   * as transient.
+   */
+  async function ctl(args: readonly string[], input?: string, endpoints?: string): Promise<string> {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      try {
+        return await ctlOnce(args, input, endpoints);
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (Date.now() > end || !TRANSIENT.test(msg)) throw err;
+        await Bun.sleep(200);
+      }
+    }
+  }
+
   async function healthy(timeoutMs = 20_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     let last = "";
     while (Date.now() < end) {
       try {
-        await ctl(["get", "--consistency=l", "meshd-test-health"]);
+        await ctlOnce(["get", "--consistency=l", "meshd-test-health"]);
         return;
       } catch (err) {
         last = (err as Error).message;

@@ -2,7 +2,7 @@
  * `meshd config apply|get|delete|import` in-process against a real one-member etcd.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../../mod/cli/run.ts";
@@ -148,6 +148,28 @@ describe("meshd config", () => {
     expect(r.out).toMatch(/VirtualService bookinfo\/e created/);
     expect(r.err).toContain("VirtualService bookinfo/a is already in etcd with other content");
     expect((await run("get", "VirtualService", "bookinfo/a", "-o", "json")).out).not.toContain('"1s"');
+  });
+
+  test("a file with more resources than etcd takes in one transaction is refused before anything is written", async () => {
+    const many = (n: number, prefix: string) =>
+      Array.from({ length: n }, (_, i) => vs(`${prefix}${i}`)).join("---\n");
+    const small = file("txn-small.yaml", vs("txn-first"));
+    const big = file("txn-big.yaml", many(129, "big"));
+    const dirWithBoth = join(dir, "txn");
+    mkdirSync(dirWithBoth);
+    writeFileSync(join(dirWithBoth, "1.yaml"), readFileSync(small));
+    writeFileSync(join(dirWithBoth, "2.yaml"), readFileSync(big));
+    const before = await etcd.revision();
+    const r = await run("apply", "-f", dirWithBoth);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${join(dirWithBoth, "2.yaml")}: 129 resources`);
+    expect(r.err).toContain("--max-txn-ops");
+    expect(r.err).toContain("nothing was written");
+    expect(await etcd.revision()).toBe(before);
+    // etcd's own default is what the check assumes: 128 in one file are written in one transaction.
+    const fits = await run("apply", "-f", file("txn-fits.yaml", many(128, "fits")));
+    expect(fits.err).toBe("");
+    expect(fits.code).toBe(0);
   });
 
   test("without a reachable etcd every command fails with UNAVAILABLE and the reason", async () => {

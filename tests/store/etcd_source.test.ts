@@ -166,5 +166,5 @@ describe("etcd config source", () => {
     await etcd.restart(0);
     expect(await eventually(() => names(store).join() === "new,stays", 20_000)).toBe(true);
     expect(source.status().relists).toBeGreaterThanOrEqual(1);
-  });
+  }, 60_000);
 });

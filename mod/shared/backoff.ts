@@ -1,6 +1,6 @@
 /**
  * Exponential backoff with jitter, for retrying the CA and the control plane while they are
- * unreachable. Each delay is drawn from [base/2, base] ("equal jitter"): never zero, so a
+ * unreachable (the agent, the store). Each delay is drawn from [base/2, base] ("equal jitter"): never zero, so a
  * fleet that lost the control plane at the same moment spreads its retries out.
  *
  * @module

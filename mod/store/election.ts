@@ -1,0 +1,170 @@
+/**
+ * Leader election on etcd's KV API, for duties that must run on one replica at a time.
+ *
+ * etcd's v3election service is not among the protos meshd generates (rpc, kv, auth), so this is
+ * the recipe that service implements, on transactions and watches: a replica claims
+ * `PREFIX/leader/DUTY` by creating it (the transaction holds only when the key is absent),
+ * holding its replica id and attached to the replica's lease. Whoever created the key leads.
+ * The others watch the key; when it goes (the leader resigned, or died and its lease lapsed),
+ * each tries to create it again and one wins. A replica that loses etcd stops counting itself
+ * leader until etcd confirms the key is still its own.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { errorMessage } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { EtcdClient } from "./etcd_client.ts";
+import type { LeaseKeeper } from "./lease_keeper.ts";
+
+/** Options for createElection. */
+export interface ElectionOptions {
+  /** What the leader does, e.g. "token-pruning"; one key per duty. */
+  readonly duty: string;
+  /** This replica's id (what the key holds while it leads). */
+  readonly id: string;
+  /** The store's prefix ("/meshd"). */
+  readonly prefix: string;
+  readonly keeper: LeaseKeeper;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Called when the leader this replica sees changes to another replica (or to none). */
+  readonly onLeaderChange?: (leader: string | undefined) => void;
+  /** Pause after a failed etcd call before trying again (default 1 s). */
+  readonly retryMs?: number;
+}
+
+/** One duty's election, as /debug/leaderz shows it. */
+export interface ElectionStatus {
+  readonly duty: string;
+  /** The leading replica's id, when known. */
+  readonly leader?: string;
+  /** When this replica saw the current leader take over (ISO). */
+  readonly since?: string;
+  /** This replica's id. */
+  readonly self: string;
+  readonly leading: boolean;
+  /** Why the leader is unknown (etcd unreachable). */
+  readonly error?: string;
+}
+
+/** A running campaign for one duty. */
+export interface Election {
+  readonly duty: string;
+  /** True while this replica holds the duty. */
+  leading(): boolean;
+  status(): ElectionStatus;
+  /** Stops campaigning; a leader deletes its key so another takes over at once. */
+  close(): Promise<void>;
+}
+
+/** The key of a duty's leader. */
+export function leaderKey(prefix: string, duty: string): string {
+  return `${prefix}/leader/${duty}`;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Starts campaigning for `opts.duty` at once. */
+export function createElection(client: EtcdClient, opts: ElectionOptions): Election {
+  const clock = opts.clock ?? systemClock;
+  const key = leaderKey(opts.prefix, opts.duty);
+  const log = opts.logger;
+  const stop = new AbortController();
+  let leader: string | undefined;
+  let since: number | undefined;
+  let ownRevision = 0;
+  let error: string | undefined;
+
+  function observe(next: string | undefined, revision: number): void {
+    if (next === opts.id) ownRevision = revision;
+    if (next === leader) return;
+    const was = leader;
+    leader = next;
+    since = clock.now();
+    if (next === opts.id) log.info("leading duty", { duty: opts.duty });
+    else if (was === opts.id) log.info("no longer leading duty", { duty: opts.duty, leader: next });
+    opts.onLeaderChange?.(next);
+  }
+
+  /**
+   * Claims the key, or learns who holds it; resolves with the revision to watch from, or
+   * undefined when the key went between the two (so the claim is tried again).
+   */
+  async function campaign(): Promise<number | undefined> {
+    const lease = await opts.keeper.lease();
+    const res = await client.txn([{ key, modRevision: 0 }], [{
+      put: key,
+      value: encoder.encode(opts.id),
+      lease,
+    }]);
+    if (res.succeeded) {
+      observe(opts.id, res.revision);
+      return res.revision + 1;
+    }
+    const held = res.current[0];
+    if (held === undefined) return undefined;
+    observe(decoder.decode(held.value), held.modRevision);
+    return held.modRevision + 1;
+  }
+
+  /** Waits until the key is deleted (or changes hands). */
+  async function follow(fromRevision: number): Promise<void> {
+    for await (const batch of client.watch(key, fromRevision, stop.signal)) {
+      for (const e of batch.events) {
+        if (e.kv.key !== key) continue; // a duty whose name extends this one
+        if (e.type === "delete") return;
+        observe(decoder.decode(e.kv.value), e.kv.modRevision);
+      }
+    }
+  }
+
+  const running = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const from = await campaign();
+        error = undefined;
+        if (from === undefined) continue;
+        await follow(from);
+        if (!stop.signal.aborted) observe(undefined, 0);
+      } catch (err) {
+        if (stop.signal.aborted) break;
+        error = errorMessage(err);
+        log.warn("election: etcd call failed; leader unknown until it answers", {
+          duty: opts.duty,
+          err: error,
+        });
+        observe(undefined, 0);
+        await new Promise<void>((resolve) => {
+          const t = clock.setTimer(opts.retryMs ?? 1_000, resolve);
+          stop.signal.addEventListener("abort", () => {
+            t.cancel();
+            resolve();
+          }, { once: true });
+        });
+      }
+    }
+  })();
+
+  return {
+    duty: opts.duty,
+    leading: () => leader === opts.id,
+    status: () => ({
+      duty: opts.duty,
+      ...(leader === undefined ? {} : { leader }),
+      ...(since === undefined ? {} : { since: new Date(since).toISOString() }),
+      self: opts.id,
+      leading: leader === opts.id,
+      ...(error === undefined ? {} : { error }),
+    }),
+    async close() {
+      const wasLeading = leader === opts.id;
+      stop.abort();
+      await running;
+      if (wasLeading) {
+        await client.txn([{ key, modRevision: ownRevision }], [{ delete: key }]).catch(() => {});
+      }
+    },
+  };
+}

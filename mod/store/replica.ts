@@ -1,0 +1,93 @@
+/**
+ * This daemon as one replica among those sharing a store: its id, its kept-alive lease, the
+ * duties it campaigns for, `/debug/leaderz` and the metrics of both.
+ *
+ * @module
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { Counter, Histogram } from "prom-client";
+import type { DebugHandler } from "../runtime/module.ts";
+import type { Clock } from "../shared/clock.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { MetricsRegistry } from "../shared/metrics.ts";
+import { createElection, type Election } from "./election.ts";
+import { createLeaseKeeper, type LeaseKeeper } from "./lease_keeper.ts";
+import type { Store } from "./links.ts";
+
+/** Options for createReplica. */
+export interface ReplicaOptions {
+  /** TTL of the replica's lease: how long its keys outlive it. */
+  readonly ttlSeconds: number;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly metrics: MetricsRegistry;
+}
+
+/** One replica. */
+export interface Replica {
+  /** "HOST-PID-RANDOM": unique per process, so a restarted replica is a new one. */
+  readonly id: string;
+  readonly keeper: LeaseKeeper;
+  /** Campaigns for `duty` (once per duty). */
+  elect(duty: string): Election;
+  /** Records how long a write of this replica took to come back on its watch. */
+  watchLag(seconds: number): void;
+  /** The /debug/leaderz handler. */
+  readonly leaderz: DebugHandler;
+  /** Resigns every duty and stops renewing the lease (its keys lapse after the TTL). */
+  close(): Promise<void>;
+}
+
+/** Creates the replica's lease keeper (nothing is granted until a key needs it). */
+export function createReplica(store: Store, opts: ReplicaOptions): Replica {
+  const id = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const keeper = createLeaseKeeper(store.client, {
+    ttlSeconds: opts.ttlSeconds,
+    logger: opts.logger,
+    clock: opts.clock,
+  });
+  const elections = new Map<string, Election>();
+  const leaderChanges = new Counter({
+    name: "meshd_store_leader_changes_total",
+    help: "Changes of the leader this replica sees, by duty",
+    labelNames: ["duty"],
+    registers: [opts.metrics],
+  });
+  const lag = new Histogram({
+    name: "meshd_store_watch_lag_seconds",
+    help: "Seconds from a write of this replica to etcd until its own watch delivered it",
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+    registers: [opts.metrics],
+  });
+  store.addStatus("lease", () => keeper.status());
+  return {
+    id,
+    keeper,
+    elect(duty) {
+      if (elections.has(duty)) throw new Error(`election for duty ${duty} started twice`);
+      const e = createElection(store.client, {
+        duty,
+        id,
+        prefix: store.prefix,
+        keeper,
+        logger: opts.logger,
+        clock: opts.clock,
+        onLeaderChange: () => leaderChanges.inc({ duty }),
+      });
+      elections.set(duty, e);
+      return e;
+    },
+    watchLag: (seconds) => lag.observe(seconds),
+    leaderz: {
+      path: "leaderz",
+      description:
+        "duties that run on one replica (--store): the leader of each, since when, and this replica",
+      handle: () => Response.json({ self: id, duties: [...elections.values()].map((e) => e.status()) }),
+    },
+    async close() {
+      await Promise.all([...elections.values()].map((e) => e.close()));
+      await keeper.close();
+    },
+  };
+}

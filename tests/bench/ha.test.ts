@@ -1,0 +1,23 @@
+import { expect, test } from "bun:test";
+import { formatHaResults, runHaBench } from "../../bench/ha.ts";
+
+test(
+  "bench/ha.ts runs its scenario (3 replicas, 30 sidecars): every sidecar ACKs the change and is re-served after a kill",
+  async () => {
+    const r = await runHaBench({ proxies: 30, replicas: 3, services: 10, changes: 1, settleSec: 1 });
+    // Spread evenly at the start.
+    expect(r.replicas.map((x) => x.connected)).toEqual([10, 10, 10]);
+    // runHaBench waits until every sidecar has ACKed the new RDS version, or throws.
+    expect(r.changes).toHaveLength(1);
+    expect(r.changes[0]!.fromCommitMs).toBeGreaterThan(0);
+    // The change was written to etcd (the apply's transaction).
+    expect(r.changes[0]!.etcd.rpcs.Txn).toBeGreaterThanOrEqual(1);
+    // The killed replica's 10 sidecars moved and were fully served by the two others.
+    expect(r.failover.moved).toBe(10);
+    expect(Object.values(r.failover.byAddr).reduce((a, b) => a + b, 0)).toBe(30);
+    expect(r.failover.byAddr[r.replicas[0]!.grpcAddr]).toBeUndefined();
+    expect(r.replicas.slice(1).map((x) => x.connectedAfterFailover).reduce((a, b) => a + b, 0)).toBe(30);
+    expect(formatHaResults(r)).toContain("| replica killed → its 10 proxies fully re-served elsewhere |");
+  },
+  240_000,
+);
