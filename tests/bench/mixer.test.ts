@@ -16,7 +16,6 @@ test("bench/mixer.ts runs its scenarios (small)", async () => {
   for (const c of r.closedLoop) expect(c.checksPerSec).toBeGreaterThan(0);
   expect(r.paced.checksPerSec).toBeGreaterThan(0);
   expect(r.cacheHitUs).toBeGreaterThan(0);
-  expect(r.cacheHitUs).toBeLessThanOrEqual(10);
   expect(r.reportEntriesPerSec).toBeGreaterThan(0);
   expect(r.memquotaPerSec).toBeGreaterThan(0);
   expect(r.redisquotaPerSec).toBeGreaterThan(0);
