@@ -18,7 +18,8 @@ import { writeBootstraps } from "./bootstrap.ts";
 import { type CaTls, createCertificate, type CreateCertificateOptions } from "./ca_client.ts";
 import { createCertManager, type IssueVia } from "./cert_manager.ts";
 import { bundleFromIssued, type CertBundle, createCsr, spiffeId, splitPem } from "./certs.ts";
-import { type CallSite, judgeFailure, SettingError } from "./failure.ts";
+import { createEndpoints, parseAddrList } from "./endpoints.ts";
+import { type CallSite, failsOver, judgeFailure, SettingError } from "./failure.ts";
 import { ensureDir, readBundle, writeBundle } from "./files.ts";
 import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
 import { xdsNode } from "./node.ts";
@@ -209,6 +210,35 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         throw err;
       }
     };
+    const caTlsEndpoints = createEndpoints(parseAddrList(cfg.caTlsAddr, caTlsSite("").addrSetting));
+    /**
+     * One CA call over TLS to the replicas of --ca-tls-addr: a network-class failure moves on to
+     * the next replica at once; after a whole round failed, the error goes to the cert manager's
+     * backoff.
+     */
+    const callTls = async (
+      site: CallSite,
+      opts: Omit<CreateCertificateOptions, "addr">,
+    ): Promise<string[]> => {
+      for (;;) {
+        let addr = cfg.caTlsAddr;
+        try {
+          const ep = await caTlsEndpoints.current();
+          addr = ep.addr;
+          const serverName = opts.tls?.serverName ?? ep.serverName;
+          const chain = await call({ ...site, addr }, {
+            ...opts,
+            addr: ep.dialAddr,
+            ...(opts.tls ? { tls: { ...opts.tls, ...(serverName ? { serverName } : {}) } } : {}),
+          });
+          caTlsEndpoints.succeeded();
+          return chain;
+        } catch (err) {
+          if (err instanceof SettingError || !failsOver(err) || caTlsEndpoints.failed()) throw err;
+          log.warn("CA replica unreachable; trying the next", { addr, err: errorMessage(err) });
+        }
+      }
+    };
 
     const issue = async (via: IssueVia): Promise<CertBundle> => {
       const pending = await createCsr(identity);
@@ -216,10 +246,9 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       let fallbackRootPem: string | undefined;
       if (via.kind === "mtls") {
         fallbackRootPem = via.current.rootPem;
-        chain = await call(
+        chain = await callTls(
           caTlsSite(`the mesh root stored with the certificate in --data-dir ${cfg.dataDir}`),
           {
-            addr: cfg.caTlsAddr,
             tls: {
               ca: via.current.rootPem,
               cert: via.current.chainPem,
@@ -238,8 +267,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
           const roots = configuredRoots !== undefined
             ? `--root-cert (CA_ROOT_CA) ${cfg.rootCertFile}`
             : `the mesh root stored in --data-dir ${cfg.dataDir}`;
-          chain = await call(caTlsSite(roots, tokenSetting), {
-            addr: cfg.caTlsAddr,
+          chain = await callTls(caTlsSite(roots, tokenSetting), {
             tls: { ca: fallbackRootPem, serverName: cfg.serverName },
             token,
             csrPem: pending.csrPem,

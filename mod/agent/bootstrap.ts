@@ -51,6 +51,7 @@ import {
   HttpProtocolOptionsSchema,
 } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
 import { splitHostPort } from "../cli/setting.ts";
+import { parseAddrList } from "./endpoints.ts";
 import { CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE, writeFileAtomic } from "./files.ts";
 import { nodeId, nodeMetadata, type WorkloadInfo, xdsNode } from "./node.ts";
 import { DEFAULT_SECRET, ROOT_SECRET } from "./sds_server.ts";
@@ -86,7 +87,7 @@ export type ControlPlaneAuth = "MUTUAL_TLS" | "NONE";
 /** Inputs shared by both bootstraps. */
 export interface BootstrapOptions {
   readonly workload: WorkloadInfo;
-  /** HOST:PORT of pilot's xDS. */
+  /** HOST:PORT of pilot's xDS, or a comma list of its replicas. */
   readonly discoveryAddr: string;
   readonly controlPlaneAuth: ControlPlaneAuth;
   /** The directory holding cert-chain.pem, key.pem and root-cert.pem. */
@@ -161,22 +162,31 @@ const adsSource = () =>
     resourceApiVersion: ApiVersion.V3,
   });
 
+/** The replicas of --discovery-addr. Throws, naming the setting, on a malformed list. */
+function discoveryHosts(o: BootstrapOptions): Array<{ host: string; port: number }> {
+  const addrs = parseAddrList(o.discoveryAddr, "--discovery-addr");
+  return addrs.map((a) => hostPort(a, "--discovery-addr"));
+}
+
 function xdsCluster(o: BootstrapOptions): Cluster {
-  const { host, port } = hostPort(o.discoveryAddr, "--discovery-addr");
-  const sni = o.discoveryServerName ?? (isIP(host) ? "" : host);
+  const hosts = discoveryHosts(o);
+  const named = hosts.find((h) => isIP(h.host) === 0);
+  const sni = o.discoveryServerName ?? named?.host ?? "";
   return create(ClusterSchema, {
     name: XDS_CLUSTER,
     clusterDiscoveryType: {
       case: "type",
-      value: isIP(host) ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS,
+      value: named === undefined ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS,
     },
     connectTimeout: { seconds: 1n, nanos: 0 },
     loadAssignment: create(ClusterLoadAssignmentSchema, {
       clusterName: XDS_CLUSTER,
       endpoints: [create(LocalityLbEndpointsSchema, {
-        lbEndpoints: [create(LbEndpointSchema, {
-          hostIdentifier: { case: "endpoint", value: { address: socketAddress(host, port) } },
-        })],
+        lbEndpoints: hosts.map(({ host, port }) =>
+          create(LbEndpointSchema, {
+            hostIdentifier: { case: "endpoint", value: { address: socketAddress(host, port) } },
+          })
+        ),
       })],
     }),
     typedExtensionProtocolOptions: http2Options(),
@@ -249,9 +259,24 @@ export function envoyBootstrapJson(b: Bootstrap): JsonObject {
   return toJson(BootstrapSchema, b, { registry: bootstrapRegistry, useProtoFieldName: true }) as JsonObject;
 }
 
+/**
+ * The gRPC target URIs of the xDS server, one `xds_servers` entry each. grpc-js-xds (1.14)
+ * follows only the first entry, so replicas given as IP addresses of one family go into one
+ * `ipv4:`/`ipv6:` address list, which its pick_first policy fails over within; one HOST:PORT
+ * stays as it is (gRPC's resolver follows every address of a name). A list holding host names
+ * becomes one entry per item, in order (gRFC A71 fallback, which grpc-js-xds 1.14 does not
+ * follow: give such clients one name resolving to every replica, or the replicas' addresses).
+ */
+export function xdsServerUris(discoveryAddr: string): string[] {
+  const addrs = parseAddrList(discoveryAddr, "--discovery-addr");
+  const families = new Set(addrs.map((a) => isIP(hostPort(a, "--discovery-addr").host)));
+  if (addrs.length === 1 || families.size !== 1 || families.has(0)) return addrs;
+  return [`${families.has(6) ? "ipv6" : "ipv4"}:${addrs.join(",")}`];
+}
+
 /** Builds the proxyless gRPC bootstrap (gRFC A27 JSON). */
 export function buildGrpcBootstrap(o: BootstrapOptions): JsonObject {
-  hostPort(o.discoveryAddr, "--discovery-addr");
+  const serverUris = xdsServerUris(o.discoveryAddr);
   const files = {
     certificate_file: join(o.certDir, CERT_CHAIN_FILE),
     private_key_file: join(o.certDir, KEY_FILE),
@@ -259,13 +284,13 @@ export function buildGrpcBootstrap(o: BootstrapOptions): JsonObject {
     refresh_interval: certRefreshInterval(o.certTtlMs),
   };
   return {
-    xds_servers: [{
-      server_uri: o.discoveryAddr,
+    xds_servers: serverUris.map((uri) => ({
+      server_uri: uri,
       channel_creds: o.controlPlaneAuth === "MUTUAL_TLS"
         ? [{ type: "tls", config: files }]
         : [{ type: "insecure" }],
       server_features: ["xds_v3"],
-    }],
+    })),
     node: {
       id: nodeId(o.workload, "proxyless"),
       metadata: nodeMetadata(o.workload, { GENERATOR: "grpc" }),

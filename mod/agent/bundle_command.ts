@@ -15,7 +15,7 @@ import { chmodSync, copyFileSync, existsSync, readFileSync, statSync } from "nod
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Command } from "../cli/command.ts";
-import { splitHostPort } from "../cli/setting.ts";
+import { splitAddrList, splitHostPort } from "../cli/setting.ts";
 import type { ServerNames } from "../citadel/mod.ts";
 import { UsageError } from "../shared/errors.ts";
 import { compiledExecutable } from "../shared/executable.ts";
@@ -262,12 +262,13 @@ export const vmCommand: Command = {
     },
     {
       name: "discovery-addr",
-      kind: { type: "addr" },
-      help: "pilot's address as the VM reaches it (default: this host's first non-loopback IPv4, port 15012)",
+      kind: { type: "addrs" },
+      help:
+        "pilot's address as the VM reaches it, or a comma list of replicas (default: this host's first non-loopback IPv4, port 15012)",
     },
     {
       name: "ca-tls-addr",
-      kind: { type: "addr" },
+      kind: { type: "addrs" },
       help: "the CA's TLS address as the VM reaches it (default: --discovery-addr)",
     },
     {
@@ -382,7 +383,10 @@ export const vmCommand: Command = {
         "meshd vm bundle: with --control-plane-auth NONE, give --ca-tls-addr (the CA's TLS port)",
       );
     }
-    for (const [flag, a] of [["--discovery-addr", discoveryAddr], ["--ca-tls-addr", caTlsAddr]] as const) {
+    const items = (flag: string, list: string) => splitAddrList(list).map((a) => [flag, a] as const);
+    for (
+      const [flag, a] of [...items("--discovery-addr", discoveryAddr), ...items("--ca-tls-addr", caTlsAddr)]
+    ) {
       const host = splitHostPort(a)?.host ?? "";
       if (host === "" || host === "0.0.0.0" || host === "127.0.0.1" || host === "::") {
         inv.err(`warning: ${flag} ${a} is not an address another machine can reach\n`);
@@ -391,8 +395,8 @@ export const vmCommand: Command = {
     // The VM checks the CA's (and, with MUTUAL_TLS, pilot's) certificate against the address
     // it dials: refuse an address that certificate does not name now, not on the VM.
     checkCertificateNames(citadel, dataDir, [
-      ...(auth === "MUTUAL_TLS" ? [["--discovery-addr", discoveryAddr] as const] : []),
-      ["--ca-tls-addr", caTlsAddr],
+      ...(auth === "MUTUAL_TLS" ? items("--discovery-addr", discoveryAddr) : []),
+      ...items("--ca-tls-addr", caTlsAddr),
     ]);
     const warn = (m: string) => inv.err(`warning: ${m}\n`);
     const serviceAccount = await chooseServiceAccount({

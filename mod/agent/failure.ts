@@ -149,3 +149,32 @@ export function judgeFailure(err: unknown, site: CallSite): Verdict {
   }
   return { kind: "retry" };
 }
+
+/** Node error codes of a connection that could not be made or broke. */
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ERR_HTTP2_SESSION_ERROR",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_GOAWAY_SESSION",
+]);
+
+/**
+ * Whether a failure that judgeFailure says to retry concerns the replica called rather than the
+ * request: UNAVAILABLE or a network error (refused, reset, unreachable, DNS). Only such a failure
+ * moves the next attempt to another replica (endpoints.ts) at once.
+ */
+export function failsOver(err: unknown): boolean {
+  const e = connectErrorOf(err);
+  if (e.code === Code.Unavailable) return true;
+  const code = systemCode(e) ?? (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && NETWORK_CODES.has(code);
+}

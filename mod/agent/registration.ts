@@ -14,7 +14,10 @@
  *   health; and it sends again, with the last nonce, whenever its health changes.
  *
  * The stream reconnects with exponential backoff and jitter; with mutual TLS to the control
- * plane each connection uses the certificate current at that moment. A stream pilot ends with OK
+ * plane each connection uses the certificate current at that moment. With several pilot
+ * replicas (endpoints.ts), a stream that breaks with a network-class error or UNAVAILABLE, or
+ * that pilot ends, reconnects to the next replica at once; the backoff applies once every
+ * replica has failed in turn. A stream pilot ends with OK
  * (its shutdown) is logged at info. When pilot refuses the registration (it ends the stream with
  * PERMISSION_DENIED or FAILED_PRECONDITION and says why: identity, service account, unknown
  * group), one error line gives the reason, `refusal()` holds it until a stream is answered, and
@@ -41,13 +44,21 @@ import type { Logger } from "../shared/logger.ts";
 import { createChannel } from "../xds/channel.ts";
 import { createBackoff } from "../shared/backoff.ts";
 import type { CaTls } from "./ca_client.ts";
-import { type CallSite, judgeFailure, type SettingError } from "./failure.ts";
+import { createEndpoints, type Endpoint, type LookupAll, parseAddrList } from "./endpoints.ts";
+import { type CallSite, failsOver, judgeFailure, type SettingError } from "./failure.ts";
 import type { ProbeResult, ProbeSpec } from "./health.ts";
 
 /**
  * Istio's health information type URL (pilot's autoregister.ts serves it). A wire constant
  * shared with pilot by value, as Istio's agent and istiod share it.
  */
+/**
+ * The wait before trying the next address after a stream to a working pilot ended: short, so a
+ * replica's failure costs little, but never zero, so pilots that accept and then drop every stream
+ * cannot spin the agent in a tight loop (at most ten attempts a second).
+ */
+const FAILOVER_DELAY_MS = 100;
+
 export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
 
 /** gRPC code INTERNAL, which Istio's agent puts in unhealthy reports. */
@@ -55,8 +66,10 @@ const CODE_INTERNAL = 13;
 
 /** Options for startRegistration. */
 export interface RegistrationOptions {
-  /** HOST:PORT of pilot. */
+  /** HOST:PORT of pilot, or a comma list of its replicas. */
   readonly discoveryAddr: string;
+  /** Resolves replica host names (default node:dns). */
+  readonly lookup?: LookupAll;
   /**
    * TLS for each connection (the current certificate, the roots, the server name), or undefined
    * for plaintext. Throwing postpones the connection (e.g. no certificate yet).
@@ -67,7 +80,7 @@ export interface RegistrationOptions {
   readonly logger: Logger;
   /** Called with the group's probe from every response (undefined: the group has none). */
   onProbe(probe: ProbeSpec | undefined): void;
-  /** Where the stream goes and which settings chose it (for failure.ts); default from discoveryAddr. */
+  /** Which settings chose the stream's address (for failure.ts; `addr` is set per replica). */
   readonly site?: CallSite;
   /** Called once when a failure needs a change of a setting; the stream is not retried. */
   onFatal?(err: SettingError): void;
@@ -127,6 +140,9 @@ export function startRegistration(o: RegistrationOptions): Registration {
   });
   const site: CallSite = o.site ??
     { service: "pilot", addr: o.discoveryAddr, addrSetting: "--discovery-addr (PILOT_ADDRESS)" };
+  const endpoints = createEndpoints(parseAddrList(o.discoveryAddr, site.addrSetting), { lookup: o.lookup });
+  /** The replica of the current (or last) stream. */
+  let target: Endpoint | undefined;
   let stopped = false;
   let isConnected = false;
   let refusal: string | undefined;
@@ -142,7 +158,11 @@ export function startRegistration(o: RegistrationOptions): Registration {
 
   async function runOnce(): Promise<void> {
     const tls = o.tls();
-    const url = `${tls ? "https" : "http"}://${o.discoveryAddr}`;
+    target = undefined;
+    const ep = await endpoints.current();
+    target = ep;
+    const url = `${tls ? "https" : "http"}://${ep.dialAddr}`;
+    const serverName = tls?.serverName ?? ep.serverName;
     const manager = new Http2SessionManager(
       url,
       { pingIntervalMs: 30_000 },
@@ -152,7 +172,7 @@ export function startRegistration(o: RegistrationOptions): Registration {
           cert: tls.cert,
           key: tls.key,
           ALPNProtocols: ["h2"],
-          ...(tls.serverName ? { servername: tls.serverName } : {}),
+          ...(serverName ? { servername: serverName } : {}),
         }
         : {},
     );
@@ -166,8 +186,11 @@ export function startRegistration(o: RegistrationOptions): Registration {
     try {
       for await (const res of client.streamAggregatedResources(requests, { signal: abort.signal })) {
         if (res.typeUrl !== HEALTH_TYPE_URL) continue;
-        if (!isConnected) log.info("registered with pilot", { addr: o.discoveryAddr, node: o.node.id });
+        if (!isConnected) {
+          log.info("registered with pilot", { addr: ep.addr, dial: ep.dialAddr, node: o.node.id });
+        }
         isConnected = true;
+        endpoints.succeeded();
         refusal = undefined;
         backoff.reset();
         refusedBackoff.reset();
@@ -194,7 +217,8 @@ export function startRegistration(o: RegistrationOptions): Registration {
 
   /** Handles a failed stream; returns the wait before the next one, or undefined to stop. */
   function failed(err: unknown): number | undefined {
-    const verdict = judgeFailure(err, site);
+    const addr = target?.addr ?? o.discoveryAddr;
+    const verdict = judgeFailure(err, { ...site, addr });
     if (verdict.kind === "setting") {
       stopped = true;
       o.onFatal?.(verdict.error);
@@ -206,18 +230,20 @@ export function startRegistration(o: RegistrationOptions): Registration {
       const again = refusal === verdict.message;
       refusal = verdict.message;
       (again ? log.debug : log.error)("registration refused by pilot; retrying slowly", {
-        addr: o.discoveryAddr,
+        addr,
         code: Code[verdict.code],
         reason: verdict.message,
         retryInMs: ms,
       });
       return ms;
     }
-    const ms = backoff.next();
+    const moveOn = failsOver(err) && !endpoints.failed();
+    const ms = moveOn ? FAILOVER_DELAY_MS : backoff.next();
     log.warn("registration stream failed; retrying", {
-      addr: o.discoveryAddr,
+      addr,
       err: errorMessage(err),
       retryInMs: ms,
+      ...(moveOn ? { next: endpoints.addrs.length > 1 ? "the next replica" : "the next address" } : {}),
     });
     return ms;
   }
@@ -228,9 +254,9 @@ export function startRegistration(o: RegistrationOptions): Registration {
       try {
         await runOnce();
         if (stopped) break;
-        ms = backoff.next();
+        ms = endpoints.failed() ? backoff.next() : FAILOVER_DELAY_MS;
         log.info("registration stream ended by pilot; reconnecting", {
-          addr: o.discoveryAddr,
+          addr: target?.addr,
           retryInMs: ms,
         });
       } catch (err) {

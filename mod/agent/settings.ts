@@ -34,8 +34,9 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   {
     name: "ca-tls-addr",
-    kind: { type: "addr" },
-    help: "CA's TLS gRPC address (15012) for renewals over mutual TLS (default: --discovery-addr)",
+    kind: { type: "addrs" },
+    help:
+      "CA's TLS gRPC address (15012) for renewals over mutual TLS, or a comma list of replicas (default: --discovery-addr)",
   },
   {
     name: "ca-server-name",
@@ -44,8 +45,9 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   {
     name: "discovery-addr",
-    kind: { type: "addr" },
-    help: "pilot's xDS address, written into the bootstraps and used to register --workload-group",
+    kind: { type: "addrs" },
+    help:
+      "pilot's xDS address, or a comma list of replicas to fail over between; written into the bootstraps, used to register --workload-group",
   },
   {
     name: "control-plane-auth",
@@ -182,8 +184,10 @@ function jsonLabels(raw: string): string[] {
 /** Typed settings after merging in cluster.env. */
 export interface AgentConfig {
   readonly caAddr?: string;
+  /** HOST:PORT, or a comma list of replicas (endpoints.ts). */
   readonly caTlsAddr: string;
   readonly serverName?: string;
+  /** HOST:PORT, or a comma list of replicas (endpoints.ts). */
   readonly discoveryAddr?: string;
   readonly controlPlaneAuth: ControlPlaneAuth;
   readonly tokenFile?: string;

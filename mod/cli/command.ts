@@ -48,6 +48,8 @@ function valueName(spec: SettingSpec): string {
       return "";
     case "addr":
       return " HOST:PORT";
+    case "addrs":
+      return " HOST:PORT,...";
     case "duration":
       return " DURATION";
     case "int":

@@ -13,6 +13,8 @@ export type SettingKind =
   | { readonly type: "int"; readonly min?: number; readonly max?: number }
   | { readonly type: "duration"; readonly min?: number }
   | { readonly type: "addr" }
+  /** A comma list of HOST:PORT (replicas of one service); the value is the list, comma-joined. */
+  | { readonly type: "addrs" }
   | { readonly type: "enum"; readonly values: readonly string[] }
   | { readonly type: "list"; readonly values?: readonly string[] };
 
@@ -53,6 +55,22 @@ export function splitHostPort(addr: string): { host: string; port: number } | un
   const port = Number(m[3]);
   if (port > 65535) return undefined;
   return { host: m[1] ?? m[2] ?? "", port };
+}
+
+/**
+ * Splits a comma list of HOST:PORT ("a:15012,b:15012"), trimming blanks around each. Throws an
+ * Error saying which item is malformed, or that the list is empty.
+ */
+export function splitAddrList(text: string): string[] {
+  const items = text.split(",").map((a) => a.trim());
+  if (items.every((a) => a === "")) throw new Error("want HOST:PORT[,HOST:PORT...], got an empty list");
+  items.forEach((a, i) => {
+    if (splitHostPort(a) === undefined) {
+      const where = items.length > 1 ? `item ${i + 1} of the list: ` : "";
+      throw new Error(`${where}want HOST:PORT (port 0-65535), got ${JSON.stringify(a)}`);
+    }
+  });
+  return items;
 }
 
 /**
@@ -99,6 +117,10 @@ export function convertValue(spec: SettingSpec, raw: unknown): SettingValue {
         throw new Error(`want HOST:PORT (port 0-65535), got ${show(raw)}`);
       }
       return raw;
+    }
+    case "addrs": {
+      if (typeof raw !== "string") throw new Error(`want HOST:PORT[,HOST:PORT...], got ${show(raw)}`);
+      return splitAddrList(raw).join(",");
     }
     case "enum": {
       if (typeof raw !== "string" || !k.values.includes(raw)) {

@@ -556,7 +556,12 @@ describe("pilot's refusals reach the agent's registration stream over a real ADS
   }
 
   /** The agent's registration stream for `group`, logging JSON lines into `logs`. */
-  function agentStream(addr: string, group: string, logs: Array<Record<string, unknown>>) {
+  function agentStream(
+    addr: string,
+    group: string,
+    logs: Array<Record<string, unknown>>,
+    backoff = { initialMs: 50, maxMs: 200 },
+  ) {
     return startRegistration({
       discoveryAddr: addr,
       tls: () => undefined,
@@ -575,7 +580,7 @@ describe("pilot's refusals reach the agent's registration stream over a real ADS
         format: "json",
         write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
       }),
-      backoff: { initialMs: 50, maxMs: 200 },
+      backoff,
       refusedBackoff: { initialMs: 100, maxMs: 200 },
       onProbe() {},
     });
@@ -669,4 +674,39 @@ describe("pilot's refusals reach the agent's registration stream over a real ADS
       await r.stop();
     }
   });
+
+  test(
+    "with several pilots listed, the stream skips a dead one and moves to the next at once when its pilot goes",
+    async () => {
+      const dead = createServer();
+      await new Promise<void>((r) => dead.listen(0, "127.0.0.1", () => r()));
+      const deadAddr = `127.0.0.1:${(dead.address() as AddressInfo).port}`;
+      await new Promise<void>((r) => dead.close(() => r()));
+      const first = await startPilot(false, GROUP(), SERVICE);
+      const second = await startPilot(false, GROUP(), SERVICE);
+      const logs: Array<Record<string, unknown>> = [];
+      // A backoff longer than the test's deadlines: only an immediate failover reconnects in time.
+      const r = agentStream(`${deadAddr},${first.addr},${second.addr}`, "ratings", logs, {
+        initialMs: 120_000,
+        maxMs: 120_000,
+      });
+      try {
+        expect(await eventually(() => first.reg.state().workloads.length === 1, 10_000)).toBe(true);
+        expect(second.reg.state().workloads).toHaveLength(0);
+        await first.close();
+        expect(await eventually(() => second.reg.state().workloads.length === 1, 10_000)).toBe(true);
+        expect(r.connected()).toBe(true);
+        const registered = logs.filter((l) => l.msg === "registered with pilot").map((l) => l.addr);
+        expect(registered).toEqual([first.addr, second.addr]);
+        expect(logs.find((l) => l.msg === "registration stream failed; retrying")).toMatchObject({
+          addr: deadAddr,
+          retryInMs: 100,
+        });
+      } finally {
+        await r.stop();
+        await second.close();
+      }
+    },
+    30_000,
+  );
 });

@@ -140,6 +140,32 @@ describe("Envoy bootstrap", () => {
 
   test("a malformed discovery address is refused, naming the setting", () => {
     expect(() => written({ ...opts, discoveryAddr: "nohost" })).toThrow(/--discovery-addr: want HOST:PORT/);
+    expect(() => written({ ...opts, discoveryAddr: "10.0.0.1:15012,nohost" })).toThrow(
+      '--discovery-addr: item 2 of the list: want HOST:PORT (port 0-65535), got "nohost"',
+    );
+  });
+
+  test("a list of replicas gives the xds-grpc cluster one endpoint each, STRICT_DNS when one is a name", () => {
+    const endpoints = (discoveryAddr: string) => {
+      const b = fromJson(BootstrapSchema, written({ ...opts, discoveryAddr }).envoy, { registry });
+      const xds = b.staticResources!.clusters[0]!;
+      const addrs = xds.loadAssignment!.endpoints[0]!.lbEndpoints.map((e) => {
+        const sa = (e.hostIdentifier.value as {
+          address: { address: { value: { address: string; portSpecifier: { value: number } } } };
+        })
+          .address.address.value;
+        return `${sa.address}:${sa.portSpecifier.value}`;
+      });
+      return { type: xds.clusterDiscoveryType.value, addrs };
+    };
+    expect(endpoints("10.0.0.1:15012,10.0.0.2:15012,10.0.0.3:15013")).toEqual({
+      type: Cluster_DiscoveryType.STATIC,
+      addrs: ["10.0.0.1:15012", "10.0.0.2:15012", "10.0.0.3:15013"],
+    });
+    expect(endpoints("10.0.0.1:15012,meshd-b.example.internal:15012")).toEqual({
+      type: Cluster_DiscoveryType.STRICT_DNS,
+      addrs: ["10.0.0.1:15012", "meshd-b.example.internal:15012"],
+    });
   });
 });
 
@@ -178,6 +204,16 @@ describe("gRPC bootstrap", () => {
       },
       server_listener_resource_name_template: "xds.istio.io/grpc/lds/inbound/%s",
     });
+  });
+
+  test("replicas given as IP addresses become one ipv4:/ipv6: target; names one xds_servers entry each", () => {
+    const uris = (discoveryAddr: string) =>
+      (buildGrpcBootstrap({ ...opts, discoveryAddr }).xds_servers as JsonObject[]).map((x) => x.server_uri);
+    expect(uris("10.0.0.1:15012")).toEqual(["10.0.0.1:15012"]);
+    expect(uris("meshd.example.internal:15012")).toEqual(["meshd.example.internal:15012"]);
+    expect(uris("10.0.0.1:15012, 10.0.0.2:15012")).toEqual(["ipv4:10.0.0.1:15012,10.0.0.2:15012"]);
+    expect(uris("[fd00::1]:15012,[fd00::2]:15012")).toEqual(["ipv6:[fd00::1]:15012,[fd00::2]:15012"]);
+    expect(uris("a.example:15012,b.example:15012")).toEqual(["a.example:15012", "b.example:15012"]);
   });
 
   test("grpc-js-xds's bootstrap validation accepts it", async () => {

@@ -234,6 +234,18 @@ describe("meshd vm bundle", () => {
     expect(ca.err).toContain("meshd vm bundle: --ca-tls-addr 10.0.0.3:15012: the certificate");
     const names = await bundle(join(dir, "names"), ["--discovery-addr=cp.example.org:15012"]);
     expect(names.code).toBe(0);
+    // Every replica in a list is checked; a list the certificate covers is written as given.
+    const third = await bundle(join(dir, "x"), [
+      "--discovery-addr=10.0.0.1:15012,cp.example.org:15012,10.0.0.4:15012",
+    ]);
+    expect(third.code).toBe(2);
+    expect(third.err).toContain("meshd vm bundle: --discovery-addr 10.0.0.4:15012: the certificate");
+    const list = await bundle(join(dir, "list"), ["--discovery-addr=10.0.0.1:15012, cp.example.org:15012"]);
+    expect(list.code).toBe(0);
+    expect(envOf(join(dir, "list", "cluster.env"))).toMatchObject({
+      CA_ADDR: "10.0.0.1:15012,cp.example.org:15012",
+      PILOT_ADDRESS: "10.0.0.1:15012,cp.example.org:15012",
+    });
     const plaintext = await bundle(join(dir, "plaintext"), [
       "--control-plane-auth=NONE",
       "--discovery-addr=10.0.0.9:15010",
