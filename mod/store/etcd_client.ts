@@ -11,6 +11,12 @@
  * every endpoint failed, the call rejects with a {@link StoreUnavailableError} that names each
  * endpoint and why.
  *
+ * A TLS handshake that fails because the member's certificate is not trusted, or because the
+ * member refused the client certificate (or its absence), fails the call at once with a reason
+ * that says which. With authentication, a token etcd no longer knows (expired after etcd's
+ * `--auth-token-ttl`, or dropped when auth was disabled) is replaced by authenticating once more,
+ * and the call is retried.
+ *
  * @module
  */
 import { create } from "@bufbuild/protobuf";
@@ -205,13 +211,44 @@ function toKv(kv: PbKeyValue): KeyValue {
   };
 }
 
+/** Certificate checks of the member's serving certificate that failed on this side. */
+const UNTRUSTED_SERVER =
+  /unable to verify|self[- ]signed|UNABLE_TO_(VERIFY|GET_ISSUER)|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ALTNAME|certificate has expired|does not match certificate's altnames/i;
+/** TLS alerts a member sends when it refuses the client's certificate (or its absence). */
+const REFUSED_CLIENT =
+  /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)/i;
+
+/**
+ * What a TLS handshake failure means, in words that say which side refused and why, or undefined
+ * when `msg` is not one.
+ */
+function tlsFailure(msg: string, tls: EtcdTls | undefined): string | undefined {
+  if (tls === undefined) return undefined;
+  if (UNTRUSTED_SERVER.test(msg)) {
+    return `TLS: the member's serving certificate is not trusted (${msg}); ` +
+      (tls.ca === undefined
+        ? "no CA was given, the system's CAs were used"
+        : "it is not signed by the CA given");
+  }
+  if (REFUSED_CLIENT.test(msg)) {
+    return `TLS: the member refused the connection (${msg}); ` +
+      (tls.cert === undefined
+        ? "no client certificate was given and the member requires one"
+        : "it does not accept the client certificate given");
+  }
+  return undefined;
+}
+
 /** Why an attempt failed, in a few words, and whether the next endpoint may be tried. */
 function classify(
   err: unknown,
   idempotent: boolean,
+  tls?: EtcdTls,
 ): { retry: boolean; reason: string; unavailable: boolean } {
   const ce = ConnectError.from(err);
   const msg = ce.rawMessage;
+  const tlsReason = tlsFailure(msg, tls);
+  if (tlsReason !== undefined) return { retry: false, reason: tlsReason, unavailable: false };
   const noLeader = /no leader/i.test(msg);
   const refused = /ECONNREFUSED|connection refused|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN/i.test(msg);
   if (noLeader) return { retry: true, reason: "member has no leader (lost its quorum)", unavailable: true };
@@ -316,8 +353,14 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
         try {
           result = await op(conns[i]!, i);
         } catch (err) {
-          if (!opts.auth || ConnectError.from(err).code !== Code.Unauthenticated) throw err;
-          token = undefined; // expired or revoked token: authenticate once more
+          const refused = ConnectError.from(err);
+          if (!opts.auth || refused.code !== Code.Unauthenticated) throw err;
+          // etcd dropped the token (it expired, or auth was disabled and enabled): authenticate once more.
+          log.info("etcd refused the auth token; authenticating again", {
+            endpoint: opts.endpoints[i],
+            reason: refused.rawMessage,
+          });
+          token = undefined;
           token = await authenticate(i);
           result = await op(conns[i]!, i);
         }
@@ -326,7 +369,7 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
         setAvailable(true);
         return result;
       } catch (err) {
-        const c = classify(err, idempotent);
+        const c = classify(err, idempotent, opts.tls);
         health[i]!.error = c.reason;
         health[i]!.errorAt = clock.now();
         failures.push(`${opts.endpoints[i]}: ${c.reason}`);
@@ -521,7 +564,7 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
     } catch (err) {
       if (signal.aborted) return;
       if (err instanceof EtcdCompactedError || err instanceof StoreUnavailableError) throw err;
-      const c = classify(err, true);
+      const c = classify(err, true, opts.tls);
       health[index]!.error = c.reason;
       health[index]!.errorAt = clock.now();
       current = (index + 1) % conns.length;

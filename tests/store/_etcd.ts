@@ -4,10 +4,14 @@
  * (`/usr/bin/etcdctl`) for what the tests do to etcd around meshd (raw puts, compaction, finding
  * the leader). Members can be killed and started again on the same ports and data.
  *
+ * With `{ tls: true }` the members serve their client API over mutual TLS: a throwaway CA made with
+ * `openssl` signs a serving certificate for 127.0.0.1 and a client certificate, the members demand
+ * a client certificate that CA signed, and `ctl` presents it (peers still talk plain HTTP).
+ *
  * Nothing here uses meshd's etcd client, so the tests check it against an independent one.
  */
 import { spawn, type Subprocess } from "bun";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../e2e/_grpc.ts";
@@ -25,6 +29,8 @@ export interface EtcdCluster {
   readonly members: readonly EtcdMember[];
   /** Every client address, comma-separated (the form `--store etcd://...` takes). */
   readonly endpoints: string;
+  /** With `{ tls: true }`: PEM files of the CA that signed the members' certificates, and a client's. */
+  readonly tls?: EtcdTestPki;
   /** Runs etcdctl against the running members; resolves with its standard output, rejects on failure. */
   ctl(args: readonly string[], input?: string): Promise<string>;
   /** The current leader's index in `members`, asked of the running members. */
@@ -41,7 +47,27 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
+/** PEM files made for a cluster started with `{ tls: true }`. */
+export interface EtcdTestPki {
+  /** The CA certificate that signed the members' serving certificate and the client certificate. */
+  readonly ca: string;
+  /** A client certificate the members accept, and its key. */
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** How startEtcd starts the members. */
+export interface StartEtcdOptions {
+  /** Serve the client API over mutual TLS (see the module's note). */
+  readonly tls?: boolean;
+  /** More flags for every member, e.g. `--auth-token-ttl=2`. */
+  readonly args?: readonly string[];
+}
+
 const ETCD = "/usr/bin/etcd";
+const OPENSSL = "/usr/bin/openssl";
+/** openssl arguments for a new P-256 key, unencrypted. */
+const NEW_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 const ETCDCTL = "/usr/bin/etcdctl";
 /** What etcd says while it has no leader or is electing one. */
 const TRANSIENT = /request timed out|leader changed|no leader|context deadline exceeded|timed out waiting/;
@@ -56,9 +82,88 @@ interface MemberState {
   readonly logs: string[];
 }
 
+async function openssl(args: readonly string[]): Promise<void> {
+  const proc = spawn([OPENSSL, ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`openssl ${args.join(" ")} failed (${code}): ${err.trim()}`);
+}
+
+/**
+ * Makes a self-signed P-256 CA in `dir` (`NAME.pem`, `NAME-key.pem`) valid for a day; resolves
+ * with the two paths.
+ */
+export async function makeTestCa(dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}-key.pem`);
+  const ext = [
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ];
+  await openssl([
+    "req",
+    "-x509",
+    ...NEW_KEY,
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "1",
+    "-subj",
+    `/CN=${name}`,
+    ...ext,
+  ]);
+  return { cert, key };
+}
+
+/** A P-256 leaf certificate signed by `ca`, with the given extensions; resolves with cert and key paths. */
+async function makeLeaf(
+  dir: string,
+  name: string,
+  opts: { ca: { cert: string; key: string }; extensions: string },
+): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}-key.pem`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, opts.extensions);
+  await openssl(["req", "-new", ...NEW_KEY, "-keyout", key, "-out", csr, "-subj", `/CN=${name}`]);
+  const { cert: caCert, key: caKey } = opts.ca;
+  const sign = ["-CA", caCert, "-CAkey", caKey, "-CAcreateserial", "-days", "1", "-extfile", ext];
+  await openssl(["x509", "-req", "-in", csr, ...sign, "-out", cert]);
+  return { cert, key };
+}
+
+/** A CA, a serving certificate for 127.0.0.1 and a client certificate, in `dir`. */
+async function makePki(dir: string): Promise<EtcdTestPki & { serverCert: string; serverKey: string }> {
+  const ca = await makeTestCa(dir, "etcd-test-ca");
+  const server = await makeLeaf(dir, "etcd-server", {
+    ca,
+    extensions: "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n",
+  });
+  const client = await makeLeaf(dir, "etcd-client", {
+    ca,
+    extensions: "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
+  });
+  return { ca: ca.cert, cert: client.cert, key: client.key, serverCert: server.cert, serverKey: server.key };
+}
+
 /** Starts a cluster of `size` members (1 or 3) and waits until it elects a leader. */
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+export async function startEtcd(size = 1, opts: StartEtcdOptions = {}): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), "meshd-etcd-"));
+  const pki = opts.tls ? await makePki(dir) : undefined;
+  const clientScheme = pki ? "https" : "http";
+  const tlsFlags = pki
+    ? [
+      `--cert-file=${pki.serverCert}`,
+      `--key-file=${pki.serverKey}`,
+      "--client-cert-auth",
+      `--trusted-ca-file=${pki.ca}`,
+    ]
+    : [];
+  const ctlTlsFlags = pki ? [`--cacert=${pki.ca}`, `--cert=${pki.cert}`, `--key=${pki.key}`] : [];
   const token = `meshd-test-${process.pid}-${Date.now()}`;
   const members: MemberState[] = [];
   for (let i = 0; i < size; i++) {
@@ -85,8 +190,8 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
         ETCD,
         `--name=${m.name}`,
         `--data-dir=${m.dataDir}`,
-        `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
-        `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
+        `--listen-client-urls=${clientScheme}://127.0.0.1:${m.clientPort}`,
+        `--advertise-client-urls=${clientScheme}://127.0.0.1:${m.clientPort}`,
         `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
         `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
         `--initial-cluster=${initialCluster}`,
@@ -94,6 +199,8 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
         "--initial-cluster-state=new",
         "--logger=zap",
         "--log-level=warn",
+        ...tlsFlags,
+        ...(opts.args ?? []),
       ],
       { stdin: "ignore", stdout: "ignore", stderr: Bun.file(log) },
     );
@@ -102,7 +209,13 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
   /** One etcdctl run; throws with its error output when it fails. */
   async function ctlOnce(args: readonly string[], input?: string, endpoints?: string): Promise<string> {
     const proc = spawn(
-      [ETCDCTL, `--endpoints=${endpoints ?? endpointsOf(running())}`, "--command-timeout=5s", ...args],
+      [
+        ETCDCTL,
+        `--endpoints=${endpoints ?? endpointsOf(running())}`,
+        "--command-timeout=5s",
+        ...ctlTlsFlags,
+        ...args,
+      ],
       {
         stdin: input === undefined ? "ignore" : new TextEncoder().encode(input),
         stdout: "pipe",
@@ -175,6 +288,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
       running: () => alive(m),
     })),
     endpoints: endpointsOf(members),
+    ...(pki ? { tls: { ca: pki.ca, cert: pki.cert, key: pki.key } } : {}),
     ctl: (args, input) => ctl(args, input),
     async leader() {
       const out = await ctl(["endpoint", "status", "-w", "json"]);
