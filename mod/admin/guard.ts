@@ -27,7 +27,7 @@ export type RefusalReason = "host" | "origin" | "content_type" | "token" | "meth
 const REASONS: readonly RefusalReason[] = ["host", "origin", "content_type", "token", "method"];
 
 /** The refusal counter's name. */
-export const REFUSED_METRIC = "meshd_admin_requests_refused_total";
+const REFUSED_METRIC = "meshd_admin_requests_refused_total";
 
 /** The setting that lists further host names (named in refusals). */
 const ALLOWED_HOSTS_SETTING = "--admin-allowed-hosts";
@@ -83,7 +83,7 @@ export function parseAllowedHosts(names: readonly string[]): string[] {
  * True when a `Host` header value (port stripped) is `localhost`, an IPv4 address, a bracketed
  * IPv6 address, or one of `allowed` (lowercase names from parseAllowedHosts).
  */
-export function hostAllowed(host: string | null | undefined, allowed: ReadonlySet<string>): boolean {
+function hostAllowed(host: string | null | undefined, allowed: ReadonlySet<string>): boolean {
   if (!host) return false;
   const h = host.toLowerCase();
   const v6 = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(h);

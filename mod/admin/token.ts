@@ -13,10 +13,10 @@ import { errorMessage } from "../shared/errors.ts";
 import { createFileExclusive, isGroupOrWorldReadable } from "../shared/state_files.ts";
 
 /** The token's file name under `--data-dir`. */
-export const ADMIN_TOKEN_FILE = "admin-token";
+const ADMIN_TOKEN_FILE = "admin-token";
 
 /** Where the admin token lives under a data directory. */
-export function adminTokenPath(dataDir: string): string {
+function adminTokenPath(dataDir: string): string {
   return join(dataDir, ADMIN_TOKEN_FILE);
 }
 

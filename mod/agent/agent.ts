@@ -191,12 +191,13 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     };
     const trustedRoots = () => configuredRoots ?? manager?.current()?.rootPem ?? stored?.rootPem;
     const tokenSetting = `--token-file (TOKEN_FILE) ${cfg.tokenFile}`;
+    const caTlsSetting = cfg.caTlsAddr === cfg.discoveryAddr && cfg.discoveryAddr !== undefined
+      ? "--ca-tls-addr (CA_ADDR), which defaults to --discovery-addr (PILOT_ADDRESS),"
+      : "--ca-tls-addr (CA_ADDR)";
     const caTlsSite = (roots: string, token?: string): CallSite => ({
       service: "ca",
       addr: cfg.caTlsAddr,
-      addrSetting: cfg.caTlsAddr === cfg.discoveryAddr && cfg.discoveryAddr !== undefined
-        ? "--ca-tls-addr (CA_ADDR), which defaults to --discovery-addr (PILOT_ADDRESS),"
-        : "--ca-tls-addr (CA_ADDR)",
+      addrSetting: caTlsSetting,
       roots,
       ...(token ? { token } : {}),
     });
@@ -210,7 +211,7 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
         throw err;
       }
     };
-    const caTlsEndpoints = createEndpoints(parseAddrList(cfg.caTlsAddr, caTlsSite("").addrSetting));
+    const caTlsEndpoints = createEndpoints(parseAddrList(cfg.caTlsAddr, caTlsSetting));
     /**
      * One CA call over TLS to the replicas of --ca-tls-addr: a network-class failure moves on to
      * the next replica at once; after a whole round failed, the error goes to the cert manager's

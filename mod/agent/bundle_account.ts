@@ -11,7 +11,7 @@ import { getAdminJson } from "../cli/admin_client.ts";
 import { UsageError } from "../shared/errors.ts";
 
 /** The service account Istio gives a workload whose group's template names none. */
-export const DEFAULT_SERVICE_ACCOUNT = "default";
+const DEFAULT_SERVICE_ACCOUNT = "default";
 
 /** Options for chooseServiceAccount. */
 export interface ServiceAccountOptions {

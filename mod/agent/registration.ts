@@ -52,14 +52,14 @@ import type { ProbeResult, ProbeSpec } from "./health.ts";
  * Istio's health information type URL (pilot's autoregister.ts serves it). A wire constant
  * shared with pilot by value, as Istio's agent and istiod share it.
  */
+export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
+
 /**
  * The wait before trying the next address after a stream to a working pilot ended: short, so a
  * replica's failure costs little, but never zero, so pilots that accept and then drop every stream
  * cannot spin the agent in a tight loop (at most ten attempts a second).
  */
 const FAILOVER_DELAY_MS = 100;
-
-export const HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation";
 
 /** gRPC code INTERNAL, which Istio's agent puts in unhealthy reports. */
 const CODE_INTERNAL = 13;

@@ -134,12 +134,18 @@ function parseRecord(stateKey: string, value: Uint8Array): CaRecord {
   throw new CaLoadError(`etcd key ${stateKey}: unknown mode ${JSON.stringify(r.mode)}`);
 }
 
-/** The material a record describes, its keys decrypted with the KEK. */
-function materialOf(record: CaRecord, stateKey: string, opts: SharedCaOptions): CaMaterial {
-  if (record.mode === "byo") {
-    // A --ca-dir CA is served from the replica's own files, which start() compared with etcd.
-    return loadCaDir(opts.caDir!, { now: opts.clock.now(), logger: opts.logger });
-  }
+/**
+ * The material a record describes, its keys decrypted with the KEK. `ownCa` loads the replica's
+ * `--ca-dir`.
+ */
+function materialOf(
+  record: CaRecord,
+  stateKey: string,
+  opts: SharedCaOptions,
+  ownCa: () => CaMaterial,
+): CaMaterial {
+  // A --ca-dir CA is served from the replica's own files, which checkSameCa compared with etcd.
+  if (record.mode === "byo") return ownCa();
   return selfSignedMaterial(record, {
     cert(id) {
       return { text: record.roots[id]!.cert, where: `etcd key ${stateKey} root ${id} certificate` };
@@ -153,9 +159,9 @@ function materialOf(record: CaRecord, stateKey: string, opts: SharedCaOptions): 
   }, opts);
 }
 
-function describeByo(m: CaMaterial): string {
-  return `signing certificate sha256 ${fingerprintOf(m.signingCertPem).slice(0, 16)}, roots ${
-    m.roots.map((r) => fingerprintOf(r).slice(0, 16)).join(",")
+function describeByo(signingCertPem: string, roots: readonly string[]): string {
+  return `signing certificate sha256 ${fingerprintOf(signingCertPem).slice(0, 16)}, roots ${
+    roots.map((r) => fingerprintOf(r).slice(0, 16)).join(",")
   }`;
 }
 
@@ -164,10 +170,11 @@ async function newRecord(
   stateKey: string,
   opts: SharedCaOptions,
   trustDomain: string,
+  ownCa: () => CaMaterial,
 ): Promise<CaRecord> {
   const enc = new TextEncoder();
   if (opts.caDir !== undefined) {
-    const m = loadCaDir(opts.caDir, { now: opts.clock.now(), logger: opts.logger });
+    const m = ownCa();
     const keyPem = m.signingKey.export({ format: "pem", type: "pkcs8" }) as string;
     return {
       mode: "byo",
@@ -188,19 +195,21 @@ async function newRecord(
 }
 
 /** Checks that the replica's `--ca-dir` (or its absence) agrees with the CA etcd holds. */
-function checkSameCa(record: CaRecord, stateKey: string, opts: SharedCaOptions): void {
+function checkSameCa(
+  record: CaRecord,
+  stateKey: string,
+  opts: SharedCaOptions,
+  ownCa: () => CaMaterial,
+): void {
   if (opts.caDir === undefined && record.mode === "byo") {
     throw new CaLoadError(
       `etcd key ${stateKey} holds a --ca-dir CA another replica imported; start this replica with the same --ca-dir`,
     );
   }
   if (opts.caDir === undefined) return;
-  const theirs = record.mode === "byo"
-    ? `signing certificate sha256 ${fingerprintOf(record.cert).slice(0, 16)}, roots ${
-      record.roots.map((r) => fingerprintOf(r).slice(0, 16)).join(",")
-    }`
-    : "a self-signed CA";
-  const ours = describeByo(loadCaDir(opts.caDir, { now: opts.clock.now(), logger: opts.logger }));
+  const theirs = record.mode === "byo" ? describeByo(record.cert, record.roots) : "a self-signed CA";
+  const own = ownCa();
+  const ours = describeByo(own.signingCertPem, own.roots);
   if (record.mode !== "byo" || theirs !== ours) {
     throw new CaLoadError(
       `--ca-dir ${opts.caDir} (${ours}) differs from the CA in etcd key ${stateKey} (${theirs}); ` +
@@ -225,21 +234,22 @@ export async function openSharedCa(
   const stateKey = caStateKey(opts.store.prefix);
   const log = opts.logger;
   const encode = (r: CaRecord) => new TextEncoder().encode(JSON.stringify(r));
+  /** The replica's `--ca-dir`, read once. */
+  let own: CaMaterial | undefined;
+  const ownCa = () => (own ??= loadCaDir(opts.caDir!, { now: opts.clock.now(), logger: opts.logger }));
 
   let kv = await client.get(stateKey);
   if (kv === undefined) {
-    const mine = await newRecord(stateKey, opts, await trustDomain());
-    const res = await client.txn([{ key: stateKey, modRevision: 0 }], [{
-      put: stateKey,
-      value: encode(mine),
-    }]);
+    const mine = await newRecord(stateKey, opts, await trustDomain(), ownCa);
+    const value = encode(mine);
+    const res = await client.txn([{ key: stateKey, modRevision: 0 }], [{ put: stateKey, value }]);
     if (res.succeeded) {
       log.info(mine.mode === "byo" ? "imported --ca-dir into etcd" : "created a self-signed root in etcd", {
         key: stateKey,
       });
       kv = {
         key: stateKey,
-        value: encode(mine),
+        value,
         createRevision: res.revision,
         modRevision: res.revision,
         version: 1,
@@ -252,9 +262,9 @@ export async function openSharedCa(
       }
     }
   }
-  let record = parseRecord(stateKey, kv.value);
-  checkSameCa(record, stateKey, opts);
-  let current = materialOf(record, stateKey, opts);
+  const record = parseRecord(stateKey, kv.value);
+  checkSameCa(record, stateKey, opts, ownCa);
+  let current = materialOf(record, stateKey, opts, ownCa);
   let revision = kv.modRevision;
   const abort = new AbortController();
   let retryTimer: Timer | undefined;
@@ -262,10 +272,7 @@ export async function openSharedCa(
   /** Applies a state read from etcd when it is newer than what is in force. */
   const apply = (value: Uint8Array, rev: number): boolean => {
     if (rev <= revision) return false;
-    const r = parseRecord(stateKey, value);
-    const m = materialOf(r, stateKey, opts);
-    record = r;
-    current = m;
+    current = materialOf(parseRecord(stateKey, value), stateKey, opts, ownCa);
     revision = rev;
     return true;
   };
@@ -283,20 +290,17 @@ export async function openSharedCa(
     if (before.mode === "byo") {
       throw new Error("the CA comes from --ca-dir; rotate it by replacing the files there and restarting");
     }
-    const next = await change(before);
+    const value = encode(await change(before));
     let res;
     try {
-      res = await client.txn([{ key: stateKey, modRevision: read.modRevision }], [{
-        put: stateKey,
-        value: encode(next),
-      }]);
+      res = await client.txn([{ key: stateKey, modRevision: read.modRevision }], [{ put: stateKey, value }]);
     } catch (err) {
       throw new Error(`cannot ${what}: the store is unreachable (${errorMessage(err)})`);
     }
     if (!res.succeeded) {
       throw new Error(`cannot ${what}: the CA changed at another replica meanwhile; look again and retry`);
     }
-    apply(encode(next), res.revision);
+    apply(value, res.revision);
     return current;
   };
 

@@ -22,12 +22,12 @@ import { type Kek, openSecret, sealSecret } from "./kek.ts";
 import { keyFromPem, TOKEN_CLOCK_SKEW_S, type TokenSigningKey } from "./token.ts";
 
 /** The etcd key of the token signing key under `prefix`. */
-export function tokenKeyEtcdKey(prefix: string): string {
+function tokenKeyEtcdKey(prefix: string): string {
   return `${prefix}/tokens/signing-key`;
 }
 
 /** The ledger key of a redeemed single-use token. */
-export function usedTokenEtcdKey(prefix: string, jti: string): string {
+function usedTokenEtcdKey(prefix: string, jti: string): string {
   return `${prefix}/tokens/used/${encodeURIComponent(jti)}`;
 }
 

@@ -133,11 +133,10 @@ async function plan(
 ): Promise<{ planned: Planned[]; conflicts: string[] }> {
   const planned: Planned[] = [];
   const conflicts: string[] = [];
-  const current = await Promise.all(
-    resources.map((r) => store.client.get(resourceConfigKey(store.prefix, r))),
-  );
+  const keys = resources.map((r) => resourceConfigKey(store.prefix, r));
+  const current = await Promise.all(keys.map((key) => store.client.get(key)));
   resources.forEach((r, i) => {
-    const key = resourceConfigKey(store.prefix, r);
+    const key = keys[i]!;
     const value = encodeResource(r);
     const now = current[i];
     const at = `${r.source.file}:${r.source.line}`;

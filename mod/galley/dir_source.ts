@@ -37,6 +37,7 @@ import type {
   SinkVerdict,
   SourceSink,
 } from "./source.ts";
+import { defaultMaxBytes } from "./parse.ts";
 import { totalBytesExcess } from "./store.ts";
 
 /** Options for createDirSource. */
@@ -212,7 +213,7 @@ export function createDirSource(opts: DirSourceOptions): ConfigSource {
   const clock = opts.clock ?? systemClock;
   const debounceMs = opts.debounceMs ?? 100;
   const maxDelayMs = opts.maxDelayMs ?? 1000;
-  const maxBytes = opts.maxBytes ?? 8 * 1024 * 1024;
+  const maxBytes = opts.maxBytes ?? defaultMaxBytes;
   const log = opts.logger;
   /** What each origin looked like when last delivered (or refused). */
   const known = new Map<string, Fingerprint>();

@@ -8,9 +8,10 @@ import { listenerLimits } from "../runtime/listener_settings.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { STORE } from "../store/mod.ts";
 import { ADS_SERVER } from "../xds/mod.ts";
-import { createDirSource } from "./dir_source.ts";
+import { createDirSource, defaultMaxFiles } from "./dir_source.ts";
 import { CONFIG_READY, CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
 import { createMcpProvider } from "./mcp.ts";
+import { defaultMaxBytes } from "./parse.ts";
 import type { ConfigSource } from "./source.ts";
 import { createConfigStore } from "./store.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook.ts";
@@ -43,13 +44,13 @@ const SETTINGS: readonly SettingSpec[] = [
   {
     name: "config-max-file-size",
     kind: { type: "int", min: 1024 },
-    default: 8 * 1024 * 1024,
+    default: defaultMaxBytes,
     help: "largest config file or remote resource accepted, in bytes",
   },
   {
     name: "config-max-files",
     kind: { type: "int", min: 1 },
-    default: 10_000,
+    default: defaultMaxFiles,
     help:
       "most config files and directories one scan of --config-dir reads; a larger tree keeps the last good config",
   },

@@ -141,18 +141,18 @@ export function parseConfig(input: string | Uint8Array, file: string, opts: Pars
     for (const doc of documents) readDocument(doc, { file, at, diagnostics, resources });
   }
   const duplicates = duplicateDiagnostics(resources);
+  let unique = resources;
   if (duplicates.length > 0) {
     diagnostics.push(...duplicates);
     const seen = new Set<string>();
-    const unique = resources.filter((r) => {
+    unique = resources.filter((r) => {
       const key = resourceKey(r);
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
     });
-    return { resources: unique, diagnostics, ...(truncated ? { truncated } : {}) };
   }
-  return { resources, diagnostics, ...(truncated ? { truncated } : {}) };
+  return { resources: unique, diagnostics, ...(truncated ? { truncated } : {}) };
 }
 
 /**

@@ -528,7 +528,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
 
   const provider: ResourceProvider = {
     typeUrls: [HEALTH_TYPE_URL],
-    ready: () => o.configReady?.now() ?? true,
+    ready: configLoaded,
     resources(client) {
       const refused = refusedConnections.get(client.connectionId);
       if (refused) throw refusalError(refused.group, refused.refusal);

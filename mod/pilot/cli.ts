@@ -2,6 +2,7 @@
  * `meshd proxy-status` and `meshd proxy-config`: what a running meshd serves its proxies, and
  * how its VM agents' auto-registrations stand.
  */
+import { getAdminJson } from "../cli/admin_client.ts";
 import type { Command } from "../cli/command.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
@@ -23,16 +24,6 @@ const OUTPUT: SettingSpec = {
   flagOnly: true,
 };
 
-async function getJson<T>(addr: string, path: string): Promise<{ status: number; body: T }> {
-  let res: Response;
-  try {
-    res = await fetch(`http://${addr}${path}`, { signal: AbortSignal.timeout(10_000) });
-  } catch (err) {
-    throw new Error(`cannot reach meshd at ${addr}: ${(err as Error).message}`);
-  }
-  return { status: res.status, body: (await res.json()) as T };
-}
-
 /** Renders rows as left-aligned columns. */
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
@@ -42,7 +33,7 @@ export function table(rows: readonly (readonly string[])[]): string {
 }
 
 /** An agent's registration as one cell: REGISTERED, PENDING (why) or REFUSED: why. */
-export function registrationCell(r: RegistrationStatus): string {
+function registrationCell(r: RegistrationStatus): string {
   const gone = r.connections === 0 && r.disconnectedAt ? " (disconnected)" : "";
   if (r.state === "REFUSED") return `REFUSED: ${r.reason ?? ""}`;
   if (r.state === "PENDING") return `PENDING (${r.reason ?? ""})${gone}`;
@@ -50,14 +41,14 @@ export function registrationCell(r: RegistrationStatus): string {
 }
 
 /** An agent's health as one cell: the probe's last result. */
-export function healthCell(r: RegistrationStatus): string {
+function healthCell(r: RegistrationStatus): string {
   if (r.state === "REFUSED") return "-";
   if (!r.hasProbe) return "HEALTHY (no probe)";
   return r.healthy ? "HEALTHY" : `UNHEALTHY (${r.message ?? ""})`;
 }
 
 /** The agents section of proxy-status: one row per node id of each registration. */
-export function agentRows(regs: readonly RegistrationStatus[]): string[][] {
+function agentRows(regs: readonly RegistrationStatus[]): string[][] {
   const rows = [["VM AGENT", "GROUP", "REGISTRATION", "WORKLOAD ENTRY", "ADDRESS", "HEALTH"]];
   for (const r of regs) {
     for (const node of r.nodes.length > 0 ? r.nodes : ["-"]) {
@@ -68,7 +59,7 @@ export function agentRows(regs: readonly RegistrationStatus[]): string[][] {
 }
 
 /** One agent's registration in detail, as `meshd proxy-status NODE_ID` prints it. */
-export function agentDetail(node: string, r: RegistrationStatus): string {
+function agentDetail(node: string, r: RegistrationStatus): string {
   const rows: string[][] = [
     ["VM AGENT", node],
     ["GROUP", r.group],
@@ -102,9 +93,9 @@ export const proxyStatusCommand: Command = {
   args: { min: 0, max: 1, name: "PROXY_ID" },
   async run(inv) {
     const addr = inv.settings.string("admin-addr");
-    const { body } = await getJson<ProxySync[]>(addr, "/debug/syncz");
+    const { body } = await getAdminJson<ProxySync[]>(addr, "/debug/syncz");
     // A meshd without pilot's auto-registry has no /debug/registrationz: no agents.
-    const regsAnswer = await getJson<RegistrationStatus[]>(addr, "/debug/registrationz");
+    const regsAnswer = await getAdminJson<RegistrationStatus[]>(addr, "/debug/registrationz");
     const regs = regsAnswer.status === 200 && Array.isArray(regsAnswer.body) ? regsAnswer.body : [];
     const id = inv.args[0];
     const list = id ? body.filter((p) => p.proxy === id) : body;
@@ -152,7 +143,7 @@ export const proxyConfigCommand: Command = {
   args: { min: 1, max: 1, name: "PROXY_ID" },
   async run(inv) {
     const id = inv.args[0]!;
-    const { status, body } = await getJson<Record<string, unknown>>(
+    const { status, body } = await getAdminJson<Record<string, unknown>>(
       inv.settings.string("admin-addr"),
       `/debug/config_dump?proxyID=${encodeURIComponent(id)}`,
     );

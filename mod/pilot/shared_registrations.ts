@@ -67,7 +67,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** The entry a value holds, or why it is not one. */
-export function parseSharedRegistration(value: Uint8Array): SharedRegistration | string {
+function parseSharedRegistration(value: Uint8Array): SharedRegistration | string {
   let v: unknown;
   try {
     v = JSON.parse(decoder.decode(value));

@@ -47,10 +47,11 @@ export function isGroupOrWorldReadable(path: string): boolean {
 
 /**
  * Writes `data` to a new temporary file beside `path` with `mode` (set before any byte is
- * written, so a key is never readable by others, even for a moment) and syncs it. Returns its
- * path; on failure (a full disk) removes it and throws.
+ * written, so a key is never readable by others, even for a moment) and syncs it, creating the
+ * directory (0700) when missing. Returns its path; on failure (a full disk) removes it and throws.
  */
 function writeTemp(path: string, data: string | Uint8Array, mode: number): string {
+  ensurePrivateDir(dirname(path));
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", mode);
   try {
@@ -85,8 +86,6 @@ function syncDir(dir: string): void {
  * rename, fsync of the directory), with `mode`. The directory is created (0700) when missing.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
-  const dir = dirname(path);
-  ensurePrivateDir(dir);
   const tmp = writeTemp(path, data, mode);
   try {
     renameSync(tmp, path);
@@ -94,7 +93,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode: n
     rmSync(tmp, { force: true });
     throw err;
   }
-  syncDir(dir);
+  syncDir(dirname(path));
 }
 
 /**
@@ -102,12 +101,10 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode: n
  * (and leaves the existing file alone) when another writer got there first.
  */
 export function createFileExclusive(path: string, data: string | Uint8Array, mode: number): boolean {
-  const dir = dirname(path);
-  ensurePrivateDir(dir);
   const tmp = writeTemp(path, data, mode);
   try {
     linkSync(tmp, path);
-    syncDir(dir);
+    syncDir(dirname(path));
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;

@@ -190,7 +190,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** The end of the key range of every key that starts with `prefix` (etcd's prefix range end). */
-export function prefixEnd(prefix: string): Uint8Array {
+function prefixEnd(prefix: string): Uint8Array {
   const end = encoder.encode(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
     if (end[i]! < 0xff) {

@@ -79,7 +79,6 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
   const abort = new AbortController();
   let sink: SourceSink | undefined;
   let synced = false;
-  let stopped = false;
   let state: EtcdSourceStatus["state"] = "listing";
   let revision = 0;
   let relists = 0;
@@ -119,7 +118,7 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
   async function list(): Promise<void> {
     state = "listing";
     const listed = await opts.client.list(folder, { signal: abort.signal });
-    if (stopped) return;
+    if (abort.signal.aborted) return;
     revision = listed.revision;
     if (!synced || needReplace) {
       known.clear();
@@ -153,7 +152,7 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
   async function watch(): Promise<void> {
     state = "watching";
     for await (const batch of opts.client.watch(folder, revision + 1, abort.signal)) {
-      if (stopped) return;
+      if (abort.signal.aborted) return;
       if (lastError !== undefined) {
         lastError = undefined;
         sink!.report({ warnings: [] });
@@ -181,13 +180,13 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
   }
 
   async function run(): Promise<void> {
-    while (!stopped) {
+    while (!abort.signal.aborted) {
       try {
         await list();
-        if (stopped) break;
+        if (abort.signal.aborted) break;
         await watch();
       } catch (err) {
-        if (stopped) break;
+        if (abort.signal.aborted) break;
         if (err instanceof EtcdCompactedError) {
           compactions++;
           log.info("etcd compacted the revisions the config watch needed; listing again", {
@@ -222,7 +221,6 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
       return Promise.resolve();
     },
     async stop() {
-      stopped = true;
       abort.abort();
       await loop;
     },

@@ -21,28 +21,16 @@ import { createAdsServer } from "../../mod/xds/server.ts";
 import type { XdsClient } from "../../mod/xds/provider.ts";
 import { setVersion } from "../../mod/xds/version.ts";
 import { eventually } from "../e2e/_meshd.ts";
+import { ratingsGroupYaml } from "./_workload_group.ts";
 
 const quiet = createLogger({ write: () => {} });
 
 const GROUP = (probe = "") =>
-  `apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata:
-  name: ratings
-  namespace: vms
-spec:
-  metadata:
-    labels:
-      app: ratings
-      tier: backend
-  template:
-    serviceAccount: ratings-sa
-    ports:
-      http: 9080
-    labels:
-      version: v1
-      tier: template
-${probe}`;
+  ratingsGroupYaml({
+    labels: { tier: "backend" },
+    templateLabels: { version: "v1", tier: "template" },
+    extra: probe,
+  });
 
 const SERVICE = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -120,6 +108,15 @@ async function peerWith(uri: string, authorized = true): Promise<PeerCertificate
   };
 }
 
+/** A connection for group `group` with no labels, presenting a certificate whose URI SAN is `uri`. */
+async function certified(
+  ip: string,
+  uri: string,
+  opts: { group?: string; authorized?: boolean } = {},
+): Promise<XdsClient> {
+  return client(ip, opts.group ?? "ratings", {}, await peerWith(uri, opts.authorized));
+}
+
 describe("createAutoRegistry()", () => {
   test("registers only connections whose certificate proves an identity in the group's namespace", async () => {
     const clock = createManualClock(0);
@@ -136,15 +133,13 @@ describe("createAutoRegistry()", () => {
     // No certificate (the plaintext port): refused by default.
     reg.observer.connected!(client("10.0.0.1"));
     // Trusted, but another namespace's identity.
-    reg.observer.connected!(
-      client("10.0.0.2", "ratings", {}, await peerWith("spiffe://cluster.local/ns/default/sa/ratings-sa")),
-    );
+    reg.observer.connected!(await certified("10.0.0.2", "spiffe://cluster.local/ns/default/sa/ratings-sa"));
     // The right identity, in a certificate the TLS layer did not trust.
     reg.observer.connected!(
-      client("10.0.0.3", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa", false)),
+      await certified("10.0.0.3", "spiffe://cluster.local/ns/vms/sa/ratings-sa", { authorized: false }),
     );
     // Not a workload identity.
-    reg.observer.connected!(client("10.0.0.4", "ratings", {}, await peerWith("https://example.com/x")));
+    reg.observer.connected!(await certified("10.0.0.4", "https://example.com/x"));
     expect(reg.registrations()).toEqual([]);
     // The refusals stay visible, one per node, with the reason and the identity proven.
     expect(reg.refusals().map((r) => [r.address, r.state, r.code, r.identity, r.connections])).toEqual([
@@ -168,15 +163,12 @@ describe("createAutoRegistry()", () => {
     ]);
 
     // The right namespace: registered, and the certificate's service account wins over metadata.
-    const good = await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa");
-    reg.observer.connected!(client("10.0.0.5", "ratings", {}, good));
+    reg.observer.connected!(await certified("10.0.0.5", "spiffe://cluster.local/ns/vms/sa/ratings-sa"));
     expect(reg.state().workloads.map((w) => [w.spec.address, w.spec.serviceAccount])).toEqual([
       ["10.0.0.5", "ratings-sa"],
     ]);
     // In the namespace but with another service account than the template's: left out of EDS.
-    reg.observer.connected!(
-      client("10.0.0.6", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/intruder")),
-    );
+    reg.observer.connected!(await certified("10.0.0.6", "spiffe://cluster.local/ns/vms/sa/intruder"));
     expect(reg.registrations().map((r) => r.workload)).toEqual(["ratings-10.0.0.5", "ratings-10.0.0.6"]);
     expect(reg.state().workloads.map((w) => w.spec.address)).toEqual(["10.0.0.5"]);
     expect(warnings.at(-1)).toContain("its identity has another service account");
@@ -212,24 +204,16 @@ describe("createAutoRegistry()", () => {
         "auto-registration into WorkloadGroup vms/ratings refused: the connection presented no client certificate",
       ),
     });
-    const intruder = client(
-      "10.0.0.2",
-      "ratings",
-      {},
-      await peerWith("spiffe://cluster.local/ns/vms/sa/intruder"),
-    );
+    const intruder = await certified("10.0.0.2", "spiffe://cluster.local/ns/vms/sa/intruder");
     reg.observer.connected!(intruder);
     expect(refusal(intruder)).toMatchObject({
       code: Code.PermissionDenied,
       rawMessage: "auto-registration into WorkloadGroup vms/ratings refused: identity " +
         "spiffe://cluster.local/ns/vms/sa/intruder has service account intruder, but the group's template wants ratings-sa",
     });
-    const unknown = client(
-      "10.0.0.3",
-      "nope",
-      {},
-      await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa"),
-    );
+    const unknown = await certified("10.0.0.3", "spiffe://cluster.local/ns/vms/sa/ratings-sa", {
+      group: "nope",
+    });
     reg.observer.connected!(unknown);
     expect(refusal(unknown)).toMatchObject({
       code: Code.FailedPrecondition,
@@ -237,12 +221,7 @@ describe("createAutoRegistry()", () => {
         "auto-registration into WorkloadGroup vms/nope refused: there is no such WorkloadGroup in config " +
         "(identity spiffe://cluster.local/ns/vms/sa/ratings-sa); create it, or correct the agent's --workload-group",
     });
-    const good = client(
-      "10.0.0.4",
-      "ratings",
-      {},
-      await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa"),
-    );
+    const good = await certified("10.0.0.4", "spiffe://cluster.local/ns/vms/sa/ratings-sa");
     reg.observer.connected!(good);
     expect(refusal(good)).toBeUndefined();
     expect([...reg.provider.resources(good, HEALTH_TYPE_URL, "*").keys()]).toEqual(["vms/ratings"]);
@@ -259,9 +238,7 @@ describe("createAutoRegistry()", () => {
       ["nope-10.0.0.3", "FAILED_PRECONDITION", 0],
     ]);
     // A node that registers later is no longer listed as refused.
-    reg.observer.connected!(
-      client("10.0.0.2", "ratings", {}, await peerWith("spiffe://cluster.local/ns/vms/sa/ratings-sa")),
-    );
+    reg.observer.connected!(await certified("10.0.0.2", "spiffe://cluster.local/ns/vms/sa/ratings-sa"));
     expect(reg.refusals().map((r) => r.workload)).toEqual(["ratings-10.0.0.1", "nope-10.0.0.3"]);
     reg.close();
   });

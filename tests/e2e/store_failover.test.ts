@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { xdsServerUris } from "../../mod/agent/bootstrap.ts";
 import { type AgentProcess, startAgentProcess } from "../agent/_agent_proc.ts";
+import { ratingsGroupYaml } from "../agent/_workload_group.ts";
 import { type EtcdCluster, startEtcd } from "../store/_etcd.ts";
 import { type Backend, startBackend } from "./_grpc_backend.ts";
 import {
@@ -32,20 +33,7 @@ import { eventually, type MeshdProcess, runMeshdCommand, startMeshd } from "./_m
 const GRACE_MS = 6000;
 const WORKLOAD = "ratings-10.0.0.7";
 
-const GROUP = `apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata:
-  name: ratings
-  namespace: vms
-spec:
-  metadata:
-    labels:
-      app: ratings
-  template:
-    serviceAccount: ratings-sa
-    ports:
-      http: 9080
-`;
+const GROUP = ratingsGroupYaml();
 
 /** A replica with its plaintext (15010) and TLS (15012) gRPC addresses. */
 interface Replica {

@@ -64,6 +64,20 @@ describe("replica lease, shared registrations and election", () => {
     return { client, keeper, store };
   }
 
+  /** Shared registrations of replica `r` under the name `name`, closed after all tests. */
+  function share(r: ReturnType<typeof replica>, name: string, opts: { retryMs?: number } = {}) {
+    const shared = createSharedRegistrations({
+      store: r.store,
+      keeper: r.keeper,
+      replica: name,
+      logger: quiet,
+      clock: systemClock,
+      ...opts,
+    });
+    shares.push(shared);
+    return shared;
+  }
+
   beforeAll(async () => {
     etcd = await startEtcd(1);
   });
@@ -87,15 +101,7 @@ describe("replica lease, shared registrations and election", () => {
     "a lost lease is replaced and the replica's registrations are written again under the new one",
     async () => {
       const a = replica(30);
-      const shared = createSharedRegistrations({
-        store: a.store,
-        keeper: a.keeper,
-        replica: "a",
-        logger: quiet,
-        clock: systemClock,
-        retryMs: 100,
-      });
-      shares.push(shared);
+      const shared = share(a, "a", { retryMs: 100 });
       shared.publish(new Map([["vm/web/web-10.1.2.3", registration("a", "web-10.1.2.3")]]), new Set());
       const key = keyOf("vm/web/web-10.1.2.3");
       expect(await eventually(async () => (await leaseOf(key)) !== "")).toBe(true);
@@ -121,21 +127,8 @@ describe("replica lease, shared registrations and election", () => {
   test("a replica sees another's registrations, which lapse with its lease when it dies", async () => {
     const a = replica(2);
     const b = replica(30);
-    const sa = createSharedRegistrations({
-      store: a.store,
-      keeper: a.keeper,
-      replica: "ra",
-      logger: quiet,
-      clock: systemClock,
-    });
-    const sb = createSharedRegistrations({
-      store: b.store,
-      keeper: b.keeper,
-      replica: "rb",
-      logger: quiet,
-      clock: systemClock,
-    });
-    shares.push(sa, sb);
+    const sa = share(a, "ra");
+    const sb = share(b, "rb");
     const path = "vm/web/web-10.9.9.9";
     sa.publish(new Map([[path, registration("ra", "web-10.9.9.9")]]), new Set());
     expect(await eventually(() => sb.others().get(path)?.replica === "ra")).toBe(true);
@@ -153,23 +146,8 @@ describe("replica lease, shared registrations and election", () => {
     async () => {
       const a = replica(30);
       const b = replica(30);
-      const sa = createSharedRegistrations({
-        store: a.store,
-        keeper: a.keeper,
-        replica: "da",
-        logger: quiet,
-        clock: systemClock,
-        retryMs: 200,
-      });
-      const sb = createSharedRegistrations({
-        store: b.store,
-        keeper: b.keeper,
-        replica: "db",
-        logger: quiet,
-        clock: systemClock,
-        retryMs: 200,
-      });
-      shares.push(sa, sb);
+      const sa = share(a, "da", { retryMs: 200 });
+      const sb = share(b, "db", { retryMs: 200 });
       const first = "vm/web/web-10.5.5.1";
       const second = "vm/web/web-10.5.5.2";
       sa.publish(new Map([[first, registration("da", "web-10.5.5.1")]]), new Set());
@@ -194,14 +172,7 @@ describe("replica lease, shared registrations and election", () => {
 
   test("an entry that is not a registration is ignored and named in the status", async () => {
     const b = replica(30);
-    const sb = createSharedRegistrations({
-      store: b.store,
-      keeper: b.keeper,
-      replica: "rc",
-      logger: quiet,
-      clock: systemClock,
-    });
-    shares.push(sb);
+    const sb = share(b, "rc");
     await etcd.ctl(["put", keyOf("vm/web/hostile"), '{"replica":"x","group":"vm/web","workload":{"key":1}}']);
     await etcd.ctl(["put", keyOf("vm/web/fine"), JSON.stringify(registration("x", "fine"))]);
     expect(await eventually(() => sb.others().has("vm/web/fine"))).toBe(true);
