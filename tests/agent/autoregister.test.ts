@@ -672,7 +672,7 @@ describe("pilot's refusals reach the agent's registration stream over a real ADS
         expect(second.reg.state().workloads).toHaveLength(0);
         await first.close();
         expect(await eventually(() => second.reg.state().workloads.length === 1, 10_000)).toBe(true);
-        expect(r.connected()).toBe(true);
+        expect(await eventually(() => r.connected(), 10_000)).toBe(true);
         const registered = logs.filter((l) => l.msg === "registered with pilot").map((l) => l.addr);
         expect(registered).toEqual([first.addr, second.addr]);
         expect(logs.find((l) => l.msg === "registration stream failed; retrying")).toMatchObject({
