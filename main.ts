@@ -8,7 +8,7 @@ import { runCli } from "./mod/cli/run.ts";
 
 /** Every command, by name, in the order `meshd help` lists them. */
 const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
-  ["serve", async () => (await import("./mod/runtime/serve_command.ts")).createServeCommand()],
+  ["serve", async () => (await import("./runtime/serve_command.ts")).createServeCommand()],
   ["validate", async () => (await import("./mod/galley/cli.ts")).validateCommand],
   ["analyze", async () => (await import("./mod/galley/cli.ts")).analyzeCommand],
   ["config-status", async () => (await import("./mod/galley/cli.ts")).configStatusCommand],

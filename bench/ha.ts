@@ -3,19 +3,21 @@
  * `--proxies` simulated Envoy sidecars spread evenly over them.
  *
  * Usage: bun bench/ha.ts [--proxies 10000] [--replicas 3] [--services 50] [--per-conn 100]
- *          [--client-runtime node|bun] [--client-procs 1] [--jitter 500] [--changes 3]
+ *          [--client-runtime c|node|bun] [--client-procs 1] [--jitter 500] [--changes 3]
  *          [--settle 10] [--push-debounce 100ms] [--cpu-prof DIR] [--json]
  *
  * Setup. etcd: Debian's etcd-server, three members on loopback (tests/store/_etcd.ts, the fixture
  * the store's tests use, imported as bench/mixer.ts imports its test harnesses). Config: the mesh
  * of bench/xds.ts (bookinfo plus `--services` generated services), taken into etcd with
  * `meshd config import`. Replicas: `bun main.ts serve --modules=galley,pilot --store etcd://...`,
- * each on its own loopback ports. Load: bench/xds.ts's load generator (bench/xds_client.ts, its
- * own process, under Node by default) in failover mode: sidecar I starts on replica I mod R, knows
- * every replica's address, and on a broken stream waits a random time below `--jitter` ms and
- * moves to the next address in its own order (every other sidecar walks the other way, so a lost
- * replica's sidecars spread over the rest); each sidecar subscribes CDS, LDS, then EDS and RDS,
- * and ACKs everything.
+ * each on its own loopback ports. Load: simulated sidecars in their own process, by default
+ * bench/loadgen/xds_load.c (C on libnghttp2, built with cc once per source version, so that the
+ * load generator leaves the cores to the replicas), or bench/xds.ts's bench/xds_client.ts under
+ * Node or Bun (`--client-runtime node|bun`); both speak the same protocol and wire behaviour, in
+ * failover mode: sidecar I starts on replica I mod R, knows every replica's address, and on a
+ * broken stream waits a random time below `--jitter` ms and moves to the next address in its own
+ * order (every other sidecar walks the other way, so a lost replica's sidecars spread over the
+ * rest); each sidecar subscribes CDS, LDS, then EDS and RDS, and ACKs everything.
  *
  * Measured:
  * 1. full config at start: every sidecar has ACKed every subscribed type once;
@@ -41,9 +43,19 @@
  * SIGTERM.
  */
 import { type Subprocess } from "bun";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type EtcdCluster, startEtcd } from "../tests/store/_etcd.ts";
 import { eventually, type MeshdProcess, ROOT, startMeshd } from "../tests/e2e/_meshd.ts";
 import { benchArgs } from "./_args.ts";
@@ -66,6 +78,42 @@ import {
 const now = () => performance.timeOrigin + performance.now();
 const PREFIX = "/bench";
 
+/** Where the simulated sidecars run: the C load generator, or bench/xds_client.ts under Node or Bun. */
+export type HaClientRuntime = Runtime | "c";
+
+const CLIENT_RUNTIMES: readonly HaClientRuntime[] = ["c", "node", "bun"];
+
+const XDS_LOAD_SOURCE = resolve(import.meta.dir, "loadgen/xds_load.c");
+
+/**
+ * Compiles bench/loadgen/xds_load.c (cc -O2, libnghttp2) into the temporary directory, once per
+ * source version; returns the executable's path.
+ */
+export async function buildXdsLoad(): Promise<string> {
+  const hash = createHash("sha256").update(readFileSync(XDS_LOAD_SOURCE)).digest("hex").slice(0, 16);
+  const out = join(tmpdir(), `meshd-xds-load-${hash}`);
+  if (existsSync(out)) return out;
+  const tmp = `${out}.${process.pid}`;
+  const cc = Bun.spawn(["cc", "-O2", "-Wall", "-o", tmp, XDS_LOAD_SOURCE, "-lnghttp2", "-lm"], {
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const [code, err] = await Promise.all([cc.exited, new Response(cc.stderr).text()]);
+  if (code !== 0) {
+    throw new Error(
+      `building ${XDS_LOAD_SOURCE} failed (needs cc and libnghttp2-dev: scripts/system_deps.sh installs ` +
+        `them; or run with --client-runtime node):\n${err}`,
+    );
+  }
+  renameSync(tmp, out);
+  return out;
+}
+
+/** The command of one load-generator process under `runtime`. */
+async function haClientCommand(runtime: HaClientRuntime, bundleDir: string): Promise<string[]> {
+  return runtime === "c" ? [await buildXdsLoad()] : clientCommand(runtime, bundleDir);
+}
+
 /** Options of {@link runHaBench}. */
 export interface HaBenchOptions {
   /** Simulated sidecars, spread evenly over the replicas. */
@@ -75,7 +123,8 @@ export interface HaBenchOptions {
   services?: number;
   /** Streams per HTTP/2 connection of the load generator. */
   perConn?: number;
-  clientRuntime?: Runtime;
+  /** Where the sidecars run (default "c": bench/loadgen/xds_load.c). */
+  clientRuntime?: HaClientRuntime;
   /** Load-generator processes (the sidecars are split among them). */
   clientProcs?: number;
   /** The longest random wait of a sidecar before it reconnects, in milliseconds. */
@@ -158,6 +207,9 @@ function phaseCpu(replicas: readonly MeshdProcess[], clients: Clients): () => Ph
 /** Everything the benchmark measured. */
 export interface HaResult {
   proxies: number;
+  /** Where the sidecars ran, and in how many load-generator processes. */
+  clientRuntime: HaClientRuntime;
+  clientProcs: number;
   replicas: HaReplica[];
   fullConfigMs: number;
   /** CPU seconds while the sidecars connected, until the replicas were idle. */
@@ -323,7 +375,7 @@ export async function runHaBench(opts: HaBenchOptions): Promise<HaResult> {
     replicas: 3,
     services: 50,
     perConn: 100,
-    clientRuntime: "node" as Runtime,
+    clientRuntime: "c" as HaClientRuntime,
     clientProcs: 1,
     jitterMs: 500,
     changes: 3,
@@ -334,6 +386,9 @@ export async function runHaBench(opts: HaBenchOptions): Promise<HaResult> {
   };
   if (o.replicas < 2) throw new Error(`--replicas ${o.replicas}: a failover needs at least 2`);
   if (o.changes < 1 || o.changes > 8) throw new Error(`--changes ${o.changes}: want 1 to 8`);
+  if (!CLIENT_RUNTIMES.includes(o.clientRuntime)) {
+    throw new Error(`--client-runtime ${o.clientRuntime}: want one of ${CLIENT_RUNTIMES.join(", ")}`);
+  }
   const n = o.proxies;
   const log = o.log;
   const loadBefore = loadAverage();
@@ -400,7 +455,7 @@ export async function runHaBench(opts: HaBenchOptions): Promise<HaResult> {
 
     const bundleDir = join(root, "bundle");
     mkdirSync(bundleDir);
-    clients = spawnClients(n, o.clientProcs, clientCommand(o.clientRuntime, bundleDir), o.perConn);
+    clients = spawnClients(n, o.clientProcs, await haClientCommand(o.clientRuntime, bundleDir), o.perConn);
     await Bun.sleep(300);
     const addrs = replicas.map((r) => r.grpcAddr);
     log(`${n} sidecars: connecting to ${addrs.join(", ")}`);
@@ -490,6 +545,8 @@ export async function runHaBench(opts: HaBenchOptions): Promise<HaResult> {
     const med = (f: (c: HaChange) => number) => median(changes.map(f));
     return {
       proxies: n,
+      clientRuntime: o.clientRuntime,
+      clientProcs: o.clientProcs,
       replicas: replicas.map((r, i) => ({
         grpcAddr: r.grpcAddr,
         connected: connected[i]!,
@@ -570,6 +627,9 @@ export function formatHaResults(r: HaResult): string {
       r.changes.map((c) => c.replicaCpuSec.map((s) => s.toFixed(2)).join("/") + " s").join(", ")
     }`,
     `etcd per change: ${r.changes.map((c) => ops(c.etcd)).join(" | ")}`,
+    `load generator: ${
+      r.clientRuntime === "c" ? "bench/loadgen/xds_load.c" : `bench/xds_client.ts under ${r.clientRuntime}`
+    }, ${r.clientProcs} process${r.clientProcs === 1 ? "" : "es"}`,
     `connect: ${cpu(r.connectCpu)}`,
     `failover: first break seen ${
       ms(r.failover.firstBreakMs)
@@ -593,7 +653,7 @@ if (import.meta.main) {
     replicas: args.number("--replicas", 3),
     services: args.number("--services", 50),
     perConn: args.number("--per-conn", 100),
-    clientRuntime: (args.string("--client-runtime") ?? "node") as Runtime,
+    clientRuntime: (args.string("--client-runtime") ?? "c") as HaClientRuntime,
     clientProcs: args.number("--client-procs", 1),
     jitterMs: args.number("--jitter", 500),
     changes: args.number("--changes", 3),

@@ -4,7 +4,7 @@
  */
 import { renderSettingsTable } from "../mod/cli/command.ts";
 import { CONFIG_SETTING } from "../mod/cli/flags.ts";
-import { createServeCommand } from "../mod/runtime/serve_command.ts";
+import { createServeCommand } from "../runtime/serve_command.ts";
 
 /** The settings table of `meshd serve`, as README.md must carry it. */
 export function serveSettingsTable(): string {

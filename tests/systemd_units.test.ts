@@ -2,8 +2,8 @@ import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { envName } from "../mod/cli/setting.ts";
-import { MODULES } from "../mod/runtime/catalogue.ts";
-import { serveSettings } from "../mod/runtime/serve_command.ts";
+import { MODULES } from "../runtime/catalogue.ts";
+import { serveSettings } from "../runtime/serve_command.ts";
 
 const root = resolve(import.meta.dir, "..");
 const serve = serveSettings(MODULES);

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Counter, Gauge } from "prom-client";
-import { type AdminServer, startAdminServer } from "../admin/server.ts";
+import { type AdminServer, startAdminServer } from "../admin/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
 import type { Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -18,7 +18,7 @@ import { writeBootstraps } from "./bootstrap.ts";
 import { type CaTls, createCertificate, type CreateCertificateOptions } from "./ca_client.ts";
 import { createCertManager, type IssueVia } from "./cert_manager.ts";
 import { bundleFromIssued, type CertBundle, createCsr, spiffeId, splitPem } from "./certs.ts";
-import { createEndpoints, parseAddrList } from "./endpoints.ts";
+import { createEndpoints, type Endpoints, parseAddrList } from "./endpoints.ts";
 import { type CallSite, failsOver, judgeFailure, SettingError } from "./failure.ts";
 import { ensureDir, readBundle, writeBundle } from "./files.ts";
 import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
@@ -212,19 +212,24 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       }
     };
     const caTlsEndpoints = createEndpoints(parseAddrList(cfg.caTlsAddr, caTlsSetting));
+    const caPlainSetting = "--ca-addr (MESHD_CA_ADDR)";
+    const caPlainEndpoints = cfg.caAddr === undefined
+      ? undefined
+      : createEndpoints(parseAddrList(cfg.caAddr, caPlainSetting));
     /**
-     * One CA call over TLS to the replicas of --ca-tls-addr: a network-class failure moves on to
-     * the next replica at once; after a whole round failed, the error goes to the cert manager's
-     * backoff.
+     * One CA call to the replicas of `endpoints` (--ca-tls-addr or --ca-addr): a network-class
+     * failure moves on to the next replica at once; after a whole round failed, the error goes to
+     * the cert manager's backoff.
      */
-    const callTls = async (
+    const callReplicas = async (
+      endpoints: Endpoints,
       site: CallSite,
       opts: Omit<CreateCertificateOptions, "addr">,
     ): Promise<string[]> => {
       for (;;) {
-        let addr = cfg.caTlsAddr;
+        let addr = site.addr;
         try {
-          const ep = await caTlsEndpoints.current();
+          const ep = await endpoints.current();
           addr = ep.addr;
           const serverName = opts.tls?.serverName ?? ep.serverName;
           const chain = await call({ ...site, addr }, {
@@ -232,14 +237,16 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             addr: ep.dialAddr,
             ...(opts.tls ? { tls: { ...opts.tls, ...(serverName ? { serverName } : {}) } } : {}),
           });
-          caTlsEndpoints.succeeded();
+          endpoints.succeeded();
           return chain;
         } catch (err) {
-          if (err instanceof SettingError || !failsOver(err) || caTlsEndpoints.failed()) throw err;
+          if (err instanceof SettingError || !failsOver(err) || endpoints.failed()) throw err;
           log.warn("CA replica unreachable; trying the next", { addr, err: errorMessage(err) });
         }
       }
     };
+    const callTls = (site: CallSite, opts: Omit<CreateCertificateOptions, "addr">) =>
+      callReplicas(caTlsEndpoints, site, opts);
 
     const issue = async (via: IssueVia): Promise<CertBundle> => {
       const pending = await createCsr(identity);
@@ -275,14 +282,13 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             ttlMs: cfg.certTtlMs,
             timeoutMs,
           });
-        } else if (cfg.caAddr) {
-          chain = await call({
+        } else if (cfg.caAddr !== undefined && caPlainEndpoints !== undefined) {
+          chain = await callReplicas(caPlainEndpoints, {
             service: "ca",
             addr: cfg.caAddr,
-            addrSetting: "--ca-addr (MESHD_CA_ADDR)",
+            addrSetting: caPlainSetting,
             token: tokenSetting,
           }, {
-            addr: cfg.caAddr,
             token,
             csrPem: pending.csrPem,
             ttlMs: cfg.certTtlMs,

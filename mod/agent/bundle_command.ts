@@ -273,8 +273,9 @@ export const vmCommand: Command = {
     },
     {
       name: "ca-addr",
-      kind: { type: "addr" },
-      help: "the CA's plaintext address (15010), if the VM may bootstrap over it",
+      kind: { type: "addrs" },
+      help:
+        "the CA's plaintext address (15010), or a comma list of replicas, if the VM may bootstrap over it",
     },
     {
       name: "control-plane-auth",
@@ -384,8 +385,13 @@ export const vmCommand: Command = {
       );
     }
     const items = (flag: string, list: string) => splitAddrList(list).map((a) => [flag, a] as const);
+    const caAddr = s.optionalString("ca-addr");
     for (
-      const [flag, a] of [...items("--discovery-addr", discoveryAddr), ...items("--ca-tls-addr", caTlsAddr)]
+      const [flag, a] of [
+        ...items("--discovery-addr", discoveryAddr),
+        ...items("--ca-tls-addr", caTlsAddr),
+        ...(caAddr === undefined ? [] : items("--ca-addr", caAddr)),
+      ]
     ) {
       const host = splitHostPort(a)?.host ?? "";
       if (host === "" || host === "0.0.0.0" || host === "127.0.0.1" || host === "::") {
@@ -429,7 +435,7 @@ export const vmCommand: Command = {
       serviceAccount,
       trustDomain,
       caTlsAddr,
-      caAddr: s.optionalString("ca-addr"),
+      caAddr,
       discoveryAddr,
       controlPlaneAuth: auth,
       installDir: s.string("install-dir"),

@@ -19,7 +19,7 @@ import {
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "#gen/grpc/health/v1/health_pb.ts";
-import type { ReadinessProbe } from "../galley/kinds/networking.ts";
+import type { ReadinessProbe } from "../api/kinds/networking.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 

@@ -41,7 +41,7 @@ import {
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createChannel } from "../xds/channel.ts";
+import { createChannel } from "../shared/channel.ts";
 import { createBackoff } from "../shared/backoff.ts";
 import type { CaTls } from "./ca_client.ts";
 import { createEndpoints, type Endpoint, type LookupAll, parseAddrList } from "./endpoints.ts";

@@ -32,9 +32,9 @@ import { type GrpcStream, methodPath, serveGrpcStreams } from "../grpc/raw.ts";
 import { DEFAULT_GRPC_LIMITS } from "../grpc/server.ts";
 import { createConnectionGuard } from "../shared/conn_guard.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createAdsServer, type StreamStatus } from "../xds/server.ts";
-import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
-import { contentVersion, setVersion } from "../xds/version.ts";
+import { createAdsServer, type StreamStatus } from "../xds/mod.ts";
+import type { ResourceProvider, XdsResource } from "../xds/mod.ts";
+import { contentVersion, setVersion } from "../shared/content_version.ts";
 import type { CertBundle } from "./certs.ts";
 import { ensureDir } from "./files.ts";
 

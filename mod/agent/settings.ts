@@ -28,9 +28,9 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   {
     name: "ca-addr",
-    kind: { type: "addr" },
+    kind: { type: "addrs" },
     help:
-      "CA's plaintext gRPC address (15010), for the first certificate with the token when no root is known",
+      "CA's plaintext gRPC address (15010), or a comma list of replicas, for the first certificate with the token when no root is known",
   },
   {
     name: "ca-tls-addr",

@@ -26,7 +26,7 @@ import { createHash } from "node:crypto";
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { Store } from "../store/links.ts";
+import type { Store } from "../store/mod.ts";
 import {
   activatedState,
   type CaKeyType,

@@ -7,12 +7,12 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readAdminToken } from "../admin/token.ts";
+import { readAdminToken } from "../admin/mod.ts";
 import type { Command } from "../cli/command.ts";
 import type { Settings } from "../cli/flags.ts";
 import type { TokenSigningKey } from "./token.ts";
 import { errorMessage, UsageError } from "../shared/errors.ts";
-import { STORE_SETTINGS } from "../store/settings.ts";
+import { STORE_SETTINGS } from "../store/mod.ts";
 
 /** `meshd token`: bootstrap tokens for new workloads. */
 export const tokenCommand: Command = {
@@ -111,7 +111,7 @@ async function sharedTokenKey(settings: Settings, warn: (msg: string) => void): 
   const kekFile = settings.optionalString("ca-kek-file");
   if (kekFile === undefined) throw new UsageError("meshd token create: --store needs --ca-kek-file FILE");
   const { readKekFile } = await import("./kek.ts");
-  const { openStore } = await import("../store/open_store.ts");
+  const { openStore } = await import("../store/lazy.ts");
   const { createLogger } = await import("../shared/logger.ts");
   const { loadOrCreateSharedTokenKey } = await import("./token_shared.ts");
   const kek = readKekFile(kekFile, warn);

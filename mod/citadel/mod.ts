@@ -25,12 +25,14 @@ export { CA, type CertificateAuthority } from "./links.ts";
 export { caCommand, tokenCommand } from "./cli.ts";
 export { createCsr, createCsrDer, CsrError, type CsrOptions, parseCsr, type ParsedCsr } from "./csr.ts";
 export {
+  certificateIdentity,
   dnsSubdomainProblem,
   namespaceProblem,
   parseWorkloadIdentity,
   spiffeId,
   type WorkloadIdentity,
 } from "./spiffe.ts";
+export { certificateNames, parseCertificate } from "./x509.ts";
 export {
   checkIpList,
   DEFAULT_SERVER_DNS_NAMES,

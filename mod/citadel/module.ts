@@ -28,7 +28,7 @@ import { createHash, generateKeyPairSync, type KeyObject, X509Certificate } from
 import { join } from "node:path";
 import { Gauge } from "prom-client";
 import type { SettingSpec } from "../cli/setting.ts";
-import { defaultMeshConfig, mergeMeshConfig } from "../galley/kinds/mesh_config.ts";
+import { defaultMeshConfig, mergeMeshConfig } from "../api/kinds/mesh_config.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import { GRPC_SERVER, PEER_CERTIFICATE, type TlsMaterial } from "../grpc/server.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";

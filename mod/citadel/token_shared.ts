@@ -17,7 +17,7 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import type { Clock } from "../shared/clock.ts";
-import type { Store } from "../store/links.ts";
+import type { Store } from "../store/mod.ts";
 import { type Kek, openSecret, sealSecret } from "./kek.ts";
 import { keyFromPem, TOKEN_CLOCK_SKEW_S, type TokenSigningKey } from "./token.ts";
 

@@ -8,7 +8,7 @@ import type { SettingSpec } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
 import { listConfigFiles } from "./dir_source.ts";
 import { duplicateDiagnostics, parseConfig } from "./parse.ts";
-import { type Diagnostic, formatDiagnostic, type Resource } from "./resource.ts";
+import { type Diagnostic, formatDiagnostic, type Resource } from "../api/resource.ts";
 import { validateResource } from "./validate.ts";
 
 const MAX_BYTES = 8 * 1024 * 1024;

@@ -34,7 +34,7 @@ import {
   STORE_SETTINGS,
 } from "../store/mod.ts";
 import { loadConfigPaths } from "./cli.ts";
-import { type Diagnostic, formatDiagnostic, type Resource, resourceLabel } from "./resource.ts";
+import { type Diagnostic, formatDiagnostic, type Resource, resourceLabel } from "../api/resource.ts";
 import { knownKinds } from "./validate.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
@@ -119,7 +119,7 @@ async function open(inv: Invocation): Promise<Store> {
       "meshd config: --store etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (or MESHD_STORE) is required",
     );
   }
-  const { openStore } = await import("../store/open_store.ts");
+  const { openStore } = await import("../store/lazy.ts");
   const { createLogger } = await import("../shared/logger.ts");
   return openStore(inv.settings, { logger: createLogger({ write: () => {} }) })!;
 }
@@ -245,7 +245,7 @@ async function applyPaths(inv: Invocation, sub: "apply" | "import", path: string
         }
       } catch (err) {
         if (err instanceof UsageError) throw err;
-        const { StoreUnavailableError } = await import("../store/etcd_client.ts");
+        const { StoreUnavailableError } = await import("../store/mod.ts");
         if (err instanceof StoreUnavailableError) {
           return unavailable(inv, sub, err, `nothing more was written (stopped at ${file})`);
         }
@@ -403,7 +403,7 @@ export const configCommand: Command = {
         try {
           return sub === "get" ? await get(inv, store) : await remove(inv, store);
         } catch (err) {
-          const { StoreUnavailableError } = await import("../store/etcd_client.ts");
+          const { StoreUnavailableError } = await import("../store/mod.ts");
           if (err instanceof StoreUnavailableError) {
             return unavailable(inv, sub, err, sub === "delete" ? "nothing was deleted" : "nothing was read");
           }

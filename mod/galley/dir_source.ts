@@ -36,7 +36,7 @@ import type {
   OriginError,
   SinkVerdict,
   SourceSink,
-} from "./source.ts";
+} from "../runtime/config_source.ts";
 import { defaultMaxBytes } from "./parse.ts";
 import { totalBytesExcess } from "./store.ts";
 

@@ -6,9 +6,9 @@
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Any, anyIs, anyPack, anyUnpack, StructSchema } from "@bufbuild/protobuf/wkt";
 import { ResourceSchema as McpResourceSchema } from "#gen/istio/mcp/v1alpha1/resource_pb.ts";
-import type { ResourceProvider, XdsResource } from "../xds/provider.ts";
-import { contentVersion } from "../xds/version.ts";
-import type { Resource } from "./resource.ts";
+import type { ResourceProvider, XdsResource } from "../xds/mod.ts";
+import { contentVersion } from "../shared/content_version.ts";
+import type { Resource } from "../api/resource.ts";
 import type { ConfigSnapshot, ConfigStore } from "./store.ts";
 
 /** A kind that galley distributes: its group, kind and the version it is served as. */

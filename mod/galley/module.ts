@@ -12,7 +12,7 @@ import { createDirSource, defaultMaxFiles } from "./dir_source.ts";
 import { CONFIG_READY, CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
 import { createMcpProvider } from "./mcp.ts";
 import { defaultMaxBytes } from "./parse.ts";
-import type { ConfigSource } from "./source.ts";
+import type { ConfigSource } from "../runtime/config_source.ts";
 import { createConfigStore } from "./store.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook.ts";
 import { createXdsSource } from "./xds_source.ts";
@@ -109,7 +109,7 @@ export const galleyModule: ModuleDefinition = {
     const sources: ConfigSource[] = [];
     const etcd = ctx.links.find(STORE);
     if (etcd !== undefined) {
-      const { createEtcdSource } = await import("../store/etcd_source.ts");
+      const { createEtcdSource } = await import("../store/lazy.ts");
       const src = createEtcdSource({
         client: etcd.client,
         prefix: etcd.prefix,

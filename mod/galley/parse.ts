@@ -26,7 +26,13 @@ import {
   Parser,
   type YAMLMap,
 } from "yaml";
-import { type Diagnostic, type Resource, resourceKey, resourceLabel, type SourcePos } from "./resource.ts";
+import {
+  type Diagnostic,
+  type Resource,
+  resourceKey,
+  resourceLabel,
+  type SourcePos,
+} from "../api/resource.ts";
 import {
   dns1123LabelProblem,
   dns1123SubdomainProblem,
@@ -36,7 +42,7 @@ import {
   labelValueProblem,
   splitFieldPath,
   suggest,
-} from "./schema.ts";
+} from "../api/schema.ts";
 import { findKind, knownKinds } from "./validate.ts";
 
 /** Options of {@link parseConfig}. */

@@ -19,9 +19,15 @@
 import { Counter, Gauge } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
-import { contentVersion } from "../xds/version.ts";
+import { contentVersion } from "../shared/content_version.ts";
 import { formatSize, inputBytes, parseConfig } from "./parse.ts";
-import { type Diagnostic, formatDiagnostic, type Resource, resourceKey, resourceLabel } from "./resource.ts";
+import {
+  type Diagnostic,
+  formatDiagnostic,
+  type Resource,
+  resourceKey,
+  resourceLabel,
+} from "../api/resource.ts";
 import {
   isDeleted,
   isError,
@@ -31,7 +37,7 @@ import {
   type SinkVerdict,
   type SourceProblems,
   type SourceSink,
-} from "./source.ts";
+} from "../runtime/config_source.ts";
 import { validateResource } from "./validate.ts";
 
 /** An immutable view of every accepted resource. */

@@ -6,8 +6,14 @@
  * @module
  */
 
-import { mixerGroup, mixerVersions, validateHandler, validateInstance, validateRule } from "./kinds/mixer.ts";
-import { meshConfigGroup, meshConfigVersions, validateMeshConfig } from "./kinds/mesh_config.ts";
+import {
+  mixerGroup,
+  mixerVersions,
+  validateHandler,
+  validateInstance,
+  validateRule,
+} from "../api/kinds/mixer.ts";
+import { meshConfigGroup, meshConfigVersions, validateMeshConfig } from "../api/kinds/mesh_config.ts";
 import {
   networkingGroup,
   networkingVersions,
@@ -18,16 +24,16 @@ import {
   validateVirtualService,
   validateWorkloadEntry,
   validateWorkloadGroup,
-} from "./kinds/networking.ts";
+} from "../api/kinds/networking.ts";
 import {
   securityGroup,
   securityVersions,
   validateAuthorizationPolicy,
   validatePeerAuthentication,
   validateRequestAuthentication,
-} from "./kinds/security.ts";
-import { telemetryGroup, telemetryVersions, validateTelemetry } from "./kinds/telemetry.ts";
-import { type Diagnostic, type Resource, resourceLabel } from "./resource.ts";
+} from "../api/kinds/security.ts";
+import { telemetryGroup, telemetryVersions, validateTelemetry } from "../api/kinds/telemetry.ts";
+import { type Diagnostic, type Resource, resourceLabel } from "../api/resource.ts";
 
 /** A config kind meshd understands. */
 export interface KindInfo {

@@ -11,7 +11,7 @@ import { startFetchListener } from "../shared/fetch_listener.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import { parseConfig } from "./parse.ts";
-import { formatDiagnostic } from "./resource.ts";
+import { formatDiagnostic } from "../api/resource.ts";
 import { validateResource } from "./validate.ts";
 
 /** Options for startWebhookServer. */

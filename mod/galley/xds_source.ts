@@ -19,9 +19,9 @@ import { splitHostPort } from "../cli/setting.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { createChannel } from "../xds/channel.ts";
+import { createChannel } from "../shared/channel.ts";
 import { collectionOf, decodeMcpResource, type McpCollection } from "./mcp.ts";
-import type { ConfigSource, OriginChange, OriginContent, SourceSink } from "./source.ts";
+import type { ConfigSource, OriginChange, OriginContent, SourceSink } from "../runtime/config_source.ts";
 
 /** Options for createXdsSource. */
 export interface XdsSourceOptions {

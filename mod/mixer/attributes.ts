@@ -1,6 +1,6 @@
 /**
  * Istio attribute bags from what Envoy sends: ext_authz CheckRequests, rate-limit descriptors and
- * access-log entries. The vocabulary is galley's (`mod/galley/attributes.ts`); the client library
+ * access-log entries. The vocabulary is the API layer's (`mod/api/attributes.ts`); the client library
  * builds bags for proxyless gRPC apps itself (`client/attributes.ts`).
  *
  * Where Envoy does not know an attribute, pilot can supply it: ext_authz `context_extensions`,
@@ -26,7 +26,7 @@ import {
 import type { RateLimitDescriptor } from "#gen/envoy/extensions/common/ratelimit/v3/ratelimit_pb.ts";
 import type { CheckRequest } from "#gen/envoy/service/auth/v3/external_auth_pb.ts";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
-import { parseIP } from "../galley/schema.ts";
+import { parseIP } from "../api/schema.ts";
 import { parseDuration } from "../shared/duration.ts";
 import {
   type AttributeBag,

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { type CompiledExpression, compileExpression, evaluate } from "../galley/cel.ts";
-import type { HeaderOperation, InstanceSpec, RuleSpec } from "../galley/kinds/mixer.ts";
-import type { Resource } from "../galley/resource.ts";
+import { type CompiledExpression, compileExpression, evaluate } from "../api/cel.ts";
+import type { HeaderOperation, InstanceSpec, RuleSpec } from "../api/kinds/mixer.ts";
+import type { Resource } from "../api/resource.ts";
 import type { Ref } from "./client/referenced.ts";
 import type { AttributeBag } from "./client/wire.ts";
 import { attributeType } from "./client/wire.ts";

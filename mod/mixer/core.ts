@@ -11,8 +11,8 @@ import {
   mergeMeshConfig,
   type MeshConfig,
   meshConfigGroup,
-} from "../galley/kinds/mesh_config.ts";
-import type { ConfigSnapshot } from "../galley/store.ts";
+} from "../api/kinds/mesh_config.ts";
+import type { ConfigSnapshot } from "../galley/mod.ts";
 import type { Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";

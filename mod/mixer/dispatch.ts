@@ -7,21 +7,23 @@
  * metrics, fetched lists); the others are built anew and the replaced ones closed once the new
  * table is in force. A rule whose handler or instance cannot be found, or whose instance's
  * template its adapter does not accept, loses that action and the table says why
- * (`problems`, shown at /debug/mixerz).
+ * (`problems`, shown at /debug/mixerz). Which templates an adapter accepts, and whether a
+ * template's instances go to check, quota or report, come from the adapter and template tables
+ * of mod/api/mixer; the adapters' factories from `adapters/factories.ts`.
  *
  * Rules in the mesh's root namespace apply to every request; rules in another namespace only to
  * requests whose `destination.service.namespace` (or `destination.namespace`) is that namespace.
  *
  * @module
  */
-import type { ConfigSnapshot } from "../galley/store.ts";
-import { ADAPTER_TEMPLATES, parseMixerRef } from "../galley/analyzers/mixer_rules.ts";
-import type { MeshConfig } from "../galley/kinds/mesh_config.ts";
-import type { CompiledAdapter, HandlerSpec, InstanceSpec, RuleSpec } from "../galley/kinds/mixer.ts";
-import { mixerGroup } from "../galley/kinds/mixer.ts";
-import { evaluate } from "../galley/cel.ts";
-import type { Resource } from "../galley/resource.ts";
-import { resourceKey } from "../galley/resource.ts";
+import { adapterDescriptor, parseMixerRef, type Phase, templateDescriptor } from "../api/mixer/mod.ts";
+import type { ConfigSnapshot } from "../galley/mod.ts";
+import type { MeshConfig } from "../api/kinds/mesh_config.ts";
+import type { HandlerSpec, InstanceSpec, RuleSpec } from "../api/kinds/mixer.ts";
+import { mixerGroup } from "../api/kinds/mixer.ts";
+import { evaluate } from "../api/cel.ts";
+import type { Resource } from "../api/resource.ts";
+import { resourceKey } from "../api/resource.ts";
 import type { Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -30,7 +32,6 @@ import type { Ref } from "./client/referenced.ts";
 import type { AttributeBag } from "./client/wire.ts";
 import {
   type AdapterEnv,
-  type AdapterFactory,
   type CheckOutcome,
   Codes,
   type Handler,
@@ -40,14 +41,9 @@ import {
   type QuotaOutcome,
   type RpcStatus,
 } from "./adapters/adapter.ts";
-import { createDenier } from "./adapters/denier.ts";
-import { createListChecker } from "./adapters/listchecker.ts";
-import { createMemQuota } from "./adapters/memquota.ts";
-import { type MetricPool, prometheusFactory } from "./adapters/prometheus.ts";
-import { createRedisQuota } from "./adapters/redisquota.ts";
+import { adapterFactories } from "./adapters/factories.ts";
+import type { MetricPool } from "./adapters/prometheus.ts";
 import { createRemoteHandler } from "./adapters/remote.ts";
-import { createStdio } from "./adapters/stdio.ts";
-import { createZipkin } from "./adapters/zipkin.ts";
 import {
   type CompiledHeaderOp,
   type CompiledInstance,
@@ -57,9 +53,10 @@ import {
   evalTree,
 } from "./compile.ts";
 
-/** Templates whose instances go to check, quota and report respectively. */
-export const CHECK_TEMPLATES: ReadonlySet<string> = new Set(["authorization", "listentry", "checknothing"]);
-const QUOTA_TEMPLATE = "quota";
+/** The call that carries a template's instances (its descriptor's phase; report for others). */
+function phaseOf(template: string): Phase {
+  return templateDescriptor(template)?.phase ?? "report";
+}
 
 /** What the table needs from the module. */
 export interface DispatchOptions {
@@ -163,18 +160,6 @@ export interface DispatchTable {
   report(bags: readonly Readonly<AttributeBag>[]): Promise<void>;
 }
 
-function factories(pool: MetricPool): Record<CompiledAdapter, AdapterFactory> {
-  return {
-    denier: createDenier,
-    listchecker: createListChecker,
-    memquota: createMemQuota,
-    redisquota: createRedisQuota,
-    prometheus: prometheusFactory(pool),
-    stdio: createStdio,
-    zipkin: createZipkin,
-  };
-}
-
 const handlerKey = (ns: string, name: string) => `${mixerGroup}/handler/${ns}/${name}`;
 
 /** Whether a quota name from a request names the instance. */
@@ -204,7 +189,7 @@ export function buildTable(
   const log = opts.logger;
   const problems: TableProblem[] = [];
   const handlers = new Map<string, BuiltHandler>();
-  const build = factories(opts.pool);
+  const build = adapterFactories(opts.pool);
   const handlerResources = snapshot.list<HandlerSpec>(mixerGroup, "handler");
   const reused = new Set<BuiltHandler>();
   const fresh: Array<{ r: Resource<HandlerSpec>; key: string }> = [];
@@ -238,7 +223,7 @@ export function buildTable(
         key,
         name,
         adapter,
-        templates: spec.compiledAdapter ? ADAPTER_TEMPLATES[spec.compiledAdapter] : undefined,
+        templates: spec.compiledAdapter ? adapterDescriptor(spec.compiledAdapter)?.templates : undefined,
         resource: r,
         impl,
       });
@@ -298,12 +283,7 @@ export function buildTable(
           problem(`actions[${i}]: instance ${iref.namespace}/${iref.name}: ${errorMessage(err)}`);
           continue;
         }
-        const phase = CHECK_TEMPLATES.has(inst.template)
-          ? "check"
-          : inst.template === QUOTA_TEMPLATE
-          ? "quota"
-          : "report";
-        byPhase[phase].push(inst);
+        byPhase[phaseOf(inst.template)].push(inst);
       }
       for (const phase of ["check", "quota", "report"] as const) {
         if (byPhase[phase].length > 0) {

@@ -4,7 +4,11 @@
  * `client/mod.ts`.
  */
 export { mixerModule } from "./module.ts";
-export { MIXER_CLUSTER, type MixerFilterSettings, mixerFilterSettings } from "./filter_settings.ts";
+export {
+  MIXER_CLUSTER,
+  type MixerFilterSettings,
+  mixerFilterSettings,
+} from "../api/mixer/filter_settings.ts";
 export { createMixerCore, type MixerCore, type MixerCoreOptions } from "./core.ts";
 export type { CheckDecision, DispatchTable, HeaderChange, QuotaDecision } from "./dispatch.ts";
 export type { GraphEdge, ServiceGraph, ServiceGraphView } from "./service_graph.ts";

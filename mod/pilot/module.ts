@@ -11,8 +11,8 @@ import { Counter, Gauge, Histogram } from "prom-client";
 import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
-import { STORE } from "../store/mod.ts";
-import type { Replica } from "../store/replica.ts";
+import { STORE, STORE_COMPACT_INTERVAL_SETTING } from "../store/mod.ts";
+import type { Replica } from "../store/mod.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
 import {
   AUTO_REGISTER_GRACE_SETTING,
@@ -22,8 +22,9 @@ import {
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
 import type { SharedRegistrations } from "./shared_registrations.ts";
-import { createDebouncer } from "./xds/debounce.ts";
+import { debouncePushes } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
+import { type PushRequest, type PushRequestSummary, summarizePushRequest } from "./xds/push_request.ts";
 import { syncStatus } from "./xds/sync_status.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
@@ -41,6 +42,7 @@ const SETTINGS: readonly SettingSpec[] = [
   },
   AUTO_REGISTER_GRACE_SETTING,
   AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
+  STORE_COMPACT_INTERVAL_SETTING,
 ];
 
 /** The pilot module definition. */
@@ -111,13 +113,14 @@ export const pilotModule: ModuleDefinition = {
     if (etcd !== undefined) {
       // Loaded only with --store: these load etcd's protobuf descriptors.
       const [{ createReplica }, { createSharedRegistrations }] = await Promise.all([
-        import("../store/replica.ts"),
+        import("../store/lazy.ts"),
         import("./shared_registrations.ts"),
       ]);
       const log = ctx.logger.child({ component: "replica" });
       // One lease per replica; its TTL is the grace, so a dead replica's workloads go after it.
       replica = createReplica(etcd, {
         ttlSeconds: Math.max(3, graceMs / 1000),
+        compactIntervalMs: ctx.settings.number("store-compact-interval"),
         logger: log,
         clock: ctx.clock,
         metrics: m,
@@ -132,9 +135,6 @@ export const pilotModule: ModuleDefinition = {
       });
       const sharedStatus = shared;
       etcd.addStatus("registrations", () => sharedStatus.status());
-      // Nothing of pilot's must run on one replica only yet; the duty is elected and shown so
-      // that such work has a leader to run on.
-      replica.elect("housekeeping");
       ctx.debug(replica.leaderz);
     }
     const autoRegistry = createAutoRegistry({
@@ -208,33 +208,57 @@ export const pilotModule: ModuleDefinition = {
       },
     });
 
-    const rebuild = (firstAt: number) => {
+    /** Why the push now being served happened, for /debug/push_status. */
+    let lastPush: ({ at: string; version: string } & PushRequestSummary) | undefined;
+    const rebuild = (request: PushRequest, firstAt: number) => {
       const t0 = performance.now();
       const push = buildPush();
       contextTime.observe((performance.now() - t0) / 1000);
       pushStartedAt = ctx.clock.now();
       changeAt = firstAt;
-      provider.update(push);
-      ctx.logger.debug("push", { version: push.version, services: push.services.length });
+      provider.update(push, request);
+      lastPush = {
+        at: new Date(pushStartedAt).toISOString(),
+        version: push.version,
+        ...summarizePushRequest(request),
+      };
+      ctx.logger.debug("push", {
+        version: push.version,
+        services: push.services.length,
+        full: lastPush.full,
+        routingOnly: lastPush.routingOnly,
+        reasons: lastPush.reasons,
+        configs: lastPush.configs,
+      });
     };
-    const debouncer = createDebouncer<string>({
+    const pushTriggers = debouncePushes({
       clock: ctx.clock,
       quietMs: ctx.settings.number("push-debounce"),
       maxMs: ctx.settings.number("push-debounce-max"),
-      fire: (_reasons, firstAt) => rebuild(firstAt),
+      store,
+      registries,
+      push: rebuild,
     });
-    const unsubscribers = [
-      store.subscribe(() => debouncer.trigger("config")),
-      ...registries.map((r) => r.watch(() => debouncer.trigger(`registry:${r.name}`))),
-    ];
-    configReady.promise.then(() => rebuild(ctx.clock.now()));
+    configReady.promise.then(() => pushTriggers.pushNow("config synced"));
 
     const pilotStreams = () =>
       ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
     ctx.debug({
       path: "syncz",
-      description: "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages",
-      handle: () => Response.json(syncStatus(ads.streams())),
+      description:
+        "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages; for proxyless gRPC, how many settings it cannot express",
+      handle: () =>
+        Response.json(syncStatus(
+          ads.streams(),
+          (s) => {
+            try {
+              return provider.unsupportedOf(provider.proxyOf({ connectionId: s.connectionId, node: s.node }))
+                .length;
+            } catch {
+              return 0; // a node id pilot refuses has no config to compare
+            }
+          },
+        )),
     });
     ctx.debug({
       path: "config_dump",
@@ -262,12 +286,13 @@ export const pilotModule: ModuleDefinition = {
           listeners: cfg.listeners.map((l) => toJson(ListenerSchema, l, opts)),
           routes: cfg.routes.map((r) => toJson(RouteConfigurationSchema, r, opts)),
           endpoints: cfg.endpoints.map((e) => toJson(ClusterLoadAssignmentSchema, e, opts)),
+          ...(proxy.generator === "grpc" ? { grpcUnsupported: provider.unsupportedOf(proxy) } : {}),
         });
       },
     });
     ctx.debug({
       path: "push_status",
-      description: "the current push: version, services, connected proxies",
+      description: "the current push: version, services, connected proxies, and why it happened",
       handle: () =>
         Response.json({
           version: provider.push().version,
@@ -278,6 +303,7 @@ export const pilotModule: ModuleDefinition = {
           })),
           proxies: pilotStreams().length,
           types: Object.values(PILOT_TYPES),
+          lastPush,
         }),
     });
 
@@ -285,10 +311,9 @@ export const pilotModule: ModuleDefinition = {
       start: () => Promise.resolve(),
       ready: () => configReady.now(),
       async stop() {
-        for (const u of unsubscribers) u();
+        pushTriggers.stop();
         autoRegistry.close();
         shared?.close();
-        debouncer.stop();
         await replica?.close();
       },
     };

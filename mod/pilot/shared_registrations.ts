@@ -18,9 +18,7 @@
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { EtcdCompactedError, type KeyValue } from "../store/etcd_client.ts";
-import type { LeaseKeeper } from "../store/lease_keeper.ts";
-import type { Store } from "../store/links.ts";
+import { EtcdCompactedError, type KeyValue, type LeaseKeeper, type Store } from "../store/mod.ts";
 import type { Workload } from "./model/registry.ts";
 
 /** One registration as the store holds it. */

@@ -2,13 +2,11 @@
  * The settings that bound what peers may hold on every listener of `meshd serve` (gRPC, gRPC
  * over TLS, admin, webhook): connections in total and per source address, handshake and idle
  * timeouts, HTTP/2 streams, unread output and gRPC keepalive. Each listener has its own count,
- * so an attack on one leaves the others served.
+ * so an attack on one leaves the others served. The daemon and galley's webhook both read them.
  */
 import type { Settings } from "../cli/flags.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import { DEFAULT_GRPC_LIMITS, type GrpcListenerLimits } from "../grpc/server.ts";
-import { openFileLimit } from "../shared/conn_guard.ts";
-import type { Logger } from "../shared/logger.ts";
 
 const D = DEFAULT_GRPC_LIMITS;
 
@@ -94,25 +92,4 @@ export function listenerLimits(settings: Settings): GrpcListenerLimits {
     keepaliveTimeMs: settings.number("grpc-keepalive-time"),
     keepaliveTimeoutMs: settings.number("grpc-keepalive-timeout"),
   };
-}
-
-/** File descriptors kept for everything but connections (files, the store, outgoing calls). */
-const RESERVED_FDS = 256;
-
-/**
- * Warns when `listeners` listeners full to --max-connections would need more file descriptors
- * than the process may open (`ulimit -n`).
- */
-export function checkFileLimit(limits: GrpcListenerLimits, listeners: number, logger: Logger): void {
-  const fdLimit = openFileLimit();
-  if (fdLimit === undefined) return;
-  const needed = limits.maxConnections * listeners + RESERVED_FDS;
-  if (needed <= fdLimit) return;
-  logger.warn("--max-connections exceeds what the open file limit allows", {
-    maxConnections: limits.maxConnections,
-    listeners,
-    needed,
-    openFileLimit: fdLimit,
-    fix: `raise ulimit -n (LimitNOFILE) to at least ${needed} or lower --max-connections`,
-  });
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Resource } from "../galley/resource.ts";
+import type { Resource } from "../api/resource.ts";
 
 /** The identity of a resource, as its key spells it. */
 export interface ConfigKeyParts {

@@ -37,7 +37,8 @@ import { Event_EventType, type KeyValue as PbKeyValue } from "#gen/etcd/api/mvcc
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
-import { type Channel, createChannel } from "../xds/channel.ts";
+import { EtcdCompactedError, StoreUnavailableError } from "./errors.ts";
+import { type Channel, createChannel } from "../shared/channel.ts";
 
 /** PEM material for TLS to etcd. */
 export interface EtcdTls {
@@ -158,6 +159,13 @@ export interface EtcdClient {
   keepLeaseAlive(id: bigint): Promise<number>;
   /** Revokes a lease (its keys go at once); a lease etcd no longer has is not an error. */
   revokeLease(id: bigint): Promise<void>;
+  /** The store's current revision. */
+  revision(): Promise<number>;
+  /**
+   * Drops the history before `revision` (keys' current values stay). Resolves false when etcd
+   * had already compacted at or past it.
+   */
+  compact(revision: number): Promise<boolean>;
   /**
    * Watches every key under `prefix` from `fromRevision`, with progress reports while nothing
    * changes. The iteration ends with an {@link EtcdCompactedError} when `fromRevision` is older
@@ -168,22 +176,6 @@ export interface EtcdClient {
   status(): EtcdClientStatus;
   /** Closes the connections; later calls reject. */
   close(): void;
-}
-
-/** etcd cannot be reached, or no member reachable has a leader. */
-export class StoreUnavailableError extends Error {
-  override readonly name = "StoreUnavailableError";
-}
-
-/** A watch asked for revisions the store has compacted away. */
-export class EtcdCompactedError extends Error {
-  override readonly name = "EtcdCompactedError";
-  /** The oldest revision the store still has. */
-  readonly compactRevision: number;
-  constructor(compactRevision: number) {
-    super(`etcd compacted its history up to revision ${compactRevision}`);
-    this.compactRevision = compactRevision;
-  }
 }
 
 const encoder = new TextEncoder();
@@ -484,6 +476,23 @@ export function createEtcdClient(opts: EtcdClientOptions): EtcdClient {
           await c.lease.leaseRevoke({ ID: id }, { timeoutMs });
         } catch (err) {
           if (!/not found/i.test(ConnectError.from(err).rawMessage)) throw err;
+        }
+      });
+    },
+    revision() {
+      return call("revision", true, async (c) => {
+        const res = await c.kv.range({ key: encoder.encode("\0"), countOnly: true }, { timeoutMs });
+        return Number(res.header?.revision ?? 0n);
+      });
+    },
+    compact(revision) {
+      return call("compact", true, async (c) => {
+        try {
+          await c.kv.compact({ revision: BigInt(revision) }, { timeoutMs });
+          return true;
+        } catch (err) {
+          if (/has been compacted/.test(ConnectError.from(err).rawMessage)) return false;
+          throw err;
         }
       });
     },

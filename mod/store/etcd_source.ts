@@ -23,12 +23,13 @@ import type {
   OriginError,
   SinkVerdict,
   SourceSink,
-} from "../galley/source.ts";
+} from "../runtime/config_source.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { configPrefix, identityProblem, parseConfigKey } from "./config_keys.ts";
-import { type EtcdClient, EtcdCompactedError, type KeyValue } from "./etcd_client.ts";
+import type { EtcdClient, KeyValue } from "./etcd_client.ts";
+import { EtcdCompactedError } from "./errors.ts";
 
 /** Options for createEtcdSource. */
 export interface EtcdSourceOptions {

@@ -7,7 +7,7 @@
  *
  * @module
  */
-export { STORE_SETTINGS, storeRequested } from "./settings.ts";
+export { STORE_COMPACT_INTERVAL_SETTING, STORE_SETTINGS, storeRequested } from "./settings.ts";
 export { STORE, type Store } from "./links.ts";
 export { DEFAULT_PREFIX, parseStoreAddress, type StoreAddress } from "./etcd_url.ts";
 export {
@@ -24,3 +24,6 @@ export { storeDebugHandler } from "./storez.ts";
 export type { EtcdClient, KeyValue, TxnCompare, TxnOp, TxnResult } from "./etcd_client.ts";
 export type { EtcdSource, EtcdSourceStatus } from "./etcd_source.ts";
 export type { OpenStoreOptions } from "./open_store.ts";
+export type { LeaseKeeper } from "./lease_keeper.ts";
+export type { Replica } from "./replica.ts";
+export { EtcdCompactedError, StoreUnavailableError } from "./errors.ts";

@@ -1,6 +1,7 @@
 /**
  * This daemon as one replica among those sharing a store: its id, its kept-alive lease, the
- * duties it campaigns for, `/debug/leaderz` and the metrics of both.
+ * duties it campaigns for, `/debug/leaderz` and the metrics of both. Every replica campaigns for
+ * `housekeeping`, whose leader compacts etcd's history (compactor.ts).
  *
  * @module
  */
@@ -11,6 +12,7 @@ import type { DebugHandler } from "../runtime/module.ts";
 import type { Clock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
+import { startCompactor } from "./compactor.ts";
 import { createElection, type Election } from "./election.ts";
 import { createLeaseKeeper, type LeaseKeeper } from "./lease_keeper.ts";
 import type { Store } from "./links.ts";
@@ -22,6 +24,8 @@ export interface ReplicaOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: MetricsRegistry;
+  /** How often the housekeeping leader compacts etcd's history; 0: never. */
+  readonly compactIntervalMs: number;
 }
 
 /** One replica. */
@@ -61,7 +65,7 @@ export function createReplica(store: Store, opts: ReplicaOptions): Replica {
     registers: [opts.metrics],
   });
   store.addStatus("lease", () => keeper.status());
-  return {
+  const replica: Replica = {
     id,
     keeper,
     elect(duty) {
@@ -86,8 +90,19 @@ export function createReplica(store: Store, opts: ReplicaOptions): Replica {
       handle: () => Response.json({ self: id, duties: [...elections.values()].map((e) => e.status()) }),
     },
     async close() {
+      compactor.stop();
       await Promise.all([...elections.values()].map((e) => e.close()));
       await keeper.close();
     },
   };
+  const compactor = startCompactor({
+    client: store.client,
+    election: replica.elect("housekeeping"),
+    intervalMs: opts.compactIntervalMs,
+    logger: opts.logger,
+    clock: opts.clock,
+    metrics: opts.metrics,
+  });
+  store.addStatus("compaction", () => compactor.status());
+  return replica;
 }

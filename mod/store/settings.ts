@@ -44,3 +44,12 @@ export const STORE_SETTINGS: readonly SettingSpec[] = [
 export function storeRequested(settings: Settings): boolean {
   return STORE_SETTINGS.some((s) => s.default === undefined && settings.optionalString(s.name) !== undefined);
 }
+
+/** `meshd serve` only: how often the elected housekeeping replica compacts etcd's history. */
+export const STORE_COMPACT_INTERVAL_SETTING: SettingSpec = {
+  name: "store-compact-interval",
+  kind: { type: "duration" },
+  default: 300_000,
+  help: "with --store: how often the housekeeping leader compacts etcd's history to the revision it read " +
+    "one interval earlier (0: never; then etcd's own --auto-compaction-retention must do it)",
+};

@@ -38,7 +38,7 @@ import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import type { ResourceProvider, XdsClient, XdsObserver, XdsResource } from "./provider.ts";
 import { createPushQueue } from "./push_queue.ts";
-import { setVersion } from "./version.ts";
+import { setVersion } from "../shared/content_version.ts";
 
 const T = "type.googleapis.com/";
 /** Make-before-break order of Envoy's types; others come after. */

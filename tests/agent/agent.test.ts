@@ -215,7 +215,7 @@ describe("the agent", () => {
           nodeOptions: { createConnection: () => netConnect(agent.sdsSocket) } as never,
         }),
       );
-      const { createChannel } = await import("../../mod/xds/channel.ts");
+      const { createChannel } = await import("../../mod/shared/channel.ts");
       const req = createChannel<ReturnType<typeof create<typeof DiscoveryRequestSchema>>>();
       req.push(create(DiscoveryRequestSchema, {
         node: { id: "sidecar~127.0.0.1~vm.vms~vms.svc.cluster.local" },

@@ -19,7 +19,7 @@ import { createManualClock, systemClock } from "../../mod/shared/clock.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import { createAdsServer } from "../../mod/xds/server.ts";
 import type { XdsClient } from "../../mod/xds/provider.ts";
-import { setVersion } from "../../mod/xds/version.ts";
+import { setVersion } from "../../mod/shared/content_version.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { ratingsGroupYaml } from "./_workload_group.ts";
 

@@ -15,8 +15,8 @@ import { hostAddresses } from "../../mod/citadel/server_names.ts";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
 import { runCli } from "../../mod/cli/run.ts";
 import { galleyModule } from "../../mod/galley/mod.ts";
-import { type Daemon, startDaemon } from "../../mod/runtime/daemon.ts";
-import { serveSettings } from "../../mod/runtime/serve_command.ts";
+import { type Daemon, startDaemon } from "../../runtime/daemon.ts";
+import { serveSettings } from "../../runtime/serve_command.ts";
 import { compiledExecutable } from "../../mod/shared/executable.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 

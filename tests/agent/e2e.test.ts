@@ -23,7 +23,7 @@ import {
 } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
 import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
 import { SecretSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.ts";
-import { createChannel } from "../../mod/xds/channel.ts";
+import { createChannel } from "../../mod/shared/channel.ts";
 import { eventually, type MeshdProcess, startMeshd } from "../e2e/_meshd.ts";
 import { type AgentProcess, meshdCli, startAgentProcess } from "./_agent_proc.ts";
 
@@ -327,6 +327,28 @@ describe("meshd agent against meshd serve", () => {
     },
     45_000,
   );
+
+  test("--ca-addr as a list: a replica that refuses connections is passed over for the next", async () => {
+    // A port nothing listens on: bound, then closed.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const dead = `127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const tokenFile = join(dir, "list", "token");
+    mkdirSync(join(dir, "list"), { recursive: true });
+    writeFileSync(tokenFile, token());
+    const args = agentArgs("list", [`--token-file=${tokenFile}`, "--instance-ip=127.0.0.8"])
+      .filter((a) => !a.startsWith("--ca-addr="));
+    const a = agent([`--ca-addr=${dead},${meshd.grpcAddr}`, ...args]);
+    await a.waitFor((l) => l.msg === "certificate issued" && l.via === "token");
+    expect(a.logs.some((l) => l.msg === "CA replica unreachable; trying the next" && l.addr === dead)).toBe(
+      true,
+    );
+    expect(new X509Certificate(readFileSync(join(dir, "list", "out", "cert-chain.pem"))).subjectAltName).toBe(
+      "URI:spiffe://cluster.local/ns/vms/sa/ratings-sa",
+    );
+    expect(await a.stop()).toBe(0);
+  }, 45_000);
 
   test(
     "with --workload-group the workload enters EDS, and leaves it the grace period after the agent stops",

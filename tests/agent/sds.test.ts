@@ -19,7 +19,7 @@ import { type Secret, SecretSchema } from "#gen/envoy/extensions/transport_socke
 import type { CertBundle } from "../../mod/agent/certs.ts";
 import { type SdsServer, SECRET_TYPE_URL, startSdsServer } from "../../mod/agent/sds_server.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
-import { createChannel } from "../../mod/xds/channel.ts";
+import { createChannel } from "../../mod/shared/channel.ts";
 
 const quiet = createLogger({ write: () => {} });
 const node = { id: "sidecar~10.0.0.5~vm1.vms~vms.svc.cluster.local" };

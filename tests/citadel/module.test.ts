@@ -13,9 +13,9 @@ import { CA, type CertificateAuthority, citadelModule } from "../../mod/citadel/
 import { createToken, loadOrCreateTokenKey } from "../../mod/citadel/token.ts";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
 import { galleyModule } from "../../mod/galley/mod.ts";
-import { type Daemon, startDaemon } from "../../mod/runtime/daemon.ts";
+import { type Daemon, startDaemon } from "../../runtime/daemon.ts";
 import type { ModuleDefinition } from "../../mod/runtime/module.ts";
-import { serveSettings } from "../../mod/runtime/serve_command.ts";
+import { serveSettings } from "../../runtime/serve_command.ts";
 import { createManualClock } from "../../mod/shared/clock.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import { caClient, csrFor, tempDir } from "./_ca.ts";

@@ -19,8 +19,8 @@ import {
   serverCertNames,
 } from "../../mod/citadel/server_names.ts";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
-import { startDaemon } from "../../mod/runtime/daemon.ts";
-import { serveSettings } from "../../mod/runtime/serve_command.ts";
+import { startDaemon } from "../../runtime/daemon.ts";
+import { serveSettings } from "../../runtime/serve_command.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import { tempDir } from "./_ca.ts";
 

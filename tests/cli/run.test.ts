@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import type { Command } from "../../mod/cli/command.ts";
 import { runCli } from "../../mod/cli/run.ts";
 import { versionCommand } from "../../mod/cli/version_command.ts";
-import { createServeCommand } from "../../mod/runtime/serve_command.ts";
+import { createServeCommand } from "../../runtime/serve_command.ts";
 
 const commands: Command[] = [createServeCommand(), versionCommand];
 

@@ -15,7 +15,7 @@ import {
   DiscoveryRequestSchema,
   type DiscoveryResponse,
 } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
-import { createChannel } from "../../mod/xds/channel.ts";
+import { createChannel } from "../../mod/shared/channel.ts";
 
 const T = "type.googleapis.com/envoy.config.";
 /** Pilot's four type URLs. */

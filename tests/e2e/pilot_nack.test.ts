@@ -40,7 +40,7 @@ import { type ProxySync, syncStatus } from "../../mod/pilot/xds/sync_status.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import type { ResourceProvider, XdsResource } from "../../mod/xds/provider.ts";
 import { type AdsServer, createAdsServer } from "../../mod/xds/server.ts";
-import { contentVersion } from "../../mod/xds/version.ts";
+import { contentVersion } from "../../mod/shared/content_version.ts";
 import { type Backend, startBackend } from "./_grpc_backend.ts";
 import {
   type ClientKind,

@@ -5,7 +5,7 @@
 import { expect } from "bun:test";
 import { analyze, type Analyzer } from "../../mod/galley/analyze.ts";
 import { parseConfig } from "../../mod/galley/parse.ts";
-import { type Diagnostic, formatDiagnostic, type Resource } from "../../mod/galley/resource.ts";
+import { type Diagnostic, formatDiagnostic, type Resource } from "../../mod/api/resource.ts";
 import { validateResource } from "../../mod/galley/validate.ts";
 
 /**

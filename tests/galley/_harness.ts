@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { createDirSource } from "../../mod/galley/dir_source.ts";
 import { MCP_COLLECTIONS } from "../../mod/galley/links.ts";
 import { createMcpProvider } from "../../mod/galley/mcp.ts";
-import type { ConfigSource } from "../../mod/galley/source.ts";
+import type { ConfigSource } from "../../mod/runtime/config_source.ts";
 import { createConfigStore } from "../../mod/galley/store.ts";
 import { createXdsSource } from "../../mod/galley/xds_source.ts";
 import { createGrpcServer } from "../../mod/grpc/server.ts";

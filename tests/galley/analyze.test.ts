@@ -1,14 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { analyze, type Analyzer, ANALYZERS, createAnalysisContext } from "../../mod/galley/analyze.ts";
-import {
-  hostMatches,
-  resolveHost,
-  visibilitiesOverlap,
-  visibilityOf,
-} from "../../mod/galley/analyzers/_hosts.ts";
+import { hostCovers, resolveHost, visibilitiesOverlap, visibilityOf } from "../../mod/api/mod.ts";
 import { parseGatewayRef } from "../../mod/galley/analyzers/_routes.ts";
-import { formatDiagnostic } from "../../mod/galley/resource.ts";
+import { formatDiagnostic } from "../../mod/api/resource.ts";
 import { BASE, load } from "./_analyze_fixture.ts";
 
 describe("ANALYZERS", () => {
@@ -152,12 +147,12 @@ describe("host and gateway helpers", () => {
     expect(resolveHost("db", "ns", "corp.local")).toBe("db.ns.svc.corp.local");
   });
 
-  test("hostMatches() covers names under a wildcard, but not the wildcard's own suffix", () => {
-    expect(hostMatches("*.example.com", "a.b.example.com")).toBe(true);
-    expect(hostMatches("*.example.com", "*.api.example.com")).toBe(true);
-    expect(hostMatches("*.example.com", "example.com")).toBe(false);
-    expect(hostMatches("a.example.com", "*.example.com")).toBe(false);
-    expect(hostMatches("*", "anything")).toBe(true);
+  test("hostCovers() covers names under a wildcard, but not the wildcard's own suffix", () => {
+    expect(hostCovers("*.example.com", "a.b.example.com")).toBe(true);
+    expect(hostCovers("*.example.com", "*.api.example.com")).toBe(true);
+    expect(hostCovers("*.example.com", "example.com")).toBe(false);
+    expect(hostCovers("a.example.com", "*.example.com")).toBe(false);
+    expect(hostCovers("*", "anything")).toBe(true);
   });
 
   test("visibilityOf() reads exportTo as Istio does", () => {

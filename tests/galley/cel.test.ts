@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { envoyAttributes, istioAttributes } from "../../mod/galley/attributes.ts";
-import { compileExpression, evaluate, re2Error } from "../../mod/galley/cel.ts";
+import { envoyAttributes, istioAttributes } from "../../mod/api/attributes.ts";
+import { compileExpression, evaluate, re2Error } from "../../mod/api/cel.ts";
 
 function compile(expr: string, type: Parameters<typeof compileExpression>[1] = "any") {
   const r = compileExpression(expr, type);

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDirSource, walkConfigDir } from "../../mod/galley/dir_source.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
-import type { ConfigSource } from "../../mod/galley/source.ts";
+import type { ConfigSource } from "../../mod/runtime/config_source.ts";
 import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { finishSwap, linkVisible as linkVisibleIn, projectConfigMap } from "./_configmap.ts";

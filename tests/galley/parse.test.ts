@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { defaultMaxBytes, duplicateDiagnostics, parseConfig } from "../../mod/galley/parse.ts";
-import { formatDiagnostic } from "../../mod/galley/resource.ts";
+import { formatDiagnostic } from "../../mod/api/resource.ts";
 
 const entry = (name: string, extra = "") =>
   `apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: ${name}\n${extra}spec:\n  address: 10.0.0.1\n`;

@@ -2,9 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { analyze } from "../../mod/galley/analyze.ts";
-import type { VirtualServiceSpec, WorkloadEntrySpec } from "../../mod/galley/kinds/networking.ts";
+import type { VirtualServiceSpec, WorkloadEntrySpec } from "../../mod/api/kinds/networking.ts";
 import { parseConfig } from "../../mod/galley/parse.ts";
-import { type Diagnostic, formatDiagnostic, type Resource } from "../../mod/galley/resource.ts";
+import { type Diagnostic, formatDiagnostic, type Resource } from "../../mod/api/resource.ts";
 import { validateResource } from "../../mod/galley/validate.ts";
 
 const DIR = join(import.meta.dir, "../../config/samples");

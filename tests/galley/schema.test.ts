@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../mod/galley/parse.ts";
-import { formatDiagnostic, type Resource } from "../../mod/galley/resource.ts";
+import { formatDiagnostic, type Resource } from "../../mod/api/resource.ts";
 import {
   checkSchema,
   durationProblem,
@@ -14,7 +14,7 @@ import {
   splitFieldPath,
   suggest,
   t,
-} from "../../mod/galley/schema.ts";
+} from "../../mod/api/schema.ts";
 
 /** A parsed WorkloadEntry whose spec is `spec` (YAML, indented two spaces, first line is line 6). */
 function specResource(spec: string): Resource {

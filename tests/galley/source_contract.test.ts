@@ -2,7 +2,7 @@
  * One contract, every ConfigSource: initial state, create, modify, delete, and silence after stop.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { ConfigSource } from "../../mod/galley/source.ts";
+import type { ConfigSource } from "../../mod/runtime/config_source.ts";
 import { type ConfigStore, createConfigStore } from "../../mod/galley/store.ts";
 import { eventually } from "../e2e/_meshd.ts";
 import { dirHarness, quiet, type SourceHarness, xdsHarness } from "./_harness.ts";

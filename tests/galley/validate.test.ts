@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { parseConfig } from "../../mod/galley/parse.ts";
-import type { Resource } from "../../mod/galley/resource.ts";
+import type { Resource } from "../../mod/api/resource.ts";
 import { findKind, knownKinds, validateResource } from "../../mod/galley/validate.ts";
 
 test("knownKinds lists every kind meshd reads, with its accepted versions", () => {

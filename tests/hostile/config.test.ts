@@ -19,7 +19,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDirSource } from "../../mod/galley/dir_source.ts";
-import type { ConfigSource } from "../../mod/galley/source.ts";
+import type { ConfigSource } from "../../mod/runtime/config_source.ts";
 import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
 import { eventually, type MeshdProcess, runMeshdCommand, startMeshd } from "../e2e/_meshd.ts";
 import { finishSwap, linkVisible, projectConfigMap } from "../galley/_configmap.ts";

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { defaultMeshConfig } from "../../mod/galley/kinds/mesh_config.ts";
+import { defaultMeshConfig } from "../../mod/api/kinds/mesh_config.ts";
 import type { AdapterEnv, Handler, InstanceValue } from "../../mod/mixer/adapters/adapter.ts";
 import { createDenier } from "../../mod/mixer/adapters/denier.ts";
 import { compileList, createListChecker, parseProviderList } from "../../mod/mixer/adapters/listchecker.ts";

@@ -19,7 +19,7 @@ import {
 import { refsSignature, refValueKey } from "../../mod/mixer/client/referenced.ts";
 import { BadBagError, decodeBag, encodeBag } from "../../mod/mixer/client/wire.ts";
 import { compileInstance, refsOf } from "../../mod/mixer/compile.ts";
-import { compileExpression } from "../../mod/galley/cel.ts";
+import { compileExpression } from "../../mod/api/cel.ts";
 import { type CoreHarness, coreHarness, docs, memoryLogger, mixerYaml } from "./_harness.ts";
 
 const listHandler = (overrides: string[]) =>

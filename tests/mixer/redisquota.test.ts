@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
-import { defaultMeshConfig, type MeshConfig } from "../../mod/galley/kinds/mesh_config.ts";
+import { defaultMeshConfig, type MeshConfig } from "../../mod/api/kinds/mesh_config.ts";
 import type { AdapterEnv, Handler, InstanceValue, QuotaOutcome } from "../../mod/mixer/adapters/adapter.ts";
 import { createRedisQuota, FIXED_WINDOW_SCRIPT } from "../../mod/mixer/adapters/redisquota.ts";
 import { systemClock } from "../../mod/shared/clock.ts";

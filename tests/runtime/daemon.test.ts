@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Counter } from "prom-client";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
-import { type Daemon, startDaemon } from "../../mod/runtime/daemon.ts";
+import { type Daemon, startDaemon } from "../../runtime/daemon.ts";
 import type { ModuleDefinition } from "../../mod/runtime/module.ts";
-import { serveSettings } from "../../mod/runtime/serve_command.ts";
+import { serveSettings } from "../../runtime/serve_command.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 
 /** A module whose readiness the test controls, counting its lifecycle calls. */

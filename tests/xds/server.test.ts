@@ -14,10 +14,10 @@ import {
 } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
 import { createGrpcServer, type GrpcServer } from "../../mod/grpc/server.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
-import { createChannel } from "../../mod/xds/channel.ts";
+import { createChannel } from "../../mod/shared/channel.ts";
 import type { ResourceProvider, XdsResource } from "../../mod/xds/provider.ts";
 import { type AdsServer, createAdsServer } from "../../mod/xds/server.ts";
-import { contentVersion } from "../../mod/xds/version.ts";
+import { contentVersion } from "../../mod/shared/content_version.ts";
 
 const TYPE = "type.googleapis.com/google.protobuf.StringValue";
 const EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { AnalysisContext, Analyzer } from "../analyze.ts";
-import { type Diagnostic, type Resource, resourceLabel, type Severity } from "../resource.ts";
+import type { AnalysisContext, Analyzer } from "./_context.ts";
+import { type Diagnostic, type Resource, resourceLabel, type Severity } from "../../api/resource.ts";
 
 /** An analyzer's stable code, CamelCase name, severity of its findings and what it checks. */
 export interface AnalyzerMeta {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Destination, VirtualServiceSpec } from "../kinds/networking.ts";
+import type { Destination, VirtualServiceSpec } from "../../api/kinds/networking.ts";
 
 /** A destination of a route or mirror, and where it is written. */
 export interface DestinationRef {

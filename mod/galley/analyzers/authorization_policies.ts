@@ -10,10 +10,10 @@
  * @module
  */
 
-import type { AuthorizationPolicySpec, Source } from "../kinds/security.ts";
+import type { AuthorizationPolicySpec, Source } from "../../api/kinds/security.ts";
 import { didYouMean } from "../../shared/suggest.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import type { Resource } from "../resource.ts";
+import type { AnalysisContext } from "./_context.ts";
+import type { Resource } from "../../api/resource.ts";
 import { defineAnalyzer, type Report } from "./_define.ts";
 
 /** Matches a value against an Istio string pattern: exact, `*`, `*suffix` or `prefix*`. */

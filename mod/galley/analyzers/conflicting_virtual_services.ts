@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { VirtualServiceSpec } from "../kinds/networking.ts";
-import type { Resource } from "../resource.ts";
-import { visibilitiesOverlap, type Visibility, visibilityOf } from "./_hosts.ts";
+import { visibilitiesOverlap, type Visibility, visibilityOf } from "../../api/mod.ts";
+import type { VirtualServiceSpec } from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 import { boundGateways } from "./_routes.ts";
 

@@ -5,10 +5,10 @@
  * @module
  */
 
-import type { VirtualServiceSpec } from "../kinds/networking.ts";
+import { hostsOverlap, isVisibleFrom } from "../../api/mod.ts";
+import type { VirtualServiceSpec } from "../../api/kinds/networking.ts";
 import { didYouMean } from "../../shared/suggest.ts";
-import type { AnalysisContext, MeshService } from "../analyze.ts";
-import { hostsOverlap, isVisibleFrom } from "./_hosts.ts";
+import type { AnalysisContext, MeshService } from "./_context.ts";
 import { defineAnalyzer } from "./_define.ts";
 import { destinationsOf } from "./_routes.ts";
 

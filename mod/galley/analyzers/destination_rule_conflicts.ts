@@ -7,10 +7,10 @@
  * @module
  */
 
-import type { DestinationRuleSpec } from "../kinds/networking.ts";
-import type { Resource } from "../resource.ts";
-import { visibilitiesOverlap, visibilityOf } from "./_hosts.ts";
-import { isEmptySelector } from "./_labels.ts";
+import { isEmptySelector, visibilitiesOverlap, visibilityOf } from "../../api/mod.ts";
+import type { DestinationRuleSpec } from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 
 function where(r: Resource): string {

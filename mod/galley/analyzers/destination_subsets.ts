@@ -5,11 +5,12 @@
  * @module
  */
 
-import type { DestinationRuleSpec, VirtualServiceSpec } from "../kinds/networking.ts";
+import { hostCovers, isVisibleFrom, visibilityOf } from "../../api/mod.ts";
+import type { DestinationRuleSpec, VirtualServiceSpec } from "../../api/kinds/networking.ts";
 import { didYouMean } from "../../shared/suggest.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import type { Resource } from "../resource.ts";
-import { hostMatches, isVisibleFrom, visibilityOf } from "./_hosts.ts";
+import type { AnalysisContext } from "./_context.ts";
+import type { Resource } from "../../api/resource.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 import { destinationsOf } from "./_routes.ts";
 
@@ -22,7 +23,7 @@ export function destinationRulesFor(
   return ctx.ofKind<DestinationRuleSpec>("DestinationRule").filter((dr) => {
     const drNs = dr.metadata.namespace;
     return isVisibleFrom(visibilityOf(dr.spec.exportTo, drNs), namespace) &&
-      hostMatches(ctx.resolveHost(dr.spec.host, drNs), host);
+      hostCovers(ctx.resolveHost(dr.spec.host, drNs), host);
   });
 }
 

@@ -5,8 +5,9 @@
  * @module
  */
 
-import type { GatewaySpec } from "../kinds/networking.ts";
-import { formatLabels, isEmptySelector } from "./_labels.ts";
+import { isEmptySelector } from "../../api/mod.ts";
+import type { GatewaySpec } from "../../api/kinds/networking.ts";
+import { formatLabels } from "./_labels.ts";
 import { defineAnalyzer } from "./_define.ts";
 
 /** MSH0128: each Gateway's selector picks at least one WorkloadEntry or WorkloadGroup. */

@@ -2,43 +2,22 @@
  * Mixer-model rules (config.istio.io/v1alpha2) against the handlers and instances they wire
  * together: both must exist, and every instance's template must be one its handler's adapter
  * consumes (a listchecker checks listentry instances, a quota adapter counts quota instances).
+ * Which templates an adapter consumes comes from its descriptor in mod/api/mixer's adapter table.
  *
  * References are `NAME` (the rule's namespace), `NAME.NAMESPACE`, or Istio's fully qualified
- * `NAME.KIND.NAMESPACE`.
+ * `NAME.KIND.NAMESPACE` (`parseMixerRef`, shared with mixer's dispatch).
  *
  * @module
  */
 
-import type {
-  CompiledAdapter,
-  CompiledTemplate,
-  HandlerSpec,
-  InstanceSpec,
-  RuleSpec,
-} from "../kinds/mixer.ts";
+import type { HandlerSpec, InstanceSpec, RuleSpec } from "../../api/kinds/mixer.ts";
+import { adapterDescriptor, parseMixerRef } from "../../api/mixer/mod.ts";
 import { didYouMean } from "../../shared/suggest.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import type { Resource } from "../resource.ts";
+import type { AnalysisContext } from "./_context.ts";
+import type { Resource } from "../../api/resource.ts";
 import { defineAnalyzer, type Report } from "./_define.ts";
 
-/** The templates each compiled-in adapter accepts. */
-export const ADAPTER_TEMPLATES: Readonly<Record<CompiledAdapter, readonly CompiledTemplate[]>> = {
-  denier: ["checknothing"],
-  listchecker: ["listentry"],
-  memquota: ["quota"],
-  redisquota: ["quota"],
-  prometheus: ["metric"],
-  stdio: ["logentry", "metric"],
-  zipkin: ["tracespan"],
-};
-
-/** The namespace and name a handler or instance reference written in `namespace` points at. */
-export function parseMixerRef(ref: string, namespace: string): { namespace: string; name: string } {
-  const parts = ref.split(".");
-  if (parts.length === 1) return { namespace, name: ref };
-  if (parts.length === 2) return { namespace: parts[1]!, name: parts[0]! };
-  return { namespace: parts[2]!, name: parts[0]! };
-}
+export { parseMixerRef };
 
 interface Reference<S> {
   readonly ref: string;
@@ -120,8 +99,8 @@ export const mixerTemplateMismatch = defineAnalyzer({
   for (const rule of ctx.ofKind<RuleSpec>("rule")) {
     for (const a of actionsOf(ctx, rule)) {
       const adapter = a.handler.target?.spec.compiledAdapter;
-      if (!adapter) continue;
-      const accepted = ADAPTER_TEMPLATES[adapter];
+      const accepted = adapter === undefined ? undefined : adapterDescriptor(adapter)?.templates;
+      if (!accepted) continue;
       for (const inst of a.instances) {
         const template = inst.target?.spec.compiledTemplate;
         if (!template || accepted.includes(template)) continue;

@@ -12,10 +12,11 @@
  * @module
  */
 
-import type { DestinationRuleSpec, TrafficPolicy } from "../kinds/networking.ts";
-import type { MtlsMode, PeerAuthenticationSpec } from "../kinds/security.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import { isEmptySelector, type Labels, selectorMatches } from "./_labels.ts";
+import { isEmptySelector, type Labels, selectorMatches } from "../../api/mod.ts";
+import type { DestinationRuleSpec, TrafficPolicy } from "../../api/kinds/networking.ts";
+import type { MtlsMode, PeerAuthenticationSpec } from "../../api/kinds/security.ts";
+import type { AnalysisContext } from "./_context.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 
 /** A server-side mTLS mode and what set it. */

@@ -12,8 +12,8 @@ import type {
   L4MatchAttributes,
   TLSMatchAttributes,
   VirtualServiceSpec,
-} from "../kinds/networking.ts";
-import type { Resource } from "../resource.ts";
+} from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
 import { defineAnalyzer } from "./_define.ts";
 
 /** A finding of the reachability walk, before it becomes a diagnostic. */

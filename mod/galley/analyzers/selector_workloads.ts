@@ -7,10 +7,11 @@
  * @module
  */
 
-import type { MatchLabelsSelector, SidecarSpec } from "../kinds/networking.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import type { Resource } from "../resource.ts";
-import { formatLabels, isEmptySelector, type Labels } from "./_labels.ts";
+import { isEmptySelector, type Labels } from "../../api/mod.ts";
+import type { MatchLabelsSelector, SidecarSpec } from "../../api/kinds/networking.ts";
+import type { AnalysisContext } from "./_context.ts";
+import type { Resource } from "../../api/resource.ts";
+import { formatLabels } from "./_labels.ts";
 import { defineAnalyzer, type Report } from "./_define.ts";
 
 /** Kinds with `spec.selector.matchLabels`. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { ServiceEntrySpec } from "../kinds/networking.ts";
+import type { ServiceEntrySpec } from "../../api/kinds/networking.ts";
 import { defineAnalyzer } from "./_define.ts";
 
 /** Protocols routed by destination address only; an unset protocol is TCP. */

@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { SidecarSpec } from "../kinds/networking.ts";
-import type { Resource } from "../resource.ts";
-import { isEmptySelector, selectorMatches } from "./_labels.ts";
+import { isEmptySelector, selectorMatches } from "../../api/mod.ts";
+import type { SidecarSpec } from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 
 function name(r: Resource): string {

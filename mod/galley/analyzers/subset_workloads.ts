@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { DestinationRuleSpec } from "../kinds/networking.ts";
-import type { Workload } from "../analyze.ts";
-import { formatLabels, type Labels, selectorMatches } from "./_labels.ts";
+import { type Labels, selectorMatches } from "../../api/mod.ts";
+import type { DestinationRuleSpec } from "../../api/kinds/networking.ts";
+import type { Workload } from "./_context.ts";
+import { formatLabels } from "./_labels.ts";
 import { defineAnalyzer } from "./_define.ts";
 
 /** For the first label of `selector` no workload matches on, the values the workloads carry. */

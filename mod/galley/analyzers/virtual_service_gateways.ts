@@ -5,11 +5,12 @@
  * @module
  */
 
-import type { GatewaySpec, VirtualServiceSpec } from "../kinds/networking.ts";
+import { hostsOverlap, namespaceAdmits, normalizeHost, splitNamespacedHost } from "../../api/mod.ts";
+import type { GatewaySpec, VirtualServiceSpec } from "../../api/kinds/networking.ts";
 import { didYouMean } from "../../shared/suggest.ts";
-import type { AnalysisContext } from "../analyze.ts";
-import type { Resource } from "../resource.ts";
-import { hostsOverlap } from "./_hosts.ts";
+import type { AnalysisContext } from "./_context.ts";
+import type { Resource } from "../../api/resource.ts";
+
 import { defineAnalyzer } from "./_define.ts";
 import { gatewayRefsOf, MESH_GATEWAY, parseGatewayRef } from "./_routes.ts";
 
@@ -46,12 +47,8 @@ function hostsAcceptedFor(gw: Resource<GatewaySpec>, namespace: string): string[
   const out: string[] = [];
   for (const server of gw.spec.servers) {
     for (const h of server.hosts) {
-      const slash = h.indexOf("/");
-      const ns = slash < 0 ? "*" : h.slice(0, slash);
-      const host = (slash < 0 ? h : h.slice(slash + 1)).toLowerCase();
-      if (ns === "*" || ns === namespace || (ns === "." && gw.metadata.namespace === namespace)) {
-        out.push(host);
-      }
+      const { namespace: part, host } = splitNamespacedHost(h);
+      if (namespaceAdmits(part, gw.metadata.namespace, namespace)) out.push(normalizeHost(host));
     }
   }
   return out;

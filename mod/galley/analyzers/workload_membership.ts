@@ -7,9 +7,10 @@
  * @module
  */
 
-import type { ServiceEntrySpec } from "../kinds/networking.ts";
-import type { AnalysisContext, Workload } from "../analyze.ts";
-import { formatLabels, isEmptySelector, selectorMatches } from "./_labels.ts";
+import { isEmptySelector, selectorMatches } from "../../api/mod.ts";
+import type { ServiceEntrySpec } from "../../api/kinds/networking.ts";
+import type { AnalysisContext, Workload } from "./_context.ts";
+import { formatLabels } from "./_labels.ts";
 import { defineAnalyzer, type Report } from "./_define.ts";
 
 function inSomeService(ctx: AnalysisContext, w: Workload): boolean {

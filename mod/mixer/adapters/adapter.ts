@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { MeshConfig } from "../../galley/kinds/mesh_config.ts";
+import type { MeshConfig } from "../../api/kinds/mesh_config.ts";
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { MetricsRegistry } from "../../shared/metrics.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DenierParams } from "../../galley/kinds/mixer.ts";
+import type { DenierParams } from "../../api/mixer/mod.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { type AdapterFactory, type CheckOutcome, Codes } from "./adapter.ts";
 

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { MemQuotaParams } from "../../galley/kinds/mixer.ts";
+import type { MemQuotaParams } from "../../api/mixer/mod.ts";
 import type { Timer } from "../../shared/clock.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { type AdapterFactory, Codes, type QuotaOutcome } from "./adapter.ts";

@@ -22,7 +22,7 @@
  * @module
  */
 import { Counter, Gauge, Histogram, type Metric } from "prom-client";
-import type { PrometheusBuckets, PrometheusParams } from "../../galley/kinds/mixer.ts";
+import type { PrometheusBuckets, PrometheusParams } from "../../api/mixer/mod.ts";
 import type { Timer } from "../../shared/clock.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import type { Logger } from "../../shared/logger.ts";

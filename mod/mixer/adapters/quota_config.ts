@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { QuotaOverride } from "../../galley/kinds/mixer.ts";
+import type { QuotaOverride } from "../../api/mixer/mod.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import {
   Codes,

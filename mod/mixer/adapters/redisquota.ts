@@ -15,7 +15,7 @@
  */
 import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
-import type { RedisQuotaParams } from "../../galley/kinds/mixer.ts";
+import type { RedisQuotaParams } from "../../api/mixer/mod.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import { type AdapterFactory, Codes, type QuotaOutcome } from "./adapter.ts";

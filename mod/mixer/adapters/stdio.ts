@@ -22,7 +22,7 @@ import {
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
 import { Counter } from "prom-client";
-import type { StdioParams } from "../../galley/kinds/mixer.ts";
+import type { StdioParams } from "../../api/mixer/mod.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import type { MetricsRegistry } from "../../shared/metrics.ts";
 import { type AdapterFactory, type InstanceValue, jsonFriendly } from "./adapter.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 import { Counter } from "prom-client";
-import type { ZipkinParams } from "../../galley/kinds/mixer.ts";
+import type { ZipkinParams } from "../../api/mixer/mod.ts";
 import type { Timer } from "../../shared/clock.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import type { MetricsRegistry } from "../../shared/metrics.ts";

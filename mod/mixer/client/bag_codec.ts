@@ -9,11 +9,8 @@
  * @module
  */
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { type AttributeType, istioAttributes } from "../../galley/attributes.ts";
-import type { BagLimits } from "./wire.ts";
-
-/** A bag of attributes describing one request or connection. */
-type AttributeBag = Record<string, unknown>;
+import { type AttributeType, istioAttributes } from "../../api/attributes.ts";
+import type { AttributeBag, BagLimits } from "./bag.ts";
 
 /** Thrown for a bag that breaks the limits or the vocabulary's types (the caller's fault, by name). */
 export class BadBagError extends Error {

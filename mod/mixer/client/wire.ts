@@ -18,33 +18,11 @@ import {
   AttributeValueSchema,
   StringMapSchema,
 } from "#gen/meshd/mixer/v1/mixer_pb.ts";
-import { type AttributeType, istioAttributes } from "../../galley/attributes.ts";
+import { type AttributeType, istioAttributes } from "../../api/attributes.ts";
+import { type AttributeBag, type BagLimits, DEFAULT_BAG_LIMITS } from "./bag.ts";
 import { BadBagError, readBag } from "./bag_codec.ts";
 
-export { BadBagError };
-
-/** A bag of attributes describing one request or connection. */
-export type AttributeBag = Record<string, unknown>;
-
-/** Limits applied to bags that arrive from the network. */
-export interface BagLimits {
-  /** Most attributes in one bag. */
-  readonly maxAttributes: number;
-  /** Longest attribute name. */
-  readonly maxNameLength: number;
-  /** Longest string or bytes value, and longest map key or value. */
-  readonly maxValueLength: number;
-  /** Most entries in one string map. */
-  readonly maxMapEntries: number;
-}
-
-/** The limits the daemon applies unless told otherwise. */
-export const DEFAULT_BAG_LIMITS: BagLimits = {
-  maxAttributes: 256,
-  maxNameLength: 128,
-  maxValueLength: 16 * 1024,
-  maxMapEntries: 256,
-};
+export { type AttributeBag, BadBagError, type BagLimits, DEFAULT_BAG_LIMITS };
 
 /** The vocabulary type of an attribute, or undefined for a name outside Istio's vocabulary. */
 export function attributeType(name: string): AttributeType | undefined {

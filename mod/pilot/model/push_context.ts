@@ -7,20 +7,29 @@ import type {
   GatewaySpec,
   SidecarSpec,
   VirtualServiceSpec,
-} from "../../galley/kinds/networking.ts";
-import { hostCovers } from "../../galley/kinds/networking.ts";
-import { contentVersion } from "../../xds/version.ts";
-import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../galley/kinds/mesh_config.ts";
+} from "../../api/kinds/networking.ts";
+import {
+  DEFAULT_DOMAIN_SUFFIX,
+  exportedTo,
+  hostCovers,
+  isEmptySelector,
+  namespaceAdmits,
+  resolveHost,
+  selectorMatches,
+  splitNamespacedHost,
+} from "../../api/mod.ts";
+import { contentVersion } from "../../shared/content_version.ts";
+import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../api/kinds/mesh_config.ts";
 import type {
   AuthorizationPolicySpec,
   PeerAuthenticationSpec,
   RequestAuthenticationSpec,
-} from "../../galley/kinds/security.ts";
-import type { Resource } from "../../galley/resource.ts";
-import type { ConfigSnapshot } from "../../galley/store.ts";
+} from "../../api/kinds/security.ts";
+import type { Resource } from "../../api/resource.ts";
+import type { ConfigSnapshot } from "../../galley/mod.ts";
 import type { Proxy } from "./proxy.ts";
 import { type RegistryState, servicesFromConfig, type Workload, workloadsFromConfig } from "./registry.ts";
-import { type Endpoint, labelsMatch, type Service } from "./service.ts";
+import type { Endpoint, Service } from "./service.ts";
 
 const NETWORKING = "networking.istio.io";
 const SECURITY = "security.istio.io";
@@ -30,8 +39,8 @@ export interface PolicyWorkload {
   readonly namespace: string;
   readonly labels: Readonly<Record<string, string>>;
 }
-/** The DNS suffix short host names are qualified with. */
-export const DNS_SUFFIX = "svc.cluster.local";
+/** The DNS suffix short host names are qualified with (after their namespace). */
+export const DNS_SUFFIX = `svc.${DEFAULT_DOMAIN_SUFFIX}`;
 
 /**
  * Which optional parts of meshd run beside pilot and change what sidecars are given. Fixed for
@@ -104,25 +113,6 @@ export interface PushContext {
   authorizationPolicies(workload: PolicyWorkload): readonly Resource<AuthorizationPolicySpec>[];
   /** RequestAuthentications that apply to a workload, selected like AuthorizationPolicies. */
   requestAuthentications(workload: PolicyWorkload): readonly Resource<RequestAuthenticationSpec>[];
-}
-
-/** Qualifies a short host name ("reviews") with the namespace of the resource naming it. */
-export function resolveHost(host: string, namespace: string): string {
-  if (host === "*" || host.includes(".")) return host;
-  return `${host}.${namespace}.${DNS_SUFFIX}`;
-}
-
-/** Whether a resource with `exportTo` in `ownNamespace` is visible from `fromNamespace`. */
-export function exportedTo(
-  exportTo: readonly string[] | undefined,
-  ownNamespace: string,
-  fromNamespace: string,
-): boolean {
-  if (!exportTo || exportTo.length === 0) return true;
-  for (const e of exportTo) {
-    if (e === "*" || e === fromNamespace || (e === "." && ownNamespace === fromNamespace)) return true;
-  }
-  return false;
 }
 
 /** Gateway reference as written in a VirtualService, made "namespace/name" ("mesh" stays). */
@@ -206,11 +196,10 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       const root = ns === mesh.rootNamespace;
       if (!own && !root) return false;
       const sel = spec.selector?.matchLabels;
-      const hasSelector = sel !== undefined && Object.keys(sel).length > 0;
-      if (!hasSelector) return true;
+      if (isEmptySelector(sel)) return true;
       if (root && !own && !rootSelectors) return false;
       if (root && own && !rootSelectors) return false;
-      return labelsMatch(sel, workload.labels);
+      return selectorMatches(sel, workload.labels);
     });
   }
 
@@ -222,7 +211,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   function sidecarFor(proxy: Proxy): Resource<SidecarSpec> | undefined {
     const inNs = sidecars.filter((s) => s.metadata.namespace === proxy.namespace);
     return inNs.find((s) =>
-      s.spec.workloadSelector && labelsMatch(s.spec.workloadSelector.labels, proxy.labels)
+      s.spec.workloadSelector && selectorMatches(s.spec.workloadSelector.labels, proxy.labels)
     ) ??
       inNs.find((s) => !s.spec.workloadSelector) ??
       sidecars.find((s) => s.metadata.namespace === mesh.rootNamespace && !s.spec.workloadSelector);
@@ -233,13 +222,12 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     if (egress.length === 0) return true;
     for (const l of egress) {
       for (const h of l.hosts) {
-        const slash = h.indexOf("/");
-        const ns = h.slice(0, slash);
-        const host = h.slice(slash + 1);
-        if (ns === "~") continue;
-        const nsOk = ns === "*" ||
-          (ns === "." ? svc.namespace === sc.metadata.namespace : svc.namespace === ns);
-        if (nsOk && hostCovers(host, svc.hostname)) return true;
+        const { namespace, host } = splitNamespacedHost(h);
+        if (
+          namespaceAdmits(namespace, sc.metadata.namespace, svc.namespace) && hostCovers(host, svc.hostname)
+        ) {
+          return true;
+        }
       }
     }
     return false;
@@ -312,7 +300,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
           if (!exportedTo(dr.spec.exportTo, ns, proxy.namespace)) continue;
           if (
             dr.spec.workloadSelector &&
-            (ns !== proxy.namespace || !labelsMatch(dr.spec.workloadSelector.matchLabels, proxy.labels))
+            (ns !== proxy.namespace || !selectorMatches(dr.spec.workloadSelector.matchLabels, proxy.labels))
           ) {
             continue;
           }
@@ -334,7 +322,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     authorizationPolicies: (workload) => selectPolicies(authzPolicies, workload, true),
     requestAuthentications: (workload) => selectPolicies(requestAuthns, workload, true),
     gatewaysFor: (proxy) =>
-      gateways.filter((g) => g.spec.selector !== undefined && labelsMatch(g.spec.selector, proxy.labels)),
+      gateways.filter((g) => g.spec.selector !== undefined && selectorMatches(g.spec.selector, proxy.labels)),
     sidecarFor,
     instancesOf(proxy) {
       const seen = new Set<string>();

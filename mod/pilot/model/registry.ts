@@ -2,10 +2,11 @@
  * Service registries. The ServiceEntry registry reads services from config; platform adapters
  * (VM auto-registration, Kubernetes, Consul) plug in behind the same interface.
  */
-import type { ConfigSnapshot } from "../../galley/store.ts";
-import type { ServiceEntrySpec, WorkloadEntrySpec } from "../../galley/kinds/networking.ts";
-import { resourceKey } from "../../galley/resource.ts";
-import { type Endpoint, labelsMatch, parseProtocol, type Service, type ServicePort } from "./service.ts";
+import type { ConfigSnapshot } from "../../galley/mod.ts";
+import type { ServiceEntrySpec, WorkloadEntrySpec } from "../../api/kinds/networking.ts";
+import { resourceKey } from "../../api/resource.ts";
+import { resolveHost, selectorMatches } from "../../api/mod.ts";
+import { type Endpoint, parseProtocol, type Service, type ServicePort } from "./service.ts";
 
 /** A workload a registry knows (a WorkloadEntry, or one auto-registered from a WorkloadGroup). */
 export interface Workload {
@@ -72,7 +73,9 @@ export function servicesFromConfig(config: ConfigSnapshot, workloads: readonly W
     const location = spec.location ?? "MESH_EXTERNAL";
     const source = resourceKey(r);
     const ns = r.metadata.namespace;
-    for (const host of spec.hosts) {
+    for (const written of spec.hosts) {
+      // Read as galley reads it: short names qualified with the entry's namespace, lower-case.
+      const host = resolveHost(written, ns);
       services.push({
         hostname: host,
         namespace: ns,
@@ -111,7 +114,7 @@ export function servicesFromConfig(config: ConfigSnapshot, workloads: readonly W
       };
       if (spec.workloadSelector) {
         for (const w of workloads) {
-          if (w.namespace === ns && labelsMatch(spec.workloadSelector.labels, w.spec.labels ?? {})) {
+          if (w.namespace === ns && selectorMatches(spec.workloadSelector.labels, w.spec.labels)) {
             add(w.spec, w.key, w.healthy, false);
           }
         }

@@ -57,7 +57,10 @@ export interface ServicePort {
 
 /** A service: a host name with ports, and how its endpoints are found. */
 export interface Service {
-  /** Fully qualified host name, or a wildcard host ("*.example.com"). */
+  /**
+   * Fully qualified host name, or a wildcard host ("*.example.com"), resolved as mod/api's
+   * `resolveHost` does (short names qualified, lower-case).
+   */
   readonly hostname: string;
   /** Namespace of the resource that declared it. */
   readonly namespace: string;
@@ -97,14 +100,4 @@ export interface Endpoint {
   readonly tlsMode: "istio" | "disabled";
   /** resourceKey of the WorkloadEntry (or ServiceEntry) it came from. */
   readonly source: string;
-}
-
-/** True when `labels` carries every key/value of `selector` (an empty selector selects all). */
-export function labelsMatch(
-  selector: Readonly<Record<string, string>> | undefined,
-  labels: Readonly<Record<string, string>>,
-): boolean {
-  if (!selector) return true;
-  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
-  return true;
 }

@@ -6,8 +6,8 @@
 import { readFileSync, statSync } from "node:fs";
 import type { Command } from "../../cli/command.ts";
 import type { SettingSpec } from "../../cli/setting.ts";
-import { listConfigFiles } from "../../galley/dir_source.ts";
-import { createConfigStore } from "../../galley/store.ts";
+import { listConfigFiles } from "../../galley/mod.ts";
+import { createConfigStore } from "../../galley/mod.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { table } from "../cli.ts";

@@ -20,7 +20,8 @@ import {
   HttpConnectionManagerSchema,
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import { TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
-import { type PushContext, resolveHost } from "../model/push_context.ts";
+import { type PushContext } from "../model/push_context.ts";
+import { resolveHost } from "../../api/mod.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { buildListeners, buildRoutes } from "../translate/mod.ts";
 import { routeMatches, selectFilterChain, selectVirtualHost } from "./match.ts";

@@ -10,8 +10,8 @@ import { type AccessLog, AccessLogSchema } from "#gen/envoy/config/accesslog/v3/
 import { ApiVersion } from "#gen/envoy/config/core/v3/config_source_pb.ts";
 import { FileAccessLogSchema } from "#gen/envoy/extensions/access_loggers/file/v3/file_pb.ts";
 import { HttpGrpcAccessLogConfigSchema } from "#gen/envoy/extensions/access_loggers/grpc/v3/als_pb.ts";
-import type { MeshConfig } from "../../galley/kinds/mesh_config.ts";
-import { mixerFilterSettings } from "../../mixer/filter_settings.ts";
+import type { MeshConfig } from "../../api/kinds/mesh_config.ts";
+import { mixerFilterSettings } from "../../api/mixer/filter_settings.ts";
 import type { PilotFeatures } from "../model/push_context.ts";
 import { durationFromString, typedConfig } from "./conversion.ts";
 

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { MtlsMode, PeerAuthenticationSpec } from "../../galley/kinds/security.ts";
-import type { Resource } from "../../galley/resource.ts";
+import type { MtlsMode, PeerAuthenticationSpec } from "../../api/kinds/security.ts";
+import type { Resource } from "../../api/resource.ts";
 import type { PolicyWorkload, PushContext } from "../model/push_context.ts";
 
 /** An effective server-side mTLS mode. */

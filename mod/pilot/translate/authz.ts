@@ -63,8 +63,8 @@ import type {
   Condition,
   Operation,
   Source,
-} from "../../galley/kinds/security.ts";
-import type { Resource } from "../../galley/resource.ts";
+} from "../../api/kinds/security.ts";
+import type { Resource } from "../../api/resource.ts";
 import { cidrRange, typedConfig } from "./conversion.ts";
 import { JWT_FILTER } from "./jwt.ts";
 

@@ -32,7 +32,7 @@ import {
 import { adsConfigSource, byString, durationFromString, socketAddress, typedConfig } from "./conversion.ts";
 import { planLoadAssignment } from "./endpoint.ts";
 import { inboundPorts, proxyLocality } from "./proxy_scope.ts";
-import type { ClientTLSSettings } from "../../galley/kinds/networking.ts";
+import type { ClientTLSSettings } from "../../api/kinds/networking.ts";
 import { effectiveMtlsMode } from "./authn.ts";
 import { upstreamTlsContext, upstreamTransportSocket } from "./tls.ts";
 

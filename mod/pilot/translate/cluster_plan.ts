@@ -1,14 +1,17 @@
 /**
- * The outbound clusters a proxy needs, decided once and rendered twice: as Clusters
- * (cluster.ts) and, for EDS clusters, as ClusterLoadAssignments (endpoint.ts). One plan per
- * port of every reachable service, and one per DestinationRule subset.
+ * The outbound clusters a proxy needs, decided once and rendered for each data plane: as
+ * Envoy Clusters (cluster.ts) and ClusterLoadAssignments (endpoint.ts), and as proxyless-gRPC
+ * clusters and assignments (grpc/cluster.ts, grpc/endpoint.ts). One plan per port of every
+ * reachable service, and one per DestinationRule subset, with the traffic policy merged as
+ * Istio merges it (cluster_traffic_policy.ts: port-level settings over subset over top level).
  *
  * @module
  */
-import type { DestinationRuleSpec } from "../../galley/kinds/networking.ts";
+import type { DestinationRuleSpec } from "../../api/kinds/networking.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { type Endpoint, labelsMatch, type Service, type ServicePort } from "../model/service.ts";
+import { type Endpoint, type Service, type ServicePort } from "../model/service.ts";
+import { selectorMatches } from "../../api/mod.ts";
 import { outboundClusterName } from "./cluster_name.ts";
 import { type ClusterPolicy, mergeTrafficPolicy } from "./cluster_traffic_policy.ts";
 import { byString } from "./conversion.ts";
@@ -96,7 +99,7 @@ export function outboundClusterPlans(push: PushContext, proxy: Proxy): OutboundC
           rule,
           policy: subsetPolicy,
           discovery: discoveryOf(service, all, subsetPolicy),
-          endpoints: healthy.filter((e) => labelsMatch(subset.labels, e.labels)),
+          endpoints: healthy.filter((e) => selectorMatches(subset.labels, e.labels)),
           identities,
         });
       }

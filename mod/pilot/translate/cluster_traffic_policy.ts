@@ -1,7 +1,9 @@
 /**
  * DestinationRule traffic policy on clusters: which policy applies to a port and subset, and
- * one small configurer per part of it (load balancer, connection pool, HTTP protocol options,
- * outlier detection, locality weighting). TLS lives in tls.ts.
+ * one small configurer per part of it (load balancer with slow start, connection pool, HTTP
+ * protocol options, outlier detection, locality weighting or zone-aware routing). TLS lives in
+ * tls.ts. The merge and the shared pieces (thresholds, outlier detection, ring size) are what
+ * proxyless gRPC renders too (grpc/cluster.ts).
  *
  * @module
  */
@@ -9,6 +11,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   type Cluster,
   Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema,
+  Cluster_CommonLbConfig_ZoneAwareLbConfigSchema,
   Cluster_CommonLbConfigSchema,
   Cluster_DiscoveryType,
   Cluster_LbPolicy,
@@ -16,6 +19,8 @@ import {
   Cluster_MaglevLbConfigSchema,
   Cluster_RingHashLbConfigSchema,
   Cluster_RoundRobinLbConfigSchema,
+  type Cluster_SlowStartConfig,
+  Cluster_SlowStartConfigSchema,
   UpstreamConnectionOptionsSchema,
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
 import {
@@ -23,7 +28,10 @@ import {
   CircuitBreakers_ThresholdsSchema,
   CircuitBreakersSchema,
 } from "#gen/envoy/config/cluster/v3/circuit_breaker_pb.ts";
-import { OutlierDetectionSchema } from "#gen/envoy/config/cluster/v3/outlier_detection_pb.ts";
+import {
+  type OutlierDetection as EnvoyOutlierDetection,
+  OutlierDetectionSchema,
+} from "#gen/envoy/config/cluster/v3/outlier_detection_pb.ts";
 import { HttpProtocolOptionsSchema as CommonHttpProtocolOptionsSchema } from "#gen/envoy/config/core/v3/protocol_pb.ts";
 import {
   type HttpProtocolOptions,
@@ -35,7 +43,7 @@ import type {
   LoadBalancerSettings,
   OutlierDetection,
   TrafficPolicy,
-} from "../../galley/kinds/networking.ts";
+} from "../../api/kinds/networking.ts";
 import { isHttp2Protocol, isHttpProtocol, type ServicePort } from "../model/service.ts";
 import { PercentSchema } from "#gen/envoy/type/v3/percent_pb.ts";
 import { durationFromString, secondsFromString, typedConfig } from "./conversion.ts";
@@ -103,17 +111,28 @@ export function defaultThresholds(): CircuitBreakers_Thresholds {
 }
 
 /**
+ * The circuit-breaker thresholds for a connection pool: Istio's unlimited defaults, with the
+ * pool's request, pending-request, retry and connection limits (both renderings use these).
+ */
+export function circuitBreakerThresholds(
+  pool: ConnectionPoolSettings | undefined,
+): CircuitBreakers_Thresholds {
+  const t = defaultThresholds();
+  const http = pool?.http;
+  if (http?.http2MaxRequests) t.maxRequests = http.http2MaxRequests;
+  if (http?.http1MaxPendingRequests) t.maxPendingRequests = http.http1MaxPendingRequests;
+  if (http?.maxRetries) t.maxRetries = http.maxRetries;
+  if (pool?.tcp?.maxConnections) t.maxConnections = pool.tcp.maxConnections;
+  return t;
+}
+
+/**
  * Connection pool → circuit-breaker thresholds, connect timeout and TCP keepalive. Always sets
  * circuit breakers (the defaults when the pool says nothing).
  */
 export function applyConnectionPool(cluster: Cluster, pool: ConnectionPoolSettings | undefined): void {
-  const t = defaultThresholds();
-  const http = pool?.http;
+  const t = circuitBreakerThresholds(pool);
   const tcp = pool?.tcp;
-  if (http?.http2MaxRequests) t.maxRequests = http.http2MaxRequests;
-  if (http?.http1MaxPendingRequests) t.maxPendingRequests = http.http1MaxPendingRequests;
-  if (http?.maxRetries) t.maxRetries = http.maxRetries;
-  if (tcp?.maxConnections) t.maxConnections = tcp.maxConnections;
   if (tcp?.connectTimeout) cluster.connectTimeout = durationFromString(tcp.connectTimeout);
   const ka = tcp?.tcpKeepalive;
   if (ka) {
@@ -191,11 +210,12 @@ export function applyHttpProtocolOptions(
 }
 
 /**
- * Outlier detection → Envoy's consecutive-5xx / gateway-error ejection. Success-rate ejection
- * is turned off, and the panic threshold is `minHealthPercent` (0, i.e. never panic, unless set).
+ * Outlier detection as Envoy's message: consecutive-5xx and gateway-error ejection (the
+ * deprecated `consecutiveErrors` counts gateway errors, as Istio does), interval, ejection time
+ * and percentage, local-origin errors when split; success-rate ejection turned off. Proxyless
+ * gRPC renders the same message and adds failure-percentage ejection (grpc/cluster.ts).
  */
-export function applyOutlierDetection(cluster: Cluster, od: OutlierDetection | undefined): void {
-  if (!od) return;
+export function outlierDetectionConfig(od: OutlierDetection): EnvoyOutlierDetection {
   const out = create(OutlierDetectionSchema, { enforcingSuccessRate: 0 });
   if (od.consecutive5xxErrors !== undefined) {
     out.consecutive5xx = od.consecutive5xxErrors;
@@ -217,20 +237,59 @@ export function applyOutlierDetection(cluster: Cluster, od: OutlierDetection | u
     }
     out.enforcingLocalOriginSuccessRate = 0;
   }
-  cluster.outlierDetection = out;
+  return out;
+}
+
+/**
+ * Outlier detection on an Envoy cluster ({@link outlierDetectionConfig}), with the panic
+ * threshold at `minHealthPercent` (0, i.e. never panic, unless set).
+ */
+export function applyOutlierDetection(cluster: Cluster, od: OutlierDetection | undefined): void {
+  if (!od) return;
+  cluster.outlierDetection = outlierDetectionConfig(od);
   cluster.commonLbConfig ??= create(Cluster_CommonLbConfigSchema, {});
   cluster.commonLbConfig.healthyPanicThreshold = create(PercentSchema, { value: od.minHealthPercent ?? 0 });
 }
 
-function setSimpleLb(cluster: Cluster, policy: Cluster_LbPolicy, warmup: string | undefined): void {
+/**
+ * Slow start for a load balancer: `warmupDurationSecs`, or `warmup` with its window, minimum
+ * weight percent and aggression; undefined when neither is set.
+ */
+export function slowStartConfig(lb: LoadBalancerSettings | undefined): Cluster_SlowStartConfig | undefined {
+  if (lb?.warmupDurationSecs) {
+    return create(Cluster_SlowStartConfigSchema, {
+      slowStartWindow: durationFromString(lb.warmupDurationSecs),
+    });
+  }
+  const w = lb?.warmup;
+  if (!w?.duration) return undefined;
+  return create(Cluster_SlowStartConfigSchema, {
+    slowStartWindow: durationFromString(w.duration),
+    ...(w.aggression !== undefined ? { aggression: { defaultValue: w.aggression, runtimeKey: "" } } : {}),
+    ...(w.minimumPercent !== undefined ? { minWeightPercent: { value: w.minimumPercent } } : {}),
+  });
+}
+
+/** Envoy's and gRPC's default ring size for consistent hashing. */
+export const DEFAULT_RING_SIZE = 1024;
+
+/** The minimum ring size of a consistent-hash setting (ringHash, the deprecated field, or 1024). */
+export function ringHashSize(ch: NonNullable<LoadBalancerSettings["consistentHash"]>): number {
+  return ch.ringHash?.minimumRingSize ?? ch.minimumRingSize ?? DEFAULT_RING_SIZE;
+}
+
+function setSimpleLb(cluster: Cluster, policy: Cluster_LbPolicy, lb: LoadBalancerSettings | undefined): void {
   cluster.lbPolicy = policy;
-  if (!warmup) return;
-  const slowStartConfig = { slowStartWindow: durationFromString(warmup) };
+  const slowStart = slowStartConfig(lb);
+  if (!slowStart) return;
   cluster.lbConfig = policy === Cluster_LbPolicy.ROUND_ROBIN
-    ? { case: "roundRobinLbConfig", value: create(Cluster_RoundRobinLbConfigSchema, { slowStartConfig }) }
+    ? {
+      case: "roundRobinLbConfig",
+      value: create(Cluster_RoundRobinLbConfigSchema, { slowStartConfig: slowStart }),
+    }
     : {
       case: "leastRequestLbConfig",
-      value: create(Cluster_LeastRequestLbConfigSchema, { slowStartConfig }),
+      value: create(Cluster_LeastRequestLbConfigSchema, { slowStartConfig: slowStart }),
     };
 }
 
@@ -246,7 +305,7 @@ export function applyLoadBalancer(cluster: Cluster, lb: LoadBalancerSettings | u
   }
   switch (lb?.simple) {
     case "ROUND_ROBIN":
-      setSimpleLb(cluster, Cluster_LbPolicy.ROUND_ROBIN, lb.warmupDurationSecs);
+      setSimpleLb(cluster, Cluster_LbPolicy.ROUND_ROBIN, lb);
       break;
     case "RANDOM":
       cluster.lbPolicy = Cluster_LbPolicy.RANDOM;
@@ -258,7 +317,7 @@ export function applyLoadBalancer(cluster: Cluster, lb: LoadBalancerSettings | u
       cluster.loadAssignment = undefined;
       return;
     default:
-      setSimpleLb(cluster, Cluster_LbPolicy.LEAST_REQUEST, lb?.warmupDurationSecs);
+      setSimpleLb(cluster, Cluster_LbPolicy.LEAST_REQUEST, lb);
   }
   const ch = lb?.consistentHash;
   if (!ch) return;
@@ -273,7 +332,7 @@ export function applyLoadBalancer(cluster: Cluster, lb: LoadBalancerSettings | u
     return;
   }
   cluster.lbPolicy = Cluster_LbPolicy.RING_HASH;
-  const size = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize ?? 1024;
+  const size = ringHashSize(ch);
   cluster.lbConfig = {
     case: "ringHashLbConfig",
     value: create(Cluster_RingHashLbConfigSchema, { minimumRingSize: BigInt(size) }),
@@ -289,16 +348,35 @@ export function isOriginalDst(cluster: Cluster): boolean {
 /**
  * Turns on locality-weighted balancing when the locality settings need it: `distribute`
  * weights, or `failover` together with outlier detection (without it Envoy never fails over).
- * The weights and priorities themselves are set on the endpoints (locality_lb.ts).
+ * The weights and priorities themselves are set on the endpoints (locality_lb.ts). Otherwise
+ * `zoneAwareLbSetting` turns on Envoy's zone-aware routing (the two are one choice in Envoy;
+ * locality weighting wins when both apply).
  */
 export function applyLocalityLbConfig(cluster: Cluster, lb: LoadBalancerSettings | undefined): void {
-  const setting = lb?.localityLbSetting;
-  if (!setting || setting.enabled === false) return;
-  const failover = (setting.failover?.length ?? 0) > 0 && cluster.outlierDetection !== undefined;
-  if ((setting.distribute?.length ?? 0) === 0 && !failover) return;
+  if (localityWeighted(lb, cluster.outlierDetection !== undefined)) {
+    cluster.commonLbConfig ??= create(Cluster_CommonLbConfigSchema, {});
+    cluster.commonLbConfig.localityConfigSpecifier = {
+      case: "localityWeightedLbConfig",
+      value: create(Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema, {}),
+    };
+    return;
+  }
+  const zoneAware = lb?.zoneAwareLbSetting;
+  if (!zoneAware || zoneAware.enabled === false) return;
   cluster.commonLbConfig ??= create(Cluster_CommonLbConfigSchema, {});
   cluster.commonLbConfig.localityConfigSpecifier = {
-    case: "localityWeightedLbConfig",
-    value: create(Cluster_CommonLbConfig_LocalityWeightedLbConfigSchema, {}),
+    case: "zoneAwareLbConfig",
+    value: create(Cluster_CommonLbConfig_ZoneAwareLbConfigSchema, {
+      routingEnabled: { value: 100 },
+      ...(zoneAware.minClusterSize !== undefined ? { minClusterSize: BigInt(zoneAware.minClusterSize) } : {}),
+    }),
   };
+}
+
+/** True when the locality settings need locality-weighted balancing (see {@link applyLocalityLbConfig}). */
+export function localityWeighted(lb: LoadBalancerSettings | undefined, outlierDetection: boolean): boolean {
+  const setting = lb?.localityLbSetting;
+  if (!setting || setting.enabled === false) return false;
+  const failover = (setting.failover?.length ?? 0) > 0 && outlierDetection;
+  return (setting.distribute?.length ?? 0) > 0 || failover;
 }

@@ -24,7 +24,7 @@ import {
   FractionalPercent_DenominatorType,
   FractionalPercentSchema,
 } from "#gen/envoy/type/v3/percent_pb.ts";
-import type { StringMatch } from "../../galley/kinds/networking.ts";
+import type { StringMatch } from "../../api/kinds/networking.ts";
 import { parseDuration } from "../../shared/duration.ts";
 
 /**

@@ -9,7 +9,7 @@ import {
   type CorsPolicy as EnvoyCorsPolicy,
   CorsPolicySchema,
 } from "#gen/envoy/extensions/filters/http/cors/v3/cors_pb.ts";
-import type { CorsPolicy } from "../../galley/kinds/networking.ts";
+import type { CorsPolicy } from "../../api/kinds/networking.ts";
 import { exactMatcher, secondsFromString, stringMatcher, wholePercent } from "./conversion.ts";
 
 /** The HTTP filter (and per-route config key) name of CORS. */

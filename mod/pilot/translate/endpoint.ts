@@ -1,7 +1,8 @@
 /**
  * Endpoints (EDS): one ClusterLoadAssignment per EDS cluster, its hosts grouped by locality,
  * each host tagged with its `tlsMode` for transport socket matching, and the DestinationRule's
- * locality weights and failover priorities applied.
+ * locality weights and failover priorities applied. Proxyless gRPC's assignments are rendered
+ * from these (grpc/endpoint.ts).
  *
  * @module
  */

@@ -1,5 +1,6 @@
 /**
- * Fault injection: a VirtualService route's `fault` as the per-route config of Envoy's
+ * Fault injection: which faults a rule injects (decided once, carried by route plans and
+ * rendered by both data planes), and that decision as the per-route config of Envoy's
  * `envoy.filters.http.fault` filter.
  *
  * @module
@@ -11,11 +12,21 @@ import {
   type HTTPFault,
   HTTPFaultSchema,
 } from "#gen/envoy/extensions/filters/http/fault/v3/fault_pb.ts";
-import { grpcStatusNames, type HTTPFaultInjection } from "../../galley/kinds/networking.ts";
+import { grpcStatusNames, type HTTPFaultInjection } from "../../api/kinds/networking.ts";
 import { durationFromString, fractionalPercent } from "./conversion.ts";
 
 /** The HTTP filter (and per-route config key) name of fault injection. */
 export const FAULT_FILTER = "envoy.filters.http.fault";
+
+/** A fault to inject: a fixed delay and/or an abort, each with its percentage if given. */
+export interface FaultDecision {
+  readonly delay?: { readonly fixedDelay: string; readonly percent?: number };
+  readonly abort?: {
+    readonly httpStatus?: number;
+    readonly grpcStatus?: number;
+    readonly percent?: number;
+  };
+}
 
 /** A gRPC status name ("UNAVAILABLE") or number ("14") as its code. */
 export function grpcStatusCode(status: string): number {
@@ -26,29 +37,62 @@ export function grpcStatusCode(status: string): number {
 }
 
 /**
- * The HTTPFault for a route, or undefined when it injects nothing Envoy supports: a fixed
- * delay and an HTTP or gRPC abort, each with its percentage as parts per million (exponential
- * delays and HTTP/2 resets are not supported by Envoy's filter and are left out).
+ * The faults of a rule that a fault filter can inject, decided once for both data planes (the
+ * route plan carries it): a fixed delay, and an HTTP or gRPC abort (the HTTP status wins when
+ * both are given). Percentages stay unset when the rule leaves them unset: Istio then injects
+ * into no request. Exponential delays and HTTP/2 resets are left out (no data plane filter has
+ * them).
  */
-export function translateFault(fault: HTTPFaultInjection | undefined): HTTPFault | undefined {
+export function decideFault(fault: HTTPFaultInjection | undefined): FaultDecision | undefined {
   if (!fault) return undefined;
-  const out = create(HTTPFaultSchema, {});
   const d = fault.delay;
-  if (d?.fixedDelay) {
-    const pct = d.percentage?.value ?? d.percent;
+  const delayPct = d?.percentage?.value ?? d?.percent;
+  const delay = d?.fixedDelay
+    ? { fixedDelay: d.fixedDelay, ...(delayPct !== undefined ? { percent: delayPct } : {}) }
+    : undefined;
+  const a = fault.abort;
+  const abort = a && (a.httpStatus !== undefined || a.grpcStatus !== undefined)
+    ? {
+      ...(a.httpStatus !== undefined
+        ? { httpStatus: a.httpStatus }
+        : { grpcStatus: grpcStatusCode(a.grpcStatus!) }),
+      ...(a.percentage ? { percent: a.percentage.value ?? 0 } : {}),
+    }
+    : undefined;
+  if (!delay && !abort) return undefined;
+  return { ...(delay ? { delay } : {}), ...(abort ? { abort } : {}) };
+}
+
+/**
+ * The HTTPFault for a fault decision, each percentage as parts per million; a percentage the
+ * rule left unset stays unset (Envoy then injects into no request, as Istio documents).
+ */
+export function renderFault(decision: FaultDecision | undefined): HTTPFault | undefined {
+  if (!decision) return undefined;
+  const out = create(HTTPFaultSchema, {});
+  const d = decision.delay;
+  if (d) {
     out.delay = create(FaultDelaySchema, {
       faultDelaySecifier: { case: "fixedDelay", value: durationFromString(d.fixedDelay) },
-      ...(pct !== undefined ? { percentage: fractionalPercent(pct) } : {}),
+      ...(d.percent !== undefined ? { percentage: fractionalPercent(d.percent) } : {}),
     });
   }
-  const a = fault.abort;
-  if (a && (a.httpStatus !== undefined || a.grpcStatus !== undefined)) {
+  const a = decision.abort;
+  if (a) {
     out.abort = create(FaultAbortSchema, {
       errorType: a.httpStatus !== undefined
         ? { case: "httpStatus", value: a.httpStatus }
-        : { case: "grpcStatus", value: grpcStatusCode(a.grpcStatus!) },
-      ...(a.percentage ? { percentage: fractionalPercent(a.percentage.value ?? 0) } : {}),
+        : { case: "grpcStatus", value: a.grpcStatus! },
+      ...(a.percent !== undefined ? { percentage: fractionalPercent(a.percent) } : {}),
     });
   }
-  return out.delay || out.abort ? out : undefined;
+  return out;
+}
+
+/**
+ * The HTTPFault for a route, or undefined when it injects nothing Envoy supports: a fixed
+ * delay and an HTTP or gRPC abort (exponential delays and HTTP/2 resets are left out).
+ */
+export function translateFault(fault: HTTPFaultInjection | undefined): HTTPFault | undefined {
+  return renderFault(decideFault(fault));
 }

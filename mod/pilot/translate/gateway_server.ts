@@ -6,9 +6,11 @@
  *
  * @module
  */
-import { hostCovers, type Server, type VirtualServiceSpec } from "../../galley/kinds/networking.ts";
-import type { Resource } from "../../galley/resource.ts";
-import { type PushContext, resolveHost } from "../model/push_context.ts";
+import type { Server, VirtualServiceSpec } from "../../api/kinds/networking.ts";
+import { hostCovers } from "../../api/mod.ts";
+import type { Resource } from "../../api/resource.ts";
+import { type PushContext } from "../model/push_context.ts";
+import { resolveHost } from "../../api/mod.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { parseProtocol } from "../model/service.ts";
 import { terminatesTls } from "./tls.ts";

@@ -10,7 +10,7 @@ import {
   HeaderValueOption_HeaderAppendAction,
   HeaderValueOptionSchema,
 } from "#gen/envoy/config/core/v3/base_pb.ts";
-import type { HeaderOperations, Headers } from "../../galley/kinds/networking.ts";
+import type { HeaderOperations, Headers } from "../../api/kinds/networking.ts";
 import { byString } from "./conversion.ts";
 
 /** Headers to add and remove in both directions, and the authority to rewrite to ("" for none). */

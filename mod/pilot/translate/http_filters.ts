@@ -23,13 +23,13 @@ import { RateLimitSchema } from "#gen/envoy/extensions/filters/http/ratelimit/v3
 import { HTTPFaultSchema } from "#gen/envoy/extensions/filters/http/fault/v3/fault_pb.ts";
 import { RouterSchema } from "#gen/envoy/extensions/filters/http/router/v3/router_pb.ts";
 import type { PushContext } from "../model/push_context.ts";
-import type { Proxy } from "../model/proxy.ts";
-import { mixerFilterSettings } from "../../mixer/filter_settings.ts";
+import { mixerFilterSettings } from "../../api/mixer/filter_settings.ts";
 import { durationFromString, typedConfig } from "./conversion.ts";
 import { buildRbac, rbacHttpFilters } from "./authz.ts";
 import { CORS_FILTER } from "./cors.ts";
 import { FAULT_FILTER } from "./fault.ts";
 import { jwtFilter, jwtIssuers } from "./jwt.ts";
+import type { HttpFilterConfigurer, HttpFilterContext } from "./http_filter_context.ts";
 
 /** The HTTP filter name of external authorization (mixer's Check). */
 export const EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz";
@@ -39,20 +39,7 @@ export const RATE_LIMIT_FILTER = "envoy.filters.http.ratelimit";
 /** The HTTP filter name of the router. */
 export const ROUTER_FILTER = "envoy.filters.http.router";
 
-/** Where an HTTP connection manager sits. */
-export type TrafficDirection = "outbound" | "inbound" | "gateway";
-
-/** What a filter configurer may read. */
-export interface HttpFilterContext {
-  readonly push: PushContext;
-  readonly proxy: Proxy;
-  readonly direction: TrafficDirection;
-  /** The listener port. */
-  readonly port: number;
-}
-
-/** Contributes zero or more HTTP filters, in order, for one connection manager. */
-export type HttpFilterConfigurer = (ctx: HttpFilterContext) => HttpFilter[];
+export type { HttpFilterConfigurer, HttpFilterContext, TrafficDirection } from "./http_filter_context.ts";
 
 /**
  * Authorization (AuthorizationPolicy → RBAC) on inbound and gateway connection managers: one

@@ -39,12 +39,12 @@ import {
 } from "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts";
 import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { HttpFilterSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import type { JWTRule, RequestAuthenticationSpec } from "../../galley/kinds/security.ts";
-import type { Resource } from "../../galley/resource.ts";
+import type { JWTRule, RequestAuthenticationSpec } from "../../api/kinds/security.ts";
+import type { Resource } from "../../api/resource.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { durationFromString, typedConfig } from "./conversion.ts";
-import type { HttpFilterConfigurer } from "./http_filters.ts";
+import type { HttpFilterConfigurer } from "./http_filter_context.ts";
 
 /** The HTTP filter name of JWT authentication, also its dynamic metadata namespace. */
 export const JWT_FILTER = "envoy.filters.http.jwt_authn";

@@ -17,15 +17,10 @@ import {
 } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.ts";
-import {
-  hostCovers,
-  type L4MatchAttributes,
-  type RouteDestination,
-  type TLSMatchAttributes,
-} from "../../galley/kinds/networking.ts";
+import type { L4MatchAttributes, RouteDestination, TLSMatchAttributes } from "../../api/kinds/networking.ts";
 import { type PushContext, qualifyGateway } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { labelsMatch } from "../model/service.ts";
+import { hostCovers, selectorMatches } from "../../api/mod.ts";
 import { socketAddress, typedConfig } from "./conversion.ts";
 import { type GatewayPort, type GatewayServer, splitServerHost } from "./gateway_server.ts";
 import { gatewayPorts } from "./gateway_server.ts";
@@ -50,7 +45,7 @@ function l4Applies(
   if (m.gateways && m.gateways.length > 0) {
     return m.gateways.some((g) => ctx.gateways.includes(qualifyGateway(g, vsNamespace)));
   }
-  return labelsMatch(m.sourceLabels, ctx.proxy.labels);
+  return selectorMatches(m.sourceLabels, ctx.proxy.labels);
 }
 
 function targets(

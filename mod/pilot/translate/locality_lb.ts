@@ -8,7 +8,7 @@
  */
 import type { ClusterLoadAssignment } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import type { Locality } from "#gen/envoy/config/core/v3/base_pb.ts";
-import type { LocalityLoadBalancerSetting } from "../../galley/kinds/networking.ts";
+import type { LocalityLoadBalancerSetting } from "../../api/kinds/networking.ts";
 import { byString } from "./conversion.ts";
 
 /** Splits "region/zone/subzone" (any part may be missing). */

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import type { Destination } from "../../galley/kinds/networking.ts";
-import { type PushContext, resolveHost } from "../model/push_context.ts";
+import type { Destination } from "../../api/kinds/networking.ts";
+import { resolveHost } from "../../api/mod.ts";
+import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import type { Endpoint, Service } from "../model/service.ts";
 

@@ -31,7 +31,7 @@ import {
   type RateLimit_ActionSchema,
   RateLimitSchema,
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
-import { RATE_LIMIT_REQUEST_HEADERS } from "../../mixer/filter_settings.ts";
+import { RATE_LIMIT_REQUEST_HEADERS } from "../../api/mixer/filter_settings.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import type { Endpoint } from "../model/service.ts";

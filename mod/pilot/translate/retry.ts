@@ -1,6 +1,7 @@
 /**
- * Retry policies: a VirtualService's `retries`, or Istio's default (2 retries on connection
- * failures, refused streams, gRPC `unavailable` and `cancelled`, and 503).
+ * Retry policies for Envoy, rendered from route_plan.ts's retry decision: a VirtualService's
+ * `retries`, or Istio's default (2 retries on connection failures, refused streams, gRPC
+ * `unavailable` and `cancelled`, and 503).
  *
  * @module
  */
@@ -14,13 +15,13 @@ import {
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import { PreviousHostsPredicateSchema } from "#gen/envoy/extensions/retry/host/previous_hosts/v3/previous_hosts_pb.ts";
 import { PreviousPrioritiesConfigSchema } from "#gen/envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config_pb.ts";
-import type { HTTPRetry } from "../../galley/kinds/networking.ts";
+import type { HTTPRetry } from "../../api/kinds/networking.ts";
 import { durationFromString, typedConfig } from "./conversion.ts";
+import { decideRetry, type RetryDecision } from "./route_plan.ts";
 
-/** Istio's default `retry_on`. */
+/** Istio's default `retry_on`, as Envoy spells it (with retriable status code 503). */
 export const DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
-/** Istio's default number of retries. */
-export const DEFAULT_RETRY_ATTEMPTS = 2;
+export { DEFAULT_RETRY_ATTEMPTS } from "./route_plan.ts";
 
 function previousHosts() {
   return create(RetryPolicy_RetryHostPredicateSchema, {
@@ -29,17 +30,6 @@ function previousHosts() {
       case: "typedConfig",
       value: typedConfig(PreviousHostsPredicateSchema, create(PreviousHostsPredicateSchema, {})),
     },
-  });
-}
-
-function defaultPolicy(consistentHash: boolean): RetryPolicy {
-  return create(RetryPolicySchema, {
-    retryOn: DEFAULT_RETRY_ON,
-    numRetries: DEFAULT_RETRY_ATTEMPTS,
-    hostSelectionRetryMaxAttempts: 5n,
-    retriableStatusCodes: [503],
-    // With consistent hashing a retry must go to the same host, so no "previous hosts" predicate.
-    retryHostPredicate: consistentHash ? [] : [previousHosts()],
   });
 }
 
@@ -60,29 +50,30 @@ export function parseRetryOn(text: string): { retryOn: string; codes: number[] }
 }
 
 /**
- * The route's retry policy: Istio's default when `retries` is unset, none when it sets
- * `attempts: 0`, else the default overridden by attempts, retryOn (numbers become retriable
- * status codes; gRPC codes such as `unavailable` pass through), perTryTimeout,
- * retryRemoteLocalities, retryIgnorePreviousHosts and backoff.
+ * Envoy's retry policy for a retry decision (route_plan.ts): numbers in `retryOn` become
+ * retriable status codes, gRPC codes such as `unavailable` pass through; Envoy retries on
+ * another host unless the route hashes consistently or the rule says otherwise, and tries at
+ * most five hosts per retry.
  */
-export function retryPolicy(
-  retries: HTTPRetry | undefined,
+export function renderRetryPolicy(
+  decision: RetryDecision | undefined,
   consistentHash: boolean,
 ): RetryPolicy | undefined {
-  const out = defaultPolicy(consistentHash);
-  if (!retries) return out;
-  if (!retries.attempts || retries.attempts <= 0) return undefined;
-  out.numRetries = retries.attempts;
-  if (retries.retryOn) {
-    const { retryOn, codes } = parseRetryOn(retries.retryOn);
-    out.retryOn = retryOn;
-    out.retriableStatusCodes = codes;
+  if (!decision) return undefined;
+  const out = create(RetryPolicySchema, {
+    numRetries: decision.attempts,
+    hostSelectionRetryMaxAttempts: 5n,
+    // With consistent hashing a retry must go to the same host, so no "previous hosts" predicate.
+    retryHostPredicate: consistentHash ? [] : [previousHosts()],
+  });
+  const { retryOn, codes } = parseRetryOn(decision.retryOn);
+  out.retryOn = retryOn;
+  out.retriableStatusCodes = codes;
+  if (decision.perTryTimeout) out.perTryTimeout = durationFromString(decision.perTryTimeout);
+  if (decision.retryIgnorePreviousHosts !== undefined) {
+    out.retryHostPredicate = decision.retryIgnorePreviousHosts ? [previousHosts()] : [];
   }
-  if (retries.perTryTimeout) out.perTryTimeout = durationFromString(retries.perTryTimeout);
-  if (retries.retryIgnorePreviousHosts !== undefined) {
-    out.retryHostPredicate = retries.retryIgnorePreviousHosts ? [previousHosts()] : [];
-  }
-  if (retries.retryRemoteLocalities) {
+  if (decision.retryRemoteLocalities) {
     out.retryPriority = create(RetryPolicy_RetryPrioritySchema, {
       name: "envoy.retry_priorities.previous_priorities",
       configType: {
@@ -94,10 +85,21 @@ export function retryPolicy(
       },
     });
   }
-  if (retries.backoff) {
+  if (decision.backoff) {
     out.retryBackOff = create(RetryPolicy_RetryBackOffSchema, {
-      baseInterval: durationFromString(retries.backoff),
+      baseInterval: durationFromString(decision.backoff),
     });
   }
   return out;
+}
+
+/**
+ * The route's retry policy: Istio's default when `retries` is unset, none when it sets
+ * `attempts: 0`, else the default overridden by what it sets (see {@link decideRetry}).
+ */
+export function retryPolicy(
+  retries: HTTPRetry | undefined,
+  consistentHash: boolean,
+): RetryPolicy | undefined {
+  return renderRetryPolicy(decideRetry(retries), consistentHash);
 }

@@ -17,23 +17,18 @@ import {
   VirtualHost_TlsRequirementType,
   VirtualHostSchema,
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
-import { hostCovers, type VirtualServiceSpec } from "../../galley/kinds/networking.ts";
-import type { Resource } from "../../galley/resource.ts";
-import { type PushContext, resolveHost } from "../model/push_context.ts";
+import type { VirtualServiceSpec } from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
+import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { isHttpProtocol } from "../model/service.ts";
 import { inboundClusterName } from "./cluster_name.ts";
 import { byString, zeroDuration } from "./conversion.ts";
 import { boundHosts, gatewayPorts } from "./gateway_server.ts";
 import { outboundPolicy, reachableServices } from "./proxy_scope.ts";
-import {
-  DEFAULT_ROUTE_NAME,
-  defaultRoute,
-  destinationCluster,
-  type RouteContext,
-  translateHttpRoute,
-} from "./route_action.ts";
-import { isCatchAll, translateRouteMatch } from "./route_match.ts";
+import { DEFAULT_ROUTE_NAME, destinationCluster, renderRoute } from "./route_action.ts";
+import { translateRouteMatch } from "./route_match.ts";
+import { type RouteContext, serviceRoutePlans, virtualServiceRoutePlans } from "./route_plan.ts";
 import { catchAllVirtualHost, serviceDomains } from "./virtual_host.ts";
 
 /** Largest direct response body Envoy accepts (1 MiB, as Istio; Envoy's default is 4 KiB). */
@@ -49,41 +44,10 @@ export function outboundRouteName(port: number): string {
  * condition that applies (or once without conditions), stopping after a catch-all route.
  */
 export function virtualServiceRoutes(vs: Resource<VirtualServiceSpec>, ctx: RouteContext): Route[] {
-  const out: Route[] = [];
-  for (const http of vs.spec.http ?? []) {
-    const matches = http.match && http.match.length > 0 ? http.match : [undefined];
-    for (const m of matches) {
-      const r = translateHttpRoute(http, m, vs, ctx);
-      if (!r) continue;
-      out.push(r);
-      if (isCatchAll(r.match!)) return out;
-    }
-  }
-  return out;
+  return virtualServiceRoutePlans(vs, ctx).map((plan) => renderRoute(plan, ctx));
 }
 
-/**
- * The VirtualService that routes a host: the first (in push order) naming it exactly, else the
- * one whose wildcard host covers it most specifically.
- */
-export function virtualServiceFor(
-  host: string,
-  virtualServices: readonly Resource<VirtualServiceSpec>[],
-): Resource<VirtualServiceSpec> | undefined {
-  const hostsOf = (vs: Resource<VirtualServiceSpec>) =>
-    (vs.spec.hosts ?? []).map((h) => resolveHost(h, vs.metadata.namespace));
-  const exact = virtualServices.find((vs) => hostsOf(vs).includes(host));
-  if (exact) return exact;
-  let best: { vs: Resource<VirtualServiceSpec>; len: number } | undefined;
-  for (const vs of virtualServices) {
-    for (const h of hostsOf(vs)) {
-      if (h.startsWith("*") && hostCovers(h, host) && (!best || h.length > best.len)) {
-        best = { vs, len: h.length };
-      }
-    }
-  }
-  return best?.vs;
-}
+export { virtualServiceFor } from "./route_plan.ts";
 
 /** The outbound HTTP ports of a sidecar: every HTTP port of a reachable service, sorted. */
 export function outboundHttpPorts(push: PushContext, proxy: Proxy): number[] {
@@ -106,15 +70,14 @@ function routeConfiguration(name: string, virtualHosts: VirtualHost[]): RouteCon
 /** The outbound route configuration of a sidecar for one HTTP port. */
 export function sidecarRouteConfiguration(push: PushContext, proxy: Proxy, port: number): RouteConfiguration {
   const ctx: RouteContext = { push, proxy, port, gateways: ["mesh"] };
-  const vss = push.virtualServices(proxy, "mesh");
   const seenDomains = new Set<string>();
   const vhosts: VirtualHost[] = [];
   for (const service of reachableServices(push, proxy)) {
     const sp = service.ports.find((p) => p.number === port);
     if (!sp || !isHttpProtocol(sp.protocol)) continue;
-    const vs = virtualServiceFor(service.hostname, vss);
-    const fromVs = vs ? virtualServiceRoutes(vs, ctx) : [];
-    const routes = fromVs.length > 0 ? fromVs : [defaultRoute(service.hostname, port, ctx)];
+    const routes = serviceRoutePlans(push, proxy, service.hostname, port).routes.map((plan) =>
+      renderRoute(plan, ctx)
+    );
     const domains = serviceDomains(service, port, proxy.dnsDomain).filter((d) => {
       if (seenDomains.has(d)) return false;
       seenDomains.add(d);

@@ -1,8 +1,9 @@
 /**
- * Routes: one VirtualService HTTP rule (with one of its match conditions) as an Envoy Route:
- * where it sends traffic (a cluster, weighted clusters, a redirect or a direct response) and
- * how (timeout, retries, rewrites, mirrors, header changes, consistent-hash policy, fault
- * injection, CORS). Also the default route of a service without a VirtualService.
+ * Envoy routes, rendered from route plans (route_plan.ts): where a rule sends traffic (a
+ * cluster, weighted clusters, a redirect or a direct response) and how (timeout, retries,
+ * consistent-hash policy, fault injection as the plan decides them; rewrites, mirrors, header
+ * changes and CORS, which only Envoy renders). Also the default route of a service without a
+ * VirtualService.
  *
  * @module
  */
@@ -35,11 +36,8 @@ import type {
   HTTPRedirect,
   HTTPRoute,
   VirtualServiceSpec,
-} from "../../galley/kinds/networking.ts";
-import type { Resource } from "../../galley/resource.ts";
-import { type PushContext, resolveHost } from "../model/push_context.ts";
-import { outboundClusterName } from "./cluster_name.ts";
-import { mergeTrafficPolicy } from "./cluster_traffic_policy.ts";
+} from "../../api/kinds/networking.ts";
+import type { Resource } from "../../api/resource.ts";
 import {
   durationFromString,
   fractionalPercent,
@@ -48,31 +46,27 @@ import {
   zeroDuration,
 } from "./conversion.ts";
 import { CORS_FILTER, translateCors } from "./cors.ts";
-import { FAULT_FILTER, translateFault } from "./fault.ts";
+import { FAULT_FILTER, renderFault } from "./fault.ts";
 import { headerChanges } from "./headers.ts";
-import { retryPolicy } from "./retry.ts";
-import { matchApplies, matchesOnClaims, type RouteScope, translateRouteMatch } from "./route_match.ts";
+import { renderRetryPolicy } from "./retry.ts";
+import { translateRouteMatch } from "./route_match.ts";
+import {
+  type DestinationPlan,
+  planDefaultRoute,
+  planDestination,
+  planHttpRoute,
+  type RouteContext,
+  type RoutePlan,
+} from "./route_plan.ts";
 
-/** The name Istio gives the route of a service that has no VirtualService. */
-export const DEFAULT_ROUTE_NAME = "default";
-
-/** What route translation reads: the push, the listener's scope, and (for VirtualService routes) the rule. */
-export interface RouteContext extends RouteScope {
-  readonly push: PushContext;
-  /** True when the listener terminates TLS (redirects then default to https). */
-  readonly tls?: boolean;
-}
+export { DEFAULT_ROUTE_NAME, type RouteContext } from "./route_plan.ts";
 
 /**
  * The cluster a destination names, as Istio picks its port: the destination's port, else the
  * service's only port, else the listener's port.
  */
 export function destinationCluster(dest: Destination, vsNamespace: string, ctx: RouteContext): string {
-  const host = resolveHost(dest.host, vsNamespace);
-  const service = ctx.push.serviceFor(ctx.proxy, host);
-  const port = dest.port?.number ??
-    (service && service.ports.length === 1 ? service.ports[0]!.number : ctx.port);
-  return outboundClusterName(port, host, dest.subset ?? "");
+  return planDestination(dest, vsNamespace, ctx).cluster;
 }
 
 /** The consistent-hash settings the DestinationRule applies to this destination's cluster, if any. */
@@ -81,13 +75,7 @@ export function destinationHash(
   vsNamespace: string,
   ctx: RouteContext,
 ): ConsistentHashLB | undefined {
-  const host = resolveHost(dest.host, vsNamespace);
-  const rule = ctx.push.destinationRule(ctx.proxy, host)?.spec;
-  if (!rule) return undefined;
-  const service = ctx.push.serviceFor(ctx.proxy, host);
-  const port = dest.port?.number ??
-    (service && service.ports.length === 1 ? service.ports[0]!.number : ctx.port);
-  return mergeTrafficPolicy(rule, port, dest.subset).loadBalancer?.consistentHash;
+  return planDestination(dest, vsNamespace, ctx).consistentHash;
 }
 
 /** A route hash policy for consistent-hash load balancing (header, cookie, source IP or query parameter). */
@@ -187,12 +175,13 @@ function applyRedirect(route: Route, redirect: HTTPRedirect, ctx: RouteContext):
   return true;
 }
 
-function applyDestinations(route: Route, http: HTTPRoute, vsNamespace: string, ctx: RouteContext): void {
+function applyDestinations(route: Route, plan: RoutePlan, ctx: RouteContext): void {
+  const http: HTTPRoute = plan.http ?? {};
   const action = create(RouteActionSchema, {});
-  applyTimeout(action, http.timeout);
+  applyTimeout(action, plan.timeout);
   const changes = headerChanges(http.headers);
   let authority = changes.authority;
-  const destinations = http.route ?? [];
+  const destinations = plan.destinations;
   if (http.rewrite?.uriRegexRewrite) {
     action.regexRewrite = create(RegexMatchAndSubstituteSchema, {
       pattern: { regex: http.rewrite.uriRegexRewrite.match ?? "" },
@@ -203,13 +192,13 @@ function applyDestinations(route: Route, http: HTTPRoute, vsNamespace: string, c
   }
   if (http.rewrite?.authority) authority = http.rewrite.authority;
   if (authority) action.hostRewriteSpecifier = { case: "hostRewriteLiteral", value: authority };
-  action.requestMirrorPolicies = mirrors(http, vsNamespace, ctx);
+  action.requestMirrorPolicies = mirrors(http, plan.vsNamespace, ctx);
 
   let consistentHash = false;
   if (destinations.length === 1) {
     const d = destinations[0]!;
-    action.clusterSpecifier = { case: "cluster", value: destinationCluster(d.destination, vsNamespace, ctx) };
-    const dc = headerChanges(d.headers);
+    action.clusterSpecifier = { case: "cluster", value: d.cluster };
+    const dc = headerChanges(d.source?.headers);
     route.requestHeadersToAdd.push(...dc.requestHeadersToAdd);
     route.requestHeadersToRemove.push(...dc.requestHeadersToRemove);
     route.responseHeadersToAdd.push(...dc.responseHeadersToAdd);
@@ -217,19 +206,19 @@ function applyDestinations(route: Route, http: HTTPRoute, vsNamespace: string, c
     if (dc.authority && action.hostRewriteSpecifier.case === undefined) {
       action.hostRewriteSpecifier = { case: "hostRewriteLiteral", value: dc.authority };
     }
-    const hp = hashPolicy(destinationHash(d.destination, vsNamespace, ctx));
+    const hp = hashPolicy(d.consistentHash);
     if (hp) {
       action.hashPolicy.push(hp);
       consistentHash = true;
     }
   } else {
-    const clusters = destinations.filter((d) => (d.weight ?? 0) > 0).map((d) => {
-      const dc = headerChanges(d.headers);
-      const hp = hashPolicy(destinationHash(d.destination, vsNamespace, ctx));
+    const clusters = destinations.filter((d) => d.weight > 0).map((d: DestinationPlan) => {
+      const dc = headerChanges(d.source?.headers);
+      const hp = hashPolicy(d.consistentHash);
       if (hp) action.hashPolicy.push(hp);
       return create(WeightedCluster_ClusterWeightSchema, {
-        name: destinationCluster(d.destination, vsNamespace, ctx),
-        weight: d.weight!,
+        name: d.cluster,
+        weight: d.weight,
         requestHeadersToAdd: dc.requestHeadersToAdd,
         requestHeadersToRemove: dc.requestHeadersToRemove,
         responseHeadersToAdd: dc.responseHeadersToAdd,
@@ -244,39 +233,35 @@ function applyDestinations(route: Route, http: HTTPRoute, vsNamespace: string, c
       value: create(WeightedClusterSchema, { clusters }),
     };
   }
-  const retry = retryPolicy(http.retries, consistentHash);
+  const retry = renderRetryPolicy(plan.retry, consistentHash);
   if (retry) action.retryPolicy = retry;
   route.action = { case: "route", value: action };
 }
 
-/**
- * The Envoy route for one rule of a VirtualService and one of its match conditions (or none),
- * or undefined when the condition does not apply here (port, source labels, gateways), matches
- * on JWT claims, or the rule only delegates.
- */
-export function translateHttpRoute(
-  http: HTTPRoute,
-  match: HTTPMatchRequest | undefined,
-  vs: Resource<VirtualServiceSpec>,
-  ctx: RouteContext,
-): Route | undefined {
-  const ns = vs.metadata.namespace;
-  if (!matchApplies(match, ns, ctx) || matchesOnClaims(match) || http.delegate) return undefined;
+/** Renders one route plan as an Envoy Route (see the module notes for what only Envoy renders). */
+export function renderRoute(plan: RoutePlan, ctx: RouteContext): Route {
+  const http = plan.http;
+  const match = plan.match;
   const route = create(RouteSchema, {
-    name: [http.name, match?.name].filter((n) => n).join("."),
+    name: plan.name,
     match: translateRouteMatch(match),
     ...(match?.statPrefix ? { statPrefix: match.statPrefix } : {}),
   });
+  if (!http) {
+    // The default route: no header changes, no rule-level settings.
+    applyDestinations(route, plan, ctx);
+    return route;
+  }
   const changes = headerChanges(http.headers);
   route.requestHeadersToAdd = changes.requestHeadersToAdd;
   route.requestHeadersToRemove = changes.requestHeadersToRemove;
   route.responseHeadersToAdd = changes.responseHeadersToAdd;
   route.responseHeadersToRemove = changes.responseHeadersToRemove;
-  if (http.redirect) {
-    if (!applyRedirect(route, http.redirect, ctx)) return undefined;
-  } else if (http.directResponse) {
-    const body = http.directResponse.body;
-    const direct = create(DirectResponseActionSchema, { status: http.directResponse.status });
+  if (plan.action === "redirect") {
+    applyRedirect(route, http.redirect!, ctx);
+  } else if (plan.action === "direct") {
+    const body = http.directResponse!.body;
+    const direct = create(DirectResponseActionSchema, { status: http.directResponse!.status });
     if (body?.string !== undefined) {
       direct.body = create(DataSourceSchema, { specifier: { case: "inlineString", value: body.string } });
     } else if (body?.bytes !== undefined) {
@@ -286,14 +271,29 @@ export function translateHttpRoute(
     }
     route.action = { case: "directResponse", value: direct };
   } else {
-    applyDestinations(route, http, ns, ctx);
+    applyDestinations(route, plan, ctx);
   }
   const perFilter: Record<string, Any> = {};
-  const fault = translateFault(http.fault);
+  const fault = renderFault(plan.fault);
   if (fault) perFilter[FAULT_FILTER] = typedConfig(HTTPFaultSchema, fault);
   if (http.corsPolicy) perFilter[CORS_FILTER] = typedConfig(CorsPolicySchema, translateCors(http.corsPolicy));
   route.typedPerFilterConfig = perFilter;
   return route;
+}
+
+/**
+ * The Envoy route for one rule of a VirtualService and one of its match conditions (or none),
+ * or undefined when the condition does not apply here (port, source labels, gateways), matches
+ * on JWT claims, or the rule only delegates (see planHttpRoute).
+ */
+export function translateHttpRoute(
+  http: HTTPRoute,
+  match: HTTPMatchRequest | undefined,
+  vs: Resource<VirtualServiceSpec>,
+  ctx: RouteContext,
+): Route | undefined {
+  const plan = planHttpRoute(http, match, vs, ctx);
+  return plan ? renderRoute(plan, ctx) : undefined;
 }
 
 /**
@@ -302,16 +302,5 @@ export function translateHttpRoute(
  * consistent-hash policy.
  */
 export function defaultRoute(host: string, port: number, ctx: RouteContext): Route {
-  const action = create(RouteActionSchema, {
-    clusterSpecifier: { case: "cluster", value: outboundClusterName(port, host) },
-  });
-  applyTimeout(action, undefined);
-  const hp = hashPolicy(destinationHash({ host, port: { number: port } }, "", ctx));
-  if (hp) action.hashPolicy = [hp];
-  action.retryPolicy = retryPolicy(undefined, hp !== undefined);
-  return create(RouteSchema, {
-    name: DEFAULT_ROUTE_NAME,
-    match: translateRouteMatch(undefined),
-    action: { case: "route", value: action },
-  });
+  return renderRoute(planDefaultRoute(host, port, ctx), ctx);
 }

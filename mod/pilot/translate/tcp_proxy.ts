@@ -10,7 +10,7 @@ import {
   TcpProxy_WeightedClusterSchema,
   TcpProxySchema,
 } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
-import type { MeshConfig } from "../../galley/kinds/mesh_config.ts";
+import type { MeshConfig } from "../../api/kinds/mesh_config.ts";
 import { accessLogs } from "./access_log.ts";
 import { typedConfig } from "./conversion.ts";
 

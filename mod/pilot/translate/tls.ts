@@ -40,7 +40,7 @@ import {
   type UpstreamTlsContext,
   UpstreamTlsContextSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
-import type { ClientTLSSettings, ServerTLSSettings, TLSProtocol } from "../../galley/kinds/networking.ts";
+import type { ClientTLSSettings, ServerTLSSettings, TLSProtocol } from "../../api/kinds/networking.ts";
 import { isHttp2Protocol, type Protocol } from "../model/service.ts";
 import { exactMatcher, typedConfig, zeroDuration } from "./conversion.ts";
 

@@ -22,10 +22,9 @@ import {
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import type { Resource } from "../../galley/resource.ts";
 import type { Logger } from "../../shared/logger.ts";
-import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/provider.ts";
-import { contentVersion } from "../../xds/version.ts";
+import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/mod.ts";
+import { contentVersion } from "../../shared/content_version.ts";
 import { type Proxy, proxyConfigKey, proxyFromNode, ProxyIdError } from "../model/proxy.ts";
 import type { PushContext } from "../model/push_context.ts";
 import { buildClusters, buildEndpoints, buildListeners, buildRoutes } from "../translate/mod.ts";
@@ -34,7 +33,10 @@ import {
   buildGrpcEndpoints,
   buildGrpcListeners,
   buildGrpcRoutes,
+  type GrpcUnsupported,
+  grpcUnsupported,
 } from "../translate/grpc/mod.ts";
+import { isRoutingOnly, type PushRequest } from "./push_request.ts";
 
 const T = "type.googleapis.com/";
 /** The type URLs pilot serves. */
@@ -75,14 +77,25 @@ export interface ProxyConfig {
 
 /** Pilot's provider. */
 export interface PilotProvider extends ResourceProvider {
-  /** Installs a new PushContext and tells the xDS server every pilot type may have changed. */
-  update(push: PushContext): void;
+  /**
+   * Installs a new PushContext and tells the xDS server every pilot type may have changed.
+   * `request` must name every config change between the PushContext installed before and
+   * `push` (naming more is allowed), and be full when anything else changed (registries, mesh
+   * features); a routing-only request lets the provider keep clusters, endpoints and sidecars'
+   * listeners from the previous push.
+   */
+  update(push: PushContext, request: PushRequest): void;
   /** The current PushContext. */
   push(): PushContext;
   /** The Proxy read from a client's node (cached per stream). */
   proxyOf(client: XdsClient): Proxy;
   /** Translates a proxy's whole configuration now (for /debug/config_dump). */
   configOf(proxy: Proxy): ProxyConfig;
+  /**
+   * For a proxyless gRPC proxy, what its resources leave out or approximate of what Envoy would
+   * get from the same config (empty for Envoy proxies); computed once per push and proxy set.
+   */
+  unsupportedOf(proxy: Proxy): readonly GrpcUnsupported[];
 }
 
 /** Options for createPilotProvider. */
@@ -150,33 +163,14 @@ export function consistencyProblems(
   return problems;
 }
 
-/** Kinds whose changes reach only route configurations (and the listeners of gateways). */
-const ROUTING_KINDS = new Set(["networking.istio.io/VirtualService"]);
-
 /**
- * Whether `after` differs from `before` only in routing config (VirtualServices), so clusters,
- * endpoints and sidecar listeners stay as they were.
+ * `before` when it holds the same resources as `after` (the same names with the same content
+ * versions), else `after`. Versions rather than identity: a push that kept a set without
+ * encoding it leaves nothing to share with the push after it.
  */
-export function onlyRoutingChanged(before: PushContext, after: PushContext): boolean {
-  if (before.registryVersion !== after.registryVersion) return false;
-  if (before.features.mixer !== after.features.mixer) return false;
-  const a = before.config.resources;
-  const b = after.config.resources;
-  const same = (x: Resource, y: Resource) =>
-    x === y || JSON.stringify([x.metadata, x.spec]) === JSON.stringify([y.metadata, y.spec]);
-  for (const [key, r] of b) {
-    const old = a.get(key);
-    if (old && same(old, r)) continue;
-    if (!ROUTING_KINDS.has(`${r.group}/${r.kind}`)) return false;
-  }
-  for (const [key, r] of a) if (!b.has(key) && !ROUTING_KINDS.has(`${r.group}/${r.kind}`)) return false;
-  return true;
-}
-
-/** `before` when it holds the same resources as `after` (encoding shares equal ones), else `after`. */
 function unchanged(before: Resources | undefined, after: Resources): Resources {
   if (!before || before.size !== after.size) return after;
-  for (const [name, r] of after) if (before.get(name) !== r) return after;
+  for (const [name, r] of after) if (before.get(name)?.version !== r.version) return after;
   return before;
 }
 
@@ -189,6 +183,10 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   /** Per push: Envoy sets by proxy key, gRPC results by key+type+names. */
   let envoySets = new Map<string, EnvoySet>();
   let grpcResults = new Map<string, Resources>();
+  /** Per push: what gRPC cannot express, by proxy set key. */
+  let unsupported = new Map<string, readonly GrpcUnsupported[]>();
+  /** The gaps last logged per proxy set key (bounded: cleared when it grows past 10,000). */
+  const warned = new Map<string, string>();
   /**
    * The previous push's results. A result equal to the previous one is served as the same map,
    * so the xDS server sees at once that nothing changed for the proxies holding it.
@@ -294,6 +292,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     const key = `${setKey(proxy)}|${typeUrl}|${list === "*" ? "*" : list.join(",")}`;
     let r = grpcResults.get(key);
     if (r) return r;
+    warnUnsupported(proxy);
     switch (typeUrl) {
       case PILOT_TYPES.cluster:
         r = encodeAll(ClusterSchema, buildGrpcClusters(current, proxy), (c) => c.name);
@@ -314,6 +313,32 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     r = unchanged(previousGrpcResults.get(key), r);
     grpcResults.set(key, r);
     return r;
+  }
+
+  function unsupportedOf(proxy: Proxy): readonly GrpcUnsupported[] {
+    if (proxy.generator !== "grpc") return [];
+    const key = setKey(proxy);
+    let gaps = unsupported.get(key);
+    if (!gaps) {
+      gaps = grpcUnsupported(current, proxy);
+      unsupported.set(key, gaps);
+    }
+    return gaps;
+  }
+
+  /** Logs a gRPC proxy set's gaps once, and again only when they change. */
+  function warnUnsupported(proxy: Proxy): void {
+    const gaps = unsupportedOf(proxy);
+    const setKeyOf = setKey(proxy);
+    const signature = gaps.map((g) => `${g.resource}|${g.field}`).join("\n");
+    if ((warned.get(setKeyOf) ?? "") === signature) return;
+    warned.set(setKeyOf, signature);
+    if (gaps.length === 0) return;
+    log.warn("proxyless gRPC cannot express part of the config; /debug/config_dump lists it", {
+      proxy: proxy.id,
+      count: gaps.length,
+      first: gaps.slice(0, 3).map((g) => `${g.resource}: ${g.field} (${g.reason})`),
+    });
   }
 
   function proxyOf(client: XdsClient): Proxy {
@@ -351,14 +376,16 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    update(push) {
-      routingOnly = onlyRoutingChanged(current, push);
+    update(push, request) {
+      routingOnly = isRoutingOnly(request);
       current = push;
       setKeys = new WeakMap();
       previousEnvoySets = envoySets;
       previousGrpcResults = grpcResults;
       envoySets = new Map();
       grpcResults = new Map();
+      unsupported = new Map();
+      if (warned.size > 10_000) warned.clear();
       previousEncoded = encoded;
       encoded = new Map();
       const all = new Set<string>(Object.values(PILOT_TYPES));
@@ -366,6 +393,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     },
     push: () => current,
     proxyOf,
+    unsupportedOf,
     configOf(proxy) {
       if (proxy.generator === "grpc") {
         return {

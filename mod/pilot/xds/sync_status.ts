@@ -1,7 +1,7 @@
 /**
  * Per-proxy sync status, as /debug/syncz serves it and `meshd proxy-status` prints it.
  */
-import type { StreamStatus } from "../../xds/server.ts";
+import type { StreamStatus } from "../../xds/mod.ts";
 import { TYPE_SHORT } from "./generator.ts";
 
 /** How far a proxy is with one type. */
@@ -29,10 +29,21 @@ export interface ProxySync {
   readonly mode: "sotw" | "delta";
   readonly connectedAt: string;
   readonly types: Readonly<Partial<Record<"CDS" | "LDS" | "EDS" | "RDS", TypeSync>>>;
+  /**
+   * Proxyless gRPC only: how many settings its resources leave out or approximate (listed by
+   * /debug/config_dump as grpcUnsupported); absent when none.
+   */
+  readonly grpcUnsupported?: number;
 }
 
-/** The sync status of every stream that subscribed to pilot's types. */
-export function syncStatus(streams: readonly StreamStatus[]): ProxySync[] {
+/**
+ * The sync status of every stream that subscribed to pilot's types; `unsupported` counts what a
+ * proxyless gRPC stream's config cannot express.
+ */
+export function syncStatus(
+  streams: readonly StreamStatus[],
+  unsupported: (s: StreamStatus) => number = () => 0,
+): ProxySync[] {
   const out: ProxySync[] = [];
   for (const s of streams) {
     const types: Partial<Record<"CDS" | "LDS" | "EDS" | "RDS", TypeSync>> = {};
@@ -58,12 +69,14 @@ export function syncStatus(streams: readonly StreamStatus[]): ProxySync[] {
       };
     }
     if (Object.keys(types).length === 0) continue;
+    const gaps = unsupported(s);
     out.push({
       proxy: s.nodeId,
       connection: s.connectionId,
       mode: s.mode,
       connectedAt: new Date(s.connectedAt).toISOString(),
       types,
+      ...(gaps > 0 ? { grpcUnsupported: gaps } : {}),
     });
   }
   return out.sort((a, b) => (a.proxy < b.proxy ? -1 : a.proxy > b.proxy ? 1 : 0));

@@ -4,7 +4,7 @@
  */
 import { expect } from "bun:test";
 import { parseConfig } from "../../../mod/galley/parse.ts";
-import { type Diagnostic, formatDiagnostic } from "../../../mod/galley/resource.ts";
+import { type Diagnostic, formatDiagnostic } from "../../../mod/api/resource.ts";
 import { validateResource } from "../../../mod/galley/validate.ts";
 
 /** Parses and validates `yaml`; returns every diagnostic (parse first, then validation). */

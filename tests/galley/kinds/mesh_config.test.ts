@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { defaultMeshConfig, mergeMeshConfig } from "../../../mod/galley/kinds/mesh_config.ts";
+import { defaultMeshConfig, mergeMeshConfig } from "../../../mod/api/kinds/mesh_config.ts";
 import { parseConfig } from "../../../mod/galley/parse.ts";
 import { errorsOf, expectOneError, expectValid, resource } from "./_check.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { formatDiagnostic } from "../../../mod/galley/resource.ts";
+import { formatDiagnostic } from "../../../mod/api/resource.ts";
 import { errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
 const handler = (spec: string) =>

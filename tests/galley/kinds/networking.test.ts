@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { formatDiagnostic } from "../../../mod/galley/resource.ts";
-import { hostProblem } from "../../../mod/galley/kinds/networking.ts";
+import { formatDiagnostic } from "../../../mod/api/resource.ts";
+import { hostProblem } from "../../../mod/api/kinds/networking.ts";
 import { diagnose, errorsOf, expectErrorOn, expectOneError, expectValid, resource } from "./_check.ts";
 
 const vs = (spec: string) =>

@@ -30,7 +30,8 @@ describe("buildGrpcClusters()", () => {
       expect(c.edsClusterConfig?.edsConfig?.configSourceSpecifier.case).toBe("ads");
       expect(c.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
       expect(c.outlierDetection).toBeUndefined();
-      expect(c.circuitBreakers).toBeUndefined();
+      // Istio's unlimited defaults, as Envoy's clusters have them (gRPC reads max_requests).
+      expect(c.circuitBreakers?.thresholds.map((t) => t.maxRequests)).toEqual([4294967295]);
       expect(c.transportSocket).toBeUndefined();
     }
   });
@@ -92,5 +93,25 @@ describe("buildGrpcClusters()", () => {
     expect(max(`outbound|9000||${ECHO}`)).toEqual([[0, 100]]);
     expect(max(`outbound|9000|v1|${ECHO}`)).toEqual([[0, 7]]);
     expect(max(`outbound|9000|v2|${ECHO}`)).toEqual([[0, 100]]);
+  });
+});
+
+describe("buildGrpcClusters() merges DestinationRule policy as Envoy does", () => {
+  test("port-level settings replace the level above wholesale, for the rule and for a subset", () => {
+    const push = pushFrom(
+      ...MESH,
+      destinationRule(
+        "loadBalancer: { simple: RANDOM }\noutlierDetection: { consecutive5xxErrors: 5 }\ntls: { mode: ISTIO_MUTUAL }\nportLevelSettings:\n- port: { number: 9000 }\n  loadBalancer: { simple: ROUND_ROBIN }",
+        "connectionPool:\n  http: { http2MaxRequests: 7 }",
+      ),
+    );
+    const byName = new Map(buildGrpcClusters(push, grpcProxy()).map((c) => [c.name, c]));
+    const top = byName.get(`outbound|9000||${ECHO}`)!;
+    // Port 9000's settings name only a load balancer: no outlier detection, no TLS inherited.
+    expect(top.outlierDetection).toBeUndefined();
+    expect(top.transportSocket).toBeUndefined();
+    const v1 = byName.get(`outbound|9000|v1|${ECHO}`)!;
+    expect(v1.outlierDetection).toBeUndefined();
+    expect(v1.circuitBreakers?.thresholds[0]?.maxRequests).toBe(7);
   });
 });

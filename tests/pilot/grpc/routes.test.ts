@@ -38,7 +38,9 @@ describe("buildGrpcRoutes()", () => {
     expect(rest).toEqual([]);
     expect(r!.match?.pathSpecifier).toEqual({ case: "prefix", value: "/" });
     expect(actionOf(r!).clusterSpecifier).toEqual({ case: "cluster", value: `outbound|9000||${ECHO}` });
-    expect(actionOf(r!).retryPolicy).toBeUndefined();
+    // Istio's default retries, as Envoy's default route has them, in gRPC's status codes.
+    expect(actionOf(r!).retryPolicy?.retryOn).toBe("cancelled,unavailable");
+    expect(actionOf(r!).retryPolicy?.numRetries).toBe(2);
     expect(actionOf(r!).maxStreamDuration).toBeUndefined();
   });
 
@@ -122,8 +124,15 @@ describe("buildGrpcRoutes()", () => {
     ]);
   });
 
-  test("when no route applies, one catch-all route fails calls with UNAVAILABLE (gRPC rejects a virtual host without routes)", () => {
+  test("when no rule of the VirtualService applies, the default route is used, as for Envoy", () => {
     const routes = routesOf(`- match: [{ sourceLabels: { app: someone-else } }]\n  route: [${to("v2")}]`);
+    expect(routes.map((r) => [r.name, actionOf(r).clusterSpecifier.value])).toEqual([
+      ["default", `outbound|9000||${ECHO}`],
+    ]);
+  });
+
+  test("when no route can be expressed, one catch-all route fails calls with UNAVAILABLE (gRPC rejects a virtual host without routes)", () => {
+    const routes = routesOf(`- match: [{ queryParams: { a: { exact: b } } }]\n  route: [${to("v2")}]`);
     expect(routes).toHaveLength(1);
     expect(routes[0]!.match?.pathSpecifier).toEqual({ case: "prefix", value: "/" });
     expect(actionOf(routes[0]!).clusterSpecifier).toEqual({
@@ -167,7 +176,7 @@ describe("buildGrpcRoutes()", () => {
     expect(rp.retryBackOff?.baseInterval).toMatchObject({ seconds: 0n, nanos: 20_000_000 });
     expect(rp.retryBackOff?.maxInterval).toMatchObject({ seconds: 0n, nanos: 200_000_000 });
     const [dflt] = routesOf(`- retries: { attempts: 2 }\n  route: [${to("v1")}]`);
-    expect(actionOf(dflt!).retryPolicy?.retryOn).toBe("unavailable,cancelled");
+    expect(actionOf(dflt!).retryPolicy?.retryOn).toBe("cancelled,unavailable");
     expect(actionOf(dflt!).retryPolicy?.retryBackOff).toBeUndefined();
     const [off] = routesOf(`- retries: { attempts: 0 }\n  route: [${to("v1")}]`);
     expect(actionOf(off!).retryPolicy).toBeUndefined();
@@ -192,9 +201,10 @@ describe("buildGrpcRoutes()", () => {
     expect(f.delay?.faultDelaySecifier.case).toBe("fixedDelay");
     expect(f.delay?.faultDelaySecifier.value).toMatchObject({ seconds: 0n, nanos: 300_000_000 });
     expect(f.delay?.percentage?.numerator).toBe(500_000);
+    // A percentage left unset injects into no call (Istio's rule; Envoy reads it the same way).
     const [http] = routesOf(`- fault: { abort: { httpStatus: 503 } }\n  route: [${to("v1")}]`);
     expect(faultOf(http!)?.abort?.errorType).toEqual({ case: "httpStatus", value: 503 });
-    expect(faultOf(http!)?.abort?.percentage?.numerator).toBe(1_000_000);
+    expect(faultOf(http!)?.abort?.percentage?.numerator).toBe(0);
   });
 
   test("consistent hashing on a header adds a hash policy to the route", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { resolveHost } from "../../../mod/pilot/model/push_context.ts";
+import { resolveHost } from "../../../mod/api/mod.ts";
 import { pushFrom, sidecar } from "../_push.ts";
 
 const se = (name: string, ns: string, host: string, extra = "") =>
@@ -80,6 +80,27 @@ spec:
     expect(hosts("ns3")).toEqual(["c.ns2.svc.cluster.local"]);
   });
 
+  test("Sidecar egress hosts: namespace parts '.', '~' and a name; host names match without regard to case", () => {
+    const push = pushFrom(
+      se("a", "ns1", "A.NS1.svc.cluster.local"),
+      se("c", "ns2", "c.ns2.svc.cluster.local"),
+      se("d", "ns3", "d.ns3.svc.cluster.local"),
+      `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: { name: default, namespace: ns3 }
+spec:
+  egress:
+  - hosts: ["ns1/a.ns1.svc.cluster.local", "./*.NS3.svc.cluster.local", "~/*"]
+`,
+    );
+    // Before mod/api, the ServiceEntry kept its case and egress matching was case-sensitive:
+    // the proxy in ns3 saw neither service.
+    expect(push.visibleServices(sidecar("10.0.0.1", "ns3")).map((s) => s.hostname)).toEqual([
+      "a.ns1.svc.cluster.local",
+      "d.ns3.svc.cluster.local",
+    ]);
+  });
+
   test("destinationRule() prefers the proxy's namespace, then the service's, then the root namespace", () => {
     const dr = (name: string, ns: string, host: string) =>
       `apiVersion: networking.istio.io/v1
@@ -137,5 +158,6 @@ ${extra}  http:
     expect(resolveHost("reviews", "bookinfo")).toBe("reviews.bookinfo.svc.cluster.local");
     expect(resolveHost("reviews.bookinfo", "x")).toBe("reviews.bookinfo");
     expect(resolveHost("*", "x")).toBe("*");
+    expect(resolveHost("Reviews", "bookinfo")).toBe("reviews.bookinfo.svc.cluster.local");
   });
 });

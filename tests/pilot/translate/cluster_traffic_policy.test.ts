@@ -5,7 +5,7 @@ import {
   Cluster_LbPolicy,
   ClusterSchema,
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
-import type { DestinationRuleSpec } from "../../../mod/galley/kinds/networking.ts";
+import type { DestinationRuleSpec, LoadBalancerSettings } from "../../../mod/api/kinds/networking.ts";
 import {
   applyConnectionPool,
   applyLoadBalancer,
@@ -112,6 +112,19 @@ describe("applyLoadBalancer()", () => {
     applyLoadBalancer(maglev, { consistentHash: { useSourceIp: true, maglev: { tableSize: 131 } } });
     expect(maglev.lbPolicy).toBe(Cluster_LbPolicy.MAGLEV);
     expect(maglev.lbConfig.case === "maglevLbConfig" && maglev.lbConfig.value.tableSize).toBe(131n);
+  });
+
+  test("applyLoadBalancer() sets slow start from warmup: window, aggression and minimum weight", () => {
+    const c = eds();
+    const lb = { simple: "LEAST_REQUEST", warmup: { duration: "1m", minimumPercent: 10, aggression: 2 } };
+    applyLoadBalancer(c, lb as LoadBalancerSettings);
+    const ss = c.lbConfig.case === "leastRequestLbConfig" ? c.lbConfig.value.slowStartConfig : undefined;
+    expect(ss?.slowStartWindow?.seconds).toBe(60n);
+    expect(ss?.aggression?.defaultValue).toBe(2);
+    expect(ss?.minWeightPercent?.value).toBe(10);
+    const random = eds();
+    applyLoadBalancer(random, { simple: "RANDOM", warmup: { duration: "1m" } } as LoadBalancerSettings);
+    expect(random.lbConfig.case).toBeUndefined();
   });
 
   test("applyLoadBalancer() sets slow start from warmupDurationSecs", () => {
@@ -230,5 +243,32 @@ describe("applyLocalityLbConfig()", () => {
       localityLbSetting: { enabled: false, distribute: [{ from: "*", to: { a: 100 } }] },
     });
     expect(disabled.commonLbConfig).toBeUndefined();
+  });
+});
+
+describe("applyLocalityLbConfig() and zoneAwareLbSetting", () => {
+  test("zoneAwareLbSetting turns on Envoy's zone-aware routing with its minimum cluster size", () => {
+    const c = eds();
+    applyLocalityLbConfig(
+      c,
+      { zoneAwareLbSetting: { enabled: true, minClusterSize: 3 } } as LoadBalancerSettings,
+    );
+    const spec = c.commonLbConfig?.localityConfigSpecifier;
+    expect(spec?.case).toBe("zoneAwareLbConfig");
+    if (spec?.case !== "zoneAwareLbConfig") return;
+    expect(spec.value.minClusterSize).toBe(3n);
+    expect(spec.value.routingEnabled?.value).toBe(100);
+    const off = eds();
+    applyLocalityLbConfig(off, { zoneAwareLbSetting: { enabled: false } } as LoadBalancerSettings);
+    expect(off.commonLbConfig).toBeUndefined();
+  });
+
+  test("locality weights win over zone-aware routing (one choice in Envoy)", () => {
+    const c = eds();
+    applyLocalityLbConfig(c, {
+      localityLbSetting: { distribute: [{ from: "r/*", to: { "r/a/*": 100 } }] },
+      zoneAwareLbSetting: { enabled: true },
+    } as LoadBalancerSettings);
+    expect(c.commonLbConfig?.localityConfigSpecifier.case).toBe("localityWeightedLbConfig");
   });
 });

@@ -9,7 +9,7 @@ import {
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import { XDS_CLUSTER } from "../../../mod/agent/bootstrap.ts";
 import { createConfigStore } from "../../../mod/galley/store.ts";
-import { MIXER_CLUSTER } from "../../../mod/mixer/filter_settings.ts";
+import { MIXER_CLUSTER } from "../../../mod/api/mixer/filter_settings.ts";
 import {
   createPushContext,
   type PilotFeatures,

@@ -6,8 +6,8 @@ import {
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import { HTTPFaultSchema } from "#gen/envoy/extensions/filters/http/fault/v3/fault_pb.ts";
 import { CorsPolicySchema } from "#gen/envoy/extensions/filters/http/cors/v3/cors_pb.ts";
-import type { HTTPRoute, VirtualServiceSpec } from "../../../mod/galley/kinds/networking.ts";
-import type { Resource } from "../../../mod/galley/resource.ts";
+import type { HTTPRoute, VirtualServiceSpec } from "../../../mod/api/kinds/networking.ts";
+import type { Resource } from "../../../mod/api/resource.ts";
 import {
   defaultRoute,
   destinationCluster,

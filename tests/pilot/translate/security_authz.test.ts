@@ -7,8 +7,8 @@ import { RBACSchema as ConfigRbacSchema } from "#gen/envoy/config/rbac/v3/rbac_p
 import { RBACSchema as HttpRbacSchema } from "#gen/envoy/extensions/filters/http/rbac/v3/rbac_pb.ts";
 import { RBACSchema as NetworkRbacSchema } from "#gen/envoy/extensions/filters/network/rbac/v3/rbac_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import type { AuthorizationPolicySpec } from "../../../mod/galley/kinds/security.ts";
-import type { Resource } from "../../../mod/galley/resource.ts";
+import type { AuthorizationPolicySpec } from "../../../mod/api/kinds/security.ts";
+import type { Resource } from "../../../mod/api/resource.ts";
 import { buildRbac } from "../../../mod/pilot/translate/authz.ts";
 import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
 import { pushFrom, sidecar, WEB_SERVICE, webSidecar } from "../_push.ts";

@@ -60,6 +60,7 @@ describe("proxyless gRPC security", () => {
           matchSubjectAltNames: [{ exact: "spiffe://cluster.local/ns/app/sa/echo" }],
         },
       },
+      sni: "outbound_.7070_._.echo.app.svc.cluster.local",
     });
   });
 

@@ -1,7 +1,8 @@
 /**
- * Pilot's provider across pushes: a routing-only change keeps clusters, endpoints and sidecar
- * listeners from the previous push (the same maps, so the xDS server skips them), and what it
- * serves is always exactly what a fresh translation of the new push gives.
+ * Pilot's provider across pushes: a request whose change set names only VirtualServices keeps
+ * clusters, endpoints and sidecar listeners from the previous push (the same maps, so the xDS
+ * server skips them), and what it serves is always exactly what a fresh translation of the new
+ * push gives, also for change sets merged from a burst and for registry changes.
  */
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
@@ -10,12 +11,15 @@ import { join, resolve } from "node:path";
 import { NodeSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { createConfigStore } from "../../../mod/galley/store.ts";
 import { createPushContext, type PushContext } from "../../../mod/pilot/model/push_context.ts";
+import type { RegistryState } from "../../../mod/pilot/model/registry.ts";
+import { createPilotProvider, PILOT_TYPES, type PilotProvider } from "../../../mod/pilot/xds/generator.ts";
 import {
-  createPilotProvider,
-  onlyRoutingChanged,
-  PILOT_TYPES,
-  type PilotProvider,
-} from "../../../mod/pilot/xds/generator.ts";
+  configPushRequest,
+  fullPushRequest,
+  isRoutingOnly,
+  mergePushRequests,
+  type PushRequest,
+} from "../../../mod/pilot/xds/push_request.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
 import type { XdsClient } from "../../../mod/xds/provider.ts";
 
@@ -50,18 +54,30 @@ const clients: XdsClient[] = [
   },
 ];
 
-/** One store, the samples in it, and a way to replace one file's content. */
-function mesh() {
+/**
+ * One store, the samples in it, and a way to replace files' content. `push()` delivers the files
+ * and returns the new PushContext with the request made of the change sets the store published
+ * since the previous `push()` (merged, as the debouncer merges a burst).
+ */
+function mesh(registries: () => readonly RegistryState[] = () => []) {
   const store = createConfigStore({ logger: quiet });
   const files = new Map<string, string>();
   for (const f of readdirSync(SAMPLES)) if (f.endsWith(".yaml")) files.set(f, sample(f));
-  const push = (): PushContext => {
+  let pending: PushRequest[] = [];
+  store.subscribe((change) => pending.push(configPushRequest(change)));
+  /** Delivers the files to the store without building a push (one step of a burst). */
+  const deliver = () => {
     store.sink("test").replace([...files].map(([origin, content]) => ({ origin, content })));
     const bad = store.status().resources.filter((r) => r.state === "rejected").flatMap((r) => r.errors);
     if (bad.length > 0) throw new Error(bad.join("\n"));
-    return createPushContext({ config: store.snapshot() });
   };
-  return { files, push };
+  const push = (): { ctx: PushContext; request: PushRequest } => {
+    deliver();
+    const request = mergePushRequests(pending);
+    pending = [];
+    return { ctx: createPushContext({ config: store.snapshot(), registries: registries() }), request };
+  };
+  return { files, deliver, push };
 }
 
 /** Every type's resources for every client, as name -> version. */
@@ -102,7 +118,7 @@ spec:
 describe("createPilotProvider() across pushes", () => {
   test("a routing-only change reuses clusters, endpoints and sidecar listeners, and serves what a fresh translation gives", () => {
     const m = mesh();
-    const first = m.push();
+    const first = m.push().ctx;
     const p = createPilotProvider({ initial: first, logger: quiet });
     const beforeClusters = clients.map((c) => p.resources(c, PILOT_TYPES.cluster, "*"));
     const beforeListeners = clients.map((c) => p.resources(c, PILOT_TYPES.listener, "*"));
@@ -122,12 +138,13 @@ describe("createPilotProvider() across pushes", () => {
         ),
       (f) => f.delete("extra.yaml"),
     ];
-    let previous = first;
     for (const edit of edits) {
       edit(m.files);
-      const next = m.push();
-      expect(onlyRoutingChanged(previous, next)).toBe(true);
-      p.update(next);
+      const { ctx: next, request } = m.push();
+      expect(request.configs.size).toBeGreaterThan(0);
+      expect(new Set(request.configs.values())).toEqual(new Set(["networking.istio.io/VirtualService"]));
+      expect(isRoutingOnly(request)).toBe(true);
+      p.update(next, request);
       expect(served(p)).toEqual(served(createPilotProvider({ initial: next, logger: quiet })));
       clients.forEach((c, i) => {
         expect(p.resources(c, PILOT_TYPES.cluster, "*")).toBe(beforeClusters[i]!);
@@ -136,13 +153,12 @@ describe("createPilotProvider() across pushes", () => {
           expect(p.resources(c, PILOT_TYPES.listener, "*")).toBe(beforeListeners[i]!);
         }
       });
-      previous = next;
     }
   });
 
   test("any other change translates everything again, and equal results stay the same maps", () => {
     const m = mesh();
-    const first = m.push();
+    const first = m.push().ctx;
     const p = createPilotProvider({ initial: first, logger: quiet });
     const c = clients[0]!;
     const clusters = p.resources(c, PILOT_TYPES.cluster, "*");
@@ -153,9 +169,10 @@ describe("createPilotProvider() across pushes", () => {
       "destination_rules.yaml",
       m.files.get("destination_rules.yaml")!.replace(/consecutive5xxErrors: \d+/, "consecutive5xxErrors: 17"),
     );
-    const next = m.push();
-    expect(onlyRoutingChanged(first, next)).toBe(false);
-    p.update(next);
+    const { ctx: next, request } = m.push();
+    expect([...request.configs.values()]).toEqual(["networking.istio.io/DestinationRule"]);
+    expect(isRoutingOnly(request)).toBe(false);
+    p.update(next, request);
     expect(served(p)).toEqual(served(createPilotProvider({ initial: next, logger: quiet })));
     expect(p.resources(c, PILOT_TYPES.cluster, "*")).not.toBe(clusters);
     expect(p.resources(c, PILOT_TYPES.route, "*")).toBe(routes);
@@ -171,10 +188,152 @@ describe("createPilotProvider() across pushes", () => {
         'name: reviews\n  labels: { touched: "yes" }\n',
       ),
     );
-    const third = m.push();
-    expect(onlyRoutingChanged(next, third)).toBe(false);
-    p.update(third);
+    const { ctx: third, request: request3 } = m.push();
+    expect(isRoutingOnly(request3)).toBe(false);
+    p.update(third, request3);
     expect(served(p)).toEqual(served1);
     expect(p.resources(c, PILOT_TYPES.cluster, "*")).toBe(clusters1);
+  });
+
+  test("a burst that changes a DestinationRule, then a VirtualService, is one full translation: the merged set names both", () => {
+    const m = mesh();
+    const p = createPilotProvider({ initial: m.push().ctx, logger: quiet });
+    const c = clients[0]!;
+    const clusters = p.resources(c, PILOT_TYPES.cluster, "*");
+
+    m.files.set(
+      "destination_rules.yaml",
+      m.files.get("destination_rules.yaml")!.replace(/consecutive5xxErrors: \d+/, "consecutive5xxErrors: 17"),
+    );
+    m.deliver();
+    m.files.set("extra.yaml", EXTRA_VS);
+    const { ctx: next, request } = m.push();
+    expect(new Set(request.configs.values())).toEqual(
+      new Set(["networking.istio.io/DestinationRule", "networking.istio.io/VirtualService"]),
+    );
+    expect(isRoutingOnly(request)).toBe(false);
+    p.update(next, request);
+    expect(served(p)).toEqual(served(createPilotProvider({ initial: next, logger: quiet })));
+    expect(p.resources(c, PILOT_TYPES.cluster, "*")).not.toBe(clusters);
+  });
+
+  test("a burst that ends where it began names what it touched and serves what was served before", () => {
+    const m = mesh();
+    const p = createPilotProvider({ initial: m.push().ctx, logger: quiet });
+    const before = served(p);
+    const maps = clients.map((c) => Object.values(PILOT_TYPES).map((t) => p.resources(c, t, "*")));
+    const routing = m.files.get("routing.yaml")!;
+    const rules = m.files.get("destination_rules.yaml")!;
+
+    // A VirtualService A -> B -> A: routing-only; routes are translated again and equal.
+    m.files.set(
+      "routing.yaml",
+      routing.replace("weight: 90", "weight: 80").replace("weight: 10\n", "weight: 20\n"),
+    );
+    m.deliver();
+    m.files.set("routing.yaml", routing);
+    const vs = m.push();
+    expect(vs.request.configs.size).toBe(1);
+    expect(isRoutingOnly(vs.request)).toBe(true);
+    p.update(vs.ctx, vs.request);
+    expect(served(p)).toEqual(before);
+
+    // A DestinationRule A -> B -> A: everything is translated again and equal.
+    m.files.set(
+      "destination_rules.yaml",
+      rules.replace(/consecutive5xxErrors: \d+/, "consecutive5xxErrors: 17"),
+    );
+    m.deliver();
+    m.files.set("destination_rules.yaml", rules);
+    const dr = m.push();
+    expect([...dr.request.configs.values()]).toEqual(["networking.istio.io/DestinationRule"]);
+    p.update(dr.ctx, dr.request);
+    expect(served(p)).toEqual(before);
+    // Equal results are served as the same maps, so the xDS server sends nothing.
+    clients.forEach((c, i) =>
+      Object.values(PILOT_TYPES).forEach((t, j) => expect(p.resources(c, t, "*")).toBe(maps[i]![j]!))
+    );
+  });
+
+  test("a registry change makes the push full, even merged with a VirtualService change", () => {
+    let workloads: RegistryState["workloads"] = [];
+    const m = mesh(() => [{ services: [], endpoints: [], workloads }]);
+    const p = createPilotProvider({ initial: m.push().ctx, logger: quiet });
+    const c = clients[0]!;
+    const endpoints = p.resources(c, PILOT_TYPES.endpoint, "*");
+
+    // A VM registers as a second ratings workload while a VirtualService is added.
+    workloads = [{
+      key: "networking.istio.io/WorkloadEntry/bookinfo/ratings-vm",
+      namespace: "bookinfo",
+      spec: { address: "192.0.2.99", labels: { app: "ratings", version: "v1" }, ports: { http: 9080 } },
+      healthy: true,
+    }];
+    m.files.set("extra.yaml", EXTRA_VS);
+    const { ctx: next, request: config } = m.push();
+    const request = mergePushRequests([config, fullPushRequest("registry:test")]);
+    expect(request.full).toBe(true);
+    expect(request.reasons).toEqual(["config", "registry:test"]);
+    expect(isRoutingOnly(request)).toBe(false);
+    p.update(next, request);
+    expect(served(p)).toEqual(served(createPilotProvider({ initial: next, logger: quiet })));
+    expect(p.resources(c, PILOT_TYPES.endpoint, "*")).not.toBe(endpoints);
+    const ratings = [...p.resources(c, PILOT_TYPES.endpoint, "*").keys()].filter((n) =>
+      n.includes("ratings")
+    );
+    expect(ratings.length).toBeGreaterThan(0);
+  });
+});
+
+describe("createPilotProvider() and what proxyless gRPC cannot express", () => {
+  const grpcClient: XdsClient = {
+    connectionId: "grpc-productpage",
+    node: create(NodeSchema, {
+      id: "proxyless~192.0.2.30~productpage-v1.bookinfo~bookinfo.svc.cluster.local",
+      metadata: { GENERATOR: "grpc", NAMESPACE: "bookinfo", LABELS: { app: "productpage", version: "v1" } },
+    }),
+  };
+  const WARMUP_DR = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: details-warmup, namespace: bookinfo }
+spec:
+  host: details
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN, warmup: { duration: 30s } }
+`;
+
+  test("lists the gaps per proxy, logs them once per change, and has none for Envoy", () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) });
+    const m = mesh();
+    m.files.set("warmup.yaml", WARMUP_DR);
+    const p = createPilotProvider({ initial: m.push().ctx, logger });
+    const proxy = p.proxyOf(grpcClient);
+    const gaps = p.unsupportedOf(proxy);
+    expect(gaps.some((g) => g.field === "loadBalancer.warmup" && g.resource.includes("details"))).toBe(true);
+    expect(p.unsupportedOf(p.proxyOf(clients[0]!))).toEqual([]);
+
+    const warnings = () => lines.filter((l) => String(l.msg).startsWith("proxyless gRPC cannot express"));
+    for (const t of Object.values(PILOT_TYPES)) p.resources(grpcClient, t, "*");
+    for (const t of Object.values(PILOT_TYPES)) p.resources(grpcClient, t, "*");
+    expect(warnings().length).toBe(1);
+    expect(warnings()[0]).toMatchObject({ proxy: proxy.id, count: gaps.length });
+
+    // The same gaps after an unrelated push: not logged again; without the warmup: none listed.
+    m.files.set(
+      "routing.yaml",
+      m.files.get("routing.yaml")!.replace("weight: 90", "weight: 80").replace(
+        "weight: 10\n",
+        "weight: 20\n",
+      ),
+    );
+    const second = m.push();
+    p.update(second.ctx, second.request);
+    for (const t of Object.values(PILOT_TYPES)) p.resources(grpcClient, t, "*");
+    expect(warnings().length).toBe(1);
+    m.files.delete("warmup.yaml");
+    const third = m.push();
+    p.update(third.ctx, third.request);
+    expect(p.unsupportedOf(proxy).some((g) => g.field === "loadBalancer.warmup")).toBe(false);
   });
 });

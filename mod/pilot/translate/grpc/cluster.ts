@@ -1,77 +1,105 @@
 /**
- * Clusters for proxyless gRPC clients (CDS): for every port of every service the proxy can
- * dial, `outbound|PORT||HOST` and one `outbound|PORT|SUBSET|HOST` per DestinationRule subset,
- * each of type EDS over ADS (the EDS name is the cluster name), with the merged traffic policy:
- * ROUND_ROBIN or RING_HASH, outlier detection and circuit breakers.
+ * Clusters for proxyless gRPC clients (CDS), rendered from the same cluster plans as Envoy's
+ * (cluster_plan.ts): the same names, the same merged DestinationRule policy, the same circuit
+ * breakers and outlier detection. What differs is only what gRPC clients accept (gRFC A27,
+ * A32, A42, A50): every cluster is EDS over ADS (the EDS name is the cluster name); the load
+ * balancer is ROUND_ROBIN or RING_HASH (xxHash, ring size clamped to gRPC's maximum); outlier
+ * detection adds failure-percentage ejection, since gRPC has no consecutive-error counts; TLS
+ * names certificate provider instances instead of SDS secrets (tls.ts). What gRPC cannot
+ * express is listed by unsupported.ts, never dropped silently.
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import {
   type Cluster,
   Cluster_DiscoveryType,
   Cluster_EdsClusterConfigSchema,
+  Cluster_LbPolicy,
+  Cluster_RingHashLbConfig_HashFunction,
+  Cluster_RingHashLbConfigSchema,
   ClusterSchema,
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
-import type { DestinationRuleSpec } from "../../../galley/kinds/networking.ts";
+import { CircuitBreakersSchema } from "#gen/envoy/config/cluster/v3/circuit_breaker_pb.ts";
+import type { OutlierDetection as EnvoyOutlier } from "#gen/envoy/config/cluster/v3/outlier_detection_pb.ts";
+import type { OutlierDetection } from "../../../api/kinds/networking.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
-import type { Service } from "../../model/service.ts";
-import { circuitBreakers } from "./circuit_breakers.ts";
-import { protoDuration } from "./durations.ts";
-import { adsConfigSource } from "./listener_outbound.ts";
-import { clusterLoadBalancing } from "./load_balancer.ts";
-import { clusterName } from "./names.ts";
-import { outlierDetection } from "./outlier_detection.ts";
-import { dialableServices } from "./targets.ts";
+import { type OutboundClusterPlan, outboundClusterPlans } from "../cluster_plan.ts";
+import { circuitBreakerThresholds, outlierDetectionConfig, ringHashSize } from "../cluster_traffic_policy.ts";
+import { adsConfigSource, durationFromString } from "../conversion.ts";
 import { clientTransportSocket } from "./tls.ts";
-import { clusterPolicy } from "./traffic_policy.ts";
 
-/** One cluster the proxy may ask for, before it is built. */
-export interface ClusterRef {
-  readonly name: string;
-  readonly service: Service;
-  readonly port: number;
-  readonly subset?: string;
-  readonly dr?: DestinationRuleSpec;
+/** gRPC's largest accepted ring size. */
+export const MAX_RING_SIZE = 8_388_608;
+
+/** The failure percentage (of calls to one endpoint in one interval) that ejects it. */
+export const FAILURE_THRESHOLD = 50;
+
+/**
+ * The cluster plans a gRPC client may ask for: Envoy's, less services under a wildcard host
+ * (a client dials a name, never a pattern). Sorted by name.
+ */
+export function grpcClusterPlans(push: PushContext, proxy: Proxy): OutboundClusterPlan[] {
+  return outboundClusterPlans(push, proxy).filter((p) => !p.service.hostname.includes("*"));
 }
 
-/** Every cluster of the proxy, sorted by name. */
-export function clusterRefs(push: PushContext, proxy: Proxy): ClusterRef[] {
-  const out: ClusterRef[] = [];
-  for (const service of dialableServices(push, proxy)) {
-    const dr = push.destinationRule(proxy, service.hostname)?.spec;
-    for (const p of service.ports) {
-      out.push({ name: clusterName(service.hostname, p.number), service, port: p.number, dr });
-      const seen = new Set<string>();
-      for (const s of dr?.subsets ?? []) {
-        if (seen.has(s.name)) continue;
-        seen.add(s.name);
-        out.push({
-          name: clusterName(service.hostname, p.number, s.name),
-          service,
-          port: p.number,
-          subset: s.name,
-          dr,
-        });
-      }
-    }
+/**
+ * Outlier detection for gRPC (gRFC A50): Envoy's message, plus failure-percentage ejection
+ * standing in for the consecutive-error counts gRPC lacks: an endpoint that failed at least
+ * {@link FAILURE_THRESHOLD}% of at least N calls in an interval is ejected, N the smallest
+ * consecutive count set. The maximum ejection percentage is clamped to 100.
+ */
+export function grpcOutlierDetection(od: OutlierDetection): EnvoyOutlier {
+  const out = outlierDetectionConfig(od);
+  const volume = [out.consecutive5xx, out.consecutiveGatewayFailure]
+    .filter((n): n is number => n !== undefined && n > 0);
+  if (volume.length > 0) {
+    out.enforcingFailurePercentage = 100;
+    out.failurePercentageThreshold = FAILURE_THRESHOLD;
+    out.failurePercentageRequestVolume = Math.min(...volume);
+    out.failurePercentageMinimumHosts = 1;
   }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (out.maxEjectionPercent !== undefined) out.maxEjectionPercent = Math.min(100, out.maxEjectionPercent);
+  return out;
 }
 
-/** Builds one cluster. */
-export function buildCluster(push: PushContext, proxy: Proxy, ref: ClusterRef): Cluster {
-  const policy = clusterPolicy(ref.dr, ref.port, ref.subset);
-  return create(ClusterSchema, {
-    name: ref.name,
+/** Renders one planned cluster for gRPC clients. */
+export function grpcCluster(push: PushContext, plan: OutboundClusterPlan): Cluster {
+  const { policy } = plan;
+  const cluster = create(ClusterSchema, {
+    name: plan.name,
     clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.EDS },
     edsClusterConfig: create(Cluster_EdsClusterConfigSchema, {
       edsConfig: adsConfigSource(),
-      serviceName: ref.name,
+      serviceName: plan.name,
     }),
-    connectTimeout: protoDuration(policy.connectionPool?.tcp?.connectTimeout ?? push.mesh.connectTimeout),
-    ...clusterLoadBalancing(policy.loadBalancer),
-    outlierDetection: outlierDetection(policy.outlierDetection),
-    circuitBreakers: circuitBreakers(policy.connectionPool),
-    transportSocket: clientTransportSocket(push, proxy, { service: ref.service, tls: policy.tls }),
+    connectTimeout: durationFromString(
+      policy.connectionPool?.tcp?.connectTimeout ?? push.mesh.connectTimeout,
+    ),
+    circuitBreakers: create(CircuitBreakersSchema, {
+      thresholds: [circuitBreakerThresholds(policy.connectionPool)],
+    }),
+    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
   });
+  const ch = policy.loadBalancer?.consistentHash;
+  if (ch) {
+    cluster.lbPolicy = Cluster_LbPolicy.RING_HASH;
+    cluster.lbConfig = {
+      case: "ringHashLbConfig",
+      value: create(Cluster_RingHashLbConfigSchema, {
+        hashFunction: Cluster_RingHashLbConfig_HashFunction.XX_HASH,
+        minimumRingSize: BigInt(Math.min(Math.max(1, ringHashSize(ch)), MAX_RING_SIZE)),
+      }),
+    };
+  }
+  if (policy.outlierDetection) cluster.outlierDetection = grpcOutlierDetection(policy.outlierDetection);
+  const socket = clientTransportSocket(plan);
+  if (socket) cluster.transportSocket = socket;
+  return cluster;
+}
+
+/** Every cluster a gRPC client of the proxy may ask for, sorted by name. */
+export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
+  return grpcClusterPlans(push, proxy).map((plan) => grpcCluster(push, plan));
 }

@@ -1,90 +1,108 @@
 /**
- * Endpoints for proxyless gRPC clients (EDS): one ClusterLoadAssignment per cluster, holding
- * the healthy endpoints of the service port (of the subset, for subset clusters), grouped by
- * locality. Every locality carries a load_balancing_weight (the sum of its endpoints'
- * weights): gRPC ignores a locality without one, which leaves every call failing.
- * Endpoints whose address is not an IP (DNS names, Unix sockets) are left out, as gRPC rejects
- * them, and an address:port listed twice is listed once (gRPC rejects duplicates too).
+ * Endpoints for proxyless gRPC clients (EDS), rendered from Envoy's assignment of the same
+ * cluster plan (endpoint.ts): the same healthy endpoints, narrowed to the subset, grouped by
+ * locality, with the DestinationRule's locality weights and failover priorities. Rendered for
+ * what gRPC accepts (gRFC A27): every locality carries a load_balancing_weight (gRPC ignores a
+ * locality without one, which leaves every call failing); endpoints whose address is not an IP
+ * (DNS names, Unix sockets) are left out, as gRPC rejects them; an address:port listed twice is
+ * listed once and a locality once per priority (gRPC rejects duplicates too); no Envoy-only
+ * metadata (transport socket matches).
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { isIP } from "node:net";
-import { AddressSchema, SocketAddressSchema } from "#gen/envoy/config/core/v3/address_pb.ts";
-import { LocalitySchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { HealthStatus } from "#gen/envoy/config/core/v3/health_check_pb.ts";
 import {
-  EndpointSchema,
   type LbEndpoint,
   LbEndpointSchema,
+  type LocalityLbEndpoints,
   LocalityLbEndpointsSchema,
 } from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
 import {
   type ClusterLoadAssignment,
   ClusterLoadAssignmentSchema,
 } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
-import type { Proxy } from "../../model/proxy.ts";
-import type { PushContext } from "../../model/push_context.ts";
-import { labelsMatch } from "../../model/service.ts";
-import type { ClusterRef } from "./cluster.ts";
+import type { OutboundClusterPlan } from "../cluster_plan.ts";
+import { byString } from "../conversion.ts";
+import { planLoadAssignment } from "../endpoint.ts";
 import { joinHostPort } from "./names.ts";
-import { findSubset } from "./traffic_policy.ts";
 
-/** Splits "region/zone/subzone" (any part may be missing). */
-function locality(text: string | undefined) {
-  const [region = "", zone = "", subZone = ""] = (text ?? "").split("/");
-  return create(LocalitySchema, { region, zone, subZone });
+function addressOf(lb: LbEndpoint): string | undefined {
+  if (lb.hostIdentifier.case !== "endpoint") return undefined;
+  const a = lb.hostIdentifier.value.address?.address;
+  if (a?.case !== "socketAddress" || isIP(a.value.address) === 0) return undefined;
+  const port = a.value.portSpecifier.case === "portValue" ? a.value.portSpecifier.value : 0;
+  return joinHostPort(a.value.address, port);
 }
 
-/** Builds the ClusterLoadAssignment of one cluster. */
-export function buildLoadAssignment(
-  push: PushContext,
-  _proxy: Proxy,
-  ref: ClusterRef,
-): ClusterLoadAssignment {
-  const subsetLabels = ref.subset ? findSubset(ref.dr, ref.subset)?.labels ?? {} : undefined;
-  const seen = new Set<string>();
-  const groups = new Map<string, { weight: number; endpoints: { key: string; lb: LbEndpoint }[] }>();
-  for (const e of push.endpoints(ref.service, ref.port)) {
-    if (!e.healthy || isIP(e.address) === 0) continue;
-    if (subsetLabels && !labelsMatch(subsetLabels, e.labels)) continue;
-    const key = joinHostPort(e.address, e.port);
-    if (seen.has(key)) continue;
+function weightOf(lb: LbEndpoint): number {
+  return Math.max(1, Math.floor(lb.loadBalancingWeight ?? 1));
+}
+
+/** One locality group as gRPC takes it, or undefined when none of its endpoints is usable. */
+function grpcGroup(group: LocalityLbEndpoints, seen: Set<string>): LocalityLbEndpoints | undefined {
+  const kept: { key: string; lb: LbEndpoint }[] = [];
+  for (const lb of group.lbEndpoints) {
+    const key = addressOf(lb);
+    if (key === undefined || seen.has(key)) continue;
     seen.add(key);
-    const weight = Math.max(1, Math.floor(e.weight));
-    // "r/z" and "r/z/" are one locality: gRPC rejects a locality listed twice.
-    const [region = "", zone = "", subZone = ""] = (e.locality ?? "").split("/");
-    const loc = `${region}/${zone}/${subZone}`;
-    let g = groups.get(loc);
-    if (!g) groups.set(loc, g = { weight: 0, endpoints: [] });
-    g.weight += weight;
-    g.endpoints.push({
+    kept.push({
       key,
       lb: create(LbEndpointSchema, {
-        hostIdentifier: {
-          case: "endpoint",
-          value: create(EndpointSchema, {
-            address: create(AddressSchema, {
-              address: {
-                case: "socketAddress",
-                value: create(SocketAddressSchema, {
-                  address: e.address,
-                  portSpecifier: { case: "portValue", value: e.port },
-                }),
-              },
-            }),
-          }),
-        },
+        hostIdentifier: lb.hostIdentifier,
         healthStatus: HealthStatus.HEALTHY,
-        loadBalancingWeight: weight,
+        loadBalancingWeight: weightOf(lb),
       }),
     });
   }
-  const localities = [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([loc, g]) =>
-    create(LocalityLbEndpointsSchema, {
-      locality: locality(loc),
-      lbEndpoints: g.endpoints.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((x) => x.lb),
-      loadBalancingWeight: g.weight,
-      priority: 0,
-    })
-  );
-  return create(ClusterLoadAssignmentSchema, { clusterName: ref.name, endpoints: localities });
+  if (kept.length === 0) return undefined;
+  const all = kept.length === group.lbEndpoints.length;
+  return create(LocalityLbEndpointsSchema, {
+    locality: {
+      region: group.locality?.region ?? "",
+      zone: group.locality?.zone ?? "",
+      subZone: group.locality?.subZone ?? "",
+    },
+    lbEndpoints: kept.sort((a, b) => byString(a.key, b.key)).map((k) => k.lb),
+    // Envoy's weight unless endpoints were left out, then the weight of those kept.
+    loadBalancingWeight: all && group.loadBalancingWeight
+      ? group.loadBalancingWeight
+      : kept.reduce((sum, k) => sum + (k.lb.loadBalancingWeight ?? 1), 0),
+    priority: group.priority,
+  });
+}
+
+function localityKey(g: LocalityLbEndpoints): string {
+  return `${g.priority}|${g.locality?.region}/${g.locality?.zone}/${g.locality?.subZone}`;
+}
+
+/** Renders Envoy's assignment of a cluster for gRPC (see the module notes). */
+export function grpcAssignment(cla: ClusterLoadAssignment): ClusterLoadAssignment {
+  const seen = new Set<string>();
+  const merged = new Map<string, LocalityLbEndpoints>();
+  for (const group of cla.endpoints) {
+    const g = grpcGroup(group, seen);
+    if (!g) continue;
+    const key = localityKey(g);
+    const prev = merged.get(key);
+    if (!prev) {
+      merged.set(key, g);
+      continue;
+    }
+    // "r/z" and "r/z/" are one locality: gRPC rejects a locality listed twice.
+    prev.lbEndpoints.push(...g.lbEndpoints);
+    prev.loadBalancingWeight = (prev.loadBalancingWeight ?? 0) + (g.loadBalancingWeight ?? 0);
+  }
+  const endpoints = [...merged.entries()].sort(([a], [b]) => byString(a, b)).map(([, g]) => g);
+  return create(ClusterLoadAssignmentSchema, { clusterName: cla.clusterName, endpoints });
+}
+
+/** The ClusterLoadAssignment of one planned cluster, seen from the proxy's locality. */
+export function buildLoadAssignment(
+  plan: OutboundClusterPlan,
+  locality: string | undefined,
+): ClusterLoadAssignment {
+  // Every gRPC cluster is EDS, also where Envoy resolves DNS itself: all of its hosts.
+  return grpcAssignment(planLoadAssignment({ ...plan, discovery: "EDS" }, locality));
 }

@@ -1,62 +1,41 @@
 /**
- * Fault injection (gRFC A33): Istio's HTTPFaultInjection as a per-route override of the fault
- * filter. gRPC needs a percentage on every delay and abort; Istio's default is 100%.
+ * Fault injection for gRPC clients (gRFC A33): route_plan.ts's fault decision as a per-route
+ * override of the fault filter, and the overrides that fail every call for routes gRPC cannot
+ * forward.
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { type Any, anyPack } from "@bufbuild/protobuf/wkt";
 import { FaultDelaySchema } from "#gen/envoy/extensions/filters/common/fault/v3/fault_pb.ts";
 import { FaultAbortSchema, HTTPFaultSchema } from "#gen/envoy/extensions/filters/http/fault/v3/fault_pb.ts";
-import {
-  type FractionalPercent,
-  FractionalPercent_DenominatorType,
-  FractionalPercentSchema,
-} from "#gen/envoy/type/v3/percent_pb.ts";
-import { grpcStatusNames, type HTTPFaultInjection, type Percent } from "../../../galley/kinds/networking.ts";
-import { protoDuration } from "./durations.ts";
-
-/** A percentage (0..100, fractions allowed) as parts per million. */
-export function fractionalPercent(percent: number): FractionalPercent {
-  const clamped = Math.min(100, Math.max(0, percent));
-  return create(FractionalPercentSchema, {
-    numerator: Math.round(clamped * 10_000),
-    denominator: FractionalPercent_DenominatorType.MILLION,
-  });
-}
-
-function percentOf(p: Percent | undefined, legacy: number | undefined): FractionalPercent {
-  return fractionalPercent(p?.value ?? legacy ?? 100);
-}
-
-/** The gRPC status code for a name such as "UNAVAILABLE"; undefined for unknown names. */
-export function grpcStatusCode(name: string): number | undefined {
-  const i = grpcStatusNames.indexOf(name.toUpperCase());
-  return i < 0 ? undefined : i;
-}
+import { durationFromString, fractionalPercent } from "../conversion.ts";
+import type { FaultDecision } from "../fault.ts";
 
 /**
- * The fault filter override for a route's faults, packed; undefined when the route injects
- * none gRPC can apply (http2Error aborts and exponential delays are not supported).
+ * The fault filter override for a route plan's fault decision, packed; undefined for none.
+ * Percentages are always written: a percentage the rule left unset is 0 (Istio injects into no
+ * request then, and Envoy reads an absent percentage the same way), so gRPC clients cannot
+ * read it otherwise.
  */
-export function faultOverride(fault: HTTPFaultInjection | undefined): Any | undefined {
-  if (!fault) return undefined;
-  const fixed = protoDuration(fault.delay?.fixedDelay);
-  const delay = fault.delay && fixed
+export function faultOverride(decision: FaultDecision | undefined): Any | undefined {
+  if (!decision) return undefined;
+  const d = decision.delay;
+  const delay = d
     ? create(FaultDelaySchema, {
-      faultDelaySecifier: { case: "fixedDelay", value: fixed },
-      percentage: percentOf(fault.delay.percentage, fault.delay.percent),
+      faultDelaySecifier: { case: "fixedDelay", value: durationFromString(d.fixedDelay) },
+      percentage: fractionalPercent(d.percent ?? 0),
     })
     : undefined;
-  const a = fault.abort;
-  const code = a?.grpcStatus !== undefined ? grpcStatusCode(a.grpcStatus) : undefined;
-  const abort = a && (code !== undefined || a.httpStatus !== undefined)
+  const a = decision.abort;
+  const abort = a
     ? create(FaultAbortSchema, {
-      errorType: code !== undefined
-        ? { case: "grpcStatus", value: code }
-        : { case: "httpStatus", value: a.httpStatus! },
-      percentage: percentOf(a.percentage, undefined),
+      errorType: a.httpStatus !== undefined
+        ? { case: "httpStatus", value: a.httpStatus }
+        : { case: "grpcStatus", value: a.grpcStatus! },
+      percentage: fractionalPercent(a.percent ?? 0),
     })
     : undefined;
-  if (!delay && !abort) return undefined;
   return anyPack(HTTPFaultSchema, create(HTTPFaultSchema, { delay, abort }));
 }
 

@@ -1,6 +1,8 @@
 /**
  * The HTTP filters gRPC clients and servers understand: the fault filter (clients only, gRFC
  * A33) and the router, which must come last (gRFC A39).
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";

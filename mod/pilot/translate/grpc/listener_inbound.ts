@@ -3,7 +3,10 @@
  * `xds.istio.io/grpc/lds/inbound/IP:PORT` after the address the server listens on. Each has the
  * listening address, one filter chain holding only an HttpConnectionManager with an inline
  * route configuration (virtual host "*", every call allowed through with non_forwarding_action)
- * and the router filter; mTLS will come through the transport-socket seam.
+ * and the router filter, RBAC filters ahead of it when AuthorizationPolicies apply, and mTLS
+ * when PeerAuthentication makes the port STRICT (tls.ts).
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";

@@ -2,14 +2,11 @@
  * Client API listeners (gRFC A27): one per target name, an HttpConnectionManager that takes its
  * routes over ADS (RDS) under the same name, with the router filter, preceded by the fault
  * filter when some route of that name injects faults.
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import {
-  AggregatedConfigSourceSchema,
-  ApiVersion,
-  ConfigSourceSchema,
-} from "#gen/envoy/config/core/v3/config_source_pb.ts";
 import { ApiListenerSchema } from "#gen/envoy/config/listener/v3/api_listener_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import {
@@ -18,17 +15,10 @@ import {
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
+import { adsConfigSource } from "../conversion.ts";
 import { clientFilters } from "./filters.ts";
 import { routeConfiguration, usesFaults } from "./route.ts";
 import type { Target } from "./targets.ts";
-
-/** A ConfigSource pointing at the ADS stream the client already has. */
-export function adsConfigSource() {
-  return create(ConfigSourceSchema, {
-    configSourceSpecifier: { case: "ads", value: create(AggregatedConfigSourceSchema) },
-    resourceApiVersion: ApiVersion.V3,
-  });
-}
 
 /** The API listener for one target. */
 export function apiListener(push: PushContext, proxy: Proxy, target: Target): Listener {

@@ -5,6 +5,11 @@
  * Kubernetes-style names too), clusters and EDS `outbound|PORT|SUBSET|HOST`, server listeners
  * `xds.istio.io/grpc/lds/inbound/IP:PORT`. Every output is sorted by name.
  *
+ * Decided once, rendered twice: clusters and endpoints come from the cluster plans
+ * (cluster_plan.ts) and routes from the route plans (route_plan.ts) that Envoy's resources are
+ * rendered from; the files here only render them as gRPC clients accept them.
+ * {@link grpcUnsupported} lists, per resource and field, what gRPC cannot express.
+ *
  * @module
  */
 import type { Cluster } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
@@ -13,12 +18,15 @@ import type { Listener } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import type { RouteConfiguration } from "#gen/envoy/config/route/v3/route_pb.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
-import { buildCluster, clusterRefs } from "./cluster.ts";
+import { proxyLocality } from "../proxy_scope.ts";
+import { buildClusters, grpcClusterPlans } from "./cluster.ts";
 import { buildLoadAssignment } from "./endpoint.ts";
 import { isServerListenerName, serverListeners } from "./listener_inbound.ts";
 import { apiListener } from "./listener_outbound.ts";
 import { buildRouteConfigurations } from "./route.ts";
 import { requestedTargets } from "./targets.ts";
+
+export { type GrpcUnsupported, grpcUnsupported } from "./unsupported.ts";
 
 function byName<T>(items: T[], nameOf: (t: T) => string): T[] {
   return items.sort((a, b) => (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0));
@@ -54,24 +62,26 @@ export function buildGrpcRoutes(
   return byName(buildRouteConfigurations(push, proxy, names), (r) => r.name);
 }
 
-/** Every cluster the proxy may ask for: each service port and DestinationRule subset, EDS over ADS. */
+/**
+ * Every cluster the proxy may ask for: each service port and DestinationRule subset, EDS over
+ * ADS, rendered from the cluster plans Envoy's clusters come from.
+ */
 export function buildGrpcClusters(push: PushContext, proxy: Proxy): Cluster[] {
-  return clusterRefs(push, proxy).map((ref) => buildCluster(push, proxy, ref));
+  return buildClusters(push, proxy);
 }
 
 /**
  * ClusterLoadAssignments for cluster names ("*": every cluster): healthy endpoints, grouped by
- * locality with every locality weighted. Unknown names are left out.
+ * locality with every locality weighted, with the DestinationRule's locality weights and
+ * failover priorities as Envoy gets them. Unknown names are left out.
  */
 export function buildGrpcEndpoints(
   push: PushContext,
   proxy: Proxy,
   names: readonly string[] | "*",
 ): ClusterLoadAssignment[] {
-  const refs = clusterRefs(push, proxy);
-  const wanted = names === "*" ? refs : (() => {
-    const set = new Set(names);
-    return refs.filter((r) => set.has(r.name));
-  })();
-  return wanted.map((ref) => buildLoadAssignment(push, proxy, ref));
+  const plans = grpcClusterPlans(push, proxy);
+  const set = names === "*" ? undefined : new Set(names);
+  const locality = proxyLocality(push, proxy);
+  return plans.filter((p) => !set || set.has(p.name)).map((p) => buildLoadAssignment(p, locality));
 }

@@ -1,25 +1,14 @@
 /**
- * Resource names of the proxyless-gRPC flavour, as Istio's grpcgen spells them: clusters
- * `outbound|PORT|SUBSET|HOST` (also the EDS name), client listeners and route configurations
- * `HOST:PORT`, server listeners `xds.istio.io/grpc/lds/inbound/IP:PORT`.
+ * Resource names of the proxyless-gRPC flavour, as Istio's grpcgen spells them: client
+ * listeners and route configurations `HOST:PORT`, server listeners
+ * `xds.istio.io/grpc/lds/inbound/IP:PORT`. Cluster names (`outbound|PORT|SUBSET|HOST`, also the
+ * EDS name) are Envoy's, from cluster_name.ts.
+ *
+ * @module
  */
 
 /** The prefix of the server listener names gRPC's xDS-enabled servers ask for. */
 export const SERVER_LISTENER_PREFIX = "xds.istio.io/grpc/lds/inbound/";
-
-/** An outbound cluster name: `outbound|PORT|SUBSET|HOST` (SUBSET empty for the whole service). */
-export function clusterName(host: string, port: number, subset = ""): string {
-  return `outbound|${port}|${subset}|${host}`;
-}
-
-/** The parts of an outbound cluster name, or undefined when `name` is not one. */
-export function parseClusterName(name: string): { host: string; port: number; subset: string } | undefined {
-  const parts = name.split("|");
-  if (parts.length !== 4 || parts[0] !== "outbound") return undefined;
-  const port = Number(parts[1]);
-  if (!Number.isInteger(port) || port <= 0 || port > 65535 || parts[3] === "") return undefined;
-  return { host: parts[3]!, port, subset: parts[2]! };
-}
 
 /** A socket address split into host and port; IPv6 hosts come without brackets. */
 export interface HostPort {

@@ -1,19 +1,28 @@
 /**
- * Route configurations for proxyless gRPC clients (RDS): one per target name, with one virtual
- * host whose only domain is that name, routes from the VirtualService that covers the host,
- * or a default route to the whole service when none does.
+ * Route configurations for proxyless gRPC clients (RDS), rendered from the same route plans
+ * as Envoy's (route_plan.ts): one per target name, with one virtual host whose only domain is
+ * that name, and a route per planned route (the VirtualService's, or the default route).
  *
- * Everything emitted is what both gRPC clients accept (gRFC A28, A31, A33, A42, A44):
- * weighted_clusters carry weights that add up to total_weight (C-core checks the sum; grpc-js
- * wants it above 0), a virtual host is never left without routes (C-core rejects that), and
- * routes gRPC cannot forward (redirects, direct responses) fail calls through the fault filter
- * instead of using actions grpc-js rejects.
+ * Rendered for what both gRPC clients accept (gRFC A28, A31, A33, A42, A44): matches with the
+ * long-standing header matcher fields (route_match.ts); weighted_clusters whose weights add up
+ * to total_weight (C-core checks the sum; grpc-js wants it above 0); timeouts as
+ * max_stream_duration; retries on gRPC status codes only (retry.ts); faults with explicit
+ * percentages (fault.ts). A virtual host is never left without routes (C-core rejects that):
+ * when no planned route can be expressed, one route fails every call with UNAVAILABLE, as a
+ * client finding no route does. Routes gRPC cannot forward (redirects, direct responses) fail
+ * calls through the fault filter. Everything left out is listed by unsupported.ts.
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import {
   type Route,
   type RouteAction,
+  type RouteAction_HashPolicy,
+  RouteAction_HashPolicy_FilterStateSchema,
+  RouteAction_HashPolicy_HeaderSchema,
+  RouteAction_HashPolicySchema,
   RouteAction_MaxStreamDurationSchema,
   RouteActionSchema,
   RouteSchema,
@@ -22,69 +31,58 @@ import {
   WeightedClusterSchema,
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import { type RouteConfiguration, RouteConfigurationSchema } from "#gen/envoy/config/route/v3/route_pb.ts";
-import type { HTTPRoute, HTTPRouteDestination } from "../../../galley/kinds/networking.ts";
+import type { ConsistentHashLB } from "../../../api/kinds/networking.ts";
 import type { Proxy } from "../../model/proxy.ts";
-import { type PushContext, resolveHost } from "../../model/push_context.ts";
-import { durationFromMs, durationMs } from "./durations.ts";
+import type { PushContext } from "../../model/push_context.ts";
+import { parseDuration } from "../../../shared/duration.ts";
+import { outboundClusterName } from "../cluster_name.ts";
+import { durationFromString } from "../conversion.ts";
+import { type DestinationPlan, type RoutePlan, serviceRoutePlans } from "../route_plan.ts";
 import { failAll, failAllHttp, faultOverride } from "./fault.ts";
 import { FAULT_FILTER } from "./filters.ts";
-import { hashPolicies } from "./load_balancer.ts";
-import { clusterName } from "./names.ts";
 import { retryPolicy } from "./retry.ts";
-import { matchAll, routeMatch } from "./route_match.ts";
-import { dialableService, requestedTargets, type Target } from "./targets.ts";
-import { clusterPolicy } from "./traffic_policy.ts";
-import { applicableRoutes, virtualServiceFor } from "./virtual_service.ts";
+import { grpcRouteMatch, matchAll } from "./route_match.ts";
+import { requestedTargets, type Target } from "./targets.ts";
 
 /** gRPC's UNAVAILABLE, which clients return when no route matches. */
 const UNAVAILABLE = 14;
 
-interface Dest {
-  readonly cluster: string;
-  readonly host: string;
-  readonly port: number;
-  readonly subset?: string;
-  readonly weight: number;
-}
+/** The channel-id filter state key gRPC hashes on for source affinity (gRFC A42). */
+export const CHANNEL_ID_KEY = "io.grpc.channel_id";
 
-function resolveDestination(
-  push: PushContext,
-  proxy: Proxy,
-  target: Target,
-  vsNamespace: string,
-  d: HTTPRouteDestination,
-): Dest {
-  const host = resolveHost(d.destination.host, vsNamespace);
-  let port = d.destination.port?.number;
-  if (port === undefined) {
-    const svc = host === target.service.hostname ? target.service : dialableService(push, proxy, host);
-    port = svc === target.service
-      ? target.port.number
-      : svc?.ports.length === 1
-      ? svc.ports[0]!.number
-      : target.port.number;
+/**
+ * The hash policy gRPC can use for a consistent-hash setting: a header (lower-cased, as gRPC
+ * sees metadata), or the client channel for source-IP affinity; cookies and query parameters
+ * do not exist in gRPC.
+ */
+export function grpcHashPolicy(ch: ConsistentHashLB | undefined): RouteAction_HashPolicy | undefined {
+  if (ch?.httpHeaderName) {
+    return create(RouteAction_HashPolicySchema, {
+      policySpecifier: {
+        case: "header",
+        value: create(RouteAction_HashPolicy_HeaderSchema, { headerName: ch.httpHeaderName.toLowerCase() }),
+      },
+    });
   }
-  const subset = d.destination.subset || undefined;
-  return { cluster: clusterName(host, port, subset), host, port, subset, weight: d.weight ?? 0 };
+  if (ch?.useSourceIp) {
+    return create(RouteAction_HashPolicySchema, {
+      policySpecifier: {
+        case: "filterState",
+        value: create(RouteAction_HashPolicy_FilterStateSchema, { key: CHANNEL_ID_KEY }),
+      },
+    });
+  }
+  return undefined;
 }
 
-function hashPoliciesFor(push: PushContext, proxy: Proxy, dests: readonly Dest[]) {
-  const first = dests[0];
-  if (!first) return [];
-  const lb = (d: Dest) =>
-    clusterPolicy(push.destinationRule(proxy, d.host)?.spec, d.port, d.subset).loadBalancer;
-  const policies = hashPolicies(lb(first));
-  // Calls split over clusters hash alike only when every cluster hashes the same way.
-  const same = dests.every((d) =>
-    JSON.stringify(lb(d)?.consistentHash) === JSON.stringify(lb(first)?.consistentHash)
-  );
-  return same ? policies : [];
+/** The destinations traffic goes to: the only one, else those with a weight. */
+function used(dests: readonly DestinationPlan[]): readonly DestinationPlan[] {
+  return dests.length === 1 ? dests : dests.filter((d) => d.weight > 0);
 }
 
-function clusterSpecifier(dests: readonly Dest[]): RouteAction["clusterSpecifier"] {
-  const weighted = dests.filter((d) => d.weight > 0);
-  if (dests.length === 1 || weighted.length === 0) return { case: "cluster", value: dests[0]!.cluster };
-  if (weighted.length === 1) return { case: "cluster", value: weighted[0]!.cluster };
+function clusterSpecifier(dests: readonly DestinationPlan[]): RouteAction["clusterSpecifier"] {
+  const weighted = used(dests);
+  if (weighted.length === 0) return { case: "cluster", value: dests[0]!.cluster };
   // Two destinations naming the same cluster share one entry.
   const byCluster = new Map<string, number>();
   for (const d of weighted) byCluster.set(d.cluster, (byCluster.get(d.cluster) ?? 0) + d.weight);
@@ -96,12 +94,26 @@ function clusterSpecifier(dests: readonly Dest[]): RouteAction["clusterSpecifier
   return { case: "weightedClusters", value: create(WeightedClusterSchema, { clusters, totalWeight: total }) };
 }
 
-function action(push: PushContext, proxy: Proxy, dests: readonly Dest[], http?: HTTPRoute): RouteAction {
-  const timeoutMs = durationMs(http?.timeout);
-  const timeout = timeoutMs !== undefined && timeoutMs > 0 ? durationFromMs(timeoutMs) : undefined;
+function hashPolicies(dests: readonly DestinationPlan[]): RouteAction_HashPolicy[] {
+  const out: RouteAction_HashPolicy[] = [];
+  const seen = new Set<string>();
+  for (const d of used(dests)) {
+    const hp = grpcHashPolicy(d.consistentHash);
+    const key = hp ? JSON.stringify(hp.policySpecifier) : "";
+    if (hp && !seen.has(key)) {
+      seen.add(key);
+      out.push(hp);
+    }
+  }
+  return out;
+}
+
+function routeAction(plan: RoutePlan): RouteAction {
+  const ms = plan.timeout ? parseDuration(plan.timeout) ?? 0 : 0;
+  const timeout = ms > 0 ? durationFromString(plan.timeout!) : undefined;
   return create(RouteActionSchema, {
-    clusterSpecifier: clusterSpecifier(dests),
-    hashPolicy: hashPoliciesFor(push, proxy, dests),
+    clusterSpecifier: clusterSpecifier(plan.destinations),
+    hashPolicy: hashPolicies(plan.destinations),
     ...(timeout
       ? {
         timeout,
@@ -111,7 +123,7 @@ function action(push: PushContext, proxy: Proxy, dests: readonly Dest[], http?: 
         }),
       }
       : {}),
-    retryPolicy: retryPolicy(http?.retries),
+    retryPolicy: retryPolicy(plan.retry),
   });
 }
 
@@ -127,48 +139,34 @@ function failingRoute(name: string, match: Route["match"], cluster: string, faul
   });
 }
 
+/** Renders one route plan, or undefined when gRPC cannot match it (see route_match.ts). */
+export function grpcRoute(plan: RoutePlan, defaultCluster: string): Route | undefined {
+  const match = grpcRouteMatch(plan.match);
+  if (!match) return undefined;
+  const http = plan.http;
+  if (plan.action === "direct") {
+    return failingRoute(plan.name, match, defaultCluster, failAllHttp(http!.directResponse!.status));
+  }
+  if (plan.action === "redirect") {
+    return failingRoute(plan.name, match, defaultCluster, failAllHttp(http!.redirect!.redirectCode ?? 301));
+  }
+  if (plan.destinations.length === 0) return undefined;
+  const fault = faultOverride(plan.fault);
+  return create(RouteSchema, {
+    name: plan.name,
+    match,
+    action: { case: "route", value: routeAction(plan) },
+    typedPerFilterConfig: fault ? { [FAULT_FILTER]: fault } : {},
+  });
+}
+
 function routesFor(push: PushContext, proxy: Proxy, target: Target): Route[] {
   const host = target.service.hostname;
   const port = target.port.number;
-  const defaultCluster = clusterName(host, port);
-  const vs = virtualServiceFor(push, proxy, host);
-  if (!vs) {
-    const dest: Dest = { cluster: defaultCluster, host, port, weight: 100 };
-    return [
-      create(RouteSchema, {
-        name: "default",
-        match: matchAll(),
-        action: { case: "route", value: action(push, proxy, [dest]) },
-      }),
-    ];
-  }
-  const routes: Route[] = [];
-  for (const { route: http, index, matches } of applicableRoutes(vs.spec, proxy, port)) {
-    const name = http.name ?? `${vs.metadata.namespace}/${vs.metadata.name}#${index}`;
-    const ms = (matches ?? [undefined]).map(routeMatch).filter((m) => m !== undefined);
-    if (ms.length === 0) continue;
-    const unforwardable = http.directResponse
-      ? failAllHttp(http.directResponse.status)
-      : http.redirect
-      ? failAllHttp(http.redirect.redirectCode ?? 301)
-      : undefined;
-    if (unforwardable) {
-      for (const m of ms) routes.push(failingRoute(name, m, defaultCluster, unforwardable));
-      continue;
-    }
-    if (!http.route || http.route.length === 0) continue; // a delegate: not supported for gRPC
-    const dests = http.route.map((d) => resolveDestination(push, proxy, target, vs.metadata.namespace, d));
-    const routeAction = action(push, proxy, dests, http);
-    const fault = faultOverride(http.fault);
-    for (const m of ms) {
-      routes.push(create(RouteSchema, {
-        name,
-        match: m,
-        action: { case: "route", value: routeAction },
-        typedPerFilterConfig: fault ? { [FAULT_FILTER]: fault } : {},
-      }));
-    }
-  }
+  const defaultCluster = outboundClusterName(port, host);
+  const routes = serviceRoutePlans(push, proxy, host, port).routes
+    .map((plan) => grpcRoute(plan, defaultCluster))
+    .filter((r): r is Route => r !== undefined);
   if (routes.length === 0) {
     routes.push(failingRoute("no-route", matchAll(), defaultCluster, failAll(UNAVAILABLE)));
   }

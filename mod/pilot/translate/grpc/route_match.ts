@@ -1,8 +1,11 @@
 /**
- * Route matches from Istio's HTTPMatchRequest, in the forms both gRPC clients accept (gRFC A28):
- * path, prefix or safe_regex on the method path, and header matchers (exact, prefix,
- * safe_regex, present; inverted for withoutHeaders). Header matchers use the long-standing
- * per-kind fields rather than string_match, which older C-core releases reject.
+ * Route matches for gRPC clients (gRFC A28), rendered from the header conditions route_plan.ts
+ * decides for both data planes: path, prefix or safe_regex on the method path, and header
+ * matchers (exact, prefix, safe_regex, present; inverted for withoutHeaders). Header matchers
+ * use the long-standing per-kind fields rather than string_match, which older C-core releases
+ * reject.
+ *
+ * @module
  */
 import { create } from "@bufbuild/protobuf";
 import {
@@ -12,21 +15,19 @@ import {
   RouteMatchSchema,
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import { RegexMatcherSchema } from "#gen/envoy/type/matcher/v3/regex_pb.ts";
-import type { HTTPMatchRequest, StringMatch } from "../../../galley/kinds/networking.ts";
+import type { HTTPMatchRequest } from "../../../api/kinds/networking.ts";
+import { type HeaderCondition, headerConditions } from "../route_plan.ts";
 
-function headerMatcher(name: string, m: StringMatch, invert: boolean): HeaderMatcher {
-  const spec: HeaderMatcher["headerMatchSpecifier"] = m.exact !== undefined
+function headerMatcher(c: HeaderCondition): HeaderMatcher {
+  const m = c.match;
+  const spec: HeaderMatcher["headerMatchSpecifier"] = m?.exact !== undefined
     ? { case: "exactMatch", value: m.exact }
-    : m.prefix !== undefined
+    : m?.prefix !== undefined
     ? { case: "prefixMatch", value: m.prefix }
-    : m.regex !== undefined
+    : m?.regex !== undefined
     ? { case: "safeRegexMatch", value: create(RegexMatcherSchema, { regex: m.regex }) }
     : { case: "presentMatch", value: true };
-  return create(HeaderMatcherSchema, { name, headerMatchSpecifier: spec, invertMatch: invert });
-}
-
-function sortedEntries(rec: Readonly<Record<string, StringMatch>> | undefined): [string, StringMatch][] {
-  return Object.entries(rec ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return create(HeaderMatcherSchema, { name: c.name, headerMatchSpecifier: spec, invertMatch: c.invert });
 }
 
 /** A gRPC method path. */
@@ -38,18 +39,30 @@ export function matchAll(): RouteMatch {
 }
 
 /**
- * The RouteMatch for one HTTPMatchRequest, or undefined when no gRPC request can match it:
- * gRPC requests carry no query string, so a match on query parameters never matches, nor does
- * a path prefix without a leading "/" or an exact path that is not "/service/method".
+ * Why no gRPC call can satisfy a match, or undefined when one can: gRPC requests carry no
+ * query string, and their paths are "/service/method" (C-core drops routes matching anything
+ * else, and rejects a virtual host whose routes were all dropped).
  */
-export function routeMatch(m: HTTPMatchRequest | undefined): RouteMatch | undefined {
-  if (!m) return matchAll();
-  if (m.queryParams && Object.keys(m.queryParams).length > 0) return undefined;
+export function unmatchableReason(m: HTTPMatchRequest | undefined): string | undefined {
+  if (!m) return undefined;
+  if (m.queryParams && Object.keys(m.queryParams).length > 0) {
+    return "gRPC requests carry no query string, so a match on query parameters never matches";
+  }
   const uri = m.uri;
-  // gRPC paths are "/service/method": C-core drops routes matching anything else, and leaves a
-  // virtual host whose routes were all dropped without routes, which it rejects.
-  if (uri?.prefix !== undefined && !uri.prefix.startsWith("/")) return undefined;
-  if (uri?.exact !== undefined && !GRPC_PATH.test(uri.exact)) return undefined;
+  if (uri?.prefix !== undefined && !uri.prefix.startsWith("/")) {
+    return "gRPC method paths start with '/', so this prefix never matches";
+  }
+  if (uri?.exact !== undefined && !GRPC_PATH.test(uri.exact)) {
+    return "gRPC method paths are /service/method, so this exact path never matches";
+  }
+  return undefined;
+}
+
+/** The RouteMatch for one match condition, or undefined when no gRPC call can match it. */
+export function grpcRouteMatch(m: HTTPMatchRequest | undefined): RouteMatch | undefined {
+  if (!m) return matchAll();
+  if (unmatchableReason(m)) return undefined;
+  const uri = m.uri;
   const pathSpecifier: RouteMatch["pathSpecifier"] = uri?.exact !== undefined
     ? { case: "path", value: uri.exact }
     : uri?.prefix !== undefined
@@ -57,15 +70,9 @@ export function routeMatch(m: HTTPMatchRequest | undefined): RouteMatch | undefi
     : uri?.regex !== undefined
     ? { case: "safeRegex", value: create(RegexMatcherSchema, { regex: uri.regex }) }
     : { case: "prefix", value: "/" };
-  const headers: HeaderMatcher[] = [];
-  if (m.method) headers.push(headerMatcher(":method", m.method, false));
-  if (m.authority) headers.push(headerMatcher(":authority", m.authority, false));
-  if (m.scheme) headers.push(headerMatcher(":scheme", m.scheme, false));
-  for (const [name, sm] of sortedEntries(m.headers)) headers.push(headerMatcher(name, sm, false));
-  for (const [name, sm] of sortedEntries(m.withoutHeaders)) headers.push(headerMatcher(name, sm, true));
   return create(RouteMatchSchema, {
     pathSpecifier,
-    headers,
-    ...(m.ignoreUriCase && uri ? { caseSensitive: false } : {}),
+    headers: headerConditions(m).map(headerMatcher),
+    ...(m.ignoreUriCase ? { caseSensitive: false } : {}),
   });
 }

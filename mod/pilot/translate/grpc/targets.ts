@@ -1,10 +1,14 @@
 /**
  * Client targets: the names a proxyless gRPC client may dial (`xds:///NAME`), each tied to one
  * port of one service it can see. Listener and route configuration names are target names.
+ *
+ * @module
  */
 import type { Proxy } from "../../model/proxy.ts";
 import { DNS_SUFFIX, type PushContext } from "../../model/push_context.ts";
 import type { Service, ServicePort } from "../../model/service.ts";
+import { byString } from "../conversion.ts";
+import { reachableServices } from "../proxy_scope.ts";
 import { dialableHosts, splitHostPort } from "./names.ts";
 
 /** One dialable name and the service port behind it. */
@@ -19,8 +23,9 @@ export interface Target {
 const dialableMemo = new WeakMap<readonly Service[], Map<string, readonly Service[]>>();
 
 /**
- * Services a gRPC client can dial by name: visible, with a concrete (non-wildcard) host and a
- * port; one per host name, the proxy's own namespace's first. Sorted by host name.
+ * Services a gRPC client can dial by name: those the proxy reaches (one per host name, as for
+ * Envoy's clusters, proxy_scope.ts) with a concrete (non-wildcard) host and a port. Sorted by
+ * host name.
  */
 export function dialableServices(push: PushContext, proxy: Proxy): readonly Service[] {
   const visible = push.visibleServices(proxy);
@@ -28,18 +33,9 @@ export function dialableServices(push: PushContext, proxy: Proxy): readonly Serv
   if (!perNamespace) dialableMemo.set(visible, perNamespace = new Map());
   const memo = perNamespace.get(proxy.namespace);
   if (memo) return memo;
-  const byHost = new Map<string, Service>();
-  for (const s of visible) {
-    if (s.hostname.includes("*") || s.ports.length === 0) continue;
-    const seen = byHost.get(s.hostname);
-    if (!seen || (seen.namespace !== proxy.namespace && s.namespace === proxy.namespace)) {
-      byHost.set(s.hostname, s);
-    }
-  }
-  const out = [...byHost.values()].sort((
-    a,
-    b,
-  ) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+  const out = reachableServices(push, proxy)
+    .filter((s) => !s.hostname.includes("*") && s.ports.length > 0)
+    .sort((a, b) => byString(a.hostname, b.hostname));
   perNamespace.set(proxy.namespace, out);
   return out;
 }

@@ -5,13 +5,14 @@
  * `file_watcher` instance `default`, whose certificate `default` is the workload identity and
  * `ROOTCA` the mesh root (Istio's grpcgen names them the same way).
  *
- * - Client: a DestinationRule's ISTIO_MUTUAL gives an UpstreamTlsContext verifying the server's
- *   SPIFFE identities. Auto-mTLS is deliberately not applied to gRPC clients, as in Istio's
+ * - Client: a DestinationRule's ISTIO_MUTUAL (the cluster plan's merged policy) gives an
+ *   UpstreamTlsContext verifying the server's SPIFFE identities, with the SNI Envoy sends. Auto-mTLS is deliberately not applied to gRPC clients, as in Istio's
  *   grpcgen: a client only honours the context when it was built with xDS credentials and a
  *   bootstrap with certificate providers (grpc-js-xds rejects the whole cluster otherwise), and
  *   gRPC servers cannot serve PERMISSIVE, so opting in stays explicit. Other modes (SIMPLE,
  *   MUTUAL with files or credentialName) need certificates gRPC can only take from provider
- *   instances meshd's bootstrap does not define, so they stay plaintext.
+ *   instances meshd's bootstrap does not define, so they stay plaintext. Both are reported by
+ *   unsupported.ts.
  * - Server: PeerAuthentication STRICT gives a DownstreamTlsContext requiring client
  *   certificates. gRPC matches filter chains only on transport protocol `raw_buffer` (gRFC
  *   A36) and cannot tell TLS from plaintext on one port, so PERMISSIVE, like DISABLE, serves
@@ -31,14 +32,14 @@ import {
   UpstreamTlsContextSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
 import type { HttpFilter } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import type { ClientTLSSettings } from "../../../galley/kinds/networking.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
-import type { Endpoint, Service } from "../../model/service.ts";
+import type { Endpoint } from "../../model/service.ts";
 import { effectiveMtlsMode } from "../authn.ts";
 import { buildRbac, rbacHttpFilters } from "../authz.ts";
-import { byString, exactMatcher } from "../conversion.ts";
-import { SDS_ROOT_CA, SDS_WORKLOAD_CERT, spiffeId, TLS_TRANSPORT_SOCKET } from "../tls.ts";
+import type { OutboundClusterPlan } from "../cluster_plan.ts";
+import { exactMatcher } from "../conversion.ts";
+import { istioMtlsSni, SDS_ROOT_CA, SDS_WORKLOAD_CERT, TLS_TRANSPORT_SOCKET } from "../tls.ts";
 
 /** The certificate provider instance of the gRPC bootstrap the node agent writes. */
 export const CERTIFICATE_PROVIDER_INSTANCE = "default";
@@ -63,36 +64,20 @@ function meshCommonTlsContext(sans: readonly string[]) {
   });
 }
 
-/** Every endpoint of every port of `service`. */
-function serviceEndpoints(push: PushContext, service: Service): Endpoint[] {
-  return service.ports.flatMap((p) => [...push.endpoints(service, p.number)]);
-}
-
 /**
- * The transport socket for connections from `proxy` to `service` under the DestinationRule's
- * TLS settings (`tls`), or undefined for plaintext: mesh mTLS for ISTIO_MUTUAL (see the module
- * notes), verifying the rule's `subjectAltNames` or else the SPIFFE identities of the service's
- * workloads and the service's own `subjectAltNames`.
+ * The transport socket for a planned cluster, or undefined for plaintext: mesh mTLS when the
+ * DestinationRule's merged policy says ISTIO_MUTUAL (see the module notes), verifying the
+ * rule's `subjectAltNames` or else the plan's identities (the SPIFFE identities of the port's
+ * workloads and the service's own `subjectAltNames`), with Istio's SNI as Envoy sends it.
  */
-export function clientTransportSocket(
-  push: PushContext,
-  _proxy: Proxy,
-  target: { readonly service: Service; readonly tls?: ClientTLSSettings },
-): TransportSocket | undefined {
-  const { service, tls } = target;
+export function clientTransportSocket(plan: OutboundClusterPlan): TransportSocket | undefined {
+  const tls = plan.policy.tls;
   if (tls?.mode !== "ISTIO_MUTUAL") return undefined;
-  const endpoints = serviceEndpoints(push, service);
-  const sans = tls?.subjectAltNames && tls.subjectAltNames.length > 0 ? [...tls.subjectAltNames] : [
-    ...new Set([
-      ...endpoints.filter((e) => e.serviceAccount).map((e) =>
-        spiffeId(push.mesh.trustDomain, e.namespace, e.serviceAccount!)
-      ),
-      ...service.subjectAltNames,
-    ]),
-  ].sort(byString);
+  const sans = tls.subjectAltNames && tls.subjectAltNames.length > 0 ? tls.subjectAltNames : plan.identities;
   const context = create(UpstreamTlsContextSchema, {
     commonTlsContext: meshCommonTlsContext(sans),
-    ...(tls?.sni ? { sni: tls.sni } : {}),
+    sni: tls.sni ||
+      istioMtlsSni({ host: plan.service.hostname, port: plan.port.number, subset: plan.subset }),
   });
   return create(TransportSocketSchema, {
     name: TLS_TRANSPORT_SOCKET,

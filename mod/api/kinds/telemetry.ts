@@ -1,0 +1,180 @@
+/**
+ * telemetry.istio.io/v1alpha1 Telemetry: validation and the typed model inferred from its schema.
+ * Access-log filter
+ * expressions are CEL over Envoy's attributes and are compiled here, so a bad filter is rejected
+ * with the position of the field.
+ *
+ * @module
+ */
+
+import { envoyAttributes } from "../attributes.ts";
+import { compileExpression } from "../cel.ts";
+import type { Diagnostic, Resource } from "../resource.ts";
+import { checkSchema, fieldPath, type Infer, type Reporter, t } from "../schema.ts";
+import { policyTargetFields, policyTargetOneOf } from "./security.ts";
+
+const workloadModeSchema = t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]);
+
+/** Which side of a connection a setting applies to. */
+export type WorkloadMode = Infer<typeof workloadModeSchema>;
+
+const istioMetricValues = [
+  "ALL_METRICS",
+  "REQUEST_COUNT",
+  "REQUEST_DURATION",
+  "REQUEST_SIZE",
+  "RESPONSE_SIZE",
+  "TCP_OPENED_CONNECTIONS",
+  "TCP_CLOSED_CONNECTIONS",
+  "TCP_SENT_BYTES",
+  "TCP_RECEIVED_BYTES",
+  "GRPC_REQUEST_MESSAGES",
+  "GRPC_RESPONSE_MESSAGES",
+] as const;
+
+/** Istio's standard metrics. */
+export type IstioMetric = (typeof istioMetricValues)[number];
+
+/** Metric names a metrics override can match. */
+export const istioMetrics: readonly IstioMetric[] = istioMetricValues;
+
+const modeSelector = t.object({ mode: workloadModeSchema });
+
+const providerRefSchema = t.object({ name: t.string({ required: true }) });
+
+/** A reference to a telemetry provider configured in the mesh config. */
+export type ProviderRef = Infer<typeof providerRefSchema>;
+
+const providersSchema = t.array(providerRefSchema);
+
+const customTagSchema = t.object(
+  {
+    literal: t.object({ value: t.string({ required: true }) }),
+    environment: t.object({ name: t.string({ required: true }), defaultValue: t.string() }),
+    header: t.object({ name: t.string({ required: true }), defaultValue: t.string() }),
+    formatter: t.object({ value: t.string({ required: true }) }),
+  },
+  { exactlyOneOf: [["literal", "environment", "header", "formatter"]] },
+);
+
+/** A custom tracing tag: exactly one source. */
+export type CustomTag = Infer<typeof customTagSchema>;
+
+const tracingSchema = t.object(
+  {
+    match: modeSelector,
+    providers: providersSchema,
+    randomSamplingPercentage: t.number({ min: 0, max: 100 }),
+    disableSpanReporting: t.bool(),
+    customTags: t.map(customTagSchema, {
+      key: (key, path, report) => {
+        if (key === "") report.error(path, "tag name must not be empty");
+      },
+    }),
+    useRequestIdForTraceSampling: t.bool(),
+    enableIstioTags: t.bool(),
+    disableContextPropagation: t.bool(),
+  },
+  {
+    check: (tr, path, report) => {
+      if ((tr.providers?.length ?? 0) > 1) {
+        report.warning(fieldPath(path, "providers"), "only the first tracing provider is used");
+      }
+    },
+  },
+);
+
+/** Tracing settings. */
+export type Tracing = Infer<typeof tracingSchema>;
+
+const tagOverrideSchema = t.object(
+  { operation: t.enum(["UPSERT", "REMOVE"]), value: t.string() },
+  {
+    check: (o, path, report) => {
+      if ((o.operation ?? "UPSERT") === "UPSERT" && !o.value) {
+        report.error(fieldPath(path, "value"), "value is required when operation is UPSERT");
+      }
+      if (o.operation === "REMOVE" && o.value) {
+        report.error(fieldPath(path, "value"), "value may only be set when operation is UPSERT");
+      }
+    },
+  },
+);
+
+const metricsOverridesSchema = t.object({
+  match: t.object(
+    {
+      metric: t.enum(istioMetricValues),
+      customMetric: t.string({ nonEmpty: true }),
+      mode: workloadModeSchema,
+    },
+    { oneOf: [["metric", "customMetric"]] },
+  ),
+  disabled: t.bool(),
+  tagOverrides: t.map(tagOverrideSchema, {
+    key: (key, path, report) => {
+      if (key === "") report.error(path, "tag name must not be empty");
+    },
+  }),
+});
+
+/** Customizations of metrics selected by `match`. */
+export type MetricsOverrides = Infer<typeof metricsOverridesSchema>;
+
+const metricsSchema = t.object({
+  providers: providersSchema,
+  overrides: t.array(metricsOverridesSchema),
+  reportingInterval: t.duration(),
+});
+
+/** Metrics settings. */
+export type Metrics = Infer<typeof metricsSchema>;
+
+function filterExpressionCheck(expression: string, path: string, report: Reporter): void {
+  const compiled = compileExpression(expression, "bool", { attributes: envoyAttributes });
+  if (!compiled.ok) report.error(path, `invalid CEL filter: ${compiled.message}`);
+}
+
+const accessLoggingSchema = t.object({
+  match: modeSelector,
+  providers: providersSchema,
+  disabled: t.bool(),
+  filter: t.object({ expression: t.string({ required: true, check: filterExpressionCheck }) }),
+});
+
+/**
+ * Access-logging settings; `filter.expression` is CEL over Envoy's attributes, and entries are
+ * logged when it is true.
+ */
+export type AccessLogging = Infer<typeof accessLoggingSchema>;
+
+const telemetrySchema = t.object(
+  {
+    ...policyTargetFields,
+    tracing: t.array(tracingSchema),
+    metrics: t.array(metricsSchema),
+    accessLogging: t.array(accessLoggingSchema),
+  },
+  {
+    oneOf: policyTargetOneOf,
+    check: (tel, path, report) => {
+      if ((tel.tracing?.length ?? 0) > 1) {
+        report.warning(fieldPath(path, "tracing"), "only the first tracing entry is used");
+      }
+    },
+  },
+);
+
+/** telemetry.istio.io Telemetry spec. */
+export type TelemetrySpec = Infer<typeof telemetrySchema>;
+
+/** The API group of Telemetry. */
+export const telemetryGroup = "telemetry.istio.io";
+
+/** Versions of telemetry.istio.io meshd accepts. */
+export const telemetryVersions: readonly string[] = ["v1alpha1"];
+
+/** Validates a Telemetry resource. */
+export function validateTelemetry(r: Resource): Diagnostic[] {
+  return checkSchema(r, telemetrySchema);
+}

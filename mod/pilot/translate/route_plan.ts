@@ -1,0 +1,354 @@
+/**
+ * What a route does, decided once and rendered twice: as Envoy routes (route_action.ts, route.ts)
+ * and as proxyless-gRPC routes (grpc/route.ts). A plan holds Istio's decisions, not either data
+ * plane's encoding: which VirtualService routes a host, which of its rules and match conditions
+ * apply to a proxy on a port (and that nothing after a catch-all is reached), where each rule
+ * sends traffic (clusters, weights, the consistent hash each destination's DestinationRule
+ * asks for), its timeout, its retries (Istio's default when unset), its faults, and its header
+ * conditions in one order.
+ *
+ * @module
+ */
+import { hostCovers, resolveHost } from "../../api/mod.ts";
+import { type PushContext, qualifyGateway } from "../model/push_context.ts";
+import type { Proxy } from "../model/proxy.ts";
+import { selectorMatches } from "../../api/mod.ts";
+import { outboundClusterName } from "./cluster_name.ts";
+import { type ClusterPolicy, mergeTrafficPolicy } from "./cluster_traffic_policy.ts";
+import { byString, isPresenceMatch } from "./conversion.ts";
+import { decideFault, type FaultDecision } from "./fault.ts";
+
+export { decideFault, type FaultDecision, grpcStatusCode } from "./fault.ts";
+
+// The VirtualService types, as the PushContext hands them to translation.
+type VirtualServiceResource = ReturnType<PushContext["virtualServices"]>[number];
+type VirtualServiceSpec = VirtualServiceResource["spec"];
+type HTTPRoute = NonNullable<VirtualServiceSpec["http"]>[number];
+type HTTPMatchRequest = NonNullable<HTTPRoute["match"]>[number];
+type HTTPRetry = NonNullable<HTTPRoute["retries"]>;
+type HTTPRouteDestination = NonNullable<HTTPRoute["route"]>[number];
+type Destination = HTTPRouteDestination["destination"];
+type StringMatch = NonNullable<HTTPMatchRequest["uri"]>;
+type ConsistentHashLB = NonNullable<NonNullable<ClusterPolicy["loadBalancer"]>["consistentHash"]>;
+
+/** Header names that address JWT claims; matching on them needs the JWT filter's metadata. */
+export const CLAIM_HEADER_PREFIX = "@request.auth.claims";
+
+/** The name Istio gives the route of a service that has no VirtualService. */
+export const DEFAULT_ROUTE_NAME = "default";
+
+/** Where routes are being built: a listener port and the gateway names it serves ("mesh" for sidecars). */
+export interface RouteScope {
+  readonly proxy: Proxy;
+  readonly port: number;
+  /** "mesh", or the "namespace/name" of each gateway the listener serves. */
+  readonly gateways: readonly string[];
+}
+
+/** What route planning reads: the push, the listener's scope, and whether the listener terminates TLS. */
+export interface RouteContext extends RouteScope {
+  readonly push: PushContext;
+  /** True when the listener terminates TLS (redirects then default to https). */
+  readonly tls?: boolean;
+}
+
+/** One destination of a rule, resolved to its cluster. */
+export interface DestinationPlan {
+  /** As the VirtualService wrote it (per-destination header changes live here). */
+  readonly source?: HTTPRouteDestination;
+  /** `outbound|PORT|SUBSET|HOST`. */
+  readonly cluster: string;
+  readonly host: string;
+  readonly port: number;
+  readonly subset: string;
+  /** The rule's weight (0 when unset). */
+  readonly weight: number;
+  /** The consistent hash the DestinationRule sets for this cluster, if any. */
+  readonly consistentHash?: ConsistentHashLB;
+}
+
+/** Retries as Istio decides them: attempts, conditions (Istio's retryOn text) and timing. */
+export interface RetryDecision {
+  readonly attempts: number;
+  /** Istio's `retryOn`: Envoy conditions, gRPC status names and HTTP status numbers. */
+  readonly retryOn: string;
+  readonly perTryTimeout?: string;
+  readonly backoff?: string;
+  /** Set when the VirtualService says; undefined keeps the data plane's default. */
+  readonly retryIgnorePreviousHosts?: boolean;
+  readonly retryRemoteLocalities?: boolean;
+}
+
+/** One header condition of a match: `match` undefined means "present". */
+export interface HeaderCondition {
+  readonly name: string;
+  readonly match?: StringMatch;
+  readonly invert: boolean;
+}
+
+/** One route, before it is rendered. */
+export interface RoutePlan {
+  /** Istio's route name: the rule's name and the match's name, joined by "." (or "default"). */
+  readonly name: string;
+  /** The rule; undefined for the default route of a service without a VirtualService. */
+  readonly http?: HTTPRoute;
+  /** Namespace of the VirtualService (hosts in it are resolved there). */
+  readonly vsNamespace: string;
+  /** The match condition; undefined matches everything. */
+  readonly match?: HTTPMatchRequest;
+  /** Where it is in the VirtualService: `http[i].match[j]`, for reports. */
+  readonly path: string;
+  readonly action: "forward" | "redirect" | "direct";
+  /** For "forward": every destination, in the rule's order. */
+  readonly destinations: readonly DestinationPlan[];
+  readonly timeout?: string;
+  /** Undefined: no retries. */
+  readonly retry?: RetryDecision;
+  readonly fault?: FaultDecision;
+}
+
+/** Istio's default `retryOn`, as a VirtualService would spell it. */
+export const DEFAULT_RETRY_ON_TEXT =
+  "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,503";
+/** Istio's default number of retries. */
+export const DEFAULT_RETRY_ATTEMPTS = 2;
+
+/**
+ * Istio's retry rule: its default (2 attempts on connection failures, refused streams, gRPC
+ * unavailable and cancelled, and 503) when `retries` is unset, none for `attempts` 0 (or
+ * less), else the default overridden by what the rule sets.
+ */
+export function decideRetry(retries: HTTPRetry | undefined): RetryDecision | undefined {
+  if (!retries) return { attempts: DEFAULT_RETRY_ATTEMPTS, retryOn: DEFAULT_RETRY_ON_TEXT };
+  if (!retries.attempts || retries.attempts <= 0) return undefined;
+  return {
+    attempts: retries.attempts,
+    retryOn: retries.retryOn || DEFAULT_RETRY_ON_TEXT,
+    ...(retries.perTryTimeout ? { perTryTimeout: retries.perTryTimeout } : {}),
+    ...(retries.backoff ? { backoff: retries.backoff } : {}),
+    ...(retries.retryIgnorePreviousHosts !== undefined
+      ? { retryIgnorePreviousHosts: retries.retryIgnorePreviousHosts }
+      : {}),
+    ...(retries.retryRemoteLocalities ? { retryRemoteLocalities: true } : {}),
+  };
+}
+
+function sortedEntries<T>(record: Readonly<Record<string, T>> | undefined): [string, T][] {
+  return Object.entries(record ?? {}).sort(([a], [b]) => byString(a, b));
+}
+
+function condition(name: string, m: StringMatch | undefined, invert: boolean): HeaderCondition {
+  return { name, ...(isPresenceMatch(m) ? {} : { match: m }), invert };
+}
+
+/**
+ * The header conditions of a match, in the order both renderings use: `headers` and
+ * `withoutHeaders` (inverted) sorted by name, then `:method`, `:authority` and `:scheme`. An
+ * empty StringMatch or the regex "*" is a presence condition.
+ */
+export function headerConditions(match: HTTPMatchRequest | undefined): HeaderCondition[] {
+  if (!match) return [];
+  const out = [
+    ...sortedEntries(match.headers).map(([n, m]) => condition(n, m, false)),
+    ...sortedEntries(match.withoutHeaders).map(([n, m]) => condition(n, m, true)),
+  ].sort((a, b) => byString(a.name, b.name));
+  if (match.method) out.push(condition(":method", match.method, false));
+  if (match.authority) out.push(condition(":authority", match.authority, false));
+  if (match.scheme) out.push(condition(":scheme", match.scheme, false));
+  return out;
+}
+
+/** True when the match conditions on JWT claims, which this translation cannot express. */
+export function matchesOnClaims(match: HTTPMatchRequest | undefined): boolean {
+  const names = [...Object.keys(match?.headers ?? {}), ...Object.keys(match?.withoutHeaders ?? {})];
+  return names.some((n) => n.startsWith(CLAIM_HEADER_PREFIX));
+}
+
+/**
+ * True for a match every request meets (no condition, or only the path prefix "/" or regex
+ * ".*"); routes after it are never reached.
+ */
+export function isCatchAllMatch(match: HTTPMatchRequest | undefined): boolean {
+  if (!match) return true;
+  const uri = match.uri;
+  const allPaths = !uri || (uri.exact === undefined &&
+    (uri.prefix !== undefined ? uri.prefix === "/" : uri.regex !== undefined ? uri.regex === ".*" : true));
+  return allPaths && headerConditions(match).length === 0 && sortedEntries(match.queryParams).length === 0;
+}
+
+/**
+ * Whether a match condition applies in this scope, as Istio decides: its `port` (if any) is
+ * the listener's; its `gateways` (if any) include one served here, else its `sourceLabels`
+ * are the proxy's and its `sourceNamespace` (if any) is the proxy's namespace.
+ */
+export function matchApplies(
+  match: HTTPMatchRequest | undefined,
+  vsNamespace: string,
+  scope: RouteScope,
+): boolean {
+  if (!match) return true;
+  if (match.port !== undefined && match.port !== 0 && match.port !== scope.port) return false;
+  if (match.gateways && match.gateways.length > 0) {
+    return match.gateways.some((g) => scope.gateways.includes(qualifyGateway(g, vsNamespace)));
+  }
+  if (!selectorMatches(match.sourceLabels, scope.proxy.labels)) return false;
+  return !match.sourceNamespace || match.sourceNamespace === scope.proxy.namespace;
+}
+
+/**
+ * The port a destination reaches, as Istio picks it: the destination's port, else the
+ * service's only port, else the listener's port.
+ */
+function destinationPort(host: string, dest: Destination, ctx: RouteContext): number {
+  const service = ctx.push.serviceFor(ctx.proxy, host);
+  return dest.port?.number ?? (service && service.ports.length === 1 ? service.ports[0]!.number : ctx.port);
+}
+
+/** A destination resolved: its host in the VirtualService's namespace, port, cluster and hash. */
+export function planDestination(
+  dest: Destination,
+  vsNamespace: string,
+  ctx: RouteContext,
+  source?: HTTPRouteDestination,
+): DestinationPlan {
+  const host = resolveHost(dest.host, vsNamespace);
+  const port = destinationPort(host, dest, ctx);
+  const subset = dest.subset ?? "";
+  const rule = ctx.push.destinationRule(ctx.proxy, host)?.spec;
+  const consistentHash = rule
+    ? mergeTrafficPolicy(rule, port, dest.subset).loadBalancer?.consistentHash
+    : undefined;
+  return {
+    ...(source ? { source } : {}),
+    cluster: outboundClusterName(port, host, subset),
+    host,
+    port,
+    subset,
+    weight: source?.weight ?? 0,
+    ...(consistentHash ? { consistentHash } : {}),
+  };
+}
+
+/** Redirect codes a data plane can send. */
+export const REDIRECT_CODES: readonly number[] = [301, 302, 303, 307, 308];
+
+/**
+ * The plan for one rule of a VirtualService and one of its match conditions (or none), or
+ * undefined when the condition does not apply here (port, source labels, gateways), matches
+ * on JWT claims, the rule only delegates, or it redirects with a code no data plane sends.
+ */
+export function planHttpRoute(
+  http: HTTPRoute,
+  match: HTTPMatchRequest | undefined,
+  vs: VirtualServiceResource,
+  ctx: RouteContext,
+  path = "http",
+): RoutePlan | undefined {
+  const ns = vs.metadata.namespace;
+  if (!matchApplies(match, ns, ctx) || matchesOnClaims(match) || http.delegate) return undefined;
+  if (http.redirect && !REDIRECT_CODES.includes(http.redirect.redirectCode ?? 301)) return undefined;
+  const action = http.redirect ? "redirect" : http.directResponse ? "direct" : "forward";
+  return {
+    name: [http.name, match?.name].filter((n) => n).join("."),
+    http,
+    vsNamespace: ns,
+    ...(match ? { match } : {}),
+    path,
+    action,
+    destinations: action === "forward"
+      ? (http.route ?? []).map((d) => planDestination(d.destination, ns, ctx, d))
+      : [],
+    ...(http.timeout ? { timeout: http.timeout } : {}),
+    ...(action === "forward" ? optional("retry", decideRetry(http.retries)) : {}),
+    ...optional("fault", decideFault(http.fault)),
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : { [key]: value } as { [P in K]?: V };
+}
+
+/**
+ * The route of a service port without a VirtualService: everything to `outbound|PORT||HOST`
+ * with no timeout, Istio's default retries, and the DestinationRule's consistent hash.
+ */
+export function planDefaultRoute(host: string, port: number, ctx: RouteContext): RoutePlan {
+  return {
+    name: DEFAULT_ROUTE_NAME,
+    vsNamespace: "",
+    path: "",
+    action: "forward",
+    destinations: [planDestination({ host, port: { number: port } }, "", ctx)],
+    retry: decideRetry(undefined),
+  };
+}
+
+/**
+ * The route plans one VirtualService contributes in a scope: each HTTP rule once per match
+ * condition that applies (or once without conditions), stopping after a catch-all.
+ */
+export function virtualServiceRoutePlans(vs: VirtualServiceResource, ctx: RouteContext): RoutePlan[] {
+  const out: RoutePlan[] = [];
+  const rules = vs.spec.http ?? [];
+  for (let i = 0; i < rules.length; i++) {
+    const http = rules[i]!;
+    const matches = http.match && http.match.length > 0 ? http.match : [undefined];
+    for (let j = 0; j < matches.length; j++) {
+      const m = matches[j];
+      const path = m ? `http[${i}].match[${j}]` : `http[${i}]`;
+      const plan = planHttpRoute(http, m, vs, ctx, path);
+      if (!plan) continue;
+      out.push(plan);
+      if (isCatchAllMatch(m)) return out;
+    }
+  }
+  return out;
+}
+
+/**
+ * The VirtualService that routes a host: the first (in push order) naming it exactly, else the
+ * one whose wildcard host covers it most specifically.
+ */
+export function virtualServiceFor(
+  host: string,
+  virtualServices: readonly VirtualServiceResource[],
+): VirtualServiceResource | undefined {
+  const hostsOf = (vs: VirtualServiceResource) =>
+    (vs.spec.hosts ?? []).map((h) => resolveHost(h, vs.metadata.namespace));
+  const exact = virtualServices.find((vs) => hostsOf(vs).includes(host));
+  if (exact) return exact;
+  let best: { vs: VirtualServiceResource; len: number } | undefined;
+  for (const vs of virtualServices) {
+    for (const h of hostsOf(vs)) {
+      if (h.startsWith("*") && hostCovers(h, host) && (!best || h.length > best.len)) {
+        best = { vs, len: h.length };
+      }
+    }
+  }
+  return best?.vs;
+}
+
+/** The routes of one service port for a sidecar or proxyless client, with the VirtualService they come from. */
+export interface ServiceRoutes {
+  readonly vs?: VirtualServiceResource;
+  readonly routes: readonly RoutePlan[];
+}
+
+/**
+ * The routes a client (sidecar or proxyless) uses for `host` on `port`: those of the
+ * VirtualService bound to "mesh" that routes the host, or the default route when there is
+ * none or none of its rules applies.
+ */
+export function serviceRoutePlans(
+  push: PushContext,
+  proxy: Proxy,
+  host: string,
+  port: number,
+): ServiceRoutes {
+  const ctx: RouteContext = { push, proxy, port, gateways: ["mesh"] };
+  const vs = virtualServiceFor(host, push.virtualServices(proxy, "mesh"));
+  const fromVs = vs ? virtualServiceRoutePlans(vs, ctx) : [];
+  return fromVs.length > 0
+    ? { ...(vs ? { vs } : {}), routes: fromVs }
+    : { routes: [planDefaultRoute(host, port, ctx)] };
+}
