@@ -9,6 +9,7 @@
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { type Node, NodeSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { DEFAULT_DOMAIN_SUFFIX } from "../api/mod.ts";
 
 /** The workload's identity and placement. */
 export interface WorkloadInfo {
@@ -28,7 +29,7 @@ export interface WorkloadInfo {
 export type NodeKind = "sidecar" | "proxyless";
 
 /** The DNS domain in node ids. */
-export const DNS_SUFFIX = "svc.cluster.local";
+export const DNS_SUFFIX = `svc.${DEFAULT_DOMAIN_SUFFIX}`;
 
 /** `TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`. */
 export function nodeId(w: WorkloadInfo, kind: NodeKind = "sidecar"): string {

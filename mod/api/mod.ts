@@ -31,3 +31,10 @@ export {
   type Visibility,
   visibilityOf,
 } from "./visibility.ts";
+export { type ClusterPolicy, mergeTrafficPolicy } from "./traffic_policy.ts";
+export {
+  type EffectiveMtlsMode,
+  effectivePeerMtls,
+  type MtlsDecision,
+  type MtlsQuery,
+} from "./peer_authentication.ts";

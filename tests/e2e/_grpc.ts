@@ -286,6 +286,8 @@ export interface ProxySync {
   mode: string;
   connectedAt: string;
   types: Partial<Record<"CDS" | "LDS" | "EDS" | "RDS", TypeSync>>;
+  /** Proxyless gRPC: how many settings its config cannot express. */
+  grpcUnsupported?: number;
 }
 
 /** Reads pilot's /debug/syncz. */

@@ -181,5 +181,29 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
       );
       expect(connects).toHaveLength(1);
     }, SCENARIO_TIMEOUT);
+
+    test(
+      "what gRPC cannot express is listed in config_dump and counted in syncz, and calls still route",
+      async () => {
+        await mesh.route({ http: `- route:\n  - destination: ${dest("v1")}\n  mirror: ${dest("v2")}` });
+        expect((await mesh.calls({ n: 10 })).byBackend).toEqual({ "echo-v1": 10 });
+        const res = await fetch(
+          `http://${mesh.meshd.adminAddr}/debug/config_dump?proxyID=${encodeURIComponent(mesh.node)}`,
+        );
+        const dump = (await res.json()) as { grpcUnsupported?: Array<{ resource: string; field: string }> };
+        expect(
+          dump.grpcUnsupported?.some((g) => g.field.endsWith("mirror") && g.resource.startsWith("route")),
+        ).toBe(
+          true,
+        );
+        const sync = (await syncz(mesh.meshd.adminAddr)).find((p) => p.proxy === mesh.node)!;
+        expect(sync.grpcUnsupported).toBe(dump.grpcUnsupported!.length);
+        expect(
+          mesh.meshd.logs.some((l) => String(l.msg).startsWith("proxyless gRPC cannot express") && l.proxy),
+        )
+          .toBe(true);
+      },
+      SCENARIO_TIMEOUT,
+    );
   });
 }

@@ -12,52 +12,45 @@
  * @module
  */
 
-import { isEmptySelector, type Labels, selectorMatches } from "../../api/mod.ts";
+import { type EffectiveMtlsMode, effectivePeerMtls, type Labels, selectorMatches } from "../../api/mod.ts";
 import type { DestinationRuleSpec, TrafficPolicy } from "../../api/kinds/networking.ts";
-import type { MtlsMode, PeerAuthenticationSpec } from "../../api/kinds/security.ts";
+import type { PeerAuthenticationSpec } from "../../api/kinds/security.ts";
 import type { AnalysisContext } from "./_context.ts";
 
 import { defineAnalyzer } from "./_define.ts";
 
 /** A server-side mTLS mode and what set it. */
 export interface EffectiveMtls {
-  readonly mode: Exclude<MtlsMode, "UNSET">;
+  readonly mode: EffectiveMtlsMode;
   /** "PeerAuthentication ns/name", or the MeshConfig default. */
   readonly source: string;
 }
 
 /**
- * The mTLS mode workloads with `labels` in `namespace` accept; with `labels` undefined, the mode
- * for the namespace as a whole (workload-level policies are not consulted).
+ * The mTLS mode workloads with `labels` in `namespace` accept (mod/api's rule); with `labels`
+ * undefined, the mode for the namespace as a whole (workload-level policies are not consulted).
  */
 export function effectiveMtls(
   ctx: AnalysisContext,
   namespace: string,
   labels: Labels | undefined,
 ): EffectiveMtls {
-  const policies = ctx.ofKind<PeerAuthenticationSpec>("PeerAuthentication");
-  const wide = (ns: string) =>
-    policies.find((pa) => pa.metadata.namespace === ns && isEmptySelector(pa.spec.selector?.matchLabels));
-  const levels = [
-    labels === undefined
-      ? undefined
-      : policies.find((pa) =>
-        pa.metadata.namespace === namespace && !isEmptySelector(pa.spec.selector?.matchLabels) &&
-        selectorMatches(pa.spec.selector?.matchLabels, labels)
-      ),
-    wide(namespace),
-    wide(ctx.mesh.rootNamespace),
-  ];
-  for (const pa of levels) {
-    const mode = pa?.spec.mtls?.mode;
-    if (pa && mode && mode !== "UNSET") {
-      return { mode, source: `PeerAuthentication ${pa.metadata.namespace}/${pa.metadata.name}` };
-    }
+  const d = effectivePeerMtls(ctx.ofKind<PeerAuthenticationSpec>("PeerAuthentication"), {
+    namespace,
+    ...(labels === undefined ? {} : { labels }),
+    rootNamespace: ctx.mesh.rootNamespace,
+    defaultMode: ctx.mesh.defaultMtlsMode,
+  });
+  if (d.policy) {
+    return {
+      mode: d.mode,
+      source: `PeerAuthentication ${d.policy.metadata.namespace}/${d.policy.metadata.name}`,
+    };
   }
   const source = ctx.meshConfig
     ? `MeshConfig ${ctx.meshConfig.metadata.namespace}/${ctx.meshConfig.metadata.name} (defaultMtlsMode)`
     : "meshd's default mTLS mode";
-  return { mode: ctx.mesh.defaultMtlsMode, source };
+  return { mode: d.mode, source };
 }
 
 /** A TLS mode set somewhere in a DestinationRule, with the subset it is limited to. */

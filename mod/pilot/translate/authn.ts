@@ -10,45 +10,27 @@
  *
  * @module
  */
-import type { MtlsMode, PeerAuthenticationSpec } from "../../api/kinds/security.ts";
-import type { Resource } from "../../api/resource.ts";
+import { type EffectiveMtlsMode, effectivePeerMtls } from "../../api/mod.ts";
 import type { PolicyWorkload, PushContext } from "../model/push_context.ts";
 
 /** An effective server-side mTLS mode. */
-export type EffectiveMtlsMode = Exclude<MtlsMode, "UNSET">;
-
-function set(mode: MtlsMode | undefined): EffectiveMtlsMode | undefined {
-  return mode === undefined || mode === "UNSET" ? undefined : mode;
-}
-
-function hasSelector(pa: Resource<PeerAuthenticationSpec>): boolean {
-  const sel = pa.spec.selector?.matchLabels;
-  return sel !== undefined && Object.keys(sel).length > 0;
-}
+export type { EffectiveMtlsMode };
 
 /**
  * The mTLS mode `workload` accepts on `port` (the port the workload listens on), or, with
  * `port` undefined, the mode for traffic to ports no `portLevelMtls` names (the passthrough
- * chain).
+ * chain): mod/api's rule over the PeerAuthentications that may apply to it.
  */
 export function effectiveMtlsMode(
   push: PushContext,
   workload: PolicyWorkload,
   port?: number,
 ): EffectiveMtlsMode {
-  const policies = push.peerAuthentications(workload);
-  const root = push.mesh.rootNamespace;
-  const workloadLevel = policies.find((pa) => hasSelector(pa) && pa.metadata.namespace !== root);
-  const namespaceLevel = policies.find((pa) =>
-    !hasSelector(pa) && pa.metadata.namespace === workload.namespace && pa.metadata.namespace !== root
-  );
-  const meshLevel = policies.find((pa) => !hasSelector(pa) && pa.metadata.namespace === root);
-  const portMode = port === undefined
-    ? undefined
-    : set(workloadLevel?.spec.portLevelMtls?.[String(port)]?.mode);
-  return portMode ??
-    set(workloadLevel?.spec.mtls?.mode) ??
-    set(namespaceLevel?.spec.mtls?.mode) ??
-    set(meshLevel?.spec.mtls?.mode) ??
-    push.mesh.defaultMtlsMode;
+  return effectivePeerMtls(push.peerAuthentications(workload), {
+    namespace: workload.namespace,
+    labels: workload.labels,
+    ...(port === undefined ? {} : { port }),
+    rootNamespace: push.mesh.rootNamespace,
+    defaultMode: push.mesh.defaultMtlsMode,
+  }).mode;
 }

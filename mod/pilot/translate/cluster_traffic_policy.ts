@@ -1,9 +1,9 @@
 /**
- * DestinationRule traffic policy on clusters: which policy applies to a port and subset, and
- * one small configurer per part of it (load balancer with slow start, connection pool, HTTP
+ * DestinationRule traffic policy on clusters (merged for a port and subset by mod/api's
+ * `mergeTrafficPolicy`): one small configurer per part of it (load balancer with slow start, connection pool, HTTP
  * protocol options, outlier detection, locality weighting or zone-aware routing). TLS lives in
- * tls.ts. The merge and the shared pieces (thresholds, outlier detection, ring size) are what
- * proxyless gRPC renders too (grpc/cluster.ts).
+ * tls.ts. The shared pieces (thresholds, outlier detection, ring size) are what proxyless gRPC
+ * renders too (grpc/cluster.ts).
  *
  * @module
  */
@@ -39,63 +39,12 @@ import {
 } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
 import type {
   ConnectionPoolSettings,
-  DestinationRuleSpec,
   LoadBalancerSettings,
   OutlierDetection,
-  TrafficPolicy,
 } from "../../api/kinds/networking.ts";
 import { isHttp2Protocol, isHttpProtocol, type ServicePort } from "../model/service.ts";
 import { PercentSchema } from "#gen/envoy/type/v3/percent_pb.ts";
 import { durationFromString, secondsFromString, typedConfig } from "./conversion.ts";
-
-/** The parts of a traffic policy that apply to one cluster, after port and subset overrides. */
-export interface ClusterPolicy {
-  readonly loadBalancer?: LoadBalancerSettings;
-  readonly connectionPool?: ConnectionPoolSettings;
-  readonly outlierDetection?: OutlierDetection;
-  readonly tls?: TrafficPolicy["tls"];
-}
-
-function portOverride(policy: TrafficPolicy | undefined, port: number): ClusterPolicy | undefined {
-  const pls = policy?.portLevelSettings?.find((p) => p.port?.number === port);
-  if (!pls) return undefined;
-  // Port-level settings do not inherit from the level above (Istio's documented rule).
-  return {
-    loadBalancer: pls.loadBalancer,
-    connectionPool: pls.connectionPool,
-    outlierDetection: pls.outlierDetection,
-    tls: pls.tls,
-  };
-}
-
-/**
- * The policy for `port` of the rule's host, optionally for one subset, merged as Istio does:
- * the top-level policy, replaced wholesale by its matching port-level settings; then each part
- * the subset's policy sets, replaced wholesale by the subset's matching port-level settings.
- */
-export function mergeTrafficPolicy(
-  rule: DestinationRuleSpec | undefined,
-  port: number,
-  subset?: string,
-): ClusterPolicy {
-  const top = rule?.trafficPolicy;
-  let merged: ClusterPolicy = portOverride(top, port) ?? {
-    loadBalancer: top?.loadBalancer,
-    connectionPool: top?.connectionPool,
-    outlierDetection: top?.outlierDetection,
-    tls: top?.tls,
-  };
-  if (subset === undefined) return merged;
-  const sp = rule?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
-  if (!sp) return merged;
-  merged = {
-    loadBalancer: sp.loadBalancer ?? merged.loadBalancer,
-    connectionPool: sp.connectionPool ?? merged.connectionPool,
-    outlierDetection: sp.outlierDetection ?? merged.outlierDetection,
-    tls: sp.tls ?? merged.tls,
-  };
-  return portOverride(sp, port) ?? merged;
-}
 
 const MAX_UINT32 = 4294967295;
 

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Server, VirtualServiceSpec } from "../../api/kinds/networking.ts";
-import { hostCovers } from "../../api/mod.ts";
+import { hostCovers, namespaceAdmits, splitNamespacedHost } from "../../api/mod.ts";
 import type { Resource } from "../../api/resource.ts";
 import { type PushContext } from "../model/push_context.ts";
 import { resolveHost } from "../../api/mod.ts";
@@ -93,14 +93,6 @@ export function gatewayPorts(push: PushContext, proxy: Proxy): GatewayPort[] {
   return [...ports.entries()].sort(([a], [b]) => a - b).map(([port, v]) => ({ port, ...v }));
 }
 
-/** Splits a server host "namespace/host" ("*" and "." allowed); a bare host allows any namespace. */
-export function splitServerHost(text: string, gatewayNamespace: string): { namespace: string; host: string } {
-  const slash = text.indexOf("/");
-  if (slash < 0) return { namespace: "*", host: text };
-  const ns = text.slice(0, slash);
-  return { namespace: ns === "." ? gatewayNamespace : ns, host: text.slice(slash + 1) };
-}
-
 /**
  * The hosts a VirtualService serves through a gateway server: each of its hosts that overlaps
  * a server host whose namespace part admits the VirtualService, narrowed to the more specific
@@ -109,8 +101,8 @@ export function splitServerHost(text: string, gatewayNamespace: string): { names
 export function boundHosts(vs: Resource<VirtualServiceSpec>, gs: GatewayServer): string[] {
   const out = new Set<string>();
   for (const sh of gs.server.hosts) {
-    const { namespace, host } = splitServerHost(sh, gs.namespace);
-    if (namespace !== "*" && namespace !== vs.metadata.namespace) continue;
+    const { namespace, host } = splitNamespacedHost(sh);
+    if (!namespaceAdmits(namespace, gs.namespace, vs.metadata.namespace)) continue;
     for (const raw of vs.spec.hosts ?? []) {
       const h = resolveHost(raw, vs.metadata.namespace);
       if (hostCovers(host, h)) out.add(h);

@@ -20,9 +20,9 @@ import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_i
 import type { L4MatchAttributes, RouteDestination, TLSMatchAttributes } from "../../api/kinds/networking.ts";
 import { type PushContext, qualifyGateway } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { hostCovers, selectorMatches } from "../../api/mod.ts";
+import { hostCovers, selectorMatches, splitNamespacedHost } from "../../api/mod.ts";
 import { socketAddress, typedConfig } from "./conversion.ts";
-import { type GatewayPort, type GatewayServer, splitServerHost } from "./gateway_server.ts";
+import { type GatewayPort, type GatewayServer } from "./gateway_server.ts";
 import { gatewayPorts } from "./gateway_server.ts";
 import { hcmFilter, httpConnectionManager } from "./http_connection_manager.ts";
 import { listenerName, TLS_INSPECTOR } from "./listener_outbound.ts";
@@ -32,7 +32,7 @@ import { downstreamTlsContext, downstreamTransportSocket } from "./tls.ts";
 
 /** The SNI names a server answers to: its hosts without namespaces; none when it takes any ("*"). */
 export function serverNames(gs: GatewayServer): string[] {
-  const hosts = gs.server.hosts.map((h) => splitServerHost(h, gs.namespace).host);
+  const hosts = gs.server.hosts.map((h) => splitNamespacedHost(h).host);
   return hosts.includes("*") ? [] : [...new Set(hosts)].sort();
 }
 

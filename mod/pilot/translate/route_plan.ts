@@ -9,12 +9,16 @@
  *
  * @module
  */
-import { hostCovers, resolveHost } from "../../api/mod.ts";
+import {
+  type ClusterPolicy,
+  hostCovers,
+  mergeTrafficPolicy,
+  resolveHost,
+  selectorMatches,
+} from "../../api/mod.ts";
 import { type PushContext, qualifyGateway } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { selectorMatches } from "../../api/mod.ts";
 import { outboundClusterName } from "./cluster_name.ts";
-import { type ClusterPolicy, mergeTrafficPolicy } from "./cluster_traffic_policy.ts";
 import { byString, isPresenceMatch } from "./conversion.ts";
 import { decideFault, type FaultDecision } from "./fault.ts";
 

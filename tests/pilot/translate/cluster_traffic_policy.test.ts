@@ -12,8 +12,8 @@ import {
   applyLocalityLbConfig,
   applyOutlierDetection,
   httpProtocolOptions,
-  mergeTrafficPolicy,
 } from "../../../mod/pilot/translate/cluster_traffic_policy.ts";
+import { mergeTrafficPolicy } from "../../../mod/api/mod.ts";
 
 const eds = () =>
   create(ClusterSchema, {

@@ -27,7 +27,7 @@ import {
   grpcUnsupported,
 } from "../../../mod/pilot/translate/grpc/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
-import { mergeTrafficPolicy } from "../../../mod/pilot/translate/cluster_traffic_policy.ts";
+import { mergeTrafficPolicy } from "../../../mod/api/mod.ts";
 import { parseOutboundClusterName } from "../../../mod/pilot/translate/cluster_name.ts";
 import type { PushContext } from "../../../mod/pilot/model/push_context.ts";
 import type { Proxy } from "../../../mod/pilot/model/proxy.ts";
