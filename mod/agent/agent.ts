@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Counter, Gauge } from "prom-client";
 import { type AdminServer, startAdminServer } from "../admin/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
-import type { Clock } from "../shared/clock.ts";
+import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
@@ -26,6 +26,9 @@ import { xdsNode } from "./node.ts";
 import { type Registration, startRegistration } from "./registration.ts";
 import { startSdsServer } from "./sds_server.ts";
 import type { AgentConfig, MergedSetting } from "./settings.ts";
+
+/** How often the credential directory of --credential-dir is read again. */
+const CREDENTIAL_REFRESH_MS = 15_000;
 
 /** What startAgent needs besides the config. */
 export interface AgentDeps {
@@ -153,9 +156,20 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       path: cfg.sdsSocket,
       logger: log.child({ component: "sds" }),
       initial: stored,
+      ...(cfg.credentialDir === undefined ? {} : { credentialDir: cfg.credentialDir }),
       now: () => clock.now(),
     });
     cleanups.push(() => sds.close());
+    if (cfg.credentialDir !== undefined) {
+      // Renewed gateway certificates reach Envoy without a restart.
+      let refresher: Timer | undefined;
+      const refresh = () => {
+        sds.refresh();
+        refresher = clock.setTimer(CREDENTIAL_REFRESH_MS, refresh);
+      };
+      refresher = clock.setTimer(CREDENTIAL_REFRESH_MS, refresh);
+      cleanups.push(() => refresher?.cancel());
+    }
 
     if (cfg.discoveryAddr) {
       const paths = writeBootstraps(cfg.outputDir, {

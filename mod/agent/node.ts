@@ -23,6 +23,8 @@ export interface WorkloadInfo {
   readonly labels: Readonly<Record<string, string>>;
   /** WorkloadGroup ("NAME" in the namespace, or "NAMESPACE/NAME") to auto-register into. */
   readonly workloadGroup?: string;
+  /** The network the machine is in (multi-network meshes); sent as NETWORK. */
+  readonly network?: string;
 }
 
 /** Which client a node describes: Envoy (`sidecar`) or a proxyless gRPC application. */
@@ -45,6 +47,7 @@ export function nodeMetadata(w: WorkloadInfo, extra: JsonObject = {}): JsonObjec
     INSTANCE_IPS: w.ip,
     WORKLOAD_NAME: w.name,
     ...(w.workloadGroup ? { AUTO_REGISTER_GROUP: w.workloadGroup } : {}),
+    ...(w.network ? { NETWORK: w.network } : {}),
     ...extra,
   };
 }

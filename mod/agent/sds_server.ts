@@ -5,6 +5,21 @@
  * chain and key, inline) and `ROOTCA` (the trusted roots as a validation context). A rotation
  * pushes both to every stream that asked for them.
  *
+ * Gateway credentials (a Gateway server's `credentialName` / `credentialNames`, which pilot
+ * renders as SDS secrets of the same name, see mod/pilot/translate/tls.ts) come from a
+ * credential directory, laid out like a Kubernetes TLS secret per credential so one exported
+ * from a cluster can be copied as it is:
+ *
+ * ```
+ * DIR/NAME/tls.crt   certificate chain   -> secret NAME
+ * DIR/NAME/tls.key   private key         -> secret NAME
+ * DIR/NAME/ca.crt    client CA bundle    -> secret NAME-cacert
+ * ```
+ *
+ * (Istio's generic secret keys `cert`, `key` and `cacert` are read too.) Files are read when a
+ * secret is asked for and on {@link SdsServer.refresh}; a secret whose files are missing is not
+ * sent, so Envoy keeps waiting for it, as with Istio's missing Kubernetes secrets.
+ *
  * Streams reuse the ADS server's session logic (mod/xds/server.ts): nonces, ACK/NACK, stale
  * nonces and versions by content hash behave as they do for pilot's clients. Its handlers are
  * registered under the SDS service, whose streaming methods carry the same messages as ADS.
@@ -16,8 +31,8 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import http2 from "node:http2";
 import { connect as netConnect } from "node:net";
-import { chmodSync, existsSync, lstatSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
+import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { DataSourceSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { DiscoveryResponseSchema } from "#gen/envoy/service/discovery/v3/discovery_pb.ts";
 import { SecretDiscoveryService } from "#gen/envoy/service/secret/v3/sds_pb.ts";
@@ -81,6 +96,82 @@ export function secretResources(b: CertBundle): Map<string, XdsResource> {
   ]);
 }
 
+/** Suffix of the secret holding a credential's CA bundle. */
+export const CA_CERT_SUFFIX = "-cacert";
+
+/** File names of a credential's parts, in order of preference (Kubernetes TLS keys, then Istio's). */
+const CREDENTIAL_FILES = {
+  cert: ["tls.crt", "cert"],
+  key: ["tls.key", "key"],
+  ca: ["ca.crt", "cacert"],
+} as const;
+
+/** A credential name that is one path segment: letters, digits, `.`, `_`, `-`, no leading dot. */
+const CREDENTIAL_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+function readFirst(dir: string, names: readonly string[]): string | undefined {
+  for (const n of names) {
+    try {
+      return readFileSync(join(dir, n), "utf8");
+    } catch {
+      // try the next name
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The SDS resource for secret `name` from the credential directory `dir`, or undefined when
+ * the name is not a credential's or its files are missing (see the module comment for the layout).
+ */
+export function credentialSecret(dir: string, name: string): XdsResource | undefined {
+  const ca = name.endsWith(CA_CERT_SUFFIX);
+  const base = ca ? name.slice(0, -CA_CERT_SUFFIX.length) : name;
+  if (!CREDENTIAL_NAME.test(base) || base === DEFAULT_SECRET || base === ROOT_SECRET) return undefined;
+  const at = join(dir, base);
+  if (ca) {
+    const pem = readFirst(at, CREDENTIAL_FILES.ca);
+    if (pem === undefined) return undefined;
+    const secret = create(SecretSchema, {
+      name,
+      type: {
+        case: "validationContext",
+        value: create(CertificateValidationContextSchema, { trustedCa: bytes(pem) }),
+      },
+    });
+    return { name, version: contentVersion(pem), resource: anyPack(SecretSchema, secret) };
+  }
+  const chain = readFirst(at, CREDENTIAL_FILES.cert);
+  const key = readFirst(at, CREDENTIAL_FILES.key);
+  if (chain === undefined || key === undefined) return undefined;
+  const secret = create(SecretSchema, {
+    name,
+    type: {
+      case: "tlsCertificate",
+      value: create(TlsCertificateSchema, { certificateChain: bytes(chain), privateKey: bytes(key) }),
+    },
+  });
+  return { name, version: contentVersion(chain + "\u0000" + key), resource: anyPack(SecretSchema, secret) };
+}
+
+/** Every secret the credential directory holds (for wildcard requests): NAME and NAME-cacert. */
+export function credentialSecrets(dir: string): Map<string, XdsResource> {
+  const out = new Map<string, XdsResource>();
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).sort();
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    for (const name of [e, e + CA_CERT_SUFFIX]) {
+      const r = credentialSecret(dir, name);
+      if (r) out.set(name, r);
+    }
+  }
+  return out;
+}
+
 /** Options for startSdsServer. */
 export interface SdsServerOptions {
   /** The Unix socket path; its directory is created with mode 0750. */
@@ -88,6 +179,8 @@ export interface SdsServerOptions {
   readonly logger: Logger;
   /** The bundle to serve from the start, if there is one already. */
   readonly initial?: CertBundle;
+  /** Directory of gateway credentials (see the module comment); none are served without it. */
+  readonly credentialDir?: string;
   /** Clock for stream status. */
   readonly now?: () => number;
 }
@@ -97,6 +190,8 @@ export interface SdsServer {
   readonly path: string;
   /** Serves a new bundle and pushes it to every stream. Before the first one, streams wait. */
   update(b: CertBundle): void;
+  /** Re-reads the credential directory and pushes what changed (call when its files change). */
+  refresh(): void;
   /** Open SDS streams. */
   streams(): StreamStatus[];
   /** Ends every stream, stops listening and removes the socket. */
@@ -130,10 +225,25 @@ async function clearStaleSocket(path: string): Promise<void> {
 export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
   let resources: Map<string, XdsResource> | undefined = o.initial ? secretResources(o.initial) : undefined;
   const listeners = new Set<(t: ReadonlySet<string>) => void>();
+  /** The workload's secrets, and the credentials among `names` (all of them for "*"). */
+  const lookup = (names: ReadonlySet<string> | "*"): Map<string, XdsResource> => {
+    const out = new Map(resources ?? []);
+    if (!o.credentialDir) return out;
+    if (names === "*") {
+      for (const [n, r] of credentialSecrets(o.credentialDir)) if (!out.has(n)) out.set(n, r);
+      return out;
+    }
+    for (const n of names) {
+      if (out.has(n)) continue;
+      const r = credentialSecret(o.credentialDir, n);
+      if (r) out.set(n, r);
+    }
+    return out;
+  };
   const provider: ResourceProvider = {
     typeUrls: [SECRET_TYPE_URL],
     ready: () => resources !== undefined,
-    resources: () => resources ?? new Map(),
+    resources: (_client, _typeUrl, names) => lookup(names),
     watch(l) {
       listeners.add(l);
       return () => listeners.delete(l);
@@ -147,9 +257,10 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
         throw new ConnectError(`type URL ${req.typeUrl} is not served here`, Code.InvalidArgument);
       }
       if (!resources) throw new ConnectError("no certificate yet", Code.Unavailable);
+      const all = lookup(req.resourceNames.length === 0 ? "*" : new Set(req.resourceNames));
       const picked = req.resourceNames.length === 0
-        ? [...resources.values()]
-        : req.resourceNames.map((n) => resources!.get(n)).filter((r): r is XdsResource => r !== undefined);
+        ? [...all.values()]
+        : req.resourceNames.map((n) => all.get(n)).filter((r): r is XdsResource => r !== undefined);
       return create(DiscoveryResponseSchema, {
         versionInfo: setVersion(picked),
         typeUrl: SECRET_TYPE_URL,
@@ -211,6 +322,9 @@ export async function startSdsServer(o: SdsServerOptions): Promise<SdsServer> {
     path: o.path,
     update(b) {
       resources = secretResources(b);
+      for (const l of listeners) l(new Set([SECRET_TYPE_URL]));
+    },
+    refresh() {
       for (const l of listeners) l(new Set([SECRET_TYPE_URL]));
     },
     streams: () => ads.streams(),

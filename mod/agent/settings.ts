@@ -81,6 +81,12 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
       "WorkloadGroup (NAME in --namespace, or NAMESPACE/NAME) to auto-register into; needs --discovery-addr",
   },
   {
+    name: "network",
+    kind: { type: "string" },
+    help:
+      "the network this machine is in, when the mesh spans networks (MeshConfig meshNetworks): sent as node metadata NETWORK, so other networks reach it through their gateway",
+  },
+  {
     name: "workload-name",
     kind: { type: "string" },
     help: "the workload's name in its node id (default: host name)",
@@ -101,6 +107,12 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
     kind: { type: "path" },
     default: "/var/run/meshd-agent",
     help: "where cert-chain.pem, key.pem, root-cert.pem and the bootstraps are written (mode 0750)",
+  },
+  {
+    name: "credential-dir",
+    kind: { type: "path" },
+    help:
+      "gateway credentials served over SDS: DIR/NAME/tls.crt and tls.key as secret NAME, DIR/NAME/ca.crt as NAME-cacert (a Gateway's credentialName); re-read every 15s",
   },
   {
     name: "data-dir",
@@ -140,6 +152,7 @@ export const CLUSTER_ENV_KEYS: Readonly<Record<string, readonly string[]>> = {
   "trust-domain": ["TRUST_DOMAIN"],
   "workload-group": ["ISTIO_META_WORKLOAD_GROUP", "WORKLOAD_GROUP", "ISTIO_META_AUTO_REGISTER_GROUP"],
   "workload-name": ["ISTIO_META_WORKLOAD_NAME", "POD_NAME"],
+  network: ["ISTIO_META_NETWORK"],
   labels: ["ISTIO_METAJSON_LABELS"],
   "instance-ip": ["INSTANCE_IP"],
   "output-dir": ["OUTPUT_DIR", "OUTPUT_CERTS"],
@@ -194,6 +207,8 @@ export interface AgentConfig {
   readonly rootCertFile?: string;
   readonly workload: WorkloadInfo;
   readonly outputDir: string;
+  /** Gateway credentials served over SDS (sds_server.ts). */
+  readonly credentialDir?: string;
   readonly dataDir: string;
   readonly sdsSocket: string;
   readonly certTtlMs: number;
@@ -321,8 +336,10 @@ export function resolveAgentConfig(
       trustDomain: values.get("trust-domain") as string,
       labels,
       ...(group ? { workloadGroup: group } : {}),
+      ...(str("network") ? { network: str("network")! } : {}),
     },
     outputDir,
+    ...(str("credential-dir") === undefined ? {} : { credentialDir: str("credential-dir")! }),
     dataDir: values.get("data-dir") as string,
     sdsSocket: str("sds-socket") ?? join(outputDir, "sds.sock"),
     certTtlMs: values.get("cert-ttl") as number,

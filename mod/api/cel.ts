@@ -415,6 +415,8 @@ declare("match", [STRING, STRING], BOOL);
 declare("toLower", [STRING], STRING);
 declare("emptyStringMap", [], STRING_MAP);
 declare("conditional", [BOOL, A, A], A);
+// Mixer 1.x's string functions (`email`, `dnsName`, `uri` check their argument's form).
+for (const f of ["reverse", "email", "dnsName", "uri"]) declare(f, [STRING], STRING);
 
 const operatorNames: Readonly<Record<string, string>> = {
   "_==_": "==",
@@ -735,9 +737,32 @@ function runtimeEnv(): ReturnType<typeof celEnv> {
         CelScalar.DYN,
         (cond: boolean, a: CelValue, b: CelValue) => (cond ? a : b) as CelInput,
       ),
+      celFunc("reverse", [CelScalar.STRING], CelScalar.STRING, (s: string) => [...s].reverse().join("")),
+      ...(["email", "dnsName", "uri"] as const).map((name) =>
+        celFunc(name, [CelScalar.STRING], CelScalar.STRING, (s: string) => checkedForm(name, s))
+      ),
     ],
   });
   return env;
+}
+
+/** `s` when it has the form Mixer 1.x's `email()`, `dnsName()` or `uri()` requires; throws otherwise. */
+function checkedForm(name: "email" | "dnsName" | "uri", s: string): string {
+  const dns =
+    /^(?=.{1,253}\.?$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+  const ok = name === "dnsName"
+    ? dns.test(s)
+    : name === "email"
+    ? /^[^\s@<>()",;:]+@[^\s@]+$/.test(s) && dns.test(s.slice(s.lastIndexOf("@") + 1))
+    : URL.canParse(s);
+  if (!ok) {
+    throw new Error(
+      `${name}(): ${JSON.stringify(s)} is not ${
+        name === "email" ? "an e-mail address" : name === "uri" ? "a URI" : "a DNS name"
+      }`,
+    );
+  }
+  return s;
 }
 
 /** Mixer's `match(value, pattern)`: a trailing `*` matches a prefix, a leading `*` a suffix. */

@@ -455,13 +455,19 @@ function walkNumber(value: unknown, schema: NumberSchema, path: string, report: 
     report.error(path, `must be an integer, got ${value}`);
     return;
   }
-  const { min, max } = schema;
-  if ((min !== undefined && value < min) || (max !== undefined && value > max)) {
-    if (min !== undefined && max !== undefined) report.error(path, `must be between ${min} and ${max}`);
-    else if (min !== undefined) {
-      report.error(path, min === 0 ? "must not be negative" : `must be at least ${min}`);
-    } else report.error(path, `must be at most ${max}`);
-  }
+  const problem = rangeProblem(value, schema.min, schema.max);
+  if (problem) report.error(path, problem);
+}
+
+/**
+ * Explains why `value` is outside `min`..`max` (either bound optional), naming the value first:
+ * `70000: must be 1–65535`, `-1: must not be negative`; undefined when it is inside.
+ */
+export function rangeProblem(value: number, min?: number, max?: number): string | undefined {
+  if ((min === undefined || value >= min) && (max === undefined || value <= max)) return undefined;
+  if (min !== undefined && max !== undefined) return `${value}: must be ${min}–${max}`;
+  if (min !== undefined) return `${value}: ${min === 0 ? "must not be negative" : `must be at least ${min}`}`;
+  return `${value}: must be at most ${max}`;
 }
 
 function walkArray(value: unknown, schema: ArraySchema, path: string, report: Reporter): void {

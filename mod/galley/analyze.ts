@@ -4,44 +4,17 @@
  * settings that contradict each other) where validation looks at one resource at a time.
  *
  * Each analyzer is a small pure function of an {@link AnalysisContext}, an indexed read-only view
- * of the resources, and reports diagnostics under one stable code. The codes follow istioctl's
- * IST numbers where Istio has the same check (MSH0101 is IST0101's "referenced resource not
- * found", MSH0113 is IST0113's mTLS conflict); checks Istio lacks take numbers from 0150 up.
- *
- * | code    | name                                     | severity | finding                                 |
- * | ------- | ---------------------------------------- | -------- | --------------------------------------- |
- * | MSH0001 | InternalError                            | error    | an analyzer failed (a bug in meshd)     |
- * | MSH0101 | DestinationHostNotFound                  | error    | route host declared by no ServiceEntry  |
- * | MSH0102 | DestinationSubsetNotFound                | error    | route subset in no DestinationRule      |
- * | MSH0103 | GatewayNotFound                          | error    | bound Gateway does not exist            |
- * | MSH0104 | DestinationPortNotFound                  | error    | route port not exposed by the service   |
- * | MSH0109 | ConflictingVirtualServiceHosts           | warning  | VirtualServices share host and gateway  |
- * | MSH0110 | ConflictingSidecarWorkloadSelectors      | error    | two Sidecars select one workload        |
- * | MSH0111 | MultipleSidecarsWithoutWorkloadSelectors | error    | several selector-less Sidecars in a ns  |
- * | MSH0112 | DestinationPortSelectorRequired          | error    | multi-port service routed without port  |
- * | MSH0113 | MtlsPolicyConflict                       | error    | TLS mode contradicts PeerAuthentication |
- * | MSH0127 | NoMatchingWorkloads                      | warning  | policy/Sidecar selector selects nothing |
- * | MSH0128 | GatewaySelectorMatchesNoWorkload         | warning  | Gateway selector matches no workload    |
- * | MSH0129 | SubsetMatchesNoWorkload                  | warning  | subset labels select no workload        |
- * | MSH0130 | VirtualServiceUnreachableRule            | warning  | route shadowed by earlier routes        |
- * | MSH0131 | VirtualServiceIneffectiveMatch           | info     | match block repeats an earlier one      |
- * | MSH0132 | VirtualServiceHostNotFoundInGateway      | warning  | host accepted by none of its gateways   |
- * | MSH0134 | ServiceEntryAddressesRequired            | warning  | TCP-family port without addresses       |
- * | MSH0150 | ConflictingDestinationRules              | warning  | several DestinationRules for one host   |
- * | MSH0160 | AuthorizationPolicyNamespaceNotFound     | warning  | source namespace holds no resources     |
- * | MSH0161 | AuthorizationPolicyInvalidPrincipal      | warning  | principal malformed or unknown          |
- * | MSH0170 | MixerHandlerNotFound                     | error    | rule names a missing handler            |
- * | MSH0171 | MixerInstanceNotFound                    | error    | rule names a missing instance           |
- * | MSH0172 | MixerTemplateMismatch                    | error    | template not taken by handler's adapter |
- * | MSH0180 | MultipleMeshConfigs                      | error    | more than one MeshConfig                |
- * | MSH0181 | WorkloadNotInService                     | info     | WorkloadEntry in no ServiceEntry        |
- * | MSH0182 | WorkloadGroupNotInService                | info     | WorkloadGroup in no ServiceEntry        |
+ * of the resources, and reports diagnostics under one stable MSH code. Where istioctl reports the
+ * same finding, the diagnostic also carries Istio's code (`istio: "IST0101"`); MSH numbers are
+ * meshd's own and are never read as IST numbers. docs/analysis-codes.md lists every code, the
+ * Istio code it maps to, and which of Istio's analyzers meshd leaves out and why; it is generated
+ * from {@link ANALYZERS} and the table in analyzers/_istio.ts by scripts/analysis_codes.ts.
  *
  * @module
  */
 
 import type { Diagnostic, Resource } from "../api/resource.ts";
-import { type Analyzer, createAnalysisContext } from "./analyzers/_context.ts";
+import { type AnalysisDiagnostic, type Analyzer, createAnalysisContext } from "./analyzers/_context.ts";
 import {
   authorizationNamespaceNotFound,
   authorizationPrincipal,
@@ -54,6 +27,14 @@ import {
 } from "./analyzers/destination_hosts.ts";
 import { destinationSubsetNotFound } from "./analyzers/destination_subsets.ts";
 import { conflictingVirtualServiceHosts } from "./analyzers/conflicting_virtual_services.ts";
+import { conflictingGateways, gatewayDuplicateCertificate } from "./analyzers/gateway_conflicts.ts";
+import { jwtClaimRoutingWithoutRequestAuthentication } from "./analyzers/jwt_claim_routes.ts";
+import { unknownDestinationRuleHost } from "./analyzers/destination_rule_hosts.ts";
+import { conflictingServiceEntryProtocol } from "./analyzers/service_entry_protocols.ts";
+import {
+  conflictingTelemetrySelectors,
+  multipleTelemetriesWithoutSelector,
+} from "./analyzers/telemetry_selectors.ts";
 import { gatewaySelectorMatchesNoWorkload } from "./analyzers/gateway_workloads.ts";
 import { multipleMeshConfigs } from "./analyzers/mesh_configs.ts";
 import {
@@ -70,15 +51,17 @@ import { subsetMatchesNoWorkload } from "./analyzers/subset_workloads.ts";
 import { gatewayHostNotFound, gatewayNotFound } from "./analyzers/virtual_service_gateways.ts";
 import { workloadGroupNotInService, workloadNotInService } from "./analyzers/workload_membership.ts";
 
+export { ISTIO_MESSAGES, type IstioMessage } from "./analyzers/_istio.ts";
 export {
   type AnalysisContext,
+  type AnalysisDiagnostic,
   type Analyzer,
   createAnalysisContext,
   type MeshService,
   type Workload,
 } from "./analyzers/_context.ts";
 /** Every analyzer meshd ships, in code order. */
-export const ANALYZERS: readonly Analyzer[] = [
+export const ANALYZERS: readonly Analyzer[] = ([
   destinationHostNotFound,
   destinationSubsetNotFound,
   gatewayNotFound,
@@ -95,6 +78,12 @@ export const ANALYZERS: readonly Analyzer[] = [
   ineffectiveMatches,
   gatewayHostNotFound,
   serviceEntryAddressesRequired,
+  gatewayDuplicateCertificate,
+  conflictingGateways,
+  jwtClaimRoutingWithoutRequestAuthentication,
+  conflictingTelemetrySelectors,
+  unknownDestinationRuleHost,
+  conflictingServiceEntryProtocol,
   conflictingDestinationRules,
   authorizationNamespaceNotFound,
   authorizationPrincipal,
@@ -104,7 +93,17 @@ export const ANALYZERS: readonly Analyzer[] = [
   multipleMeshConfigs,
   workloadNotInService,
   workloadGroupNotInService,
-];
+  multipleTelemetriesWithoutSelector,
+] as Analyzer[]).sort((a, b) => (a.code < b.code ? -1 : 1));
+
+/** The code of an analyzer that failed (a bug in meshd), istioctl's InternalError. */
+export const INTERNAL_ERROR = {
+  code: "MSH0001",
+  istioCode: "IST0001",
+  name: "InternalError",
+  severity: "error",
+  description: "An analyzer failed; this is a bug in meshd.",
+} as const;
 
 /** Options of {@link analyze}. */
 export interface AnalyzeOptions {
@@ -129,16 +128,17 @@ function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
  * line and column (then code). An analyzer that throws does not stop the others: its failure is
  * reported as an MSH0001 error.
  */
-export function analyze(resources: readonly Resource[], opts: AnalyzeOptions = {}): Diagnostic[] {
+export function analyze(resources: readonly Resource[], opts: AnalyzeOptions = {}): AnalysisDiagnostic[] {
   const ctx = createAnalysisContext(resources);
-  const out: Diagnostic[] = [];
+  const out: AnalysisDiagnostic[] = [];
   for (const a of opts.analyzers ?? ANALYZERS) {
     try {
       out.push(...a.analyze(ctx));
     } catch (err) {
       out.push({
-        severity: "error",
-        code: "MSH0001",
+        severity: INTERNAL_ERROR.severity,
+        code: INTERNAL_ERROR.code,
+        istio: INTERNAL_ERROR.istioCode,
         message: `analyzer ${a.name} (${a.code}) failed: ${err instanceof Error ? err.message : String(err)}`,
       });
     }

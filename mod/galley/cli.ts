@@ -10,6 +10,7 @@ import { listConfigFiles } from "./dir_source.ts";
 import { duplicateDiagnostics, parseConfig } from "./parse.ts";
 import { type Diagnostic, formatDiagnostic, type Resource } from "../api/resource.ts";
 import { validateResource } from "./validate.ts";
+import type { AnalysisDiagnostic } from "./analyzers/_context.ts";
 
 const MAX_BYTES = 8 * 1024 * 1024;
 
@@ -109,9 +110,10 @@ function report(inv: Invocation, result: LoadResult, diagnostics: readonly Diagn
           resources: result.resources,
           errors,
           warnings,
-          diagnostics: diagnostics.map((d) => ({
+          diagnostics: diagnostics.map((d: AnalysisDiagnostic) => ({
             severity: d.severity,
             code: d.code,
+            istio: d.istio,
             file: d.pos?.file,
             line: d.pos?.line,
             col: d.pos?.col,
@@ -159,7 +161,8 @@ export const analyzeCommand: Command = {
   name: "analyze",
   summary: "validate config and look for problems across resources (exit 1 on errors)",
   usage: "meshd analyze [-o text|json] DIR|FILE ...",
-  description: "Runs validation, then every analyzer (codes MSH0xxx) over the resources that are valid.",
+  description: "Runs validation, then every analyzer (codes MSH0xxx) over the resources that are valid. " +
+    "With -o json, a finding istioctl also reports carries istioctl's code in `istio` (IST0xxx).",
   settings: () => [OUTPUT],
   args: { min: 1, max: Number.MAX_SAFE_INTEGER, name: "DIR|FILE" },
   async run(inv) {

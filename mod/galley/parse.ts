@@ -82,7 +82,8 @@ const topLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
  * that could be read, and diagnostics for everything wrong: malformed YAML, tab indentation,
  * duplicate keys, oversized or binary input, alias bombs, documents that are not mappings,
  * missing apiVersion/kind/metadata.name, unknown kinds, unsupported versions, invalid names and
- * resources defined twice. Resource specs are not validated here; see `validateResource`.
+ * resources defined twice. Documents of other APIs (Kubernetes Deployments, Services, ...) are
+ * skipped with a note (severity info, or warning for a meshd kind name in another group). Resource specs are not validated here; see `validateResource`.
  */
 export function parseConfig(input: string | Uint8Array, file: string, opts: ParseOptions = {}): ParseResult {
   const maxBytes = opts.maxBytes ?? defaultMaxBytes;
@@ -547,6 +548,15 @@ function readObject(
     fail(`kind must be a string, got ${typeof kind}`, "kind", label);
     broken = true;
   }
+  if (!broken) {
+    // Documents of other APIs are skipped whatever their metadata looks like.
+    const [group] = splitApiVersion(apiVersion as string);
+    const skip = foreignKindNote(group, kind as string, apiVersion as string);
+    if (skip) {
+      ctx.diagnostics.push({ ...skip, pos: positionOf("kind"), field: "kind", resource: label });
+      return;
+    }
+  }
   if (metadata === undefined || metadata === null) {
     fail("missing metadata.name", "metadata", label);
     broken = true;
@@ -643,6 +653,49 @@ function splitApiVersion(apiVersion: string): [group: string, version: string] {
   return slash < 0 ? ["", apiVersion] : [apiVersion.slice(0, slash), apiVersion.slice(slash + 1)];
 }
 
+/**
+ * API groups of Istio that hold no mesh config: the installer's IstioOperator and the like, which
+ * Istio's samples ship next to mesh config.
+ */
+const istioInstallGroups = new Set(["install.istio.io"]);
+
+/** Istio kinds meshd does not implement, by group: refused with a message that says so. */
+const unsupportedIstioKinds: Readonly<Record<string, readonly string[]>> = {
+  "networking.istio.io": ["EnvoyFilter", "ProxyConfig"],
+  "extensions.istio.io": ["WasmPlugin"],
+};
+
+/** True for an API group whose kinds meshd reads or should know: Istio's and meshd's own. */
+function isMeshGroup(group: string): boolean {
+  if (istioInstallGroups.has(group)) return false;
+  return group === "istio.io" || group.endsWith(".istio.io") || group === "meshd.io" ||
+    group.endsWith(".meshd.io") || knownKinds.some((k) => k.group === group);
+}
+
+/**
+ * The note for a document of another API (a Kubernetes Deployment, Service, ServiceAccount or
+ * ConfigMap next to Istio config, as Istio's samples ship them): it is skipped, not refused.
+ * Undefined for kinds meshd reads, and for a meshd kind written without its group
+ * (`apiVersion: v1`, `kind: VirtualService`), which checkKind reports as a mistake.
+ */
+function foreignKindNote(
+  group: string,
+  kind: string,
+  apiVersion: string,
+): Pick<Diagnostic, "severity" | "message"> | undefined {
+  if (isMeshGroup(group)) return undefined;
+  const same = knownKinds.find((k) => k.kind === kind);
+  if (same && group === "") return undefined;
+  if (same) {
+    return {
+      severity: "warning",
+      message: `skipped: ${kind} of ${apiVersion} is not Istio config ` +
+        `(meshd reads ${kind} of ${same.group}/${same.versions[0]})`,
+    };
+  }
+  return { severity: "info", message: `skipped: ${kind} (${apiVersion}) is not Istio or meshd config` };
+}
+
 function checkKind(
   group: string,
   version: string,
@@ -666,6 +719,10 @@ function checkKind(
       "apiVersion",
       label,
     );
+    return false;
+  }
+  if (unsupportedIstioKinds[group]?.includes(kind)) {
+    fail(`${kind} (${apiVersion}) is an Istio kind that meshd does not support`, "kind", label);
     return false;
   }
   const inGroup = knownKinds.filter((k) => k.group === group).map((k) => k.kind);

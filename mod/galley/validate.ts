@@ -8,6 +8,7 @@
 
 import {
   mixerGroup,
+  mixerLegacyKinds,
   mixerVersions,
   validateHandler,
   validateInstance,
@@ -70,6 +71,7 @@ export const knownKinds: readonly KindInfo[] = [
   kind(mixerGroup, mixerVersions, "handler", validateHandler),
   kind(mixerGroup, mixerVersions, "instance", validateInstance),
   kind(mixerGroup, mixerVersions, "rule", validateRule),
+  ...mixerLegacyKinds.map((k) => kind(mixerGroup, mixerVersions, k.kind, k.validate)),
   kind(meshConfigGroup, meshConfigVersions, "MeshConfig", validateMeshConfig),
 ];
 
@@ -107,5 +109,51 @@ export function validateResource(r: Resource): Diagnostic[] {
       field: "apiVersion",
     }];
   }
-  return info.validate(r.spec === undefined || r.spec === null ? { ...r, spec: {} } : r);
+  const resource = r.spec === undefined || r.spec === null ? { ...r, spec: {} } : r;
+  return [...metadataDiagnostics(resource), ...info.validate(resource)];
+}
+
+/** Istio's annotation that runs an AuthorizationPolicy without enforcing it. */
+export const dryRunAnnotation = "istio.io/dry-run";
+
+/** The values Go's strconv.ParseBool accepts, as Istio reads the dry-run annotation. */
+const goBools = ["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"];
+
+/**
+ * Istio's checks of a resource's metadata: `istio.io/dry-run` only on an AuthorizationPolicy
+ * whose action is ALLOW or DENY, with a boolean value.
+ */
+function metadataDiagnostics(r: Resource): Diagnostic[] {
+  const value = r.metadata.annotations?.[dryRunAnnotation];
+  if (value === undefined) return [];
+  const field = `metadata.annotations[${JSON.stringify(dryRunAnnotation)}]`;
+  const at = (severity: Diagnostic["severity"], message: string): Diagnostic[] => [{
+    severity,
+    message,
+    pos: r.positionOf(field),
+    resource: resourceLabel(r),
+    field,
+  }];
+  if (r.group !== "security.istio.io" || r.kind !== "AuthorizationPolicy") {
+    return at(
+      "error",
+      `the ${dryRunAnnotation} annotation is only allowed on an AuthorizationPolicy; remove it`,
+    );
+  }
+  const spec = r.spec as { readonly action?: unknown };
+  const action = spec.action ?? "ALLOW";
+  if (action !== "ALLOW" && action !== "DENY") {
+    return at(
+      "error",
+      `the ${dryRunAnnotation} annotation only supports action ALLOW or DENY, not ${String(action)}`,
+    );
+  }
+  if (!goBools.includes(value)) {
+    return at("error", `invalid ${dryRunAnnotation} value ${JSON.stringify(value)}: use "true" or "false"`);
+  }
+  if (goBools.indexOf(value) >= goBools.indexOf("0")) return [];
+  return at(
+    "warning",
+    `the ${dryRunAnnotation} annotation is not supported by meshd; ignored (the policy is enforced)`,
+  );
 }

@@ -16,11 +16,17 @@
  *
  * @module
  */
-import { adapterDescriptor, parseMixerRef, type Phase, templateDescriptor } from "../api/mixer/mod.ts";
+import {
+  adapterDescriptor,
+  LEGACY_KINDS,
+  parseMixerRef,
+  type Phase,
+  templateDescriptor,
+} from "../api/mixer/mod.ts";
 import type { ConfigSnapshot } from "../galley/mod.ts";
 import type { MeshConfig } from "../api/kinds/mesh_config.ts";
 import type { HandlerSpec, InstanceSpec, RuleSpec } from "../api/kinds/mixer.ts";
-import { mixerGroup } from "../api/kinds/mixer.ts";
+import { mixerGroup, mixerResource } from "../api/kinds/mixer.ts";
 import { evaluate } from "../api/cel.ts";
 import type { Resource } from "../api/resource.ts";
 import { resourceKey } from "../api/resource.ts";
@@ -56,6 +62,23 @@ import {
 /** The call that carries a template's instances (its descriptor's phase; report for others). */
 function phaseOf(template: string): Phase {
   return templateDescriptor(template)?.phase ?? "report";
+}
+
+/**
+ * The snapshot's resources of one Mixer kind in meshd's form: Istio 1.x per-adapter and
+ * per-template kinds as handlers and instances, 1.x expressions as CEL. Resources of adapters or
+ * templates meshd does not run are left out.
+ */
+function mixerResources<S>(snapshot: ConfigSnapshot, kind: "handler" | "instance" | "rule"): Resource<S>[] {
+  const out: Resource<S>[] = [];
+  for (const k of kind === "rule" ? ["rule"] : [kind, ...LEGACY_KINDS]) {
+    for (const r of snapshot.list(mixerGroup, k)) {
+      const n = mixerResource(r);
+      if (n.resource.kind !== kind || n.foreign || n.problems.some((p) => p.severity === "error")) continue;
+      out.push(n.resource as Resource<S>);
+    }
+  }
+  return out;
 }
 
 /** What the table needs from the module. */
@@ -190,7 +213,12 @@ export function buildTable(
   const problems: TableProblem[] = [];
   const handlers = new Map<string, BuiltHandler>();
   const build = adapterFactories(opts.pool);
-  const handlerResources = snapshot.list<HandlerSpec>(mixerGroup, "handler");
+  const handlerResources = mixerResources<HandlerSpec>(snapshot, "handler");
+  const instances = new Map(
+    mixerResources<InstanceSpec>(snapshot, "instance").map((
+      r,
+    ) => [`${r.metadata.namespace}/${r.metadata.name}`, r]),
+  );
   const reused = new Set<BuiltHandler>();
   const fresh: Array<{ r: Resource<HandlerSpec>; key: string }> = [];
   for (const r of handlerResources) {
@@ -236,7 +264,7 @@ export function buildTable(
   }
 
   const rules: RuleEntry[] = [];
-  for (const r of snapshot.list<RuleSpec>(mixerGroup, "rule")) {
+  for (const r of mixerResources<RuleSpec>(snapshot, "rule")) {
     const label = `rule ${r.metadata.namespace}/${r.metadata.name}`;
     const problem = (message: string) => {
       problems.push({ resource: label, message });
@@ -251,7 +279,7 @@ export function buildTable(
     }
     const phases = { check: [] as Action[], quota: [] as Action[], report: [] as Action[] };
     for (const [i, a] of (r.spec.actions ?? []).entries()) {
-      const href = parseMixerRef(a.handler, r.metadata.namespace);
+      const href = parseMixerRef(a.handler, r.metadata.namespace, (ns, n) => handlers.has(handlerKey(ns, n)));
       const handler = handlers.get(handlerKey(href.namespace, href.name));
       if (!handler) {
         problem(`actions[${i}]: handler ${href.namespace}/${href.name} not found`);
@@ -263,8 +291,8 @@ export function buildTable(
         report: [] as CompiledInstance[],
       };
       for (const ref of a.instances ?? []) {
-        const iref = parseMixerRef(ref, r.metadata.namespace);
-        const ir = snapshot.get<InstanceSpec>(mixerGroup, "instance", iref.namespace, iref.name);
+        const iref = parseMixerRef(ref, r.metadata.namespace, (ns, n) => instances.has(`${ns}/${n}`));
+        const ir = instances.get(`${iref.namespace}/${iref.name}`);
         if (!ir) {
           problem(`actions[${i}]: instance ${iref.namespace}/${iref.name} not found`);
           continue;

@@ -372,6 +372,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
         labels: { ...t.labels, ...g.spec.metadata?.labels, ...r.proxy.labels },
         ...(serviceAccount ? { serviceAccount } : {}),
         ...(loc ? { locality: loc } : {}),
+        ...(r.proxy.network && !t.network ? { network: r.proxy.network } : {}),
       },
       healthy: healthOf(r).healthy,
     };

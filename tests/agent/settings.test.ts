@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { parseCommandLine } from "../../mod/cli/flags.ts";
+import { nodeMetadata } from "../../mod/agent/node.ts";
 import {
   AGENT_SETTINGS,
   defaultInstanceIp,
@@ -44,6 +45,17 @@ function resolve(argv: string[], env: Record<string, string> = {}, files: Record
 }
 
 describe("agent settings", () => {
+  test("the machine's network (--network, or ISTIO_META_NETWORK in cluster.env) goes into node metadata as NETWORK", () => {
+    const env = `${CLUSTER_ENV}\nISTIO_META_NETWORK=net2\n`;
+    const { config } = resolve(["--cluster-env=/c.env"], {}, { "/c.env": env });
+    expect(config.workload.network).toBe("net2");
+    expect(nodeMetadata(config.workload).NETWORK).toBe("net2");
+    const flag = resolve(["--cluster-env=/c.env", "--network=net3"], {}, { "/c.env": env });
+    expect(nodeMetadata(flag.config.workload).NETWORK).toBe("net3");
+    const none = resolve(["--cluster-env=/c.env"], {}, { "/c.env": CLUSTER_ENV });
+    expect(nodeMetadata(none.config.workload).NETWORK).toBeUndefined();
+  });
+
   test("cluster.env supplies Istio-named values", () => {
     const { config, merged } = resolve(["--cluster-env=/etc/meshd/cluster.env"], {}, {
       "/etc/meshd/cluster.env": CLUSTER_ENV,

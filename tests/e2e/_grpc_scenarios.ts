@@ -205,5 +205,35 @@ export function grpcScenarios(kind: ClientKind, opts: ScenarioOptions): void {
       },
       SCENARIO_TIMEOUT,
     );
+
+    test(
+      "a delegating VirtualService routes by the delegate's rules, merged under its own match",
+      async () => {
+        // The delegate lives in another namespace, exported to the root's; it has no hosts.
+        const delegate = Bun.file(`${mesh.dir}/delegate.yaml`);
+        await Bun.write(
+          delegate,
+          "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo-team, namespace: team}\n" +
+            "spec:\n  exportTo: [test]\n  http:\n" +
+            `  - name: jason\n    match:\n    - headers:\n        end-user: {exact: jason}\n    route:\n    - destination: ${
+              dest("v2")
+            }\n` +
+            `  - name: others\n    route:\n    - destination: ${dest("v1")}\n`,
+        );
+        try {
+          await mesh.route({
+            http:
+              "- name: root\n  match:\n  - uri: {prefix: /}\n  delegate: {name: echo-team, namespace: team}",
+          });
+          const jason = await mesh.calls({ n: 20, concurrency: 5, metadata: { "end-user": "jason" } });
+          const other = await mesh.calls({ n: 20, concurrency: 5, metadata: { "end-user": "alice" } });
+          expect(jason.byBackend).toEqual({ "echo-v2": 20 });
+          expect(other.byBackend).toEqual({ "echo-v1": 20 });
+        } finally {
+          await delegate.delete();
+        }
+      },
+      SCENARIO_TIMEOUT,
+    );
   });
 }

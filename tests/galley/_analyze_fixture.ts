@@ -3,7 +3,7 @@
  * validate and analyze YAML so every test states its input as an operator would write it.
  */
 import { expect } from "bun:test";
-import { analyze, type Analyzer } from "../../mod/galley/analyze.ts";
+import { type AnalysisDiagnostic, analyze, type Analyzer } from "../../mod/galley/analyze.ts";
 import { parseConfig } from "../../mod/galley/parse.ts";
 import { type Diagnostic, formatDiagnostic, type Resource } from "../../mod/api/resource.ts";
 import { validateResource } from "../../mod/galley/validate.ts";
@@ -97,7 +97,7 @@ export function load(files: Readonly<Record<string, string>>): Resource[] {
 }
 
 /** Runs one analyzer over BASE (or `base`) plus `yaml` as "test.yaml". */
-export function run(analyzer: Analyzer, yaml: string, base: string = BASE): Diagnostic[] {
+export function run(analyzer: Analyzer, yaml: string, base: string = BASE): AnalysisDiagnostic[] {
   return analyze(load({ "base.yaml": base, "test.yaml": yaml }), { analyzers: [analyzer] });
 }
 

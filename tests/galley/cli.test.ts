@@ -34,8 +34,8 @@ describe("meshd validate", () => {
       expect.stringMatching(
         /^bad_cel\.yaml:7:\d+: rule bookinfo\/deny-bob: spec\.match: invalid CEL expression: /,
       ),
-      "bad_port.yaml:10:5: ServiceEntry bookinfo/db: spec.ports[0].number: must be between 1 and 65535",
-      "bad_weight.yaml:13:7: VirtualService bookinfo/reviews: spec.http[0].route[1].weight: must be between 0 and 100",
+      "bad_port.yaml:10:5: ServiceEntry bookinfo/db: spec.ports[0].number: 70000: must be 1–65535",
+      "bad_weight.yaml:13:7: VirtualService bookinfo/reviews: spec.http[0].route[1].weight: -10: must not be negative",
       expect.stringMatching(/^duplicate_key\.yaml:8:3: duplicate key "address"/),
       expect.stringMatching(/^syntax\.yaml:\d+:\d+: invalid YAML: /),
       expect.stringMatching(/^tabs\.yaml:5:1: tab characters are not allowed/),
@@ -58,7 +58,7 @@ describe("meshd validate", () => {
       col: 7,
       resource: "VirtualService bookinfo/reviews",
       field: "spec.http[0].route[1].weight",
-      message: "must be between 0 and 100",
+      message: "-10: must not be negative",
     });
   });
 

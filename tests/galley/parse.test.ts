@@ -277,9 +277,38 @@ describe("parseConfig() reports bad input", () => {
       .toEqual([
         'f.yaml:2:1: VirtualSevice default/a: kind: unknown kind "VirtualSevice" (did you mean VirtualService?)',
       ]);
-    expect(messages("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n")).toEqual([
-      'f.yaml:2:1: Deployment default/a: kind: unknown kind "Deployment" in apps/v1; meshd reads kinds of networking.istio.io, security.istio.io, telemetry.istio.io, config.istio.io, config.meshd.io',
+    expect(messages("apiVersion: networking.istio.io/v1\nkind: Widget\nmetadata: {name: a}\n")).toEqual([
+      'f.yaml:2:1: Widget default/a: kind: unknown kind "Widget" in networking.istio.io/v1; meshd reads kinds of networking.istio.io, security.istio.io, telemetry.istio.io, config.istio.io, config.meshd.io',
     ]);
+  });
+
+  test("parseConfig() skips Kubernetes kinds next to Istio config with a note, not an error", () => {
+    const text = [
+      "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec: {ports: [{port: 9080}]}",
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bookinfo-reviews}",
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: reviews-v1}\nspec: {replicas: 1}",
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}",
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {}",
+      "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec: {hosts: [reviews]}",
+    ].join("\n---\n");
+    const r = parseConfig(text, "f.yaml");
+    expect(r.resources.map((x) => x.kind)).toEqual(["VirtualService"]);
+    expect(r.diagnostics.map((d) => [d.severity, d.pos?.line, d.message])).toEqual([
+      ["info", 2, "skipped: Service (v1) is not Istio or meshd config"],
+      ["info", 7, "skipped: ServiceAccount (v1) is not Istio or meshd config"],
+      ["info", 11, "skipped: Deployment (apps/v1) is not Istio or meshd config"],
+      ["info", 16, "skipped: ConfigMap (v1) is not Istio or meshd config"],
+      [
+        "warning",
+        21,
+        "skipped: Gateway of gateway.networking.k8s.io/v1 is not Istio config " +
+        "(meshd reads Gateway of networking.istio.io/v1)",
+      ],
+    ]);
+    // A meshd kind written without its group is a mistake, not a foreign kind.
+    expect(messages("apiVersion: v1\nkind: VirtualService\nmetadata: {name: a}\n")[0]).toContain(
+      "VirtualService belongs to networking.istio.io",
+    );
   });
 
   test("parseConfig() rejects unsupported apiVersions of known kinds", () => {

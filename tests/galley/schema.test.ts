@@ -56,9 +56,9 @@ describe("checkSchema()", () => {
     const r = specResource("  ports:\n  - number: 1.5\n  - number: 70000\n  - null\n  ratio: 2\n");
     expect(checkSchema(r, schema).map((d) => [d.field, d.pos?.line, d.message])).toEqual([
       ["spec.ports[0].number", 7, "must be an integer, got 1.5"],
-      ["spec.ports[1].number", 8, "must be between 1 and 65535"],
+      ["spec.ports[1].number", 8, "70000: must be 1–65535"],
       ["spec.ports[2]", 9, "list entries must not be null"],
-      ["spec.ratio", 10, "must be between 0 and 1"],
+      ["spec.ratio", 10, "2: must be 0–1"],
     ]);
     expect(checkSchema(r, schema, { value: { ports: [] } }).map((d) => d.message)).toEqual([
       "must have at least one entry",

@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { parseConfig } from "../../mod/galley/parse.ts";
 import type { Resource } from "../../mod/api/resource.ts";
 import { findKind, knownKinds, validateResource } from "../../mod/galley/validate.ts";
+import { mixerLegacyKinds } from "../../mod/api/kinds/mixer.ts";
 
 test("knownKinds lists every kind meshd reads, with its accepted versions", () => {
   expect(knownKinds.map((k) => `${k.group}/${k.kind}`)).toEqual([
@@ -19,8 +20,15 @@ test("knownKinds lists every kind meshd reads, with its accepted versions", () =
     "config.istio.io/handler",
     "config.istio.io/instance",
     "config.istio.io/rule",
+    ...mixerLegacyKinds.map((k) => `config.istio.io/${k.kind}`),
     "config.meshd.io/MeshConfig",
   ]);
+  // Istio 1.x's per-adapter and per-template kinds, the attribute manifest and the quota specs.
+  for (
+    const k of ["denier", "listchecker", "checknothing", "metric", "attributemanifest", "QuotaSpecBinding"]
+  ) {
+    expect(mixerLegacyKinds.map((x) => x.kind)).toContain(k);
+  }
   expect(findKind("networking.istio.io", "VirtualService")?.versions).toEqual(["v1", "v1beta1", "v1alpha3"]);
   expect(findKind("security.istio.io", "AuthorizationPolicy")?.versions).toEqual(["v1", "v1beta1"]);
   expect(findKind("config.istio.io", "Handler")).toBeUndefined();

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { AttributeType } from "../attributes.ts";
+import { type AttributeType, istioAttributes } from "../attributes.ts";
 import {
   adapterDescriptor,
   type AdapterName,
@@ -22,7 +22,8 @@ import {
   type TemplateName,
   templateNames,
 } from "../mixer/mod.ts";
-import type { Diagnostic, Resource } from "../resource.ts";
+import { camelizeSpec, LEGACY_KINDS, type Normalized, normalizeMixer } from "../mixer/legacy.ts";
+import { type Diagnostic, type Resource, resourceLabel } from "../resource.ts";
 import {
   checkSchema,
   fieldPath,
@@ -31,6 +32,7 @@ import {
   type InferFields,
   isDNS1123Subdomain,
   type Reporter,
+  type Schema,
   t,
   walkSchema,
 } from "../schema.ts";
@@ -207,17 +209,148 @@ export const mixerGroup = "config.istio.io";
 /** Versions of config.istio.io meshd accepts. */
 export const mixerVersions: readonly string[] = ["v1alpha2"];
 
-/** Validates a handler. */
+/** Validates a handler (or an Istio 1.x per-adapter kind). */
 export function validateHandler(r: Resource): Diagnostic[] {
-  return checkSchema(r, handlerSchema);
+  return validateMixer(r);
 }
 
-/** Validates an instance. */
+/** Validates an instance (or an Istio 1.x per-template kind). */
 export function validateInstance(r: Resource): Diagnostic[] {
-  return checkSchema(r, instanceSchema);
+  return validateMixer(r);
 }
 
 /** Validates a rule. */
 export function validateRule(r: Resource): Diagnostic[] {
-  return checkSchema(r, ruleSchema);
+  return validateMixer(r);
 }
+
+const canonicalSchemas: Readonly<Record<string, Schema>> = {
+  handler: handlerSchema,
+  instance: instanceSchema,
+  rule: ruleSchema,
+};
+
+/**
+ * A Mixer resource as meshd runs it: a per-adapter or per-template kind of Istio 1.x becomes a
+ * handler or instance, snake_case fields camelCase, 1.x expressions CEL (see mod/api/mixer's
+ * `legacy.ts` for the rule that picks the language). Canonical CEL resources come back unchanged.
+ */
+export function mixerResource(r: Resource): Normalized {
+  return normalizeMixer(r, ruleSchema);
+}
+
+function validateMixer(r: Resource): Diagnostic[] {
+  const n = mixerResource(r);
+  const label = resourceLabel(r);
+  const out: Diagnostic[] = n.problems.map((p) => ({
+    severity: p.severity,
+    message: p.message,
+    pos: r.positionOf(p.field),
+    resource: label,
+    field: p.field,
+  }));
+  if (n.foreign) return out;
+  const reported = new Set(out.filter((d) => d.severity === "error").map((d) => d.field));
+  for (const d of checkSchema(n.resource, canonicalSchemas[n.resource.kind]!)) {
+    const field = d.field === undefined ? undefined : n.origin(d.field);
+    if (field !== undefined && reported.has(field)) continue;
+    out.push({ ...d, resource: label, field });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// attributemanifest, QuotaSpec, QuotaSpecBinding
+// ---------------------------------------------------------------------------------------------
+
+const MIXER_VALUE_TYPES: Readonly<Record<string, AttributeType>> = {
+  STRING: "string",
+  INT64: "int",
+  DOUBLE: "double",
+  BOOL: "bool",
+  TIMESTAMP: "timestamp",
+  IP_ADDRESS: "bytes",
+  EMAIL_ADDRESS: "string",
+  URI: "string",
+  DNS_NAME: "string",
+  DURATION: "duration",
+  STRING_MAP: "string_map",
+};
+
+const attributeManifestSchema = t.object({
+  revision: t.string(),
+  name: t.string(),
+  attributes: t.map(
+    t.object({
+      valueType: t.enum(Object.keys(MIXER_VALUE_TYPES), { required: true }),
+      description: t.string(),
+    }),
+    {
+      check: (attrs, path, report) => {
+        for (const [name, info] of Object.entries(attrs)) {
+          const known = istioAttributes.get(name)?.type;
+          const declared = MIXER_VALUE_TYPES[info.valueType];
+          const at = fieldPath(fieldPath(path, name), "valueType");
+          if (known === undefined) {
+            report.warning(
+              fieldPath(path, name),
+              `attribute ${name} is not in meshd's vocabulary; expressions cannot read it`,
+            );
+          } else if (declared !== known && !(known === "dyn")) {
+            report.error(at, `attribute ${name} is ${known} in meshd's vocabulary, not ${info.valueType}`);
+          }
+        }
+      },
+    },
+  ),
+});
+
+const stringMatchSchema = t.object(
+  { exact: t.string(), prefix: t.string(), regex: t.string() },
+  { exactlyOneOf: [["exact", "prefix", "regex"]] },
+);
+
+const quotaSpecSchema = t.object({
+  rules: t.array(t.object({
+    match: t.array(t.object({ clause: t.map(stringMatchSchema) })),
+    quotas: t.array(t.object({ quota: t.string({ required: true }), charge: t.int({ min: 0 }) }), {
+      minItems: 1,
+    }),
+  })),
+});
+
+const quotaSpecBindingSchema = t.object({
+  services: t.array(
+    t.object({ name: t.string(), namespace: t.string(), domain: t.string(), service: t.string() }),
+    { required: true, minItems: 1 },
+  ),
+  quotaSpecs: t.array(t.object({ name: t.string({ required: true }), namespace: t.string() }), {
+    required: true,
+    minItems: 1,
+  }),
+});
+
+/** An Istio 1.x QuotaSpec: which quotas a request charges, and how much. */
+export type QuotaSpecSpec = Infer<typeof quotaSpecSchema>;
+
+/** An Istio 1.x QuotaSpecBinding: which services the QuotaSpecs apply to. */
+export type QuotaSpecBindingSpec = Infer<typeof quotaSpecBindingSchema>;
+
+function validateCamelized(schema: Schema): (r: Resource) => Diagnostic[] {
+  return (r) => checkSchema(r, schema, { value: camelizeSpec(r.spec ?? {}, schema) });
+}
+
+/**
+ * The config.istio.io kinds beyond handler, instance and rule: Istio 1.x's per-adapter and
+ * per-template kinds (mapped to handlers and instances), `attributemanifest` (checked against
+ * meshd's attribute vocabulary), `QuotaSpec` and `QuotaSpecBinding`. Galley registers each.
+ */
+export const mixerLegacyKinds: readonly {
+  readonly kind: string;
+  readonly validate: (r: Resource) => Diagnostic[];
+}[] = [
+  ...LEGACY_KINDS.map((kind) => ({ kind, validate: validateMixer })),
+  { kind: "attributemanifest", validate: validateCamelized(attributeManifestSchema) },
+  { kind: "QuotaSpec", validate: validateCamelized(quotaSpecSchema) },
+  { kind: "QuotaSpecBinding", validate: validateCamelized(quotaSpecBindingSchema) },
+];

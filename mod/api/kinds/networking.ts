@@ -5,9 +5,10 @@
  * field the schema accepts is a field of the type. Field names are Istio's YAML (protobuf JSON)
  * names.
  *
- * Validation rejects at least what Istio's own validation rejects for these kinds; where the two
- * differ, meshd is stricter (route weights must add up to 100, wildcards only as a whole leading
- * `*.` label, subsets need labels).
+ * Validation follows Istio's own validation of these kinds (pkg/config/validation): route weights
+ * are relative, partial wildcards (`*foo.example.com`) are accepted where Istio accepts them, and
+ * values Istio accepts but meshd does not implement are accepted with a warning saying so. Where
+ * the two still differ, meshd is stricter (subsets need labels).
  *
  * @module
  */
@@ -25,6 +26,7 @@ import {
   isIP,
   isIPOrCIDR,
   labelsSchema,
+  rangeProblem,
   type Reporter,
   type Schema,
   t,
@@ -52,10 +54,10 @@ export const protocols = [
 const httpProtocols = new Set(["HTTP", "HTTP2", "GRPC", "GRPC-WEB"]);
 const tlsProtocols = new Set(["HTTPS", "TLS"]);
 
-/** A port protocol name (case-insensitive), e.g. "HTTP", "grpc". */
+/** A port protocol name (case-insensitive), e.g. "HTTP", "grpc"; "" means unset, as in Istio. */
 export const protocolSchema = t.string({
   check: (value, path, report) => {
-    if (!(protocols as readonly string[]).includes(value.toUpperCase())) {
+    if (value !== "" && !(protocols as readonly string[]).includes(value.toUpperCase())) {
       report.error(path, `unsupported protocol ${JSON.stringify(value)}; use one of ${protocols.join(", ")}`);
     }
   },
@@ -71,11 +73,25 @@ function isIstioLabel(text: string): boolean {
   return text.length > 0 && text.length <= 63 && istioLabel.test(text);
 }
 
+/** Options of {@link hostProblem}. */
+export interface HostOptions {
+  /**
+   * Accept a partial wildcard in the first label (`*foo.example.com`, `*-foo.example.com`), as
+   * Istio does for VirtualService, DestinationRule, ServiceEntry and destination hosts. Gateway
+   * and Sidecar hosts allow only a whole `*` label.
+   */
+  readonly partialWildcard?: boolean;
+}
+
+/** Istio's first label of a wildcard host: `*`, or `*` or `*-` before a DNS label. */
+const partialWildcardLabel = /^\*-?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/;
+
 /**
  * Explains why `host` is not a valid host name, or returns undefined. A wildcard is allowed only
- * as a whole leading label (`*.example.com`, or `*` alone); short names (`reviews`) are allowed.
+ * as a whole leading label (`*.example.com`, or `*` alone), or with `opts.partialWildcard` at the
+ * start of the leading label (`*foo.example.com`); short names (`reviews`) are allowed.
  */
-export function hostProblem(host: string): string | undefined {
+export function hostProblem(host: string, opts: HostOptions = {}): string | undefined {
   if (host === "") return "host must not be empty";
   if (host.length > 255) {
     return `host ${JSON.stringify(host.slice(0, 40) + "…")} is too long (at most 255 characters)`;
@@ -86,6 +102,7 @@ export function hostProblem(host: string): string | undefined {
     const label = labels[i]!;
     if (label.includes("*")) {
       if (i === 0 && label === "*") continue;
+      if (i === 0 && opts.partialWildcard && label.length <= 63 && partialWildcardLabel.test(label)) continue;
       return i === 0
         ? `partial wildcard in host ${JSON.stringify(host)} is not allowed; ` +
           'a wildcard must be a whole leading "*." label'
@@ -115,7 +132,7 @@ export function fqdnProblem(host: string): string | undefined {
 const hostSchema = t.string({
   required: true,
   check: (value, path, report) => {
-    const problem = hostProblem(value);
+    const problem = hostProblem(value, { partialWildcard: true });
     if (problem) report.error(path, problem);
   },
 });
@@ -423,9 +440,19 @@ const httpMatchSchema = t.object({
 /** Conditions an HTTP request must meet for a route to apply. */
 export type HTTPMatchRequest = Infer<typeof httpMatchSchema>;
 
-const weightSchema = t.int({ min: 0, max: 100 });
+/** A route weight: Istio's int32, never negative. */
+const weightSchema = t.int({
+  min: 0,
+  check: (w, path, report) => {
+    const problem = rangeProblem(w, 0, 2 ** 31 - 1);
+    if (problem) report.error(path, problem);
+  },
+});
 
-/** Weights: 0..100 each; with more than one destination they must add up to 100. */
+/**
+ * Weights are relative, as in Istio: each destination gets its weight's share of the sum, so they
+ * need not add up to 100; with more than one destination the sum must not be 0.
+ */
 function weightsCheck(
   routes: readonly { readonly weight?: number }[],
   path: string,
@@ -442,11 +469,11 @@ function weightsCheck(
     return;
   }
   const total = routes.reduce((sum, r) => sum + (r.weight ?? 0), 0);
-  if (total !== 100) {
+  if (total === 0) {
     const unset = routes.some((r) => r.weight === undefined)
       ? " (destinations without a weight count as 0)"
       : "";
-    report.error(path, `route weights must add up to 100, got ${total}${unset}`);
+    report.error(path, `the route weights add up to 0; give at least one destination a weight${unset}`);
   }
 }
 
@@ -750,6 +777,22 @@ function httpRouteCheck(h: InferFields<typeof httpRouteFields>, path: string, re
   if (has(h.redirect) && has(h.rewrite)) {
     report.error(at("rewrite"), "an HTTP route cannot have both rewrite and redirect");
   }
+  if (has(h.directResponse) && has(h.fault)) {
+    report.error(at("fault"), "an HTTP route cannot have both fault and directResponse");
+  }
+  if (has(h.directResponse) && has(h.rewrite)) {
+    report.error(at("rewrite"), "an HTTP route cannot have both rewrite and directResponse");
+  }
+  if (h.redirect?.prefixRewrite) {
+    h.match?.forEach((m, i) => {
+      if (m.uri !== undefined && m.uri.prefix === undefined) {
+        report.error(
+          fieldPath(indexPath(at("match"), i), "uri"),
+          "redirect.prefixRewrite needs every URI match to be a prefix match",
+        );
+      }
+    });
+  }
   if (!hasRoute && !has(h.redirect) && !has(h.directResponse) && !has(h.delegate)) {
     report.error(path, "an HTTP route needs route, redirect, directResponse or delegate");
   }
@@ -774,7 +817,7 @@ function httpRouteCheck(h: InferFields<typeof httpRouteFields>, path: string, re
 }
 
 const tlsMatchSchema = t.object({
-  sniHosts: t.array(hostSchema, { required: true, minItems: 1 }),
+  sniHosts: t.array(t.string({ required: true }), { required: true, minItems: 1 }),
   destinationSubnets: t.array(t.string({ check: cidrCheck })),
   port: portNumberSchema,
   sourceLabels: labelsSchema(),
@@ -853,12 +896,20 @@ function virtualServiceCheck(
     if (vs.tcp?.length) {
       report.error(fieldPath(path, "tcp"), "a delegate VirtualService (no hosts) cannot have tcp routes");
     }
+    vs.http?.forEach((route, i) => {
+      if (route.delegate) {
+        report.error(
+          fieldPath(indexPath(fieldPath(path, "http"), i), "delegate"),
+          "a delegate VirtualService (no hosts) cannot delegate again; give it hosts to make it a root",
+        );
+      }
+    });
   }
   let hostsValid = true;
   hosts.forEach((host, i) => {
     const at = indexPath(fieldPath(path, "hosts"), i);
     if (isIP(host)) return;
-    const problem = hostProblem(host);
+    const problem = hostProblem(host, { partialWildcard: true });
     if (problem) {
       report.error(at, problem);
       hostsValid = false;
@@ -901,11 +952,24 @@ function virtualServiceCheck(
   vs.tls?.forEach((route, i) =>
     route.match.forEach((m, j) =>
       m.sniHosts.forEach((sni, k) => {
+        const at = indexPath(
+          fieldPath(indexPath(fieldPath(indexPath(fieldPath(path, "tls"), i), "match"), j), "sniHosts"),
+          k,
+        );
+        const problem = boundToGateway && sni.startsWith("outbound_")
+          ? outboundSNIProblem(sni)
+          : hostProblem(sni, { partialWildcard: true });
+        if (problem) {
+          if (isIP(sni)) {
+            report.warning(
+              at,
+              `SNI host ${JSON.stringify(sni)} is an IP address, which the SNI specification forbids; ` +
+                "most clients never send it",
+            );
+          } else report.error(at, problem);
+          return;
+        }
         if (hosts.length > 0 && !hosts.some((h) => hostCovers(h, sni))) {
-          const at = indexPath(
-            fieldPath(indexPath(fieldPath(indexPath(fieldPath(path, "tls"), i), "match"), j), "sniHosts"),
-            k,
-          );
           report.error(
             at,
             `SNI host ${JSON.stringify(sni)} is not covered by any host of the virtual service ` +
@@ -915,6 +979,34 @@ function virtualServiceCheck(
       })
     )
   );
+}
+
+/**
+ * Explains why `sni` is not an SNI name in the form gateways in AUTO_PASSTHROUGH mode see
+ * (`outbound_.PORT_._.HOST`, e.g. `outbound_.80_._.reviews.default.svc.cluster.local`), or
+ * returns undefined.
+ */
+export function outboundSNIProblem(sni: string): string | undefined {
+  const format = "outbound_.<port>_._.<hostname>";
+  const parts = sni.split("_");
+  if (sni.length > 255) {
+    return `SNI host ${JSON.stringify(sni.slice(0, 40) + "…")} is too long (at most 255 characters)`;
+  }
+  if (parts.length < 4 || parts[0] !== "outbound") {
+    return `SNI host ${JSON.stringify(sni)} is invalid; it should follow the ${format} format`;
+  }
+  const port = parts[1]!.replace(/^\.+|\.+$/g, "");
+  const hostname = parts.slice(3).join("_").replace(/^\.+|\.+$/g, "");
+  if (!/^\d+$/.test(port)) {
+    return `SNI host ${JSON.stringify(sni)} is invalid: port ${JSON.stringify(port)} is not a number; ` +
+      `it should follow the ${format} format`;
+  }
+  const problem = hostname === ""
+    ? "the host name is empty"
+    : hostProblem(hostname, { partialWildcard: true });
+  return problem
+    ? `SNI host ${JSON.stringify(sni)} is invalid (${problem}); it should follow the ${format} format`
+    : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1104,10 +1196,23 @@ const loadBalancerSchema = t.object(
       minimumPercent: t.number({ min: 0, max: 100 }),
       aggression: t.number({ min: 1 }),
     }),
+    backendUtilization: t.object({
+      errorUtilizationPenaltyPercent: t.int({ min: 0 }),
+      metricNamesForComputingUtilization: t.array(t.string({ nonEmpty: true })),
+      weightExpirationPeriod: durationSchema,
+      weightStabilizationPeriod: durationSchema,
+      weightUpdatePeriod: durationSchema,
+    }),
   },
   {
-    oneOf: [["simple", "consistentHash"], ["warmupDurationSecs", "warmup"]],
+    oneOf: [["simple", "consistentHash", "backendUtilization"], ["warmupDurationSecs", "warmup"]],
     check: (lb, path, report) => {
+      if (lb.backendUtilization) {
+        report.warning(
+          fieldPath(path, "backendUtilization"),
+          "backendUtilization is not supported by meshd; ignored (endpoints are balanced round robin)",
+        );
+      }
       if (lb.simple === "LEAST_CONN") {
         report.warning(fieldPath(path, "simple"), "LEAST_CONN is deprecated; use LEAST_REQUEST");
       }
@@ -1142,6 +1247,13 @@ const connectionPoolSchema = t.object(
       http2KeepAlive: t.object({ interval: durationSchema, timeout: durationSchema }),
     }, {
       check: (h, path, report) => {
+        if (h.http2KeepAlive) {
+          for (const f of ["interval", "timeout"] as const) {
+            if (h.http2KeepAlive[f] === undefined) {
+              report.error(fieldPath(fieldPath(path, "http2KeepAlive"), f), `http2KeepAlive needs ${f}`);
+            }
+          }
+        }
         if (h.h2UpgradePolicy === "UPGRADE" && h.useClientProtocol === true) {
           report.error(
             fieldPath(path, "useClientProtocol"),
@@ -1172,9 +1284,16 @@ const outlierDetectionSchema = t.object(
     baseEjectionTime: durationSchema,
     maxEjectionPercent: t.int({ min: 0, max: 100 }),
     minHealthPercent: t.int({ min: 0, max: 100 }),
+    outlierDetectionHttpErrorCodes: t.array(t.int({ min: 100, max: 599 })),
   },
   {
     check: (o, path, report) => {
+      if (o.outlierDetectionHttpErrorCodes !== undefined) {
+        report.warning(
+          fieldPath(path, "outlierDetectionHttpErrorCodes"),
+          "outlierDetectionHttpErrorCodes is not supported by meshd; ignored (only 5xx responses count as errors)",
+        );
+      }
       if (o.consecutiveErrors !== undefined) {
         report.warning(
           fieldPath(path, "consecutiveErrors"),
@@ -1401,6 +1520,7 @@ const serverTLSFields = {
   minProtocolVersion: tlsProtocolSchema,
   maxProtocolVersion: tlsProtocolSchema,
   cipherSuites: t.array(t.string()),
+  ecdhCurves: t.array(t.string({ nonEmpty: true })),
   insecureSkipVerify: t.bool(),
 };
 
@@ -1411,6 +1531,12 @@ export type ServerTLSSettings = Infer<typeof serverTLSSchema>;
 
 function serverTLSCheck(tls: InferFields<typeof serverTLSFields>, path: string, report: Reporter): void {
   const at = (f: string) => fieldPath(path, f);
+  if (tls.ecdhCurves?.length) {
+    report.warning(
+      at("ecdhCurves"),
+      "ecdhCurves is not supported by meshd; ignored (Envoy's default curves apply)",
+    );
+  }
   const hasCredential = !!(tls.credentialName || tls.credentialNames?.length || tls.tlsCertificates?.length);
   if (tls.mode === "ISTIO_MUTUAL") {
     for (const f of ["serverCertificate", "privateKey", "caCertificates", "credentialName"] as const) {
@@ -1423,6 +1549,18 @@ function serverTLSCheck(tls: InferFields<typeof serverTLSFields>, path: string, 
     (tls.serverCertificate || tls.privateKey || hasCredential)
   ) {
     report.warning(path, `${tls.mode} mode does not terminate TLS; the certificates are ignored`);
+  }
+  const sources = [
+    tls.serverCertificate && tls.privateKey ? "serverCertificate/privateKey" : undefined,
+    tls.credentialName ? "credentialName" : undefined,
+    tls.credentialNames?.length ? "credentialNames" : undefined,
+    tls.tlsCertificates?.length ? "tlsCertificates" : undefined,
+  ].filter((x) => x !== undefined);
+  if (sources.length > 1) {
+    report.error(
+      at(sources[1]!.split("/")[0]!),
+      `only one certificate source may be set: found ${sources.join(" and ")}`,
+    );
   }
   if (tls.mode === "SIMPLE" || tls.mode === "MUTUAL" || tls.mode === "OPTIONAL_MUTUAL") {
     if (tls.caCrl && hasCredential) {
@@ -1490,7 +1628,8 @@ function namespacedHostCheck(kind: "gateway" | "sidecar") {
 
 const gatewayPortSchema = t.object(
   {
-    number: t.required(portNumberSchema),
+    // 1..65535, or 0 for a server bound to a unix:// socket: checked by the server.
+    number: t.int({ required: true }),
     protocol: t.required(protocolSchema),
     name: t.string({ required: true }),
     targetPort: t.int(),
@@ -1538,8 +1677,16 @@ const serverSchema = t.object(
       if (s.bind?.startsWith("unix://") && s.port.number !== 0) {
         report.error(
           fieldPath(fieldPath(path, "port"), "number"),
-          "port number must be 0 for unix domain socket binds",
+          `${s.port.number}: port number must be 0 for unix domain socket binds`,
         );
+      } else if (!s.bind?.startsWith("unix://")) {
+        const problem = rangeProblem(s.port.number, 1, 65535);
+        if (problem) {
+          report.error(
+            fieldPath(fieldPath(path, "port"), "number"),
+            s.port.number === 0 ? `${problem} (0 only for a server bound to a unix:// socket)` : problem,
+          );
+        }
       }
     },
   },
@@ -1687,7 +1834,7 @@ const serviceEntryFields = {
     },
   }),
   location: t.enum(["MESH_EXTERNAL", "MESH_INTERNAL"]),
-  resolution: t.enum(["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]),
+  resolution: t.enum(["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]),
   endpoints: t.array(t.object(workloadEntryFields)),
   workloadSelector: networkingSelectorSchema,
   exportTo: exportToSchema,
@@ -1708,6 +1855,12 @@ function serviceEntryCheck(se: InferFields<typeof serviceEntryFields>, path: str
   const endpoints = se.endpoints ?? [];
   se.hosts.forEach((h, i) => {
     if (h === "*") report.error(indexPath(at("hosts"), i), 'host "*" is not allowed in a service entry');
+    else if (h.includes("*") && !h.startsWith("*.") && resolution !== "DYNAMIC_DNS") {
+      report.warning(
+        indexPath(at("hosts"), i),
+        `partial wildcard host ${JSON.stringify(h)}: only resolution DYNAMIC_DNS resolves such hosts`,
+      );
+    }
   });
   if ((se.addresses ?? []).some((a) => a.includes("/")) && resolution !== "NONE" && resolution !== "STATIC") {
     report.error(at("addresses"), "CIDR addresses are allowed only with resolution NONE or STATIC");
@@ -1728,9 +1881,6 @@ function serviceEntryCheck(se: InferFields<typeof serviceEntryFields>, path: str
       if (endpoints.length > 0) report.error(at("endpoints"), "resolution NONE takes no endpoints");
       break;
     case "STATIC":
-      if (endpoints.length === 0 && !se.workloadSelector) {
-        report.error(path, "resolution STATIC needs endpoints or a workloadSelector");
-      }
       endpoints.forEach((we, i) => {
         const epPath = indexPath(at("endpoints"), i);
         workloadAddressCheck(we, epPath, report, false);
@@ -1758,6 +1908,13 @@ function serviceEntryCheck(se: InferFields<typeof serviceEntryFields>, path: str
       }
       endpoints.forEach((we, i) => {
         const epPath = indexPath(at("endpoints"), i);
+        if (we.address?.startsWith("unix://")) {
+          report.error(
+            fieldPath(epPath, "address"),
+            `unix endpoint ${we.address} cannot be resolved with resolution ${resolution}; use STATIC`,
+          );
+          return;
+        }
         workloadAddressCheck(we, epPath, report, true);
         endpointPortsCheck(we, epPath);
       });
@@ -1768,8 +1925,11 @@ function serviceEntryCheck(se: InferFields<typeof serviceEntryFields>, path: str
         );
       }
       break;
+    case "DYNAMIC_DNS":
+      dynamicDNSCheck(se, path, report);
+      break;
   }
-  if (resolution !== "NONE" && se.hosts.length > 1) {
+  if (resolution !== "NONE" && resolution !== "DYNAMIC_DNS" && se.hosts.length > 1) {
     const plain = (se.ports ?? []).find((p) => {
       const proto = (p.protocol ?? "").toUpperCase();
       return !httpProtocols.has(proto) && !tlsProtocols.has(proto);
@@ -1781,6 +1941,36 @@ function serviceEntryCheck(se: InferFields<typeof serviceEntryFields>, path: str
       );
     }
   }
+}
+
+/** Istio's rules for resolution DYNAMIC_DNS, which meshd accepts but does not implement. */
+function dynamicDNSCheck(se: InferFields<typeof serviceEntryFields>, path: string, report: Reporter): void {
+  const at = (f: string) => fieldPath(path, f);
+  se.hosts.forEach((h, i) => {
+    if (!h.startsWith("*")) {
+      report.error(
+        indexPath(at("hosts"), i),
+        `host ${JSON.stringify(h)} must be a wildcard for resolution DYNAMIC_DNS`,
+      );
+    }
+  });
+  if (se.addresses?.length) report.error(at("addresses"), "resolution DYNAMIC_DNS takes no addresses");
+  if (se.endpoints?.length) report.error(at("endpoints"), "resolution DYNAMIC_DNS takes no endpoints");
+  (se.ports ?? []).forEach((p, i) => {
+    const proto = (p.protocol ?? "").toUpperCase();
+    if (!["HTTP", "TLS", "GRPC", "HTTP2"].includes(proto)) {
+      report.error(
+        fieldPath(indexPath(at("ports"), i), "protocol"),
+        `resolution DYNAMIC_DNS supports only HTTP, TLS, GRPC and HTTP2 ports, got ${
+          JSON.stringify(p.protocol ?? "")
+        }`,
+      );
+    }
+  });
+  report.warning(
+    at("resolution"),
+    "resolution DYNAMIC_DNS is not supported by meshd; ignored (treated as NONE)",
+  );
 }
 
 const probeSchema = t.object(
@@ -1894,7 +2084,7 @@ const ingressListenerSchema = t.object(
     check: (l, path, report) => {
       const at = (f: string) => fieldPath(path, f);
       const n = l.port.number ?? 0;
-      if (n < 1) report.error(fieldPath(at("port"), "number"), "must be between 1 and 65535");
+      if (n < 1) report.error(fieldPath(at("port"), "number"), `${n}: must be 1–65535`);
       if (l.tls) {
         if (l.tls.subjectAltNames?.length) {
           report.error(

@@ -14,6 +14,7 @@ import {
   type InferFields,
   isIPOrCIDR,
   type Reporter,
+  type Schema,
   suggest,
   t,
 } from "../schema.ts";
@@ -23,10 +24,25 @@ import { matchLabelsSelectorSchema } from "./networking.ts";
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
-const allowedTargets: readonly { group: string; kind: string }[] = [
-  { group: "", kind: "Service" },
+/**
+ * Kinds a policy may target in Istio. meshd honours ServiceEntry and both Gateways (pilot's
+ * targetRefApplies says how) and refuses the ones with `unsupported`.
+ */
+const allowedTargets: readonly { group: string; kind: string; unsupported?: string }[] = [
+  {
+    group: "",
+    kind: "Service",
+    unsupported: "Kubernetes Services have no workloads of their own in meshd (Istio attaches these " +
+      "policies to waypoints); target the ServiceEntry, or use a selector",
+  },
   { group: "networking.istio.io", kind: "ServiceEntry" },
+  { group: "networking.istio.io", kind: "Gateway" },
   { group: "gateway.networking.k8s.io", kind: "Gateway" },
+  {
+    group: "gateway.networking.k8s.io",
+    kind: "GatewayClass",
+    unsupported: "meshd has no waypoints; target a Gateway or ServiceEntry, or use a selector",
+  },
 ];
 
 /** istio.type.v1beta1 PolicyTargetReference. */
@@ -46,11 +62,15 @@ export const targetRefSchema = t.object(
         );
       }
       const group = ref.group ?? "";
-      if (!allowedTargets.some((a) => a.kind === ref.kind && a.group === group)) {
-        const shown = allowedTargets.map((a) => (a.group ? `${a.group}/${a.kind}` : a.kind)).join(", ");
+      const shown = `${group ? `${group}/` : ""}${ref.kind}`;
+      const target = allowedTargets.find((a) => a.kind === ref.kind && a.group === group);
+      if (!target) {
+        const all = allowedTargets.map((a) => (a.group ? `${a.group}/${a.kind}` : a.kind)).join(", ");
+        report.error(path, `targetRef must refer to one of ${all}; got ${shown}`);
+      } else if (target.unsupported) {
         report.error(
-          path,
-          `targetRef must refer to one of ${shown}; got ${group ? `${group}/` : ""}${ref.kind}`,
+          fieldPath(path, "kind"),
+          `targetRef to a ${shown} is not supported by meshd: ${target.unsupported}`,
         );
       }
     },
@@ -169,7 +189,7 @@ export type JWTHeader = Infer<typeof jwtHeaderSchema>;
 
 const jwtRuleSchema = t.object(
   {
-    issuer: t.string({ required: true }),
+    issuer: t.string(),
     audiences: nonEmptyStrings,
     jwksUri: t.string({ check: jwksUriCheck }),
     jwks: t.string({ check: jwksCheck }),
@@ -184,8 +204,23 @@ const jwtRuleSchema = t.object(
     })),
     timeout: t.duration(),
     spaceDelimitedClaims: nonEmptyStrings,
+    presence: t.enum(["OPTIONAL", "REQUIRED"]),
   },
-  { oneOf: [["jwks", "jwksUri"]] },
+  {
+    oneOf: [["jwks", "jwksUri"]],
+    check: (rule, path, report) => {
+      if (!rule.issuer && !rule.jwksUri) {
+        report.error(fieldPath(path, "issuer"), "issuer or jwksUri must be set");
+      }
+      if (rule.presence !== undefined) {
+        report.warning(
+          fieldPath(path, "presence"),
+          "presence is not supported by meshd; ignored (a request without a token is not rejected by " +
+            "this rule: require one with an AuthorizationPolicy on requestPrincipals)",
+        );
+      }
+    },
+  },
 );
 
 /** One accepted JWT issuer and how to verify its tokens. */
@@ -198,6 +233,7 @@ const requestAuthenticationSchema = t.object(
     check: (ra, path, report) => {
       const issuers = new Map<string, number>();
       ra.jwtRules?.forEach((rule, i) => {
+        if (!rule.issuer) return;
         const first = issuers.get(rule.issuer);
         const at = indexPath(fieldPath(path, "jwtRules"), i);
         if (first !== undefined) {
@@ -258,6 +294,19 @@ const sourceSchema = t.object(
   {
     check: (s, path, report) => {
       if (Object.values(s).every((v) => !v?.length)) report.error(path, "source must set at least one field");
+      const accounts = s.serviceAccounts?.length
+        ? "serviceAccounts"
+        : s.notServiceAccounts?.length
+        ? "notServiceAccounts"
+        : undefined;
+      const others = (["principals", "notPrincipals", "namespaces", "notNamespaces"] as const)
+        .filter((f) => s[f]?.length);
+      if (accounts && others.length > 0) {
+        report.error(
+          fieldPath(path, accounts),
+          `${accounts} cannot be combined with ${others.join(" or ")}`,
+        );
+      }
     },
   },
 );
@@ -265,19 +314,35 @@ const sourceSchema = t.object(
 /** Who a request comes from. */
 export type Source = Infer<typeof sourceSchema>;
 
-/** Whether a path uses a template Istio cannot handle: only `{*}` and a final `{**}` are supported. */
+/** A literal segment of a path template: RFC 3986 path characters, as Envoy accepts them. */
+const templateLiteral = /^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$/;
+
+/**
+ * Whether a path uses a template Istio cannot handle, as Istio checks it: whole segments `{*}`
+ * (one segment) and `{**}` (any number), no template operator after `{**}` (literal segments
+ * may follow it), no other braces, and valid literal segments in a template.
+ */
 function pathTemplateProblem(path: string): string | undefined {
-  if (!path.includes("{*}") && !path.includes("{**}")) return undefined;
-  const segments = path.split("/");
-  for (let i = 0; i < segments.length; i++) {
-    const s = segments[i]!;
-    if (s === "{**}" && i !== segments.length - 1) {
-      return `path template ${JSON.stringify(path)}: {**} must be the last segment`;
+  const template = path.includes("{*}") || path.includes("{**}");
+  if (!template && !/[{}]/.test(path)) return undefined;
+  const segments = path.replace(/^\/+|\/+$/g, "").split("/");
+  let sawMatchAny = false;
+  for (const s of segments) {
+    if (s === "{*}" || s === "{**}") {
+      if (sawMatchAny) {
+        return `invalid or unsupported path template ${JSON.stringify(path)}: ` +
+          `${s} after {**}; {**} must be the last operator`;
+      }
+      sawMatchAny = s === "{**}";
+      continue;
     }
-    if (s === "{*}" || s === "{**}") continue;
-    if (/[{}*]/.test(s)) {
+    if (/[{}]/.test(s)) {
       return `invalid or unsupported path template ${JSON.stringify(path)}: ` +
-        "use literal segments, {*} or a final {**}";
+        `segment ${JSON.stringify(s)} has '{' or '}' outside {*} and {**}`;
+    }
+    if (template && !templateLiteral.test(s)) {
+      return `invalid or unsupported path template ${JSON.stringify(path)}: ` +
+        `segment ${JSON.stringify(s)} is not a valid literal`;
     }
   }
   return undefined;
@@ -321,6 +386,7 @@ export const conditionKeys = [
   "remote.ip",
   "source.namespace",
   "source.principal",
+  "source.trustDomain",
   "request.auth.principal",
   "request.auth.audiences",
   "request.auth.presenter",
@@ -359,6 +425,7 @@ function conditionProblem(key: string, values: readonly string[]): string | unde
     }
     case "source.namespace":
     case "source.principal":
+    case "source.trustDomain":
     case "request.auth.principal":
     case "request.auth.audiences":
     case "request.auth.presenter":
@@ -386,6 +453,13 @@ const conditionSchema = t.object(
       }
       const problem = conditionProblem(c.key, [...(c.values ?? []), ...(c.notValues ?? [])]);
       if (problem) report.error(fieldPath(path, "key"), problem);
+      else if (c.key === "source.trustDomain") {
+        report.warning(
+          fieldPath(path, "key"),
+          "the condition key source.trustDomain is not supported by meshd; ignored (an ALLOW rule " +
+            "using it never matches, a DENY rule matches without it); use from.source.trustDomains",
+        );
+      }
     },
   },
 );
@@ -489,6 +563,13 @@ export const securityGroup = "security.istio.io";
 
 /** Versions of security.istio.io meshd accepts. */
 export const securityVersions: readonly string[] = ["v1", "v1beta1"];
+
+/** Schemas of the security kinds, by kind. */
+export const securitySchemas: Readonly<Record<string, Schema>> = {
+  PeerAuthentication: peerAuthenticationSchema,
+  RequestAuthentication: requestAuthenticationSchema,
+  AuthorizationPolicy: authorizationPolicySchema,
+};
 
 /** Validates a PeerAuthentication. */
 export function validatePeerAuthentication(r: Resource): Diagnostic[] {

@@ -1,5 +1,5 @@
 /**
- * telemetry.istio.io/v1alpha1 Telemetry: validation and the typed model inferred from its schema.
+ * telemetry.istio.io Telemetry (v1, v1alpha1): validation and the typed model inferred from its schema.
  * Access-log filter
  * expressions are CEL over Envoy's attributes and are compiled here, so a bad filter is rejected
  * with the position of the field.
@@ -10,7 +10,7 @@
 import { envoyAttributes } from "../attributes.ts";
 import { compileExpression } from "../cel.ts";
 import type { Diagnostic, Resource } from "../resource.ts";
-import { checkSchema, fieldPath, type Infer, type Reporter, t } from "../schema.ts";
+import { checkSchema, fieldPath, type Infer, type Reporter, type Schema, t } from "../schema.ts";
 import { policyTargetFields, policyTargetOneOf } from "./security.ts";
 
 const workloadModeSchema = t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]);
@@ -172,7 +172,10 @@ export type TelemetrySpec = Infer<typeof telemetrySchema>;
 export const telemetryGroup = "telemetry.istio.io";
 
 /** Versions of telemetry.istio.io meshd accepts. */
-export const telemetryVersions: readonly string[] = ["v1alpha1"];
+export const telemetryVersions: readonly string[] = ["v1", "v1alpha1"];
+
+/** Schemas of the telemetry kinds, by kind. */
+export const telemetrySchemas: Readonly<Record<string, Schema>> = { Telemetry: telemetrySchema };
 
 /** Validates a Telemetry resource. */
 export function validateTelemetry(r: Resource): Diagnostic[] {

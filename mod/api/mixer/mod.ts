@@ -29,6 +29,15 @@ export { type ZipkinParams } from "./adapters/zipkin.ts";
 export { celCheck } from "./expressions.ts";
 export { durationSchema, hostPortCheck, type QuotaOverride } from "./_formats.ts";
 export { parseMixerRef } from "./references.ts";
+export { type Node1x, parse1x, translate1x, type Translation } from "./lang1x.ts";
+export {
+  FOREIGN_ADAPTER_KINDS,
+  FOREIGN_TEMPLATE_KINDS,
+  LANG_ANNOTATION,
+  LEGACY_KINDS,
+  type Normalized,
+  normalizeMixer,
+} from "./legacy.ts";
 export { adapterDescriptor, type AdapterName, adapterNames, ADAPTERS } from "./table.ts";
 export {
   defineTemplate,

@@ -50,7 +50,8 @@ export const TEMPLATES = [
   defineTemplate({
     name: "listentry",
     phase: "check",
-    params: t.object({ value: expr("string", { required: true }) }),
+    /** A string or an IP address (listchecker's IP_ADDRESSES lists), as in Istio. */
+    params: t.object({ value: expr("any", { required: true }) }),
   }),
   defineTemplate({ name: "checknothing", phase: "check", params: t.object({}) }),
   defineTemplate({ name: "quota", phase: "quota", params: t.object({ dimensions: exprMap }) }),

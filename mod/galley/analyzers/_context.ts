@@ -21,7 +21,7 @@ import {
   meshConfigGroup,
   type MeshConfigSpec,
 } from "../../api/kinds/mesh_config.ts";
-import { mixerGroup } from "../../api/kinds/mixer.ts";
+import { mixerGroup, mixerResource } from "../../api/kinds/mixer.ts";
 import {
   DEFAULT_DOMAIN_SUFFIX,
   hostsOverlap,
@@ -33,17 +33,29 @@ import {
   visibilityOf,
 } from "../../api/mod.ts";
 import type { Diagnostic, Resource, Severity } from "../../api/resource.ts";
+/**
+ * A finding of analysis: a diagnostic with its MSH code and, where Istio reports the same thing,
+ * istioctl's code for it (`istio: "IST0101"`).
+ */
+export interface AnalysisDiagnostic extends Diagnostic {
+  readonly istio?: string;
+}
+
 /** One cross-resource check. Its findings all carry its `code` and `severity`. */
 export interface Analyzer {
-  /** Stable code, "MSH0" and three digits; see the table at the top of analyze.ts. */
+  /** Stable code, "MSH0" and three digits; docs/analysis-codes.md lists them all. */
   readonly code: string;
   /** CamelCase name, as istioctl names its messages. */
   readonly name: string;
   readonly severity: Severity;
   /** One line on what it checks. */
   readonly description: string;
+  /** istioctl's code with the same meaning ("IST0101"), if Istio has this check. */
+  readonly istioCode?: string;
+  /** When only some findings carry {@link istioCode}, or Istio's check differs: which, and how. */
+  readonly istioNote?: string;
   /** Inspects the context; must not mutate it. Findings name a resource, a field and its position. */
-  analyze(ctx: AnalysisContext): Diagnostic[];
+  analyze(ctx: AnalysisContext): AnalysisDiagnostic[];
 }
 
 /**
@@ -156,7 +168,10 @@ export function createAnalysisContext(resources: readonly Resource[]): AnalysisC
   const byKind = new Map<string, Resource[]>();
   const byName = new Map<string, Resource>();
   const namespaces = new Set<string>();
-  for (const r of sorted) {
+  for (const written of sorted) {
+    // Istio 1.x Mixer config (per-adapter and per-template kinds, snake_case, 1.x expressions) is
+    // read as the handler, instance or rule it maps to, so every analyzer sees one model.
+    const r = written.group === mixerGroup ? mixerResource(written).resource : written;
     const k = kindKey(r.group, r.kind);
     let list = byKind.get(k);
     if (!list) byKind.set(k, list = []);

@@ -46,6 +46,8 @@ function eachSourceValue(
 /** MSH0160: namespaces in rule sources hold at least one resource. */
 export const authorizationNamespaceNotFound = defineAnalyzer({
   code: "MSH0160",
+  istioCode: "IST0101",
+  istioNote: "istioctl reports a missing source namespace as ReferencedResourceNotFound (namespace).",
   name: "AuthorizationPolicyNamespaceNotFound",
   severity: "warning",
   description: "An AuthorizationPolicy rule names a source namespace in which no resource exists.",

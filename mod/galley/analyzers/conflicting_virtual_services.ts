@@ -11,7 +11,7 @@ import type { VirtualServiceSpec } from "../../api/kinds/networking.ts";
 import type { Resource } from "../../api/resource.ts";
 
 import { defineAnalyzer } from "./_define.ts";
-import { boundGateways } from "./_routes.ts";
+import { boundGateways, MESH_GATEWAY } from "./_routes.ts";
 
 interface Claim {
   readonly vs: Resource<VirtualServiceSpec>;
@@ -26,6 +26,9 @@ function name(r: Resource): string {
 /** MSH0109: no two VirtualServices bind the same host to the same gateway. */
 export const conflictingVirtualServiceHosts = defineAnalyzer({
   code: "MSH0109",
+  istioCode: "IST0109",
+  istioNote:
+    "Findings on the mesh carry IST0109; findings on a named gateway have no Istio code (Istio checks the mesh gateway only).",
   name: "ConflictingVirtualServiceHosts",
   severity: "warning",
   description: "Two VirtualServices bound to the same gateway (or both to the mesh) claim the same host.",
@@ -48,7 +51,7 @@ export const conflictingVirtualServiceHosts = defineAnalyzer({
   for (const [key, list] of claims) {
     if (list.length < 2) continue;
     const [gateway, host] = key.split(" ") as [string, string];
-    const on = gateway === "mesh" ? "the mesh" : `gateway ${gateway}`;
+    const on = gateway === MESH_GATEWAY ? "the mesh" : `gateway ${gateway}`;
     for (const claim of list) {
       const rivals = list.filter((c) => c !== claim && visibilitiesOverlap(c.visibility, claim.visibility));
       if (rivals.length === 0) continue;
@@ -59,6 +62,7 @@ export const conflictingVirtualServiceHosts = defineAnalyzer({
         claim.field,
         `host ${host} on ${on} is also claimed by VirtualService ${others}; ` +
           "which one applies is undefined, merge them into one",
+        gateway === MESH_GATEWAY ? undefined : null,
       );
     }
   }

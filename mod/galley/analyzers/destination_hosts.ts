@@ -35,6 +35,7 @@ function hostNotFoundReason(ctx: AnalysisContext, host: string, namespace: strin
 /** MSH0101: every destination host is a ServiceEntry host visible from the VirtualService. */
 export const destinationHostNotFound = defineAnalyzer({
   code: "MSH0101",
+  istioCode: "IST0101",
   name: "DestinationHostNotFound",
   severity: "error",
   description:
@@ -57,6 +58,8 @@ function portNumbers(services: readonly MeshService[]): number[] {
 /** MSH0104: a destination's port.number is one the service exposes. */
 export const destinationPortNotFound = defineAnalyzer({
   code: "MSH0104",
+  istioCode: "IST0101",
+  istioNote: "istioctl reports a missing host:port as ReferencedResourceNotFound.",
   name: "DestinationPortNotFound",
   severity: "error",
   description: "A VirtualService destination names a port its service does not expose.",
@@ -82,6 +85,7 @@ export const destinationPortNotFound = defineAnalyzer({
 /** MSH0112: a destination whose service has several ports must say which one. */
 export const destinationPortSelectorRequired = defineAnalyzer({
   code: "MSH0112",
+  istioCode: "IST0112",
   name: "DestinationPortSelectorRequired",
   severity: "error",
   description: "A VirtualService routes to a service that exposes several ports without naming one.",

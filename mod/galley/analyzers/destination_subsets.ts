@@ -30,6 +30,7 @@ export function destinationRulesFor(
 /** MSH0102: every destination subset is defined by a DestinationRule for its host. */
 export const destinationSubsetNotFound = defineAnalyzer({
   code: "MSH0102",
+  istioCode: "IST0101",
   name: "DestinationSubsetNotFound",
   severity: "error",
   description: "A VirtualService names a subset that no DestinationRule for the destination host defines.",

@@ -13,6 +13,8 @@ import { defineAnalyzer } from "./_define.ts";
 /** MSH0128: each Gateway's selector picks at least one WorkloadEntry or WorkloadGroup. */
 export const gatewaySelectorMatchesNoWorkload = defineAnalyzer({
   code: "MSH0128",
+  istioCode: "IST0101",
+  istioNote: "istioctl reports a Gateway selector matching no pod as ReferencedResourceNotFound (selector).",
   name: "GatewaySelectorMatchesNoWorkload",
   severity: "warning",
   description:

@@ -33,7 +33,7 @@ function lookup<S>(
   namespace: string,
   field: string,
 ): Reference<S> {
-  const { namespace: ns, name } = parseMixerRef(ref, namespace);
+  const { namespace: ns, name } = parseMixerRef(ref, namespace, (n, x) => ctx.get(kind, n, x) !== undefined);
   return { ref, field, target: ctx.get<S>(kind, ns, name), key: `${ns}/${name}` };
 }
 

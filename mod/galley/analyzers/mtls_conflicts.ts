@@ -84,6 +84,9 @@ function conflicts(client: string, server: EffectiveMtls["mode"]): boolean {
 /** MSH0113: DestinationRule TLS modes agree with the mTLS mode of the workloads they reach. */
 export const mtlsPolicyConflict = defineAnalyzer({
   code: "MSH0113",
+  istioCode: "IST0113",
+  istioNote:
+    "Istio's MTLSPolicyConflict (Istio 1.4 and 1.5, against the Policy kind); the code is retired in Istio and not reused.",
   name: "MtlsPolicyConflict",
   severity: "error",
   description:

@@ -17,6 +17,9 @@ import { defineAnalyzer, type Report } from "./_define.ts";
 /** Kinds with `spec.selector.matchLabels`. */
 const MATCH_LABEL_KINDS = ["PeerAuthentication", "RequestAuthentication", "AuthorizationPolicy", "Telemetry"];
 
+/** Kinds whose empty selection istioctl reports as ReferencedResourceNotFound (selector). */
+const REFERENCE_NOT_FOUND_KINDS = new Set(["Sidecar", "Telemetry"]);
+
 function check(
   ctx: AnalysisContext,
   report: Report,
@@ -34,12 +37,15 @@ function check(
     r,
     field,
     `selector ${formatLabels(selector)} matches no workload ${where}; this ${r.kind} has no effect`,
+    REFERENCE_NOT_FOUND_KINDS.has(r.kind) ? "IST0101" : undefined,
   );
 }
 
 /** MSH0127: selectors of policies and Sidecars select at least one workload. */
 export const noMatchingWorkloads = defineAnalyzer({
   code: "MSH0127",
+  istioCode: "IST0127",
+  istioNote: "Sidecar and Telemetry findings carry IST0101, as istioctl reports those selectors.",
   name: "NoMatchingWorkloads",
   severity: "warning",
   description:

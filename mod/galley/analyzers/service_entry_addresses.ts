@@ -17,6 +17,7 @@ const ADDRESS_ROUTED = new Set(["", "TCP", "MONGO", "MYSQL", "REDIS"]);
 /** MSH0134: ServiceEntries with TCP-family ports declare addresses. */
 export const serviceEntryAddressesRequired = defineAnalyzer({
   code: "MSH0134",
+  istioCode: "IST0134",
   name: "ServiceEntryAddressesRequired",
   severity: "warning",
   description: "A ServiceEntry has a TCP-family port (TCP, MONGO, MYSQL, REDIS or unset) " +

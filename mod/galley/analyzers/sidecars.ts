@@ -19,6 +19,7 @@ function name(r: Resource): string {
 /** MSH0111: at most one Sidecar without a workloadSelector per namespace. */
 export const multipleSidecarsWithoutSelector = defineAnalyzer({
   code: "MSH0111",
+  istioCode: "IST0111",
   name: "MultipleSidecarsWithoutWorkloadSelectors",
   severity: "error",
   description:
@@ -47,6 +48,7 @@ export const multipleSidecarsWithoutSelector = defineAnalyzer({
 /** MSH0110: no workload is selected by two Sidecars. */
 export const conflictingSidecarSelectors = defineAnalyzer({
   code: "MSH0110",
+  istioCode: "IST0110",
   name: "ConflictingSidecarWorkloadSelectors",
   severity: "error",
   description: "Two Sidecars' workloadSelectors match the same workload; which one applies is undefined.",

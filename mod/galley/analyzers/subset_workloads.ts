@@ -28,6 +28,7 @@ function mismatch(selector: Labels, workloads: readonly Workload[]): string {
 /** MSH0129: every subset selects at least one workload of its service. */
 export const subsetMatchesNoWorkload = defineAnalyzer({
   code: "MSH0129",
+  istioCode: "IST0173",
   name: "SubsetMatchesNoWorkload",
   severity: "warning",
   description: "A DestinationRule subset's labels select none of the workloads behind its host.",

@@ -17,6 +17,7 @@ import { gatewayRefsOf, MESH_GATEWAY, parseGatewayRef } from "./_routes.ts";
 /** MSH0103: every gateway a VirtualService names, other than "mesh", exists. */
 export const gatewayNotFound = defineAnalyzer({
   code: "MSH0103",
+  istioCode: "IST0101",
   name: "GatewayNotFound",
   severity: "error",
   description: "A VirtualService is bound to (or matches on) a Gateway that does not exist.",
@@ -70,6 +71,7 @@ function boundGatewayResources(
 /** MSH0132: each host of a gateway-bound VirtualService is accepted by one of its gateways. */
 export const gatewayHostNotFound = defineAnalyzer({
   code: "MSH0132",
+  istioCode: "IST0132",
   name: "VirtualServiceHostNotFoundInGateway",
   severity: "warning",
   description: "A host of a VirtualService bound only to gateways is accepted by none of those gateways.",

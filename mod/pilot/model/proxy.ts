@@ -1,7 +1,7 @@
 /**
  * A connected proxy as pilot sees it, read from the xDS node it sent (Istio's conventions):
  * node id `TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local` and metadata keys such as
- * NAMESPACE, LABELS, SERVICE_ACCOUNT, CLUSTER_ID, GENERATOR and AUTO_REGISTER_GROUP.
+ * NAMESPACE, LABELS, SERVICE_ACCOUNT, CLUSTER_ID, NETWORK, GENERATOR and AUTO_REGISTER_GROUP.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
@@ -28,6 +28,11 @@ export interface Proxy {
   readonly labels: Readonly<Record<string, string>>;
   readonly serviceAccount?: string;
   readonly clusterId?: string;
+  /**
+   * The network the proxy runs in (node metadata NETWORK, Istio's ISTIO_META_NETWORK), which
+   * decides which endpoints it reaches directly and which through their network's gateway.
+   */
+  readonly network?: string;
   readonly generator: Generator;
   /** WorkloadGroup "NAMESPACE/NAME" or "NAME" to auto-register into, if any. */
   readonly autoRegisterGroup?: string;
@@ -87,6 +92,7 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
     labels,
     serviceAccount: str(md.SERVICE_ACCOUNT),
     clusterId: str(md.CLUSTER_ID),
+    ...(str(md.NETWORK) ? { network: str(md.NETWORK) } : {}),
     generator,
     autoRegisterGroup: str(md.AUTO_REGISTER_GROUP),
     metadata: md,
@@ -102,7 +108,18 @@ export function proxyConfigKey(p: Proxy): string {
   let key = configKeys.get(p);
   if (key === undefined) {
     const labels = Object.keys(p.labels).sort().map((k) => `${k}=${p.labels[k]}`).join(",");
-    key = [p.type, p.generator, p.namespace, p.dnsDomain, labels, p.serviceAccount ?? "", p.clusterId ?? ""]
+    key = [
+      p.type,
+      p.generator,
+      p.namespace,
+      p.dnsDomain,
+      labels,
+      p.serviceAccount ?? "",
+      p.clusterId ?? "",
+      p.network ?? "",
+      // Whether its listeners are captured or bound (Sidecar captureMode DEFAULT reads it).
+      String(p.metadata.INTERCEPTION_MODE ?? ""),
+    ]
       .join("|");
     configKeys.set(p, key);
   }

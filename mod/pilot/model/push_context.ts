@@ -5,6 +5,7 @@
 import type {
   DestinationRuleSpec,
   GatewaySpec,
+  ServiceEntrySpec,
   SidecarSpec,
   VirtualServiceSpec,
 } from "../../api/kinds/networking.ts";
@@ -23,6 +24,7 @@ import { defaultMeshConfig, mergeMeshConfig, type MeshConfig } from "../../api/k
 import type {
   AuthorizationPolicySpec,
   PeerAuthenticationSpec,
+  PolicyTargetReference,
   RequestAuthenticationSpec,
 } from "../../api/kinds/security.ts";
 import type { Resource } from "../../api/resource.ts";
@@ -30,6 +32,7 @@ import type { ConfigSnapshot } from "../../galley/mod.ts";
 import type { Proxy } from "./proxy.ts";
 import { type RegistryState, servicesFromConfig, type Workload, workloadsFromConfig } from "./registry.ts";
 import type { Endpoint, Service } from "./service.ts";
+import { type NetworkGateway, networkGateways, withNetworks } from "./network.ts";
 
 const NETWORKING = "networking.istio.io";
 const SECURITY = "security.istio.io";
@@ -38,6 +41,72 @@ const SECURITY = "security.istio.io";
 export interface PolicyWorkload {
   readonly namespace: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** The workload's addresses, matched against a targeted ServiceEntry's endpoints. */
+  readonly ipAddresses?: readonly string[];
+}
+
+/** The label naming the Kubernetes Gateway (gateway.networking.k8s.io) a workload serves. */
+export const GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name";
+
+/** A policy's `targetRefs`, or its single `targetRef`. */
+export function policyTargetRefs(
+  spec: { targetRef?: PolicyTargetReference; targetRefs?: readonly PolicyTargetReference[] },
+): readonly PolicyTargetReference[] {
+  if (spec.targetRefs && spec.targetRefs.length > 0) return spec.targetRefs;
+  return spec.targetRef ? [spec.targetRef] : [];
+}
+
+/** The config meshd resolves policy target references against. */
+export interface PolicyTargets {
+  readonly gateways: readonly Resource<GatewaySpec>[];
+  readonly serviceEntries: readonly Resource<ServiceEntrySpec>[];
+}
+
+/**
+ * Whether a policy in `namespace` attached by `ref` applies to `workload`, as meshd honours
+ * target references (all in the policy's own namespace, as Istio requires):
+ *
+ * - `gateway.networking.k8s.io` Gateway NAME: workloads of the namespace labelled
+ *   `gateway.networking.k8s.io/gateway-name: NAME` (Istio's rule for gateway deployments).
+ * - `networking.istio.io` Gateway NAME: the workloads its selector picks (Istio's rule for
+ *   classic gateways).
+ * - `networking.istio.io` ServiceEntry NAME: the workloads that serve it: those its
+ *   `workloadSelector` picks in its namespace and those whose address is one of its endpoints.
+ *   (Istio attaches these to the service's waypoint; meshd has none, so the service's own
+ *   proxies enforce the policy, for all the traffic they receive.)
+ *
+ * Other kinds (Service, GatewayClass) are refused by validation and match nothing here.
+ */
+export function targetRefApplies(
+  ref: PolicyTargetReference,
+  namespace: string,
+  workload: PolicyWorkload,
+  targets: PolicyTargets,
+): boolean {
+  const group = ref.group ?? "";
+  if (ref.namespace && ref.namespace !== namespace) return false;
+  if (group === "gateway.networking.k8s.io" && ref.kind === "Gateway") {
+    return workload.namespace === namespace && workload.labels[GATEWAY_NAME_LABEL] === ref.name;
+  }
+  if (group !== NETWORKING) return false;
+  if (ref.kind === "Gateway") {
+    return targets.gateways.some((g) =>
+      g.metadata.namespace === namespace && g.metadata.name === ref.name && g.spec.selector !== undefined &&
+      selectorMatches(g.spec.selector, workload.labels)
+    );
+  }
+  if (ref.kind === "ServiceEntry") {
+    return targets.serviceEntries.some((se) => {
+      if (se.metadata.namespace !== namespace || se.metadata.name !== ref.name) return false;
+      const sel = se.spec.workloadSelector?.labels;
+      if (sel && !isEmptySelector(sel)) {
+        return workload.namespace === namespace && selectorMatches(sel, workload.labels);
+      }
+      const addresses = new Set(workload.ipAddresses ?? []);
+      return (se.spec.endpoints ?? []).some((e) => e.address !== undefined && addresses.has(e.address));
+    });
+  }
+  return false;
 }
 /** The DNS suffix short host names are qualified with (after their namespace). */
 export const DNS_SUFFIX = `svc.${DEFAULT_DOMAIN_SUFFIX}`;
@@ -98,21 +167,42 @@ export interface PushContext {
   /** The proxy's own endpoints (the services it serves), one per service port. */
   instancesOf(proxy: Proxy): readonly Endpoint[];
   /**
+   * The gateways of every network (MeshNetworks and labelled gateway services, see
+   * model/network.ts), sorted by network, address and port; empty in a single-network mesh.
+   */
+  readonly networkGateways: readonly NetworkGateway[];
+  /**
    * PeerAuthentications that may apply to a workload, as Istio selects them: those in its
    * namespace without a selector or whose selector matches its labels, and those in the root
-   * namespace without a selector (a selector in the root namespace is ignored). Policies with a
-   * `targetRef` only bind gateways and waypoints and are left out. Sorted by namespace and name
+   * namespace without a selector (a selector in the root namespace is ignored). Sorted by namespace and name
    * (Istio's "oldest wins" becomes "first by name wins", which is deterministic).
    */
   peerAuthentications(workload: PolicyWorkload): readonly Resource<PeerAuthenticationSpec>[];
   /**
    * AuthorizationPolicies that apply to a workload: those in its namespace and in the root
    * namespace whose selector is absent or matches its labels (a root-namespace selector applies
-   * across namespaces, as in Istio). `targetRef` policies are left out. Sorted by namespace, name.
+   * across namespaces, as in Istio); those with `targetRef(s)` where a reference applies
+   * ({@link targetRefApplies}). Sorted by namespace, name.
    */
   authorizationPolicies(workload: PolicyWorkload): readonly Resource<AuthorizationPolicySpec>[];
   /** RequestAuthentications that apply to a workload, selected like AuthorizationPolicies. */
   requestAuthentications(workload: PolicyWorkload): readonly Resource<RequestAuthenticationSpec>[];
+}
+
+/**
+ * Whether a Sidecar egress listener's `hosts` (`namespace/host`, written in the Sidecar's
+ * namespace) admit a service: one entry's namespace part admits the service's namespace and
+ * its host part covers the service's host name.
+ */
+export function egressHostsAdmit(
+  hosts: readonly string[],
+  sidecarNamespace: string,
+  svc: Pick<Service, "namespace" | "hostname">,
+): boolean {
+  return hosts.some((h) => {
+    const { namespace, host } = splitNamespacedHost(h);
+    return namespaceAdmits(namespace, sidecarNamespace, svc.namespace) && hostCovers(host, svc.hostname);
+  });
 }
 
 /** Gateway reference as written in a VirtualService, made "namespace/name" ("mesh" stays). */
@@ -127,6 +217,200 @@ function byNsName(a: Resource, b: Resource): number {
     : a.metadata.namespace < b.metadata.namespace
     ? -1
     : 1;
+}
+
+type VirtualServiceResource = Resource<VirtualServiceSpec>;
+type HTTPRoute = NonNullable<VirtualServiceSpec["http"]>[number];
+type HTTPMatchRequest = NonNullable<HTTPRoute["match"]>[number];
+type StringMatch = NonNullable<HTTPMatchRequest["uri"]>;
+
+/**
+ * Whether a delegate's string match cannot narrow the root's, as Istio judges it: no conflict
+ * when either is unset; a regex on one side allows nothing else on the other; an exact root
+ * takes only the same exact; a prefix root takes prefixes and exact paths that start with it.
+ */
+function stringMatchConflict(root: StringMatch | undefined, leaf: StringMatch | undefined): boolean {
+  if (!root || !leaf) return false;
+  if (root.regex && (leaf.regex || leaf.prefix || leaf.exact)) return true;
+  if (leaf.regex && (root.regex || root.prefix || root.exact)) return true;
+  if (root.exact) return leaf.prefix ? true : leaf.exact !== root.exact;
+  if (root.prefix) {
+    if (leaf.prefix) return !leaf.prefix.startsWith(root.prefix);
+    if (leaf.exact) return !leaf.exact.startsWith(root.prefix);
+  }
+  return true;
+}
+
+function mapConflict(
+  root: Readonly<Record<string, StringMatch>> | undefined,
+  leaf: Readonly<Record<string, StringMatch>> | undefined,
+): boolean {
+  return Object.entries(leaf ?? {}).some(([k, v]) => stringMatchConflict(root?.[k], v));
+}
+
+/** Whether a delegate's match condition is not within a root's (Istio's hasConflict). */
+function delegateMatchConflict(root: HTTPMatchRequest, leaf: HTTPMatchRequest): boolean {
+  const fields = ["uri", "scheme", "method", "authority"] as const;
+  if (fields.some((f) => stringMatchConflict(root[f], leaf[f]))) return true;
+  if (mapConflict(root.headers, leaf.headers) || mapConflict(root.withoutHeaders, leaf.withoutHeaders)) {
+    return true;
+  }
+  if (mapConflict(root.queryParams, leaf.queryParams)) return true;
+  if ((root.ignoreUriCase ?? false) !== (leaf.ignoreUriCase ?? false)) return true;
+  if (root.port && leaf.port && root.port !== leaf.port) return true;
+  if (root.sourceNamespace && leaf.sourceNamespace !== root.sourceNamespace) return true;
+  if (
+    Object.entries(leaf.sourceLabels ?? {}).some(([k, v]) =>
+      root.sourceLabels?.[k] !== undefined && root.sourceLabels[k] !== v
+    )
+  ) {
+    return true;
+  }
+  const rg = root.gateways ?? [];
+  const lg = leaf.gateways ?? [];
+  return rg.length > 0 && lg.length > 0 && lg.some((g) => !rg.includes(g));
+}
+
+function joinNames(root: string | undefined, leaf: string | undefined): string | undefined {
+  return !leaf ? root : root ? `${root}-${leaf}` : leaf;
+}
+
+/** A delegate's match condition narrowed by a root's: the delegate's fields, the root's where unset. */
+function mergeDelegateMatch(root: HTTPMatchRequest, leaf: HTTPMatchRequest): HTTPMatchRequest {
+  const name = joinNames(root.name, leaf.name);
+  const merged = (a?: Readonly<Record<string, StringMatch>>, b?: Readonly<Record<string, StringMatch>>) =>
+    a || b ? { ...a, ...b } : undefined;
+  const out: HTTPMatchRequest = {
+    ...root,
+    ...leaf,
+    headers: merged(root.headers, leaf.headers),
+    withoutHeaders: merged(root.withoutHeaders, leaf.withoutHeaders),
+    queryParams: merged(root.queryParams, leaf.queryParams),
+    sourceLabels: root.sourceLabels || leaf.sourceLabels
+      ? { ...root.sourceLabels, ...leaf.sourceLabels }
+      : undefined,
+    gateways: leaf.gateways && leaf.gateways.length > 0 ? leaf.gateways : root.gateways,
+    name,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as HTTPMatchRequest;
+}
+
+/**
+ * The match conditions of a delegate rule under a root rule, as Istio merges them: the root's
+ * when the delegate has none (and the other way round); else, for each delegate condition, its
+ * merge with every root condition it does not conflict with. Undefined when some delegate
+ * condition fits no root condition (the delegate rule is then left out).
+ */
+export function mergeDelegateMatches(
+  root: readonly HTTPMatchRequest[] | undefined,
+  leaf: readonly HTTPMatchRequest[] | undefined,
+): HTTPMatchRequest[] | undefined {
+  if (!root || root.length === 0) return leaf ? [...leaf] : [];
+  if (!leaf || leaf.length === 0) return [...root];
+  const out: HTTPMatchRequest[] = [];
+  for (const l of leaf) {
+    const fits = root.filter((r) => !delegateMatchConflict(r, l));
+    if (fits.length === 0) return undefined;
+    out.push(...fits.map((r) => mergeDelegateMatch(r, l)));
+  }
+  return out;
+}
+
+/**
+ * A delegate's rule placed under a root's rule (Istio's mergeHTTPRoute): matches merged (see
+ * {@link mergeDelegateMatches}), names joined with "-", and the root's rewrite, direct response,
+ * timeout, retries, fault, mirrors, CORS policy and header changes where the delegate sets none.
+ * Undefined when the matches conflict.
+ */
+export function mergeDelegateRoute(root: HTTPRoute, leaf: HTTPRoute): HTTPRoute | undefined {
+  const match = mergeDelegateMatches(root.match, leaf.match);
+  if (!match) return undefined;
+  const inherited = [
+    "rewrite",
+    "directResponse",
+    "timeout",
+    "retries",
+    "fault",
+    "mirror",
+    "mirrorPercent",
+    "mirrorPercentage",
+    "mirrors",
+    "corsPolicy",
+    "headers",
+  ] as const;
+  const out: Record<string, unknown> = { ...leaf };
+  for (const k of inherited) if (out[k] === undefined && root[k] !== undefined) out[k] = root[k];
+  const name = joinNames(root.name, leaf.name);
+  if (name) out.name = name;
+  if (match.length > 0) out.match = match;
+  else delete out.match;
+  delete out.delegate;
+  return out as HTTPRoute;
+}
+
+/**
+ * A delegate's rule with its short host names (destinations, mirrors) and match gateways
+ * qualified in the delegate's own namespace, as Istio resolves them before merging, since the
+ * merged rule is read in the root's namespace.
+ */
+function qualifyDelegateRule(rule: HTTPRoute, namespace: string): HTTPRoute {
+  type Dest = { host: string };
+  const dest = <D extends Dest>(d: D): D => ({ ...d, host: resolveHost(d.host, namespace) });
+  return {
+    ...rule,
+    ...(rule.route ? { route: rule.route.map((r) => ({ ...r, destination: dest(r.destination) })) } : {}),
+    ...(rule.mirror ? { mirror: dest(rule.mirror) } : {}),
+    ...(rule.mirrors
+      ? { mirrors: rule.mirrors.map((m) => ({ ...m, destination: dest(m.destination) })) }
+      : {}),
+    ...(rule.match
+      ? {
+        match: rule.match.map((m) =>
+          m.gateways ? { ...m, gateways: m.gateways.map((g) => qualifyGateway(g, namespace)) } : m
+        ),
+      }
+      : {}),
+  };
+}
+
+/**
+ * VirtualServices with delegation resolved, as Istio's mergeVirtualServicesIfNeeded: a
+ * VirtualService without hosts is a delegate and is left out of the list (it routes nothing
+ * by itself); a root's `http` rule with `delegate: {name, namespace}` (namespace defaulting to
+ * the root's) is replaced by the delegate's rules merged under it ({@link mergeDelegateRoute}),
+ * if the delegate exists and is exported to the root's namespace, else dropped. The root keeps
+ * its hosts, gateways and exportTo. Order is kept.
+ */
+export function mergeDelegates(all: readonly VirtualServiceResource[]): VirtualServiceResource[] {
+  const delegates = new Map<string, VirtualServiceResource>();
+  for (const vs of all) {
+    if ((vs.spec.hosts ?? []).length === 0) delegates.set(`${vs.metadata.namespace}/${vs.metadata.name}`, vs);
+  }
+  const out: VirtualServiceResource[] = [];
+  for (const vs of all) {
+    if ((vs.spec.hosts ?? []).length === 0) continue;
+    const http = vs.spec.http ?? [];
+    if (!http.some((h) => h.delegate)) {
+      out.push(vs);
+      continue;
+    }
+    const rules: HTTPRoute[] = [];
+    for (const h of http) {
+      if (!h.delegate) {
+        rules.push(h);
+        continue;
+      }
+      const ns = h.delegate.namespace || vs.metadata.namespace;
+      const d = delegates.get(`${ns}/${h.delegate.name}`);
+      if (!d || !exportedTo(d.spec.exportTo, ns, vs.metadata.namespace)) continue;
+      for (const leaf of d.spec.http ?? []) {
+        const merged = mergeDelegateRoute(h, qualifyDelegateRule(leaf, ns));
+        if (merged) rules.push(merged);
+      }
+    }
+    out.push({ ...vs, spec: { ...vs.spec, http: rules } });
+  }
+  return out;
 }
 
 /** Inputs beyond config: other registries' states. */
@@ -156,7 +440,11 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     a,
     b,
   ) => a.hostname === b.hostname ? (a.namespace < b.namespace ? -1 : 1) : a.hostname < b.hostname ? -1 : 1);
-  const allEndpoints = [...fromConfig.endpoints, ...(inputs.registries ?? []).flatMap((r) => r.endpoints)];
+  // Every endpoint with its network (WorkloadEntry network, topology label or MeshNetworks fromCidr).
+  const allEndpoints = withNetworks(
+    [...fromConfig.endpoints, ...(inputs.registries ?? []).flatMap((r) => r.endpoints)],
+    mesh,
+  );
   const byHost = new Map<string, Service[]>();
   for (const s of services) byHost.set(s.hostname, [...(byHost.get(s.hostname) ?? []), s]);
   const endpointIndex = new Map<string, Endpoint[]>();
@@ -169,7 +457,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     endpointsByAddress.set(e.address, [...(endpointsByAddress.get(e.address) ?? []), e]);
   }
 
-  const virtualServices = [...config.list<VirtualServiceSpec>(NETWORKING, "VirtualService")];
+  const virtualServices = mergeDelegates(config.list<VirtualServiceSpec>(NETWORKING, "VirtualService"));
   const destinationRules = config.list<DestinationRuleSpec>(NETWORKING, "DestinationRule");
   const gateways = config.list<GatewaySpec>(NETWORKING, "Gateway");
   const sidecars = config.list<SidecarSpec>(NETWORKING, "Sidecar");
@@ -182,15 +470,29 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     byNsName,
   );
 
-  /** Istio's getConfigsForWorkload: own namespace and root namespace, selector subset of labels. */
+  const policyTargets: PolicyTargets = {
+    gateways,
+    serviceEntries: config.list<ServiceEntrySpec>(NETWORKING, "ServiceEntry"),
+  };
+
+  /**
+   * Istio's getConfigsForWorkload: own namespace and root namespace, selector subset of labels;
+   * a policy with target references applies where one of them does ({@link targetRefApplies}).
+   */
   function selectPolicies<T extends { selector?: { matchLabels?: Readonly<Record<string, string>> } }>(
     all: readonly Resource<T>[],
     workload: PolicyWorkload,
     rootSelectors: boolean,
   ): Resource<T>[] {
     return all.filter((r) => {
-      const spec = r.spec as T & { targetRef?: unknown; targetRefs?: readonly unknown[] };
-      if (spec.targetRef || (spec.targetRefs && spec.targetRefs.length > 0)) return false;
+      const spec = r.spec as T & {
+        targetRef?: PolicyTargetReference;
+        targetRefs?: readonly PolicyTargetReference[];
+      };
+      const refs = policyTargetRefs(spec);
+      if (refs.length > 0) {
+        return refs.some((ref) => targetRefApplies(ref, r.metadata.namespace, workload, policyTargets));
+      }
       const ns = r.metadata.namespace;
       const own = ns === workload.namespace;
       const root = ns === mesh.rootNamespace;
@@ -220,17 +522,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   function egressAllows(sc: Resource<SidecarSpec>, svc: Service): boolean {
     const egress = sc.spec.egress ?? [];
     if (egress.length === 0) return true;
-    for (const l of egress) {
-      for (const h of l.hosts) {
-        const { namespace, host } = splitNamespacedHost(h);
-        if (
-          namespaceAdmits(namespace, sc.metadata.namespace, svc.namespace) && hostCovers(host, svc.hostname)
-        ) {
-          return true;
-        }
-      }
-    }
-    return false;
+    return egress.some((l) => egressHostsAdmit(l.hosts, sc.metadata.namespace, svc));
   }
 
   function visibleServices(proxy: Proxy): readonly Service[] {
@@ -324,6 +616,13 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     gatewaysFor: (proxy) =>
       gateways.filter((g) => g.spec.selector !== undefined && selectorMatches(g.spec.selector, proxy.labels)),
     sidecarFor,
+    networkGateways: networkGateways({
+      mesh,
+      config,
+      services: (hostname) => byHost.get(hostname) ?? [],
+      endpoints: (service, port) =>
+        endpointIndex.get(`${service.hostname}|${service.namespace}|${port}`) ?? [],
+    }),
     instancesOf(proxy) {
       const seen = new Set<string>();
       const out: Endpoint[] = [];

@@ -69,7 +69,8 @@ export function servicesFromConfig(config: ConfigSnapshot, workloads: readonly W
       protocol: parseProtocol(p.protocol),
       ...(p.targetPort ? { targetPort: p.targetPort } : {}),
     }));
-    const resolution = spec.resolution ?? "NONE";
+    // DYNAMIC_DNS (per-connection DNS at the proxy) is served as NONE; validation warns so.
+    const resolution = spec.resolution === "DYNAMIC_DNS" ? "NONE" : spec.resolution ?? "NONE";
     const location = spec.location ?? "MESH_EXTERNAL";
     const source = resourceKey(r);
     const ns = r.metadata.namespace;

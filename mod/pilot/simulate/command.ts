@@ -4,6 +4,7 @@
  * running meshd or Envoy.
  */
 import { readFileSync, statSync } from "node:fs";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Command } from "../../cli/command.ts";
 import type { SettingSpec } from "../../cli/setting.ts";
 import { listConfigFiles } from "../../galley/mod.ts";
@@ -43,6 +44,24 @@ const SETTINGS: readonly SettingSpec[] = [
     kind: { type: "string" },
     help: "TLS server name the client sends (HTTPS and TLS gateway servers)",
   }),
+  flag({
+    name: "inbound",
+    kind: { type: "bool" },
+    default: false,
+    help: "the request arrives at the proxy (its inbound listeners) instead of leaving it",
+  }),
+  flag({
+    name: "claim",
+    kind: { type: "list" },
+    default: [],
+    help:
+      "claims of a verified JWT the request carries, as name=value,... (a.b=v nests; a repeated name makes a list)",
+  }),
+  flag({
+    name: "issuer",
+    kind: { type: "string" },
+    help: "issuer of that JWT (default: its iss claim, else any provider of the proxy)",
+  }),
   {
     name: "output",
     short: "o",
@@ -59,6 +78,30 @@ function pairs(items: readonly string[], what: string): Record<string, string> {
     const eq = item.indexOf("=");
     if (eq <= 0) throw new UsageError(`meshd simulate: ${what} ${JSON.stringify(item)}: want name=value`);
     out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * JWT claims from `name=value` items: a dotted name nests (`a.b=v` → `{a: {b: "v"}}`), a name
+ * given twice makes a list (`groups=x,groups=y`).
+ */
+export function claimsFrom(items: readonly string[]): JsonObject {
+  const out: JsonObject = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new UsageError(`meshd simulate: claim ${JSON.stringify(item)}: want name=value`);
+    const keys = item.slice(0, eq).split(".");
+    const value = item.slice(eq + 1);
+    let at = out;
+    for (const k of keys.slice(0, -1)) {
+      const next = at[k];
+      if (next === null || typeof next !== "object" || Array.isArray(next)) at[k] = {};
+      at = at[k] as JsonObject;
+    }
+    const last = keys.at(-1)!;
+    const old: JsonValue | undefined = at[last];
+    at[last] = old === undefined ? value : Array.isArray(old) ? [...old, value] : [old, value];
   }
   return out;
 }
@@ -97,7 +140,7 @@ export const simulateCommand: Command = {
   name: "simulate",
   summary: "show where a request from a proxy ends up (listener, route, cluster), from config files alone",
   usage:
-    "meshd simulate --proxy NODE_ID [--proxy-labels k=v,...] --host H --port P [--path /x] [--method GET] [--header k=v,...] [--sni NAME] [-o text|json] DIR|FILE...",
+    "meshd simulate --proxy NODE_ID [--proxy-labels k=v,...] --host H --port P [--path /x] [--method GET] [--header k=v,...] [--sni NAME] [--inbound] [--claim k=v,... [--issuer ISS]] [-o text|json] DIR|FILE...",
   description:
     "Builds the listeners and routes pilot would send the proxy and follows the request through them as " +
     "Envoy would. Exit status 1 when the request reaches no cluster, redirect or direct response.",
@@ -139,6 +182,15 @@ export const simulateCommand: Command = {
       method: s.string("method"),
       headers: pairs(s.list("header"), "header"),
       ...(s.optionalString("sni") !== undefined ? { sni: s.optionalString("sni")! } : {}),
+      ...(s.bool("inbound") ? { direction: "inbound" as const } : {}),
+      ...(s.list("claim").length > 0 || s.optionalString("issuer") !== undefined
+        ? {
+          jwt: {
+            claims: claimsFrom(s.list("claim")),
+            ...(s.optionalString("issuer") !== undefined ? { issuer: s.optionalString("issuer")! } : {}),
+          },
+        }
+        : {}),
     };
     const result = simulate(push, proxy, request);
     if (s.string("output") === "json") inv.out(JSON.stringify(result, null, 2) + "\n");

@@ -1,8 +1,8 @@
 /**
  * Envoy's matching rules, restated for simulation: filter chain selection, virtual host
- * selection by :authority, and route, header, query parameter and string matching. Regular
- * expressions use RE2 (through CEL's `matches`, the engine galley validates regexes with), so
- * a pattern behaves here as it does in Envoy.
+ * selection by :authority, and route, header, query parameter, dynamic metadata (JWT claims)
+ * and string matching. Regular expressions use RE2 (through CEL's `matches`, the engine galley
+ * validates regexes with), so a pattern behaves here as it does in Envoy.
  *
  * @module
  */
@@ -15,6 +15,9 @@ import type {
   VirtualHost,
 } from "#gen/envoy/config/route/v3/route_components_pb.ts";
 import type { StringMatcher } from "#gen/envoy/type/matcher/v3/string_pb.ts";
+import type { MetadataMatcher } from "#gen/envoy/type/matcher/v3/metadata_pb.ts";
+import type { ValueMatcher } from "#gen/envoy/type/matcher/v3/value_pb.ts";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 
 let re2Program: ((bindings: { s: string; re: string }) => unknown) | undefined;
 
@@ -50,6 +53,62 @@ export function stringMatches(m: StringMatcher, value: string): boolean {
 export interface HttpRequestView {
   /** Lower-case header names, including :authority, :method, :path and :scheme. */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * Dynamic metadata the HTTP filters before the router set, by filter namespace (e.g. the
+   * JWT filter's verified payloads under `envoy.filters.http.jwt_authn`, keyed by issuer).
+   */
+  readonly dynamicMetadata?: Readonly<Record<string, JsonObject>>;
+}
+
+/**
+ * Envoy's ValueMatcher on a metadata value (undefined: absent): `present_match` compares
+ * presence; `null`, `double` (exact or [start, end)), `string` and `bool` matchers need a value
+ * of their kind; `list_match` (one_of) needs a list with a matching element; `or_match` any.
+ */
+export function valueMatches(m: ValueMatcher, value: JsonValue | undefined): boolean {
+  const p = m.matchPattern;
+  switch (p.case) {
+    case "presentMatch":
+      return (value !== undefined) === p.value;
+    case "nullMatch":
+      return value === null;
+    case "doubleMatch": {
+      if (typeof value !== "number") return false;
+      const d = p.value.matchPattern;
+      if (d.case === "exact") return value === d.value;
+      if (d.case === "range") return value >= d.value.start && value < d.value.end;
+      return false;
+    }
+    case "stringMatch":
+      return typeof value === "string" && stringMatches(p.value, value);
+    case "boolMatch":
+      return value === p.value;
+    case "listMatch": {
+      const one = p.value.matchPattern;
+      return Array.isArray(value) && one.case === "oneOf" && value.some((v) => valueMatches(one.value, v));
+    }
+    case "orMatch":
+      return p.value.valueMatchers.some((v) => valueMatches(v, value));
+    default:
+      return false;
+  }
+}
+
+/**
+ * Envoy's MetadataMatcher: the value at `path` (keys into nested objects) in the filter's
+ * namespace, matched by its value matcher (an absent value matches only `present_match:
+ * false`), the result flipped by `invert`.
+ */
+export function metadataMatches(m: MetadataMatcher, req: HttpRequestView): boolean {
+  let value: JsonValue | undefined = req.dynamicMetadata?.[m.filter];
+  for (const seg of m.path) {
+    if (seg.segment.case !== "key") return false;
+    value = value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as JsonObject)[seg.segment.value]
+      : undefined;
+  }
+  const ok = m.value ? valueMatches(m.value, value) : false;
+  return ok !== m.invert;
 }
 
 /**
@@ -118,7 +177,7 @@ function queryMatches(m: QueryParameterMatcher, params: Map<string, string>): bo
 /**
  * Whether a request matches a RouteMatch: the path rule (`prefix` against the whole :path,
  * `path` and `safe_regex` against it without the query string; `case_sensitive: false` folds
- * case for prefix and path), then every header and query parameter matcher.
+ * case for prefix and path), then every header, query parameter and dynamic metadata matcher.
  */
 export function routeMatches(m: RouteMatch, req: HttpRequestView): boolean {
   const fullPath = req.headers[":path"] ?? "/";
@@ -150,7 +209,8 @@ export function routeMatches(m: RouteMatch, req: HttpRequestView): boolean {
   if (!ok) return false;
   if (!m.headers.every((h) => headerMatches(h, req))) return false;
   const params = queryParameters(fullPath);
-  return m.queryParameters.every((p) => queryMatches(p, params));
+  if (!m.queryParameters.every((p) => queryMatches(p, params))) return false;
+  return m.dynamicMetadata.every((d) => metadataMatches(d, req));
 }
 
 /**

@@ -5,8 +5,16 @@
  * response), or why it goes nowhere.
  *
  * Sidecars: captured traffic enters virtualOutbound, which hands it to the listener for its
- * destination `IP:PORT`, else `0.0.0.0:PORT`, else keeps it (passthrough or blackhole).
- * Routers: the bound listener on the port takes it.
+ * destination `IP:PORT`, else `0.0.0.0:PORT`, else keeps it (passthrough or blackhole); a
+ * listener Envoy binds itself (a Sidecar egress listener that is not captured) takes a
+ * connection to its address directly. Inbound requests (`direction: "inbound"`) reach the
+ * inbound listener bound at their destination (a Sidecar ingress listener that is not
+ * captured), else virtualInbound. Routers: the bound listener on the port takes it.
+ *
+ * A request may carry a verified JWT (`jwt`): its claims are the payload the JWT filter of the
+ * connection manager keeps in dynamic metadata for each of its providers whose issuer is the
+ * token's (any, when the token names none), so routes matching `@request.auth.claims` see
+ * them; without a JWT filter, as in Envoy, they see nothing.
  *
  * @module
  */
@@ -20,6 +28,9 @@ import {
   HttpConnectionManagerSchema,
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import { TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import { JwtAuthenticationSchema } from "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts";
+import { TrafficDirection } from "#gen/envoy/config/core/v3/base_pb.ts";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { type PushContext } from "../model/push_context.ts";
 import { resolveHost } from "../../api/mod.ts";
 import type { Proxy } from "../model/proxy.ts";
@@ -39,7 +50,20 @@ export interface SimulationRequest {
   readonly headers?: Readonly<Record<string, string>>;
   /** SNI the client sends, for TLS connections (gateway HTTPS servers, TLS passthrough). */
   readonly sni?: string;
+  /** "outbound" (default): the proxy's application sends it; "inbound": it arrives at the proxy. */
+  readonly direction?: "outbound" | "inbound";
+  /** A JWT the request carries that the proxy's JWT filter verifies. */
+  readonly jwt?: SimulatedJwt;
 }
+
+/** A verified JWT: its issuer (else the `iss` claim, else any) and its claims. */
+export interface SimulatedJwt {
+  readonly issuer?: string;
+  readonly claims: JsonObject;
+}
+
+/** The JWT filter's name, also its metadata namespace (translate/jwt.ts). */
+const JWT_FILTER = "envoy.filters.http.jwt_authn";
 
 /** Where the request went. */
 export interface SimulationResult {
@@ -75,17 +99,45 @@ function listenerAddress(l: Listener): { ip: string; port: number } | undefined 
 function pickListener(
   listeners: readonly Listener[],
   proxy: Proxy,
-  ip: string | undefined,
-  port: number,
+  to: { ip: string | undefined; port: number; inbound: boolean },
 ): Listener | undefined {
+  const inbound = (l: Listener) => l.trafficDirection === TrafficDirection.INBOUND;
   const find = (want: string) =>
     listeners.find((l) => {
       const a = listenerAddress(l);
-      return a !== undefined && a.ip === want && a.port === port && l.name !== "virtualInbound";
+      if (a === undefined || a.ip !== want || a.port !== to.port) return false;
+      if (l.name === "virtualInbound" || l.name === "virtualOutbound") return false;
+      // Inbound traffic reaches only listeners Envoy binds; captured ones sit in virtualInbound.
+      return to.inbound ? inbound(l) && l.bindToPort !== false : !inbound(l);
     });
-  const direct = (ip ? find(ip) : undefined) ?? find("0.0.0.0");
+  const direct = (to.ip ? find(to.ip) : undefined) ?? find("0.0.0.0");
   if (proxy.type === "router") return direct;
-  return direct ?? listeners.find((l) => l.name === "virtualOutbound");
+  return direct ?? listeners.find((l) => l.name === (to.inbound ? "virtualInbound" : "virtualOutbound"));
+}
+
+/**
+ * The dynamic metadata the connection manager's JWT filter sets for a verified token: its
+ * claims under the `payload_in_metadata` key of each provider whose issuer is the token's (all
+ * providers when the token names no issuer). Empty without a JWT filter or token.
+ */
+export function jwtMetadata(
+  hcm: HttpConnectionManager,
+  jwt: SimulatedJwt | undefined,
+): Record<string, JsonObject> {
+  if (!jwt) return {};
+  const filter = hcm.httpFilters.find((f) => f.name === JWT_FILTER);
+  const config = filter?.configType.case === "typedConfig"
+    ? anyUnpack(filter.configType.value, JwtAuthenticationSchema)
+    : undefined;
+  if (!config) return {};
+  const iss = jwt.issuer ?? (typeof jwt.claims.iss === "string" ? jwt.claims.iss : undefined);
+  const payloads: JsonObject = {};
+  for (const provider of Object.values(config.providers)) {
+    if (!provider.payloadInMetadata) continue;
+    if (iss !== undefined && provider.issuer !== "" && provider.issuer !== iss) continue;
+    payloads[provider.payloadInMetadata] = jwt.claims;
+  }
+  return Object.keys(payloads).length > 0 ? { [JWT_FILTER]: payloads } : {};
 }
 
 /** A short description of a route's match, for routes without names. */
@@ -167,7 +219,8 @@ function simulateHttp(
   headers[":scheme"] ??= req.sni !== undefined ? "https" : "http";
   const vh = selectVirtualHost(rc.virtualHosts, headers[":authority"]!);
   if (!vh) return { routeConfig: rc.name, error: `no virtual host for authority ${headers[":authority"]}` };
-  const route = vh.routes.find((r) => r.match && routeMatches(r.match, { headers }));
+  const dynamicMetadata = jwtMetadata(hcm, req.jwt);
+  const route = vh.routes.find((r) => r.match && routeMatches(r.match, { headers, dynamicMetadata }));
   if (!route) return { routeConfig: rc.name, virtualHost: vh.name, error: "no route matches (404)" };
   return { routeConfig: rc.name, virtualHost: vh.name, ...routeOutcome(route) };
 }
@@ -179,8 +232,11 @@ function simulateHttp(
 export function simulate(push: PushContext, proxy: Proxy, request: SimulationRequest): SimulationResult {
   const listeners = buildListeners(push, proxy);
   const routes = new Map(buildRoutes(push, proxy).map((r) => [r.name, r]));
-  const ip = destinationIp(push, proxy, request.host);
-  const listener = pickListener(listeners, proxy, ip, request.port);
+  const inbound = request.direction === "inbound";
+  const ip = inbound
+    ? (isIP(request.host) !== 0 ? request.host : proxy.ip || undefined)
+    : destinationIp(push, proxy, request.host);
+  const listener = pickListener(listeners, proxy, { ip, port: request.port, inbound });
   if (!listener) return { listener: "", error: `no listener for port ${request.port}` };
   const chain = selectFilterChain(
     listener.filterChains,

@@ -27,9 +27,11 @@
  *   chains, gateways, proxyless gRPC) fail closed: an ALLOW rule using one is dropped (it
  *   matches nothing), while for a DENY or AUDIT rule the field is left out (the rule matches
  *   more).
- * - CUSTOM policies delegate to an external authorizer (ext_authz) named by
- *   `provider.name` in MeshConfig extensionProviders, which meshd's MeshConfig does not model;
- *   they are skipped here and generate nothing.
+ * - CUSTOM policies delegate to an external authorizer (ext_authz) named by `provider.name` in
+ *   MeshConfig extensionProviders. {@link buildRbac} skips them; {@link buildCustomRbac} gives
+ *   their rules as one RBAC config that ext_authz.ts runs in shadow mode, so the authorizer is
+ *   called only for requests a CUSTOM rule matches. Its fields a chain cannot evaluate are left
+ *   out, as for DENY (the authorizer is asked more often, never less).
  *
  * @module
  */
@@ -496,10 +498,69 @@ export function rbacPolicyName(namespace: string, name: string, rule: number): s
   return `ns[${namespace}]-policy[${name}]-rule[${rule}]`;
 }
 
+/** An RBAC policy that matches nothing (for a policy without rules, as Istio generates). */
+function matchNeverPolicy(): Policy {
+  return create(PolicySchema, { permissions: [notRule(anyRule())], principals: [anyId()] });
+}
+
+/** `policies` as a record sorted by name (stable output for content hashes). */
+function sortedPolicies(policies: Readonly<Record<string, Policy>>): Record<string, Policy> {
+  const sorted: Record<string, Policy> = {};
+  for (const k of Object.keys(policies).sort()) sorted[k] = policies[k]!;
+  return sorted;
+}
+
+/** The prefix of the RBAC policy names of CUSTOM rules sent to `provider` (Istio's). */
+export function customPolicyPrefix(provider: string): string {
+  return `istio-ext-authz-${provider}-`;
+}
+
+/**
+ * The rules of CUSTOM `policies` (all naming one provider) as one RBAC config of action DENY,
+ * for the shadow rules of the RBAC filter before `provider`'s ext_authz: policy names start
+ * with {@link customPolicyPrefix}, which the ext_authz filter's `filter_enabled_metadata`
+ * looks for. A field the chain cannot evaluate is left out of its rule (the rule matches more,
+ * so the authorizer decides); a policy without rules contributes a rule that never matches.
+ */
+export function buildCustomRbac(
+  policies: readonly Resource<AuthorizationPolicySpec>[],
+  flavor: RbacFlavor,
+  provider: string,
+  jwtIssuers: readonly string[] = [],
+): RBAC {
+  const out: Record<string, Policy> = {};
+  const prefix = customPolicyPrefix(provider);
+  for (const p of policies) {
+    const { namespace, name } = p.metadata;
+    const rules = p.spec.rules ?? [];
+    if (rules.length === 0) out[prefix + rbacPolicyName(namespace, name, 0)] = matchNeverPolicy();
+    rules.forEach((rule, i) => {
+      const policy = rulePolicy(rule, { flavor, strict: false, jwtIssuers });
+      if (policy) out[prefix + rbacPolicyName(namespace, name, i)] = policy;
+    });
+  }
+  return create(RBACSchema, { action: RBAC_Action.DENY, policies: sortedPolicies(out) });
+}
+
+/** The suffix of the names of CUSTOM rules denied because their provider cannot be used (Istio's). */
+export const BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action";
+
+/**
+ * Fail closed for CUSTOM rules whose provider cannot be used (unknown, invalid, unresolvable,
+ * or several providers for one workload): the same rules enforced as DENY, each name given
+ * {@link BAD_CUSTOM_SUFFIX}, so exactly the requests the authorizer would have been asked
+ * about are refused.
+ */
+export function badCustomRbac(rules: RBAC): RBAC {
+  const out: Record<string, Policy> = {};
+  for (const [name, policy] of Object.entries(rules.policies)) out[name + BAD_CUSTOM_SUFFIX] = policy;
+  return create(RBACSchema, { action: RBAC_Action.DENY, policies: sortedPolicies(out) });
+}
+
 /**
  * The RBAC configs for `policies` (those selecting one workload), in evaluation order AUDIT,
- * DENY, ALLOW; an action no policy uses has no config. CUSTOM policies are skipped (see the
- * module notes). `flavor` says whether HTTP attributes can be evaluated; `jwtIssuers` are the
+ * DENY, ALLOW; an action no policy uses has no config. CUSTOM policies are skipped
+ * ({@link buildCustomRbac} and ext_authz.ts handle them). `flavor` says whether HTTP attributes can be evaluated; `jwtIssuers` are the
  * issuers of the JWT filter running before RBAC (none: request principals and `request.auth.*`
  * cannot be evaluated and fail closed).
  */
@@ -521,9 +582,10 @@ export function buildRbac(
     }
     // DENY and AUDIT configs without a rule would do nothing; an ALLOW config without one denies all.
     if (action !== "ALLOW" && Object.keys(rbacPolicies).length === 0) continue;
-    const sorted: Record<string, Policy> = {};
-    for (const k of Object.keys(rbacPolicies).sort()) sorted[k] = rbacPolicies[k]!;
-    out.push({ action, rules: create(RBACSchema, { action: ACTIONS[action], policies: sorted }) });
+    out.push({
+      action,
+      rules: create(RBACSchema, { action: ACTIONS[action], policies: sortedPolicies(rbacPolicies) }),
+    });
   }
   return out;
 }

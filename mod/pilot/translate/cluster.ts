@@ -2,7 +2,11 @@
  * Clusters (CDS): `outbound|PORT|SUBSET|HOST` for every reachable service port and subset,
  * `inbound|PORT||` for every port the proxy's workload serves, and `BlackHoleCluster` and
  * `PassthroughCluster` for traffic outside the registry. Each outbound cluster is a skeleton
- * per discovery type, then an ordered list of configurers, each changing one part.
+ * per discovery type, then an ordered list of configurers, each changing one part. A
+ * DestinationRule's `proxyProtocol` wraps the cluster's transport socket (TLS, or plain bytes
+ * when there is none) in Envoy's upstream PROXY protocol socket, as Istio does, so every
+ * connection to an endpoint starts with a PROXY header (V1 text or V2 binary) naming the
+ * original client.
  *
  * @module
  */
@@ -17,6 +21,10 @@ import {
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
 import { ClusterLoadAssignmentSchema } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
+import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { ProxyProtocolConfig_Version } from "#gen/envoy/config/core/v3/proxy_protocol_pb.ts";
+import { ProxyProtocolUpstreamTransportSchema } from "#gen/envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol_pb.ts";
+import { RawBufferSchema } from "#gen/envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer_pb.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { BLACKHOLE_CLUSTER, inboundClusterName, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
@@ -31,8 +39,10 @@ import {
 } from "./cluster_traffic_policy.ts";
 import { adsConfigSource, byString, durationFromString, socketAddress, typedConfig } from "./conversion.ts";
 import { planLoadAssignment } from "./endpoint.ts";
-import { inboundPorts, proxyLocality } from "./proxy_scope.ts";
-import type { ClientTLSSettings } from "../../api/kinds/networking.ts";
+import { inboundTargets } from "./listener_inbound.ts";
+import { proxyLocality } from "./proxy_scope.ts";
+import { sniDnatClusters } from "./sni_dnat.ts";
+import type { ClientTLSSettings, TrafficPolicy } from "../../api/kinds/networking.ts";
 import { effectiveMtlsMode } from "./authn.ts";
 import { upstreamTlsContext, upstreamTransportSocket } from "./tls.ts";
 
@@ -109,12 +119,65 @@ export function clusterTlsSettings(
   return plan.policy.tls?.mode ? plan.policy.tls : autoMtlsSettings(plan, push);
 }
 
+/** The transport socket that sends a PROXY protocol header before the wrapped socket's bytes. */
+export const PROXY_PROTOCOL_TRANSPORT_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol";
+/** The transport socket that passes bytes as they are (plaintext). */
+export const RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer";
+
+/** A DestinationRule's `proxyProtocol`. */
+export type ProxyProtocolSettings = NonNullable<TrafficPolicy["proxyProtocol"]>;
+
+const PROXY_PROTOCOL_VERSIONS: Readonly<Record<"V1" | "V2", ProxyProtocolConfig_Version>> = {
+  V1: ProxyProtocolConfig_Version.V1,
+  V2: ProxyProtocolConfig_Version.V2,
+};
+
+/** The plaintext transport socket, for a PROXY protocol socket to wrap when the cluster has none. */
+function rawBufferTransportSocket(): TransportSocket {
+  return create(TransportSocketSchema, {
+    name: RAW_BUFFER_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: typedConfig(RawBufferSchema, create(RawBufferSchema, {})) },
+  });
+}
+
+/** `inner` (plaintext when undefined) wrapped so that each connection starts with a PROXY header. */
+export function proxyProtocolTransportSocket(
+  settings: ProxyProtocolSettings,
+  inner: TransportSocket | undefined,
+): TransportSocket {
+  const wrapper = create(ProxyProtocolUpstreamTransportSchema, {
+    // An unset version is V1, the proto's zero value.
+    config: { version: PROXY_PROTOCOL_VERSIONS[settings.version ?? "V1"] },
+    transportSocket: inner ?? rawBufferTransportSocket(),
+  });
+  return create(TransportSocketSchema, {
+    name: PROXY_PROTOCOL_TRANSPORT_SOCKET,
+    configType: { case: "typedConfig", value: typedConfig(ProxyProtocolUpstreamTransportSchema, wrapper) },
+  });
+}
+
+/**
+ * A DestinationRule's `proxyProtocol` on a cluster: its transport socket, and that of each
+ * transport socket match, wrapped in the PROXY protocol socket (a cluster without one gets the
+ * plaintext socket wrapped). Comes after TLS, so that the header goes before the handshake.
+ */
+export function applyProxyProtocol(cluster: Cluster, settings: ProxyProtocolSettings | undefined): void {
+  if (!settings) return;
+  for (const m of cluster.transportSocketMatches) {
+    m.transportSocket = proxyProtocolTransportSocket(settings, m.transportSocket);
+  }
+  if (cluster.transportSocket || cluster.transportSocketMatches.length === 0) {
+    cluster.transportSocket = proxyProtocolTransportSocket(settings, cluster.transportSocket);
+  }
+}
+
 /**
  * The configurers every outbound cluster goes through, in order. Outlier detection comes
- * before locality (failover needs it); TLS (the DestinationRule's, else auto-mTLS) comes last.
+ * before locality (failover needs it); TLS (the DestinationRule's, else auto-mTLS) comes
+ * next to last, then the PROXY protocol wrapping it.
  */
 export const OUTBOUND_CLUSTER_CONFIGURERS: readonly ClusterConfigurer[] = [
-  (c, plan) => applyConnectionPool(c, plan.policy.connectionPool),
+  (c, plan) => applyConnectionPool(c, plan.policy.connectionPool, plan.policy.retryBudget),
   (c, plan) => applyHttpProtocolOptions(c, plan.port, plan.policy.connectionPool),
   (c, plan) => applyOutlierDetection(c, plan.policy.outlierDetection),
   (c, plan) => applyLoadBalancer(c, plan.policy.loadBalancer),
@@ -131,6 +194,7 @@ export const OUTBOUND_CLUSTER_CONFIGURERS: readonly ClusterConfigurer[] = [
     });
     if (context) c.transportSocket = upstreamTransportSocket(context);
   },
+  (c, plan) => applyProxyProtocol(c, plan.policy.proxyProtocol),
 ];
 
 /** Renders one planned outbound cluster. */
@@ -141,12 +205,12 @@ export function outboundCluster(plan: OutboundClusterPlan, ctx: ClusterContext):
 }
 
 /**
- * `inbound|PORT||` per port the proxy's workload serves: STATIC to 127.0.0.1:PORT, HTTP/2 for
- * HTTP2 and gRPC ports, with the Sidecar's `inboundConnectionPool` limits.
+ * `inbound|PORT||` per inbound port (listener_inbound.ts's `inboundTargets`: the Sidecar's
+ * ingress ports, else the ports the workload serves): STATIC to the port's target, HTTP/2 for
+ * HTTP2 and gRPC ports, with the port's connection pool limits.
  */
 export function inboundClusters(push: PushContext, proxy: Proxy): Cluster[] {
-  const pool = push.sidecarFor(proxy)?.spec.inboundConnectionPool;
-  return inboundPorts(push, proxy).map(({ port, endpoint }) => {
+  return inboundTargets(push, proxy).map(({ port, target, servicePort, connectionPool: pool }) => {
     const name = inboundClusterName(port);
     const cluster = create(ClusterSchema, {
       name,
@@ -156,13 +220,16 @@ export function inboundClusters(push: PushContext, proxy: Proxy): Cluster[] {
         clusterName: name,
         endpoints: [{
           lbEndpoints: [{
-            hostIdentifier: { case: "endpoint", value: { address: socketAddress("127.0.0.1", port) } },
+            hostIdentifier: {
+              case: "endpoint",
+              value: { address: socketAddress(target.address, target.port) },
+            },
           }],
         }],
       }),
     });
     applyConnectionPool(cluster, pool);
-    applyHttpProtocolOptions(cluster, endpoint.servicePort, pool);
+    applyHttpProtocolOptions(cluster, servicePort, pool);
     return cluster;
   });
 }
@@ -209,6 +276,8 @@ export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
   const ctx: ClusterContext = { push, proxy, locality: proxyLocality(push, proxy) };
   const clusters = outboundClusterPlans(push, proxy).map((plan) => outboundCluster(plan, ctx));
   if (proxy.type === "sidecar") clusters.push(...inboundClusters(push, proxy));
+  // A router's AUTO_PASSTHROUGH servers forward by SNI to outbound_.PORT_.SUBSET_.HOST clusters.
+  if (proxy.type === "router") clusters.push(...sniDnatClusters(push, proxy, clusters));
   clusters.push(blackHoleCluster(push), passthroughCluster(push));
   return clusters.sort((a, b) => byString(a.name, b.name));
 }

@@ -1,8 +1,9 @@
 /**
  * DestinationRule traffic policy on clusters (merged for a port and subset by mod/api's
- * `mergeTrafficPolicy`): one small configurer per part of it (load balancer with slow start, connection pool, HTTP
- * protocol options, outlier detection, locality weighting or zone-aware routing). TLS lives in
- * tls.ts. The shared pieces (thresholds, outlier detection, ring size) are what proxyless gRPC
+ * `mergeTrafficPolicy`): one small configurer per part of it (load balancer with slow start,
+ * connection pool with the retry budget, HTTP protocol options with HTTP/2 keepalive, outlier
+ * detection, locality weighting or zone-aware routing), and the TCP proxy's tunneling config
+ * for `tunnel`. TLS lives in tls.ts. The shared pieces (thresholds, outlier detection, ring size) are what proxyless gRPC
  * renders too (grpc/cluster.ts).
  *
  * @module
@@ -25,6 +26,8 @@ import {
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
 import {
   type CircuitBreakers_Thresholds,
+  type CircuitBreakers_Thresholds_RetryBudget,
+  CircuitBreakers_Thresholds_RetryBudgetSchema,
   CircuitBreakers_ThresholdsSchema,
   CircuitBreakersSchema,
 } from "#gen/envoy/config/cluster/v3/circuit_breaker_pb.ts";
@@ -41,10 +44,22 @@ import type {
   ConnectionPoolSettings,
   LoadBalancerSettings,
   OutlierDetection,
+  TrafficPolicy,
 } from "../../api/kinds/networking.ts";
 import { isHttp2Protocol, isHttpProtocol, type ServicePort } from "../model/service.ts";
 import { PercentSchema } from "#gen/envoy/type/v3/percent_pb.ts";
+import {
+  type TcpProxy_TunnelingConfig,
+  TcpProxy_TunnelingConfigSchema,
+} from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import { isIP } from "node:net";
 import { durationFromString, secondsFromString, typedConfig } from "./conversion.ts";
+
+/** A DestinationRule's `retryBudget`. */
+export type RetryBudget = NonNullable<TrafficPolicy["retryBudget"]>;
+
+/** A DestinationRule's `tunnel`. */
+export type TunnelSettings = NonNullable<TrafficPolicy["tunnel"]>;
 
 const MAX_UINT32 = 4294967295;
 
@@ -59,14 +74,31 @@ export function defaultThresholds(): CircuitBreakers_Thresholds {
   });
 }
 
+/** Istio's retry budget defaults: 20% of active requests, at least 3 concurrent retries. */
+export const RETRY_BUDGET_DEFAULTS = { percent: 20, minRetryConcurrency: 3 } as const;
+
+/**
+ * A DestinationRule `retryBudget` as Envoy's: the percent of active requests that may be
+ * retries and the minimum concurrent retries, each defaulting as in Istio.
+ */
+export function retryBudgetConfig(budget: RetryBudget): CircuitBreakers_Thresholds_RetryBudget {
+  return create(CircuitBreakers_Thresholds_RetryBudgetSchema, {
+    budgetPercent: { value: budget.percent ?? RETRY_BUDGET_DEFAULTS.percent },
+    minRetryConcurrency: budget.minRetryConcurrency || RETRY_BUDGET_DEFAULTS.minRetryConcurrency,
+  });
+}
+
 /**
  * The circuit-breaker thresholds for a connection pool: Istio's unlimited defaults, with the
- * pool's request, pending-request, retry and connection limits (both renderings use these).
+ * pool's request, pending-request, retry and connection limits, and the retry budget when one
+ * is set (both renderings use these).
  */
 export function circuitBreakerThresholds(
   pool: ConnectionPoolSettings | undefined,
+  retryBudget?: RetryBudget,
 ): CircuitBreakers_Thresholds {
   const t = defaultThresholds();
+  if (retryBudget) t.retryBudget = retryBudgetConfig(retryBudget);
   const http = pool?.http;
   if (http?.http2MaxRequests) t.maxRequests = http.http2MaxRequests;
   if (http?.http1MaxPendingRequests) t.maxPendingRequests = http.http1MaxPendingRequests;
@@ -76,11 +108,15 @@ export function circuitBreakerThresholds(
 }
 
 /**
- * Connection pool → circuit-breaker thresholds, connect timeout and TCP keepalive. Always sets
- * circuit breakers (the defaults when the pool says nothing).
+ * Connection pool (and retry budget) → circuit-breaker thresholds, connect timeout and TCP
+ * keepalive. Always sets circuit breakers (the defaults when the pool says nothing).
  */
-export function applyConnectionPool(cluster: Cluster, pool: ConnectionPoolSettings | undefined): void {
-  const t = circuitBreakerThresholds(pool);
+export function applyConnectionPool(
+  cluster: Cluster,
+  pool: ConnectionPoolSettings | undefined,
+  retryBudget?: RetryBudget,
+): void {
+  const t = circuitBreakerThresholds(pool, retryBudget);
   const tcp = pool?.tcp;
   if (tcp?.connectTimeout) cluster.connectTimeout = durationFromString(tcp.connectTimeout);
   const ka = tcp?.tcpKeepalive;
@@ -103,7 +139,8 @@ export const HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.Htt
  * Builds the upstream HTTP protocol options for a port, or undefined when Envoy's defaults
  * (HTTP/1.1, no limits) apply: HTTP/2 for HTTP2/GRPC ports or an explicit h2 upgrade, the
  * client's protocol when `useClientProtocol`, and idle timeout, requests per connection,
- * connection lifetime and concurrent streams from the connection pool.
+ * connection lifetime, and for HTTP/2 concurrent streams and connection keepalive (PING
+ * interval and timeout, `http2KeepAlive`) from the connection pool.
  */
 export function httpProtocolOptions(
   port: ServicePort,
@@ -125,6 +162,18 @@ export function httpProtocolOptions(
     : undefined;
   if (!h2 && !common && !http?.useClientProtocol) return undefined;
   const streams = http?.maxConcurrentStreams;
+  const keepalive = http?.http2KeepAlive;
+  const h2Options = {
+    ...(streams ? { maxConcurrentStreams: streams } : {}),
+    ...(keepalive
+      ? {
+        connectionKeepalive: {
+          ...(keepalive.interval ? { interval: durationFromString(keepalive.interval) } : {}),
+          ...(keepalive.timeout ? { timeout: durationFromString(keepalive.timeout) } : {}),
+        },
+      }
+      : {}),
+  };
   return create(HttpProtocolOptionsSchema, {
     ...(common ? { commonHttpProtocolOptions: common } : {}),
     upstreamProtocolOptions: http?.useClientProtocol
@@ -135,7 +184,7 @@ export function httpProtocolOptions(
         value: {
           protocolConfig: {
             case: "http2ProtocolOptions",
-            value: streams ? { maxConcurrentStreams: streams } : {},
+            value: h2Options,
           },
         },
       }
@@ -288,6 +337,19 @@ export function applyLoadBalancer(cluster: Cluster, lb: LoadBalancerSettings | u
   };
 }
 
+/**
+ * A DestinationRule `tunnel` as the TCP proxy's tunneling config: the connection is carried in
+ * an HTTP CONNECT request (POST when `protocol: POST`) for `targetHost:targetPort` to the
+ * cluster's endpoints, which are the tunnel proxies.
+ */
+export function tunnelingConfig(tunnel: TunnelSettings): TcpProxy_TunnelingConfig {
+  const host = isIP(tunnel.targetHost) === 6 ? `[${tunnel.targetHost}]` : tunnel.targetHost;
+  return create(TcpProxy_TunnelingConfigSchema, {
+    hostname: `${host}:${tunnel.targetPort}`,
+    usePost: tunnel.protocol === "POST",
+  });
+}
+
 /** True for clusters whose discovery type is ORIGINAL_DST. */
 export function isOriginalDst(cluster: Cluster): boolean {
   return cluster.clusterDiscoveryType.case === "type" &&
@@ -296,7 +358,7 @@ export function isOriginalDst(cluster: Cluster): boolean {
 
 /**
  * Turns on locality-weighted balancing when the locality settings need it: `distribute`
- * weights, or `failover` together with outlier detection (without it Envoy never fails over).
+ * weights, or `failover` or `failoverPriority` together with outlier detection (without it Envoy never fails over).
  * The weights and priorities themselves are set on the endpoints (locality_lb.ts). Otherwise
  * `zoneAwareLbSetting` turns on Envoy's zone-aware routing (the two are one choice in Envoy;
  * locality weighting wins when both apply).
@@ -326,6 +388,7 @@ export function applyLocalityLbConfig(cluster: Cluster, lb: LoadBalancerSettings
 export function localityWeighted(lb: LoadBalancerSettings | undefined, outlierDetection: boolean): boolean {
   const setting = lb?.localityLbSetting;
   if (!setting || setting.enabled === false) return false;
-  const failover = (setting.failover?.length ?? 0) > 0 && outlierDetection;
+  const failover = ((setting.failover?.length ?? 0) > 0 || (setting.failoverPriority?.length ?? 0) > 0) &&
+    outlierDetection;
   return (setting.distribute?.length ?? 0) > 0 || failover;
 }

@@ -27,6 +27,7 @@ import { mixerFilterSettings } from "../../api/mixer/filter_settings.ts";
 import { durationFromString, typedConfig } from "./conversion.ts";
 import { buildRbac, rbacHttpFilters } from "./authz.ts";
 import { CORS_FILTER } from "./cors.ts";
+import { customAuthzFilter } from "./ext_authz.ts";
 import { FAULT_FILTER } from "./fault.ts";
 import { jwtFilter, jwtIssuers } from "./jwt.ts";
 import type { HttpFilterConfigurer, HttpFilterContext } from "./http_filter_context.ts";
@@ -42,19 +43,24 @@ export const ROUTER_FILTER = "envoy.filters.http.router";
 export type { HttpFilterConfigurer, HttpFilterContext, TrafficDirection } from "./http_filter_context.ts";
 
 /**
- * Authorization (AuthorizationPolicy → RBAC) on inbound and gateway connection managers: one
- * RBAC filter per action (AUDIT, DENY, ALLOW, in that order) for the policies selecting the
- * proxy's workload; none where no policy applies and on outbound connection managers.
+ * Authorization (AuthorizationPolicy) on inbound and gateway connection managers: first the
+ * CUSTOM policies' filters (ext_authz.ts: per provider a shadow RBAC filter and ext_authz, or
+ * a fail-closed DENY), then one RBAC filter per action (AUDIT, DENY, ALLOW, in that order) for
+ * the policies selecting the proxy's workload; none where no policy applies and on outbound
+ * connection managers. CUSTOM before DENY and ALLOW is Istio's order.
  */
 export const rbacFilter: HttpFilterConfigurer = (ctx) =>
-  ctx.direction === "outbound" ? [] : rbacHttpFilters(
-    buildRbac(
-      ctx.push.authorizationPolicies(ctx.proxy),
-      "http",
-      // Request principals and request.auth.* only where the JWT filter runs (sidecar inbound).
-      ctx.direction === "inbound" ? jwtIssuers(ctx.push, ctx.proxy) : [],
+  ctx.direction === "outbound" ? [] : [
+    ...customAuthzFilter(ctx),
+    ...rbacHttpFilters(
+      buildRbac(
+        ctx.push.authorizationPolicies(ctx.proxy),
+        "http",
+        // Request principals and request.auth.* where the JWT filter runs (sidecar inbound, gateways).
+        jwtIssuers(ctx.push, ctx.proxy),
+      ),
     ),
-  );
+  ];
 
 /** A gRPC service reached through the Envoy cluster `clusterName`. */
 function envoyGrpc(clusterName: string, timeoutMs?: number) {

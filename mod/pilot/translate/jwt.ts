@@ -1,13 +1,14 @@
 /**
  * RequestAuthentication → Envoy's JWT authentication filter (`envoy.filters.http.jwt_authn`) on
- * sidecar inbound HTTP connection managers, as Istio configures it:
+ * sidecar inbound and gateway HTTP connection managers, as Istio configures it:
  *
  * - One provider per jwtRule of every RequestAuthentication applying to the proxy
  *   ({@link PushContext.requestAuthentications}). Its name is the issuer (a second rule for an
  *   issuer already named gets `#2`, `#3`, … in policy order), so names are deterministic.
  * - Each provider writes the verified payload into the dynamic metadata namespace
  *   {@link JWT_FILTER} under the key = its issuer (`payload_in_metadata`). RBAC reads request
- *   principals (`iss/sub`) and `request.auth.*` claims from there (see authz.ts).
+ *   principals (`iss/sub`) and `request.auth.*` claims from there (see authz.ts), and so do a
+ *   gateway's routes matching `@request.auth.claims` (route_plan.ts, route_match.ts).
  * - The requirement is "any provider, or no token at all" (`requires_any` of every provider plus
  *   `allow_missing`): a request without a token passes, a request with a token that no provider
  *   can verify is rejected with 401. Whether a token is required at all is left to
@@ -20,8 +21,8 @@
  *   waiting for a fetch that cannot succeed until such a cluster appears (tokens of that issuer
  *   fail verification until then).
  *
- * Nothing is emitted where no RequestAuthentication applies, and never on outbound or gateway
- * connection managers.
+ * Nothing is emitted where no RequestAuthentication applies (a gateway proxy is selected by its
+ * namespace and labels like any workload), and never on sidecar outbound connection managers.
  *
  * @module
  */
@@ -61,25 +62,37 @@ export interface NamedJwtRule {
 }
 
 /**
- * The jwtRules of `policies` in order, each with its provider name (the issuer; `#N` appended
- * from the second rule with the same issuer on).
+ * The key a rule's verified payload is kept under in metadata, also its provider's base name:
+ * the issuer, or the `jwksUri` of a rule without one (which accepts any issuer).
+ */
+export function issuerKey(rule: JWTRule): string {
+  return rule.issuer || rule.jwksUri || "";
+}
+
+/**
+ * The jwtRules of `policies` in order, each with its provider name (the {@link issuerKey};
+ * `#N` appended from the second rule with the same key on).
  */
 export function jwtRules(policies: readonly Resource<RequestAuthenticationSpec>[]): NamedJwtRule[] {
   const seen = new Map<string, number>();
   const out: NamedJwtRule[] = [];
   for (const p of policies) {
     for (const rule of p.spec.jwtRules ?? []) {
-      const n = (seen.get(rule.issuer) ?? 0) + 1;
-      seen.set(rule.issuer, n);
-      out.push({ name: n === 1 ? rule.issuer : `${rule.issuer}#${n}`, rule });
+      const key = issuerKey(rule);
+      const n = (seen.get(key) ?? 0) + 1;
+      seen.set(key, n);
+      out.push({ name: n === 1 ? key : `${key}#${n}`, rule });
     }
   }
   return out;
 }
 
-/** The issuers whose payloads the JWT filter of a sidecar inbound HCM puts in metadata. */
+/**
+ * The keys (issuers) under which the JWT filter of a sidecar inbound or gateway HCM puts
+ * verified payloads in metadata, in policy order.
+ */
 export function jwtIssuers(push: PushContext, proxy: Proxy): string[] {
-  return [...new Set(jwtRules(push.requestAuthentications(proxy)).map((r) => r.rule.issuer))];
+  return [...new Set(jwtRules(push.requestAuthentications(proxy)).map((r) => issuerKey(r.rule)))];
 }
 
 /** The outbound cluster serving `uri` (`outbound|PORT||HOST`), and whether the proxy has it. */
@@ -122,7 +135,7 @@ function provider(push: PushContext, proxy: Proxy, rule: JWTRule): JwtProvider {
     };
   }
   return create(JwtProviderSchema, {
-    issuer: rule.issuer,
+    issuer: rule.issuer ?? "",
     audiences: [...(rule.audiences ?? [])],
     jwksSourceSpecifier: jwks,
     forward: rule.forwardOriginalToken ?? false,
@@ -130,7 +143,7 @@ function provider(push: PushContext, proxy: Proxy, rule: JWTRule): JwtProvider {
     fromParams: [...(rule.fromParams ?? [])],
     fromCookies: [...(rule.fromCookies ?? [])],
     forwardPayloadHeader: rule.outputPayloadToHeader ?? "",
-    payloadInMetadata: rule.issuer,
+    payloadInMetadata: issuerKey(rule),
     claimToHeaders: (rule.outputClaimToHeaders ?? []).map((c) => ({
       headerName: c.header,
       claimName: c.claim,
@@ -173,11 +186,11 @@ export function buildJwtAuthentication(
 }
 
 /**
- * RequestAuthentication → the JWT filter, on sidecar inbound connection managers whose proxy
- * some RequestAuthentication with jwtRules applies to; nothing elsewhere.
+ * RequestAuthentication → the JWT filter, on sidecar inbound and gateway connection managers
+ * whose proxy some RequestAuthentication with jwtRules applies to; nothing on outbound ones.
  */
 export const jwtFilter: HttpFilterConfigurer = (ctx) => {
-  if (ctx.direction !== "inbound") return [];
+  if (ctx.direction === "outbound") return [];
   const config = buildJwtAuthentication(ctx.push, ctx.proxy, ctx.push.requestAuthentications(ctx.proxy));
   if (!config) return [];
   return [

@@ -3,7 +3,11 @@
  * HTTP connection manager on RDS `http.PORT`. Other ports carry a filter chain per server:
  * TLS-terminating HTTPS servers match their hosts as SNI and route over their own RDS name;
  * TLS passthrough servers forward by SNI as the bound VirtualServices' `tls` routes say; TCP
- * servers (and TLS servers that terminate) forward as their `tcp` routes say.
+ * servers (and TLS servers that terminate) forward as their `tcp` routes say. TCP and TLS chains
+ * start with the authorization filters of the policies selecting the gateway (CUSTOM, then
+ * network RBAC; ext_authz.ts `tcpAuthzFilters`), as Istio's gateways do. AUTO_PASSTHROUGH
+ * servers forward every reachable service by its `outbound_.PORT_.SUBSET_.HOST` SNI
+ * (sni_dnat.ts).
  *
  * @module
  */
@@ -17,18 +21,22 @@ import {
 } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.ts";
-import type { L4MatchAttributes, RouteDestination, TLSMatchAttributes } from "../../api/kinds/networking.ts";
-import { type PushContext, qualifyGateway } from "../model/push_context.ts";
+import type { RouteDestination } from "../../api/kinds/networking.ts";
+import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { hostCovers, selectorMatches, splitNamespacedHost } from "../../api/mod.ts";
+import { hostCovers, splitNamespacedHost } from "../../api/mod.ts";
+import { tcpProxySettings } from "./cluster_plan.ts";
 import { socketAddress, typedConfig } from "./conversion.ts";
 import { type GatewayPort, type GatewayServer } from "./gateway_server.ts";
 import { gatewayPorts } from "./gateway_server.ts";
 import { hcmFilter, httpConnectionManager } from "./http_connection_manager.ts";
 import { listenerName, TLS_INSPECTOR } from "./listener_outbound.ts";
-import { destinationCluster, type RouteContext } from "./route_action.ts";
+import type { RouteContext } from "./route_action.ts";
+import { l4MatchApplies, planL4Destinations } from "./route_plan.ts";
 import { tcpProxy, tcpProxyFilter, type WeightedTarget } from "./tcp_proxy.ts";
 import { downstreamTlsContext, downstreamTransportSocket } from "./tls.ts";
+import { autoPassthroughChains, isAutoPassthrough } from "./sni_dnat.ts";
+import { tcpAuthzFilters } from "./ext_authz.ts";
 
 /** The SNI names a server answers to: its hosts without namespaces; none when it takes any ("*"). */
 export function serverNames(gs: GatewayServer): string[] {
@@ -36,28 +44,19 @@ export function serverNames(gs: GatewayServer): string[] {
   return hosts.includes("*") ? [] : [...new Set(hosts)].sort();
 }
 
-function l4Applies(
-  m: L4MatchAttributes | TLSMatchAttributes,
-  vsNamespace: string,
-  ctx: RouteContext,
-): boolean {
-  if (m.port !== undefined && m.port !== 0 && m.port !== ctx.port) return false;
-  if (m.gateways && m.gateways.length > 0) {
-    return m.gateways.some((g) => ctx.gateways.includes(qualifyGateway(g, vsNamespace)));
-  }
-  return selectorMatches(m.sourceLabels, ctx.proxy.labels);
-}
-
 function targets(
   route: readonly RouteDestination[],
   vsNamespace: string,
   ctx: RouteContext,
 ): WeightedTarget[] {
-  const list = route.length === 1 ? route : route.filter((d) => (d.weight ?? 0) > 0);
-  return list.map((d) => ({
-    cluster: destinationCluster(d.destination, vsNamespace, ctx),
-    weight: d.weight ?? 100,
-  }));
+  return planL4Destinations(route, vsNamespace, ctx).map((d) => ({ cluster: d.cluster, weight: d.weight }));
+}
+
+/** The TCP proxy to `route`'s clusters, with the DestinationRule's TCP settings for a single one. */
+function routeTcpProxy(route: readonly RouteDestination[], vsNamespace: string, ctx: RouteContext) {
+  const t = targets(route, vsNamespace, ctx);
+  const settings = t.length === 1 ? tcpProxySettings(ctx.push, ctx.proxy, t[0]!.cluster) : {};
+  return tcpProxy(t, ctx.push.mesh, settings);
 }
 
 /** Filter chains of a TLS passthrough server: one per applicable `tls` route match, by SNI. */
@@ -67,13 +66,16 @@ function passthroughChains(gs: GatewayServer, ctx: RouteContext): FilterChain[] 
   for (const vs of ctx.push.virtualServices(ctx.proxy, gs.gateway)) {
     for (const tls of vs.spec.tls ?? []) {
       for (const m of tls.match) {
-        if (!l4Applies(m, vs.metadata.namespace, ctx)) continue;
+        if (!l4MatchApplies(m, vs.metadata.namespace, ctx)) continue;
         const sni = m.sniHosts.filter((h) => names.length === 0 || names.some((n) => hostCovers(n, h)));
         if (sni.length === 0 || !tls.route || tls.route.length === 0) continue;
         chains.push(create(FilterChainSchema, {
           name: `${gs.gateway}|${[...sni].sort().join(",")}`,
           filterChainMatch: { serverNames: [...sni].sort() },
-          filters: [tcpProxyFilter(tcpProxy(targets(tls.route, vs.metadata.namespace, ctx), ctx.push.mesh))],
+          filters: [
+            ...tcpAuthzFilters(ctx.push, ctx.proxy),
+            tcpProxyFilter(routeTcpProxy(tls.route, vs.metadata.namespace, ctx)),
+          ],
         }));
       }
     }
@@ -86,7 +88,7 @@ function tcpChain(gs: GatewayServer, ctx: RouteContext): FilterChain | undefined
   for (const vs of ctx.push.virtualServices(ctx.proxy, gs.gateway)) {
     for (const tcp of vs.spec.tcp ?? []) {
       const applies = !tcp.match || tcp.match.length === 0 ||
-        tcp.match.some((m) => l4Applies(m, vs.metadata.namespace, ctx));
+        tcp.match.some((m) => l4MatchApplies(m, vs.metadata.namespace, ctx));
       if (!applies || !tcp.route || tcp.route.length === 0) continue;
       const tls = gs.server.tls ? downstreamTlsContext(gs.server.tls) : undefined;
       const names = tls ? serverNames(gs) : [];
@@ -95,7 +97,10 @@ function tcpChain(gs: GatewayServer, ctx: RouteContext): FilterChain | undefined
         ...(names.length > 0
           ? { filterChainMatch: create(FilterChainMatchSchema, { serverNames: names }) }
           : {}),
-        filters: [tcpProxyFilter(tcpProxy(targets(tcp.route, vs.metadata.namespace, ctx), ctx.push.mesh))],
+        filters: [
+          ...tcpAuthzFilters(ctx.push, ctx.proxy),
+          tcpProxyFilter(routeTcpProxy(tcp.route, vs.metadata.namespace, ctx)),
+        ],
         ...(tls ? { transportSocket: downstreamTransportSocket(tls) } : {}),
       });
     }
@@ -125,6 +130,9 @@ function serverChains(gs: GatewayServer, gp: GatewayPort, ctx: RouteContext): Fi
       })];
     }
     case "tls":
+      if (isAutoPassthrough(gs)) {
+        return autoPassthroughChains(ctx.push, ctx.proxy, gs, tcpAuthzFilters(ctx.push, ctx.proxy));
+      }
       if (gs.server.tls && downstreamTlsContext(gs.server.tls)) {
         const chain = tcpChain(gs, ctx);
         return chain ? [chain] : [];

@@ -12,6 +12,14 @@
  *   listener's default chain. Without a default, unmatched traffic falls through as above.
  *   On an HTTP port a TCP service without addresses cannot be told apart from HTTP traffic
  *   and gets no chain (as in Istio, the HTTP listener wins).
+ * - Where each of those chains forwards is the service's L4 route plans
+ *   (`sidecarL4RoutePlans` in route_plan.ts): a VirtualService's `tcp` rules (TCP ports) or
+ *   `tls` rules (TLS and HTTPS ports) bound to "mesh" give one chain per route, matching the
+ *   rule's destination subnets and SNI hosts in place of the service's own, with a TCP proxy to
+ *   the rule's (weighted) clusters; without such rules, the service's own cluster. A match
+ *   (SNI name and range) an earlier chain of the listener has is left to that chain.
+ * - A Sidecar's egress listeners with a port add listeners of their own where they are not
+ *   captured or bind a specific address (`sidecarEgressListeners`).
  *
  * @module
  */
@@ -25,16 +33,28 @@ import {
 } from "#gen/envoy/config/listener/v3/listener_components_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import { TrafficDirection } from "#gen/envoy/config/core/v3/base_pb.ts";
+import type { CidrRange } from "#gen/envoy/config/core/v3/address_pb.ts";
 import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.ts";
-import type { PushContext } from "../model/push_context.ts";
+import { egressHostsAdmit, type PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
-import { isHttpProtocol, type Service, type ServicePort } from "../model/service.ts";
-import { BLACKHOLE_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
+import {
+  isHttpProtocol,
+  parseProtocol,
+  type Protocol,
+  type Service,
+  type ServicePort,
+} from "../model/service.ts";
+import type { SidecarPort } from "../../api/kinds/networking.ts";
+import { bindsItself, isWildcardBind } from "./listener_inbound.ts";
+import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from "./cluster_name.ts";
 import { byString, cidrRange, isCidrBlock, socketAddress, typedConfig } from "./conversion.ts";
 import { hcmFilter, httpConnectionManager } from "./http_connection_manager.ts";
 import { outboundPolicy, reachableServices } from "./proxy_scope.ts";
 import { outboundHttpPorts, outboundRouteName } from "./route.ts";
 import { destinationCluster } from "./route_action.ts";
+import { type L4RoutePlan, sidecarL4RoutePlans } from "./route_plan.ts";
+import type { TcpProxy } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import { tcpProxySettings } from "./cluster_plan.ts";
 import { tcpProxy, tcpProxyFilter } from "./tcp_proxy.ts";
 
 /** Name and port of the listener captured outbound traffic arrives at. */
@@ -123,10 +143,37 @@ function outboundListener(
   });
 }
 
-function tcpChain(cluster: string, push: PushContext): FilterChain {
+/**
+ * The TCP proxy for an L4 route's destinations, with the DestinationRule's TCP settings when
+ * it has one cluster (see cluster_plan.ts's `tcpProxySettings`).
+ */
+function l4TcpProxy(plan: L4RoutePlan, push: PushContext, proxy: Proxy): TcpProxy {
+  const targets = plan.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight }));
+  const settings = targets.length === 1 ? tcpProxySettings(push, proxy, targets[0]!.cluster) : {};
+  return tcpProxy(targets, push.mesh, settings);
+}
+
+/** A chain forwarding as an L4 route plan says; named by its clusters and conditions. */
+function planChain(
+  plan: L4RoutePlan,
+  ctx: { push: PushContext; proxy: Proxy },
+  base: { sni?: string[]; ranges?: string[] },
+): FilterChain {
+  const targets = plan.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight }));
+  const sni = plan.sniHosts.length > 0 ? [...plan.sniHosts] : base.sni ?? [];
+  const ranges = plan.destinationSubnets.length > 0 ? [...plan.destinationSubnets] : base.ranges ?? [];
+  const name = [targets.map((t) => t.cluster).join(","), ...sni, ...ranges].join("|");
   return create(FilterChainSchema, {
-    name: cluster,
-    filters: [tcpProxyFilter(tcpProxy(cluster, push.mesh))],
+    name: plan.path === "" ? targets[0]!.cluster : name,
+    ...(sni.length > 0 || ranges.length > 0
+      ? {
+        filterChainMatch: create(FilterChainMatchSchema, {
+          serverNames: sni,
+          prefixRanges: ranges.map(cidrRange),
+        }),
+      }
+      : {}),
+    filters: [tcpProxyFilter(l4TcpProxy(plan, ctx.push, ctx.proxy))],
   });
 }
 
@@ -135,9 +182,40 @@ interface PortChains {
   readonly specific: FilterChain[];
   /** The chain for everything else on the port, if a service claims it. */
   fallback?: FilterChain;
-  sni: boolean;
-  /** CIDR ranges already matched by a chain. */
+  /** SNI name and CIDR pairs already matched: Envoy refuses two chains with the same match. */
   readonly claimed: Set<string>;
+}
+
+/**
+ * Adds a chain to a listener's, narrowed to the SNI name and range pairs no earlier chain
+ * matches (the first service keeps a match); a chain without conditions becomes the fallback
+ * unless there is one.
+ */
+function addChain(pc: PortChains, chain: FilterChain): void {
+  const m = chain.filterChainMatch;
+  if (!m) {
+    pc.fallback ??= chain;
+    return;
+  }
+  const names = m.serverNames.length > 0 ? m.serverNames : [""];
+  const key = (n: string, r?: CidrRange) => `${n}|${r ? `${r.addressPrefix}/${r.prefixLen}` : ""}`;
+  if (m.prefixRanges.length === 0) {
+    if (names.some((n) => pc.claimed.has(key(n)))) return;
+    for (const n of names) pc.claimed.add(key(n));
+  } else {
+    m.prefixRanges = m.prefixRanges.filter((r) => names.every((n) => !pc.claimed.has(key(n, r))));
+    if (m.prefixRanges.length === 0) return;
+    for (const r of m.prefixRanges) for (const n of names) pc.claimed.add(key(n, r));
+  }
+  pc.specific.push(chain);
+}
+
+function needsTlsInspector(chains: readonly FilterChain[]): ListenerFilter[] {
+  return chains.some((c) => (c.filterChainMatch?.serverNames.length ?? 0) > 0) ? [tlsInspector()] : [];
+}
+
+function isTlsPort(port: ServicePort): boolean {
+  return port.protocol === "TLS" || port.protocol === "HTTPS";
 }
 
 /** Every outbound listener of a sidecar except virtualOutbound, sorted by name. */
@@ -147,7 +225,7 @@ export function outboundServiceListeners(push: PushContext, proxy: Proxy): Liste
   const wildcard = new Map<number, PortChains>();
   const chainsFor = (port: number) => {
     let c = wildcard.get(port);
-    if (!c) wildcard.set(port, c = { specific: [], sni: false, claimed: new Set() });
+    if (!c) wildcard.set(port, c = { specific: [], claimed: new Set() });
     return c;
   };
   const tcpPorts: Array<{ service: Service; port: ServicePort }> = [];
@@ -155,34 +233,31 @@ export function outboundServiceListeners(push: PushContext, proxy: Proxy): Liste
     for (const port of service.ports) if (!isHttpProtocol(port.protocol)) tcpPorts.push({ service, port });
   }
   for (const { service, port } of tcpPorts) {
-    const cluster = outboundClusterName(port.number, service.hostname);
+    const scope = { host: service.hostname, port: port.number, tls: isTlsPort(port) };
     const ips = service.addresses.filter((a) => !isCidrBlock(a)).map((a) => a.split("/")[0]!);
     const blocks = service.addresses.filter(isCidrBlock);
     for (const ip of ips) {
       const name = listenerName(ip, port.number);
-      if (!listeners.has(name)) {
-        listeners.set(name, outboundListener(ip, port.number, [tcpChain(cluster, push)]));
+      if (listeners.has(name)) continue;
+      const own: PortChains = { specific: [], claimed: new Set() };
+      for (const plan of sidecarL4RoutePlans(push, proxy, { ...scope, wildcard: false })) {
+        addChain(own, planChain(plan, { push, proxy }, {}));
       }
+      const chains = [...own.specific, ...(own.fallback ? [own.fallback] : [])];
+      listeners.set(name, outboundListener(ip, port.number, chains, needsTlsInspector(chains)));
     }
-    const pc0 = blocks.length > 0 ? chainsFor(port.number) : undefined;
-    const unclaimed = blocks.filter((b) => !pc0?.claimed.has(b));
-    if (pc0 && unclaimed.length > 0) {
-      // Envoy refuses two chains with the same match: a range already claimed stays with its first service.
-      for (const b of unclaimed) pc0.claimed.add(b);
-      const chain = tcpChain(cluster, push);
-      chain.filterChainMatch = create(FilterChainMatchSchema, { prefixRanges: unclaimed.map(cidrRange) });
-      pc0.specific.push(chain);
+    const plans = blocks.length > 0 || (service.addresses.length === 0 && !httpPorts.has(port.number))
+      ? sidecarL4RoutePlans(push, proxy, { ...scope, wildcard: true })
+      : [];
+    if (blocks.length > 0) {
+      const pc = chainsFor(port.number);
+      // A range already claimed stays with its first service.
+      for (const plan of plans) addChain(pc, planChain(plan, { push, proxy }, { ranges: blocks }));
     }
     if (service.addresses.length > 0 || httpPorts.has(port.number)) continue;
     const pc = chainsFor(port.number);
-    if ((port.protocol === "TLS" || port.protocol === "HTTPS") && service.hostname !== "*") {
-      const chain = tcpChain(cluster, push);
-      chain.filterChainMatch = create(FilterChainMatchSchema, { serverNames: [service.hostname] });
-      pc.specific.push(chain);
-      pc.sni = true;
-    } else {
-      pc.fallback ??= tcpChain(cluster, push);
-    }
+    const sni = scope.tls && service.hostname !== "*" ? [service.hostname] : [];
+    for (const plan of plans) addChain(pc, planChain(plan, { push, proxy }, { sni }));
   }
   for (const port of httpPorts) {
     const chains = wildcard.get(port)?.specific ?? [];
@@ -201,8 +276,104 @@ export function outboundServiceListeners(push: PushContext, proxy: Proxy): Liste
   for (const [port, pc] of wildcard) {
     if (httpPorts.has(port)) continue;
     const chains = [...pc.specific, pc.fallback ?? fallthroughChain(push, proxy)];
-    const filters = pc.sni ? [tlsInspector()] : [];
-    listeners.set(listenerName("0.0.0.0", port), outboundListener("0.0.0.0", port, chains, filters));
+    listeners.set(
+      listenerName("0.0.0.0", port),
+      outboundListener("0.0.0.0", port, chains, needsTlsInspector(chains)),
+    );
   }
   return [...listeners.values()].sort((a, b) => byString(a.name, b.name));
+}
+
+/** A service port an egress listener serves. */
+interface EgressTarget {
+  readonly service: Service;
+  readonly port: ServicePort;
+}
+
+/**
+ * The protocol of a Sidecar egress listener: `port.protocol` when set (an empty string is
+ * unset), else the protocol its name starts with (`http-…`), else that of its first target.
+ */
+function egressProtocol(port: SidecarPort, targets: readonly EgressTarget[]): Protocol {
+  if (port.protocol) return parseProtocol(port.protocol);
+  const byName = parseProtocol(port.name?.split("-")[0]);
+  if (byName !== "UNSUPPORTED") return byName;
+  return targets[0]?.port.protocol ?? "TCP";
+}
+
+/** The TCP chains of an egress listener: per target its L4 route plans (SNI on TLS ports). */
+function egressTcpChains(push: PushContext, proxy: Proxy, targets: readonly EgressTarget[]): FilterChain[] {
+  const pc: PortChains = { specific: [], claimed: new Set() };
+  for (const { service, port } of targets) {
+    const tls = isTlsPort(port);
+    const sni = tls && service.hostname !== "*" ? [service.hostname] : [];
+    const scope = { host: service.hostname, port: port.number, tls, wildcard: true };
+    for (const plan of sidecarL4RoutePlans(push, proxy, scope)) {
+      addChain(pc, planChain(plan, { push, proxy }, { sni }));
+    }
+  }
+  return [...pc.specific, pc.fallback ?? fallthroughChain(push, proxy)];
+}
+
+/**
+ * Listeners for the proxy's Sidecar `egress` listeners that name a port and are either not
+ * captured (`captureMode` NONE, DEFAULT on a proxy with `INTERCEPTION_MODE: NONE`, or a
+ * `unix://` bind) or captured on a specific `bind` address:
+ *
+ * - Name `BIND_PORT` (a Unix socket: its `unix://` path) on the bind address; unset, 127.0.0.1
+ *   when not captured (the application calls the sidecar on loopback, as on meshd's VMs
+ *   without capture) and 0.0.0.0 when captured (then the service listeners above already are
+ *   that listener, scoped by the Sidecar's hosts, and nothing is added).
+ * - Envoy binds it when not captured; a captured one is handed connections for `BIND:PORT` by
+ *   virtualOutbound (`bind_to_port: false`).
+ * - Its chains serve the reachable services the listener's `hosts` admit that have the port
+ *   (a Unix socket listener: each such service's first port). HTTP listeners get an HTTP
+ *   connection manager on that port's routes (RDS `PORT`); the others a TCP proxy per service
+ *   (SNI chains on TLS ports), the first service the default, else the fall-through chain.
+ */
+export function sidecarEgressListeners(push: PushContext, proxy: Proxy): Listener[] {
+  const sidecar = push.sidecarFor(proxy);
+  if (!sidecar) return [];
+  const httpPorts = new Set(outboundHttpPorts(push, proxy));
+  const out: Listener[] = [];
+  for (const l of sidecar.spec.egress ?? []) {
+    if (!l.port) continue;
+    const unix = l.bind?.startsWith("unix://") ?? false;
+    const bound = unix || bindsItself(l.captureMode, proxy);
+    if (!bound && isWildcardBind(l.bind)) continue;
+    const bind = l.bind ?? (bound ? "127.0.0.1" : "0.0.0.0");
+    const number = l.port.number ?? 0;
+    const targets = reachableServices(push, proxy)
+      .filter((s) => egressHostsAdmit(l.hosts, sidecar.metadata.namespace, s))
+      .flatMap((service) => {
+        const ports = unix ? service.ports.slice(0, 1) : service.ports.filter((p) => p.number === number);
+        return ports.map((port) => ({ service, port }));
+      });
+    const routePort = unix ? targets[0]?.port.number : number;
+    const http = isHttpProtocol(egressProtocol(l.port, targets)) && routePort !== undefined &&
+      httpPorts.has(routePort);
+    const name = unix ? bind : listenerName(bind, number);
+    const chains = http
+      ? [create(FilterChainSchema, {
+        name,
+        filters: [hcmFilter(httpConnectionManager({
+          push,
+          proxy,
+          direction: "outbound",
+          port: routePort!,
+          statPrefix: `outbound_${name}`,
+          routes: { rds: outboundRouteName(routePort!) },
+        }))],
+      })]
+      : egressTcpChains(push, proxy, targets);
+    out.push(create(ListenerSchema, {
+      name,
+      address: socketAddress(bind, number),
+      filterChains: chains,
+      listenerFilters: needsTlsInspector(chains),
+      ...(bound ? {} : { bindToPort: false }),
+      trafficDirection: TrafficDirection.OUTBOUND,
+    }));
+  }
+  return out.sort((a, b) => byString(a.name, b.name));
 }

@@ -3,10 +3,18 @@
  * `localityLbSetting` asks: `distribute` sets each locality's weight (seen from the proxy's
  * locality), `failover` orders localities into priorities (same zone, same region, the named
  * failover region, the rest) so Envoy spills over only when outlier detection ejects hosts.
+ * `failoverPriority` orders endpoints by how many of the listed labels they share with the
+ * proxy, in list order, splitting a locality's endpoints over priorities; with `failover` as
+ * well, the locality order refines each of those priorities (Istio's rules).
  *
  * @module
  */
+import { create } from "@bufbuild/protobuf";
 import type { ClusterLoadAssignment } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
+import {
+  type LocalityLbEndpoints,
+  LocalityLbEndpointsSchema,
+} from "#gen/envoy/config/endpoint/v3/endpoint_components_pb.ts";
 import type { Locality } from "#gen/envoy/config/core/v3/base_pb.ts";
 import type { LocalityLoadBalancerSetting } from "../../api/kinds/networking.ts";
 import { byString } from "./conversion.ts";
@@ -36,6 +44,96 @@ export function localityMatches(locality: LocalityParts | undefined, pattern: st
     if (want[i] !== have[i]) return false;
   }
   return true;
+}
+
+/** Istio's topology label names, which endpoints and proxies carry for their locality and network. */
+export const TOPOLOGY_LABELS = {
+  region: "topology.kubernetes.io/region",
+  zone: "topology.kubernetes.io/zone",
+  subZone: "topology.istio.io/subzone",
+  network: "topology.istio.io/network",
+} as const;
+
+/** The topology labels of a locality ("region/zone/subzone") and network; only the parts known. */
+export function topologyLabels(
+  locality: string | undefined,
+  network: string | undefined,
+): Record<string, string> {
+  const { region, zone, subZone } = splitLocality(locality);
+  const out: Record<string, string> = {};
+  if (region) out[TOPOLOGY_LABELS.region] = region;
+  if (zone) out[TOPOLOGY_LABELS.zone] = zone;
+  if (subZone) out[TOPOLOGY_LABELS.subZone] = subZone;
+  if (network) out[TOPOLOGY_LABELS.network] = network;
+  return out;
+}
+
+type Labels = Readonly<Record<string, string>>;
+
+/** What `failoverPriority` compares: the proxy's labels and, per locality group and host, the endpoint's. */
+export interface PriorityLabels {
+  readonly proxy: Labels;
+  /** Parallel to `cla.endpoints[i].lbEndpoints`. */
+  readonly endpoints: readonly (readonly Labels[])[];
+}
+
+/**
+ * The failover priority of one endpoint: 0 when it shares every listed label with the proxy,
+ * else `n - j` for the first label `j` it differs in. An entry `label=value` compares with that
+ * value instead of the proxy's. A network label listed first never stops the comparison; a
+ * different network adds `n` (every endpoint of the proxy's network comes first).
+ */
+export function failoverPriorityOf(
+  proxy: Labels,
+  endpoint: Labels,
+  failoverPriority: readonly string[],
+): number {
+  const n = failoverPriority.length;
+  const withNetwork = failoverPriority[0] === TOPOLOGY_LABELS.network;
+  let adjust = 0;
+  for (let j = 0; j < n; j++) {
+    const entry = failoverPriority[j]!;
+    const eq = entry.indexOf("=");
+    const label = eq < 0 ? entry : entry.slice(0, eq);
+    const want = eq < 0 ? proxy[label] : entry.slice(eq + 1);
+    if (want === endpoint[label]) continue;
+    if (j === 0 && withNetwork) {
+      adjust = n;
+      continue;
+    }
+    return n - j + adjust;
+  }
+  return adjust;
+}
+
+/** Renumbers the groups' priorities to 0..N in order, without gaps. */
+function compactPriorities(groups: readonly LocalityLbEndpoints[]): void {
+  const used = [...new Set(groups.map((g) => g.priority))].sort((a, b) => a - b);
+  for (const g of groups) g.priority = used.indexOf(g.priority);
+}
+
+function applyFailoverPriority(
+  cla: ClusterLoadAssignment,
+  labels: PriorityLabels,
+  failoverPriority: readonly string[],
+): void {
+  cla.endpoints = cla.endpoints.flatMap((group, i) => {
+    const byPriority = new Map<number, number[]>();
+    group.lbEndpoints.forEach((_, k) => {
+      const p = failoverPriorityOf(labels.proxy, labels.endpoints[i]?.[k] ?? {}, failoverPriority);
+      byPriority.set(p, [...(byPriority.get(p) ?? []), k]);
+    });
+    return [...byPriority.keys()].sort((a, b) => a - b).map((p) => {
+      const members = byPriority.get(p)!.map((k) => group.lbEndpoints[k]!);
+      return create(LocalityLbEndpointsSchema, {
+        ...(group.locality ? { locality: group.locality } : {}),
+        lbEndpoints: members,
+        loadBalancingWeight: members.reduce((sum, e) => sum + (e.loadBalancingWeight ?? 1), 0),
+        priority: p,
+      });
+    });
+  });
+  compactPriorities(cla.endpoints);
 }
 
 function priorityFor(proxy: LocalityParts, ep: LocalityParts | undefined): number {
@@ -86,25 +184,39 @@ function applyFailover(
     }
     return p;
   });
-  const used = [...new Set(raw)].sort((a, b) => a - b);
+  // Priorities already set by failoverPriority stay the major order.
   cla.endpoints.forEach((group, i) => {
-    group.priority = used.indexOf(raw[i]!);
+    group.priority = group.priority * 5 + raw[i]!;
   });
+  compactPriorities(cla.endpoints);
 }
 
 /**
- * Applies the locality settings to the assignment, seen from `proxyLocality`. Does nothing
- * without settings, when they are disabled, or when the proxy's locality is unknown; failover
- * needs outlier detection on the cluster.
+ * Applies the locality settings to the assignment, seen from `proxyLocality`: `distribute`
+ * weights, or, with outlier detection on the cluster (else Envoy never fails over), the
+ * `failoverPriority` label order (needs `labels`) and then the locality order (`failover`
+ * names the region to spill to). Without `failoverPriority` the locality order always applies;
+ * with it, only when `failover` is set too. Does nothing without settings or when they are
+ * disabled; the locality parts need the proxy's locality.
  */
 export function applyLocalityLoadBalancing(
   cla: ClusterLoadAssignment,
   proxyLocality: string | undefined,
   setting: LocalityLoadBalancerSetting | undefined,
   outlierDetection: boolean,
+  labels?: PriorityLabels,
 ): void {
-  if (!setting || setting.enabled === false || !proxyLocality) return;
-  const proxy = splitLocality(proxyLocality);
-  if (setting.distribute && setting.distribute.length > 0) applyWeights(cla, proxy, setting.distribute);
-  else if (outlierDetection) applyFailover(cla, proxy, setting.failover ?? []);
+  if (!setting || setting.enabled === false) return;
+  const proxy = proxyLocality ? splitLocality(proxyLocality) : undefined;
+  if (setting.distribute && setting.distribute.length > 0) {
+    if (proxy) applyWeights(cla, proxy, setting.distribute);
+    return;
+  }
+  if (!outlierDetection) return;
+  const priority = setting.failoverPriority ?? [];
+  const byLabels = priority.length > 0 && labels !== undefined && Object.keys(labels.proxy).length > 0;
+  if (byLabels) applyFailoverPriority(cla, labels, priority);
+  if (proxy && (priority.length === 0 || (setting.failover?.length ?? 0) > 0)) {
+    applyFailover(cla, proxy, setting.failover ?? []);
+  }
 }

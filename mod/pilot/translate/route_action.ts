@@ -244,7 +244,7 @@ export function renderRoute(plan: RoutePlan, ctx: RouteContext): Route {
   const match = plan.match;
   const route = create(RouteSchema, {
     name: plan.name,
-    match: translateRouteMatch(match),
+    match: translateRouteMatch(match, plan.claims),
     ...(match?.statPrefix ? { statPrefix: match.statPrefix } : {}),
   });
   if (!http) {
@@ -284,7 +284,7 @@ export function renderRoute(plan: RoutePlan, ctx: RouteContext): Route {
 /**
  * The Envoy route for one rule of a VirtualService and one of its match conditions (or none),
  * or undefined when the condition does not apply here (port, source labels, gateways), matches
- * on JWT claims, or the rule only delegates (see planHttpRoute).
+ * on JWT claims no issuer here provides, or the rule still delegates (see planHttpRoute).
  */
 export function translateHttpRoute(
   http: HTTPRoute,

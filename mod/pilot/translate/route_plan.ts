@@ -7,6 +7,18 @@
  * asks for), its timeout, its retries (Istio's default when unset), its faults, and its header
  * conditions in one order.
  *
+ * Conditions on JWT claims (`@request.auth.claims.NAME` or `@request.auth.claims[A][B]` as a
+ * header name, as Istio spells them) are not header conditions: they are decided here as
+ * conditions on the payload the JWT filter verified ({@link ClaimCondition}). The JWT filter
+ * runs on gateway connection managers (jwt.ts), and keeps each issuer's payload apart, so a
+ * route with claim conditions is planned once per issuer of the RequestAuthentications that
+ * select the gateway (any of them may have verified the token), its conditions read from that
+ * issuer's payload; `withoutHeaders` conditions must hold in every issuer's payload (a missing
+ * payload meets them, as a missing claim does in Istio), so they go in every copy, and a match
+ * with only those is planned once. With no such issuer, or on a sidecar's outbound routes
+ * (which have no JWT filter, as in Istio), no request has claims: a route needing one is left
+ * out, one only excluding claims applies to all.
+ *
  * @module
  */
 import {
@@ -21,6 +33,7 @@ import type { Proxy } from "../model/proxy.ts";
 import { outboundClusterName } from "./cluster_name.ts";
 import { byString, isPresenceMatch } from "./conversion.ts";
 import { decideFault, type FaultDecision } from "./fault.ts";
+import { jwtIssuers } from "./jwt.ts";
 
 export { decideFault, type FaultDecision, grpcStatusCode } from "./fault.ts";
 
@@ -90,6 +103,19 @@ export interface HeaderCondition {
   readonly invert: boolean;
 }
 
+/** One condition on a claim of the verified JWT payload: `match` undefined means "present". */
+export interface ClaimCondition {
+  /** The claim and nested keys below the payload (`["groups"]`, `["nested", "key"]`). */
+  readonly path: readonly string[];
+  readonly match?: StringMatch;
+  readonly invert: boolean;
+}
+
+/** A claim condition bound to the issuer whose verified payload it reads. */
+export interface IssuerClaimCondition extends ClaimCondition {
+  readonly issuer: string;
+}
+
 /** One route, before it is rendered. */
 export interface RoutePlan {
   /** Istio's route name: the rule's name and the match's name, joined by "." (or "default"). */
@@ -100,6 +126,8 @@ export interface RoutePlan {
   readonly vsNamespace: string;
   /** The match condition; undefined matches everything. */
   readonly match?: HTTPMatchRequest;
+  /** The match's conditions on JWT claims, each bound to the issuer whose payload it reads. */
+  readonly claims?: readonly IssuerClaimCondition[];
   /** Where it is in the VirtualService: `http[i].match[j]`, for reports. */
   readonly path: string;
   readonly action: "forward" | "redirect" | "direct";
@@ -148,24 +176,64 @@ function condition(name: string, m: StringMatch | undefined, invert: boolean): H
 /**
  * The header conditions of a match, in the order both renderings use: `headers` and
  * `withoutHeaders` (inverted) sorted by name, then `:method`, `:authority` and `:scheme`. An
- * empty StringMatch or the regex "*" is a presence condition.
+ * empty StringMatch or the regex "*" is a presence condition. Names that address JWT claims
+ * are not header conditions (see {@link claimConditions}).
  */
 export function headerConditions(match: HTTPMatchRequest | undefined): HeaderCondition[] {
   if (!match) return [];
   const out = [
     ...sortedEntries(match.headers).map(([n, m]) => condition(n, m, false)),
     ...sortedEntries(match.withoutHeaders).map(([n, m]) => condition(n, m, true)),
-  ].sort((a, b) => byString(a.name, b.name));
+  ].filter((c) => claimPath(c.name) === undefined).sort((a, b) => byString(a.name, b.name));
   if (match.method) out.push(condition(":method", match.method, false));
   if (match.authority) out.push(condition(":authority", match.authority, false));
   if (match.scheme) out.push(condition(":scheme", match.scheme, false));
   return out;
 }
 
-/** True when the match conditions on JWT claims, which this translation cannot express. */
+/**
+ * The claim path a header name addresses, as Istio reads it: `@request.auth.claims.a.b` (dots)
+ * or `@request.auth.claims[a][b]` (brackets) give `["a", "b"]`; undefined for any other name
+ * (the prefix is compared without case, as Istio does).
+ */
+export function claimPath(name: string): string[] | undefined {
+  if (!name.toLowerCase().startsWith(CLAIM_HEADER_PREFIX)) return undefined;
+  const rest = name.slice(CLAIM_HEADER_PREFIX.length);
+  if (rest.startsWith(".") && rest.length > 1) return rest.slice(1).split(".");
+  if (rest.startsWith("[") && rest.endsWith("]") && rest.length > 2) return rest.slice(1, -1).split("][");
+  return undefined;
+}
+
+/**
+ * The conditions a match puts on JWT claims: `headers` then `withoutHeaders` (inverted) whose
+ * names address a claim, sorted by name. An empty StringMatch or the regex "*" means "present".
+ */
+export function claimConditions(match: HTTPMatchRequest | undefined): ClaimCondition[] {
+  if (!match) return [];
+  const named = [
+    ...sortedEntries(match.headers).map(([n, m]) => ({ n, c: condition(n, m, false) })),
+    ...sortedEntries(match.withoutHeaders).map(([n, m]) => ({ n, c: condition(n, m, true) })),
+  ].sort((a, b) => byString(a.n, b.n));
+  const out: ClaimCondition[] = [];
+  for (const { n, c } of named) {
+    const path = claimPath(n);
+    if (path) out.push({ path, ...(c.match ? { match: c.match } : {}), invert: c.invert });
+  }
+  return out;
+}
+
+/** True when the match conditions on JWT claims. */
 export function matchesOnClaims(match: HTTPMatchRequest | undefined): boolean {
-  const names = [...Object.keys(match?.headers ?? {}), ...Object.keys(match?.withoutHeaders ?? {})];
-  return names.some((n) => n.startsWith(CLAIM_HEADER_PREFIX));
+  return claimConditions(match).length > 0;
+}
+
+/**
+ * The issuers whose verified payloads the routes in this scope can read: those of the
+ * RequestAuthentications selecting a gateway proxy (its connection managers run the JWT
+ * filter), in policy order; none for sidecars, whose outbound traffic is not authenticated.
+ */
+export function claimIssuers(ctx: RouteContext): string[] {
+  return ctx.proxy.type === "router" ? jwtIssuers(ctx.push, ctx.proxy) : [];
 }
 
 /**
@@ -177,7 +245,8 @@ export function isCatchAllMatch(match: HTTPMatchRequest | undefined): boolean {
   const uri = match.uri;
   const allPaths = !uri || (uri.exact === undefined &&
     (uri.prefix !== undefined ? uri.prefix === "/" : uri.regex !== undefined ? uri.regex === ".*" : true));
-  return allPaths && headerConditions(match).length === 0 && sortedEntries(match.queryParams).length === 0;
+  return allPaths && headerConditions(match).length === 0 && !matchesOnClaims(match) &&
+    sortedEntries(match.queryParams).length === 0;
 }
 
 /**
@@ -237,9 +306,39 @@ export function planDestination(
 export const REDIRECT_CODES: readonly number[] = [301, 302, 303, 307, 308];
 
 /**
- * The plan for one rule of a VirtualService and one of its match conditions (or none), or
- * undefined when the condition does not apply here (port, source labels, gateways), matches
- * on JWT claims, the rule only delegates, or it redirects with a code no data plane sends.
+ * The plans for one rule of a VirtualService and one of its match conditions (or none): one
+ * plan, or one per issuer that can have verified the JWT when the match conditions on claims
+ * (see the module notes). None when the condition does not apply here (port, source labels,
+ * gateways), matches on claims no issuer here provides, the rule still delegates (a delegate
+ * that was not found), or it redirects with a code no data plane sends.
+ */
+export function planHttpRoutes(
+  http: HTTPRoute,
+  match: HTTPMatchRequest | undefined,
+  vs: VirtualServiceResource,
+  ctx: RouteContext,
+  path = "http",
+): RoutePlan[] {
+  const plan = planRule(http, match, vs, ctx, path);
+  if (!plan) return [];
+  const conditions = claimConditions(match);
+  if (conditions.length === 0) return [plan];
+  const issuers = claimIssuers(ctx);
+  // "Not equal" must hold in every payload; "equal" in the one that was verified.
+  const negative = conditions.filter((c) => c.invert).flatMap((c) =>
+    issuers.map((issuer) => ({ ...c, issuer }))
+  );
+  const positive = conditions.filter((c) => !c.invert);
+  if (positive.length === 0) return [negative.length > 0 ? { ...plan, claims: negative } : plan];
+  return issuers.map((issuer) => ({
+    ...plan,
+    claims: [...positive.map((c) => ({ ...c, issuer })), ...negative],
+  }));
+}
+
+/**
+ * The first of {@link planHttpRoutes}: the plan for one rule and one of its match conditions
+ * (for a match on claims, the one reading the first issuer's payload), or undefined.
  */
 export function planHttpRoute(
   http: HTTPRoute,
@@ -248,8 +347,19 @@ export function planHttpRoute(
   ctx: RouteContext,
   path = "http",
 ): RoutePlan | undefined {
+  return planHttpRoutes(http, match, vs, ctx, path)[0];
+}
+
+/** One rule and match planned, claim conditions not yet bound to an issuer. */
+function planRule(
+  http: HTTPRoute,
+  match: HTTPMatchRequest | undefined,
+  vs: VirtualServiceResource,
+  ctx: RouteContext,
+  path: string,
+): RoutePlan | undefined {
   const ns = vs.metadata.namespace;
-  if (!matchApplies(match, ns, ctx) || matchesOnClaims(match) || http.delegate) return undefined;
+  if (!matchApplies(match, ns, ctx) || http.delegate) return undefined;
   if (http.redirect && !REDIRECT_CODES.includes(http.redirect.redirectCode ?? 301)) return undefined;
   const action = http.redirect ? "redirect" : http.directResponse ? "direct" : "forward";
   return {
@@ -300,9 +410,9 @@ export function virtualServiceRoutePlans(vs: VirtualServiceResource, ctx: RouteC
     for (let j = 0; j < matches.length; j++) {
       const m = matches[j];
       const path = m ? `http[${i}].match[${j}]` : `http[${i}]`;
-      const plan = planHttpRoute(http, m, vs, ctx, path);
-      if (!plan) continue;
-      out.push(plan);
+      const plans = planHttpRoutes(http, m, vs, ctx, path);
+      if (plans.length === 0) continue;
+      out.push(...plans);
       if (isCatchAllMatch(m)) return out;
     }
   }
@@ -355,4 +465,138 @@ export function serviceRoutePlans(
   return fromVs.length > 0
     ? { ...(vs ? { vs } : {}), routes: fromVs }
     : { routes: [planDefaultRoute(host, port, ctx)] };
+}
+
+type TCPRoute = NonNullable<VirtualServiceSpec["tcp"]>[number];
+type TLSRoute = NonNullable<VirtualServiceSpec["tls"]>[number];
+type L4Match = NonNullable<TCPRoute["match"]>[number];
+type TLSMatch = TLSRoute["match"][number];
+type RouteDestination = TCPRoute["route"][number];
+
+/**
+ * Whether a `tcp` or `tls` match condition applies in this scope: its `port` (if any) is the
+ * listener's; its `gateways` (if any) include one served here, else its `sourceLabels` are the
+ * proxy's and its `sourceNamespace` (if any) is the proxy's namespace.
+ */
+export function l4MatchApplies(m: L4Match | TLSMatch, vsNamespace: string, scope: RouteScope): boolean {
+  if (m.port !== undefined && m.port !== 0 && m.port !== scope.port) return false;
+  if (m.gateways && m.gateways.length > 0) {
+    return m.gateways.some((g) => scope.gateways.includes(qualifyGateway(g, vsNamespace)));
+  }
+  if (!selectorMatches(m.sourceLabels, scope.proxy.labels)) return false;
+  return !m.sourceNamespace || m.sourceNamespace === scope.proxy.namespace;
+}
+
+/**
+ * Where an L4 rule sends connections: its only destination (weight 100), else those with a
+ * weight above 0 (all of them, equally, when none has one).
+ */
+export function planL4Destinations(
+  route: readonly RouteDestination[],
+  vsNamespace: string,
+  ctx: RouteContext,
+): DestinationPlan[] {
+  const weighted = route.filter((d) => (d.weight ?? 0) > 0);
+  const used = route.length === 1 || weighted.length === 0 ? route : weighted;
+  return used.map((d) => {
+    const plan = planDestination(d.destination, vsNamespace, ctx, d);
+    return { ...plan, weight: route.length === 1 || plan.weight === 0 ? 100 : plan.weight };
+  });
+}
+
+/** One L4 route of a sidecar's outbound listener: the connections it takes and where they go. */
+export interface L4RoutePlan {
+  /** Where it is in the VirtualService (`tcp[i]`, `tls[i].match[j]`); "" for the service's default. */
+  readonly path: string;
+  /** TLS server names the connection's SNI must be one of (none: any). */
+  readonly sniHosts: readonly string[];
+  /** Destination addresses (IP or CIDR) the connection must be to (none: any). */
+  readonly destinationSubnets: readonly string[];
+  readonly destinations: readonly DestinationPlan[];
+}
+
+/** Where a sidecar's outbound L4 routes are planned: one service port and its listener. */
+export interface L4RouteScope {
+  readonly host: string;
+  readonly port: number;
+  /** The port speaks TLS (TLS, HTTPS): the VirtualService's `tls` rules apply, else its `tcp` rules. */
+  readonly tls: boolean;
+  /** The listener is `0.0.0.0_PORT` (shared by services), not the service's own `ADDRESS_PORT`. */
+  readonly wildcard: boolean;
+}
+
+function defaultL4Plan(host: string, port: number, ctx: RouteContext): L4RoutePlan {
+  return {
+    path: "",
+    sniHosts: [],
+    destinationSubnets: [],
+    destinations: [{ ...planDestination({ host, port: { number: port } }, "", ctx), weight: 100 }],
+  };
+}
+
+function tlsRulePlans(vs: VirtualServiceResource, ctx: RouteContext): L4RoutePlan[] {
+  const ns = vs.metadata.namespace;
+  const out: L4RoutePlan[] = [];
+  (vs.spec.tls ?? []).forEach((rule, i) =>
+    rule.match.forEach((m, j) => {
+      if (!l4MatchApplies(m, ns, ctx)) return;
+      out.push({
+        path: `tls[${i}].match[${j}]`,
+        sniHosts: [...m.sniHosts].sort(byString),
+        destinationSubnets: [...(m.destinationSubnets ?? [])],
+        destinations: planL4Destinations(rule.route, ns, ctx),
+      });
+    })
+  );
+  return out;
+}
+
+function tcpRulePlans(vs: VirtualServiceResource, ctx: RouteContext, wildcard: boolean): L4RoutePlan[] {
+  const ns = vs.metadata.namespace;
+  const out: L4RoutePlan[] = [];
+  const rules = vs.spec.tcp ?? [];
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i]!;
+    const destinations = planL4Destinations(rule.route, ns, ctx);
+    const terminal = { path: `tcp[${i}]`, sniHosts: [], destinationSubnets: [], destinations };
+    if (!rule.match || rule.match.length === 0) return [...out, terminal];
+    const subnets: string[] = [];
+    for (const m of rule.match) {
+      if (!l4MatchApplies(m, ns, ctx)) continue;
+      // A match on any address ends the list; so does any match on a service's own listener.
+      if (!m.destinationSubnets || m.destinationSubnets.length === 0 || !wildcard) return [...out, terminal];
+      subnets.push(...m.destinationSubnets);
+    }
+    if (subnets.length > 0) out.push({ ...terminal, destinationSubnets: subnets });
+  }
+  return out;
+}
+
+/**
+ * The L4 routes of a sidecar for one TCP or TLS service port, as Istio's sidecar outbound
+ * TCP/TLS routing decides them, from the VirtualService bound to "mesh" that routes the host:
+ *
+ * - TLS ports: a route per applicable `tls` match (its SNI hosts and destination subnets);
+ *   when none applies, the service's default route.
+ * - Other ports: `tcp` rules in order; a rule without conditions, or with an applicable match on
+ *   any destination (on the service's own listener: any applicable match), is the last route;
+ *   applicable matches with destination subnets make one route on those subnets. The service's
+ *   default route comes last when no rule took every connection.
+ *
+ * The default route sends everything to `outbound|PORT||HOST` (weight 100) with no conditions;
+ * the listener adds the service's own address or SNI to it.
+ */
+export function sidecarL4RoutePlans(push: PushContext, proxy: Proxy, scope: L4RouteScope): L4RoutePlan[] {
+  const ctx: RouteContext = { push, proxy, port: scope.port, gateways: ["mesh"] };
+  const vs = virtualServiceFor(scope.host, push.virtualServices(proxy, "mesh"));
+  const fallback = defaultL4Plan(scope.host, scope.port, ctx);
+  if (!vs) return [fallback];
+  if (scope.tls) {
+    const plans = tlsRulePlans(vs, ctx);
+    return plans.length > 0 ? plans : [fallback];
+  }
+  const plans = tcpRulePlans(vs, ctx, scope.wildcard);
+  const last = plans.at(-1);
+  const complete = last && last.sniHosts.length === 0 && last.destinationSubnets.length === 0;
+  return complete ? plans : [...plans, fallback];
 }

@@ -12,6 +12,7 @@ import {
 } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
 import type { MeshConfig } from "../../api/kinds/mesh_config.ts";
 import { accessLogs } from "./access_log.ts";
+import type { TcpProxySettings } from "./cluster_plan.ts";
 import { typedConfig } from "./conversion.ts";
 
 /** The network filter name of the TCP proxy. */
@@ -25,15 +26,21 @@ export interface WeightedTarget {
 
 /**
  * A TCP proxy to one cluster (stat prefix = the cluster name, as Istio) or, given several
- * targets, to weighted clusters.
+ * targets, to weighted clusters. `settings` (idle timeout, connection lifetime, tunneling:
+ * cluster_plan.ts's `tcpProxySettings` for the cluster) apply to a single cluster, as in Istio.
  */
-export function tcpProxy(target: string | readonly WeightedTarget[], mesh: MeshConfig): TcpProxy {
+export function tcpProxy(
+  target: string | readonly WeightedTarget[],
+  mesh: MeshConfig,
+  settings: TcpProxySettings = {},
+): TcpProxy {
   if (typeof target === "string" || target.length === 1) {
     const cluster = typeof target === "string" ? target : target[0]!.cluster;
     return create(TcpProxySchema, {
       statPrefix: cluster,
       clusterSpecifier: { case: "cluster", value: cluster },
       accessLog: accessLogs(mesh),
+      ...settings,
     });
   }
   return create(TcpProxySchema, {

@@ -3,7 +3,8 @@
  * ISTIO_MUTUAL) and the downstream side of gateway servers. Secrets come from the node agent's
  * SDS server (the `sds-grpc` cluster of the Envoy bootstrap): the workload's own certificate is
  * the secret `default`, the mesh root `ROOTCA`, a `credentialName` names its own secret and its
- * CA `<credentialName>-cacert`.
+ * CA `<credentialName>-cacert` (the agent reads both from its credential directory, see
+ * mod/agent/sds_server.ts).
  *
  * This file is the seam for the security work: auto-mTLS (transport socket matches on the
  * endpoints' `tlsMode`) and PeerAuthentication (inbound filter chains) build on these functions.
@@ -20,6 +21,7 @@ import {
 import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import {
   type CertificateValidationContext,
+  CertificateValidationContext_TrustChainVerification,
   CertificateValidationContextSchema,
   type TlsCertificate,
   TlsCertificateSchema,
@@ -222,9 +224,70 @@ export function terminatesTls(tls: ServerTLSSettings | undefined): boolean {
 }
 
 /**
+ * Istio's name for "the gateway's own mesh certificate" as a credential: it stands for the SDS
+ * secrets `default` (and `ROOTCA` for its CA).
+ */
+export const BUILTIN_CREDENTIAL = "builtin://";
+/** Suffix of the SDS secret that holds a credential's CA certificates. */
+export const CA_CERT_SUFFIX = "-cacert";
+
+/** The SDS secret a gateway credential name stands for (`builtin://` is the workload's own). */
+export function credentialSecretName(name: string): string {
+  if (name === BUILTIN_CREDENTIAL) return SDS_WORKLOAD_CERT;
+  if (name === BUILTIN_CREDENTIAL + CA_CERT_SUFFIX) return SDS_ROOT_CA;
+  return name;
+}
+
+/** The credential names of a gateway server: `credentialNames`, else `credentialName`. */
+export function serverCredentialNames(tls: ServerTLSSettings): string[] {
+  if (tls.credentialNames && tls.credentialNames.length > 0) return [...tls.credentialNames];
+  return tls.credentialName ? [tls.credentialName] : [];
+}
+
+/**
+ * The SDS secret holding the client CA of a server with credentials: `caCertCredentialName`,
+ * else the first credential's `<name>-cacert` (Envoy validates clients against one CA even when
+ * it serves several certificates).
+ */
+export function serverCaSecretName(tls: ServerTLSSettings, credentials: readonly string[]): string {
+  if (tls.caCertCredentialName) return credentialSecretName(tls.caCertCredentialName);
+  return credentialSecretName(`${credentials[0]}${CA_CERT_SUFFIX}`);
+}
+
+/**
+ * Certificate files of a gateway server, in order: `tlsCertificates` (several pairs, e.g. RSA
+ * and ECDSA, Envoy picks by the client's capabilities), else `serverCertificate`/`privateKey`.
+ */
+function serverCertificateFiles(tls: ServerTLSSettings): TlsCertificate[] {
+  if (tls.tlsCertificates && tls.tlsCertificates.length > 0) {
+    return tls.tlsCertificates.flatMap((c) =>
+      c.serverCertificate && c.privateKey ? [fileCertificate(c.serverCertificate, c.privateKey)] : []
+    );
+  }
+  return tls.serverCertificate && tls.privateKey
+    ? [fileCertificate(tls.serverCertificate, tls.privateKey)]
+    : [];
+}
+
+/** The client CA file of a server without credentials: `caCertificates`, else the first pair's. */
+function serverCaFile(tls: ServerTLSSettings): string | undefined {
+  return tls.caCertificates || tls.tlsCertificates?.find((c) => c.caCertificates)?.caCertificates ||
+    undefined;
+}
+
+/**
  * The DownstreamTlsContext of a gateway server that terminates TLS (SIMPLE, MUTUAL,
- * OPTIONAL_MUTUAL, ISTIO_MUTUAL), or undefined for passthrough modes. Certificates come from
- * `credentialName` over SDS, else from the files named; ALPN offers h2 and http/1.1.
+ * OPTIONAL_MUTUAL, ISTIO_MUTUAL), or undefined for passthrough modes; ALPN offers h2 and
+ * http/1.1.
+ *
+ * - `credentialNames` (or `credentialName`): one SDS secret per name from the node agent, which
+ *   reads them from its credential directory (mod/agent/sds_server.ts); clients of MUTUAL and
+ *   OPTIONAL_MUTUAL are verified against `caCertCredentialName`, else `<first name>-cacert`.
+ *   `builtin://` names the gateway's own mesh certificate (`default`, `ROOTCA`).
+ * - `tlsCertificates` (or `serverCertificate`/`privateKey`): certificate files Envoy reads;
+ *   clients verified against `caCertificates`, else the first pair's `caCertificates`.
+ * - `insecureSkipVerify` on MUTUAL/OPTIONAL_MUTUAL asks for a client certificate but accepts
+ *   an untrusted one (Envoy's ACCEPT_UNTRUSTED), as Istio renders it.
  */
 export function downstreamTlsContext(tls: ServerTLSSettings): DownstreamTlsContext | undefined {
   if (!terminatesTls(tls)) return undefined;
@@ -236,33 +299,33 @@ export function downstreamTlsContext(tls: ServerTLSSettings): DownstreamTlsConte
     common = istioMutualContext(tls.subjectAltNames ?? [], alpn);
   } else {
     common = create(CommonTlsContextSchema, { alpnProtocols: alpn });
-    if (tls.credentialName) common.tlsCertificateSdsSecretConfigs = [sdsSecret(tls.credentialName)];
-    else if (tls.serverCertificate && tls.privateKey) {
-      common.tlsCertificates = [fileCertificate(tls.serverCertificate, tls.privateKey)];
-    }
+    const credentials = serverCredentialNames(tls);
+    if (credentials.length > 0) {
+      common.tlsCertificateSdsSecretConfigs = credentials.map((n) => sdsSecret(credentialSecretName(n)));
+    } else common.tlsCertificates = serverCertificateFiles(tls);
     if (tls.mode !== "SIMPLE") {
       const extra = {
         matchSubjectAltNames: sans,
         verifyCertificateSpki: [...(tls.verifyCertificateSpki ?? [])],
         verifyCertificateHash: [...(tls.verifyCertificateHash ?? [])],
+        ...(tls.insecureSkipVerify
+          ? { trustChainVerification: CertificateValidationContext_TrustChainVerification.ACCEPT_UNTRUSTED }
+          : {}),
       };
-      common.validationContextType = tls.credentialName
+      const caFile = serverCaFile(tls);
+      common.validationContextType = credentials.length > 0
         ? {
           case: "combinedValidationContext",
           value: create(CommonTlsContext_CombinedCertificateValidationContextSchema, {
             defaultValidationContext: extra,
-            validationContextSdsSecretConfig: sdsSecret(
-              tls.caCertCredentialName ?? `${tls.credentialName}-cacert`,
-            ),
+            validationContextSdsSecretConfig: sdsSecret(serverCaSecretName(tls, credentials)),
           }),
         }
         : {
           case: "validationContext",
           value: create(CertificateValidationContextSchema, {
             ...extra,
-            ...(tls.caCertificates
-              ? { trustedCa: { specifier: { case: "filename", value: tls.caCertificates } } }
-              : {}),
+            ...(caFile ? { trustedCa: { specifier: { case: "filename", value: caFile } } } : {}),
             ...(tls.caCrl ? { crl: { specifier: { case: "filename", value: tls.caCrl } } } : {}),
           }),
         };

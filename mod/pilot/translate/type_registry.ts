@@ -24,12 +24,15 @@ import { OriginalDstSchema } from "#gen/envoy/extensions/filters/listener/origin
 import { TlsInspectorSchema } from "#gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import { TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import { ExtAuthzSchema as NetworkExtAuthzSchema } from "#gen/envoy/extensions/filters/network/ext_authz/v3/ext_authz_pb.ts";
 import { PreviousHostsPredicateSchema } from "#gen/envoy/extensions/retry/host/previous_hosts/v3/previous_hosts_pb.ts";
 import { PreviousPrioritiesConfigSchema } from "#gen/envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config_pb.ts";
 import {
   DownstreamTlsContextSchema,
   UpstreamTlsContextSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
+import { ProxyProtocolUpstreamTransportSchema } from "#gen/envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol_pb.ts";
+import { RawBufferSchema } from "#gen/envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer_pb.ts";
 import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
 
 /** The registry of every type translation packs in an Any, plus the resource types. */
@@ -46,6 +49,8 @@ export const TRANSLATE_REGISTRY: Registry = createRegistry(
   CorsPolicySchema,
   UpstreamTlsContextSchema,
   DownstreamTlsContextSchema,
+  ProxyProtocolUpstreamTransportSchema,
+  RawBufferSchema,
   HttpProtocolOptionsSchema,
   PreviousHostsPredicateSchema,
   PreviousPrioritiesConfigSchema,
@@ -55,6 +60,7 @@ export const TRANSLATE_REGISTRY: Registry = createRegistry(
   HttpRbacSchema,
   NetworkRbacSchema,
   ExtAuthzSchema,
+  NetworkExtAuthzSchema,
   RateLimitSchema,
   HttpGrpcAccessLogConfigSchema,
   JwtAuthenticationSchema,

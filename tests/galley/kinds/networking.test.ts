@@ -101,7 +101,7 @@ describe("VirtualService", () => {
 `));
   });
 
-  test("validateResource() reports a weight above 100 with the example's exact format", () => {
+  test("validateResource() reports a negative weight with the example's exact format", () => {
     const d = expectOneError(
       vs(`  hosts: [reviews]
   http:
@@ -113,30 +113,44 @@ describe("VirtualService", () => {
     - destination:
         host: reviews
         subset: v2
-      weight: 150
+      weight: -5
 `),
       "spec.http[0].route[1].weight",
       17,
-      "must be between 0 and 100",
+      "-5: must not be negative",
     );
     expect(formatDiagnostic(d)).toBe(
-      "test.yaml:17:7: VirtualService default/reviews: spec.http[0].route[1].weight: must be between 0 and 100",
+      "test.yaml:17:7: VirtualService default/reviews: spec.http[0].route[1].weight: -5: must not be negative",
     );
   });
 
-  test("validateResource() requires weights of several destinations to add up to 100", () => {
-    expectOneError(
-      vs(`  hosts: [reviews]
+  test("validateResource() takes weights as relative (any sum but 0), as Istio does", () => {
+    expectValid(vs(`  hosts: [reviews]
   http:
   - route:
     - destination: {host: reviews, subset: v1}
       weight: 50
     - destination: {host: reviews, subset: v2}
       weight: 40
+  tcp:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 3
+    - destination: {host: reviews, subset: v2}
+      weight: 1000
+`));
+    expectOneError(
+      vs(`  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 0
+    - destination: {host: reviews, subset: v2}
 `),
       "spec.http[0].route",
       9,
-      "route weights must add up to 100, got 90",
+      "the route weights add up to 0; give at least one destination a weight " +
+        "(destinations without a weight count as 0)",
     );
   });
 
@@ -244,7 +258,7 @@ describe("VirtualService", () => {
       retryOn: 5xx,bogus
 `));
     expect(errors.map((d) => [d.field, d.pos?.line, d.message])).toEqual([
-      ["spec.http[0].retries.attempts", 12, "must not be negative"],
+      ["spec.http[0].retries.attempts", 12, "-1: must not be negative"],
       [
         "spec.http[0].retries.retryOn",
         13,
@@ -293,7 +307,7 @@ describe("VirtualService", () => {
 `));
     expect(errors.map((d) => [d.field, d.pos?.line, d.message])).toEqual([
       ["spec.http[0].fault.delay", 12, "delay needs fixedDelay"],
-      ["spec.http[0].fault.abort.httpStatus", 15, "must be between 200 and 599"],
+      ["spec.http[0].fault.abort.httpStatus", 15, "700: must be 200–599"],
     ]);
     expectOneError(
       vs(`  hosts: [reviews]
@@ -320,7 +334,7 @@ describe("VirtualService", () => {
 `),
       "spec.http[0].fault.abort.percentage.value",
       13,
-      "must be between 0 and 100",
+      "101: must be 0–100",
     );
   });
 
@@ -336,7 +350,7 @@ describe("VirtualService", () => {
 `),
       "spec.http[0].mirrorPercentage.value",
       13,
-      "must be between 0 and 100",
+      "150: must be 0–100",
     );
   });
 
@@ -351,8 +365,14 @@ describe("VirtualService", () => {
       7,
       'wildcard host "*" is not allowed for virtual services bound to the mesh',
     );
+    // Istio accepts a wildcard at the start of the first label of a VirtualService host.
+    expectValid(vs(`  hosts: ["*foo.example.com", "*-bar.example.com"]
+  http:
+  - route:
+    - destination: {host: "*baz.example.com"}
+`));
     expectOneError(
-      vs(`  hosts: ["*foo.example.com"]
+      vs(`  hosts: ["f*o.example.com"]
   http:
   - route:
     - destination: {host: reviews}
@@ -361,6 +381,10 @@ describe("VirtualService", () => {
       7,
       "partial wildcard",
     );
+    expect(hostProblem("*foo.example.com")).toContain("partial wildcard");
+    expect(hostProblem("*foo.example.com", { partialWildcard: true })).toBeUndefined();
+    expect(hostProblem("*-foo.example.com", { partialWildcard: true })).toBeUndefined();
+    expect(hostProblem("foo*.example.com", { partialWildcard: true })).toContain("partial wildcard");
     expect(hostProblem("a.*.example.com")).toContain("only allowed as the leading");
     expect(hostProblem("reviews")).toBeUndefined();
     expect(hostProblem("*.example.com")).toBeUndefined();
@@ -416,7 +440,7 @@ describe("VirtualService", () => {
 `),
       "spec.http[0].directResponse.status",
       10,
-      "must be between 200 and 599",
+      "99: must be 200–599",
     );
   });
 });
@@ -522,7 +546,7 @@ describe("DestinationRule", () => {
 `),
       "spec.trafficPolicy.loadBalancer.consistentHash",
       11,
-      "only one of simple or consistentHash may be set",
+      "only one of simple, consistentHash or backendUtilization may be set",
     );
     expectOneError(
       dr(`  host: reviews
@@ -591,7 +615,7 @@ describe("DestinationRule", () => {
 `),
       "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
       10,
-      "must be between 0 and 100",
+      "150: must be 0–100",
     );
     expectOneError(
       dr(`  host: reviews
@@ -602,7 +626,7 @@ describe("DestinationRule", () => {
 `),
       "spec.trafficPolicy.connectionPool.tcp.maxConnections",
       11,
-      "must not be negative",
+      "-5: must not be negative",
     );
   });
 
@@ -693,7 +717,7 @@ describe("Gateway", () => {
 `),
       "spec.servers[0].port.number",
       8,
-      "must be between 1 and 65535",
+      "70000: must be 1–65535",
     );
     expectOneError(
       gw(`  servers:
@@ -776,16 +800,11 @@ describe("ServiceEntry", () => {
     expectOneError(se(`  resolution: NONE\n`), "spec.hosts", 6, "is required");
   });
 
-  test("validateResource() requires endpoints or a selector for STATIC, with IP addresses", () => {
-    expectOneError(
-      se(`  hosts: [db.internal]
+  test("validateResource() accepts STATIC without endpoints (Istio does) and wants IP addresses", () => {
+    expectValid(se(`  hosts: [db.internal]
   ports: [{number: 5432, name: pg, protocol: TCP}]
   resolution: STATIC
-`),
-      "spec",
-      6,
-      "resolution STATIC needs endpoints or a workloadSelector",
-    );
+`));
     expectOneError(
       se(`  hosts: [db.internal]
   ports: [{number: 5432, name: pg, protocol: TCP}]
@@ -853,7 +872,7 @@ describe("ServiceEntry", () => {
 `),
       "spec.resolution",
       8,
-      'must be one of NONE, STATIC, DNS, DNS_ROUND_ROBIN; got "STATC" (did you mean STATIC?)',
+      'must be one of NONE, STATIC, DNS, DNS_ROUND_ROBIN, DYNAMIC_DNS; got "STATC" (did you mean STATIC?)',
     );
   });
 });
@@ -882,7 +901,7 @@ describe("WorkloadEntry and WorkloadGroup", () => {
       we(`  address: 10.0.0.5\n  ports: {http: 0}\n`),
       "spec.ports.http",
       8,
-      "must be between 1 and 65535",
+      "0: must be 1–65535",
     );
     expectOneError(
       we(`  address: "bad host!"\n`),

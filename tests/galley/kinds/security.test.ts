@@ -79,14 +79,17 @@ describe("RequestAuthentication", () => {
 `));
   });
 
-  test("validateResource() requires an issuer", () => {
+  test("validateResource() requires an issuer or a jwksUri (Istio accepts jwksUri alone)", () => {
+    expectValid(ra(`  jwtRules:
+  - jwksUri: https://example.com/jwks.json
+`));
     expectOneError(
       ra(`  jwtRules:
-  - jwksUri: https://example.com/jwks.json
+  - audiences: [a]
 `),
       "spec.jwtRules[0].issuer",
       8,
-      "is required",
+      "issuer or jwksUri must be set",
     );
   });
 
@@ -279,7 +282,8 @@ describe("AuthorizationPolicy", () => {
       ap(`  selector:
     matchLabels: {app: httpbin}
   targetRef:
-    kind: Service
+    group: networking.istio.io
+    kind: ServiceEntry
     name: httpbin
 `),
       "spec.targetRef",

@@ -44,7 +44,7 @@ describe("Telemetry", () => {
 `),
       "spec.tracing[0].randomSamplingPercentage",
       8,
-      "must be between 0 and 100",
+      "101: must be 0–100",
     );
   });
 

@@ -1,16 +1,27 @@
 import { describe, expect, test } from "bun:test";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
 import {
   type Cluster,
   Cluster_DiscoveryType,
   Cluster_LbPolicy,
+  ClusterSchema,
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
+import { ProxyProtocolConfig_Version } from "#gen/envoy/config/core/v3/proxy_protocol_pb.ts";
+import { ProxyProtocolUpstreamTransportSchema } from "#gen/envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol_pb.ts";
+import {
+  applyProxyProtocol,
+  PROXY_PROTOCOL_TRANSPORT_SOCKET,
+  RAW_BUFFER_TRANSPORT_SOCKET,
+} from "../../../mod/pilot/translate/cluster.ts";
 import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
 import { UpstreamTlsContextSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
 import { buildClusters } from "../../../mod/pilot/translate/mod.ts";
 import { HTTP_PROTOCOL_OPTIONS_KEY } from "../../../mod/pilot/translate/cluster_traffic_policy.ts";
 import { parseOutboundClusterName } from "../../../mod/pilot/translate/cluster_name.ts";
 import { pushFrom, sidecar } from "../_push.ts";
+import { tcpProxySettings } from "../../../mod/pilot/translate/cluster_plan.ts";
+import { tcpProxy } from "../../../mod/pilot/translate/tcp_proxy.ts";
 
 const se = (name: string, extra: string) => `
 apiVersion: networking.istio.io/v1
@@ -223,5 +234,117 @@ spec:
         vc.value.defaultValidationContext?.matchSubjectAltNames.map((m) => m.matchPattern.value),
     )
       .toEqual(["spiffe://cluster.local/ns/app/sa/db"]);
+  });
+});
+
+describe("DestinationRule tunnel, retry budget and TCP settings", () => {
+  const rule = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: web, namespace: app }
+spec:
+  host: web.app.svc.cluster.local
+  trafficPolicy:
+    retryBudget: { percent: 30 }
+    tunnel: { targetHost: proxy.example.com, targetPort: 8443 }
+    connectionPool:
+      tcp: { idleTimeout: 90s, maxConnectionDuration: 1h }
+  subsets:
+    - name: v1
+      labels: { version: v1 }
+    - name: v2
+      labels: { version: v2 }
+      trafficPolicy:
+        retryBudget: { percent: 5 }
+        tunnel: { protocol: POST, targetHost: other.example.com, targetPort: 443 }
+`;
+
+  test("buildClusters() puts the retry budget on the circuit breakers; a subset's replaces the rule's", () => {
+    const clusters = buildClusters(pushFrom(STATIC_TWO_PORTS, rule), client);
+    const budget = (name: string) => byName(clusters, name).circuitBreakers?.thresholds[0]?.retryBudget;
+    expect(budget("outbound|80||web.app.svc.cluster.local")?.budgetPercent?.value).toBe(30);
+    expect(budget("outbound|80|v1|web.app.svc.cluster.local")?.budgetPercent?.value).toBe(30);
+    expect(budget("outbound|80|v2|web.app.svc.cluster.local")?.budgetPercent?.value).toBe(5);
+  });
+
+  test("tcpProxySettings() gives a TCP proxy the cluster's tunnel, idle timeout and connection lifetime", () => {
+    const push = pushFrom(STATIC_TWO_PORTS, rule);
+    const top = tcpProxySettings(push, client, "outbound|80||web.app.svc.cluster.local");
+    expect(top.tunnelingConfig).toMatchObject({ hostname: "proxy.example.com:8443", usePost: false });
+    expect(top.idleTimeout).toMatchObject({ seconds: 90n });
+    expect(top.maxDownstreamConnectionDuration).toMatchObject({ seconds: 3600n });
+    const v2 = tcpProxySettings(push, client, "outbound|80|v2|web.app.svc.cluster.local");
+    expect(v2.tunnelingConfig).toMatchObject({ hostname: "other.example.com:443", usePost: true });
+    expect(tcpProxySettings(push, client, "PassthroughCluster")).toEqual({});
+    expect(tcpProxySettings(pushFrom(STATIC_TWO_PORTS), client, "outbound|80||web.app.svc.cluster.local"))
+      .toEqual({});
+    const proxy = tcpProxy("outbound|80||web.app.svc.cluster.local", push.mesh, top);
+    expect(proxy.tunnelingConfig?.hostname).toBe("proxy.example.com:8443");
+  });
+});
+
+describe("DestinationRule proxyProtocol", () => {
+  const rule = (policy: string) => `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: web, namespace: app }
+spec:
+  host: web.app.svc.cluster.local
+  trafficPolicy:
+${policy}
+  subsets:
+    - name: v2
+      labels: { version: v2 }
+      trafficPolicy:
+        proxyProtocol: { version: V1 }
+`;
+
+  function wrapper(c: Cluster) {
+    const ts = c.transportSocket!;
+    expect(ts.name).toBe(PROXY_PROTOCOL_TRANSPORT_SOCKET);
+    return ts.configType.case === "typedConfig"
+      ? anyUnpack(ts.configType.value, ProxyProtocolUpstreamTransportSchema)!
+      : undefined;
+  }
+
+  test("wraps the plaintext socket when the cluster has no TLS; a subset's version replaces the rule's", () => {
+    const clusters = buildClusters(
+      pushFrom(STATIC_TWO_PORTS, rule("    proxyProtocol: { version: V2 }")),
+      client,
+    );
+    const top = wrapper(byName(clusters, "outbound|80||web.app.svc.cluster.local"))!;
+    expect(top.config?.version).toBe(ProxyProtocolConfig_Version.V2);
+    expect(top.transportSocket?.name).toBe(RAW_BUFFER_TRANSPORT_SOCKET);
+    const v2 = wrapper(byName(clusters, "outbound|80|v2|web.app.svc.cluster.local"))!;
+    expect(v2.config?.version).toBe(ProxyProtocolConfig_Version.V1);
+    // Without the field the cluster stays plaintext, with no socket at all.
+    const plain = buildClusters(pushFrom(STATIC_TWO_PORTS), client);
+    expect(byName(plain, "outbound|80||web.app.svc.cluster.local").transportSocket).toBeUndefined();
+  });
+
+  test("wraps the TLS socket, which keeps its context, so the header goes before the handshake", () => {
+    const clusters = buildClusters(
+      pushFrom(STATIC_TWO_PORTS, rule("    tls: { mode: ISTIO_MUTUAL }\n    proxyProtocol: { version: V2 }")),
+      client,
+    );
+    const inner = wrapper(byName(clusters, "outbound|9090||web.app.svc.cluster.local"))!.transportSocket!;
+    expect(inner.name).toBe("envoy.transport_sockets.tls");
+    const tls = inner.configType.case === "typedConfig"
+      ? anyUnpack(inner.configType.value, UpstreamTlsContextSchema)
+      : undefined;
+    expect(tls?.sni).toBe("outbound_.9090_._.web.app.svc.cluster.local");
+  });
+
+  test("applyProxyProtocol() wraps each transport socket match too, and leaves a cluster alone without settings", () => {
+    const c = create(ClusterSchema, {
+      name: "x",
+      transportSocketMatches: [{ name: "tls", transportSocket: { name: "envoy.transport_sockets.tls" } }],
+    });
+    applyProxyProtocol(c, undefined);
+    expect(c.transportSocketMatches[0]!.transportSocket?.name).toBe("envoy.transport_sockets.tls");
+    applyProxyProtocol(c, { version: "V1" });
+    expect(c.transportSocketMatches[0]!.transportSocket?.name).toBe(PROXY_PROTOCOL_TRANSPORT_SOCKET);
+    // The matches carry the sockets; no cluster-wide one is added next to them.
+    expect(c.transportSocket).toBeUndefined();
   });
 });

@@ -12,6 +12,7 @@ import {
   applyLocalityLbConfig,
   applyOutlierDetection,
   httpProtocolOptions,
+  tunnelingConfig,
 } from "../../../mod/pilot/translate/cluster_traffic_policy.ts";
 import { mergeTrafficPolicy } from "../../../mod/api/mod.ts";
 
@@ -270,5 +271,61 @@ describe("applyLocalityLbConfig() and zoneAwareLbSetting", () => {
       zoneAwareLbSetting: { enabled: true },
     } as LoadBalancerSettings);
     expect(c.commonLbConfig?.localityConfigSpecifier.case).toBe("localityWeightedLbConfig");
+  });
+});
+
+describe("DestinationRule fields beyond the pool limits", () => {
+  test("applyConnectionPool() sets the retry budget with Istio's defaults for what is unset", () => {
+    const c = eds();
+    applyConnectionPool(c, undefined, { percent: 25, minRetryConcurrency: 5 });
+    expect(c.circuitBreakers?.thresholds[0]?.retryBudget).toMatchObject({
+      budgetPercent: { value: 25 },
+      minRetryConcurrency: 5,
+    });
+    const d = eds();
+    applyConnectionPool(d, undefined, {});
+    expect(d.circuitBreakers?.thresholds[0]?.retryBudget).toMatchObject({
+      budgetPercent: { value: 20 },
+      minRetryConcurrency: 3,
+    });
+    const none = eds();
+    applyConnectionPool(none, undefined);
+    expect(none.circuitBreakers?.thresholds[0]?.retryBudget).toBeUndefined();
+  });
+
+  test("httpProtocolOptions() sends HTTP/2 keepalive pings on HTTP/2 upstreams only", () => {
+    const pool = { http: { http2KeepAlive: { interval: "15s", timeout: "5s" } } };
+    const h2 = httpProtocolOptions({ name: "grpc", number: 9, protocol: "GRPC" }, pool)!;
+    const cfg = h2.upstreamProtocolOptions.case === "explicitHttpConfig"
+      ? h2.upstreamProtocolOptions.value.protocolConfig
+      : undefined;
+    expect(cfg?.case).toBe("http2ProtocolOptions");
+    expect(cfg?.case === "http2ProtocolOptions" ? cfg.value.connectionKeepalive : undefined).toMatchObject({
+      interval: { seconds: 15n },
+      timeout: { seconds: 5n },
+    });
+    expect(httpProtocolOptions({ name: "http", number: 80, protocol: "HTTP" }, pool)).toBeUndefined();
+  });
+
+  test("tunnelingConfig() names the target as host:port and uses POST only when asked", () => {
+    expect(tunnelingConfig({ targetHost: "db.example.com", targetPort: 5432 })).toMatchObject({
+      hostname: "db.example.com:5432",
+      usePost: false,
+    });
+    expect(tunnelingConfig({ protocol: "POST", targetHost: "2001:db8::1", targetPort: 443 })).toMatchObject({
+      hostname: "[2001:db8::1]:443",
+      usePost: true,
+    });
+  });
+
+  test("applyLocalityLbConfig() weights localities for failoverPriority with outlier detection", () => {
+    const lb: LoadBalancerSettings = { localityLbSetting: { failoverPriority: ["tier"] } };
+    const c = eds();
+    applyOutlierDetection(c, { consecutive5xxErrors: 3 });
+    applyLocalityLbConfig(c, lb);
+    expect(c.commonLbConfig?.localityConfigSpecifier.case).toBe("localityWeightedLbConfig");
+    const without = eds();
+    applyLocalityLbConfig(without, lb);
+    expect(without.commonLbConfig?.localityConfigSpecifier.case).toBeUndefined();
   });
 });

@@ -1,7 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import type { Endpoint } from "../../../mod/pilot/model/service.ts";
 import { loadAssignment } from "../../../mod/pilot/translate/endpoint.ts";
-import { applyLocalityLoadBalancing, localityMatches } from "../../../mod/pilot/translate/locality_lb.ts";
+import {
+  applyLocalityLoadBalancing,
+  failoverPriorityOf,
+  localityMatches,
+  topologyLabels,
+} from "../../../mod/pilot/translate/locality_lb.ts";
 
 const ep = (address: string, locality: string, weight = 1): Endpoint => ({
   hostname: "svc",
@@ -81,5 +86,91 @@ describe("applyLocalityLoadBalancing()", () => {
       distribute: [{ from: "us-east/*", to: { "us-east/*": 100 } }],
     }, false);
     expect(cla.endpoints).toHaveLength(4);
+  });
+});
+
+describe("failoverPriority", () => {
+  const labelled = (address: string, locality: string, labels: Record<string, string>): Endpoint => ({
+    ...ep(address, locality),
+    labels,
+  });
+  const eps = [
+    labelled("10.0.0.1", "us-east/a/1", { tier: "gold", "topology.istio.io/network": "n1" }),
+    labelled("10.0.0.2", "us-east/a/1", { tier: "silver", "topology.istio.io/network": "n1" }),
+    labelled("10.0.0.3", "eu-west/c/1", { tier: "gold", "topology.istio.io/network": "n2" }),
+  ];
+  const labelsOf = (cla: ReturnType<typeof loadAssignment>) => ({
+    proxy: { tier: "gold", "topology.istio.io/network": "n1" },
+    endpoints: cla.endpoints.map((g) =>
+      g.lbEndpoints.map((lb) => {
+        const a = lb.hostIdentifier.case === "endpoint"
+          ? lb.hostIdentifier.value.address?.address
+          : undefined;
+        const ip = a?.case === "socketAddress" ? a.value.address : "";
+        return eps.find((e) => e.address === ip)!.labels;
+      })
+    ),
+  });
+  const byAddress = (cla: ReturnType<typeof loadAssignment>) =>
+    Object.fromEntries(
+      cla.endpoints.flatMap((g) =>
+        g.lbEndpoints.map((lb) => {
+          const a = lb.hostIdentifier.case === "endpoint"
+            ? lb.hostIdentifier.value.address?.address
+            : undefined;
+          return [a?.case === "socketAddress" ? a.value.address : "", g.priority];
+        })
+      ),
+    );
+
+  test("failoverPriorityOf() counts shared labels in order; a leading network label only sorts other networks last", () => {
+    const proxy = { a: "1", b: "2", "topology.istio.io/network": "n1" };
+    expect(failoverPriorityOf(proxy, { a: "1", b: "2" }, ["a", "b"])).toBe(0);
+    expect(failoverPriorityOf(proxy, { a: "1", b: "3" }, ["a", "b"])).toBe(1);
+    expect(failoverPriorityOf(proxy, { a: "0", b: "2" }, ["a", "b"])).toBe(2);
+    expect(failoverPriorityOf(proxy, { a: "9" }, ["a=9"])).toBe(0);
+    const net = ["topology.istio.io/network", "a"];
+    expect(failoverPriorityOf(proxy, { "topology.istio.io/network": "n2", a: "1" }, net)).toBe(2);
+    expect(failoverPriorityOf(proxy, { "topology.istio.io/network": "n2", a: "0" }, net)).toBe(3);
+    expect(failoverPriorityOf(proxy, { "topology.istio.io/network": "n1", a: "0" }, net)).toBe(1);
+  });
+
+  test("applyLocalityLoadBalancing() splits a locality by failoverPriority labels, priorities without gaps", () => {
+    const cla = loadAssignment("c", eps);
+    applyLocalityLoadBalancing(cla, "us-east/a/1", { failoverPriority: ["tier"] }, true, labelsOf(cla));
+    expect(byAddress(cla)).toEqual({ "10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 0 });
+    expect(cla.endpoints.map((g) => g.loadBalancingWeight)).toEqual([1, 1, 1]);
+  });
+
+  test("applyLocalityLoadBalancing() with failover as well orders localities within each label priority", () => {
+    const cla = loadAssignment("c", eps);
+    applyLocalityLoadBalancing(
+      cla,
+      "us-east/a/1",
+      { failoverPriority: ["tier"], failover: [{ from: "us-east", to: "eu-west" }] },
+      true,
+      labelsOf(cla),
+    );
+    expect(byAddress(cla)).toEqual({ "10.0.0.1": 0, "10.0.0.3": 1, "10.0.0.2": 2 });
+  });
+
+  test("applyLocalityLoadBalancing() applies failoverPriority only with outlier detection and proxy labels", () => {
+    for (const [outlier, proxy] of [[false, { tier: "gold" }], [true, {}]] as const) {
+      const cla = loadAssignment("c", eps);
+      applyLocalityLoadBalancing(cla, "us-east/a/1", { failoverPriority: ["tier"] }, outlier, {
+        ...labelsOf(cla),
+        proxy,
+      });
+      expect(Object.values(byAddress(cla))).toEqual([0, 0, 0]);
+    }
+  });
+
+  test("topologyLabels() names the known parts of a locality and the network", () => {
+    expect(topologyLabels("r/z", "n")).toEqual({
+      "topology.kubernetes.io/region": "r",
+      "topology.kubernetes.io/zone": "z",
+      "topology.istio.io/network": "n",
+    });
+    expect(topologyLabels(undefined, undefined)).toEqual({});
   });
 });

@@ -18,6 +18,9 @@ import type { RouteConfiguration } from "#gen/envoy/config/route/v3/route_pb.ts"
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { HTTPFaultSchema } from "#gen/envoy/extensions/filters/http/fault/v3/fault_pb.ts";
 import { UpstreamTlsContextSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
+import type { TransportSocket } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { ProxyProtocolUpstreamTransportSchema } from "#gen/envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol_pb.ts";
+import { RAW_BUFFER_TRANSPORT_SOCKET } from "../../../mod/pilot/translate/cluster.ts";
 import type { FractionalPercent } from "#gen/envoy/type/v3/percent_pb.ts";
 import { buildClusters, buildEndpoints, buildRoutes } from "../../../mod/pilot/translate/mod.ts";
 import {
@@ -40,8 +43,17 @@ function ms(d: Duration | undefined): number | undefined {
   return d === undefined ? undefined : Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);
 }
 
+/** The socket inside a PROXY protocol wrapper (proxyProtocol is reported for gRPC), else `ts`. */
+function unwrapProxyProtocol(ts: TransportSocket | undefined): TransportSocket | undefined {
+  if (!ts || ts.configType.case !== "typedConfig") return ts;
+  const wrapper = anyUnpack(ts.configType.value, ProxyProtocolUpstreamTransportSchema);
+  if (!wrapper) return ts;
+  // The plaintext socket a cluster without TLS gets wrapped is no TLS at all.
+  return wrapper.transportSocket?.name === RAW_BUFFER_TRANSPORT_SOCKET ? undefined : wrapper.transportSocket;
+}
+
 function tlsView(c: Cluster) {
-  const ts = c.transportSocket;
+  const ts = unwrapProxyProtocol(c.transportSocket);
   if (!ts || ts.configType.case !== "typedConfig") return undefined;
   const ctx = anyUnpack(ts.configType.value, UpstreamTlsContextSchema);
   if (!ctx) return "not an UpstreamTlsContext";

@@ -12,6 +12,7 @@ import type { Resource } from "../../../mod/api/resource.ts";
 import { buildRbac } from "../../../mod/pilot/translate/authz.ts";
 import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
+import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
 import { pushFrom, sidecar } from "../_push.ts";
 
 const SERVICES = `
@@ -309,5 +310,55 @@ describe("RequestAuthentication → JWT filter", () => {
       rules: [{ from: [{ source: { requestPrincipals: ["*"] } }] }],
     })], "http");
     expect(Object.keys(allow!.rules.policies)).toEqual([]);
+  });
+
+  test("a gateway selected by a RequestAuthentication runs the JWT filter, and its RBAC reads request principals", () => {
+    const gateway = `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: app }
+spec:
+  selector: { istio: ingress }
+  servers:
+    - port: { number: 80, name: http, protocol: HTTP }
+      hosts: ["*"]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: { name: gw-jwt, namespace: app }
+spec:
+  selector: { matchLabels: { istio: ingress } }
+  jwtRules:
+    - { issuer: https://issuer.example.com, jwks: '{"keys":[]}' }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: gw-require-jwt, namespace: app }
+spec:
+  selector: { matchLabels: { istio: ingress } }
+  rules:
+    - from: [{ source: { requestPrincipals: ["https://issuer.example.com/alice"] } }]
+`;
+    const router = proxyFromNode({
+      id: "router~10.0.0.9~gw-1.app~app.svc.cluster.local",
+      metadata: { NAMESPACE: "app", LABELS: { istio: "ingress" } },
+    });
+    const f = buildListeners(pushFrom(SERVICES, gateway), router)[0]!.filterChains[0]!.filters[0]!;
+    const hcm = f.configType.case === "typedConfig"
+      ? anyUnpack(f.configType.value, HttpConnectionManagerSchema)!
+      : undefined;
+    expect(hcm!.httpFilters.map((h) => h.name).slice(0, 2)).toEqual([
+      "envoy.filters.http.jwt_authn",
+      "envoy.filters.http.rbac",
+    ]);
+    const rbac = hcm!.httpFilters[1]!;
+    const r = rbac.configType.case === "typedConfig"
+      ? anyUnpack(rbac.configType.value, HttpRbacSchema)!
+      : undefined;
+    const p = toJson(ConfigRbacSchema, r!.rules!) as { policies: Record<string, unknown> };
+    expect(p.policies["ns[app]-policy[gw-require-jwt]-rule[0]"]).toEqual({
+      permissions: [{ any: true }],
+      principals: [sub("https://issuer.example.com", { stringMatch: { exact: "alice" } })],
+    });
   });
 });

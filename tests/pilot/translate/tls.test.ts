@@ -4,6 +4,7 @@ import {
   DownstreamTlsContextSchema,
   UpstreamTlsContextSchema,
 } from "#gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.ts";
+import { CertificateValidationContext_TrustChainVerification } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
 import {
   downstreamTlsContext,
   downstreamTransportSocket,
@@ -137,5 +138,84 @@ describe("downstreamTlsContext()", () => {
         anyUnpack(ts.configType.value, DownstreamTlsContextSchema)?.requireClientCertificate,
     )
       .toBe(true);
+  });
+
+  test("downstreamTlsContext() serves every credentialNames secret and verifies clients with the first one's CA", () => {
+    const ctx = downstreamTlsContext({ mode: "MUTUAL", credentialNames: ["rsa-cert", "ecdsa-cert"] })!;
+    const common = ctx.commonTlsContext!;
+    expect(common.tlsCertificateSdsSecretConfigs.map((s) => s.name)).toEqual(["rsa-cert", "ecdsa-cert"]);
+    const sds = common.tlsCertificateSdsSecretConfigs[1]!.sdsConfig!.configSourceSpecifier;
+    expect(sds.case === "apiConfigSource" && sds.value.grpcServices[0]?.targetSpecifier.value).toMatchObject({
+      clusterName: SDS_CLUSTER,
+    });
+    const vc = common.validationContextType;
+    expect(vc.case === "combinedValidationContext" && vc.value.validationContextSdsSecretConfig?.name)
+      .toBe("rsa-cert-cacert");
+    expect(common.tlsCertificates).toEqual([]);
+  });
+
+  test("downstreamTlsContext() takes the client CA from caCertCredentialName when set", () => {
+    for (
+      const tls of [
+        { credentialName: "shop", caCertCredentialName: "shop-clients" },
+        { credentialNames: ["a", "b"], caCertCredentialName: "shop-clients" },
+      ]
+    ) {
+      const vc =
+        downstreamTlsContext({ mode: "OPTIONAL_MUTUAL", ...tls })!.commonTlsContext!.validationContextType;
+      expect(vc.case === "combinedValidationContext" && vc.value.validationContextSdsSecretConfig?.name)
+        .toBe("shop-clients");
+    }
+  });
+
+  test("downstreamTlsContext() maps builtin:// to the gateway's own mesh certificate", () => {
+    const common = downstreamTlsContext({ mode: "MUTUAL", credentialName: "builtin://" })!.commonTlsContext!;
+    expect(common.tlsCertificateSdsSecretConfigs.map((s) => s.name)).toEqual(["default"]);
+    const vc = common.validationContextType;
+    expect(vc.case === "combinedValidationContext" && vc.value.validationContextSdsSecretConfig?.name)
+      .toBe("ROOTCA");
+  });
+
+  test("downstreamTlsContext() serves every tlsCertificates pair from files, with the pairs' CA", () => {
+    const ctx = downstreamTlsContext({
+      mode: "MUTUAL",
+      tlsCertificates: [
+        { serverCertificate: "/rsa.pem", privateKey: "/rsa-key.pem", caCertificates: "/clients.pem" },
+        { serverCertificate: "/ec.pem", privateKey: "/ec-key.pem" },
+      ],
+    })!;
+    const common = ctx.commonTlsContext!;
+    expect(
+      common.tlsCertificates.map((c) => [c.certificateChain?.specifier.value, c.privateKey?.specifier.value]),
+    )
+      .toEqual([["/rsa.pem", "/rsa-key.pem"], ["/ec.pem", "/ec-key.pem"]]);
+    expect(common.tlsCertificateSdsSecretConfigs).toEqual([]);
+    const vc = common.validationContextType;
+    expect(vc.case === "validationContext" && vc.value.trustedCa?.specifier.value).toBe("/clients.pem");
+    const top = downstreamTlsContext({
+      mode: "MUTUAL",
+      caCertificates: "/top.pem",
+      tlsCertificates: [{ serverCertificate: "/a", privateKey: "/b", caCertificates: "/clients.pem" }],
+    })!.commonTlsContext!.validationContextType;
+    expect(top.case === "validationContext" && top.value.trustedCa?.specifier.value).toBe("/top.pem");
+  });
+
+  test("downstreamTlsContext() accepts untrusted client certificates with insecureSkipVerify", () => {
+    const vc = downstreamTlsContext({
+      mode: "OPTIONAL_MUTUAL",
+      credentialName: "c",
+      insecureSkipVerify: true,
+    })!.commonTlsContext!.validationContextType;
+    expect(
+      vc.case === "combinedValidationContext" && vc.value.defaultValidationContext?.trustChainVerification,
+    )
+      .toBe(CertificateValidationContext_TrustChainVerification.ACCEPT_UNTRUSTED);
+    const strict = downstreamTlsContext({ mode: "MUTUAL", credentialName: "c" })!.commonTlsContext!
+      .validationContextType;
+    expect(
+      strict.case === "combinedValidationContext" &&
+        strict.value.defaultValidationContext?.trustChainVerification,
+    )
+      .toBe(CertificateValidationContext_TrustChainVerification.VERIFY_TRUST_CHAIN);
   });
 });

@@ -78,7 +78,7 @@ export function grpcCluster(push: PushContext, plan: OutboundClusterPlan): Clust
       policy.connectionPool?.tcp?.connectTimeout ?? push.mesh.connectTimeout,
     ),
     circuitBreakers: create(CircuitBreakersSchema, {
-      thresholds: [circuitBreakerThresholds(policy.connectionPool)],
+      thresholds: [circuitBreakerThresholds(policy.connectionPool, policy.retryBudget)],
     }),
     lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
   });

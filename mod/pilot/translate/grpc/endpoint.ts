@@ -5,8 +5,11 @@
  * what gRPC accepts (gRFC A27): every locality carries a load_balancing_weight (gRPC ignores a
  * locality without one, which leaves every call failing); endpoints whose address is not an IP
  * (DNS names, Unix sockets) are left out, as gRPC rejects them; an address:port listed twice is
- * listed once and a locality once per priority (gRPC rejects duplicates too); no Envoy-only
- * metadata (transport socket matches).
+ * listed once and a locality once per priority (gRPC rejects duplicates too); priorities run
+ * from 0 without gaps (gRPC rejects gaps; a priority whose hosts were all left out is closed
+ * up). gRPC clients honour locality weights and priorities (gRFC A27): the calls go to
+ * priority 0 while it has a ready endpoint, then to the next. No Envoy-only metadata
+ * (transport socket matches).
  *
  * @module
  */
@@ -25,7 +28,7 @@ import {
 } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import type { OutboundClusterPlan } from "../cluster_plan.ts";
 import { byString } from "../conversion.ts";
-import { planLoadAssignment } from "../endpoint.ts";
+import { DIRECT_VIEW, type NetworkView, planLoadAssignment } from "../endpoint.ts";
 import { joinHostPort } from "./names.ts";
 
 function addressOf(lb: LbEndpoint): string | undefined {
@@ -95,14 +98,21 @@ export function grpcAssignment(cla: ClusterLoadAssignment): ClusterLoadAssignmen
     prev.loadBalancingWeight = (prev.loadBalancingWeight ?? 0) + (g.loadBalancingWeight ?? 0);
   }
   const endpoints = [...merged.entries()].sort(([a], [b]) => byString(a, b)).map(([, g]) => g);
+  // gRPC rejects priorities with gaps: a priority whose hosts were all left out is closed up.
+  const used = [...new Set(endpoints.map((g) => g.priority))].sort((a, b) => a - b);
+  for (const g of endpoints) g.priority = used.indexOf(g.priority);
   return create(ClusterLoadAssignmentSchema, { clusterName: cla.clusterName, endpoints });
 }
 
-/** The ClusterLoadAssignment of one planned cluster, seen from the proxy's locality. */
+/**
+ * The ClusterLoadAssignment of one planned cluster, seen from the proxy's locality and network
+ * (the same split horizon as Envoy's, endpoint.ts).
+ */
 export function buildLoadAssignment(
   plan: OutboundClusterPlan,
   locality: string | undefined,
+  view: NetworkView = DIRECT_VIEW,
 ): ClusterLoadAssignment {
   // Every gRPC cluster is EDS, also where Envoy resolves DNS itself: all of its hosts.
-  return grpcAssignment(planLoadAssignment({ ...plan, discovery: "EDS" }, locality));
+  return grpcAssignment(planLoadAssignment({ ...plan, discovery: "EDS" }, locality, view));
 }

@@ -18,13 +18,18 @@
  *   A36) and cannot tell TLS from plaintext on one port, so PERMISSIVE, like DISABLE, serves
  *   plaintext (Istio's grpcgen does the same).
  * - Authorization: {@link serverRbacFilters} gives the RBAC HTTP filters (gRFC A41) for a
- *   server's connection manager, ahead of the router.
+ *   server's connection manager, ahead of the router. gRPC has no ext_authz, so CUSTOM rules
+ *   are enforced as DENY (the calls the authorizer would have been asked about are refused,
+ *   never let through); gRPC RBAC has no LOG action, so AUDIT policies are left out. Both are
+ *   reported by unsupported.ts. gRPC refuses two HTTP filters of one name, so each action's
+ *   filter has its own (`envoy.filters.http.rbac.CUSTOM`, `.DENY`, and the plain name for ALLOW).
  *
  * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { type TransportSocket, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
+import { RBAC_Action, RBACSchema } from "#gen/envoy/config/rbac/v3/rbac_pb.ts";
 import { CertificateValidationContextSchema } from "#gen/envoy/extensions/transport_sockets/tls/v3/common_pb.ts";
 import {
   CommonTlsContextSchema,
@@ -36,7 +41,8 @@ import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
 import type { Endpoint } from "../../model/service.ts";
 import { effectiveMtlsMode } from "../authn.ts";
-import { buildRbac, rbacHttpFilters } from "../authz.ts";
+import { badCustomRbac, buildRbac, HTTP_RBAC_FILTER, type RbacConfig, rbacHttpFilters } from "../authz.ts";
+import { customRulesByProvider } from "../ext_authz.ts";
 import type { OutboundClusterPlan } from "../cluster_plan.ts";
 import { exactMatcher } from "../conversion.ts";
 import { istioMtlsSni, SDS_ROOT_CA, SDS_WORKLOAD_CERT, TLS_TRANSPORT_SOCKET } from "../tls.ts";
@@ -106,11 +112,47 @@ export function serverTransportSocket(
   });
 }
 
+/** The gRPC filter name of each action's RBAC filter (unique, as gRPC requires). */
+export const GRPC_RBAC_FILTER_NAMES: Readonly<Record<"CUSTOM" | "DENY" | "ALLOW", string>> = {
+  CUSTOM: `${HTTP_RBAC_FILTER}.CUSTOM`,
+  DENY: `${HTTP_RBAC_FILTER}.DENY`,
+  ALLOW: HTTP_RBAC_FILTER,
+};
+
 /**
- * The RBAC HTTP filters (gRFC A41) of a gRPC server of `proxy`: one per action (AUDIT, DENY,
- * ALLOW) of the AuthorizationPolicies selecting its workload, to go before the router; none
- * when no policy applies.
+ * The CUSTOM rules of `policies` (every provider's) as one DENY config, each rule named as
+ * Envoy's fail-closed rules are (authz.ts `badCustomRbac`); undefined when no policy is CUSTOM.
+ */
+export function grpcCustomDenyRbac(
+  policies: Parameters<typeof customRulesByProvider>[0],
+): RbacConfig | undefined {
+  const groups = customRulesByProvider(policies, "http");
+  if (groups.length === 0) return undefined;
+  const denied = groups.map((g) => badCustomRbac(g.rules));
+  const rules = create(RBACSchema, {
+    action: RBAC_Action.DENY,
+    policies: Object.assign({}, ...denied.map((d) => d.policies)),
+  });
+  return { action: "DENY", rules };
+}
+
+/**
+ * The RBAC HTTP filters (gRFC A41) of a gRPC server of `proxy`, to go before the router: the
+ * CUSTOM rules enforced as DENY, then the DENY and ALLOW policies selecting its workload (AUDIT
+ * left out, see the module notes); none when no policy applies.
  */
 export function serverRbacFilters(push: PushContext, proxy: Proxy): HttpFilter[] {
-  return rbacHttpFilters(buildRbac(push.authorizationPolicies(proxy), "http"));
+  const policies = push.authorizationPolicies(proxy);
+  const custom = grpcCustomDenyRbac(policies);
+  const named: [string, RbacConfig][] = [
+    ...(custom ? [[GRPC_RBAC_FILTER_NAMES.CUSTOM, custom] as [string, RbacConfig]] : []),
+    ...buildRbac(policies, "http").flatMap((c): [string, RbacConfig][] =>
+      c.action === "AUDIT" ? [] : [[GRPC_RBAC_FILTER_NAMES[c.action], c]]
+    ),
+  ];
+  return named.map(([name, config]) => {
+    const filter = rbacHttpFilters([config])[0]!;
+    filter.name = name;
+    return filter;
+  });
 }

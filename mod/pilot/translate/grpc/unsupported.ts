@@ -4,7 +4,9 @@
  * plans (load balancers, slow start, zone-aware routing, connection-pool limits gRPC does not
  * read, outlier-detection parts, TLS modes, auto mTLS, non-EDS discovery); route entries from
  * the route plans of each service port (matches no gRPC call can meet, redirects, direct
- * responses, rewrites, mirrors, header changes, CORS, retry conditions). The renderers in this
+ * responses, rewrites, mirrors, header changes, CORS, retry conditions, JWT claims); server
+ * entries from the AuthorizationPolicies selecting a server (CUSTOM enforced as DENY, AUDIT left
+ * out; see tls.ts). The renderers in this
  * folder make the same decisions; this file only names them.
  *
  * @module
@@ -14,7 +16,7 @@ import type { PushContext } from "../../model/push_context.ts";
 import { autoMtlsSettings } from "../cluster.ts";
 import type { OutboundClusterPlan } from "../cluster_plan.ts";
 import { byString } from "../conversion.ts";
-import { type RoutePlan, serviceRoutePlans } from "../route_plan.ts";
+import { claimConditions, type RoutePlan, serviceRoutePlans } from "../route_plan.ts";
 import { grpcClusterPlans } from "./cluster.ts";
 import { ignoredRetryOn } from "./retry.ts";
 import { unmatchableReason } from "./route_match.ts";
@@ -22,7 +24,10 @@ import { joinHostPort } from "./names.ts";
 
 /** One thing a gRPC client is not given, and why. */
 export interface GrpcUnsupported {
-  /** `cluster NAME` or `route HOST:PORT` (the route configuration of the service's full name). */
+  /**
+   * `cluster NAME`, `route HOST:PORT` (the route configuration of the service's full name) or
+   * `server listeners` (every server listener of the proxy).
+   */
   readonly resource: string;
   /** The config field, relative to the merged traffic policy or to the VirtualService. */
   readonly field: string;
@@ -107,6 +112,21 @@ function clusterGaps(plan: OutboundClusterPlan, push: PushContext): Gap[] {
     ["connectionPool.http.http2KeepAlive", http?.http2KeepAlive],
   ];
   for (const [field, value] of notRead) if (value !== undefined) out.push({ field, reason: NOT_READ });
+  if (policy.retryBudget) {
+    out.push({
+      field: "retryBudget",
+      reason: "gRPC clients have no retry budget (gRFC A32 reads only max_requests)",
+    });
+  }
+  if (policy.tunnel) {
+    out.push({
+      field: "tunnel",
+      reason: "gRPC clients connect to endpoints directly; they do not tunnel over HTTP CONNECT",
+    });
+  }
+  if (policy.proxyProtocol) {
+    out.push({ field: "proxyProtocol", reason: "gRPC clients send no PROXY protocol header" });
+  }
   const od = policy.outlierDetection;
   if (od) {
     if (od.consecutive5xxErrors || od.consecutiveGatewayErrors || od.consecutiveErrors) {
@@ -197,6 +217,58 @@ function routeGaps(plan: RoutePlan): Gap[] {
   return out;
 }
 
+type VirtualServiceResource = NonNullable<ReturnType<typeof serviceRoutePlans>["vs"]>;
+
+/**
+ * Matches on JWT claims (`@request.auth.claims`): a gRPC client verifies no token, so it has no
+ * claims (as on a sidecar's outbound routes): a route needing a claim is left out, and
+ * `withoutHeaders` on claims hold for every call.
+ */
+function claimGaps(vs: VirtualServiceResource): Gap[] {
+  const out: Gap[] = [];
+  (vs.spec.http ?? []).forEach((http, i) =>
+    (http.match ?? []).forEach((m, j) => {
+      const claims = claimConditions(m);
+      if (claims.length === 0) return;
+      out.push({
+        field: `http[${i}].match[${j}]`,
+        reason: claims.some((c) => !c.invert)
+          ? "route left out: matches @request.auth.claims, and gRPC clients verify no JWT"
+          : "withoutHeaders on @request.auth.claims hold for every call: gRPC clients verify no JWT",
+      });
+    })
+  );
+  return out;
+}
+
+/**
+ * AuthorizationPolicies a gRPC server cannot enforce as written: CUSTOM (no ext_authz; its rules
+ * are enforced as DENY, so it fails closed) and AUDIT (gRPC RBAC has no LOG action). Only for a
+ * proxy that serves something.
+ */
+function serverAuthzGaps(push: PushContext, proxy: Proxy): GrpcUnsupported[] {
+  if (push.instancesOf(proxy).length === 0) return [];
+  return push.authorizationPolicies(proxy).flatMap((p): GrpcUnsupported[] => {
+    const field = `AuthorizationPolicy ${p.metadata.namespace}/${p.metadata.name}`;
+    if (p.spec.action === "CUSTOM") {
+      return [{
+        resource: "server listeners",
+        field: `${field} action: CUSTOM (ext_authz)`,
+        reason: `gRPC servers have no ext_authz: the calls its rules match are denied instead of asking ` +
+          `provider ${JSON.stringify(p.spec.provider?.name ?? "")}`,
+      }];
+    }
+    if (p.spec.action === "AUDIT") {
+      return [{
+        resource: "server listeners",
+        field: `${field} action: AUDIT`,
+        reason: "gRPC RBAC has no LOG action; the policy is left out",
+      }];
+    }
+    return [];
+  });
+}
+
 function byResourceAndField(a: GrpcUnsupported, b: GrpcUnsupported): number {
   return byString(a.resource, b.resource) || byString(a.field, b.field);
 }
@@ -221,6 +293,10 @@ export function grpcUnsupported(push: PushContext, proxy: Proxy): GrpcUnsupporte
         out.push({ resource: `route ${name}`, field: `${prefix}${gap.field}`, reason: gap.reason });
       }
     }
+    for (const gap of vs ? claimGaps(vs) : []) {
+      out.push({ resource: `route ${name}`, field: `${prefix}${gap.field}`, reason: gap.reason });
+    }
   }
+  out.push(...serverAuthzGaps(push, proxy));
   return out.sort(byResourceAndField);
 }
