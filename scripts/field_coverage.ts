@@ -411,6 +411,13 @@ const DR_PREFIXES = [
 
 function gapPaths(push: ReturnType<typeof createPushContext>, proxy: Proxy): string[] {
   return grpcUnsupported(push, proxy).flatMap((g) => {
+    // Another network's endpoints, reached through its gateway (gRPC sends no outbound_ SNI).
+    if (g.field.startsWith("endpoints (network")) {
+      return ["WorkloadEntry.spec.network", "ServiceEntry.spec.endpoints[].network"];
+    }
+    // A Sidecar's ingress settings a gRPC server cannot follow: "Sidecar NS/NAME ingress[0].tls".
+    const sidecar = /^Sidecar \S+ (.*)$/.exec(g.field);
+    if (sidecar) return [`Sidecar.spec.${sidecar[1]!.replace(/\[\d+\]/g, "[]")}`];
     const field = g.field.replace(/^\S+\/\S+ /, "").replace(/ \(.*\)$/, "").replace(/\[\d+\]/g, "[]");
     // A route left out as a whole (its path ends in a list index) names no field.
     if (field.endsWith("]")) return [];
@@ -546,7 +553,8 @@ export function coverageRows(fields = apiFields(), m = measure()): FieldRow[] {
         envoy,
         grpc,
         realClients: [...(clients.get(path) ?? [])].sort(),
-        refused: observedAt(path, m.refused),
+        // A warning at a parent ("backendUtilization: not supported") refuses its fields too.
+        refused: observedAt(path, m.refused) || underGap(path, m.refused),
       });
     }
   }

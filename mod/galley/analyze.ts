@@ -19,6 +19,7 @@ import {
   authorizationNamespaceNotFound,
   authorizationPrincipal,
 } from "./analyzers/authorization_policies.ts";
+import { customAuthzProviderUnusable } from "./analyzers/custom_authz_providers.ts";
 import { conflictingDestinationRules } from "./analyzers/destination_rule_conflicts.ts";
 import {
   destinationHostNotFound,
@@ -28,6 +29,7 @@ import {
 import { destinationSubsetNotFound } from "./analyzers/destination_subsets.ts";
 import { conflictingVirtualServiceHosts } from "./analyzers/conflicting_virtual_services.ts";
 import { conflictingGateways, gatewayDuplicateCertificate } from "./analyzers/gateway_conflicts.ts";
+import { ingressRouteRulesNotAffected } from "./analyzers/ingress_route_rules.ts";
 import { jwtClaimRoutingWithoutRequestAuthentication } from "./analyzers/jwt_claim_routes.ts";
 import { unknownDestinationRuleHost } from "./analyzers/destination_rule_hosts.ts";
 import { conflictingServiceEntryProtocol } from "./analyzers/service_entry_protocols.ts";
@@ -49,6 +51,7 @@ import { serviceEntryAddressesRequired } from "./analyzers/service_entry_address
 import { conflictingSidecarSelectors, multipleSidecarsWithoutSelector } from "./analyzers/sidecars.ts";
 import { subsetMatchesNoWorkload } from "./analyzers/subset_workloads.ts";
 import { gatewayHostNotFound, gatewayNotFound } from "./analyzers/virtual_service_gateways.ts";
+import { delegateNotFound, unusedDelegateVirtualService } from "./analyzers/virtual_service_delegates.ts";
 import { workloadGroupNotInService, workloadNotInService } from "./analyzers/workload_membership.ts";
 
 export { ISTIO_MESSAGES, type IstioMessage } from "./analyzers/_istio.ts";
@@ -94,6 +97,10 @@ export const ANALYZERS: readonly Analyzer[] = ([
   workloadNotInService,
   workloadGroupNotInService,
   multipleTelemetriesWithoutSelector,
+  ingressRouteRulesNotAffected,
+  unusedDelegateVirtualService,
+  delegateNotFound,
+  customAuthzProviderUnusable,
 ] as Analyzer[]).sort((a, b) => (a.code < b.code ? -1 : 1));
 
 /** The code of an analyzer that failed (a bug in meshd), istioctl's InternalError. */

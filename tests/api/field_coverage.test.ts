@@ -136,7 +136,7 @@ describe("recording reads", () => {
       envoy: "yes",
       grpc: "partial",
     });
-    expect(at("Telemetry.spec.accessLogging[].disabled")).toMatchObject({ set: true, envoy: "no" });
+    expect(at("Gateway.spec.servers[].name")).toMatchObject({ set: true, envoy: "no" });
     expect(at("Gateway.spec.servers[].hosts")).toMatchObject({ envoy: "yes", grpc: "n/a" });
   });
 });

@@ -5,8 +5,9 @@
  * `extensionProviders` follows Istio's MeshConfig (`istio.io/api` mesh/v1alpha1): every provider
  * kind parses with its fields; the external authorizers (`envoyExtAuthzGrpc`,
  * `envoyExtAuthzHttp`), which AuthorizationPolicy `action: CUSTOM` names, are validated as Istio
- * validates them and used by pilot. The tracing, metrics, logging and SDS kinds are accepted with
- * a "not supported" warning: meshd does not use them.
+ * validates them and used by pilot, as is `envoyFileAccessLog`, which Telemetry access logging
+ * names. The other tracing, metrics, logging and SDS kinds are accepted with a "not supported"
+ * warning: meshd does not use them.
  *
  * `meshNetworks` is Istio's MeshNetworks (`istio.io/api` mesh/v1alpha1 `MeshNetworks`): per
  * network, which endpoints belong to it (`fromCidr`) and the gateways (`address` or
@@ -267,11 +268,12 @@ const extensionProviderSchema = t.object({
   exactlyOneOf: [PROVIDER_KINDS],
   check: (p, path, report) => {
     for (const kind of Object.keys(unusedProviderKinds)) {
-      if (kind in p) {
+      if (kind in p && kind !== "envoyFileAccessLog") {
         report.warning(
           fieldPath(path, kind),
           `extension provider ${JSON.stringify(p.name)}: ${kind} is not supported; meshd uses only ` +
-            "envoyExtAuthzGrpc and envoyExtAuthzHttp providers (for AuthorizationPolicy CUSTOM)",
+            "envoyExtAuthzGrpc and envoyExtAuthzHttp providers (for AuthorizationPolicy CUSTOM) and " +
+            "envoyFileAccessLog (for Telemetry access logging)",
         );
       }
     }

@@ -1189,6 +1189,23 @@ const loadBalancerSchema = t.object(
       failover: t.array(t.object({ from: t.string(), to: t.string() })),
       failoverPriority: t.array(t.string()),
       minClusterSize: t.int({ min: 0 }),
+    }, {
+      check: (z, path, report) => {
+        // Istio orders endpoints into region priorities for zone-aware balancing; meshd turns
+        // on Envoy's zone-aware routing only, inside one priority.
+        const refuse = (at: string, name: string) =>
+          report.warning(
+            at,
+            `zoneAwareLbSetting.${name} is not supported by meshd; ignored (use localityLbSetting.${name})`,
+          );
+        if (z.failoverPriority !== undefined) refuse(fieldPath(path, "failoverPriority"), "failoverPriority");
+        z.failover?.forEach((f, i) => {
+          const at = indexPath(fieldPath(path, "failover"), i);
+          // Both parts are named, so that neither reads as honoured.
+          if (f.from !== undefined) refuse(fieldPath(at, "from"), "failover");
+          if (f.to !== undefined) refuse(fieldPath(at, "to"), "failover");
+        });
+      },
     }),
     warmupDurationSecs: durationSchema,
     warmup: t.object({
@@ -1422,6 +1439,15 @@ const trafficPolicySchema = t.object(
       percent: t.number({ min: 0, max: 100 }),
       minRetryConcurrency: t.int({ min: 0 }),
       budgetInterval: durationSchema,
+    }, {
+      check: (b, path, report) => {
+        if (b.budgetInterval !== undefined) {
+          report.warning(
+            fieldPath(path, "budgetInterval"),
+            "retryBudget.budgetInterval is not supported by meshd; ignored (Envoy's retry budget counts active requests)",
+          );
+        }
+      },
     }),
   },
   {

@@ -4,6 +4,12 @@
  * expressions are CEL over Envoy's attributes and are compiled here, so a bad filter is rejected
  * with the position of the field.
  *
+ * What pilot does not build is refused with a "not supported" (or "has no effect") warning at
+ * the field, so nothing is validated and then ignored: access-log filters (Envoy's CEL
+ * access-log filter is not built), tracing providers and span reporting (no tracer is
+ * configured), `useRequestIdForTraceSampling`, `enableIstioTags`, `disableContextPropagation`,
+ * `formatter` custom tags, and every `metrics` field (meshd builds no Istio stats filter).
+ *
  * @module
  */
 
@@ -12,6 +18,17 @@ import { compileExpression } from "../cel.ts";
 import type { Diagnostic, Resource } from "../resource.ts";
 import { checkSchema, fieldPath, type Infer, type Reporter, type Schema, t } from "../schema.ts";
 import { policyTargetFields, policyTargetOneOf } from "./security.ts";
+
+/** Warns "not supported" at every set leaf of `value` under `path`. */
+function refuseLeaves(value: unknown, path: string, report: Reporter, why: string): void {
+  if (Array.isArray(value)) value.forEach((v, i) => refuseLeaves(v, `${path}[${i}]`, report, why));
+  else if (typeof value === "object" && value !== null && Object.keys(value).length > 0) {
+    for (const [k, v] of Object.entries(value)) refuseLeaves(v, fieldPath(path, k), report, why);
+  } else if (value !== undefined) report.warning(path, `not supported: ${why}`);
+}
+
+const NO_TRACER = "meshd configures no tracer, so no spans are reported (sampling and custom tags apply)";
+const NO_STATS = "meshd builds no Istio stats filter; metrics providers and overrides are not honoured";
 
 const workloadModeSchema = t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]);
 
@@ -80,6 +97,23 @@ const tracingSchema = t.object(
       if ((tr.providers?.length ?? 0) > 1) {
         report.warning(fieldPath(path, "providers"), "only the first tracing provider is used");
       }
+      refuseLeaves(tr.providers, fieldPath(path, "providers"), report, NO_TRACER);
+      if (tr.disableSpanReporting !== undefined) {
+        report.warning(fieldPath(path, "disableSpanReporting"), `has no effect: ${NO_TRACER}`);
+      }
+      for (
+        const f of ["useRequestIdForTraceSampling", "enableIstioTags", "disableContextPropagation"] as const
+      ) {
+        if (tr[f] !== undefined) report.warning(fieldPath(path, f), `${f} is not supported by meshd`);
+      }
+      for (const [name, tag] of Object.entries(tr.customTags ?? {})) {
+        if (tag.formatter) {
+          report.warning(
+            fieldPath(fieldPath(fieldPath(fieldPath(path, "customTags"), name), "formatter"), "value"),
+            "formatter custom tags are not supported by meshd; use literal, environment or header",
+          );
+        }
+      }
     },
   },
 );
@@ -125,7 +159,7 @@ const metricsSchema = t.object({
   providers: providersSchema,
   overrides: t.array(metricsOverridesSchema),
   reportingInterval: t.duration(),
-});
+}, { check: (m, path, report) => refuseLeaves(m, path, report, NO_STATS) });
 
 /** Metrics settings. */
 export type Metrics = Infer<typeof metricsSchema>;
@@ -140,6 +174,16 @@ const accessLoggingSchema = t.object({
   providers: providersSchema,
   disabled: t.bool(),
   filter: t.object({ expression: t.string({ required: true, check: filterExpressionCheck }) }),
+}, {
+  check: (a, path, report) => {
+    if (a.filter?.expression !== undefined) {
+      report.warning(
+        fieldPath(fieldPath(path, "filter"), "expression"),
+        "access-log filters are not supported by meshd (Envoy's CEL access-log filter is not built); " +
+          "entries are logged unfiltered",
+      );
+    }
+  },
 });
 
 /**
@@ -155,14 +199,8 @@ const telemetrySchema = t.object(
     metrics: t.array(metricsSchema),
     accessLogging: t.array(accessLoggingSchema),
   },
-  {
-    oneOf: policyTargetOneOf,
-    check: (tel, path, report) => {
-      if ((tel.tracing?.length ?? 0) > 1) {
-        report.warning(fieldPath(path, "tracing"), "only the first tracing entry is used");
-      }
-    },
-  },
+  // Several tracing entries are applied in order, later ones winning (translate/telemetry.ts).
+  { oneOf: policyTargetOneOf },
 );
 
 /** telemetry.istio.io Telemetry spec. */

@@ -85,12 +85,7 @@ export const ISTIO_MESSAGES: readonly IstioMessage[] = [
   { code: "IST0137", name: "DeploymentConflictingPorts", left: K8S },
   { code: "IST0138", name: "GatewayDuplicateCertificate" },
   { code: "IST0139", name: "InvalidWebhook", left: INSTALL },
-  {
-    code: "IST0140",
-    name: "IngressRouteRulesNotAffected",
-    left: "not done yet: it applies without Kubernetes (a gateway route to a host that mesh routes " +
-      "split by subset); a candidate for a later change",
-  },
+  { code: "IST0140", name: "IngressRouteRulesNotAffected" },
   { code: "IST0141", name: "InsufficientPermissions", left: INSTALL },
   { code: "IST0142", name: "UnsupportedKubernetesVersion", left: INSTALL },
   { code: "IST0143", name: "LocalhostListener", left: K8S },

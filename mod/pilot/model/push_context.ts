@@ -27,6 +27,7 @@ import type {
   PolicyTargetReference,
   RequestAuthenticationSpec,
 } from "../../api/kinds/security.ts";
+import type { TelemetrySpec } from "../../api/kinds/telemetry.ts";
 import type { Resource } from "../../api/resource.ts";
 import type { ConfigSnapshot } from "../../galley/mod.ts";
 import type { Proxy } from "./proxy.ts";
@@ -187,6 +188,14 @@ export interface PushContext {
   authorizationPolicies(workload: PolicyWorkload): readonly Resource<AuthorizationPolicySpec>[];
   /** RequestAuthentications that apply to a workload, selected like AuthorizationPolicies. */
   requestAuthentications(workload: PolicyWorkload): readonly Resource<RequestAuthenticationSpec>[];
+  /**
+   * The Telemetry resources in force for a workload, in the order Istio merges them (later ones
+   * override earlier ones): the root namespace's without a selector, the workload's namespace's
+   * without a selector (when that is not the root namespace), then the first of its namespace
+   * whose selector matches its labels or one of whose target references applies
+   * ({@link targetRefApplies}). The first by name wins at each level.
+   */
+  telemetryFor(workload: PolicyWorkload): readonly Resource<TelemetrySpec>[];
 }
 
 /**
@@ -413,6 +422,42 @@ export function mergeDelegates(all: readonly VirtualServiceResource[]): VirtualS
   return out;
 }
 
+/**
+ * Istio's applicableTelemetries: the namespace-wide Telemetry of the root namespace, that of the
+ * workload's namespace, and the first workload-level one (selector matches, or a target
+ * reference applies), in that order. `all` is sorted by namespace and name.
+ */
+export function selectTelemetries(
+  all: readonly Resource<TelemetrySpec>[],
+  workload: PolicyWorkload,
+  rootNamespace: string,
+  targets: PolicyTargets,
+): Resource<TelemetrySpec>[] {
+  const namespaceWide = (ns: string) =>
+    all.find((r) =>
+      r.metadata.namespace === ns && policyTargetRefs(r.spec).length === 0 &&
+      isEmptySelector(r.spec.selector?.matchLabels)
+    );
+  const out: Resource<TelemetrySpec>[] = [];
+  const root = namespaceWide(rootNamespace);
+  if (root) out.push(root);
+  if (workload.namespace !== rootNamespace) {
+    const ns = namespaceWide(workload.namespace);
+    if (ns) out.push(ns);
+  }
+  const own = all.find((r) => {
+    if (r.metadata.namespace !== workload.namespace) return false;
+    const refs = policyTargetRefs(r.spec);
+    if (refs.length > 0) {
+      return refs.some((ref) => targetRefApplies(ref, r.metadata.namespace, workload, targets));
+    }
+    const sel = r.spec.selector?.matchLabels;
+    return !isEmptySelector(sel) && selectorMatches(sel, workload.labels);
+  });
+  if (own) out.push(own);
+  return out;
+}
+
 /** Inputs beyond config: other registries' states. */
 export interface PushContextInputs {
   readonly config: ConfigSnapshot;
@@ -469,6 +514,8 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   const requestAuthns = [...config.list<RequestAuthenticationSpec>(SECURITY, "RequestAuthentication")].sort(
     byNsName,
   );
+
+  const telemetries = [...config.list<TelemetrySpec>("telemetry.istio.io", "Telemetry")].sort(byNsName);
 
   const policyTargets: PolicyTargets = {
     gateways,
@@ -613,6 +660,7 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     peerAuthentications: (workload) => selectPolicies(peerAuthns, workload, false),
     authorizationPolicies: (workload) => selectPolicies(authzPolicies, workload, true),
     requestAuthentications: (workload) => selectPolicies(requestAuthns, workload, true),
+    telemetryFor: (workload) => selectTelemetries(telemetries, workload, mesh.rootNamespace, policyTargets),
     gatewaysFor: (proxy) =>
       gateways.filter((g) => g.spec.selector !== undefined && selectorMatches(g.spec.selector, proxy.labels)),
     sidecarFor,

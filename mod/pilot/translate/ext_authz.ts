@@ -10,7 +10,8 @@
  *   `envoy.filters.http.ext_authz`, enabled (`filter_enabled_metadata`) only when that name
  *   starts with the provider's prefix. So the authorizer is asked only about requests a CUSTOM
  *   rule matches, and its answer is enforced before DENY and ALLOW policies are looked at.
- * - The provider's `service` is looked up in the registry as Istio does: `NAMESPACE/HOST` (a
+ * - The provider's `service` is looked up in the registry as Istio does (the rule is mod/api
+ *   ext_authz_provider.ts, which `meshd analyze` applies too): `NAMESPACE/HOST` (a
  *   short HOST is qualified in NAMESPACE, mod/api `resolveHost`), or a host name found in
  *   exactly one namespace; the filter calls the service's cluster `outbound|PORT||HOST`. The
  *   port must be one of the service's, and the service visible to the proxy (exportTo, Sidecar
@@ -64,12 +65,12 @@ import {
   type StringMatcher,
   StringMatcherSchema,
 } from "#gen/envoy/type/matcher/v3/string_pb.ts";
-import { normalizeHost, resolveHost } from "../../api/hosts.ts";
-import type {
-  ExtAuthzGrpcProvider,
-  ExtAuthzHttpProvider,
-  ExtensionProvider,
-} from "../../api/kinds/mesh_config.ts";
+import {
+  findExtAuthzProvider,
+  findProviderService,
+  severalCustomProviders,
+} from "../../api/ext_authz_provider.ts";
+import type { ExtAuthzGrpcProvider, ExtAuthzHttpProvider } from "../../api/kinds/mesh_config.ts";
 import type { AuthorizationPolicySpec } from "../../api/kinds/security.ts";
 import type { Resource } from "../../api/resource.ts";
 import type { PushContext } from "../model/push_context.ts";
@@ -147,37 +148,10 @@ export function lookupProviderTarget(
   service: string,
   port: number,
 ): ProviderTarget | { readonly reason: string } {
-  const slash = service.indexOf("/");
-  const namespace = slash < 0 ? undefined : service.slice(0, slash);
-  const host = namespace === undefined
-    ? normalizeHost(service)
-    : resolveHost(service.slice(slash + 1), namespace);
-  const candidates = push.services.filter((s) =>
-    s.hostname === host && !s.hostname.startsWith("*") &&
-    (namespace === undefined || s.namespace === namespace)
-  );
-  const namespaces = [...new Set(candidates.map((s) => s.namespace))].sort();
-  if (candidates.length === 0) return { reason: `service ${JSON.stringify(service)} is not in the registry` };
-  if (namespaces.length > 1) {
-    return {
-      reason: `service ${JSON.stringify(service)} is defined in namespaces ${namespaces.join(", ")}; ` +
-        "write NAMESPACE/HOST",
-    };
-  }
-  const svc: Service = candidates[0]!;
-  if (!svc.ports.some((p) => p.number === port)) {
-    return {
-      reason: `service ${svc.hostname} has no port ${port} (ports: ${
-        svc.ports.map((p) => p.number).join(", ")
-      })`,
-    };
-  }
-  if (!push.visibleServices(proxy).includes(svc)) {
-    return {
-      reason: `service ${svc.hostname} is not visible to the proxy (exportTo or Sidecar egress hosts), ` +
-        "so it has no cluster there",
-    };
-  }
+  const visible = push.visibleServices(proxy);
+  const found = findProviderService(push.services, service, port, (s) => visible.includes(s));
+  if (!found.ok) return { reason: found.reason };
+  const svc: Service = found.value;
   return { hostname: svc.hostname, cluster: outboundClusterName(port, svc.hostname) };
 }
 
@@ -314,39 +288,22 @@ function httpExtAuthz(provider: string, p: ExtAuthzHttpProvider, target: Provide
  * or says why it cannot be used (not defined, not an external authorizer, service not found).
  */
 export function resolveExtAuthzProvider(push: PushContext, proxy: Proxy, name: string): ResolvedProvider {
-  const providers: readonly ExtensionProvider[] = push.mesh.extensionProviders;
-  const p = providers.find((x) => x.name === name);
-  if (!p) {
-    const defined = providers.map((x) => x.name);
-    return {
-      ok: false,
-      reason: `extension provider ${JSON.stringify(name)} is not defined in MeshConfig extensionProviders` +
-        (defined.length > 0 ? ` (defined: ${defined.join(", ")})` : " (none are defined)"),
-    };
-  }
-  const config = p.envoyExtAuthzGrpc ?? p.envoyExtAuthzHttp;
-  if (!config) {
-    const kind = Object.keys(p).find((k) => k !== "name") ?? "unknown";
-    return {
-      ok: false,
-      reason:
-        `extension provider ${JSON.stringify(name)} is a ${kind} provider, not an external authorizer ` +
-        "(envoyExtAuthzGrpc or envoyExtAuthzHttp)",
-    };
-  }
+  const found = findExtAuthzProvider(push.mesh.extensionProviders, name);
+  if (!found.ok) return { ok: false, reason: found.reason };
+  const { config, grpc, http } = found.value;
   const target = lookupProviderTarget(push, proxy, config.service, config.port);
   if ("reason" in target) {
     return { ok: false, reason: `extension provider ${JSON.stringify(name)}: ${target.reason}` };
   }
-  if (p.envoyExtAuthzGrpc) {
+  if (grpc) {
     return {
       ok: true,
       target,
-      extAuthz: grpcExtAuthz(name, p.envoyExtAuthzGrpc, target),
-      networkExtAuthz: grpcNetworkExtAuthz(name, p.envoyExtAuthzGrpc, target),
+      extAuthz: grpcExtAuthz(name, grpc, target),
+      networkExtAuthz: grpcNetworkExtAuthz(name, grpc, target),
     };
   }
-  return { ok: true, target, extAuthz: httpExtAuthz(name, p.envoyExtAuthzHttp!, target) };
+  return { ok: true, target, extAuthz: httpExtAuthz(name, http!, target) };
 }
 
 /** The CUSTOM policies among `policies`, grouped by provider name (sorted by name). */
@@ -389,11 +346,7 @@ export function planCustomAuthz(
   flavor: RbacFlavor = "http",
 ): CustomAuthzPlan {
   const groups = customRulesByProvider(push.authorizationPolicies(proxy), flavor);
-  const several = groups.length > 1
-    ? `only one CUSTOM provider can be used per workload, found ${
-      groups.map((g) => JSON.stringify(g.provider)).join(", ")
-    }`
-    : undefined;
+  const several = severalCustomProviders(groups.map((g) => g.provider));
   return {
     providers: groups.map(({ provider, rules }) => {
       if (several) return { provider, rules, problem: several };

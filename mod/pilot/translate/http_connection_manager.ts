@@ -1,8 +1,10 @@
 /**
  * The HTTP connection manager network filter: codec detection, the route table (over RDS, or
  * inline for inbound ports), the HTTP filters, and the settings Istio uses (paths normalised,
- * slashes merged, websockets allowed, no stream idle timeout, tracing off). When mixer runs,
- * sidecars' connection managers (not gateways') also log to it over gRPC.
+ * slashes merged, websockets allowed, no stream idle timeout, tracing off unless Telemetry sets
+ * it). Access logs and tracing follow the Telemetry API (telemetry.ts); without it, the mesh's
+ * access log file, and when mixer runs, sidecars' connection managers (not gateways') also log
+ * to it over gRPC.
  *
  * @module
  */
@@ -20,6 +22,9 @@ import {
 import { accessLogs, mixerAccessLogs } from "./access_log.ts";
 import { adsConfigSource, typedConfig, zeroDuration } from "./conversion.ts";
 import { buildHttpFilters, type HttpFilterContext } from "./http_filters.ts";
+import { telemetryAccessLogs, telemetryTracing } from "./telemetry.ts";
+import type { AccessLog } from "#gen/envoy/config/accesslog/v3/accesslog_pb.ts";
+import type { PushContext } from "../model/push_context.ts";
 
 /** The network filter name of the HTTP connection manager. */
 export const HCM_FILTER = "envoy.filters.network.http_connection_manager";
@@ -36,6 +41,7 @@ export interface HcmOptions extends HttpFilterContext {
  * sidecars trust the x-forwarded-for their own clients set, so `use_remote_address` is false.
  */
 export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
+  const telemetries = opts.push.telemetryFor(opts.proxy);
   const hcm = create(HttpConnectionManagerSchema, {
     codecType: HttpConnectionManager_CodecType.AUTO,
     statPrefix: opts.statPrefix,
@@ -46,11 +52,10 @@ export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
     pathWithEscapedSlashesAction: HttpConnectionManager_PathWithEscapedSlashesAction.KEEP_UNCHANGED,
     upgradeConfigs: [{ upgradeType: "websocket" }],
     streamIdleTimeout: zeroDuration(),
-    accessLog: [
-      ...accessLogs(opts.push.mesh),
-      ...(opts.direction === "gateway" ? [] : mixerAccessLogs(opts.push.mesh, opts.push.features)),
-    ],
+    accessLog: hcmAccessLogs(opts, telemetries),
   });
+  const tracing = telemetryTracing(telemetries, opts.direction);
+  if (tracing) hcm.tracing = tracing;
   hcm.routeSpecifier = "rds" in opts.routes
     ? {
       case: "rds",
@@ -58,6 +63,19 @@ export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
     }
     : { case: "routeConfig", value: opts.routes.inline };
   return hcm;
+}
+
+/**
+ * The access logs of a connection manager: what the Telemetry API gives it (telemetry.ts), or,
+ * when no Telemetry configures access logging, the mesh's access log file and, on sidecars, the
+ * gRPC access log to mixer when it runs.
+ */
+function hcmAccessLogs(opts: HcmOptions, telemetries: ReturnType<PushContext["telemetryFor"]>): AccessLog[] {
+  const { mesh, features } = opts.push;
+  return telemetryAccessLogs(telemetries, { mesh, features, direction: opts.direction }) ?? [
+    ...accessLogs(mesh),
+    ...(opts.direction === "gateway" ? [] : mixerAccessLogs(mesh, features)),
+  ];
 }
 
 /** Wraps a connection manager as a listener's network filter. */

@@ -162,14 +162,16 @@ function planChain(
   const targets = plan.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight }));
   const sni = plan.sniHosts.length > 0 ? [...plan.sniHosts] : base.sni ?? [];
   const ranges = plan.destinationSubnets.length > 0 ? [...plan.destinationSubnets] : base.ranges ?? [];
-  const name = [targets.map((t) => t.cluster).join(","), ...sni, ...ranges].join("|");
+  const sources = plan.sourceSubnets.map((s) => `from ${s}`);
+  const name = [targets.map((t) => t.cluster).join(","), ...sni, ...ranges, ...sources].join("|");
   return create(FilterChainSchema, {
     name: plan.path === "" ? targets[0]!.cluster : name,
-    ...(sni.length > 0 || ranges.length > 0
+    ...(sni.length > 0 || ranges.length > 0 || plan.sourceSubnets.length > 0
       ? {
         filterChainMatch: create(FilterChainMatchSchema, {
           serverNames: sni,
           prefixRanges: ranges.map(cidrRange),
+          sourcePrefixRanges: plan.sourceSubnets.map(cidrRange),
         }),
       }
       : {}),
@@ -197,8 +199,12 @@ function addChain(pc: PortChains, chain: FilterChain): void {
     pc.fallback ??= chain;
     return;
   }
-  const names = m.serverNames.length > 0 ? m.serverNames : [""];
-  const key = (n: string, r?: CidrRange) => `${n}|${r ? `${r.addressPrefix}/${r.prefixLen}` : ""}`;
+  const cidr = (r: CidrRange) => `${r.addressPrefix}/${r.prefixLen}`;
+  // Chains from different sources are different matches.
+  const names = (m.serverNames.length > 0 ? m.serverNames : [""]).map((n) =>
+    m.sourcePrefixRanges.length > 0 ? `${n}<${m.sourcePrefixRanges.map(cidr).join(",")}` : n
+  );
+  const key = (n: string, r?: CidrRange) => `${n}|${r ? cidr(r) : ""}`;
   if (m.prefixRanges.length === 0) {
     if (names.some((n) => pc.claimed.has(key(n)))) return;
     for (const n of names) pc.claimed.add(key(n));

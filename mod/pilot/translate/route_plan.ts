@@ -474,7 +474,7 @@ type TLSMatch = TLSRoute["match"][number];
 type RouteDestination = TCPRoute["route"][number];
 
 /**
- * Whether a `tcp` or `tls` match condition applies in this scope: its `port` (if any) is the
+ * Whether a `tcp` or `tls` match condition applies on a gateway: its `port` (if any) is the
  * listener's; its `gateways` (if any) include one served here, else its `sourceLabels` are the
  * proxy's and its `sourceNamespace` (if any) is the proxy's namespace.
  */
@@ -482,6 +482,27 @@ export function l4MatchApplies(m: L4Match | TLSMatch, vsNamespace: string, scope
   if (m.port !== undefined && m.port !== 0 && m.port !== scope.port) return false;
   if (m.gateways && m.gateways.length > 0) {
     return m.gateways.some((g) => scope.gateways.includes(qualifyGateway(g, vsNamespace)));
+  }
+  if (!selectorMatches(m.sourceLabels, scope.proxy.labels)) return false;
+  return !m.sourceNamespace || m.sourceNamespace === scope.proxy.namespace;
+}
+
+/**
+ * Whether a `tcp` or `tls` match condition applies to a sidecar (or proxyless client), all of
+ * these together as Istio's sidecar L4 routing decides (unlike an HTTP match, where `gateways`
+ * stands in for the source conditions): its `port` (if any) is the listener's, its `gateways`
+ * (if any) include one served here ("mesh"), its `sourceLabels` are the proxy's and its
+ * `sourceNamespace` (if any) is the proxy's namespace.
+ */
+export function sidecarL4MatchApplies(
+  m: L4Match | TLSMatch,
+  vsNamespace: string,
+  scope: RouteScope,
+): boolean {
+  if (m.port !== undefined && m.port !== 0 && m.port !== scope.port) return false;
+  const gateways = m.gateways ?? [];
+  if (gateways.length > 0 && !gateways.some((g) => scope.gateways.includes(qualifyGateway(g, vsNamespace)))) {
+    return false;
   }
   if (!selectorMatches(m.sourceLabels, scope.proxy.labels)) return false;
   return !m.sourceNamespace || m.sourceNamespace === scope.proxy.namespace;
@@ -512,6 +533,8 @@ export interface L4RoutePlan {
   readonly sniHosts: readonly string[];
   /** Destination addresses (IP or CIDR) the connection must be to (none: any). */
   readonly destinationSubnets: readonly string[];
+  /** Source addresses (IP or CIDR) the connection must come from (none: any); `tcp` matches' `sourceSubnet`. */
+  readonly sourceSubnets: readonly string[];
   readonly destinations: readonly DestinationPlan[];
 }
 
@@ -530,6 +553,7 @@ function defaultL4Plan(host: string, port: number, ctx: RouteContext): L4RoutePl
     path: "",
     sniHosts: [],
     destinationSubnets: [],
+    sourceSubnets: [],
     destinations: [{ ...planDestination({ host, port: { number: port } }, "", ctx), weight: 100 }],
   };
 }
@@ -539,11 +563,12 @@ function tlsRulePlans(vs: VirtualServiceResource, ctx: RouteContext): L4RoutePla
   const out: L4RoutePlan[] = [];
   (vs.spec.tls ?? []).forEach((rule, i) =>
     rule.match.forEach((m, j) => {
-      if (!l4MatchApplies(m, ns, ctx)) return;
+      if (!sidecarL4MatchApplies(m, ns, ctx)) return;
       out.push({
         path: `tls[${i}].match[${j}]`,
         sniHosts: [...m.sniHosts].sort(byString),
         destinationSubnets: [...(m.destinationSubnets ?? [])],
+        sourceSubnets: [],
         destinations: planL4Destinations(rule.route, ns, ctx),
       });
     })
@@ -558,11 +583,28 @@ function tcpRulePlans(vs: VirtualServiceResource, ctx: RouteContext, wildcard: b
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i]!;
     const destinations = planL4Destinations(rule.route, ns, ctx);
-    const terminal = { path: `tcp[${i}]`, sniHosts: [], destinationSubnets: [], destinations };
+    const terminal = {
+      path: `tcp[${i}]`,
+      sniHosts: [],
+      destinationSubnets: [],
+      sourceSubnets: [],
+      destinations,
+    };
     if (!rule.match || rule.match.length === 0) return [...out, terminal];
     const subnets: string[] = [];
-    for (const m of rule.match) {
-      if (!l4MatchApplies(m, ns, ctx)) continue;
+    for (const [j, m] of rule.match.entries()) {
+      if (!sidecarL4MatchApplies(m, ns, ctx)) continue;
+      // A source subnet narrows the match to a route of its own, which ends nothing.
+      if (m.sourceSubnet) {
+        const destinationSubnets = wildcard ? [...(m.destinationSubnets ?? [])] : [];
+        out.push({
+          ...terminal,
+          path: `tcp[${i}].match[${j}]`,
+          destinationSubnets,
+          sourceSubnets: [m.sourceSubnet],
+        });
+        continue;
+      }
       // A match on any address ends the list; so does any match on a service's own listener.
       if (!m.destinationSubnets || m.destinationSubnets.length === 0 || !wildcard) return [...out, terminal];
       subnets.push(...m.destinationSubnets);
@@ -580,8 +622,10 @@ function tcpRulePlans(vs: VirtualServiceResource, ctx: RouteContext, wildcard: b
  *   when none applies, the service's default route.
  * - Other ports: `tcp` rules in order; a rule without conditions, or with an applicable match on
  *   any destination (on the service's own listener: any applicable match), is the last route;
- *   applicable matches with destination subnets make one route on those subnets. The service's
- *   default route comes last when no rule took every connection.
+ *   applicable matches with destination subnets make one route on those subnets; an applicable
+ *   match with a `sourceSubnet` makes a route of its own, on that source (and its destination
+ *   subnets, on a shared listener), and ends nothing. The service's default route comes last
+ *   when no rule took every connection.
  *
  * The default route sends everything to `outbound|PORT||HOST` (weight 100) with no conditions;
  * the listener adds the service's own address or SNI to it.
@@ -597,6 +641,7 @@ export function sidecarL4RoutePlans(push: PushContext, proxy: Proxy, scope: L4Ro
   }
   const plans = tcpRulePlans(vs, ctx, scope.wildcard);
   const last = plans.at(-1);
-  const complete = last && last.sniHosts.length === 0 && last.destinationSubnets.length === 0;
+  const complete = last && last.sniHosts.length === 0 && last.destinationSubnets.length === 0 &&
+    last.sourceSubnets.length === 0;
   return complete ? plans : [...plans, fallback];
 }

@@ -60,7 +60,6 @@ describe("MeshConfig extensionProviders", () => {
     expect(warnings.map((w) => w.field)).toEqual([
       `${P}.zipkin`,
       "spec.extensionProviders[1].opentelemetry",
-      "spec.extensionProviders[2].envoyFileAccessLog",
       "spec.extensionProviders[3].prometheus",
     ]);
     expect(warnings[0]!.message).toContain('extension provider "zipkin": zipkin is not supported');

@@ -15,6 +15,8 @@ import {
   tunnelingConfig,
 } from "../../../mod/pilot/translate/cluster_traffic_policy.ts";
 import { mergeTrafficPolicy } from "../../../mod/api/mod.ts";
+import { parseConfig } from "../../../mod/galley/parse.ts";
+import { validateResource } from "../../../mod/galley/validate.ts";
 
 const eds = () =>
   create(ClusterSchema, {
@@ -327,5 +329,44 @@ describe("DestinationRule fields beyond the pool limits", () => {
     const without = eds();
     applyLocalityLbConfig(without, lb);
     expect(without.commonLbConfig?.localityConfigSpecifier.case).toBeUndefined();
+  });
+});
+
+describe("DestinationRule fields meshd refuses with a warning", () => {
+  const warnings = (trafficPolicy: string) => {
+    const yaml = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: r, namespace: ns }
+spec:
+  host: r.ns.svc.cluster.local
+  trafficPolicy: ${trafficPolicy}
+`;
+    return parseConfig(yaml, "dr.yaml").resources.flatMap((r) => validateResource(r))
+      .filter((d) => d.severity === "warning").map((d) => [d.field, d.message]);
+  };
+
+  test("zoneAwareLbSetting failover and failoverPriority: named at each field, enabled and minClusterSize kept", () => {
+    const got = warnings(
+      "{ loadBalancer: { zoneAwareLbSetting: { enabled: true, minClusterSize: 2, " +
+        "failover: [{ from: r1, to: r2 }], failoverPriority: [topology.istio.io/network] } } }",
+    );
+    const at = "spec.trafficPolicy.loadBalancer.zoneAwareLbSetting";
+    expect(got.map(([f]) => f)).toEqual([
+      `${at}.failoverPriority`,
+      `${at}.failover[0].from`,
+      `${at}.failover[0].to`,
+    ]);
+    for (const [, m] of got) expect(m).toContain("not supported by meshd");
+    expect(warnings("{ loadBalancer: { zoneAwareLbSetting: { enabled: true, minClusterSize: 2 } } }"))
+      .toEqual([]);
+  });
+
+  test("retryBudget.budgetInterval (Envoy's retry budget has no interval); percent and minRetryConcurrency kept", () => {
+    expect(warnings("{ retryBudget: { percent: 20, minRetryConcurrency: 3, budgetInterval: 10s } }")).toEqual(
+      [
+        ["spec.trafficPolicy.retryBudget.budgetInterval", expect.stringContaining("not supported by meshd")],
+      ],
+    );
+    expect(warnings("{ retryBudget: { percent: 20, minRetryConcurrency: 3 } }")).toEqual([]);
   });
 });

@@ -6,6 +6,14 @@
  * and the router filter, RBAC filters ahead of it when AuthorizationPolicies apply, and mTLS
  * when PeerAuthentication makes the port STRICT (tls.ts).
  *
+ * The ports served are the proxy's instances, or, when a Sidecar with `ingress` listeners
+ * selects the server, those listeners' ports instead (as Envoy's inbound listeners follow them):
+ * a server asking for a port the Sidecar does not declare gets no listener (gRFC A36: it does
+ * not serve there), and a non-wildcard `bind` restricts the listener to that address. What an
+ * ingress listener asks for that a gRPC server cannot do (forward to a `defaultEndpoint`, its own
+ * `tls`, connection limits, capture, a Unix socket, a protocol other than gRPC) is listed by
+ * {@link ingressGaps}.
+ *
  * @module
  */
 import { create } from "@bufbuild/protobuf";
@@ -23,6 +31,7 @@ import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/netwo
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
 import type { Endpoint } from "../../model/service.ts";
+import { isWildcardBind, sidecarIngressPorts } from "../listener_inbound.ts";
 import { routerFilter } from "./filters.ts";
 import { SERVER_LISTENER_PREFIX, serverListenerName, splitHostPort } from "./names.ts";
 import { matchAll } from "./route_match.ts";
@@ -33,9 +42,8 @@ function serverListener(
   proxy: Proxy,
   name: string,
   ip: string,
-  instance: Endpoint,
+  port: number,
 ): Listener {
-  const port = instance.port;
   const hcm = create(HttpConnectionManagerSchema, {
     statPrefix: `inbound_${port}`,
     routeSpecifier: {
@@ -55,6 +63,8 @@ function serverListener(
     },
     httpFilters: [...serverRbacFilters(push, proxy), routerFilter()],
   });
+  // serverTransportSocket reads only the instance's port; an ingress port may have no instance.
+  const instance = push.instancesOf(proxy).find((e) => e.port === port) ?? ({ port } as Endpoint);
   const transportSocket = serverTransportSocket(push, proxy, instance);
   return create(ListenerSchema, {
     name,
@@ -83,26 +93,118 @@ export function isServerListenerName(name: string): boolean {
   return name.startsWith(SERVER_LISTENER_PREFIX);
 }
 
+/** A port a gRPC server serves: where it listens by default, and the only address allowed. */
+interface ServedPort {
+  readonly port: number;
+  /** The address of its "*" listener. */
+  readonly address: string;
+  /** A Sidecar ingress `bind` that is not a wildcard: the only address served. */
+  readonly bind?: string;
+}
+
 /**
- * Server listeners: for "*", one per address and port the proxy serves (its instances); for
- * names, each requested name whose port one of the proxy's instances listens on, with the
- * requested address (a server bound to 0.0.0.0 asks for that, and gRPC wants it echoed).
+ * The ports the proxy serves as a gRPC server: its Sidecar's ingress ports when it declares any
+ * (a Unix socket or port 0 left out: server listeners are IP:PORT), else its instances' ports.
+ */
+function servedPorts(push: PushContext, proxy: Proxy): ServedPort[] {
+  const instances = push.instancesOf(proxy);
+  const ingress = sidecarIngressPorts(push, proxy);
+  if (!ingress) return instances.map((e) => ({ port: e.port, address: e.address }));
+  return ingress.filter((p) => p.port > 0 && !p.bind?.startsWith("unix://")).map((p) =>
+    isWildcardBind(p.bind)
+      ? { port: p.port, address: p.endpoint?.address ?? proxy.ipAddresses[0] ?? "0.0.0.0" }
+      : { port: p.port, address: p.bind!, bind: p.bind! }
+  );
+}
+
+/**
+ * Server listeners: for "*", one per address and port the proxy serves (its instances, or its
+ * Sidecar's ingress ports); for names, each requested name whose port the proxy serves, with the
+ * requested address (a server bound to 0.0.0.0 asks for that, and gRPC wants it echoed), unless
+ * an ingress `bind` names another address.
  */
 export function serverListeners(push: PushContext, proxy: Proxy, names: readonly string[] | "*"): Listener[] {
-  const instances = push.instancesOf(proxy);
+  const served = servedPorts(push, proxy);
   const out = new Map<string, Listener>();
   if (names === "*") {
-    for (const e of instances) {
-      const name = serverListenerName(e.address, e.port);
-      if (!out.has(name)) out.set(name, serverListener(push, proxy, name, e.address, e));
+    for (const p of served) {
+      const name = serverListenerName(p.address, p.port);
+      if (!out.has(name)) out.set(name, serverListener(push, proxy, name, p.address, p.port));
     }
   } else {
     for (const name of names) {
       if (!isServerListenerName(name) || out.has(name)) continue;
       const hp = splitHostPort(name.slice(SERVER_LISTENER_PREFIX.length));
-      const instance = hp && instances.find((e) => e.port === hp.port);
-      if (hp && instance) out.set(name, serverListener(push, proxy, name, hp.host, instance));
+      const p = hp && served.find((s) => s.port === hp.port && (s.bind === undefined || s.bind === hp.host));
+      if (hp && p) out.set(name, serverListener(push, proxy, name, hp.host, p.port));
     }
   }
   return [...out.values()];
+}
+
+/** One Sidecar field a gRPC server does not apply: the field (from the Sidecar) and why. */
+export interface IngressGap {
+  readonly field: string;
+  readonly reason: string;
+}
+
+const GRPC_PROTOCOLS = new Set(["GRPC", "GRPC-WEB", "HTTP2", "HTTP"]);
+
+/**
+ * What the Sidecar selecting a gRPC server asks of its ingress that the server cannot do, one
+ * entry per listener and field, named `Sidecar NS/NAME ingress[i].FIELD`. Empty without a
+ * Sidecar or for a proxy that serves nothing and declares no ingress.
+ */
+export function ingressGaps(push: PushContext, proxy: Proxy): IngressGap[] {
+  const sidecar = push.sidecarFor(proxy);
+  if (!sidecar) return [];
+  const prefix = `Sidecar ${sidecar.metadata.namespace}/${sidecar.metadata.name}`;
+  const out: IngressGap[] = [];
+  const ingress = sidecar.spec.ingress ?? [];
+  if (sidecar.spec.inboundConnectionPool && (ingress.length > 0 || push.instancesOf(proxy).length > 0)) {
+    out.push({ field: `${prefix} inboundConnectionPool`, reason: "gRPC servers read no connection limits" });
+  }
+  ingress.forEach((l, i) => {
+    const at = (f: string) => `${prefix} ingress[${i}].${f}`;
+    const port = l.port.number ?? 0;
+    if (l.bind?.startsWith("unix://") || port === 0) {
+      out.push({
+        field: at("bind"),
+        reason: "gRPC server listeners are IP:PORT; a Unix socket gets no listener",
+      });
+    }
+    const target = l.defaultEndpoint;
+    if (
+      target && (target.startsWith("unix://") || Number(target.slice(target.lastIndexOf(":") + 1)) !== port)
+    ) {
+      out.push({
+        field: at("defaultEndpoint"),
+        reason: `a gRPC server serves the calls itself on port ${port}; it cannot forward them to ${target}`,
+      });
+    }
+    if (l.tls) {
+      out.push({
+        field: at("tls"),
+        reason: "gRPC servers take certificates only from their bootstrap's certificate providers: " +
+          "the listener's own TLS is not applied; PeerAuthentication's mesh mTLS is",
+      });
+    }
+    if (l.connectionPool) {
+      out.push({ field: at("connectionPool"), reason: "gRPC servers read no connection limits" });
+    }
+    if (l.captureMode === "IPTABLES") {
+      out.push({
+        field: at("captureMode"),
+        reason: "nothing captures traffic for a proxyless gRPC server: it listens on the port itself",
+      });
+    }
+    const protocol = l.port.protocol?.toUpperCase();
+    if (protocol && !GRPC_PROTOCOLS.has(protocol)) {
+      out.push({
+        field: at("port.protocol"),
+        reason: `${protocol}: an xDS-enabled gRPC server serves gRPC only; its listener is HTTP/2`,
+      });
+    }
+  });
+  return out;
 }

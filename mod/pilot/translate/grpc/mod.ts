@@ -18,6 +18,7 @@ import type { Listener } from "#gen/envoy/config/listener/v3/listener_pb.ts";
 import type { RouteConfiguration } from "#gen/envoy/config/route/v3/route_pb.ts";
 import type { Proxy } from "../../model/proxy.ts";
 import type { PushContext } from "../../model/push_context.ts";
+import { networkView } from "../endpoint.ts";
 import { proxyLocality } from "../proxy_scope.ts";
 import { buildClusters, grpcClusterPlans } from "./cluster.ts";
 import { buildLoadAssignment } from "./endpoint.ts";
@@ -73,7 +74,10 @@ export function buildGrpcClusters(push: PushContext, proxy: Proxy): Cluster[] {
 /**
  * ClusterLoadAssignments for cluster names ("*": every cluster): healthy endpoints, grouped by
  * locality with every locality weighted, with the DestinationRule's locality weights and
- * failover priorities as Envoy gets them. Unknown names are left out.
+ * failover priorities as Envoy gets them. Unknown names are left out. In a multi-network mesh
+ * the endpoints are split by the proxy's network as Envoy's are (split horizon: another
+ * network's endpoints as its gateways), as Istio's gRPC generator sends Envoy's EDS; what a
+ * gRPC client cannot do through such a gateway is listed by {@link grpcUnsupported}.
  */
 export function buildGrpcEndpoints(
   push: PushContext,
@@ -83,5 +87,6 @@ export function buildGrpcEndpoints(
   const plans = grpcClusterPlans(push, proxy);
   const set = names === "*" ? undefined : new Set(names);
   const locality = proxyLocality(push, proxy);
-  return plans.filter((p) => !set || set.has(p.name)).map((p) => buildLoadAssignment(p, locality));
+  const view = networkView(push, proxy);
+  return plans.filter((p) => !set || set.has(p.name)).map((p) => buildLoadAssignment(p, locality, view));
 }

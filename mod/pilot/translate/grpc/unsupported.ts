@@ -6,7 +6,9 @@
  * the route plans of each service port (matches no gRPC call can meet, redirects, direct
  * responses, rewrites, mirrors, header changes, CORS, retry conditions, JWT claims); server
  * entries from the AuthorizationPolicies selecting a server (CUSTOM enforced as DENY, AUDIT left
- * out; see tls.ts). The renderers in this
+ * out; see tls.ts) and from its Sidecar's ingress listeners (listener_inbound.ts); endpoints of
+ * another network reached through its gateway, which routes by an SNI gRPC clients do not send,
+ * are listed per cluster and network. The renderers in this
  * folder make the same decisions; this file only names them.
  *
  * @module
@@ -16,8 +18,10 @@ import type { PushContext } from "../../model/push_context.ts";
 import { autoMtlsSettings } from "../cluster.ts";
 import type { OutboundClusterPlan } from "../cluster_plan.ts";
 import { byString } from "../conversion.ts";
+import { type NetworkView, networkView, splitHorizon } from "../endpoint.ts";
 import { claimConditions, type RoutePlan, serviceRoutePlans } from "../route_plan.ts";
 import { grpcClusterPlans } from "./cluster.ts";
+import { ingressGaps } from "./listener_inbound.ts";
 import { ignoredRetryOn } from "./retry.ts";
 import { unmatchableReason } from "./route_match.ts";
 import { joinHostPort } from "./names.ts";
@@ -166,6 +170,32 @@ function clusterGaps(plan: OutboundClusterPlan, push: PushContext): Gap[] {
   return out;
 }
 
+/**
+ * Endpoints of another network, sent (as to Envoy, and as Istio sends them) as that network's
+ * gateways: the gateway's AUTO_PASSTHROUGH server picks the endpoint by the SNI
+ * `outbound_.PORT_.SUBSET_.HOST`, which a gRPC client does not send (gRFC A29 ignores the
+ * cluster's `sni`), so calls that land on the gateway fail. One entry per such network.
+ */
+function networkGaps(plan: OutboundClusterPlan, view: NetworkView): Gap[] {
+  if (!view.network || view.gateways.length === 0) return [];
+  const sni = `outbound_.${plan.port.number}_.${plan.subset}_.${plan.service.hostname}`;
+  const byNetwork = new Map<string, string[]>();
+  for (const e of splitHorizon(plan.endpoints, view)) {
+    if (!e.source.startsWith("network gateway ") || !e.network) continue;
+    const list = byNetwork.get(e.network) ?? [];
+    const at = `${e.address}:${e.port}`;
+    if (!list.includes(at)) list.push(at);
+    byNetwork.set(e.network, list);
+  }
+  return [...byNetwork.entries()].sort(([a], [b]) => byString(a, b)).map(([network, gateways]) => ({
+    field: `endpoints (network ${network})`,
+    reason:
+      `sent as network ${network}'s gateway ${gateways.sort(byString).join(", ")}, as Envoy gets them; ` +
+      `its AUTO_PASSTHROUGH server routes by SNI ${sni}, which gRPC clients do not send ` +
+      "(gRFC A29 ignores the cluster's sni): calls sent there fail",
+  }));
+}
+
 const ENVOY_ONLY = "not applied by gRPC clients";
 
 function ruleGaps(http: HTTPRoute): Gap[] {
@@ -280,8 +310,11 @@ function byResourceAndField(a: GrpcUnsupported, b: GrpcUnsupported): number {
 export function grpcUnsupported(push: PushContext, proxy: Proxy): GrpcUnsupported[] {
   const out: GrpcUnsupported[] = [];
   const routed = new Set<string>();
+  const view = networkView(push, proxy);
   for (const plan of grpcClusterPlans(push, proxy)) {
-    for (const gap of clusterGaps(plan, push)) out.push({ resource: `cluster ${plan.name}`, ...gap });
+    for (const gap of [...clusterGaps(plan, push), ...networkGaps(plan, view)]) {
+      out.push({ resource: `cluster ${plan.name}`, ...gap });
+    }
     if (plan.subset !== "") continue;
     const name = joinHostPort(plan.service.hostname, plan.port.number);
     if (routed.has(name)) continue;
@@ -298,5 +331,6 @@ export function grpcUnsupported(push: PushContext, proxy: Proxy): GrpcUnsupporte
     }
   }
   out.push(...serverAuthzGaps(push, proxy));
+  out.push(...ingressGaps(push, proxy).map((g) => ({ resource: "server listeners", ...g })));
   return out.sort(byResourceAndField);
 }

@@ -1,0 +1,259 @@
+/**
+ * The Telemetry API (telemetry.istio.io) for Envoy: which access logs and what tracing a
+ * connection manager gets, from the Telemetry resources in force for its proxy
+ * (PushContext.telemetryFor: root namespace, namespace, workload, merged in that order as
+ * Istio's pilot merges them).
+ *
+ * Access logging: every entry names providers (or inherits the previous entry's, or the
+ * defaults); `match.mode` picks the side (CLIENT for outbound and gateway connection managers,
+ * SERVER for inbound); `disabled: true` removes its providers. Providers are MeshConfig
+ * `extensionProviders` of kind `envoyFileAccessLog`, and two built-in ones: `envoy` (the file
+ * logger of the mesh's `accessLogFile`, /dev/stdout when unset, as Istio's built-in provider) and
+ * `mixer` (the gRPC access log to mixer, on sidecars when mixer runs). The defaults are the
+ * legacy sinks in force: `envoy` when `accessLogFile` is set, `mixer` when mixer runs. Without
+ * any Telemetry access logging the legacy sinks apply unchanged.
+ *
+ * Tracing: the last entry matching the side sets `randomSamplingPercentage` (Istio's default 1%)
+ * and `customTags`, written into the connection manager's tracing settings. Span reporting is
+ * off in any case (meshd configures no tracer; tracing providers are refused by validation), so
+ * the settings decide sampling and tags as propagated to applications.
+ *
+ * @module
+ */
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import { type AccessLog, AccessLogSchema } from "#gen/envoy/config/accesslog/v3/accesslog_pb.ts";
+import { FileAccessLogSchema } from "#gen/envoy/extensions/access_loggers/file/v3/file_pb.ts";
+import {
+  type HttpConnectionManager_Tracing,
+  HttpConnectionManager_TracingSchema,
+} from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
+import {
+  type CustomTag as EnvoyCustomTag,
+  CustomTagSchema,
+} from "#gen/envoy/type/tracing/v3/custom_tag_pb.ts";
+import type { ExtensionProvider, MeshConfig } from "../../api/kinds/mesh_config.ts";
+import type {
+  AccessLogging,
+  CustomTag,
+  TelemetrySpec,
+  Tracing,
+  WorkloadMode,
+} from "../../api/kinds/telemetry.ts";
+import type { Resource } from "../../api/resource.ts";
+import type { PilotFeatures } from "../model/push_context.ts";
+import { FILE_ACCESS_LOG, mixerAccessLogs } from "./access_log.ts";
+import { typedConfig } from "./conversion.ts";
+import type { TrafficDirection } from "./http_filter_context.ts";
+
+/** The built-in provider logging to the mesh's access log file (Istio's `envoy`). */
+export const ENVOY_PROVIDER = "envoy";
+/** The built-in provider logging to mixer over gRPC. */
+export const MIXER_PROVIDER = "mixer";
+
+/** Istio's sampling percentage when neither Telemetry nor the mesh sets one. */
+export const DEFAULT_SAMPLING_PERCENTAGE = 1;
+
+/** The side of a connection a connection manager serves: CLIENT outbound and at gateways, SERVER inbound. */
+export function workloadModeOf(direction: TrafficDirection): Exclude<WorkloadMode, "CLIENT_AND_SERVER"> {
+  return direction === "inbound" ? "SERVER" : "CLIENT";
+}
+
+function modeMatches(match: { mode?: WorkloadMode } | undefined, mode: WorkloadMode): boolean {
+  const m = match?.mode ?? "CLIENT_AND_SERVER";
+  return m === "CLIENT_AND_SERVER" || m === mode;
+}
+
+const providerNames = (refs: readonly { name: string }[] | undefined): string[] =>
+  (refs ?? []).map((p) => p.name);
+
+/**
+ * The access-log providers in force for one side, as Istio's mergeLogs: `levels` are the
+ * accessLogging lists of the applicable Telemetries, root first. The providers named last
+ * (or `defaults`) are the ones in scope; walking every entry in order, each in-scope provider it
+ * names (or inherits) is added when its mode matches, or removed when it says `disabled`.
+ * Undefined when no level has access logging (the legacy sinks then apply).
+ */
+export function mergeAccessLogging(
+  levels: readonly (readonly AccessLogging[])[],
+  defaults: readonly string[],
+  mode: WorkloadMode,
+): string[] | undefined {
+  const present = levels.filter((l) => l.length > 0);
+  if (present.length === 0) return undefined;
+  let scope = [...defaults];
+  for (const level of present) {
+    const names = new Set(level.flatMap((e) => providerNames(e.providers)));
+    if (names.size > 0) scope = [...names];
+  }
+  const inScope = new Set(scope);
+  const out = new Set<string>();
+  let parent = [...defaults];
+  for (const level of present) {
+    for (const entry of level) {
+      const named = providerNames(entry.providers);
+      const names = named.length > 0 ? named : parent;
+      parent = names;
+      for (const name of names) {
+        if (!inScope.has(name) || !modeMatches(entry.match, mode)) continue;
+        if (entry.disabled) out.delete(name);
+        else out.add(name);
+      }
+    }
+  }
+  return [...out].sort();
+}
+
+/** The providers access logs go to without Telemetry: the legacy sinks in force. */
+export function defaultAccessLogProviders(mesh: MeshConfig, features: PilotFeatures): string[] {
+  return [...(mesh.accessLogFile ? [ENVOY_PROVIDER] : []), ...(features.mixer ? [MIXER_PROVIDER] : [])];
+}
+
+function findProvider(mesh: MeshConfig, name: string): ExtensionProvider | undefined {
+  return mesh.extensionProviders.find((p) => p.name.toLowerCase() === name.toLowerCase());
+}
+
+type FileProvider = NonNullable<ExtensionProvider["envoyFileAccessLog"]>;
+
+/** Envoy's file access logger for an `envoyFileAccessLog` provider: path, text or JSON labels format. */
+export function fileAccessLog(p: FileProvider): AccessLog {
+  const path = p.path || "/dev/stdout";
+  const fmt = p.logFormat;
+  const logFormat = fmt?.text !== undefined
+    ? {
+      format: {
+        case: "textFormatSource" as const,
+        value: {
+          specifier: {
+            case: "inlineString" as const,
+            value: fmt.text.endsWith("\n") ? fmt.text : `${fmt.text}\n`,
+          },
+        },
+      },
+      omitEmptyValues: p.omitEmptyValues ?? false,
+    }
+    : fmt?.labels !== undefined
+    ? {
+      format: { case: "jsonFormat" as const, value: fmt.labels as JsonObject },
+      omitEmptyValues: p.omitEmptyValues ?? false,
+    }
+    : undefined;
+  return create(AccessLogSchema, {
+    name: FILE_ACCESS_LOG,
+    configType: {
+      case: "typedConfig",
+      value: typedConfig(
+        FileAccessLogSchema,
+        create(FileAccessLogSchema, {
+          path,
+          ...(logFormat ? { accessLogFormat: { case: "logFormat" as const, value: logFormat } } : {}),
+        }),
+      ),
+    },
+  });
+}
+
+/** What an access log provider is given besides its name. */
+export interface AccessLogContext {
+  readonly mesh: MeshConfig;
+  readonly features: PilotFeatures;
+  readonly direction: TrafficDirection;
+}
+
+/**
+ * The Envoy access logs of one provider: an `envoyFileAccessLog` extension provider, or the
+ * built-in `envoy` and `mixer`; none for unknown names and for provider kinds meshd does not
+ * build (MeshConfig validation says which).
+ */
+export function providerAccessLogs(name: string, ctx: AccessLogContext): AccessLog[] {
+  const p = findProvider(ctx.mesh, name);
+  if (p) return p.envoyFileAccessLog ? [fileAccessLog(p.envoyFileAccessLog)] : [];
+  if (name === ENVOY_PROVIDER) return [fileAccessLog({ path: ctx.mesh.accessLogFile || "/dev/stdout" })];
+  if (name === MIXER_PROVIDER && ctx.direction !== "gateway") return mixerAccessLogs(ctx.mesh, ctx.features);
+  return [];
+}
+
+/**
+ * The access logs Telemetry gives a connection manager on `direction`, or undefined when no
+ * applicable Telemetry configures access logging (the caller keeps the legacy sinks).
+ */
+export function telemetryAccessLogs(
+  telemetries: readonly Resource<TelemetrySpec>[],
+  ctx: AccessLogContext,
+): AccessLog[] | undefined {
+  const names = mergeAccessLogging(
+    telemetries.map((t) => t.spec.accessLogging ?? []),
+    defaultAccessLogProviders(ctx.mesh, ctx.features),
+    workloadModeOf(ctx.direction),
+  );
+  return names?.flatMap((n) => providerAccessLogs(n, ctx));
+}
+
+/** Tracing settings merged for one side: the last value of each field wins. */
+export interface TracingSpec {
+  readonly randomSamplingPercentage: number;
+  readonly customTags: Readonly<Record<string, CustomTag>>;
+}
+
+/**
+ * Istio's Tracing merge for one side: entries of the applicable Telemetries in order, those whose
+ * mode matches; `randomSamplingPercentage` and `customTags` (replaced as a whole) override.
+ * Undefined when no Telemetry sets tracing.
+ */
+export function mergeTracing(entries: readonly Tracing[], mode: WorkloadMode): TracingSpec | undefined {
+  if (entries.length === 0) return undefined;
+  let sampling = DEFAULT_SAMPLING_PERCENTAGE;
+  let tags: Readonly<Record<string, CustomTag>> = {};
+  for (const e of entries) {
+    if (!modeMatches(e.match, mode)) continue;
+    if (e.randomSamplingPercentage !== undefined) sampling = e.randomSamplingPercentage;
+    if (e.customTags !== undefined) tags = e.customTags;
+  }
+  return { randomSamplingPercentage: sampling, customTags: tags };
+}
+
+/** Envoy's custom tag for a Telemetry one; undefined for `formatter` (Envoy's CustomTag has no such source here). */
+export function envoyCustomTag(tag: string, c: CustomTag): EnvoyCustomTag | undefined {
+  if (c.literal) {
+    return create(CustomTagSchema, { tag, type: { case: "literal", value: { value: c.literal.value } } });
+  }
+  if (c.environment) {
+    return create(CustomTagSchema, {
+      tag,
+      type: {
+        case: "environment",
+        value: { name: c.environment.name, defaultValue: c.environment.defaultValue ?? "" },
+      },
+    });
+  }
+  if (c.header) {
+    return create(CustomTagSchema, {
+      tag,
+      type: {
+        case: "requestHeader",
+        value: { name: c.header.name, defaultValue: c.header.defaultValue ?? "" },
+      },
+    });
+  }
+  return undefined;
+}
+
+/**
+ * The connection manager's tracing settings from Telemetry, or undefined when none sets
+ * tracing: client and overall sampling 100%, random sampling as merged, custom tags sorted by
+ * name; no provider (no spans are reported).
+ */
+export function telemetryTracing(
+  telemetries: readonly Resource<TelemetrySpec>[],
+  direction: TrafficDirection,
+): HttpConnectionManager_Tracing | undefined {
+  const spec = mergeTracing(telemetries.flatMap((t) => t.spec.tracing ?? []), workloadModeOf(direction));
+  if (!spec) return undefined;
+  return create(HttpConnectionManager_TracingSchema, {
+    clientSampling: { value: 100 },
+    randomSampling: { value: spec.randomSamplingPercentage },
+    overallSampling: { value: 100 },
+    customTags: Object.keys(spec.customTags).sort().flatMap((k) =>
+      envoyCustomTag(k, spec.customTags[k]!) ?? []
+    ),
+  });
+}
