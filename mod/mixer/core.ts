@@ -25,6 +25,7 @@ import {
   type CheckDecision,
   closeHandlers,
   type DispatchTable,
+  type QuotaCharge,
   type QuotaDecision,
 } from "./dispatch.ts";
 import { createServiceGraph, type ServiceGraph } from "./service_graph.ts";
@@ -52,7 +53,7 @@ export interface MixerCore {
   /** Allocates a named quota (Mixer Check API). */
   quota(bag: Readonly<AttributeBag>, name: string, args: QuotaArgs): Promise<QuotaDecision>;
   /** Allocates every matching quota (rate-limit API). */
-  quotaAll(bag: Readonly<AttributeBag>, args: QuotaArgs, only?: string): Promise<QuotaOutcome[]>;
+  quotaAll(bag: Readonly<AttributeBag>, args: QuotaArgs, only?: string): Promise<QuotaCharge[]>;
   /** Ingests telemetry: report rules and the service graph. */
   report(api: string, bags: readonly Readonly<AttributeBag>[]): Promise<void>;
   /** Logs (at most once per 10 s per API) and counts a refused request. */

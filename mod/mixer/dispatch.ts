@@ -50,6 +50,7 @@ import {
 import { adapterFactories } from "./adapters/factories.ts";
 import type { MetricPool } from "./adapters/prometheus.ts";
 import { createRemoteHandler } from "./adapters/remote.ts";
+import { compileQuotaSpecs, type QuotaRequirement, type QuotaSpecs } from "./quota_spec.ts";
 import {
   type CompiledHeaderOp,
   type CompiledInstance,
@@ -153,6 +154,11 @@ export interface QuotaDecision extends QuotaOutcome {
   readonly matched: boolean;
 }
 
+/** One quota charged for a request, with the units asked for. */
+export interface QuotaCharge extends QuotaOutcome {
+  readonly amount: number;
+}
+
 /** A problem with the config that the table worked around. */
 export interface TableProblem {
   readonly resource: string;
@@ -176,9 +182,11 @@ export interface DispatchTable {
   quota(bag: Readonly<AttributeBag>, name: string, args: QuotaArgs): Promise<QuotaDecision>;
   /**
    * Allocates `args.amount` of every quota whose rule matches the bag (only the named one, when
-   * `only` names an existing quota instance). Returns one outcome per quota charged. Never throws.
+   * `only` names an existing quota instance). When a QuotaSpecBinding binds the bag's destination
+   * service, only the quotas its QuotaSpecs ask for are charged, each `charge × args.amount`.
+   * Returns one outcome per quota charged. Never throws.
    */
-  quotaAll(bag: Readonly<AttributeBag>, args: QuotaArgs, only?: string): Promise<QuotaOutcome[]>;
+  quotaAll(bag: Readonly<AttributeBag>, args: QuotaArgs, only?: string): Promise<QuotaCharge[]>;
   /** Routes bags through report rules to their handlers. Never throws. */
   report(bags: readonly Readonly<AttributeBag>[]): Promise<void>;
 }
@@ -327,7 +335,11 @@ export function buildTable(
       ...phases,
     });
   }
-  const table = createTable(snapshot.version, handlers, rules, problems, opts);
+  const quotaSpecs = compileQuotaSpecs(snapshot, (resource, message) => {
+    problems.push({ resource, message });
+    log.warn("mixer quota spec problem", { resource, problem: message });
+  });
+  const table = createTable(snapshot.version, handlers, rules, quotaSpecs, problems, opts);
   return { table, retired };
 }
 
@@ -335,6 +347,7 @@ function createTable(
   version: number,
   handlers: ReadonlyMap<string, BuiltHandler>,
   rules: readonly RuleEntry[],
+  quotaSpecs: QuotaSpecs,
   problems: readonly TableProblem[],
   opts: DispatchOptions,
 ): DispatchTable {
@@ -504,13 +517,17 @@ function createTable(
       const refs: Ref[] = [];
       const restrict = only !== undefined && only !== "" &&
         quotaRules.some((r) => r.quota.some((a) => a.instances.some((i) => quotaNameMatches(only, i))));
-      const out: QuotaOutcome[] = [];
+      const wanted = quotaSpecs.bindings > 0 ? quotaSpecs.requirements(bag) : undefined;
+      const out: QuotaCharge[] = [];
       for (const rule of quotaRules) {
         if (!applies(rule, bag, refs)) continue;
         for (const action of rule.quota) {
           for (const inst of action.instances) {
             if (restrict && !quotaNameMatches(only!, inst)) continue;
-            out.push(await allocate(action.handler, inst, bag, args));
+            const charge = wanted ? chargeOf(wanted, inst) : 1;
+            if (charge === 0) continue;
+            const asked = { ...args, amount: charge * args.amount };
+            out.push({ ...await allocate(action.handler, inst, bag, asked), amount: asked.amount });
           }
         }
       }
@@ -571,6 +588,13 @@ function createTable(
       };
     }
   }
+}
+
+/** The units per request the QuotaSpecs ask of `inst`; 0 when they do not name it. */
+function chargeOf(wanted: readonly QuotaRequirement[], inst: CompiledInstance): number {
+  let charge = 0;
+  for (const q of wanted) if (quotaNameMatches(q.quota, inst)) charge = q.charge;
+  return charge;
 }
 
 function combineQuota(a: QuotaOutcome, b: QuotaOutcome): QuotaOutcome {

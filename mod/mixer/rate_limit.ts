@@ -2,7 +2,9 @@
  * Envoy's rate-limit service (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`):
  * each descriptor becomes an attribute bag (see `bagFromDescriptor`) and is charged
  * `hits_addend` (default 1) against every quota whose rule matches it, or only the quota
- * instance the request's `domain` names when it names one. A descriptor is OVER_LIMIT when any
+ * instance the request's `domain` names when it names one; for a destination service a
+ * QuotaSpecBinding binds, the QuotaSpecs say which quotas and how many units per hit
+ * (`quota_spec.ts`). A descriptor is OVER_LIMIT when any
  * of its quotas could not grant the hits; its status carries the tightest limit, what remains of
  * it and when it resets. A quota store that fails (and is configured to fail closed) makes the
  * call fail with UNAVAILABLE, so Envoy's `failure_mode_deny` decides.
@@ -20,10 +22,10 @@ import {
   RateLimitResponseSchema,
   RateLimitService,
 } from "#gen/envoy/service/ratelimit/v3/rls_pb.ts";
-import type { QuotaOutcome } from "./adapters/adapter.ts";
 import { bagFromDescriptor, checkBagLimits } from "./attributes.ts";
 import { BadBagError, durationFromMs } from "./client/wire.ts";
 import type { MixerCore } from "./core.ts";
+import type { QuotaCharge } from "./dispatch.ts";
 
 /** Most descriptors in one request. */
 export const MAX_DESCRIPTORS = 64;
@@ -42,11 +44,8 @@ export function unitOf(windowMs: number): RateLimitResponse_RateLimit_Unit {
   return UNITS.find(([ms]) => ms === windowMs)?.[1] ?? RateLimitResponse_RateLimit_Unit.UNKNOWN;
 }
 
-function descriptorStatus(
-  outcomes: readonly QuotaOutcome[],
-  hits: number,
-): RateLimitResponse_DescriptorStatus {
-  const over = outcomes.some((o) => o.granted < hits);
+function descriptorStatus(outcomes: readonly QuotaCharge[]): RateLimitResponse_DescriptorStatus {
+  const over = outcomes.some((o) => o.granted < o.amount);
   const limited = outcomes.filter((o) => o.limit);
   const tightest = limited.sort((a, b) => (a.remaining ?? Infinity) - (b.remaining ?? Infinity))[0];
   return create(RateLimitResponse_DescriptorStatusSchema, {
@@ -84,7 +83,7 @@ export function rateLimitService(core: MixerCore): Partial<ServiceImpl<typeof Ra
         const outcomes = await core.quotaAll(bag, { amount: hits, bestEffort: false }, req.domain);
         const failed = outcomes.find((o) => o.status.code !== 0);
         if (failed) throw new ConnectError(failed.status.message, Code.Unavailable);
-        statuses.push(descriptorStatus(outcomes, hits));
+        statuses.push(descriptorStatus(outcomes));
       }
       const over = statuses.some((s) => s.code === RateLimitResponse_Code.OVER_LIMIT);
       return create(RateLimitResponseSchema, {

@@ -136,7 +136,11 @@ describe("recording reads", () => {
       envoy: "yes",
       grpc: "partial",
     });
-    expect(at("Gateway.spec.servers[].name")).toMatchObject({ set: true, envoy: "no" });
+    expect(at("Gateway.spec.servers[].defaultEndpoint")).toMatchObject({
+      set: true,
+      envoy: "no",
+      refused: true,
+    });
     expect(at("Gateway.spec.servers[].hosts")).toMatchObject({ envoy: "yes", grpc: "n/a" });
   });
 });

@@ -48,6 +48,29 @@ describe("translate1x()", () => {
     );
   });
 
+  test("== and != on dnsName() values ignore case and a trailing dot, as Mixer compared them", () => {
+    const host = { "request.host": "Example.COM." };
+    expect(run1x(`dnsName(request.host) == dnsName("example.com")`, host)).toBe(true);
+    expect(run1x(`dnsName(request.host) == "EXAMPLE.com."`, host)).toBe(true);
+    expect(run1x(`"example.com" == dnsName(request.host)`, host)).toBe(true);
+    expect(run1x(`dnsName(request.host) != "example.org"`, host)).toBe(true);
+    expect(run1x(`dnsName(request.host) == "www.example.com"`, host)).toBe(false);
+    // A plain string comparison stays exact.
+    expect(run1x(`request.host == "example.com"`, host)).toBe(false);
+    // The other side is read as a DNS name too: a malformed one fails the expression.
+    expect(run1x(`dnsName(request.host) == "not a name"`, host)).toMatch(/^error: .*not a DNS name/);
+  });
+
+  test("== on email() values: the local part exactly, the domain as a DNS name", () => {
+    const user = { "request.auth.principal": "Alice@Example.COM" };
+    expect(run1x(`email(request.auth.principal) == email("Alice@example.com.")`, user)).toBe(true);
+    expect(run1x(`email(request.auth.principal) == "Alice@EXAMPLE.com"`, user)).toBe(true);
+    expect(run1x(`email(request.auth.principal) == "alice@example.com"`, user)).toBe(false);
+    expect(run1x(`email(request.auth.principal) != "bob@example.com"`, user)).toBe(true);
+    const mixed = translate1x(`email(request.auth.principal) == dnsName(request.host)`);
+    expect(mixed.ok ? "" : mixed.message).toContain("cannot compare");
+  });
+
   test("operators and functions outside the 1.x language are refused with their position", () => {
     const t = translate1x(`request.size * 2`);
     expect(t.ok).toBe(false);
@@ -70,6 +93,32 @@ describe("expression language per resource", () => {
   test("CEL stays CEL, 1.x-only syntax is read as 1.x", () => {
     expect(errors(rule(`has(request.path) ? request.path == "/" : false`))).toEqual([]);
     expect(errors(rule(`(request.headers["x"] | "") == "y"`))).toEqual([]);
+  });
+
+  test("a comparison of dnsName() or email() values is read as 1.x unless annotated", async () => {
+    const yaml = (annotations: string) =>
+      docs(
+        mixerYaml("handler", "deny", { compiledAdapter: "denier", params: { status: { code: 7 } } }),
+        mixerYaml("instance", "nothing", { compiledTemplate: "checknothing", params: {} }),
+        rule(`dnsName(request.host) == "Web.Example.com"`, annotations) +
+          `  actions: [{ handler: deny, instances: [nothing] }]\n`,
+      );
+    for (
+      const [annotations, denied] of [["", true], [
+        "  annotations:\n    policy.istio.io/lang: CEL\n",
+        false,
+      ]] as const
+    ) {
+      expect(errors(yaml(annotations))).toEqual([]);
+      const h = coreHarness();
+      try {
+        h.load(yaml(annotations));
+        const d = await h.core.check("test", { "request.host": "web.example.com." });
+        expect(d.status.code === 7).toBe(denied);
+      } finally {
+        await h.close();
+      }
+    }
   });
 
   test("text valid in both languages with different meanings needs the annotation", () => {

@@ -336,6 +336,16 @@ export type QuotaSpecSpec = Infer<typeof quotaSpecSchema>;
 /** An Istio 1.x QuotaSpecBinding: which services the QuotaSpecs apply to. */
 export type QuotaSpecBindingSpec = Infer<typeof quotaSpecBindingSchema>;
 
+/** A QuotaSpec's spec in its camelCase spelling (1.x files may write snake_case). */
+export function quotaSpecOf(r: Resource): QuotaSpecSpec {
+  return camelizeSpec(r.spec ?? {}, quotaSpecSchema) as QuotaSpecSpec;
+}
+
+/** A QuotaSpecBinding's spec in its camelCase spelling (1.x files may write snake_case). */
+export function quotaSpecBindingOf(r: Resource): QuotaSpecBindingSpec {
+  return camelizeSpec(r.spec ?? {}, quotaSpecBindingSchema) as QuotaSpecBindingSpec;
+}
+
 function validateCamelized(schema: Schema): (r: Resource) => Diagnostic[] {
   return (r) => checkSchema(r, schema, { value: camelizeSpec(r.spec ?? {}, schema) });
 }

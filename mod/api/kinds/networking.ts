@@ -1700,6 +1700,13 @@ const serverSchema = t.object(
           );
         }
       }
+      if (s.defaultEndpoint) {
+        // Istio's API marks a gateway server's defaultEndpoint NOT IMPLEMENTED; its pilot ignores it.
+        report.warning(
+          fieldPath(path, "defaultEndpoint"),
+          "defaultEndpoint is not supported on gateway servers; ignored (route with a VirtualService)",
+        );
+      }
       if (s.bind?.startsWith("unix://") && s.port.number !== 0) {
         report.error(
           fieldPath(fieldPath(path, "port"), "number"),

@@ -16,6 +16,9 @@
  *   `timestamp`, `match`, `toLower`, `reverse`, `size`, `email`, `dnsName`, `uri`,
  *   `emptyStringMap`, `.startsWith`, `.endsWith` keep their names (the CEL environment declares
  *   them); `true`/`false` are case-insensitive, as Mixer read them.
+ * - `==` and `!=` on `dnsName()` values ignore case and a trailing dot, and on `email()` values
+ *   compare the local part exactly and the domain as a DNS name, as Mixer's typed equality did;
+ *   the other side of such a comparison is read as a value of the same type.
  * - Dotted names (`request.headers`) are one attribute each, map access is `m["key"]`; integer
  *   literals are decimal, as Mixer parsed them. Attributes Istio 1.0 had and later renamed
  *   (`destination.service`, `source.user`) read their current names.
@@ -47,6 +50,11 @@ export type Translation =
      * literal, `.matches` with the pattern as receiver); empty when both readings agree.
      */
     readonly divergent: readonly string[];
+    /**
+     * Comparisons of `dnsName()` / `email()` values, which only Mixer config writes (meshd's CEL
+     * has these functions for Mixer's sake): text with one is read as 1.x unless annotated.
+     */
+    readonly typed: readonly string[];
   }
   | { readonly ok: false; readonly message: string };
 
@@ -380,14 +388,20 @@ function arity(n: Extract<Node1x, { k: "call" }>, want: number): void {
   }
 }
 
+/** What a translation noticed: see {@link Translation}. */
+interface Notes {
+  readonly divergent: string[];
+  readonly typed: string[];
+}
+
 /** Translates one node to CEL; records constructs whose CEL reading of the same text differs. */
-function toCel(n: Node1x, divergent: string[]): string {
-  const cel = (x: Node1x) => toCel(x, divergent);
+function toCel(n: Node1x, notes: Notes): string {
+  const cel = (x: Node1x) => toCel(x, notes);
   switch (n.k) {
     case "string":
       return JSON.stringify(n.value);
     case "duration":
-      divergent.push(`${JSON.stringify(n.text)} is a duration in Mixer 1.x and a string in CEL`);
+      notes.divergent.push(`${JSON.stringify(n.text)} is a duration in Mixer 1.x and a string in CEL`);
       return `duration(${JSON.stringify(`${n.nanos}ns`)})`;
     case "int":
     case "double":
@@ -401,8 +415,15 @@ function toCel(n: Node1x, divergent: string[]): string {
     case "unary":
       return `!(${cel(n.x)})`;
     case "binary": {
+      const typed = n.op === "==" || n.op === "!=" ? comparedType(n.l, n.r) : undefined;
+      if (typed) {
+        notes.typed.push(
+          `${typed}() values compare as ${typed === "email" ? "e-mail addresses" : "DNS names"}`,
+        );
+        return `(${canonical(typed, n.l, notes)} ${n.op} ${canonical(typed, n.r, notes)})`;
+      }
       if (n.op !== "|") return `(${cel(n.l)} ${n.op} ${cel(n.r)})`;
-      const defined = definedness(n.l, divergent);
+      const defined = definedness(n.l, notes);
       return defined === "true" ? cel(n.l) : `(${defined} ? ${cel(n.l)} : ${cel(n.r)})`;
     }
     case "call": {
@@ -421,7 +442,9 @@ function toCel(n: Node1x, divergent: string[]): string {
         }
         arity(n, 1);
         if (n.fn === "matches") {
-          divergent.push(`.matches() takes the pattern as receiver in Mixer 1.x and as argument in CEL`);
+          notes.divergent.push(
+            `.matches() takes the pattern as receiver in Mixer 1.x and as argument in CEL`,
+          );
           return `${cel(n.args[0]!)}.matches(${cel(n.target)})`;
         }
         return `${cel(n.target)}.${n.fn}(${cel(n.args[0]!)})`;
@@ -436,27 +459,64 @@ function toCel(n: Node1x, divergent: string[]): string {
   }
 }
 
+/** The Mixer value types whose equality is not string equality. */
+type TypedValue = "dnsName" | "email";
+
+const typeOf = (n: Node1x): TypedValue | undefined =>
+  n.k === "call" && !n.target && (n.fn === "dnsName" || n.fn === "email") ? n.fn : undefined;
+
+/**
+ * The type an `==` / `!=` compares when either side is a `dnsName()` or `email()` value; Mixer's
+ * type checker required the other side to have the same type, so comparing the two is refused.
+ */
+function comparedType(l: Node1x, r: Node1x): TypedValue | undefined {
+  const a = typeOf(l);
+  const b = typeOf(r);
+  if (a && b && a !== b) throw new SyntaxError1x(`cannot compare a ${a}() value with an ${b}() value`);
+  return a ?? b;
+}
+
+/**
+ * CEL for the form of a DNS name that Mixer's equality compares: lower case, with one trailing
+ * dot (Mixer drops a trailing dot when only one side has it; a DNS name has no empty label, so
+ * adding a dot and folding a doubled one is the same comparison).
+ */
+const canonicalDns = (cel: string) => `(toLower(${cel}) + ".").replace("..", ".")`;
+
+/**
+ * CEL for one side of a comparison of `type` values, as Mixer compared them: DNS names without
+ * regard to case or a trailing dot; e-mail addresses by their local part exactly and their domain
+ * as a DNS name. A side that is not already such a value is read as one (`email(x)`), as Mixer's
+ * types required, so a malformed value fails the expression instead of comparing unequal.
+ */
+function canonical(type: TypedValue, n: Node1x, notes: Notes): string {
+  const value = typeOf(n) === type ? toCel(n, notes) : `${type}(${toCel(n, notes)})`;
+  if (type === "dnsName") return canonicalDns(value);
+  const at = `${value}.indexOf("@")`;
+  return `(${value}.substring(0, ${at} + 1) + ${canonicalDns(`${value}.substring(${at} + 1)`)})`;
+}
+
 /** CEL for "this node has a value", as Mixer's `|` decides it; "true" when it always has one. */
-function definedness(n: Node1x, divergent: string[]): string {
+function definedness(n: Node1x, notes: Notes): string {
   switch (n.k) {
     case "attr":
       return n.name.includes(".") ? `has(${attributeName(n.name)})` : "true";
     case "index": {
-      const map = definedness(n.map, divergent);
-      const has = `(${toCel(n.key, divergent)} in ${toCel(n.map, divergent)})`;
+      const map = definedness(n.map, notes);
+      const has = `(${toCel(n.key, notes)} in ${toCel(n.map, notes)})`;
       return map === "true" ? has : `(${map} && ${has})`;
     }
     case "binary": {
       if (n.op !== "|") return "true";
-      const l = definedness(n.l, divergent);
-      const r = definedness(n.r, divergent);
+      const l = definedness(n.l, notes);
+      const r = definedness(n.r, notes);
       return l === "true" || r === "true" ? "true" : `(${l} || ${r})`;
     }
     case "call": {
       if (n.fn !== "conditional" && n.fn !== "conditionalString") return "true";
-      const a = definedness(n.args[1]!, divergent);
-      const b = definedness(n.args[2]!, divergent);
-      return a === "true" && b === "true" ? "true" : `(${toCel(n.args[0]!, divergent)} ? ${a} : ${b})`;
+      const a = definedness(n.args[1]!, notes);
+      const b = definedness(n.args[2]!, notes);
+      return a === "true" && b === "true" ? "true" : `(${toCel(n.args[0]!, notes)} ? ${a} : ${b})`;
     }
     default:
       return "true";
@@ -470,9 +530,9 @@ function definedness(n: Node1x, divergent: string[]): string {
 export function translate1x(src: string): Translation {
   if (src.trim() === "") return { ok: false, message: "expression is empty" };
   try {
-    const divergent: string[] = [];
-    const cel = toCel(parse1x(src), divergent);
-    return { ok: true, cel, divergent: [...new Set(divergent)] };
+    const notes: Notes = { divergent: [], typed: [] };
+    const cel = toCel(parse1x(src), notes);
+    return { ok: true, cel, divergent: [...new Set(notes.divergent)], typed: [...new Set(notes.typed)] };
   } catch (e) {
     if (e instanceof SyntaxError1x) return { ok: false, message: e.message };
     if (e instanceof RangeError) return { ok: false, message: "expression is nested too deeply" };

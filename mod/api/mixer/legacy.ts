@@ -286,7 +286,13 @@ function chooseLanguage(
     cel: compileExpression(leaf.text).ok,
     x: translate1x(leaf.text),
   }));
-  if (readings.some((x) => !x.cel && x.x.ok && compileExpression(x.x.cel).ok)) return "mixer1x";
+  if (
+    readings.some((x) =>
+      (!x.cel || (x.x.ok && x.x.typed.length > 0)) && x.x.ok && compileExpression(x.x.cel).ok
+    )
+  ) {
+    return "mixer1x";
+  }
   for (const { leaf, cel, x } of readings) {
     if (cel && x.ok && x.divergent.length > 0 && compileExpression(x.cel).ok) {
       problems.push({

@@ -36,6 +36,7 @@ import { resolveHost } from "../../api/mod.ts";
 import type { Proxy } from "../model/proxy.ts";
 import { buildListeners, buildRoutes } from "../translate/mod.ts";
 import { routeMatches, selectFilterChain, selectVirtualHost } from "./match.ts";
+import { JWT_FILTER, normalizePayload } from "../translate/jwt.ts";
 
 /** A synthetic request. */
 export interface SimulationRequest {
@@ -61,9 +62,6 @@ export interface SimulatedJwt {
   readonly issuer?: string;
   readonly claims: JsonObject;
 }
-
-/** The JWT filter's name, also its metadata namespace (translate/jwt.ts). */
-const JWT_FILTER = "envoy.filters.http.jwt_authn";
 
 /** Where the request went. */
 export interface SimulationResult {
@@ -135,7 +133,11 @@ export function jwtMetadata(
   for (const provider of Object.values(config.providers)) {
     if (!provider.payloadInMetadata) continue;
     if (iss !== undefined && provider.issuer !== "" && provider.issuer !== iss) continue;
-    payloads[provider.payloadInMetadata] = jwt.claims;
+    // As Envoy stores it: the provider's space-delimited claims split into lists of words.
+    payloads[provider.payloadInMetadata] = normalizePayload(
+      jwt.claims,
+      provider.normalizePayloadInMetadata?.spaceDelimitedClaims ?? [],
+    );
   }
   return Object.keys(payloads).length > 0 ? { [JWT_FILTER]: payloads } : {};
 }

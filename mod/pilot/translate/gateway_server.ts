@@ -1,8 +1,10 @@
 /**
  * Gateway servers as a router proxy serves them: the servers of every Gateway selecting the
  * proxy, grouped by port, each classified (plain HTTP, TLS-terminating HTTPS, TLS by SNI, TCP)
- * and given its RDS name as Istio spells it (`http.PORT`, `https.PORT.PORTNAME.GATEWAY.NAMESPACE`).
- * Listeners (listener_gateway.ts) and routes (route.ts) both read this.
+ * and given its RDS name as Istio spells it (`http.PORT`, `https.PORT.PORTNAME.GATEWAY.NAMESPACE`,
+ * each followed by `.BIND` for a server with a `bind` address). Servers on one port with
+ * different `bind` addresses are separate listeners, as in Istio. Listeners
+ * (listener_gateway.ts) and routes (route.ts) both read this.
  *
  * @module
  */
@@ -30,9 +32,11 @@ export interface GatewayServer {
   readonly routeName?: string;
 }
 
-/** The servers sharing one port. */
+/** The servers sharing one port and bind address (one listener). */
 export interface GatewayPort {
   readonly port: number;
+  /** The servers' `bind` address (an IP or `unix://` path); unset for the wildcard. */
+  readonly bind?: string;
   /** "http" ports hold only HTTP servers; others hold https, tls and tcp servers. */
   readonly http: boolean;
   readonly servers: readonly GatewayServer[];
@@ -49,25 +53,39 @@ export function serverKind(server: Server): ServerKind {
   return "tcp";
 }
 
-/** `http.PORT` for HTTP servers, `https.PORT.PORTNAME.GATEWAY.NAMESPACE` for HTTPS ones. */
+/**
+ * `http.PORT` for HTTP servers, `https.PORT.PORTNAME.GATEWAY.NAMESPACE` for HTTPS ones, each
+ * followed by `.BIND` when the server has a `bind` address.
+ */
 export function gatewayRouteName(
   kind: ServerKind,
   server: Server,
   name: string,
   namespace: string,
 ): string | undefined {
-  if (kind === "http") return `http.${server.port.number}`;
-  if (kind === "https") return `https.${server.port.number}.${server.port.name}.${name}.${namespace}`;
+  const bind = server.bind ? `.${server.bind}` : "";
+  if (kind === "http") return `http.${server.port.number}${bind}`;
+  if (kind === "https") return `https.${server.port.number}.${server.port.name}.${name}.${namespace}${bind}`;
   return undefined;
 }
 
+/** The listener key of a server: its port and bind address. */
+function portKey(server: Server): string {
+  return `${server.port.number}|${server.bind ?? ""}`;
+}
+
+function comparePorts(a: GatewayPort, b: GatewayPort): number {
+  return a.port - b.port || (a.bind ?? "").localeCompare(b.bind ?? "");
+}
+
 /**
- * The ports a router proxy listens on, sorted, with their servers in Gateway order. A port's
- * first server decides whether it is an HTTP port; servers of the other sort on that port are
- * left out (they cannot share a listener), as are TCP servers after the first.
+ * The ports a router proxy listens on, one per port and `bind` address, sorted by port (the
+ * wildcard before bind addresses), with their servers in Gateway order. A listener's first
+ * server decides whether it is an HTTP one; servers of the other sort on it are left out (they
+ * cannot share a listener), as are TCP servers after the first.
  */
 export function gatewayPorts(push: PushContext, proxy: Proxy): GatewayPort[] {
-  const ports = new Map<number, { http: boolean; servers: GatewayServer[] }>();
+  const ports = new Map<string, { port: number; bind?: string; http: boolean; servers: GatewayServer[] }>();
   for (const gw of push.gatewaysFor(proxy)) {
     const { namespace, name } = gw.metadata;
     for (const server of gw.spec.servers) {
@@ -82,15 +100,21 @@ export function gatewayPorts(push: PushContext, proxy: Proxy): GatewayPort[] {
           ? { routeName: gatewayRouteName(kind, server, name, namespace) }
           : {}),
       };
-      const existing = ports.get(server.port.number);
-      if (!existing) ports.set(server.port.number, { http: kind === "http", servers: [entry] });
-      else if (existing.http === (kind === "http")) {
+      const existing = ports.get(portKey(server));
+      if (!existing) {
+        ports.set(portKey(server), {
+          port: server.port.number,
+          ...(server.bind ? { bind: server.bind } : {}),
+          http: kind === "http",
+          servers: [entry],
+        });
+      } else if (existing.http === (kind === "http")) {
         if (kind === "tcp" && existing.servers.some((s) => s.kind === "tcp")) continue;
         existing.servers.push(entry);
       }
     }
   }
-  return [...ports.entries()].sort(([a], [b]) => a - b).map(([port, v]) => ({ port, ...v }));
+  return [...ports.values()].sort(comparePorts);
 }
 
 /**

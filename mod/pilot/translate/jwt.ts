@@ -9,6 +9,11 @@
  *   {@link JWT_FILTER} under the key = its issuer (`payload_in_metadata`). RBAC reads request
  *   principals (`iss/sub`) and `request.auth.*` claims from there (see authz.ts), and so do a
  *   gateway's routes matching `@request.auth.claims` (route_plan.ts, route_match.ts).
+ * - Space-delimited claims: each provider asks Envoy to store the claims `permission`, `scope`
+ *   and the rule's `spaceDelimitedClaims` (sorted, without duplicates) as lists of their
+ *   space-separated words (`normalize_payload_in_metadata`), as Istio does, so that a claim
+ *   match in RBAC or a route (which accept one element of a list) finds `read` in
+ *   `scope: "read write"` ({@link normalizePayload} says what Envoy stores).
  * - The requirement is "any provider, or no token at all" (`requires_any` of every provider plus
  *   `allow_missing`): a request without a token passes, a request with a token that no provider
  *   can verify is rejected with 401. Whether a token is required at all is left to
@@ -26,13 +31,14 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import {
   JwksAsyncFetchSchema,
   type JwtAuthentication,
   JwtAuthenticationSchema,
   type JwtProvider,
+  JwtProvider_NormalizePayloadSchema,
   JwtProviderSchema,
   type JwtRequirement,
   JwtRequirementSchema,
@@ -54,6 +60,31 @@ export const JWT_FILTER = "envoy.filters.http.jwt_authn";
 const JWKS_CACHE_DURATION = "300s";
 /** Timeout of a JWKS fetch when the rule gives none. */
 const JWKS_FETCH_TIMEOUT = "5s";
+
+/** Claims Envoy always stores as lists of their space-separated words, as in Istio. */
+export const DEFAULT_SPACE_DELIMITED_CLAIMS: readonly string[] = ["permission", "scope"];
+
+/**
+ * The claims a rule's provider stores as lists of words: {@link DEFAULT_SPACE_DELIMITED_CLAIMS}
+ * and the rule's `spaceDelimitedClaims`, sorted, each once.
+ */
+export function spaceDelimitedClaims(rule: JWTRule): string[] {
+  return [...new Set([...DEFAULT_SPACE_DELIMITED_CLAIMS, ...(rule.spaceDelimitedClaims ?? [])])].sort();
+}
+
+/**
+ * The payload as Envoy's JWT filter stores it in metadata given `claims` to normalize: each of
+ * those top-level claims whose value is a string becomes the list of its space-separated words
+ * (empty words dropped); every other claim is kept as is.
+ */
+export function normalizePayload(payload: JsonObject, claims: readonly string[]): JsonObject {
+  const out: JsonObject = { ...payload };
+  for (const c of claims) {
+    const v = payload[c];
+    if (typeof v === "string") out[c] = v.split(" ").filter((w) => w !== "");
+  }
+  return out;
+}
 
 /** One provider with the name it is configured under. */
 export interface NamedJwtRule {
@@ -144,6 +175,9 @@ function provider(push: PushContext, proxy: Proxy, rule: JWTRule): JwtProvider {
     fromCookies: [...(rule.fromCookies ?? [])],
     forwardPayloadHeader: rule.outputPayloadToHeader ?? "",
     payloadInMetadata: issuerKey(rule),
+    normalizePayloadInMetadata: create(JwtProvider_NormalizePayloadSchema, {
+      spaceDelimitedClaims: spaceDelimitedClaims(rule),
+    }),
     claimToHeaders: (rule.outputClaimToHeaders ?? []).map((c) => ({
       headerName: c.header,
       claimName: c.claim,

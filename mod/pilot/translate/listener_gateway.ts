@@ -1,7 +1,10 @@
 /**
- * Listeners of a router proxy: one bound `0.0.0.0_PORT` per gateway port. HTTP ports carry one
- * HTTP connection manager on RDS `http.PORT`. Other ports carry a filter chain per server:
- * TLS-terminating HTTPS servers match their hosts as SNI and route over their own RDS name;
+ * Listeners of a router proxy: one bound `0.0.0.0_PORT` per gateway port, and one `BIND_PORT`
+ * on the address per distinct server `bind` on that port (a `unix://` bind listens on that
+ * socket). HTTP ports carry one HTTP connection manager on RDS `http.PORT` (`http.PORT.BIND`).
+ * Other ports carry a filter chain per server:
+ * TLS-terminating HTTPS servers match their hosts as SNI and route over their own RDS name,
+ * their HTTP stats prefixed with the server's `name` when it has one (as Istio does);
  * TLS passthrough servers forward by SNI as the bound VirtualServices' `tls` routes say; TCP
  * servers (and TLS servers that terminate) forward as their `tcp` routes say. TCP and TLS chains
  * start with the authorization filters of the policies selecting the gateway (CUSTOM, then
@@ -56,7 +59,7 @@ function targets(
 function routeTcpProxy(route: readonly RouteDestination[], vsNamespace: string, ctx: RouteContext) {
   const t = targets(route, vsNamespace, ctx);
   const settings = t.length === 1 ? tcpProxySettings(ctx.push, ctx.proxy, t[0]!.cluster) : {};
-  return tcpProxy(t, ctx.push.mesh, settings);
+  return tcpProxy(t, { push: ctx.push, proxy: ctx.proxy, direction: "gateway" }, settings);
 }
 
 /** Filter chains of a TLS passthrough server: one per applicable `tls` route match, by SNI. */
@@ -108,6 +111,16 @@ function tcpChain(gs: GatewayServer, ctx: RouteContext): FilterChain | undefined
   return undefined;
 }
 
+/** The listener name of a gateway port: `ADDRESS_PORT`, the address being the `bind` or 0.0.0.0. */
+export function gatewayListenerName(gp: GatewayPort): string {
+  return listenerName(gp.bind ?? "0.0.0.0", gp.port);
+}
+
+/** The HTTP stat prefix of a server's connection manager: its `name`, else `outbound_LISTENER`. */
+export function serverStatPrefix(gs: GatewayServer, gp: GatewayPort): string {
+  return gs.server.name || `outbound_${gatewayListenerName(gp)}`;
+}
+
 function serverChains(gs: GatewayServer, gp: GatewayPort, ctx: RouteContext): FilterChain[] {
   switch (gs.kind) {
     case "https": {
@@ -116,7 +129,7 @@ function serverChains(gs: GatewayServer, gp: GatewayPort, ctx: RouteContext): Fi
         proxy: ctx.proxy,
         direction: "gateway",
         port: gp.port,
-        statPrefix: `outbound_0.0.0.0_${gp.port}`,
+        statPrefix: serverStatPrefix(gs, gp),
         routes: { rds: gs.routeName! },
       });
       const names = serverNames(gs);
@@ -149,7 +162,7 @@ function serverChains(gs: GatewayServer, gp: GatewayPort, ctx: RouteContext): Fi
 
 /** The listener of one gateway port, or undefined when no server on it has anything to serve. */
 export function gatewayListener(push: PushContext, proxy: Proxy, gp: GatewayPort): Listener | undefined {
-  const name = listenerName("0.0.0.0", gp.port);
+  const name = gatewayListenerName(gp);
   let chains: FilterChain[];
   if (gp.http) {
     const hcm = httpConnectionManager({
@@ -157,8 +170,8 @@ export function gatewayListener(push: PushContext, proxy: Proxy, gp: GatewayPort
       proxy,
       direction: "gateway",
       port: gp.port,
-      statPrefix: `outbound_0.0.0.0_${gp.port}`,
-      routes: { rds: `http.${gp.port}` },
+      statPrefix: `outbound_${name}`,
+      routes: { rds: gp.servers[0]!.routeName! },
     });
     chains = [create(FilterChainSchema, { name, filters: [hcmFilter(hcm)] })];
   } else {
@@ -178,7 +191,7 @@ export function gatewayListener(push: PushContext, proxy: Proxy, gp: GatewayPort
   const sni = chains.some((c) => (c.filterChainMatch?.serverNames.length ?? 0) > 0 || c.transportSocket);
   return create(ListenerSchema, {
     name,
-    address: socketAddress("0.0.0.0", gp.port),
+    address: socketAddress(gp.bind ?? "0.0.0.0", gp.port),
     filterChains: chains,
     trafficDirection: TrafficDirection.OUTBOUND,
     listenerFilters: sni
@@ -193,7 +206,7 @@ export function gatewayListener(push: PushContext, proxy: Proxy, gp: GatewayPort
   });
 }
 
-/** Every listener of a router proxy, one per gateway port, sorted by port. */
+/** Every listener of a router proxy, one per gateway port and bind address, sorted by port. */
 export function gatewayListeners(push: PushContext, proxy: Proxy): Listener[] {
   return gatewayPorts(push, proxy).flatMap((gp) => {
     const l = gatewayListener(push, proxy, gp);

@@ -99,7 +99,11 @@ function tcpFilters(push: PushContext, proxy: Proxy, cluster: string, idleTimeou
   return [
     ...tcpAuthzFilters(push, proxy),
     tcpProxyFilter(
-      tcpProxy(cluster, push.mesh, idleTimeout ? { idleTimeout: durationFromString(idleTimeout) } : {}),
+      tcpProxy(
+        cluster,
+        { push, proxy, direction: "inbound" },
+        idleTimeout ? { idleTimeout: durationFromString(idleTimeout) } : {},
+      ),
     ),
   ];
 }
@@ -410,7 +414,7 @@ export function virtualInboundListener(push: PushContext, proxy: Proxy): Listene
       create(FilterChainSchema, {
         name: `${VIRTUAL_INBOUND}-blackhole`,
         filterChainMatch: { destinationPort: VIRTUAL_INBOUND_PORT },
-        filters: [tcpProxyFilter(tcpProxy(BLACKHOLE_CLUSTER, push.mesh))],
+        filters: [tcpProxyFilter(tcpProxy(BLACKHOLE_CLUSTER, { push, proxy, direction: "inbound" }))],
       }),
       ...chains,
       ...passthrough,

@@ -94,7 +94,7 @@ export function fallthroughChain(push: PushContext, proxy: Proxy): FilterChain {
   const cluster = fallthroughCluster(push, proxy);
   return create(FilterChainSchema, {
     name: cluster === BLACKHOLE_CLUSTER ? BLACKHOLE_CHAIN : PASSTHROUGH_CHAIN,
-    filters: [tcpProxyFilter(tcpProxy(cluster, push.mesh))],
+    filters: [tcpProxyFilter(tcpProxy(cluster, { push, proxy, direction: "outbound" }))],
   });
 }
 
@@ -110,7 +110,7 @@ export function virtualOutboundListener(push: PushContext, proxy: Proxy): Listen
       create(FilterChainSchema, {
         name: `${VIRTUAL_OUTBOUND}-blackhole`,
         filterChainMatch: { destinationPort: VIRTUAL_OUTBOUND_PORT },
-        filters: [tcpProxyFilter(tcpProxy(BLACKHOLE_CLUSTER, push.mesh))],
+        filters: [tcpProxyFilter(tcpProxy(BLACKHOLE_CLUSTER, { push, proxy, direction: "outbound" }))],
       }),
       fallthroughChain(push, proxy),
     ],
@@ -150,7 +150,7 @@ function outboundListener(
 function l4TcpProxy(plan: L4RoutePlan, push: PushContext, proxy: Proxy): TcpProxy {
   const targets = plan.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight }));
   const settings = targets.length === 1 ? tcpProxySettings(push, proxy, targets[0]!.cluster) : {};
-  return tcpProxy(targets, push.mesh, settings);
+  return tcpProxy(targets, { push, proxy, direction: "outbound" }, settings);
 }
 
 /** A chain forwarding as an L4 route plan says; named by its clusters and conditions. */

@@ -70,7 +70,7 @@ export function autoPassthroughChains(
       create(FilterChainSchema, {
         name,
         filterChainMatch: { serverNames: [name] },
-        filters: [...authz, tcpProxyFilter(tcpProxy(name, push.mesh))],
+        filters: [...authz, tcpProxyFilter(tcpProxy(name, { push, proxy, direction: "gateway" }))],
       })
     );
 }

@@ -6,7 +6,8 @@
  *
  * Access logging: every entry names providers (or inherits the previous entry's, or the
  * defaults); `match.mode` picks the side (CLIENT for outbound and gateway connection managers,
- * SERVER for inbound); `disabled: true` removes its providers. Providers are MeshConfig
+ * SERVER for inbound); `disabled: true` removes its providers. The same applies to the TCP
+ * proxies of a proxy (tcp_proxy.ts), on the side of their listener. Providers are MeshConfig
  * `extensionProviders` of kind `envoyFileAccessLog`, and two built-in ones: `envoy` (the file
  * logger of the mesh's `accessLogFile`, /dev/stdout when unset, as Istio's built-in provider) and
  * `mixer` (the gRPC access log to mixer, on sidecars when mixer runs). The defaults are the
@@ -157,18 +158,22 @@ export interface AccessLogContext {
   readonly mesh: MeshConfig;
   readonly features: PilotFeatures;
   readonly direction: TrafficDirection;
+  /** A TCP proxy rather than a connection manager: the HTTP-only `mixer` logger does not apply. */
+  readonly tcp?: boolean;
 }
 
 /**
  * The Envoy access logs of one provider: an `envoyFileAccessLog` extension provider, or the
- * built-in `envoy` and `mixer`; none for unknown names and for provider kinds meshd does not
- * build (MeshConfig validation says which).
+ * built-in `envoy` and `mixer` (HTTP connection managers of sidecars only); none for unknown
+ * names and for provider kinds meshd does not build (MeshConfig validation says which).
  */
 export function providerAccessLogs(name: string, ctx: AccessLogContext): AccessLog[] {
   const p = findProvider(ctx.mesh, name);
   if (p) return p.envoyFileAccessLog ? [fileAccessLog(p.envoyFileAccessLog)] : [];
   if (name === ENVOY_PROVIDER) return [fileAccessLog({ path: ctx.mesh.accessLogFile || "/dev/stdout" })];
-  if (name === MIXER_PROVIDER && ctx.direction !== "gateway") return mixerAccessLogs(ctx.mesh, ctx.features);
+  if (name === MIXER_PROVIDER && ctx.direction !== "gateway" && !ctx.tcp) {
+    return mixerAccessLogs(ctx.mesh, ctx.features);
+  }
   return [];
 }
 

@@ -130,3 +130,33 @@ describe("simulate() with a verified JWT", () => {
     expect(() => claimsFrom(["novalue"])).toThrow(/claim "novalue": want name=value/);
   });
 });
+
+describe("jwtMetadata()", () => {
+  test("stores the payload as Envoy does: the provider's space-delimited claims split into words", async () => {
+    const { anyPack } = await import("@bufbuild/protobuf/wkt");
+    const { JwtAuthenticationSchema } = await import(
+      "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts"
+    );
+    const { HttpConnectionManagerSchema } = await import(
+      "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts"
+    );
+    const { jwtMetadata } = await import("../../../mod/pilot/simulate/simulate.ts");
+    const config = create(JwtAuthenticationSchema, {
+      providers: {
+        a: {
+          issuer: ISS_A,
+          payloadInMetadata: ISS_A,
+          normalizePayloadInMetadata: { spaceDelimitedClaims: ["scope"] },
+        },
+      },
+    });
+    const hcm = create(HttpConnectionManagerSchema, {
+      httpFilters: [{
+        name: JWT,
+        configType: { case: "typedConfig", value: anyPack(JwtAuthenticationSchema, config) },
+      }],
+    });
+    const md = jwtMetadata(hcm, { issuer: ISS_A, claims: { scope: "read write", sub: "a b" } });
+    expect(md).toEqual({ [JWT]: { [ISS_A]: { scope: ["read", "write"], sub: "a b" } } });
+  });
+});

@@ -7,9 +7,10 @@ import { RBACSchema as ConfigRbacSchema } from "#gen/envoy/config/rbac/v3/rbac_p
 import { JwtAuthenticationSchema } from "#gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.ts";
 import { RBACSchema as HttpRbacSchema } from "#gen/envoy/extensions/filters/http/rbac/v3/rbac_pb.ts";
 import { HttpConnectionManagerSchema } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
-import type { AuthorizationPolicySpec } from "../../../mod/api/kinds/security.ts";
+import type { AuthorizationPolicySpec, JWTRule } from "../../../mod/api/kinds/security.ts";
 import type { Resource } from "../../../mod/api/resource.ts";
 import { buildRbac } from "../../../mod/pilot/translate/authz.ts";
+import { normalizePayload, spaceDelimitedClaims } from "../../../mod/pilot/translate/jwt.ts";
 import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
 import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
@@ -127,11 +128,54 @@ describe("RequestAuthentication → JWT filter", () => {
       fromParams: ["token"],
       forwardPayloadHeader: "x-jwt-payload",
       payloadInMetadata: "https://issuer.example.com",
+      normalizePayloadInMetadata: { spaceDelimitedClaims: ["permission", "scope"] },
     });
     expect(providers["other-issuer"]).toEqual({
       issuer: "other-issuer",
       localJwks: { inlineString: '{"keys":[]}' },
       payloadInMetadata: "other-issuer",
+      normalizePayloadInMetadata: { spaceDelimitedClaims: ["permission", "scope"] },
+    });
+  });
+
+  test("spaceDelimitedClaims: Envoy stores those claims, permission and scope as lists of words", () => {
+    const providers = jwtConfig(pushFrom(
+      SERVICES,
+      `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: { name: jwt, namespace: app }
+spec:
+  selector: { matchLabels: { app: web } }
+  jwtRules:
+    - issuer: https://issuer.example.com
+      jwks: '{"keys":[]}'
+      spaceDelimitedClaims: [roles, scope, roles]
+`,
+    )).providers as Record<string, Record<string, unknown>>;
+    expect(providers["https://issuer.example.com"]!.normalizePayloadInMetadata).toEqual({
+      spaceDelimitedClaims: ["permission", "roles", "scope"],
+    });
+  });
+
+  test("a normalized payload has those string claims split on spaces, other claims kept", () => {
+    const claims = spaceDelimitedClaims({ issuer: "i", spaceDelimitedClaims: ["roles"] } as JWTRule);
+    expect(claims).toEqual(["permission", "roles", "scope"]);
+    expect(normalizePayload(
+      {
+        sub: "alice smith",
+        scope: "read  write",
+        roles: "admin",
+        permission: ["a b"],
+        groups: "x y",
+      },
+      claims,
+    )).toEqual({
+      sub: "alice smith",
+      scope: ["read", "write"],
+      roles: ["admin"],
+      permission: ["a b"],
+      groups: "x y",
     });
   });
 
