@@ -43,22 +43,13 @@
  * SIGTERM.
  */
 import { type Subprocess } from "bun";
-import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type EtcdCluster, startEtcd } from "../tests/store/_etcd.ts";
 import { eventually, type MeshdProcess, ROOT, startMeshd } from "../tests/e2e/_meshd.ts";
 import { benchArgs } from "./_args.ts";
+import { buildC } from "./loadgen/build_c.ts";
 import {
   clientCommand,
   type Clients,
@@ -89,24 +80,12 @@ const XDS_LOAD_SOURCE = resolve(import.meta.dir, "loadgen/xds_load.c");
  * Compiles bench/loadgen/xds_load.c (cc -O2, libnghttp2) into the temporary directory, once per
  * source version; returns the executable's path.
  */
-export async function buildXdsLoad(): Promise<string> {
-  const hash = createHash("sha256").update(readFileSync(XDS_LOAD_SOURCE)).digest("hex").slice(0, 16);
-  const out = join(tmpdir(), `meshd-xds-load-${hash}`);
-  if (existsSync(out)) return out;
-  const tmp = `${out}.${process.pid}`;
-  const cc = Bun.spawn(["cc", "-O2", "-Wall", "-o", tmp, XDS_LOAD_SOURCE, "-lnghttp2", "-lm"], {
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  const [code, err] = await Promise.all([cc.exited, new Response(cc.stderr).text()]);
-  if (code !== 0) {
-    throw new Error(
-      `building ${XDS_LOAD_SOURCE} failed (needs cc and libnghttp2-dev: scripts/system_deps.sh installs ` +
-        `them; or run with --client-runtime node):\n${err}`,
-    );
-  }
-  renameSync(tmp, out);
-  return out;
+export function buildXdsLoad(): Promise<string> {
+  return buildC(
+    XDS_LOAD_SOURCE,
+    ["-lnghttp2", "-lm"],
+    "needs cc and libnghttp2-dev: scripts/system_deps.sh installs them; or run with --client-runtime node",
+  );
 }
 
 /** The command of one load-generator process under `runtime`. */

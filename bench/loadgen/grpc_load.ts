@@ -4,10 +4,8 @@
  * latency is the server's and not a JavaScript client's sharing the same cores.
  */
 import { spawn } from "bun";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, renameSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { buildC } from "./build_c.ts";
 
 const SOURCE = resolve(import.meta.dir, "grpc_load.c");
 
@@ -54,29 +52,9 @@ export interface GrpcLoadOptions {
   readonly warmup?: number;
 }
 
-let built: string | undefined;
-
 /** Compiles the load generator once per source version; returns the executable's path. */
-export async function buildGrpcLoad(): Promise<string> {
-  if (built) return built;
-  const hash = createHash("sha256").update(readFileSync(SOURCE)).digest("hex").slice(0, 16);
-  const out = join(tmpdir(), `meshd-grpc-load-${hash}`);
-  if (!existsSync(out)) {
-    const tmp = `${out}.${process.pid}`;
-    const cc = spawn(["cc", "-O2", "-Wall", "-o", tmp, SOURCE, "-lnghttp2"], {
-      stderr: "pipe",
-      stdout: "ignore",
-    });
-    const [code, err] = await Promise.all([cc.exited, new Response(cc.stderr).text()]);
-    if (code !== 0) {
-      throw new Error(
-        `building ${SOURCE} failed (needs cc and libnghttp2-dev: scripts/system_deps.sh installs them):\n${err}`,
-      );
-    }
-    renameSync(tmp, out);
-  }
-  built = out;
-  return out;
+export function buildGrpcLoad(): Promise<string> {
+  return buildC(SOURCE, ["-lnghttp2"], "needs cc and libnghttp2-dev: scripts/system_deps.sh installs them");
 }
 
 /** Runs the load generator once and returns what it measured; throws if any call failed. */

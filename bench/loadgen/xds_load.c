@@ -309,64 +309,62 @@ static int eds_name_of(const uint8_t *s, size_t n, spans_t *out) {
   return 0;
 }
 
+/* A callback of each_sub: reads one submessage, adding what it finds to out; -1 when malformed. */
+typedef int (*sub_fn)(const uint8_t *s, size_t n, spans_t *out);
+
+/* Calls fn on every length-delimited field numbered no of a message: 0, or -1 when malformed. */
+static int each_sub(const uint8_t *s, size_t n, uint32_t no, sub_fn fn, spans_t *out) {
+  pb_t r = pb(s, n);
+  pbf_t f;
+  int rv;
+  while ((rv = pb_next(&r, &f)) > 0) {
+    if (f.no == no && f.s && fn(f.s, f.n, out) < 0) return -1;
+  }
+  return rv;
+}
+
+static int add_span(const uint8_t *s, size_t n, spans_t *out) {
+  spans_add(out, s, n);
+  return 0;
+}
+
+/* Rds.route_config_name = 2. */
+static int rds_of_rds(const uint8_t *s, size_t n, spans_t *out) {
+  return each_sub(s, n, 2, add_span, out);
+}
+
 /* RDS names in an Any holding an HttpConnectionManager (rds = 3 -> route_config_name = 2). */
 static int rds_of_any(const uint8_t *s, size_t n, spans_t *out) {
   span_t url, value;
   if (any_of(s, n, &url, &value) < 0) return -1;
   size_t h = sizeof(HCM) - 1;
   if (url.n < h || memcmp(url.s + url.n - h, HCM, h) != 0) return 0;
-  pb_t r = pb(value.s, value.n);
-  pbf_t f;
-  int rv;
-  while ((rv = pb_next(&r, &f)) > 0) {
-    if (f.no != 3 || !f.s) continue;
-    pb_t r2 = pb(f.s, f.n);
-    pbf_t g;
-    int rv2;
-    while ((rv2 = pb_next(&r2, &g)) > 0) {
-      if (g.no == 2 && g.s) spans_add(out, g.s, g.n);
-    }
-    if (rv2 < 0) return -1;
-  }
-  return rv;
+  return each_sub(value.s, value.n, 3, rds_of_rds, out);
 }
 
-/* RDS names of a FilterChain: filters = 3; Filter.typed_config = 4. */
+/* RDS names of a Filter: typed_config = 4; of an ApiListener: api_listener = 1. */
+static int rds_of_filter(const uint8_t *s, size_t n, spans_t *out) {
+  return each_sub(s, n, 4, rds_of_any, out);
+}
+
+static int rds_of_api(const uint8_t *s, size_t n, spans_t *out) {
+  return each_sub(s, n, 1, rds_of_any, out);
+}
+
+/* RDS names of a FilterChain: filters = 3. */
 static int rds_of_chain(const uint8_t *s, size_t n, spans_t *out) {
-  pb_t r = pb(s, n);
-  pbf_t f;
-  int rv;
-  while ((rv = pb_next(&r, &f)) > 0) {
-    if (f.no != 3 || !f.s) continue;
-    pb_t r2 = pb(f.s, f.n);
-    pbf_t g;
-    int rv2;
-    while ((rv2 = pb_next(&r2, &g)) > 0) {
-      if (g.no == 4 && g.s && rds_of_any(g.s, g.n, out) < 0) return -1;
-    }
-    if (rv2 < 0) return -1;
-  }
-  return rv;
+  return each_sub(s, n, 3, rds_of_filter, out);
 }
 
-/* RDS names of a Listener: filter_chains = 3, default_filter_chain = 25, api_listener = 19 (-> 1). */
+/* RDS names of a Listener: filter_chains = 3, default_filter_chain = 25, api_listener = 19. */
 static int rds_names_of(const uint8_t *s, size_t n, spans_t *out) {
   pb_t r = pb(s, n);
   pbf_t f;
   int rv;
   while ((rv = pb_next(&r, &f)) > 0) {
     if (!f.s) continue;
-    if (f.no == 3 || f.no == 25) {
-      if (rds_of_chain(f.s, f.n, out) < 0) return -1;
-    } else if (f.no == 19) {
-      pb_t r2 = pb(f.s, f.n);
-      pbf_t g;
-      int rv2;
-      while ((rv2 = pb_next(&r2, &g)) > 0) {
-        if (g.no == 1 && g.s && rds_of_any(g.s, g.n, out) < 0) return -1;
-      }
-      if (rv2 < 0) return -1;
-    }
+    if ((f.no == 3 || f.no == 25) && rds_of_chain(f.s, f.n, out) < 0) return -1;
+    if (f.no == 19 && rds_of_api(f.s, f.n, out) < 0) return -1;
   }
   return rv;
 }

@@ -23,10 +23,10 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Clock, Timer } from "../shared/clock.ts";
+import { type Clock, sleep } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { Store } from "../store/mod.ts";
+import { createIfAbsent, type Store } from "../store/mod.ts";
 import {
   activatedState,
   type CaKeyType,
@@ -242,24 +242,17 @@ export async function openSharedCa(
   if (kv === undefined) {
     const mine = await newRecord(stateKey, opts, await trustDomain(), ownCa);
     const value = encode(mine);
-    const res = await client.txn([{ key: stateKey, modRevision: 0 }], [{ put: stateKey, value }]);
-    if (res.succeeded) {
+    const res = await createIfAbsent(client, stateKey, value);
+    if (res.created) {
       log.info(mine.mode === "byo" ? "imported --ca-dir into etcd" : "created a self-signed root in etcd", {
         key: stateKey,
       });
-      kv = {
-        key: stateKey,
-        value,
-        createRevision: res.revision,
-        modRevision: res.revision,
-        version: 1,
-      };
     } else {
-      kv = res.current[0];
       log.info("another replica created the CA first; using it", { key: stateKey });
-      if (kv === undefined) {
-        throw new CaLoadError(`etcd key ${stateKey}: created and deleted at once; start again`);
-      }
+    }
+    kv = res.kv;
+    if (kv === undefined) {
+      throw new CaLoadError(`etcd key ${stateKey}: created and deleted at once; start again`);
     }
   }
   const record = parseRecord(stateKey, kv.value);
@@ -267,7 +260,6 @@ export async function openSharedCa(
   let current = materialOf(record, stateKey, opts, ownCa);
   let revision = kv.modRevision;
   const abort = new AbortController();
-  let retryTimer: Timer | undefined;
 
   /** Applies a state read from etcd when it is newer than what is in force. */
   const apply = (value: Uint8Array, rev: number): boolean => {
@@ -365,7 +357,7 @@ export async function openSharedCa(
             });
           }
           if (abort.signal.aborted) return;
-          await new Promise<void>((resolve) => (retryTimer = opts.clock.setTimer(delayMs, resolve)));
+          await sleep(opts.clock, delayMs, abort.signal);
           delayMs = Math.min(30_000, delayMs * 2);
         }
       };
@@ -373,7 +365,6 @@ export async function openSharedCa(
     },
     close() {
       abort.abort();
-      retryTimer?.cancel();
     },
   };
 }

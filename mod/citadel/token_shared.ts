@@ -17,7 +17,7 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import type { Clock } from "../shared/clock.ts";
-import type { Store } from "../store/mod.ts";
+import { createIfAbsent, type Store } from "../store/mod.ts";
 import { type Kek, openSecret, sealSecret } from "./kek.ts";
 import { keyFromPem, TOKEN_CLOCK_SKEW_S, type TokenSigningKey } from "./token.ts";
 
@@ -45,10 +45,7 @@ export async function loadOrCreateSharedTokenKey(store: Store, kek: Kek): Promis
     const value = new TextEncoder().encode(
       JSON.stringify({ key: sealSecret(kek, new TextEncoder().encode(pem), key) }),
     );
-    const res = await store.client.txn([{ key, modRevision: 0 }], [{ put: key, value }]);
-    kv = res.succeeded
-      ? { key, value, createRevision: 0, modRevision: res.revision, version: 1 }
-      : res.current[0];
+    kv = (await createIfAbsent(store.client, key, value)).kv;
     if (kv === undefined) throw new Error(`etcd key ${key}: created and deleted at once; try again`);
   }
   let sealed: unknown;
@@ -80,8 +77,7 @@ export function sharedLedger(store: Store, clock: Clock): SharedLedger {
       const ttl = Math.max(1, Math.ceil(exp + TOKEN_CLOCK_SKEW_S - clock.now() / 1000));
       const lease = await store.client.grantLease(ttl);
       const value = new TextEncoder().encode(JSON.stringify({ exp }));
-      const res = await store.client.txn([{ key, modRevision: 0 }], [{ put: key, value, lease }]);
-      return res.succeeded;
+      return (await createIfAbsent(store.client, key, value, lease)).created;
     },
   };
 }

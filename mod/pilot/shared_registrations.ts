@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Clock, Timer } from "../shared/clock.ts";
+import { type Clock, sleep, type Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { EtcdCompactedError, type KeyValue, type LeaseKeeper, type Store } from "../store/mod.ts";
@@ -190,13 +190,7 @@ export function createSharedRegistrations(o: SharedRegistrationsOptions): Shared
         }
       }
       relists++;
-      await new Promise<void>((resolve) => {
-        const t = o.clock.setTimer(retryMs, resolve);
-        stop.signal.addEventListener("abort", () => {
-          t.cancel();
-          resolve();
-        }, { once: true });
-      });
+      await sleep(o.clock, retryMs, stop.signal);
     }
   }
 

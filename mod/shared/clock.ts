@@ -26,6 +26,23 @@ export const systemClock: Clock = {
   },
 };
 
+/**
+ * Resolves after `ms` milliseconds on `clock`, or as soon as `signal` aborts (at once when it
+ * already has). Never rejects: a retry loop checks the signal after waking.
+ */
+export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const wake = () => {
+      t.cancel();
+      signal?.removeEventListener("abort", wake);
+      resolve();
+    };
+    const t = clock.setTimer(ms, wake);
+    signal?.addEventListener("abort", wake, { once: true });
+  });
+}
+
 /** A clock that moves only when told to; for tests. */
 export interface ManualClock extends Clock {
   /** Moves time forward, firing due timers in order of their deadlines. */

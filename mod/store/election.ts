@@ -11,9 +11,10 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../shared/clock.ts";
+import { type Clock, sleep, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import { createIfAbsent } from "./create_if_absent.ts";
 import type { EtcdClient } from "./etcd_client.ts";
 import type { LeaseKeeper } from "./lease_keeper.ts";
 
@@ -94,16 +95,7 @@ export function createElection(client: EtcdClient, opts: ElectionOptions): Elect
    */
   async function campaign(): Promise<number | undefined> {
     const lease = await opts.keeper.lease();
-    const res = await client.txn([{ key, modRevision: 0 }], [{
-      put: key,
-      value: encoder.encode(opts.id),
-      lease,
-    }]);
-    if (res.succeeded) {
-      observe(opts.id, res.revision);
-      return res.revision + 1;
-    }
-    const held = res.current[0];
+    const { kv: held } = await createIfAbsent(client, key, encoder.encode(opts.id), lease);
     if (held === undefined) return undefined;
     observe(decoder.decode(held.value), held.modRevision);
     return held.modRevision + 1;
@@ -136,13 +128,7 @@ export function createElection(client: EtcdClient, opts: ElectionOptions): Elect
           err: error,
         });
         observe(undefined, 0);
-        await new Promise<void>((resolve) => {
-          const t = clock.setTimer(opts.retryMs ?? 1_000, resolve);
-          stop.signal.addEventListener("abort", () => {
-            t.cancel();
-            resolve();
-          }, { once: true });
-        });
+        await sleep(clock, opts.retryMs ?? 1_000, stop.signal);
       }
     }
   })();

@@ -24,7 +24,7 @@ import type {
   SinkVerdict,
   SourceSink,
 } from "../runtime/config_source.ts";
-import { type Clock, systemClock } from "../shared/clock.ts";
+import { type Clock, sleep, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { configPrefix, identityProblem, parseConfigKey } from "./config_keys.ts";
@@ -204,10 +204,7 @@ export function createEtcdSource(opts: EtcdSourceOptions): EtcdSource {
           err: lastError,
           retryInMs: delay,
         });
-        await new Promise<void>((resolve) => {
-          const t = clock.setTimer(delay, resolve);
-          abort.signal.addEventListener("abort", () => (t.cancel(), resolve()), { once: true });
-        });
+        await sleep(clock, delay, abort.signal);
       }
     }
     state = "stopped";

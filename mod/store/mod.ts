@@ -22,6 +22,7 @@ export {
 } from "./config_keys.ts";
 export { storeDebugHandler } from "./storez.ts";
 export type { EtcdClient, KeyValue, TxnCompare, TxnOp, TxnResult } from "./etcd_client.ts";
+export { createIfAbsent, type CreateResult } from "./create_if_absent.ts";
 export type { EtcdSource, EtcdSourceStatus } from "./etcd_source.ts";
 export type { OpenStoreOptions } from "./open_store.ts";
 export type { LeaseKeeper } from "./lease_keeper.ts";

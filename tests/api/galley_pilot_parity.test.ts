@@ -6,8 +6,7 @@
  * did neither, so the first three cases passed `meshd analyze` and then routed nowhere.
  */
 import { describe, expect, test } from "bun:test";
-import { createAnalysisContext } from "../../mod/galley/analyze.ts";
-import { analyze } from "../../mod/galley/analyze.ts";
+import { analyze, createAnalysisContext } from "../../mod/galley/analyze.ts";
 import { resolveHost } from "../../mod/api/mod.ts";
 import { proxyFromNode } from "../../mod/pilot/model/proxy.ts";
 import { buildClusters, buildRoutes } from "../../mod/pilot/translate/mod.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { hostCovers } from "../hosts.ts";
+import { hostCovers, splitNamespacedHost } from "../hosts.ts";
 import { re2Error } from "../cel.ts";
 import type { Diagnostic, Resource } from "../resource.ts";
 import {
@@ -1611,8 +1611,8 @@ function serverTLSCheck(tls: InferFields<typeof serverTLSFields>, path: string, 
 /** `namespace/host` (or a plain host on gateways) as Gateway and Sidecar hosts are written. */
 function namespacedHostCheck(kind: "gateway" | "sidecar") {
   return (value: string, path: string, report: Reporter): void => {
-    const slash = value.indexOf("/");
-    if (slash < 0 && kind === "sidecar") {
+    const hasNamespace = value.includes("/");
+    if (!hasNamespace && kind === "sidecar") {
       report.error(
         path,
         `host ${JSON.stringify(value)} must be of the form namespace/dnsName ` +
@@ -1620,9 +1620,8 @@ function namespacedHostCheck(kind: "gateway" | "sidecar") {
       );
       return;
     }
-    const ns = slash < 0 ? undefined : value.slice(0, slash);
-    const host = slash < 0 ? value : value.slice(slash + 1);
-    if (ns !== undefined) {
+    const { namespace: ns, host } = splitNamespacedHost(value);
+    if (hasNamespace) {
       const special = kind === "sidecar" ? ["*", ".", "~"] : ["*", "."];
       if (ns === "" || host === "") {
         report.error(path, `host ${JSON.stringify(value)}: namespace and dnsName must not be empty`);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Labels, selectorMatches } from "../../api/mod.ts";
+import { isEmptySelector, type Labels, selectorMatches } from "../../api/mod.ts";
 import type { DestinationRuleSpec } from "../../api/kinds/networking.ts";
 import type { Workload } from "./_context.ts";
 import { formatLabels } from "./_labels.ts";
@@ -40,7 +40,7 @@ export const subsetMatchesNoWorkload = defineAnalyzer({
     const workloads = services.flatMap((s) => s.workloads ?? []);
     const host = ctx.resolveHost(dr.spec.host, ns);
     (dr.spec.subsets ?? []).forEach((subset, i) => {
-      if (Object.keys(subset.labels ?? {}).length === 0) return;
+      if (isEmptySelector(subset.labels)) return;
       if (workloads.some((w) => selectorMatches(subset.labels, w.labels))) return;
       const entries = [...new Set(services.map((s) => `${s.namespace}/${s.entry.metadata.name}`))].join(", ");
       const why = workloads.length === 0

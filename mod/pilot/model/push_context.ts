@@ -553,6 +553,18 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
   }
 
   const memo = <T>() => new Map<string, T>();
+  /**
+   * A per-workload selection remembered for this push, keyed by the workload object: one proxy
+   * asks for its policies once per listener, filter chain and filter.
+   */
+  const perWorkload = <T>(select: (workload: PolicyWorkload) => T): (workload: PolicyWorkload) => T => {
+    const seen = new WeakMap<PolicyWorkload, T>();
+    return (workload) => {
+      let found = seen.get(workload);
+      if (found === undefined) seen.set(workload, found = select(workload));
+      return found;
+    };
+  };
   const visibleMemo = memo<readonly Service[]>();
   const vsMemo = memo<readonly Resource<VirtualServiceSpec>[]>();
   const drMemo = memo<Resource<DestinationRuleSpec> | undefined>();
@@ -657,10 +669,12 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
       drMemo.set(key, found);
       return found;
     },
-    peerAuthentications: (workload) => selectPolicies(peerAuthns, workload, false),
-    authorizationPolicies: (workload) => selectPolicies(authzPolicies, workload, true),
-    requestAuthentications: (workload) => selectPolicies(requestAuthns, workload, true),
-    telemetryFor: (workload) => selectTelemetries(telemetries, workload, mesh.rootNamespace, policyTargets),
+    peerAuthentications: perWorkload((workload) => selectPolicies(peerAuthns, workload, false)),
+    authorizationPolicies: perWorkload((workload) => selectPolicies(authzPolicies, workload, true)),
+    requestAuthentications: perWorkload((workload) => selectPolicies(requestAuthns, workload, true)),
+    telemetryFor: perWorkload((workload) =>
+      selectTelemetries(telemetries, workload, mesh.rootNamespace, policyTargets)
+    ),
     gatewaysFor: (proxy) =>
       gateways.filter((g) => g.spec.selector !== undefined && selectorMatches(g.spec.selector, proxy.labels)),
     sidecarFor,

@@ -127,9 +127,13 @@ function localityGroups(endpoints: readonly Endpoint[]): [string, Endpoint[]][] 
  * in the order given.
  */
 export function loadAssignment(clusterName: string, endpoints: readonly Endpoint[]): ClusterLoadAssignment {
+  return groupedAssignment(clusterName, localityGroups(endpoints));
+}
+
+function groupedAssignment(clusterName: string, groups: [string, Endpoint[]][]): ClusterLoadAssignment {
   return create(ClusterLoadAssignmentSchema, {
     clusterName,
-    endpoints: localityGroups(endpoints).map(([key, members]) => {
+    endpoints: groups.map(([key, members]) => {
       return create(LocalityLbEndpointsSchema, {
         ...(key ? { locality: splitLocality(key) } : {}),
         lbEndpoints: members.map((e) =>
@@ -157,7 +161,8 @@ export function planLoadAssignment(
 ): ClusterLoadAssignment {
   const seen = splitHorizon(plan.endpoints, view);
   const endpoints = plan.discovery === "LOGICAL_DNS" ? seen.slice(0, 1) : seen;
-  const cla = loadAssignment(plan.name, endpoints);
+  const groups = localityGroups(endpoints);
+  const cla = groupedAssignment(plan.name, groups);
   applyLocalityLoadBalancing(
     cla,
     locality,
@@ -165,7 +170,7 @@ export function planLoadAssignment(
     plan.policy.outlierDetection !== undefined,
     {
       proxy: plan.proxyLabels,
-      endpoints: localityGroups(endpoints).map(([, members]) =>
+      endpoints: groups.map(([, members]) =>
         members.map((e) => ({ ...e.labels, ...topologyLabels(e.locality, e.network) }))
       ),
     },

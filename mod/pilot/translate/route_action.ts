@@ -69,15 +69,6 @@ export function destinationCluster(dest: Destination, vsNamespace: string, ctx: 
   return planDestination(dest, vsNamespace, ctx).cluster;
 }
 
-/** The consistent-hash settings the DestinationRule applies to this destination's cluster, if any. */
-export function destinationHash(
-  dest: Destination,
-  vsNamespace: string,
-  ctx: RouteContext,
-): ConsistentHashLB | undefined {
-  return planDestination(dest, vsNamespace, ctx).consistentHash;
-}
-
 /** A route hash policy for consistent-hash load balancing (header, cookie, source IP or query parameter). */
 export function hashPolicy(ch: ConsistentHashLB | undefined): RouteAction_HashPolicy | undefined {
   if (!ch) return undefined;

@@ -1,3 +1,8 @@
+/**
+ * VirtualService `tcp` and `tls` routes on sidecars (mod/pilot/translate/route_plan.ts): weighted
+ * splits, destination-subnet chains and SNI forwarding, checked by simulating connections, and the
+ * order of the L4 route plans on a service's own listener and on a shared one.
+ */
 import { describe, expect, test } from "bun:test";
 import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
 import { simulate } from "../../../mod/pilot/simulate/simulate.ts";

@@ -21,29 +21,9 @@ import {
 import type { PushContext } from "../../../mod/pilot/model/push_context.ts";
 import type { Proxy } from "../../../mod/pilot/model/proxy.ts";
 import { pushFrom, sidecar, WEB_SERVICE, webSidecar } from "../_push.ts";
+import { accessLogPaths, meshWithTextLog, telemetry } from "../_telemetry.ts";
 
-const MESH = `
-apiVersion: config.meshd.io/v1alpha1
-kind: MeshConfig
-metadata: { name: mesh, namespace: istio-system }
-spec:
-  accessLogFile: /var/log/mesh.log
-  extensionProviders:
-    - name: text-log
-      envoyFileAccessLog:
-        path: /var/log/text.log
-        logFormat: { text: "%REQ(:METHOD)% %RESPONSE_CODE%" }
-`;
-
-function telemetry(namespace: string, name: string, spec: string): string {
-  return `
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: { name: ${name}, namespace: ${namespace} }
-spec:
-${spec.split("\n").map((l) => `  ${l}`).join("\n")}
-`;
-}
+const MESH = meshWithTextLog("%REQ(:METHOD)% %RESPONSE_CODE%");
 
 /** The file paths of the access logs of a connection manager for `proxy` on `direction`. */
 function logPaths(push: PushContext, proxy: Proxy, direction: "inbound" | "outbound" | "gateway"): string[] {
@@ -55,11 +35,7 @@ function logPaths(push: PushContext, proxy: Proxy, direction: "inbound" | "outbo
     statPrefix: "x",
     routes: { rds: "80" },
   });
-  return hcm.accessLog.map((a) =>
-    a.configType.case === "typedConfig" && a.name === "envoy.access_loggers.file"
-      ? fromBinary(FileAccessLogSchema, a.configType.value.value).path
-      : a.name
-  );
+  return accessLogPaths(hcm.accessLog);
 }
 
 describe("which Telemetries apply", () => {

@@ -5,11 +5,12 @@
  * mesh's access log file without Telemetry; the HTTP-only mixer logger never.
  */
 import { describe, expect, test } from "bun:test";
-import { fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import type { Listener } from "#gen/envoy/config/listener/v3/listener_pb.ts";
-import { FileAccessLogSchema } from "#gen/envoy/extensions/access_loggers/file/v3/file_pb.ts";
-import { TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
+import {
+  type TcpProxy,
+  TcpProxySchema,
+} from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
 import { mergeMeshConfig } from "../../../mod/api/kinds/mesh_config.ts";
 import type { PushContext } from "../../../mod/pilot/model/push_context.ts";
 import { type Proxy, proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
@@ -17,19 +18,9 @@ import { buildListeners } from "../../../mod/pilot/translate/mod.ts";
 import { TCP_PROXY_FILTER, tcpAccessLogs } from "../../../mod/pilot/translate/tcp_proxy.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
 import { pushFrom, WEB_SERVICE, webSidecar } from "../_push.ts";
+import { accessLogPaths, meshWithTextLog, telemetry } from "../_telemetry.ts";
 
-const MESH = `
-apiVersion: config.meshd.io/v1alpha1
-kind: MeshConfig
-metadata: { name: mesh, namespace: istio-system }
-spec:
-  accessLogFile: /var/log/mesh.log
-  extensionProviders:
-    - name: text-log
-      envoyFileAccessLog:
-        path: /var/log/text.log
-        logFormat: { text: "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER%" }
-`;
+const MESH = meshWithTextLog("%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER%");
 
 const GATEWAY = `
 apiVersion: networking.istio.io/v1
@@ -58,28 +49,10 @@ const gatewayProxy = (): Proxy =>
     metadata: { NAMESPACE: "app", LABELS: { istio: "tcp-gw" } },
   });
 
-function telemetry(namespace: string, name: string, spec: string): string {
-  return `
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: { name: ${name}, namespace: ${namespace} }
-spec:
-${spec.split("\n").map((l) => `  ${l}`).join("\n")}
-`;
-}
-
 /** Where a TCP proxy sits, and the file paths (or names, for other loggers) of its access logs. */
 interface TcpLogs {
   readonly at: string;
   readonly logs: string[];
-}
-
-function logNames(tcp: ReturnType<typeof fromBinary<typeof TcpProxySchema>>): string[] {
-  return tcp.accessLog.map((a) =>
-    a.configType.case === "typedConfig" && a.name === "envoy.access_loggers.file"
-      ? fromBinary(FileAccessLogSchema, a.configType.value.value).path
-      : a.name
-  );
 }
 
 /** Every TCP proxy of the proxy's listeners with its access logs. */
@@ -91,7 +64,7 @@ function tcpLogs(push: PushContext, proxy: Proxy): TcpLogs[] {
           ? anyUnpack(f.configType.value, TRANSLATE_REGISTRY)
           : undefined;
         if (!tcp || tcp.$typeName !== TcpProxySchema.typeName) throw new Error(`${l.name}: not a TCP proxy`);
-        return { at: `${l.name}/${c.name}`, logs: logNames(tcp as never) };
+        return { at: `${l.name}/${c.name}`, logs: accessLogPaths((tcp as TcpProxy).accessLog) };
       })
     )
   );
@@ -192,7 +165,7 @@ describe("mixer and TCP proxies", () => {
     const withMixer = (push: PushContext): PushContext => ({ ...push, mesh, features: { mixer: true } });
     const plain = withMixer(pushFrom(WEB_SERVICE));
     const ctx = { proxy: webSidecar(), direction: "inbound" as const };
-    expect(logNames({ accessLog: tcpAccessLogs({ push: plain, ...ctx }) } as never)).toEqual([
+    expect(accessLogPaths(tcpAccessLogs({ push: plain, ...ctx }))).toEqual([
       "/var/log/mesh.log",
     ]);
     const named = withMixer(

@@ -40,11 +40,6 @@ export function dialableServices(push: PushContext, proxy: Proxy): readonly Serv
   return out;
 }
 
-/** The service a gRPC client of `proxy` reaches under `hostname`, if it can see one. */
-export function dialableService(push: PushContext, proxy: Proxy, hostname: string): Service | undefined {
-  return dialableServices(push, proxy).find((s) => s.hostname === hostname);
-}
-
 /** Every target the proxy could ask for, sorted by name. */
 export function allTargets(push: PushContext, proxy: Proxy): Target[] {
   const out = new Map<string, Target>();
