@@ -147,6 +147,27 @@ function served(p: ProxySync | undefined): Record<string, Omit<TypeSync, "state"
   return out;
 }
 
+/**
+ * syncz once every sidecar of both clients is SYNCED on all four types and each C sidecar is
+ * served as its TypeScript twin is. A client reports "full" once every type was ACKed once, while
+ * RDS may still grow with the route names LDS brings; this waits for that to settle (bounded).
+ */
+async function settled(): Promise<Map<string, ProxySync>> {
+  let seen = await syncz();
+  const done = () =>
+    Array.from({ length: PER_CLIENT }, (_, i) => i).every((i) => {
+      const mine = served(seen.get(nodeId(i)));
+      return Object.keys(mine).length === 4 &&
+        Object.values(mine).every((s) => s.state === "SYNCED") &&
+        Bun.deepEquals(mine, served(seen.get(nodeId(i + PER_CLIENT))));
+    });
+  for (let k = 0; k < 200 && !done(); k++) {
+    await Bun.sleep(50);
+    seen = await syncz();
+  }
+  return seen;
+}
+
 test(
   "xds_load.c is served like bench/xds_client.ts: same types, ACKed versions and resources per app, and the same events",
   async () => {
@@ -164,7 +185,7 @@ test(
       expect(opened!.t as number).toBeGreaterThan(Date.now() - 60_000);
       expect(full!.t as number).toBeGreaterThanOrEqual(full!.tFirst as number);
 
-      let seen = await syncz();
+      let seen = await settled();
       for (let i = 0; i < PER_CLIENT; i++) {
         const mine = served(seen.get(nodeId(i)));
         expect(Object.keys(mine).sort()).toEqual(["CDS", "EDS", "LDS", "RDS"]);
@@ -181,7 +202,7 @@ test(
         ts.all("converged", 30_000, "r1"),
       ]);
       expect(conv!.tLastAck as number).toBeGreaterThanOrEqual(conv!.tFirstRecv as number);
-      seen = await syncz();
+      seen = await settled();
       for (let i = 0; i < PER_CLIENT; i++) {
         expect(served(seen.get(nodeId(i)))).toEqual(served(seen.get(nodeId(i + PER_CLIENT))));
       }
