@@ -20,6 +20,7 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
   ["ca", async () => (await import("./mod/citadel/cli.ts")).caCommand],
   ["agent", async () => (await import("./mod/agent/mod.ts")).agentCommand],
   ["vm", async () => (await import("./mod/agent/mod.ts")).vmCommand],
+  ["dashboard", async () => (await import("./mod/console/dashboard_command.ts")).dashboardCommand],
   ["version", async () => (await import("./mod/cli/version_command.ts")).versionCommand],
 ];
 

@@ -5,6 +5,10 @@
 import type { Settings } from "../mod/cli/flags.ts";
 import { LOG_SETTINGS, type SettingSpec } from "../mod/cli/setting.ts";
 import { parseAllowedHosts } from "../mod/admin/guard.ts";
+import { splitHostPort } from "../mod/cli/setting.ts";
+import { type Console, createConsole, daemonConsoleSource, isLoopbackHost } from "../mod/console/mod.ts";
+import { CONFIG_STORE } from "../mod/galley/mod.ts";
+import { analyze } from "../mod/galley/analyze.ts";
 import { type AdminServer, startAdminServer } from "../mod/admin/server.ts";
 import { loadOrCreateAdminToken } from "../mod/admin/token.ts";
 import { createGrpcServer, GRPC_SERVER } from "../mod/grpc/server.ts";
@@ -102,6 +106,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let stopping = false;
   let admin: AdminServer | undefined;
   let store: Store | undefined;
+  let ui: Console | undefined;
 
   /** Modules not serving yet: those not started, and those started but not ready. */
   const readiness = () => ({
@@ -154,6 +159,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         }
       }
       store?.close();
+      ui?.close();
       await admin?.stop();
       logger.info("stopped");
     })();
@@ -193,6 +199,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const adminToken = debugHandlers.some((h) => h.mutates)
       ? loadOrCreateAdminToken(dataDir, (msg) => logger.warn(msg))
       : undefined;
+    // The console at /ui/: beyond loopback it wants the admin token too.
+    const adminHost = splitHostPort(settings.string("admin-addr"))?.host ?? "";
+    ui = createConsole({
+      source: daemonConsoleSource({
+        debugHandlers: () => debugHandlers,
+        readiness,
+        modules: opts.modules.map((m) => m.name),
+        config: links.find(CONFIG_STORE),
+        analyze,
+        metrics,
+        now: () => clock.now(),
+      }),
+      token: isLoopbackHost(adminHost) ? undefined : adminToken ?? loadOrCreateAdminToken(dataDir),
+    });
     // gRPC, gRPC over TLS, admin and webhook each hold up to --max-connections.
     checkFileLimit(limits, 4, logger);
     admin = await startAdminServer(settings.string("admin-addr"), {
@@ -202,6 +222,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       adminToken,
       allowedHosts,
       logger: logger.child({ module: "admin" }),
+      mounts: [ui.app],
     }, { limits });
     const adminAddr = `${admin.host}:${admin.port}`;
     logger.info("admin server listening", { addr: adminAddr });

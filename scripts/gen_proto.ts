@@ -46,6 +46,7 @@ export const ROOTS = [
   "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
   "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
   "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
+  "envoy/extensions/filters/udp/dns_filter/v3/dns_filter.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/extensions/filters/http/rbac/v3/rbac.proto",
   "envoy/extensions/filters/http/fault/v3/fault.proto",
@@ -69,6 +70,8 @@ export const ROOTS = [
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
+  "envoy/config/trace/v3/zipkin.proto",
+  "envoy/config/trace/v3/http_tracer.proto",
 ];
 
 function locate(file: string): string | undefined {

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t wanted < <(grep -vE '^\s*(#|$)' scripts/system_packages.txt)
 missing=()
-for p in "${wanted[@]}"; do
+for entry in "${wanted[@]}"; do
+  # "PACKAGE?COMMAND": wanted only when COMMAND is not already on PATH (from another package).
+  p="${entry%%\?*}"
+  if [ "$p" != "$entry" ] && command -v "${entry#*\?}" >/dev/null 2>&1; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

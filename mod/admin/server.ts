@@ -28,6 +28,8 @@ export interface AdminSource {
   readonly logger?: Logger;
   /** Epoch milliseconds, for the rate of refusal logs (default Date.now). */
   readonly now?: () => number;
+  /** Further routes (the console at /ui/), served behind the same guard. */
+  readonly mounts?: readonly Hono[];
 }
 
 /** A running admin server. */
@@ -101,6 +103,7 @@ export function createAdminApp(src: AdminSource): Hono {
     }
     return await h.handle(c.req.raw);
   });
+  for (const m of src.mounts ?? []) app.route("/", m);
   app.notFound((c) => c.json({ error: `no such path ${c.req.path}` }, 404));
   app.onError((err, c) => c.json({ error: err.message }, 500));
   return app;

@@ -24,6 +24,7 @@ import { ensureDir, readBundle, writeBundle } from "./files.ts";
 import { createHealthChecker, type HealthChecker, type ProbeResult, type ProbeSpec } from "./health.ts";
 import { xdsNode } from "./node.ts";
 import { type Registration, startRegistration } from "./registration.ts";
+import type { NodeProxy, NodeProxySettings } from "./node_proxy/node_proxy.ts";
 import { startSdsServer } from "./sds_server.ts";
 import type { AgentConfig, MergedSetting } from "./settings.ts";
 
@@ -318,8 +319,9 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       return bundleFromIssued(chain, pending.keyPem, { expectedIdentity: identity, fallbackRootPem });
     };
 
-    /** Work waiting for the first valid certificate (registration over mutual TLS). */
-    let afterFirstCert: (() => void) | undefined;
+    /** Work waiting for the first valid certificate (registration over mutual TLS, the node proxy). */
+    let afterFirstCert: Array<() => void> = [];
+    let nodeProxy: NodeProxy | undefined;
     manager = createCertManager({
       clock,
       logger: log.child({ component: "certs" }),
@@ -332,9 +334,10 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
       onCert(b) {
         sds.update(b);
         store(b);
+        nodeProxy?.certificateChanged();
         const next = afterFirstCert;
-        afterFirstCert = undefined;
-        next?.();
+        afterFirstCert = [];
+        for (const fn of next) fn();
       },
     });
     manager.start();
@@ -402,11 +405,39 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     if (w.workloadGroup && cfg.discoveryAddr) {
       const addr = cfg.discoveryAddr;
       if (cfg.controlPlaneAuth === "NONE" || certs.valid()) register(addr);
-      else afterFirstCert = () => register(addr);
+      else afterFirstCert.push(() => register(addr));
       cleanups.push(() => {
-        afterFirstCert = undefined;
+        afterFirstCert = [];
         checker?.stop();
         return registration?.stop();
+      });
+    }
+
+    if (cfg.nodeProxy) {
+      const settings = cfg.nodeProxy;
+      let starting: Promise<void> | undefined;
+      const start = () => {
+        starting ??= startAgentNodeProxy(cfg, settings, {
+          certs,
+          logger: log.child({ component: "node-proxy" }),
+          metrics: m,
+          clock,
+          ...(deps.random ? { random: deps.random } : {}),
+        }).then((p) => {
+          if (stopping) return p.stop();
+          nodeProxy = p;
+        }, (err) => {
+          // A port in use or capture rules that cannot be installed: only a setting (or the
+          // machine) fixes that, and running without the proxy would leave traffic unprotected.
+          fail(new SettingError(`--node-proxy could not start: ${errorMessage(err)}`));
+        });
+      };
+      if (certs.valid()) start();
+      else afterFirstCert.push(start);
+      // Cleanups run in reverse: the node proxy stops before the certificate manager and SDS.
+      cleanups.push(async () => {
+        await starting;
+        await nodeProxy?.stop();
       });
     }
 
@@ -443,6 +474,16 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
             probe: probeJson ? JSON.parse(probeJson) : null,
             health: probeState() ?? null,
           }),
+      },
+      {
+        path: "nodeproxyz",
+        description: "the node proxy: addresses and the view from pilot (services, clusters, inbound rules)",
+        handle: () =>
+          Response.json(
+            nodeProxy
+              ? describeNodeProxy(nodeProxy)
+              : { enabled: cfg.nodeProxy !== undefined, running: false },
+          ),
       },
       {
         path: "settings",
@@ -488,6 +529,73 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     await runCleanups(cleanups, log);
     throw err;
   }
+}
+
+/** What the node proxy needs from the running agent. */
+interface NodeProxyDeps {
+  readonly certs: { current(): CertBundle | undefined; valid(): boolean };
+  readonly logger: Logger;
+  readonly metrics: MetricsRegistry;
+  readonly clock: Clock;
+  readonly random?: () => number;
+}
+
+/**
+ * Starts the node proxy (loaded only with --node-proxy): its view from pilot over xDS (the
+ * subscription adds GENERATOR to the node), over mutual TLS with the workload certificate unless
+ * --control-plane-auth NONE, to the first address of --discovery-addr. Without --discovery-addr
+ * it runs with an empty view (everything passes through) and says so.
+ */
+async function startAgentNodeProxy(
+  cfg: AgentConfig,
+  settings: NodeProxySettings,
+  d: NodeProxyDeps,
+): Promise<NodeProxy> {
+  const { startNodeProxy } = await import("./node_proxy/node_proxy.ts");
+  const { EMPTY_VIEW } = await import("./node_proxy/view.ts");
+  const w = cfg.workload;
+  if (!cfg.discoveryAddr) {
+    d.logger.warn("--node-proxy without --discovery-addr: no mesh config, every connection passes through");
+  }
+  const tls = cfg.controlPlaneAuth === "NONE" ? undefined : {
+    ca: d.certs.current()!.rootPem,
+    cert: () => {
+      const b = d.certs.current()!;
+      return { certChain: b.chainPem, key: b.keyPem };
+    },
+  };
+  return await startNodeProxy({
+    settings,
+    certs: () => d.certs.current(),
+    view: cfg.discoveryAddr
+      ? {
+        kind: "xds",
+        discoveryAddr: cfg.discoveryAddr.split(",")[0]!.trim(),
+        ...(tls ? { tls } : {}),
+        node: xdsNode(w, "sidecar"),
+      }
+      : { kind: "static", view: () => EMPTY_VIEW },
+    workload: { name: w.name, namespace: w.namespace },
+    localAddresses: [w.ip],
+    logger: d.logger,
+    metrics: d.metrics,
+    clock: d.clock,
+    ...(d.random ? { random: d.random } : {}),
+  });
+}
+
+/** The node proxy for /debug/nodeproxyz. */
+function describeNodeProxy(p: NodeProxy): unknown {
+  const v = p.view();
+  return {
+    enabled: true,
+    running: true,
+    addrs: p.addrs,
+    version: v.version,
+    services: v.services,
+    clusters: [...v.clusters.values()],
+    inbound: [...v.inbound.values()].map(({ rbac, ...rest }) => ({ ...rest, rbacConfigs: rbac.length })),
+  };
 }
 
 /** Why the agent cannot get a first certificate without a token. */

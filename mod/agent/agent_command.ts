@@ -17,7 +17,8 @@ const mapping = Object.entries(CLUSTER_ENV_KEYS).map(([flag, keys]) => `${keys.j
 /** `meshd agent`. */
 export const agentCommand: Command = {
   name: "agent",
-  summary: "run the node agent: workload certificate, SDS, bootstraps, auto-registration and health",
+  summary:
+    "run the node agent: workload certificate, SDS, bootstraps, auto-registration and health; optionally the L4 node proxy",
   usage:
     "meshd agent --cluster-env FILE | --namespace NS --service-account SA --discovery-addr HOST:PORT [flags]",
   description: [
@@ -27,6 +28,14 @@ export const agentCommand: Command = {
     "root-cert.pem into --output-dir and --data-dir. Serves them over SDS (secrets default and ROOTCA) on",
     "--sds-socket, writes envoy-bootstrap.json and grpc-bootstrap.json, and with --workload-group keeps an ADS",
     "stream to pilot that registers the workload and reports the group's probe results.",
+    "",
+    "With --node-proxy the agent is also the machine's L4 node proxy: traffic capture rules (--capture mesh|all|none,",
+    "removed on stop and after a crash) send outbound TCP to --outbound-port (15001), inbound to --inbound-port",
+    "(15006) and DNS to --dns-addr (15053); connections to mesh services travel in mTLS HTTP/2 CONNECT tunnels",
+    "(HBONE) to the destination machine's --tunnel-port (15008), where PeerAuthentication and L4",
+    "AuthorizationPolicy apply, with Istio's TCP metrics on --admin-addr and one access-log line per connection.",
+    "The config comes from pilot over xDS (--discovery-addr). With --capture=none nothing is captured and",
+    "--outbound-port is an HTTP CONNECT proxy on 127.0.0.1 (curl -x http://127.0.0.1:15001 ...).",
     "",
     `Settings: flag > MESHD_* environment > --config file > --cluster-env file > default. cluster.env keys: ${mapping};`,
     "every setting also reads MESHD_<FLAG> from cluster.env.",

@@ -17,6 +17,14 @@ import { UsageError } from "../shared/errors.ts";
 import type { LogLevel } from "../shared/logger.ts";
 import type { ControlPlaneAuth } from "./bootstrap.ts";
 import type { WorkloadInfo } from "./node.ts";
+import type { NodeProxySettings } from "./node_proxy/node_proxy.ts";
+
+/**
+ * Labels a workload behind a node proxy carries (Istio's label for HBONE-capable workloads): the
+ * agent adds them to its LABELS with --node-proxy, so that auto-registered WorkloadEntries carry
+ * them and pilot marks their endpoints as reachable over HBONE.
+ */
+export const NODE_PROXY_LABELS: Readonly<Record<string, string>> = { "networking.istio.io/tunnel": "http" };
 
 /** Every setting of `meshd agent`. */
 export const AGENT_SETTINGS: readonly SettingSpec[] = [
@@ -133,6 +141,78 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
     default: "127.0.0.1:15020",
     help: "agent admin HTTP address (/healthz/ready, /metrics, /debug/)",
   },
+  {
+    name: "node-proxy",
+    kind: { type: "bool" },
+    default: false,
+    help:
+      "run the L4 node proxy: mTLS (HBONE on --tunnel-port), L4 policy and TCP telemetry for every process on the machine, config from --discovery-addr",
+  },
+  {
+    name: "capture",
+    kind: { type: "enum", values: ["mesh", "all", "none"] },
+    default: "mesh",
+    help:
+      "node proxy capture: mesh (outbound TCP to mesh addresses), all (every outbound TCP), none (no rules; --outbound-port is an HTTP CONNECT proxy on 127.0.0.1)",
+  },
+  {
+    name: "capture-backend",
+    kind: { type: "enum", values: ["auto", "nft", "iptables"] },
+    default: "auto",
+    help: "how capture rules are installed: auto (nftables, iptables where nft is missing), nft, iptables",
+  },
+  {
+    name: "capture-exclude-ports",
+    kind: { type: "list" },
+    default: [],
+    help: "outbound destination ports never captured, PORT,...",
+  },
+  {
+    name: "capture-exclude-cidrs",
+    kind: { type: "list" },
+    default: [],
+    help: "outbound destination CIDRs never captured, CIDR,...",
+  },
+  {
+    name: "capture-exclude-uids",
+    kind: { type: "list" },
+    help: "user ids whose connections are never captured, UID,... (default: the agent's own uid)",
+  },
+  {
+    name: "outbound-port",
+    kind: { type: "int", min: 1, max: 65535 },
+    default: 15001,
+    help: "node proxy port captured outbound connections are redirected to",
+  },
+  {
+    name: "inbound-port",
+    kind: { type: "int", min: 1, max: 65535 },
+    default: 15006,
+    help: "node proxy port captured inbound (plaintext) connections are redirected to",
+  },
+  {
+    name: "tunnel-port",
+    kind: { type: "int", min: 1, max: 65535 },
+    default: 15008,
+    help: "node proxy HBONE port (mTLS HTTP/2 CONNECT) on this machine and on its peers",
+  },
+  {
+    name: "dns-addr",
+    kind: { type: "addr" },
+    default: "127.0.0.1:15053",
+    help: "node proxy DNS proxy address (UDP and TCP): mesh host names answered, the rest forwarded",
+  },
+  {
+    name: "dns-capture",
+    kind: { type: "bool" },
+    default: true,
+    help: "redirect the machine's DNS queries (port 53) to --dns-addr while capturing",
+  },
+  {
+    name: "mixer-addr",
+    kind: { type: "addr" },
+    help: "node proxy: report each closed connection to mixer at HOST:PORT (plaintext gRPC, e.g. 15010)",
+  },
   ...LOG_SETTINGS,
 ];
 
@@ -213,6 +293,8 @@ export interface AgentConfig {
   readonly sdsSocket: string;
   readonly certTtlMs: number;
   readonly adminAddr: string;
+  /** The node proxy's settings with --node-proxy; undefined without. */
+  readonly nodeProxy?: NodeProxySettings;
   readonly logLevel: LogLevel;
   readonly logFormat: "auto" | "json" | "text";
 }
@@ -238,6 +320,76 @@ export interface ResolveOptions {
   readonly readFile?: (path: string) => string;
   readonly hostname?: string;
   readonly instanceIp?: () => string;
+  /** The agent's user id (default: process.getuid()). */
+  readonly uid?: number;
+}
+
+/** Items of a list setting as integers in [min, max]; throws UsageError naming the flag. */
+function intList(flag: string, items: readonly string[], min: number, max: number): number[] {
+  return items.map((item) => {
+    const n = Number(item);
+    if (!/^\d+$/.test(item.trim()) || n < min || n > max) {
+      throw new UsageError(
+        `meshd agent: --${flag}: want integers from ${min} to ${max}, got ${JSON.stringify(item)}`,
+      );
+    }
+    return n;
+  });
+}
+
+/** Checks CIDR items (ADDRESS or ADDRESS/LENGTH) and writes each with its length; throws UsageError naming the flag. */
+function cidrList(flag: string, items: readonly string[]): string[] {
+  return items.map((item) => {
+    const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(item.trim());
+    const family = m ? isIP(m[1]!) : 0;
+    const max = family === 6 ? 128 : 32;
+    const bits = m?.[2] === undefined ? max : Number(m[2]);
+    if (family === 0 || bits > max) {
+      throw new UsageError(`meshd agent: --${flag}: want ADDRESS/LENGTH, got ${JSON.stringify(item)}`);
+    }
+    return `${m![1]}/${bits}`;
+  });
+}
+
+/** The node proxy's settings from the merged values, or undefined without --node-proxy. */
+function nodeProxySettings(
+  values: ReadonlyMap<string, SettingValue | undefined>,
+  uid: number,
+): NodeProxySettings | undefined {
+  if (values.get("node-proxy") !== true) return undefined;
+  const list = (n: string) => (values.get(n) as readonly string[] | undefined) ?? [];
+  const uids = values.get("capture-exclude-uids") as readonly string[] | undefined;
+  const ports = {
+    outboundPort: values.get("outbound-port") as number,
+    inboundPort: values.get("inbound-port") as number,
+    tunnelPort: values.get("tunnel-port") as number,
+  };
+  const names = {
+    outboundPort: "outbound-port",
+    inboundPort: "inbound-port",
+    tunnelPort: "tunnel-port",
+  } as const;
+  const seen = new Map<number, string>();
+  for (const [k, p] of Object.entries(ports) as [keyof typeof ports, number][]) {
+    const other = seen.get(p);
+    if (other !== undefined) {
+      throw new UsageError(
+        `meshd agent: --${names[k]} and --${other} are both ${p}; each needs its own port`,
+      );
+    }
+    seen.set(p, names[k]);
+  }
+  return {
+    capture: values.get("capture") as NodeProxySettings["capture"],
+    captureBackend: values.get("capture-backend") as NodeProxySettings["captureBackend"],
+    excludePorts: intList("capture-exclude-ports", list("capture-exclude-ports"), 1, 65535),
+    excludeCidrs: cidrList("capture-exclude-cidrs", list("capture-exclude-cidrs")),
+    excludeUids: uids === undefined ? [uid] : intList("capture-exclude-uids", uids, 0, 4294967294),
+    ...ports,
+    dnsAddr: values.get("dns-addr") as string,
+    dnsCapture: values.get("dns-capture") as boolean,
+    ...(values.get("mixer-addr") ? { mixerAddr: values.get("mixer-addr") as string } : {}),
+  };
 }
 
 /**
@@ -300,6 +452,8 @@ export function resolveAgentConfig(
     if (eq <= 0) throw new UsageError(`meshd agent: --labels: want KEY=VALUE, got ${JSON.stringify(item)}`);
     labels[item.slice(0, eq)] = item.slice(eq + 1);
   }
+  const nodeProxy = nodeProxySettings(values, opts.uid ?? process.getuid?.() ?? 0);
+  if (nodeProxy) Object.assign(labels, NODE_PROXY_LABELS);
   const ip = str("instance-ip") ?? (opts.instanceIp ?? defaultInstanceIp)();
   if (isIP(ip) === 0) {
     throw new UsageError(`meshd agent: --instance-ip: want an IP address, got ${JSON.stringify(ip)}`);
@@ -344,6 +498,7 @@ export function resolveAgentConfig(
     sdsSocket: str("sds-socket") ?? join(outputDir, "sds.sock"),
     certTtlMs: values.get("cert-ttl") as number,
     adminAddr: values.get("admin-addr") as string,
+    ...(nodeProxy ? { nodeProxy } : {}),
     logLevel: values.get("log-level") as LogLevel,
     logFormat: values.get("log-format") as AgentConfig["logFormat"],
   };

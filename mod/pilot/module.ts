@@ -19,6 +19,7 @@ import {
   AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
   createAutoRegistry,
 } from "./autoregister.ts";
+import { checkEnvoySet, configuredSecretNames, proxyKindOf } from "./check/mod.ts";
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
 import type { SharedRegistrations } from "./shared_registrations.ts";
@@ -26,6 +27,7 @@ import { debouncePushes } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
 import { type PushRequest, type PushRequestSummary, summarizePushRequest } from "./xds/push_request.ts";
 import { syncStatus } from "./xds/sync_status.ts";
+import type { Violation } from "./check/mod.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
   {
@@ -43,7 +45,22 @@ const SETTINGS: readonly SettingSpec[] = [
   AUTO_REGISTER_GRACE_SETTING,
   AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
   STORE_COMPACT_INTERVAL_SETTING,
+  {
+    name: "xds-self-check",
+    kind: { type: "bool" },
+    help:
+      "check every generated xDS set against Envoy's field rules and semantic checks before sending it; a set that breaks one is not sent (default: on when NODE_ENV=test or MESHD_DEBUG is set)",
+  },
 ];
+
+/**
+ * Whether the self-check runs when --xds-self-check is not given: in tests (`bun test` sets
+ * NODE_ENV=test, and meshd processes started by tests inherit it) and debug runs (MESHD_DEBUG).
+ */
+export function selfCheckByDefault(env: Readonly<Record<string, string | undefined>>): boolean {
+  return env.NODE_ENV === "test" ||
+    (env.MESHD_DEBUG !== undefined && env.MESHD_DEBUG !== "" && env.MESHD_DEBUG !== "0");
+}
 
 /** The pilot module definition. */
 export const pilotModule: ModuleDefinition = {
@@ -162,10 +179,37 @@ export const pilotModule: ModuleDefinition = {
         features,
       });
 
+    const selfChecked = new Counter({
+      name: "pilot_xds_self_check_refused_total",
+      help:
+        "Generated configurations that broke Envoy's rules under --xds-self-check (kept the last good one)",
+      registers: [m],
+    });
+    const selfCheck = ctx.settings.source("xds-self-check") === undefined
+      ? selfCheckByDefault(process.env)
+      : ctx.settings.bool("xds-self-check");
+    /** Secret names per config snapshot (a push's config), computed once per snapshot. */
+    const secretsOf = new WeakMap<object, ReadonlySet<string>>();
+    const secretNames = (config: ReturnType<typeof store.snapshot>) => {
+      let names = secretsOf.get(config);
+      if (!names) secretsOf.set(config, names = configuredSecretNames(config));
+      return names;
+    };
     const provider = createPilotProvider({
       initial: buildPush(),
       logger: ctx.logger,
       onInconsistent: () => inconsistent.inc(),
+      ...(selfCheck
+        ? {
+          selfCheck: (proxy, set, partial) =>
+            checkEnvoySet(set, {
+              proxyKind: proxyKindOf(proxy),
+              secretNames: secretNames(provider.push().config),
+              partial,
+            }),
+          onViolations: () => selfChecked.inc(),
+        }
+        : {}),
     });
     const readyProvider = Object.assign(provider, { ready: () => configReady.now() });
     ads.addProvider(readyProvider);
@@ -246,19 +290,43 @@ export const pilotModule: ModuleDefinition = {
     ctx.debug({
       path: "syncz",
       description:
-        "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages; for proxyless gRPC, how many settings it cannot express",
+        "per proxy and type (CDS, LDS, EDS, RDS): sent, ACKed and NACKed versions, NACK messages; for proxyless gRPC, how many settings it cannot express; under --xds-self-check, the rules a refused config broke (selfCheck)",
       handle: () =>
-        Response.json(syncStatus(
-          ads.streams(),
-          (s) => {
+        Response.json(
+          syncStatus(
+            ads.streams(),
+            (s) => {
+              try {
+                return provider.unsupportedOf(
+                  provider.proxyOf({ connectionId: s.connectionId, node: s.node }),
+                )
+                  .length;
+              } catch {
+                return 0; // a node id pilot refuses has no config to compare
+              }
+            },
+          ).map((p) => {
+            // Under --xds-self-check: the rules the newest config broke, so it was not sent.
+            const s = ads.streams().find((x) => x.connectionId === p.connection);
+            let violations: readonly Violation[] = [];
             try {
-              return provider.unsupportedOf(provider.proxyOf({ connectionId: s.connectionId, node: s.node }))
-                .length;
+              if (s) {
+                violations = provider.violationsOf(
+                  provider.proxyOf({ connectionId: s.connectionId, node: s.node }),
+                );
+              }
             } catch {
-              return 0; // a node id pilot refuses has no config to compare
+              // a node id pilot refuses has no config to check
             }
-          },
-        )),
+            return violations.length === 0 ? p : {
+              ...p,
+              selfCheck: {
+                refused: violations.length,
+                rules: [...new Set(violations.map((v) => v.rule))].sort(),
+              },
+            };
+          }),
+        ),
     });
     ctx.debug({
       path: "config_dump",
@@ -287,6 +355,10 @@ export const pilotModule: ModuleDefinition = {
           routes: cfg.routes.map((r) => toJson(RouteConfigurationSchema, r, opts)),
           endpoints: cfg.endpoints.map((e) => toJson(ClusterLoadAssignmentSchema, e, opts)),
           ...(proxy.generator === "grpc" ? { grpcUnsupported: provider.unsupportedOf(proxy) } : {}),
+          ...(proxy.generator === "node-proxy"
+            ? { nodeProxyUnsupported: provider.unsupportedOf(proxy) }
+            : {}),
+          ...(provider.violationsOf(proxy).length > 0 ? { selfCheck: provider.violationsOf(proxy) } : {}),
         });
       },
     });

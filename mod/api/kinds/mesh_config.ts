@@ -5,9 +5,9 @@
  * `extensionProviders` follows Istio's MeshConfig (`istio.io/api` mesh/v1alpha1): every provider
  * kind parses with its fields; the external authorizers (`envoyExtAuthzGrpc`,
  * `envoyExtAuthzHttp`), which AuthorizationPolicy `action: CUSTOM` names, are validated as Istio
- * validates them and used by pilot, as is `envoyFileAccessLog`, which Telemetry access logging
- * names. The other tracing, metrics, logging and SDS kinds are accepted with a "not supported"
- * warning: meshd does not use them.
+ * validates them and used by pilot, as are `envoyFileAccessLog`, which Telemetry access logging
+ * names, and `zipkin`, which Telemetry tracing names. The other tracing, metrics, logging and SDS
+ * kinds are accepted with a "not supported" warning: meshd does not use them.
  *
  * `meshNetworks` is Istio's MeshNetworks (`istio.io/api` mesh/v1alpha1 `MeshNetworks`): per
  * network, which endpoints belong to it (`fromCidr`) and the gateways (`address` or
@@ -202,7 +202,7 @@ const httpHeaderSchema = t.object(
 const serviceAndPort = { service: providerService, port: providerPort };
 const logFormatSchema = t.object({ text: t.string(), labels: t.any() }, { oneOf: [["text", "labels"]] });
 
-/** The provider kinds meshd parses but does not use (tracing, metrics, logging, SDS). */
+/** The provider kinds besides ext_authz: zipkin and envoyFileAccessLog are used, the others parsed only. */
 const unusedProviderKinds = {
   zipkin: t.object({
     ...serviceAndPort,
@@ -268,12 +268,12 @@ const extensionProviderSchema = t.object({
   exactlyOneOf: [PROVIDER_KINDS],
   check: (p, path, report) => {
     for (const kind of Object.keys(unusedProviderKinds)) {
-      if (kind in p && kind !== "envoyFileAccessLog") {
+      if (kind in p && kind !== "envoyFileAccessLog" && kind !== "zipkin") {
         report.warning(
           fieldPath(path, kind),
           `extension provider ${JSON.stringify(p.name)}: ${kind} is not supported; meshd uses only ` +
-            "envoyExtAuthzGrpc and envoyExtAuthzHttp providers (for AuthorizationPolicy CUSTOM) and " +
-            "envoyFileAccessLog (for Telemetry access logging)",
+            "envoyExtAuthzGrpc and envoyExtAuthzHttp providers (for AuthorizationPolicy CUSTOM), " +
+            "envoyFileAccessLog (for Telemetry access logging) and zipkin (for Telemetry tracing)",
         );
       }
     }
@@ -447,6 +447,23 @@ const meshConfigSchema = t.object({
   extensionProviders: t.array(extensionProviderSchema, { check: uniqueProviderNames }),
   /** The networks of a multi-network mesh (Istio's MeshNetworks); none by default. */
   meshNetworks: meshNetworksSchema,
+  /**
+   * The IPv4 range pilot allocates virtual IPs from for ServiceEntry hosts that declare no
+   * address (Istio's DNS auto-allocation; its default 240.240.0.0/16), which node proxies
+   * answer DNS with and capture traffic to.
+   */
+  autoAllocateVipRange: t.string({
+    check: (v, path, report) => {
+      const bits = Number(v.slice(v.indexOf("/") + 1));
+      if (!isCIDR(v) || v.includes(":") || bits > 30) {
+        report.error(
+          path,
+          `autoAllocateVipRange ${JSON.stringify(v)} must be an IPv4 CIDR block of at least 4 addresses, ` +
+            `such as "240.240.0.0/16"`,
+        );
+      }
+    },
+  }),
 });
 
 /** The spec of a MeshConfig resource as written: every field optional. */
@@ -479,6 +496,7 @@ export const defaultMeshConfig: MeshConfig = {
   defaultConfig: { discoveryAddress: "" },
   extensionProviders: [],
   meshNetworks: { networks: {} },
+  autoAllocateVipRange: "240.240.0.0/16",
 };
 
 /**
@@ -508,6 +526,7 @@ export function mergeMeshConfig(
     },
     extensionProviders: spec.extensionProviders ?? base.extensionProviders,
     meshNetworks: { networks: spec.meshNetworks?.networks ?? base.meshNetworks.networks },
+    autoAllocateVipRange: spec.autoAllocateVipRange ?? base.autoAllocateVipRange,
   };
 }
 

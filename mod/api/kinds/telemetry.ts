@@ -6,8 +6,7 @@
  *
  * What pilot does not build is refused with a "not supported" (or "has no effect") warning at
  * the field, so nothing is validated and then ignored: access-log filters (Envoy's CEL
- * access-log filter is not built), tracing providers and span reporting (no tracer is
- * configured), `useRequestIdForTraceSampling`, `enableIstioTags`, `disableContextPropagation`,
+ * access-log filter is not built), `useRequestIdForTraceSampling`, `enableIstioTags`, `disableContextPropagation`,
  * `formatter` custom tags, and every `metrics` field (meshd builds no Istio stats filter).
  *
  * @module
@@ -27,7 +26,6 @@ function refuseLeaves(value: unknown, path: string, report: Reporter, why: strin
   } else if (value !== undefined) report.warning(path, `not supported: ${why}`);
 }
 
-const NO_TRACER = "meshd configures no tracer, so no spans are reported (sampling and custom tags apply)";
 const NO_STATS = "meshd builds no Istio stats filter; metrics providers and overrides are not honoured";
 
 const workloadModeSchema = t.enum(["CLIENT_AND_SERVER", "CLIENT", "SERVER"]);
@@ -96,10 +94,6 @@ const tracingSchema = t.object(
     check: (tr, path, report) => {
       if ((tr.providers?.length ?? 0) > 1) {
         report.warning(fieldPath(path, "providers"), "only the first tracing provider is used");
-      }
-      refuseLeaves(tr.providers, fieldPath(path, "providers"), report, NO_TRACER);
-      if (tr.disableSpanReporting !== undefined) {
-        report.warning(fieldPath(path, "disableSpanReporting"), `has no effect: ${NO_TRACER}`);
       }
       for (
         const f of ["useRequestIdForTraceSampling", "enableIstioTags", "disableContextPropagation"] as const

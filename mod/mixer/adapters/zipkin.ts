@@ -3,6 +3,13 @@
  * arrays to the handler's `url` (e.g. http://zipkin:9411/api/v2/spans), in batches of up to
  * {@link BATCH_SIZE} spans or every {@link FLUSH_MS}, whichever comes first.
  *
+ * Trace context comes from the request as the sidecars propagate it, so the adapter's spans join
+ * the sidecars' traces: `traceId` is a bare id (`request.headers["x-b3-traceid"]`, Istio's
+ * tracespan instance), a W3C `traceparent` header value (`00-TRACE-SPAN-FLAGS`) or a B3 single
+ * header value (`TRACE-SPAN[-SAMPLED[-PARENT]]`); from a whole header, the span and parent ids
+ * fill `spanId` and `parentSpanId` where those are empty, and a trace the header marks as not
+ * sampled is not reported (the sidecars do not report it either).
+ *
  * Sampling (`sampleProbability`, default 1) is decided per trace id, so a trace is kept or dropped
  * whole. Spans whose ids are not Zipkin's hex ids are dropped. When the collector is slow or
  * down, at most {@link MAX_BUFFERED} spans wait; the rest are dropped and counted.
@@ -52,11 +59,53 @@ function endpoint(name: unknown, ip: unknown): ZipkinSpan["localEndpoint"] {
 const micros = (v: unknown): number | undefined =>
   v instanceof Date ? v.getTime() * 1000 : typeof v === "number" && Number.isFinite(v) ? v * 1000 : undefined;
 
-/** Converts a tracespan instance to a Zipkin span, or explains why it cannot be one. */
-export function toZipkinSpan(inst: InstanceValue): ZipkinSpan | string {
+/** The trace context a `traceId` value carries. */
+export interface TraceContext {
+  readonly traceId: string;
+  readonly spanId?: string;
+  readonly parentId?: string;
+  /** False when the header says the trace is not sampled; undefined when it does not say. */
+  readonly sampled?: boolean;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const B3_SINGLE = /^([0-9a-f]{16}|[0-9a-f]{32})-([0-9a-f]{16})(?:-([01d]))?(?:-([0-9a-f]{16}))?$/;
+
+/**
+ * Reads a trace id as a bare hex id, a W3C `traceparent` value or a B3 single header value
+ * (lower-cased first); anything else is returned as the trace id, for the caller to refuse.
+ */
+export function traceContext(value: string): TraceContext {
+  const v = value.trim().toLowerCase();
+  const w3c = TRACEPARENT.exec(v);
+  if (w3c && w3c[1] !== "ff") {
+    return { traceId: w3c[2]!, spanId: w3c[3]!, sampled: (parseInt(w3c[4]!, 16) & 1) === 1 };
+  }
+  const b3 = B3_SINGLE.exec(v);
+  if (b3) {
+    return {
+      traceId: b3[1]!,
+      spanId: b3[2]!,
+      ...(b3[4] ? { parentId: b3[4] } : {}),
+      ...(b3[3] === "0" ? { sampled: false } : b3[3] ? { sampled: true } : {}),
+    };
+  }
+  return { traceId: v };
+}
+
+/** The lower-cased text of a string field, or "" for anything else. */
+const idText = (v: unknown): string => (typeof v === "string" ? v.trim().toLowerCase() : "");
+
+/**
+ * Converts a tracespan instance to a Zipkin span, "unsampled" when its trace context says the
+ * trace is not sampled, or explains why it cannot be a span.
+ */
+export function toZipkinSpan(inst: InstanceValue): ZipkinSpan | "unsampled" | string {
   const f = inst.fields;
-  const traceId = typeof f.traceId === "string" ? f.traceId.toLowerCase() : "";
-  const id = typeof f.spanId === "string" ? f.spanId.toLowerCase() : "";
+  const ctx = traceContext(typeof f.traceId === "string" ? f.traceId : "");
+  if (ctx.sampled === false) return "unsampled";
+  const traceId = ctx.traceId;
+  const id = idText(f.spanId) || (ctx.spanId ?? "");
   if (!TRACE_ID.test(traceId)) {
     return `traceId ${JSON.stringify(String(f.traceId).slice(0, 40))} is not a Zipkin trace id`;
   }
@@ -75,7 +124,7 @@ export function toZipkinSpan(inst: InstanceValue): ZipkinSpan | string {
     timestamp: Math.round(start),
     duration: Math.max(1, Math.round(end - start)),
   };
-  const parent = typeof f.parentSpanId === "string" ? f.parentSpanId.toLowerCase() : "";
+  const parent = idText(f.parentSpanId) || (ctx.parentId ?? "");
   if (SPAN_ID.test(parent)) span.parentId = parent;
   const src = endpoint(f.sourceName, f.sourceIp);
   const dst = endpoint(f.destinationName, f.destinationIp);
@@ -184,7 +233,7 @@ export const createZipkin: AdapterFactory = (params, env) => {
       for (const inst of instances) {
         const span = toZipkinSpan(inst);
         if (typeof span === "string") {
-          count("invalid");
+          count(span === "unsampled" ? "unsampled" : "invalid");
           continue;
         }
         if (!sampled(span.traceId, probability)) {

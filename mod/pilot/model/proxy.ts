@@ -9,8 +9,12 @@ import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 /** Kinds of proxy. `proxyless` is a gRPC application without a sidecar. */
 export type ProxyType = "sidecar" | "router" | "proxyless";
 
-/** Which flavour of resources a proxy gets. */
-export type Generator = "envoy" | "grpc";
+/**
+ * Which flavour of resources a proxy gets: Envoy's, proxyless gRPC's (`GENERATOR: "grpc"`), or a
+ * node proxy's (`GENERATOR: "node-proxy"`: `meshd agent --node-proxy`, an L4 proxy for every
+ * process of a machine, served standard Envoy resources through translate/node_proxy.ts).
+ */
+export type Generator = "envoy" | "grpc" | "node-proxy";
 
 /** A proxy's identity and the facts translation reads. Immutable. */
 export interface Proxy {
@@ -80,7 +84,11 @@ export function proxyFromNode(node: Pick<Node, "id" | "metadata">): Proxy {
   if (labelsMd && typeof labelsMd === "object" && !Array.isArray(labelsMd)) {
     for (const [k, v] of Object.entries(labelsMd)) if (typeof v === "string") labels[k] = v;
   }
-  const generator: Generator = str(md.GENERATOR) === "grpc" || type === "proxyless" ? "grpc" : "envoy";
+  const generator: Generator = str(md.GENERATOR) === "grpc" || type === "proxyless"
+    ? "grpc"
+    : str(md.GENERATOR) === "node-proxy"
+    ? "node-proxy"
+    : "envoy";
   return {
     id,
     type: type as ProxyType,

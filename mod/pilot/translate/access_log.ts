@@ -35,8 +35,25 @@ export function accessLogs(mesh: MeshConfig): AccessLog[] {
 }
 
 /**
+ * The trace context headers (B3 and W3C) sent with every access-log entry, so the spans mixer's
+ * zipkin adapter makes from the entries join the traces the sidecars report.
+ */
+const TRACE_HEADERS = [
+  "x-request-id",
+  "x-b3-traceid",
+  "x-b3-spanid",
+  "x-b3-parentspanid",
+  "x-b3-sampled",
+  "x-b3-flags",
+  "b3",
+  "traceparent",
+  "tracestate",
+];
+
+/**
  * The gRPC access log to mixer when it runs (`features.mixer`): HttpGrpcAccessLogConfig with
- * the log name, cluster and flush interval of {@link mixerFilterSettings}, v3 transport; none
+ * the log name, cluster and flush interval of {@link mixerFilterSettings}, v3 transport, and the
+ * trace headers so mixer can join spans to traces; none
  * when mixer is off. Sidecars attach it to their inbound and outbound connection managers.
  */
 export function mixerAccessLogs(mesh: MeshConfig, features: PilotFeatures): AccessLog[] {
@@ -56,6 +73,7 @@ export function mixerAccessLogs(mesh: MeshConfig, features: PilotFeatures): Acce
               transportApiVersion: ApiVersion.V3,
               bufferFlushInterval: durationFromString(`${s.bufferFlushIntervalMs}ms`),
             },
+            additionalRequestHeadersToLog: TRACE_HEADERS,
           }),
         ),
       },

@@ -2,7 +2,7 @@
  * The HTTP connection manager network filter: codec detection, the route table (over RDS, or
  * inline for inbound ports), the HTTP filters, and the settings Istio uses (paths normalised,
  * slashes merged, websockets allowed, no stream idle timeout, tracing off unless Telemetry sets
- * it). Access logs and tracing follow the Telemetry API (telemetry.ts); without it, the mesh's
+ * it, spans reported to the Zipkin provider Telemetry names). Access logs and tracing follow the Telemetry API (telemetry.ts); without it, the mesh's
  * access log file, and when mixer runs, sidecars' connection managers (not gateways') also log
  * to it over gRPC.
  *
@@ -21,6 +21,7 @@ import {
 } from "#gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.ts";
 import { accessLogs, mixerAccessLogs } from "./access_log.ts";
 import { adsConfigSource, typedConfig, zeroDuration } from "./conversion.ts";
+import { lookupProviderTarget } from "./ext_authz.ts";
 import { buildHttpFilters, type HttpFilterContext } from "./http_filters.ts";
 import { telemetryAccessLogs, telemetryTracing } from "./telemetry.ts";
 import type { AccessLog } from "#gen/envoy/config/accesslog/v3/accesslog_pb.ts";
@@ -54,7 +55,11 @@ export function httpConnectionManager(opts: HcmOptions): HttpConnectionManager {
     streamIdleTimeout: zeroDuration(),
     accessLog: hcmAccessLogs(opts, telemetries),
   });
-  const tracing = telemetryTracing(telemetries, opts.direction);
+  const tracing = telemetryTracing(telemetries, {
+    mesh: opts.push.mesh,
+    direction: opts.direction,
+    lookup: (service, port) => lookupProviderTarget(opts.push, opts.proxy, service, port),
+  });
   if (tracing) hcm.tracing = tracing;
   hcm.routeSpecifier = "rds" in opts.routes
     ? {

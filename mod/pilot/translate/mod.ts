@@ -1,6 +1,7 @@
 /**
  * Pilot's Envoy translation: pure functions from a PushContext and a Proxy to the four xDS
- * resource types of a sidecar or router proxy. No I/O, clock, environment or randomness; the
+ * resource types of a sidecar or router proxy, or of a node proxy (`GENERATOR: "node-proxy"`,
+ * node_proxy.ts: clusters, endpoints and listeners, no routes). No I/O, clock, environment or randomness; the
  * same inputs give the same (sorted) output, so content hashes are stable.
  *
  * Consistency guaranteed to the xDS server: every EDS cluster of buildClusters has a
@@ -19,25 +20,40 @@ import { buildClusters as clusters } from "./cluster.ts";
 import { buildEndpoints as endpoints } from "./endpoint.ts";
 import { buildListeners as listeners } from "./listener.ts";
 import { buildRoutes as routes } from "./route.ts";
+import { buildNodeProxyClusters, buildNodeProxyEndpoints, buildNodeProxyListeners } from "./node_proxy.ts";
+
+export {
+  buildNodeProxy,
+  endpointTransport,
+  ISTIO_METADATA_KEY,
+  NODE_PROXY_GENERATOR,
+  type NodeProxyResources,
+  type NodeProxyUnsupported,
+  nodeProxyUnsupported,
+  serviceAddresses,
+  TUNNEL_LABEL,
+} from "./node_proxy.ts";
+
+const isNodeProxy = (proxy: Proxy) => proxy.generator === "node-proxy";
 
 /** The clusters (CDS) of a proxy, sorted by name. */
 export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
-  return clusters(push, proxy);
+  return isNodeProxy(proxy) ? buildNodeProxyClusters(push, proxy) : clusters(push, proxy);
 }
 
 /** The listeners (LDS) of a proxy, sorted by name. */
 export function buildListeners(push: PushContext, proxy: Proxy): Listener[] {
-  return listeners(push, proxy);
+  return isNodeProxy(proxy) ? buildNodeProxyListeners(push, proxy) : listeners(push, proxy);
 }
 
 /** Every route configuration (RDS) the proxy's listeners name, sorted by name. */
 export function buildRoutes(push: PushContext, proxy: Proxy): RouteConfiguration[] {
-  return routes(push, proxy);
+  return isNodeProxy(proxy) ? [] : routes(push, proxy);
 }
 
 /** One ClusterLoadAssignment (EDS) per EDS cluster of {@link buildClusters}, possibly empty. */
 export function buildEndpoints(push: PushContext, proxy: Proxy): ClusterLoadAssignment[] {
-  return endpoints(push, proxy);
+  return isNodeProxy(proxy) ? buildNodeProxyEndpoints(push, proxy) : endpoints(push, proxy);
 }
 
 /** The xDS type URLs of the four resource types. */

@@ -14,15 +14,25 @@
  * legacy sinks in force: `envoy` when `accessLogFile` is set, `mixer` when mixer runs. Without
  * any Telemetry access logging the legacy sinks apply unchanged.
  *
- * Tracing: the last entry matching the side sets `randomSamplingPercentage` (Istio's default 1%)
- * and `customTags`, written into the connection manager's tracing settings. Span reporting is
- * off in any case (meshd configures no tracer; tracing providers are refused by validation), so
- * the settings decide sampling and tags as propagated to applications.
+ * Tracing: the last entry matching the side sets `randomSamplingPercentage` (Istio's default 1%),
+ * `customTags`, `providers` and `disableSpanReporting`, written into the connection manager's
+ * tracing settings. A provider is a MeshConfig `extensionProviders` entry of kind `zipkin`: its
+ * `service` (`NAMESPACE/HOST` or a host, looked up as for external authorizers, ext_authz.ts)
+ * and `port` name the collector's cluster `outbound|PORT||HOST`, to which Envoy's Zipkin tracer
+ * sends JSON v2 spans at `path` (default `/api/v2/spans`), with 128-bit trace ids unless
+ * `enable64bitTraceId`. Without a provider, with span reporting disabled, or when the provider
+ * cannot be used (another kind, service not found or not visible), no tracer is configured and
+ * the settings decide only sampling and tags as propagated to applications.
  *
  * @module
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { type AccessLog, AccessLogSchema } from "#gen/envoy/config/accesslog/v3/accesslog_pb.ts";
+import { type Tracing_Http, Tracing_HttpSchema } from "#gen/envoy/config/trace/v3/http_tracer_pb.ts";
+import {
+  ZipkinConfig_CollectorEndpointVersion,
+  ZipkinConfigSchema,
+} from "#gen/envoy/config/trace/v3/zipkin_pb.ts";
 import { FileAccessLogSchema } from "#gen/envoy/extensions/access_loggers/file/v3/file_pb.ts";
 import {
   type HttpConnectionManager_Tracing,
@@ -197,23 +207,98 @@ export function telemetryAccessLogs(
 export interface TracingSpec {
   readonly randomSamplingPercentage: number;
   readonly customTags: Readonly<Record<string, CustomTag>>;
+  /** The provider spans are reported to (the first one the last entry naming providers lists). */
+  readonly provider?: string;
+  readonly disableSpanReporting: boolean;
 }
 
 /**
  * Istio's Tracing merge for one side: entries of the applicable Telemetries in order, those whose
- * mode matches; `randomSamplingPercentage` and `customTags` (replaced as a whole) override.
- * Undefined when no Telemetry sets tracing.
+ * mode matches; `randomSamplingPercentage`, `customTags` (replaced as a whole), `providers` and
+ * `disableSpanReporting` override. Undefined when no Telemetry sets tracing.
  */
 export function mergeTracing(entries: readonly Tracing[], mode: WorkloadMode): TracingSpec | undefined {
   if (entries.length === 0) return undefined;
   let sampling = DEFAULT_SAMPLING_PERCENTAGE;
   let tags: Readonly<Record<string, CustomTag>> = {};
+  let provider: string | undefined;
+  let disabled = false;
   for (const e of entries) {
     if (!modeMatches(e.match, mode)) continue;
     if (e.randomSamplingPercentage !== undefined) sampling = e.randomSamplingPercentage;
     if (e.customTags !== undefined) tags = e.customTags;
+    if (e.providers !== undefined && e.providers.length > 0) provider = e.providers[0]!.name;
+    if (e.disableSpanReporting !== undefined) disabled = e.disableSpanReporting;
   }
-  return { randomSamplingPercentage: sampling, customTags: tags };
+  return {
+    randomSamplingPercentage: sampling,
+    customTags: tags,
+    ...(provider !== undefined ? { provider } : {}),
+    disableSpanReporting: disabled,
+  };
+}
+
+/** Envoy's name for its Zipkin tracer. */
+export const ZIPKIN_TRACER = "envoy.tracers.zipkin";
+/** Where a Zipkin collector takes JSON v2 spans when the provider names no `path`. */
+export const ZIPKIN_DEFAULT_PATH = "/api/v2/spans";
+
+/** A Zipkin collector as a proxy reaches it. */
+export interface ZipkinCollector {
+  /** `outbound|PORT||HOST`. */
+  readonly cluster: string;
+  /** The collector service's host name (the Host of span POSTs). */
+  readonly hostname: string;
+  readonly path: string;
+  readonly traceId128bit: boolean;
+}
+
+/** Finds the cluster of a provider's service and port for the proxy being translated. */
+export type ProviderLookup = (
+  service: string,
+  port: number,
+) => { readonly hostname: string; readonly cluster: string } | { readonly reason: string };
+
+/** The collector of the `zipkin` extension provider `name`, or why it cannot be used. */
+export function zipkinCollector(
+  mesh: MeshConfig,
+  name: string,
+  lookup: ProviderLookup,
+): ZipkinCollector | { readonly reason: string } {
+  const p = findProvider(mesh, name);
+  if (!p) {
+    return { reason: `tracing provider ${JSON.stringify(name)} is not in MeshConfig extensionProviders` };
+  }
+  if (!p.zipkin) return { reason: `tracing provider ${JSON.stringify(name)} is not a zipkin provider` };
+  const target = lookup(p.zipkin.service, p.zipkin.port);
+  if ("reason" in target) return { reason: `tracing provider ${JSON.stringify(name)}: ${target.reason}` };
+  return {
+    cluster: target.cluster,
+    hostname: target.hostname,
+    path: p.zipkin.path || ZIPKIN_DEFAULT_PATH,
+    traceId128bit: !(p.zipkin.enable64bitTraceId ?? false),
+  };
+}
+
+/** Envoy's Zipkin tracer reporting JSON v2 spans to `c`. */
+export function zipkinTracer(c: ZipkinCollector): Tracing_Http {
+  return create(Tracing_HttpSchema, {
+    name: ZIPKIN_TRACER,
+    configType: {
+      case: "typedConfig",
+      value: typedConfig(
+        ZipkinConfigSchema,
+        create(ZipkinConfigSchema, {
+          collectorCluster: c.cluster,
+          collectorEndpoint: c.path,
+          collectorEndpointVersion: ZipkinConfig_CollectorEndpointVersion.HTTP_JSON,
+          collectorHostname: c.hostname,
+          traceId128bit: c.traceId128bit,
+          sharedSpanContext: false,
+        }),
+      ),
+    },
+  });
 }
 
 /** Envoy's custom tag for a Telemetry one; undefined for `formatter` (Envoy's CustomTag has no such source here). */
@@ -242,17 +327,29 @@ export function envoyCustomTag(tag: string, c: CustomTag): EnvoyCustomTag | unde
   return undefined;
 }
 
+/** What the tracing settings of one connection manager are built from. */
+export interface TracingContext {
+  readonly mesh: MeshConfig;
+  readonly direction: TrafficDirection;
+  /** Finds a provider's collector cluster as the proxy sees it. */
+  readonly lookup: ProviderLookup;
+}
+
 /**
  * The connection manager's tracing settings from Telemetry, or undefined when none sets
  * tracing: client and overall sampling 100%, random sampling as merged, custom tags sorted by
- * name; no provider (no spans are reported).
+ * name, and the Zipkin tracer of the merged provider unless span reporting is disabled or the
+ * provider cannot be used (then no spans are reported).
  */
 export function telemetryTracing(
   telemetries: readonly Resource<TelemetrySpec>[],
-  direction: TrafficDirection,
+  ctx: TracingContext,
 ): HttpConnectionManager_Tracing | undefined {
-  const spec = mergeTracing(telemetries.flatMap((t) => t.spec.tracing ?? []), workloadModeOf(direction));
+  const spec = mergeTracing(telemetries.flatMap((t) => t.spec.tracing ?? []), workloadModeOf(ctx.direction));
   if (!spec) return undefined;
+  const collector = spec.provider !== undefined && !spec.disableSpanReporting
+    ? zipkinCollector(ctx.mesh, spec.provider, ctx.lookup)
+    : undefined;
   return create(HttpConnectionManager_TracingSchema, {
     clientSampling: { value: 100 },
     randomSampling: { value: spec.randomSamplingPercentage },
@@ -260,5 +357,6 @@ export function telemetryTracing(
     customTags: Object.keys(spec.customTags).sort().flatMap((k) =>
       envoyCustomTag(k, spec.customTags[k]!) ?? []
     ),
+    ...(collector && !("reason" in collector) ? { provider: zipkinTracer(collector) } : {}),
   });
 }

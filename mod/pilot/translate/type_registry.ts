@@ -35,6 +35,9 @@ import { ProxyProtocolUpstreamTransportSchema } from "#gen/envoy/extensions/tran
 import { RawBufferSchema } from "#gen/envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer_pb.ts";
 import { HttpProtocolOptionsSchema } from "#gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.ts";
 
+import { DnsFilterConfigSchema } from "#gen/envoy/extensions/filters/udp/dns_filter/v3/dns_filter_pb.ts";
+import { ZipkinConfigSchema } from "#gen/envoy/config/trace/v3/zipkin_pb.ts";
+
 /** The registry of every type translation packs in an Any, plus the resource types. */
 export const TRANSLATE_REGISTRY: Registry = createRegistry(
   ClusterSchema,
@@ -64,4 +67,6 @@ export const TRANSLATE_REGISTRY: Registry = createRegistry(
   RateLimitSchema,
   HttpGrpcAccessLogConfigSchema,
   JwtAuthenticationSchema,
+  DnsFilterConfigSchema,
+  ZipkinConfigSchema,
 );

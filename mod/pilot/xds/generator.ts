@@ -5,9 +5,11 @@
  * Translation runs once per distinct proxy configuration key (proxies with equal keys share the
  * result) and each distinct resource is serialised once and shared. Every set of Envoy
  * resources is checked before it is served: each EDS cluster must have its endpoints and each
- * RDS name its route configuration; a set that fails keeps the proxy on its last good set.
+ * RDS name its route configuration; a set that fails keeps the proxy on its last good set. With
+ * a self-check (`--xds-self-check`), every set also goes through Envoy's field rules and
+ * semantic checks (mod/pilot/check) and one that breaks a rule is likewise never served.
  */
-import { create, type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -27,7 +29,13 @@ import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/mod.ts"
 import { contentVersion } from "../../shared/content_version.ts";
 import { type Proxy, proxyConfigKey, proxyFromNode, ProxyIdError } from "../model/proxy.ts";
 import type { PushContext } from "../model/push_context.ts";
-import { buildClusters, buildEndpoints, buildListeners, buildRoutes } from "../translate/mod.ts";
+import {
+  buildClusters,
+  buildEndpoints,
+  buildListeners,
+  buildRoutes,
+  nodeProxyUnsupported,
+} from "../translate/mod.ts";
 import {
   buildGrpcClusters,
   buildGrpcEndpoints,
@@ -37,6 +45,7 @@ import {
   grpcUnsupported,
 } from "../translate/grpc/mod.ts";
 import { isRoutingOnly, type PushRequest } from "./push_request.ts";
+import type { EnvoyResourceSet, Violation } from "../check/mod.ts";
 
 const T = "type.googleapis.com/";
 /** The type URLs pilot serves. */
@@ -92,11 +101,24 @@ export interface PilotProvider extends ResourceProvider {
   /** Translates a proxy's whole configuration now (for /debug/config_dump). */
   configOf(proxy: Proxy): ProxyConfig;
   /**
-   * For a proxyless gRPC proxy, what its resources leave out or approximate of what Envoy would
-   * get from the same config (empty for Envoy proxies); computed once per push and proxy set.
+   * For a proxyless gRPC proxy or a node proxy, what its resources leave out or approximate of
+   * what Envoy would get from the same config (empty for Envoy proxies); computed once per push
+   * and proxy set.
    */
   unsupportedOf(proxy: Proxy): readonly GrpcUnsupported[];
+  /**
+   * The rules the proxy's newest generated config breaks, which kept it on its last good config
+   * (empty when it passed, or without a self-check). For proxyless gRPC, over the resources it
+   * asked for in this push.
+   */
+  violationsOf(proxy: Proxy): readonly Violation[];
 }
+
+/**
+ * Checks a generated set before it is served (checkEnvoySet, bound to the proxy's kind and
+ * secrets). `partial` when the set holds only what a proxyless gRPC client asked for.
+ */
+export type SelfCheck = (proxy: Proxy, set: EnvoyResourceSet, partial: boolean) => readonly Violation[];
 
 /** Options for createPilotProvider. */
 export interface PilotProviderOptions {
@@ -104,6 +126,10 @@ export interface PilotProviderOptions {
   logger: Logger;
   /** Called when a generated set fails the consistency check. */
   onInconsistent?: (proxy: Proxy, problems: readonly string[]) => void;
+  /** Envoy's rules applied to every set before it is served; none when absent. */
+  selfCheck?: SelfCheck;
+  /** Called when a generated set breaks a rule of the self-check (and so is not served). */
+  onViolations?: (proxy: Proxy, violations: readonly Violation[]) => void;
 }
 
 /** The EDS names clusters use and the RDS names listeners use, with what uses each. */
@@ -174,6 +200,40 @@ function unchanged(before: Resources | undefined, after: Resources): Resources {
   return before;
 }
 
+const NO_RESOURCES: Resources = new Map();
+/** What a proxy is served when its first generated set already breaks a rule: nothing. */
+const EMPTY_SET: EnvoySet = {
+  clusters: NO_RESOURCES,
+  endpoints: NO_RESOURCES,
+  listeners: NO_RESOURCES,
+  routes: NO_RESOURCES,
+  needs: { eds: new Map(), rds: new Map() },
+};
+
+function decodeAll<D extends DescMessage>(schema: D, resources: Resources): MessageShape<D>[] {
+  return [...resources.values()].map((r) => fromBinary(schema, r.resource.value));
+}
+
+/** The messages of encoded resources of one type, in a set holding only that type. */
+function decodeType(typeUrl: string, resources: Resources): EnvoyResourceSet {
+  const set = { clusters: [], endpoints: [], listeners: [], routes: [] };
+  switch (typeUrl) {
+    case PILOT_TYPES.cluster:
+      return { ...set, clusters: decodeAll(ClusterSchema, resources) };
+    case PILOT_TYPES.listener:
+      return { ...set, listeners: decodeAll(ListenerSchema, resources) };
+    case PILOT_TYPES.route:
+      return { ...set, routes: decodeAll(RouteConfigurationSchema, resources) };
+    default:
+      return { ...set, endpoints: decodeAll(ClusterLoadAssignmentSchema, resources) };
+  }
+}
+
+/** A key naming every resource of a set with its content version. */
+function setSignature(parts: readonly Resources[]): string {
+  return parts.map((m) => [...m.values()].map((r) => `${r.name}@${r.version}`).join(",")).join("|");
+}
+
 /** Creates pilot's provider over an initial PushContext. */
 export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   const log = opts.logger;
@@ -200,6 +260,44 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   /** Encoded resources by content version, shared across proxies; swapped every push. */
   let encoded = new Map<string, XdsResource>();
   let previousEncoded = new Map<string, XdsResource>();
+  /** Self-check results by set signature, this push's and the previous push's. */
+  let checked = new Map<string, readonly Violation[]>();
+  let previousChecked = new Map<string, readonly Violation[]>();
+  /** Per push: the violations that kept a proxy set (by set key) on its last good config. */
+  let refused = new Map<string, readonly Violation[]>();
+  /** The violations last logged per proxy set key (bounded like `warned`). */
+  const refusedLogged = new Map<string, string>();
+  /** Last gRPC result per key that passed the self-check, across pushes. */
+  const lastGoodGrpc = new Map<string, Resources>();
+
+  /** Runs the self-check over `parts` (cached by content), recording and logging violations. */
+  function selfCheck(
+    proxy: Proxy,
+    key: string,
+    parts: readonly Resources[],
+    decode: () => EnvoyResourceSet,
+    partial: boolean,
+  ): readonly Violation[] {
+    if (!opts.selfCheck) return [];
+    const signature = `${proxy.type}/${proxy.generator ?? ""}|${partial}|${setSignature(parts)}`;
+    let violations = checked.get(signature) ?? previousChecked.get(signature);
+    if (!violations) violations = opts.selfCheck(proxy, decode(), partial);
+    checked.set(signature, violations);
+    if (violations.length === 0) return violations;
+    refused.set(key, [...(refused.get(key) ?? []), ...violations]);
+    const logged = violations.map((v) => `${v.rule} ${v.resource} ${v.path} ${v.message}`).join("\n");
+    if (refusedLogged.get(key) !== logged) {
+      if (refusedLogged.size > 10_000) refusedLogged.clear();
+      refusedLogged.set(key, logged);
+      log.error("generated config breaks Envoy's rules; keeping the proxy on its last good config", {
+        proxy: proxy.id,
+        count: violations.length,
+        first: violations.slice(0, 3).map((v) => `${v.rule}: ${v.resource} ${v.path}: ${v.message}`),
+      });
+    }
+    opts.onViolations?.(proxy, violations);
+    return violations;
+  }
 
   function encode<D extends DescMessage>(schema: D, name: string, msg: MessageShape<D>): XdsResource {
     const bytes = toBinary(schema, msg);
@@ -280,6 +378,15 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       });
       opts.onInconsistent?.(proxy, problems);
       set = lastGood.get(key) ?? set;
+    } else if (
+      selfCheck(proxy, key, [clusters, endpoints, listeners, routes], () => ({
+        clusters: decodeAll(ClusterSchema, clusters),
+        endpoints: decodeAll(ClusterLoadAssignmentSchema, endpoints),
+        listeners: decodeAll(ListenerSchema, listeners),
+        routes: decodeAll(RouteConfigurationSchema, routes),
+      }), false).length > 0
+    ) {
+      set = lastGood.get(key) ?? EMPTY_SET;
     } else {
       lastGood.set(key, set);
     }
@@ -311,16 +418,22 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
         );
     }
     r = unchanged(previousGrpcResults.get(key), r);
+    const built = r;
+    if (selfCheck(proxy, setKey(proxy), [built], () => decodeType(typeUrl, built), true).length > 0) {
+      r = lastGoodGrpc.get(key) ?? NO_RESOURCES;
+    } else if (opts.selfCheck) lastGoodGrpc.set(key, r);
     grpcResults.set(key, r);
     return r;
   }
 
   function unsupportedOf(proxy: Proxy): readonly GrpcUnsupported[] {
-    if (proxy.generator !== "grpc") return [];
+    if (proxy.generator === "envoy") return [];
     const key = setKey(proxy);
     let gaps = unsupported.get(key);
     if (!gaps) {
-      gaps = grpcUnsupported(current, proxy);
+      gaps = proxy.generator === "grpc"
+        ? grpcUnsupported(current, proxy)
+        : nodeProxyUnsupported(current, proxy);
       unsupported.set(key, gaps);
     }
     return gaps;
@@ -388,12 +501,16 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       if (warned.size > 10_000) warned.clear();
       previousEncoded = encoded;
       encoded = new Map();
+      previousChecked = checked;
+      checked = new Map();
+      refused = new Map();
       const all = new Set<string>(Object.values(PILOT_TYPES));
       for (const l of listeners) l(all);
     },
     push: () => current,
     proxyOf,
     unsupportedOf,
+    violationsOf: (proxy) => refused.get(setKey(proxy)) ?? [],
     configOf(proxy) {
       if (proxy.generator === "grpc") {
         return {

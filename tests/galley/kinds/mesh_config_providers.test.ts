@@ -42,7 +42,7 @@ describe("MeshConfig extensionProviders", () => {
 `));
   });
 
-  test("tracing, logging and metrics providers parse with a not-supported warning", () => {
+  test("zipkin and file access-log providers are used; other tracing and metrics providers parse with a not-supported warning", () => {
     const diagnostics = diagnose(mesh(`    - name: zipkin
       zipkin: { service: zipkin.istio-system.svc.cluster.local, port: 9411, maxTagLength: 256 }
     - name: otel
@@ -58,11 +58,10 @@ describe("MeshConfig extensionProviders", () => {
     expect(diagnostics.filter((d) => d.severity === "error")).toEqual([]);
     const warnings = diagnostics.filter((d) => d.severity === "warning");
     expect(warnings.map((w) => w.field)).toEqual([
-      `${P}.zipkin`,
       "spec.extensionProviders[1].opentelemetry",
       "spec.extensionProviders[3].prometheus",
     ]);
-    expect(warnings[0]!.message).toContain('extension provider "zipkin": zipkin is not supported');
+    expect(warnings[0]!.message).toContain('extension provider "otel": opentelemetry is not supported');
   });
 
   test("a port out of range is named in the message", () => {

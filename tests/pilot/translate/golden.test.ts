@@ -19,6 +19,13 @@ import {
   buildRoutes,
 } from "../../../mod/pilot/translate/mod.ts";
 import { TRANSLATE_REGISTRY } from "../../../mod/pilot/translate/type_registry.ts";
+import {
+  buildGrpcClusters,
+  buildGrpcEndpoints,
+  buildGrpcListeners,
+  buildGrpcRoutes,
+} from "../../../mod/pilot/translate/grpc/mod.ts";
+import { checkEnvoySet, configuredSecretNames, proxyKindOf } from "../../../mod/pilot/check/mod.ts";
 import { caseNames, firstDifference, GOLDEN_DIR, readCase, renderGolden } from "./_golden.ts";
 
 const UPDATE = process.env.UPDATE_GOLDEN === "1";
@@ -114,6 +121,29 @@ describe("golden", () => {
         ...roundTrip(ClusterLoadAssignmentSchema, buildEndpoints(push, proxy)),
       ];
       expect(problems).toEqual([]);
+    });
+
+    test(`${name}: Envoy accepts the output (field rules and semantic checks)`, () => {
+      const { push, proxy } = readCase(name);
+      const set = {
+        clusters: buildClusters(push, proxy),
+        endpoints: buildEndpoints(push, proxy),
+        listeners: buildListeners(push, proxy),
+        routes: buildRoutes(push, proxy),
+      };
+      const opts = { proxyKind: proxyKindOf(proxy), secretNames: configuredSecretNames(push.config) };
+      expect(checkEnvoySet(set, opts)).toEqual([]);
+    });
+
+    test(`${name}: gRPC clients accept the proxyless rendering of the same input`, () => {
+      const { push, proxy } = readCase(name);
+      const set = {
+        clusters: buildGrpcClusters(push, proxy),
+        endpoints: buildGrpcEndpoints(push, proxy, "*"),
+        listeners: buildGrpcListeners(push, proxy, "*"),
+        routes: buildGrpcRoutes(push, proxy, "*"),
+      };
+      expect(checkEnvoySet(set, { proxyKind: "proxyless" })).toEqual([]);
     });
 
     test(`${name}: translation is deterministic`, () => {

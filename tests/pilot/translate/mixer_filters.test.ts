@@ -177,6 +177,17 @@ describe("mixer filters (features.mixer)", () => {
             transportApiVersion: "V3",
             bufferFlushInterval: "1s",
           },
+          additionalRequestHeadersToLog: [
+            "x-request-id",
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-parentspanid",
+            "x-b3-sampled",
+            "x-b3-flags",
+            "b3",
+            "traceparent",
+            "tracestate",
+          ],
         },
       }]);
     }
