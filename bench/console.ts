@@ -17,7 +17,11 @@ import { startAdminServer } from "../mod/admin/mod.ts";
 import { createConsole, daemonConsoleSource } from "../mod/console/mod.ts";
 import { analyze } from "../mod/galley/analyze.ts";
 import { createConfigStore } from "../mod/galley/store.ts";
-import { createServiceGraph } from "../mod/mixer/service_graph.ts";
+import { createServiceGraph, windowOf } from "../mod/mixer/service_graph.ts";
+import { endpointzHandler } from "../mod/pilot/endpointz.ts";
+import { createPushContext } from "../mod/pilot/model/push_context.ts";
+import { proxyOfNodeId, simulateDebugHandler } from "../mod/pilot/simulate/debug.ts";
+import { createPilotProvider } from "../mod/pilot/xds/generator.ts";
 import type { DebugHandler } from "../mod/runtime/module.ts";
 import { systemClock } from "../mod/shared/clock.ts";
 import { createLogger } from "../mod/shared/logger.ts";
@@ -173,10 +177,27 @@ export async function runConsoleBench(opts: {
   };
   traffic(opts.services * 3);
   const sync = syntheticSync(opts.proxies, opts.services);
+  // Pilot's provider over the same config, for /debug/simulate and /debug/endpointz; the proxy simulated below has
+  // been served already, as a connected proxy (or one with the same key) would have been.
+  const provider = createPilotProvider({
+    initial: createPushContext({ config: store.snapshot() }),
+    logger: createLogger({ write: () => {} }),
+  });
+  const simulated = (sync[5] as { proxy: string }).proxy;
+  provider.servedOf(proxyOfNodeId(provider.push(), simulated));
   const handlers: DebugHandler[] = [
-    { path: "servicegraph", description: "", handle: () => Response.json(graph.view()) },
+    {
+      path: "servicegraph",
+      description: "",
+      handle: (req) => {
+        const w = windowOf(new URL(req.url).searchParams.get("window"), 60_000, graph.longestWindowMs);
+        return typeof w === "number" ? Response.json(graph.view(w)) : Response.json(w, { status: 400 });
+      },
+    },
     { path: "syncz", description: "", handle: () => Response.json(sync) },
     { path: "registrationz", description: "", handle: () => Response.json([]) },
+    simulateDebugHandler(provider),
+    endpointzHandler(() => provider.push()),
   ];
   const metrics = createMetricsRegistry();
   const ui = createConsole({
@@ -216,12 +237,13 @@ export async function runConsoleBench(opts: {
     const paths = [
       "/ui/",
       "/ui/graph",
+      "/ui/graph?window=15m",
       "/ui/services",
       `/ui/services?host=svc-7.team-7.svc.cluster.local`,
       "/ui/proxies",
       "/ui/proxies?state=NACKED",
       `/ui/proxies?id=${encodeURIComponent(proxyId)}`,
-      // Running simulate: pilot's translation of every listener and route the proxy gets.
+      // Running simulate: over the listeners and routes pilot serves the proxy (/debug/simulate).
       `/ui/proxies?id=${encodeURIComponent(proxyId)}&host=svc-3.team-3.svc.cluster.local&port=8080`,
       "/ui/config",
       "/ui/security",
@@ -244,20 +266,19 @@ export async function runConsoleBench(opts: {
       const tick = setInterval(() => traffic(Math.max(1, opts.services / 10)), 100);
       const c0 = cpuSeconds();
       const t0 = performance.now();
+      // Each watcher holds one event stream, as a browser's EventSource does, and counts its events.
       await Promise.all(Array.from({ length: watchers }, async () => {
-        let last = "";
-        while (!stop.aborted) {
-          try {
-            const res = await fetch(`${base}/ui/graph/events`, {
-              headers: last ? { "last-event-id": last } : {},
-              signal: stop,
-            });
-            const text = await res.text();
-            last = /^id: (\d+)$/m.exec(text)?.[1] ?? last;
-            if (text.includes("event: graph")) updates++;
-          } catch {
-            break;
+        try {
+          const res = await fetch(`${base}/ui/graph/events`, { signal: stop });
+          const reader = res.body!.getReader();
+          const dec = new TextDecoder();
+          for (;;) {
+            const r = await reader.read();
+            if (r.done) break;
+            updates += (dec.decode(r.value).match(/^event: graph$/gm) ?? []).length;
           }
+        } catch {
+          // the phase ended: the stream was aborted
         }
       }));
       if (watchers === 0) await new Promise((r) => setTimeout(r, opts.seconds * 1000));

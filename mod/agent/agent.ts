@@ -543,7 +543,7 @@ interface NodeProxyDeps {
 /**
  * Starts the node proxy (loaded only with --node-proxy): its view from pilot over xDS (the
  * subscription adds GENERATOR to the node), over mutual TLS with the workload certificate unless
- * --control-plane-auth NONE, to the first address of --discovery-addr. Without --discovery-addr
+ * --control-plane-auth NONE, to --discovery-addr (each replica in turn). Without --discovery-addr
  * it runs with an empty view (everything passes through) and says so.
  */
 async function startAgentNodeProxy(
@@ -558,11 +558,12 @@ async function startAgentNodeProxy(
     d.logger.warn("--node-proxy without --discovery-addr: no mesh config, every connection passes through");
   }
   const tls = cfg.controlPlaneAuth === "NONE" ? undefined : {
-    ca: d.certs.current()!.rootPem,
+    ca: () => d.certs.current()!.rootPem,
     cert: () => {
       const b = d.certs.current()!;
       return { certChain: b.chainPem, key: b.keyPem };
     },
+    ...(cfg.serverName ? { serverName: cfg.serverName } : {}),
   };
   return await startNodeProxy({
     settings,
@@ -570,7 +571,7 @@ async function startAgentNodeProxy(
     view: cfg.discoveryAddr
       ? {
         kind: "xds",
-        discoveryAddr: cfg.discoveryAddr.split(",")[0]!.trim(),
+        discoveryAddr: cfg.discoveryAddr,
         ...(tls ? { tls } : {}),
         node: xdsNode(w, "sidecar"),
       }

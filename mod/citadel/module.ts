@@ -38,6 +38,7 @@ import { CA_KEY_TYPES, type CaKeyType, type CaMaterial, type CaStore, initCa, lo
 import { ensurePrivateDir, writeFileAtomic } from "../shared/state_files.ts";
 import { CA, type CertificateAuthority } from "./links.ts";
 import { pemEncode } from "./pem.ts";
+import { CERT_LOG_SIZE, createCertLog } from "./cert_log.ts";
 import { CaRefusal, createCaService, createIssuer, type Issuer, LEAF_BACKDATE_MS } from "./service.ts";
 import { checkIpList, DEFAULT_SERVER_DNS_NAMES, SERVER_CERT_FILE, serverCertNames } from "./server_names.ts";
 import { createLeafSigner } from "./sign.ts";
@@ -229,7 +230,9 @@ export const citadelModule: ModuleDefinition = {
     });
     /** Per root fingerprint: the latest notAfter of a leaf it issued (for retire's warning). */
     const leavesValidUntil = new Map<string, number>();
+    const certLog = createCertLog();
     const service = createCaService({
+      certLog,
       issuer: () => issuer,
       trustDomain: () => trustDomain,
       tokenKey: () => tokenKey!,
@@ -410,6 +413,12 @@ export const citadelModule: ModuleDefinition = {
         changing = false;
       }
     };
+    ctx.debug({
+      path: "certz",
+      description:
+        `the last ${CERT_LOG_SIZE} workload certificates issued and requests refused, newest first`,
+      handle: () => Response.json(certLog.view()),
+    });
     ctx.debug({
       path: "ca",
       description:

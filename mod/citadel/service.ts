@@ -14,6 +14,7 @@
  *
  * @module
  */
+import type { CertLog } from "./cert_log.ts";
 import { Code } from "@connectrpc/connect";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { X509Certificate } from "node:crypto";
@@ -171,6 +172,8 @@ export interface CaServiceOptions {
   readonly ratePerMinute: number;
   /** Called after each issued certificate (for bookkeeping such as rotation status). */
   onIssued?(cert: IssuedCertificate, issuer: Issuer): void;
+  /** Keeps the recent certificates issued and requests refused (for /debug/certz). */
+  readonly certLog?: CertLog;
 }
 
 /** The CA service. */
@@ -221,6 +224,13 @@ export function createCaService(opts: CaServiceOptions): CaService {
   const refuse = (reason: RefusalReason, message: string, caller: string, requested: string | undefined) => {
     refused.inc({ reason });
     log.warn("certificate request refused", { reason, caller, requested: requested ?? "(unknown)", message });
+    opts.certLog?.refused({
+      at: new Date(opts.clock.now()).toISOString(),
+      reason,
+      caller,
+      requested: requested ?? "(unknown)",
+      message,
+    });
     return new CaRefusal(reason, message);
   };
 
@@ -436,6 +446,13 @@ export function createCaService(opts: CaServiceOptions): CaService {
     log.info("certificate issued", {
       serial: leaf.serialHex,
       identity: caller.identity.uri,
+      notAfter: new Date(notAfter).toISOString(),
+      via: caller.method,
+    });
+    opts.certLog?.issued({
+      identity: caller.identity.uri,
+      serial: leaf.serialHex,
+      issuedAt: new Date(now).toISOString(),
       notAfter: new Date(notAfter).toISOString(),
       via: caller.method,
     });

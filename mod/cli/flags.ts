@@ -102,7 +102,10 @@ export function parseCommandLine(
     else if (i + 1 < argv.length) raw = argv[++i]!;
     else fail(`flag ${flag} needs a value`);
     try {
-      values.set(spec!.name, convertValue(spec!, raw!));
+      const value = convertValue(spec!, raw!);
+      // A list flag given again adds to the list (`--registry A --registry B`), as a comma does.
+      const earlier = sources.get(spec!.name) === "flag" ? values.get(spec!.name) : undefined;
+      values.set(spec!.name, Array.isArray(earlier) && Array.isArray(value) ? [...earlier, ...value] : value);
       sources.set(spec!.name, "flag");
     } catch (e) {
       fail(`flag ${flag}: ${(e as Error).message}`);

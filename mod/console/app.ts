@@ -11,21 +11,38 @@ import { APP_JS, APP_JS_HASH, STYLE, STYLE_HASH } from "./assets.ts";
 import { requireToken } from "./auth.ts";
 import { configPage } from "./config_page.ts";
 import { drawGraph, type DrawnGraph, graphUpdate, renderSvg, vmNames } from "./graph.ts";
-import { createGraphFeed, type GraphFeed, sseBody } from "./graph_feed.ts";
+import { createGraphFeed, type GraphFeed, sseStream } from "./graph_feed.ts";
 import { graphPage, nodeDetails } from "./graph_page.ts";
 import { createConfigHistory, DEFAULT_HISTORY } from "./history.ts";
 import type { Html } from "./html.ts";
 import { type MeshModel, modelCache } from "./model.ts";
 import { overviewPage } from "./overview_page.ts";
-import { proxiesPage, proxyPage } from "./proxies_page.ts";
+import {
+  localSimulation,
+  proxiesPage,
+  proxyPage,
+  simulationQuery,
+  type SimulationView,
+} from "./proxies_page.ts";
 import { securityPage } from "./security_page.ts";
 import { servicesPage } from "./services_page.ts";
-import { asArray, type ConsoleSource, type GraphView, readCa, readGraph, readSync } from "./source.ts";
+import {
+  asArray,
+  asObject,
+  type ConsoleSource,
+  type GraphView,
+  graphWindow,
+  readCa,
+  readGraph,
+  readSync,
+} from "./source.ts";
 
 /** Most edges the graph draws: the busiest, within the namespace filter. */
 export const MAX_DRAWN_EDGES = 150;
-/** Most namespace filters followed live at once. */
+/** Most namespace filters and windows followed live at once. */
 const MAX_FEEDS = 32;
+/** Most live-update streams open at once, by default; further ones get 503. */
+export const DEFAULT_MAX_GRAPH_WATCHERS = 256;
 
 /**
  * The `limit` busiest edges (by requests) whose source or destination is in namespace `ns`
@@ -51,17 +68,21 @@ export interface ConsoleOptions {
   readonly historySize?: number;
   /** How often the graph is read while a browser watches (default 1000 ms). */
   readonly graphTickMs?: number;
-  /** Longest a live-update response waits for a change (default 20 s). */
+  /** Heartbeat interval of a live-update stream when nothing changes (default 20 s). */
   readonly graphMaxWaitMs?: number;
-  /** The reconnect delay sent with each live update (default 250 ms). */
+  /** The reconnect delay a live-update stream tells the browser (default 1000 ms). */
   readonly graphRetryMs?: number;
+  /** Longest a live-update stream stays open before the browser reconnects (default 10 min). */
+  readonly graphMaxStreamMs?: number;
+  /** Most live-update streams open at once (default {@link DEFAULT_MAX_GRAPH_WATCHERS}). */
+  readonly graphMaxWatchers?: number;
 }
 
 /** The console: its routes and what it runs in the background. */
 export interface Console {
   /** Routes under /ui/; mount on the admin server. */
   readonly app: Hono;
-  /** Browsers waiting for a live graph update (for tests and the benchmark). */
+  /** Live graph update streams open (for tests and the benchmark). */
   graphWatchers(): number;
   /** Stops following config and answers waiting browsers. */
   close(): void;
@@ -81,15 +102,20 @@ export function createConsole(opts: ConsoleOptions): Console {
     }
     return f;
   };
-  const graph = async (ns: string): Promise<{ g: DrawnGraph; m: MeshModel; vms: Set<string> }> => {
-    const [view, regs] = await Promise.all([readGraph(src), src.debug("registrationz")]);
+  /** The graph drawn for namespace filter `ns` over `window` (one of GRAPH_WINDOWS). */
+  const graph = async (
+    ns: string,
+    window: string,
+  ): Promise<{ g: DrawnGraph; m: MeshModel; vms: Set<string> }> => {
+    const [view, regs] = await Promise.all([readGraph(src, window), src.debug("registrationz")]);
     const m = model();
     return { g: drawGraph(busiestEdges(view, ns, MAX_DRAWN_EDGES), m), m, vms: vmNames(m, asArray(regs)) };
   };
-  // One feed per namespace filter, so each watcher gets the edges it draws; few distinct filters.
+  // One feed per namespace filter and window, so each watcher gets the edges it draws; few distinct ones.
   const feeds = new Map<string, GraphFeed>();
-  const feedFor = (ns: string): GraphFeed => {
-    let f = feeds.get(ns);
+  const feedFor = (ns: string, window: string): GraphFeed => {
+    const key = `${window}|${ns}`;
+    let f = feeds.get(key);
     if (f === undefined) {
       if (feeds.size >= MAX_FEEDS) {
         const [oldest, gone] = [...feeds].find(([, x]) => x.waiting() === 0) ?? [...feeds][0]!;
@@ -97,15 +123,20 @@ export function createConsole(opts: ConsoleOptions): Console {
         feeds.delete(oldest);
       }
       f = createGraphFeed({
-        read: async () => JSON.stringify(graphUpdate((await graph(ns)).g)),
+        read: async () => JSON.stringify(graphUpdate((await graph(ns, window)).g)),
         tickMs: opts.graphTickMs,
         maxWaitMs: opts.graphMaxWaitMs,
       });
-      feeds.set(ns, f);
+      feeds.set(key, f);
     }
     return f;
   };
-  const retryMs = opts.graphRetryMs ?? 250;
+  const retryMs = opts.graphRetryMs ?? 1000;
+  const maxStreamMs = opts.graphMaxStreamMs ?? 10 * 60_000;
+  const maxWatchers = opts.graphMaxWatchers ?? DEFAULT_MAX_GRAPH_WATCHERS;
+  let watchers = 0;
+  /** Aborted by close(): ends every open stream. */
+  const closing = new AbortController();
 
   const app = new Hono();
   const html = async (body: Html | Promise<Html> | string): Promise<Response> =>
@@ -133,33 +164,57 @@ export function createConsole(opts: ConsoleOptions): Console {
   });
   app.get("/ui/graph", async (c) => {
     const ns = c.req.query("ns") ?? "";
-    const { g, vms } = await graph(ns);
-    return await html(graphPage(g, vms, { window: c.req.query("window") ?? "", ns, limit: MAX_DRAWN_EDGES }));
+    const window = graphWindow(c.req.query("window"));
+    const { g, vms } = await graph(ns, window);
+    return await html(graphPage(g, vms, { window, ns, limit: MAX_DRAWN_EDGES }));
   });
   app.get("/ui/graph/svg", async (c) => {
-    const { g, vms } = await graph(c.req.query("ns") ?? "");
+    const { g, vms } = await graph(c.req.query("ns") ?? "", graphWindow(c.req.query("window")));
     return await html(renderSvg(g, vms));
   });
   app.get("/ui/graph/node", async (c) => {
-    const { g, m, vms } = await graph(c.req.query("ns") ?? "");
+    const { g, m, vms } = await graph(c.req.query("ns") ?? "", graphWindow(c.req.query("window")));
     return await html(nodeDetails(g, m, vms, c.req.query("name") ?? ""));
   });
-  app.get("/ui/graph/events", async (c) => {
+  app.get("/ui/graph/events", (c) => {
+    if (watchers >= maxWatchers) {
+      return c.text(`too many live graph streams open (${maxWatchers})`, 503, { "retry-after": "10" });
+    }
     const last = Number.parseInt(c.req.header("last-event-id") ?? "", 10);
-    const after = Number.isFinite(last) ? last : -1;
-    const item = await feedFor(c.req.query("ns") ?? "").next(after, c.req.raw.signal);
-    return c.body(sseBody(item, after, retryMs), 200, {
+    watchers++;
+    const ns = c.req.query("ns") ?? "";
+    const window = graphWindow(c.req.query("window"));
+    const body = sseStream(() => feedFor(ns, window), {
+      after: Number.isFinite(last) ? last : -1,
+      retryMs,
+      maxAgeMs: maxStreamMs,
+      signal: AbortSignal.any([c.req.raw.signal, closing.signal]),
+      onClose: () => watchers--,
+    });
+    return c.body(body, 200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-store",
     });
   });
-  app.get("/ui/services", async (c) => await html(servicesPage(model(), new URL(c.req.url).searchParams)));
+  app.get("/ui/services", async (c) => {
+    const query = new URL(c.req.url).searchParams;
+    const host = query.get("host");
+    const endpointz = host ? await src.debug("endpointz", { host }) : undefined;
+    return await html(servicesPage(model(), query, endpointz));
+  });
   app.get("/ui/proxies", async (c) => {
     const query = new URL(c.req.url).searchParams;
     const id = query.get("id");
     if (id) {
-      const [sync, dump] = await Promise.all([readSync(src), src.debug("config_dump", { proxyID: id })]);
-      return await html(proxyPage(model(), sync.find((p) => p.proxy === id), dump, id, query));
+      const sq = simulationQuery(id, query);
+      const [sync, dump, simulated] = await Promise.all([
+        readSync(src),
+        src.debug("config_dump", { proxyID: id }),
+        sq && src.debug("simulate", sq),
+      ]);
+      // Pilot's answer reuses what it serves; without pilot here, the console simulates itself.
+      const sim = asObject(simulated) as SimulationView | undefined ?? localSimulation(model(), id, query);
+      return await html(proxyPage(sim, sync.find((p) => p.proxy === id), dump, id, query));
     }
     const [sync, regs] = await Promise.all([readSync(src), src.debug("registrationz")]);
     return await html(proxiesPage(sync, regs, query));
@@ -168,14 +223,19 @@ export function createConsole(opts: ConsoleOptions): Console {
     const m = model();
     return await html(configPage(src.config, findings(m), history, new URL(c.req.url).searchParams));
   });
-  app.get("/ui/security", async () => {
-    const [ca, regs] = await Promise.all([readCa(src), src.debug("registrationz")]);
-    return await html(securityPage(ca, src.metrics, regs, src.now()));
+  app.get("/ui/security", async (c) => {
+    const [ca, regs, certz] = await Promise.all([
+      readCa(src),
+      src.debug("registrationz"),
+      src.debug("certz"),
+    ]);
+    return await html(securityPage(ca, src.metrics, regs, src.now(), certz, new URL(c.req.url).searchParams));
   });
   return {
     app,
-    graphWatchers: () => [...feeds.values()].reduce((n, f) => n + f.waiting(), 0),
+    graphWatchers: () => watchers,
     close() {
+      closing.abort();
       history.close();
       for (const f of feeds.values()) f.close();
       feeds.clear();

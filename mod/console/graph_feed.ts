@@ -3,11 +3,11 @@
  * while someone waits, the feed reads the graph every `tickMs` and, when the update differs from
  * the last one, numbers it and hands it to every waiter.
  *
- * Each server-sent-events response carries one update and ends with a short `retry`, and the
- * browser's EventSource reconnects with `Last-Event-ID`: a response is answered at once when a
- * newer update exists, else when the next one comes (or after `maxWaitMs`, with a comment). The
- * admin server's listener sends a response once it is complete, so a response that stayed open
- * would never reach the browser; this way every event does.
+ * Each browser holds one long-lived server-sent-events stream ({@link sseStream}): the current
+ * update at once (or the first newer than its `Last-Event-ID`), then every change, with a
+ * comment as heartbeat when nothing changed for a while. The stream is pulled: the next update
+ * is awaited only once the last one was handed to the connection, so a slow browser holds at
+ * most one update, and a browser that goes away cancels its stream and leaves the waiters.
  *
  * @module
  */
@@ -21,8 +21,8 @@ export interface FeedItem {
 /** The feed. */
 export interface GraphFeed {
   /**
-   * The first update newer than `after` (-1: the current one at once), or undefined when none
-   * came within `maxWaitMs` or `signal` aborted.
+   * The first update newer than `after` (-1, or an id this feed did not give: the current one at
+   * once), or undefined when none came within `maxWaitMs` or `signal` aborted.
    */
   next(after: number, signal?: AbortSignal): Promise<FeedItem | undefined>;
   /** Waiters right now (for tests and the benchmark). */
@@ -37,7 +37,7 @@ export interface GraphFeedOptions {
   read(): Promise<string>;
   /** How often the graph is read while someone waits (default 1000 ms). */
   readonly tickMs?: number;
-  /** Longest a response waits for a change (default 20 s). */
+  /** Longest a wait for a change lasts (default 20 s): the heartbeat interval of a stream. */
   readonly maxWaitMs?: number;
 }
 
@@ -71,11 +71,9 @@ export function createGraphFeed(opts: GraphFeedOptions): GraphFeed {
 
   return {
     async next(after, signal) {
-      if (after < 0 || last === undefined || last.seq > after) {
-        // A new watcher gets the graph as it is now.
-        if (after < 0 || last === undefined) await refresh();
-        if (last !== undefined && last.seq > after) return last;
-      }
+      // A new watcher gets the graph as it is now; so does one whose id is not this feed's.
+      if (after < 0 || last === undefined) await refresh();
+      if (last !== undefined && last.seq !== after) return last;
       return await new Promise<FeedItem | undefined>((resolve) => {
         const w = {
           after,
@@ -103,9 +101,73 @@ export function createGraphFeed(opts: GraphFeedOptions): GraphFeed {
   };
 }
 
-/** The body of one server-sent-events response: the update (or a comment) and the retry delay. */
-export function sseBody(item: FeedItem | undefined, after: number, retryMs: number): string {
-  const head = `retry: ${retryMs}\n`;
-  if (item === undefined) return `${head}id: ${Math.max(0, after)}\n: no change\n\n`;
-  return `${head}id: ${item.seq}\nevent: graph\ndata: ${item.data}\n\n`;
+/** One update as a server-sent event. */
+export function sseEvent(item: FeedItem): string {
+  return `id: ${item.seq}\nevent: graph\ndata: ${item.data}\n\n`;
+}
+
+/** The comment sent when nothing changed for a while (keeps proxies and the browser from timing out). */
+export const SSE_HEARTBEAT = ": heartbeat\n\n";
+
+/** Options for sseStream. */
+export interface SseStreamOptions {
+  /** The last update the browser has (its Last-Event-ID), -1 for none. */
+  readonly after: number;
+  /** The reconnect delay sent first (ms). */
+  readonly retryMs: number;
+  /** Longest the stream stays open (ms); the browser then reconnects with Last-Event-ID. */
+  readonly maxAgeMs: number;
+  /** The request's signal: aborts when the browser goes away. */
+  readonly signal?: AbortSignal;
+  /** Called once when the stream ends, however it ends. */
+  onClose?(): void;
+}
+
+/**
+ * A long-lived server-sent-events body over the feed `feed()` gives at each step (a feed may be
+ * replaced while the stream is open): `retry`, then the updates newer than `opts.after` as they
+ * come, a heartbeat comment each time the feed's wait ends without one.
+ */
+export function sseStream(feed: () => GraphFeed, opts: SseStreamOptions): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  const stop = new AbortController();
+  let after = opts.after;
+  let closed = false;
+  const finish = () => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(age);
+    opts.signal?.removeEventListener("abort", onGone);
+    stop.abort();
+    opts.onClose?.();
+  };
+  const onGone = () => finish();
+  const age = setTimeout(finish, opts.maxAgeMs);
+  opts.signal?.addEventListener("abort", onGone, { once: true });
+  if (opts.signal?.aborted) finish();
+  let started = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!started) {
+        started = true;
+        controller.enqueue(enc.encode(`retry: ${opts.retryMs}\n\n`));
+        return;
+      }
+      if (closed) {
+        controller.close();
+        return;
+      }
+      const item = await feed().next(after, stop.signal);
+      if (closed) {
+        controller.close();
+        return;
+      }
+      if (item === undefined) controller.enqueue(enc.encode(SSE_HEARTBEAT));
+      else {
+        after = item.seq;
+        controller.enqueue(enc.encode(sseEvent(item)));
+      }
+    },
+    cancel: finish,
+  }, { highWaterMark: 0 });
 }

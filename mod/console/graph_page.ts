@@ -9,6 +9,14 @@ import { drawGraph, type DrawnGraph, renderSvg } from "./graph.ts";
 import { badge, esc, fmtNum, fmtPct, type Html, table } from "./html.ts";
 import { page } from "./layout.ts";
 import type { MeshModel } from "./model.ts";
+import { GRAPH_WINDOWS } from "./source.ts";
+
+/** The window select's options, `chosen` selected ("" is mixer's default window). */
+function windowOptions(chosen: string): string {
+  return GRAPH_WINDOWS.map((w) =>
+    `<option value="${w}"${w === chosen ? " selected" : ""}>${w === "" ? "default" : w}</option>`
+  ).join("");
+}
 
 /** The graph page around a drawn graph: `window` and the namespace filter `ns` as the query had them. */
 export function graphPage(
@@ -24,8 +32,12 @@ export function graphPage(
     html`
       <form method="get"
         action="/ui/graph"><label>namespace<input name="ns" value="${q
-          .ns}" placeholder="all"></label><button>Show</button></form>
-      <p>Requests reported to mixer over the last <b>${win}</b> (the window of <code>--mixer-servicegraph-window</code>), updated live; updated at <span id="graph-at">${new Date()
+          .ns}" placeholder="all"></label><label>window<select name="window" data-submit>${raw(
+            windowOptions(q.window),
+          )}</select></label><button>Show</button></form>
+      <p>Requests reported to mixer over the last <b>${win}</b>${q.window === ""
+        ? raw(" (the default window, <code>--mixer-servicegraph-window</code>)")
+        : ""}, updated live; updated at <span id="graph-at">${new Date()
         .toISOString()}</span>. ${g.total > g.edges.length
         ? `The ${g.edges.length} busiest of ${g.total} edges`
         : `${g.edges.length} edges`}, ${g.nodes.length} nodes${g.dropped > 0

@@ -138,40 +138,82 @@ export function simulationFrom(
   };
 }
 
-/** Runs `meshd simulate`'s code for proxy `id` against the running config; rows of the outcome. */
-export function runSimulation(model: MeshModel, id: string, query: URLSearchParams): string[][] {
+/** What a simulation gave: pilot's /debug/simulate answer or the console's own run. */
+export interface SimulationView {
+  readonly listener?: string;
+  readonly filterChain?: string;
+  readonly routeConfig?: string;
+  readonly virtualHost?: string;
+  readonly route?: string;
+  readonly cluster?: string;
+  readonly weightedClusters?: readonly { readonly name: string; readonly weight: number }[];
+  readonly directResponse?: number;
+  readonly redirect?: string;
+  readonly error?: string;
+}
+
+/**
+ * Runs `meshd simulate`'s code for proxy `id` over the console's model of the config (pilot's
+ * /debug/simulate is preferred: it reuses what pilot serves; this is for when pilot does not
+ * run here). Undefined when the form is empty.
+ */
+export function localSimulation(
+  model: MeshModel,
+  id: string,
+  query: URLSearchParams,
+): SimulationView | undefined {
   const req = simulationFrom(query);
-  if (req === undefined) return [];
+  if (req === undefined) return undefined;
   try {
     const bare = proxyFromNode({ id, metadata: {} });
     const labels = { ...(model.push.instancesOf(bare)[0]?.labels ?? {}) };
     const proxy = proxyFromNode({ id, metadata: { NAMESPACE: bare.namespace, LABELS: labels } });
-    const r = simulate(model.push, proxy, {
+    return simulate(model.push, proxy, {
       host: req.host,
       port: req.port,
       path: req.path,
       method: req.method,
       ...(req.inbound ? { direction: "inbound" as const } : {}),
     });
-    const rows: string[][] = [["LISTENER", r.listener || "(none)"]];
-    if (r.filterChain !== undefined) rows.push(["FILTER CHAIN", r.filterChain]);
-    if (r.routeConfig !== undefined) rows.push(["ROUTE CONFIG", r.routeConfig]);
-    if (r.virtualHost !== undefined) rows.push(["VIRTUAL HOST", r.virtualHost]);
-    if (r.route !== undefined) rows.push(["ROUTE", r.route]);
-    if (r.cluster !== undefined) rows.push(["CLUSTER", r.cluster]);
-    for (const w of r.weightedClusters ?? []) rows.push(["CLUSTER", `${w.name} (weight ${w.weight})`]);
-    if (r.directResponse !== undefined) rows.push(["DIRECT RESPONSE", String(r.directResponse)]);
-    if (r.redirect !== undefined) rows.push(["REDIRECT", r.redirect]);
-    if (r.error !== undefined) rows.push(["ERROR", r.error]);
-    return rows.map(([a, b]) => [esc(a!), `<code>${esc(b!)}</code>`]);
   } catch (err) {
-    return [["ERROR", `<code>${esc(errorMessage(err))}</code>`]];
+    return { error: errorMessage(err) };
   }
+}
+
+/** The query of pilot's /debug/simulate for the form's request, or undefined when the form is empty. */
+export function simulationQuery(id: string, query: URLSearchParams): Record<string, string> | undefined {
+  const req = simulationFrom(query);
+  if (req === undefined) return undefined;
+  return {
+    proxyID: id,
+    host: req.host,
+    port: String(req.port),
+    path: req.path,
+    method: req.method,
+    ...(req.inbound ? { inbound: "true" } : {}),
+  };
+}
+
+/** A simulation's outcome as rows, in `meshd simulate`'s order. */
+export function simulationRows(r: SimulationView | undefined): string[][] {
+  if (r === undefined) return [];
+  const rows: string[][] = [];
+  if (r.listener !== undefined) rows.push(["LISTENER", r.listener || "(none)"]);
+  if (r.filterChain !== undefined) rows.push(["FILTER CHAIN", r.filterChain]);
+  if (r.routeConfig !== undefined) rows.push(["ROUTE CONFIG", r.routeConfig]);
+  if (r.virtualHost !== undefined) rows.push(["VIRTUAL HOST", r.virtualHost]);
+  if (r.route !== undefined) rows.push(["ROUTE", r.route]);
+  if (r.cluster !== undefined) rows.push(["CLUSTER", r.cluster]);
+  for (const w of r.weightedClusters ?? []) rows.push(["CLUSTER", `${w.name} (weight ${w.weight})`]);
+  if (r.directResponse !== undefined) rows.push(["DIRECT RESPONSE", String(r.directResponse)]);
+  if (r.redirect !== undefined) rows.push(["REDIRECT", r.redirect]);
+  if (r.error !== undefined) rows.push(["ERROR", r.error]);
+  return rows.map(([a, b]) => [esc(a!), `<code>${esc(b!)}</code>`]);
 }
 
 /** One proxy: its sync state, generated config, and the simulate form. */
 export function proxyPage(
-  model: MeshModel,
+  sim: SimulationView | undefined,
   sync: ProxySyncView | undefined,
   dump: unknown,
   id: string,
@@ -190,7 +232,7 @@ export function proxyPage(
     ];
   });
   const req = simulationFrom(query);
-  const sim = runSimulation(model, id, query);
+  const rows = simulationRows(sim);
   const config = ["clusters", "listeners", "routes", "endpoints"].map((k) => {
     const n = names(d[k]);
     return [
@@ -214,7 +256,7 @@ export function proxyPage(
           "/"}"></label><label>method<input name="method" value="${req?.method ??
           "GET"}" size="6"></label><label>inbound<input type="checkbox" name="inbound"${req?.inbound
           ? raw(" checked")
-          : ""}></label><button>Simulate</button></form>${sim.length > 0 ? table(["", ""], sim) : ""}
+          : ""}></label><button>Simulate</button></form>${rows.length > 0 ? table(["", ""], rows) : ""}
       <h2>Generated config (meshd proxy-config)</h2>${d.error
         ? html`<p class="muted">${String(d.error)}</p>`
         : table(["kind", "count", "names"], config)}${d.error ? "" : html`

@@ -1,13 +1,14 @@
 /**
  * The security page: the CA (mode, trust domain, signing certificate, roots and their expiry),
- * certificates issued and requests refused by the CA (by reason), authorization denials by
- * mixer, VM registrations refused, and admin requests refused.
+ * the workload certificates issued (identity, serial, issued at, expiry; citadel's
+ * /debug/certz, filtered and paged) and the requests the CA refused with their reasons,
+ * authorization denials by mixer, VM registrations refused, and admin requests refused.
  *
  * @module
  */
-import { html } from "hono/html";
+import { html, raw } from "hono/html";
 import type { MetricsRegistry } from "../shared/metrics.ts";
-import { badge, esc, fmtUntil, type Html, table } from "./html.ts";
+import { badge, esc, fmtUntil, type Html, pageOf, pager, table } from "./html.ts";
 import { page } from "./layout.ts";
 import { rotationStage } from "./overview_page.ts";
 import { asArray, asObject, type CaView } from "./source.ts";
@@ -42,13 +43,57 @@ const CSR_REFUSED = "citadel_csr_refused_total";
 const CHECKS = "mixer_check_total";
 const ADMIN_REFUSED = "meshd_admin_requests_refused_total";
 
-/** Renders the security page. */
+/** Issued certificates listed per page. */
+export const CERTS_PER_PAGE = 100;
+/** Refusals listed. */
+export const MAX_REFUSAL_ROWS = 50;
+
+/** Rows of the issued certificates in `certz` whose identity contains `q`, for the page asked. */
+export function issuedRows(
+  certz: unknown,
+  query: URLSearchParams,
+  now: number,
+): { rows: string[][]; total: number; shown: number; pager: string } {
+  const q = (query.get("q") ?? "").toLowerCase();
+  const all = asArray(asObject(certz)?.issued).map((x) => asObject(x) ?? {});
+  const list = all.filter((c) => q === "" || String(c.identity ?? "").toLowerCase().includes(q));
+  const p = pageOf(list.length, query.get("page") ?? undefined, CERTS_PER_PAGE);
+  const rows = list.slice(p.from, p.to).map((c) => [
+    esc(String(c.identity ?? "")),
+    `<code>${esc(String(c.serial ?? ""))}</code>`,
+    esc(String(c.issuedAt ?? "")),
+    esc(String(c.notAfter ?? "")),
+    fmtUntil(String(c.notAfter ?? ""), now),
+    esc(String(c.via ?? "")),
+  ]);
+  return { rows, total: all.length, shown: list.length, pager: pager("/ui/security", query, p) };
+}
+
+/** Rows of the newest refusals in `certz`. */
+export function refusalRows(certz: unknown): string[][] {
+  return asArray(asObject(certz)?.refused).slice(0, MAX_REFUSAL_ROWS).map((x) => {
+    const r = asObject(x) ?? {};
+    return [
+      esc(String(r.at ?? "")),
+      badge(String(r.reason ?? "?"), "bad"),
+      esc(String(r.caller ?? "")),
+      esc(String(r.requested ?? "")),
+      `<code>${esc(String(r.message ?? ""))}</code>`,
+    ];
+  });
+}
+
+/** Renders the security page; `certz` is citadel's /debug/certz (undefined when citadel does not run here). */
 export async function securityPage(
   ca: CaView | undefined,
   metrics: MetricsRegistry | undefined,
   registrations: unknown,
   now: number,
+  certz?: unknown,
+  query: URLSearchParams = new URLSearchParams(),
 ): Promise<Html> {
+  const issued = issuedRows(certz, query, now);
+  const limit = asObject(certz)?.limit;
   const c = await counters(metrics, [ISSUED, CSR_REFUSED, CHECKS, ADMIN_REFUSED]);
   const sum = (n: string) => (c.get(n) ?? []).reduce((s, v) => s + v.value, 0);
   const byLabel = (n: string, label: string, skip?: (v: CounterValue) => boolean) =>
@@ -74,31 +119,44 @@ export async function securityPage(
   return page(
     "Security",
     "security",
-    html`${
-      ca === undefined
+    html`
+      ${ca === undefined
         ? html`<p class="muted">citadel does not run here</p>`
         : html`<p>mode <b>${ca.mode ?? "starting"}</b>, trust domain <b>${
           ca.trustDomain ?? "–"
         }</b>; rotation: ${rotationStage(ca)}</p>${
           table(["certificate", "role", "expires", "", "leaves it signed valid until"], certRows)
-        }`
-    }
-<h2>Workload certificates</h2><p>${sum(ISSUED)} issued since start; ${
-      sum(CSR_REFUSED)
-    } requests refused.</p>${
-      table(["refusal reason", "count"], byLabel(CSR_REFUSED, "reason"), "no certificate requests refused")
-    }
-<h2>Authorization denials (mixer)</h2>${
-      table(
+        }`}
+      <h2>Workload certificates</h2><p>${sum(ISSUED)} issued since start; ${sum(
+        CSR_REFUSED,
+      )} requests refused.</p>
+      <form method="get"
+        action="/ui/security"><label>identity<input name="q" value="${query.get("q") ??
+          ""}" placeholder="spiffe://…"></label><button>Filter</button></form>
+      <h2>Issued (${issued.shown} of the last ${issued.total}${typeof limit === "number"
+        ? `, at most ${limit} kept`
+        : ""})</h2>${table(
+          ["identity", "serial", "issued at", "expires", "", "via"],
+          issued.rows,
+          certz === undefined ? "citadel does not run here" : "no workload certificates issued since start",
+        )}${raw(issued.pager)}
+      <h2>Recent refusals by the CA</h2>${table(
+        ["when", "reason", "caller", "requested identity", "message"],
+        refusalRows(certz),
+        "no certificate requests refused since start",
+      )}${table(
+        ["refusal reason", "count"],
+        byLabel(CSR_REFUSED, "reason"),
+        "no certificate requests refused",
+      )}
+      <h2>Authorization denials (mixer)</h2>${table(
         ["API", "status code", "count"],
         denied.map((
           v,
         ) => [esc(String(v.labels.api ?? "")), esc(String(v.labels.code ?? "")), String(v.value)]),
         "no checks denied",
-      )
-    }
-<h2>Registrations refused</h2>${
-      table(
+      )}
+      <h2>Registrations refused</h2>${table(
         ["workload", "group", "identity", "reason", "when"],
         refusedRegs.map((r) => [
           esc(String(r.workload ?? "")),
@@ -108,8 +166,8 @@ export async function securityPage(
           esc(String(r.refusedAt ?? "")),
         ]),
         "none",
-      )
-    }
-<h2>Admin requests refused</h2>${table(["reason", "count"], byLabel(ADMIN_REFUSED, "reason"), "none")}`,
+      )}
+      <h2>Admin requests refused</h2>${table(["reason", "count"], byLabel(ADMIN_REFUSED, "reason"), "none")}
+    `,
   );
 }

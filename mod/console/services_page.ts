@@ -11,6 +11,7 @@ import type { Resource } from "../galley/mod.ts";
 import { badge, esc, type Html, pageOf, pager, table } from "./html.ts";
 import { page } from "./layout.ts";
 import type { MeshModel } from "./model.ts";
+import { asObject } from "./source.ts";
 
 /** Rows per page of the list. */
 export const SERVICES_PER_PAGE = 100;
@@ -19,6 +20,41 @@ type Service = MeshModel["push"]["services"][number];
 
 function endpointsOf(model: MeshModel, s: Service) {
   return s.ports.flatMap((p) => model.push.endpoints(s, p.number));
+}
+
+/** An endpoint as the service page shows it: from pilot's /debug/endpointz or the console's model. */
+export interface EndpointView {
+  readonly address: string;
+  readonly port: number;
+  readonly healthy: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly locality?: string;
+  /** The resource it came from (for auto-registered VMs, a WorkloadEntry that is not in config). */
+  readonly source: string;
+}
+
+/** The endpoints in pilot's /debug/endpointz answer, or undefined when it gave none (pilot not here). */
+export function pilotEndpoints(endpointz: unknown): EndpointView[] | undefined {
+  const list = asObject(endpointz)?.endpoints;
+  if (!Array.isArray(list)) return undefined;
+  return list.map((x) => {
+    const e = asObject(x) ?? {};
+    return {
+      address: String(e.address ?? ""),
+      port: typeof e.port === "number" ? e.port : 0,
+      healthy: e.healthy === true,
+      labels: (asObject(e.labels) ?? {}) as Record<string, string>,
+      ...(typeof e.locality === "string" ? { locality: e.locality } : {}),
+      source: String(e.source ?? ""),
+    };
+  });
+}
+
+/** The badges of an endpoint's source: a VM, and one registered by its agent rather than in config. */
+function sourceBadges(model: MeshModel, source: string): string {
+  if (!source.includes("/WorkloadEntry/")) return "";
+  const auto = !model.push.config.resources.has(source);
+  return ` ${badge("VM", "warn")}${auto ? ` ${badge("auto-registered", "info")}` : ""}`;
 }
 
 /** Where a resource was read, as "file:line" when known. */
@@ -67,9 +103,9 @@ export function rulesRoutingTo(model: MeshModel, host: string): string[][] {
 }
 
 /** The list page. */
-export function servicesPage(model: MeshModel, query: URLSearchParams): Html {
+export function servicesPage(model: MeshModel, query: URLSearchParams, endpointz?: unknown): Html {
   const host = query.get("host");
-  if (host) return servicePage(model, host);
+  if (host) return servicePage(model, host, pilotEndpoints(endpointz));
   const q = (query.get("q") ?? "").toLowerCase();
   const all = model.push.services.filter((s) =>
     q === "" || s.hostname.includes(q) || s.namespace.includes(q)
@@ -115,13 +151,16 @@ export function servicesPage(model: MeshModel, query: URLSearchParams): Html {
   );
 }
 
-/** One service. */
-export function servicePage(model: MeshModel, host: string): Html {
+/**
+ * One service; `fromPilot` are its endpoints in pilot's push (every registry, auto-registered
+ * VMs too) when pilot runs here, else the config's are shown.
+ */
+export function servicePage(model: MeshModel, host: string, fromPilot?: readonly EndpointView[]): Html {
   const svc = model.push.services.find((s) => s.hostname === host);
   if (svc === undefined) {
     return page("Service", "services", html`<p>no service <code>${host}</code> in the current config</p>`);
   }
-  const eps = endpointsOf(model, svc);
+  const eps: readonly EndpointView[] = fromPilot ?? endpointsOf(model, svc);
   const dr = model.push.config.list<
     { host?: string; subsets?: Array<{ name: string; labels?: Record<string, string> }> }
   >(
@@ -168,7 +207,11 @@ export function servicePage(model: MeshModel, host: string): Html {
     }, addresses ${svc.addresses.join(", ") || "none"}, resolution ${svc.resolution}, mTLS ${
       model.mtlsMode(svc.namespace)
     }; declared by <code>${svc.source}</code></p>
-<h2>Endpoints (${eps.length})</h2>${
+<h2>Endpoints (${eps.length})</h2><p class="muted">${
+      fromPilot
+        ? "as pilot serves them, from every registry"
+        : "as the config declares them (pilot does not run here)"
+    }</p>${
       table(
         ["address", "port", "health", "labels", "locality", "source"],
         eps.map((e) => [
@@ -177,7 +220,7 @@ export function servicePage(model: MeshModel, host: string): Html {
           e.healthy ? badge("healthy", "ok") : badge("unhealthy", "bad"),
           `<code>${esc(Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(" "))}</code>`,
           esc(e.locality ?? ""),
-          esc(e.source) + (e.source.includes("/WorkloadEntry/") ? ` ${badge("VM", "warn")}` : ""),
+          esc(e.source) + sourceBadges(model, e.source),
         ]),
         "no endpoints",
       )

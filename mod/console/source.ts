@@ -99,9 +99,17 @@ export function asArray(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [];
 }
 
-/** The service graph, or an empty one when mixer does not run. */
-export async function readGraph(src: ConsoleSource): Promise<GraphView> {
-  const g = asObject(await src.debug("servicegraph"));
+/** The windows the graph page offers ("": mixer's default window). */
+export const GRAPH_WINDOWS: readonly string[] = ["", "1m", "5m", "15m"];
+
+/** A `?window=` the page offers, else "" (the default window). */
+export function graphWindow(text: string | undefined): string {
+  return text !== undefined && GRAPH_WINDOWS.includes(text) ? text : "";
+}
+
+/** The service graph over `window` (one of {@link GRAPH_WINDOWS}), or an empty one when mixer does not run. */
+export async function readGraph(src: ConsoleSource, window = ""): Promise<GraphView> {
+  const g = asObject(await src.debug("servicegraph", window === "" ? undefined : { window }));
   return {
     windowMs: typeof g?.windowMs === "number" ? g.windowMs : 0,
     edges: asArray(g?.edges) as GraphEdgeView[],

@@ -16,6 +16,8 @@ import type { ConfigSource } from "../runtime/config_source.ts";
 import { createConfigStore } from "./store.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook.ts";
 import { createXdsSource } from "./xds_source.ts";
+import { createKubeConfig, type KubeConfig } from "./kube_config.ts";
+import { isKubeSourceUrl } from "./kube_source.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
   {
@@ -27,7 +29,9 @@ const SETTINGS: readonly SettingSpec[] = [
     name: "config-source",
     kind: { type: "list" },
     default: [],
-    help: "remote config sources: xds://HOST:PORT takes config from another meshd's galley (MCP over xDS)",
+    help: "remote config sources: xds://HOST:PORT takes config from another meshd's galley (MCP over xDS); " +
+      "kubernetes (in a pod) or kubernetes://?kubeconfig=FILE[&context=NAME][&lease-namespace=NS] reads Istio's " +
+      "custom resources from the Kubernetes API and writes their status back (one replica, by Lease)",
   },
   {
     name: "config-debounce",
@@ -132,7 +136,14 @@ export const galleyModule: ModuleDefinition = {
         maxTotalBytes,
       }));
     }
+    const kubeSources: KubeConfig[] = [];
     for (const url of s.list("config-source")) {
+      if (isKubeSourceUrl(url)) {
+        const src = createKubeConfig({ url, store, logger: ctx.logger, clock: ctx.clock, maxBytes });
+        kubeSources.push(src);
+        sources.push(src);
+        continue;
+      }
       sources.push(
         createXdsSource({
           url,
@@ -168,6 +179,7 @@ export const galleyModule: ModuleDefinition = {
           return Response.json({ key, source: r.source, metadata: r.metadata, spec: r.spec });
         }
         const status = store.status();
+        const kube = new Map(kubeSources.map((k) => [k.name, k]));
         const bySource = new Map(status.sources.map((x) => [x.source, x]));
         return Response.json({
           version: snap.version,
@@ -183,6 +195,7 @@ export const galleyModule: ModuleDefinition = {
               warnings: st?.warnings ?? [],
               resources: st?.resources ?? 0,
               bytes: st?.bytes ?? 0,
+              ...(kube.has(x.name) ? { kubernetes: kube.get(x.name)!.status() } : {}),
             };
           }),
         });

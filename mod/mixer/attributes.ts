@@ -9,6 +9,12 @@
  * `source.labels.app: productpage` sets one label). Principals are the peers' SPIFFE URIs; a
  * principal's `/ns/NAMESPACE/` fills the namespace when nothing else does.
  *
+ * Access-log entries: `destination.service.host` comes from the metadata, else the upstream
+ * cluster (`outbound|PORT||HOST`), else the request's authority; whichever gives it,
+ * `destination.service.name` and `.namespace` are its first two labels unless the metadata sets
+ * them (none for an IP address). HTTP entries set `response.time` to the request's start plus its
+ * duration, so Istio's tracespan (`endTime: response.time`) evaluates.
+ *
  * @module
  */
 import { X509Certificate } from "node:crypto";
@@ -201,6 +207,22 @@ function urlParts(bag: AttributeBag, path: string): void {
   }
 }
 
+/** The service name and namespace a host names: its first two labels; nothing for an IP address. */
+export function serviceOfHost(host: string): { readonly name?: string; readonly namespace?: string } {
+  if (host === "" || host.startsWith("[") || parseIP(host)) return {};
+  const labels = host.split(".");
+  return { name: labels[0]!, ...(labels.length > 1 ? { namespace: labels[1]! } : {}) };
+}
+
+/** Fills `destination.service.name` and `.namespace` from `destination.service.host` where unset. */
+function fillServiceNames(bag: AttributeBag): void {
+  const host = bag["destination.service.host"];
+  if (typeof host !== "string") return;
+  const { name, namespace } = serviceOfHost(host);
+  if (name !== undefined) bag["destination.service.name"] ??= name;
+  if (namespace !== undefined) bag["destination.service.namespace"] ??= namespace;
+}
+
 function hostOnly(authority: string): string {
   if (authority.startsWith("[")) return authority.slice(0, authority.indexOf("]") + 1);
   const colon = authority.lastIndexOf(":");
@@ -285,9 +307,7 @@ const DESCRIPTOR_KEYS: Readonly<Record<string, (bag: AttributeBag, value: string
     const host = parts.length === 4 ? parts[3]! : v;
     if (host !== "") {
       bag["destination.service.host"] = host;
-      const labels = host.split(".");
-      bag["destination.service.name"] = labels[0]!;
-      if (labels.length > 1) bag["destination.service.namespace"] = labels[1]!;
+      fillServiceNames(bag);
     }
     if (parts.length === 4 && /^\d+$/.test(parts[1]!)) bag["destination.port"] = Number(parts[1]);
   },
@@ -398,13 +418,7 @@ function commonAttributes(bag: AttributeBag, c: AccessLogCommon | undefined, nod
   if (node.labels) bag[`${self}.labels`] = node.labels;
   if (node.ip) bag[`${self}.ip`] = node.ip;
   const parts = cluster.split("|");
-  if (parts.length === 4 && parts[3]) {
-    const host = parts[3];
-    bag["destination.service.host"] = host;
-    const labels = host.split(".");
-    bag["destination.service.name"] = labels[0]!;
-    if (labels.length > 1) bag["destination.service.namespace"] = labels[1]!;
-  }
+  if (parts.length === 4 && parts[3]) bag["destination.service.host"] = parts[3];
   if (!c) return;
   const remote = socket(c.downstreamRemoteAddress);
   const local = socket(c.downstreamLocalAddress);
@@ -431,11 +445,14 @@ function commonAttributes(bag: AttributeBag, c: AccessLogCommon | undefined, nod
   if (localUri) bag[`${self}.principal`] = localUri;
   bag["connection.mtls"] = Boolean(tls?.peerCertificateProperties && !outbound);
   if (tls?.tlsSniHostname) bag["connection.requested_server_name"] = tls.tlsSniHostname;
-  if (c.startTime) {
-    bag["request.time"] = new Date(Number(c.startTime.seconds) * 1000 + c.startTime.nanos / 1_000_000);
-  }
+  const startMs = c.startTime && Number(c.startTime.seconds) * 1000 + c.startTime.nanos / 1_000_000;
+  if (startMs !== undefined) bag["request.time"] = new Date(startMs);
   const d = c.duration ?? c.timeToLastDownstreamTxByte;
-  if (d) bag["response.duration"] = Number(d.seconds) * 1000 + d.nanos / 1_000_000;
+  const durationMs = d && Number(d.seconds) * 1000 + d.nanos / 1_000_000;
+  if (durationMs !== undefined) bag["response.duration"] = durationMs;
+  if (startMs !== undefined && durationMs !== undefined) {
+    bag["response.time"] = new Date(startMs + durationMs);
+  }
   bag["context.proxy_error_code"] = responseFlagsText(c.responseFlags);
   setAttributesJson(bag, c.metadata?.filterMetadata[ATTRIBUTES_METADATA_NAMESPACE]);
   fillNamespaces(bag);
@@ -486,6 +503,7 @@ export function bagFromHttpLog(e: HTTPAccessLogEntry, node: Node | undefined): A
   if (bag["destination.service.host"] === undefined && typeof bag["request.host"] === "string") {
     bag["destination.service.host"] = hostOnly(bag["request.host"]);
   }
+  fillServiceNames(bag);
   return bag;
 }
 
@@ -505,7 +523,9 @@ export function bagFromTcpLog(e: TCPAccessLogEntry, node: Node | undefined): Att
   }
   if (c?.streamId) bag["connection.id"] = c.streamId;
   commonAttributes(bag, c, nodeWorkload(node));
+  fillServiceNames(bag);
   if (bag["response.duration"] !== undefined) bag["connection.duration"] = bag["response.duration"];
   delete bag["response.duration"];
+  delete bag["response.time"];
   return bag;
 }

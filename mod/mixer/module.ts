@@ -18,6 +18,7 @@ import { createMixerCore } from "./core.ts";
 import { authorizationService } from "./ext_authz.ts";
 import { mixerMethods } from "./mixer_service.ts";
 import { rateLimitService } from "./rate_limit.ts";
+import { windowOf } from "./service_graph.ts";
 
 const SETTINGS: readonly SettingSpec[] = [
   {
@@ -57,13 +58,14 @@ export const mixerModule: ModuleDefinition = {
     const configReady = ctx.links.find(CONFIG_READY);
     if (!store || !configReady) throw new Error("mixer needs galley in the same process");
     const s = ctx.settings;
+    const graphWindowMs = s.number("mixer-servicegraph-window");
     const core = createMixerCore({
       logger: ctx.logger,
       clock: ctx.clock,
       metrics: ctx.metrics,
       defaultValidDurationMs: s.number("mixer-default-valid-duration"),
       defaultValidUseCount: s.number("mixer-default-valid-use-count"),
-      graphWindowMs: s.number("mixer-servicegraph-window"),
+      graphWindowMs,
     });
     const maxBatch = s.number("mixer-max-report-batch");
     // The per-request decisions skip Connect's per-call machinery (see mod/grpc/raw.ts).
@@ -90,8 +92,12 @@ export const mixerModule: ModuleDefinition = {
     ctx.debug({
       path: "servicegraph",
       description:
-        "service graph from reported telemetry: source workload -> destination service, rates, latency",
-      handle: () => Response.json(core.graph.view()),
+        "service graph from reported telemetry: source workload -> destination service, rates, latency; ?window=1m|5m|15m",
+      handle(req) {
+        const g = core.graph;
+        const w = windowOf(new URL(req.url).searchParams.get("window"), graphWindowMs, g.longestWindowMs);
+        return typeof w === "number" ? Response.json(g.view(w)) : Response.json(w, { status: 400 });
+      },
     });
     ctx.debug({
       path: "mixerz",

@@ -1,12 +1,13 @@
 /**
  * `meshd proxy-status` and `meshd proxy-config`: what a running meshd serves its proxies, and
- * how its VM agents' auto-registrations stand.
+ * how its VM agents' auto-registrations and its platform registries (`--registry`) stand.
  */
 import { getAdminJson } from "../cli/admin_client.ts";
 import type { Command } from "../cli/command.ts";
 import type { SettingSpec } from "../cli/setting.ts";
 import { UsageError } from "../shared/errors.ts";
 import type { RegistrationStatus } from "./autoregister.ts";
+import type { RegistryStatus } from "./registry/mod.ts";
 import type { ProxySync } from "./xds/sync_status.ts";
 
 const ADMIN: SettingSpec = {
@@ -76,18 +77,47 @@ function agentDetail(node: string, r: RegistrationStatus): string {
   return table(rows);
 }
 
+/** A registry's sync as one cell: SYNCED, STALE (error) or NOT SYNCED (error). */
+function registrySyncCell(r: RegistryStatus): string {
+  const why = r.lastError ? ` (${r.lastError})` : "";
+  if (!r.synced) return `NOT SYNCED${why}`;
+  return r.stale ? `STALE${why}` : "SYNCED";
+}
+
+/** The registries section of proxy-status: one row per `--registry`. */
+export function registryRows(list: readonly RegistryStatus[]): string[][] {
+  const rows = [["REGISTRY", "KIND", "SYNC", "SERVICES", "ENDPOINTS", "LAST SYNC", "SHADOWED"]];
+  for (const r of list) {
+    const shadowed = r.shadowed ?? [];
+    rows.push([
+      r.name,
+      r.kind,
+      registrySyncCell(r),
+      String(r.services),
+      String(r.endpoints),
+      r.lastSyncMs === undefined ? "-" : new Date(r.lastSyncMs).toISOString(),
+      shadowed.length === 0
+        ? "-"
+        : `${shadowed.length} (${shadowed.slice(0, 3).join(", ")}${shadowed.length > 3 ? ", ..." : ""})`,
+    ]);
+  }
+  return rows;
+}
+
 /** `meshd proxy-status`: every connected proxy and whether it is in sync, per type; then the VM agents. */
 export const proxyStatusCommand: Command = {
   name: "proxy-status",
   summary:
     "show every connected proxy and whether CDS, LDS, EDS and RDS are SYNCED, STALE, NACKED or NOT SENT; " +
-    "and VM agents' registration and health",
+    "and VM agents' registration and health, and the platform registries' sync",
   usage: "meshd proxy-status [--admin-addr HOST:PORT] [-o short|json] [PROXY_ID]",
   description: [
     "Reads /debug/syncz and /debug/registrationz of a running meshd. VM agents (streams carrying",
     "AUTO_REGISTER_GROUP) are listed under VM AGENT with their WorkloadGroup, registration state, WorkloadEntry",
     "name, address and probe health; refused registrations stay listed for an hour after their stream ended.",
-    'PROXY_ID shows one proxy, or one agent in detail. -o json prints {"proxies": [...], "agents": [...]}.',
+    "Platform registries (--registry, from /debug/registryz) follow under REGISTRY: SYNCED, STALE (the last good",
+    "view is served; the error says why) or NOT SYNCED, their sizes, and hosts shadowed by config or an earlier registry.",
+    'PROXY_ID shows one proxy, or one agent in detail. -o json prints {"proxies": [...], "agents": [...], "registries": [...]}.',
   ].join("\n"),
   settings: () => [ADMIN, OUTPUT],
   args: { min: 0, max: 1, name: "PROXY_ID" },
@@ -97,12 +127,19 @@ export const proxyStatusCommand: Command = {
     // A meshd without pilot's auto-registry has no /debug/registrationz: no agents.
     const regsAnswer = await getAdminJson<RegistrationStatus[]>(addr, "/debug/registrationz");
     const regs = regsAnswer.status === 200 && Array.isArray(regsAnswer.body) ? regsAnswer.body : [];
+    // A meshd without pilot has no /debug/registryz: no registries.
+    const platformAnswer = await getAdminJson<RegistryStatus[]>(addr, "/debug/registryz");
+    const platforms = platformAnswer.status === 200 && Array.isArray(platformAnswer.body)
+      ? platformAnswer.body
+      : [];
     const id = inv.args[0];
     const list = id ? body.filter((p) => p.proxy === id) : body;
     const agents = id ? regs.filter((r) => r.nodes.includes(id)) : regs;
     if (id && list.length === 0 && agents.length === 0) throw new Error(`proxy ${id} is not connected`);
     if (inv.settings.string("output") === "json") {
-      inv.out(JSON.stringify({ proxies: list, agents }, null, 2) + "\n");
+      inv.out(
+        JSON.stringify({ proxies: list, agents, ...(id ? {} : { registries: platforms }) }, null, 2) + "\n",
+      );
       return 0;
     }
     const cell = (p: ProxySync, t: "CDS" | "LDS" | "EDS" | "RDS") => {
@@ -119,6 +156,7 @@ export const proxyStatusCommand: Command = {
     if (!id || list.length > 0) parts.push(table(rows));
     if (id) parts.push(...agents.map((r) => agentDetail(id, r)));
     else if (agents.length > 0) parts.push(table(agentRows(agents)));
+    if (!id && platforms.length > 0) parts.push(table(registryRows(platforms)));
     inv.out(parts.join("\n"));
     return 0;
   },

@@ -22,7 +22,17 @@ import {
 import { checkEnvoySet, configuredSecretNames, proxyKindOf } from "./check/mod.ts";
 import { createPushContext } from "./model/push_context.ts";
 import type { ServiceRegistry } from "./model/registry.ts";
+import {
+  createPlatformRegistries,
+  createPlatformRegistrySet,
+  guardedWatchers,
+  parseRegistries,
+  registriesVersion,
+  REGISTRY_SETTING,
+} from "./registry/mod.ts";
 import type { SharedRegistrations } from "./shared_registrations.ts";
+import { endpointzHandler } from "./endpointz.ts";
+import { simulateDebugHandler } from "./simulate/debug.ts";
 import { debouncePushes } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
 import { type PushRequest, type PushRequestSummary, summarizePushRequest } from "./xds/push_request.ts";
@@ -45,6 +55,7 @@ const SETTINGS: readonly SettingSpec[] = [
   AUTO_REGISTER_GRACE_SETTING,
   AUTO_REGISTER_REQUIRE_IDENTITY_SETTING,
   STORE_COMPACT_INTERVAL_SETTING,
+  REGISTRY_SETTING,
   {
     name: "xds-self-check",
     kind: { type: "bool" },
@@ -167,17 +178,35 @@ export const pilotModule: ModuleDefinition = {
       configReady,
     });
     const registries: ServiceRegistry[] = [autoRegistry];
+    /** Platform registries (--registry), after the collision rule; see registry/registries.ts. */
+    const platform = createPlatformRegistrySet(
+      await createPlatformRegistries(parseRegistries(ctx.settings.list("registry")), {
+        clock: ctx.clock,
+        logger: ctx.logger.child({ component: "registry" }),
+      }),
+      { logger: ctx.logger.child({ component: "registry" }), clock: ctx.clock },
+    );
+    ctx.debug({
+      path: "registryz",
+      description:
+        "each --registry: synced, stale (last good view kept), last sync and error, sizes, hosts shadowed by config or an earlier registry",
+      handle: () => Response.json(platform.statuses()),
+    });
     /** Mixer runs in this process when `--modules` names it (commands without the flag: off). */
     const features = {
       mixer: ctx.settings.entries().some((e) => e.name === "modules") &&
         ctx.settings.list("modules").includes("mixer"),
     };
-    const buildPush = () =>
-      createPushContext({
-        config: store.snapshot(),
-        registries: registries.map((r) => r.state()),
+    const buildPush = () => {
+      const config = store.snapshot();
+      const states = [...registries.map((r) => r.state()), ...platform.states(config)];
+      return createPushContext({
+        config,
+        registries: states,
+        registryVersion: registriesVersion(states),
         features,
       });
+    };
 
     const selfChecked = new Counter({
       name: "pilot_xds_self_check_refused_total",
@@ -280,7 +309,7 @@ export const pilotModule: ModuleDefinition = {
       quietMs: ctx.settings.number("push-debounce"),
       maxMs: ctx.settings.number("push-debounce-max"),
       store,
-      registries,
+      registries: [...registries, ...guardedWatchers(platform.registries, ctx.logger)],
       push: rebuild,
     });
     configReady.promise.then(() => pushTriggers.pushNow("config synced"));
@@ -362,6 +391,11 @@ export const pilotModule: ModuleDefinition = {
         });
       },
     });
+    ctx.debug(endpointzHandler(() => provider.push()));
+    ctx.debug(simulateDebugHandler(provider, (id) => {
+      const s = pilotStreams().find((x) => x.nodeId === id);
+      return s && provider.proxyOf({ connectionId: s.connectionId, node: s.node });
+    }));
     ctx.debug({
       path: "push_status",
       description: "the current push: version, services, connected proxies, and why it happened",
@@ -385,6 +419,7 @@ export const pilotModule: ModuleDefinition = {
       async stop() {
         pushTriggers.stop();
         autoRegistry.close();
+        await platform.stop();
         shared?.close();
         await replica?.close();
       },

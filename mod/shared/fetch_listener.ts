@@ -4,6 +4,13 @@
  * connection before serving it, so these listeners run on node:http over the guard's sockets:
  * the guard caps connections before any TLS or HTTP work, the first request completes the
  * handshake, and a connection between requests is idle.
+ *
+ * Bodies: a body that is complete at once (a string, bytes, JSON) is sent with its
+ * `content-length`, as before. A `text/event-stream` body, a body larger than
+ * {@link STREAM_AFTER_BYTES}, and a body whose next chunk is not ready within
+ * {@link STREAM_AFTER_MS} are streamed (chunked): each chunk is written when the last one has
+ * drained (backpressure), and when the client goes away the body is cancelled and the request's
+ * `signal` aborts, so the handler can clean up.
  */
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -49,6 +56,10 @@ export interface FetchListener {
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
+/** A response body larger than this is streamed rather than sent with a content-length. */
+export const STREAM_AFTER_BYTES = 1024 * 1024;
+/** A response body whose next chunk takes longer than this is streamed from then on. */
+export const STREAM_AFTER_MS = 20;
 
 /** Starts serving `opts.fetch` on HOST:PORT. Rejects, naming the address, when it cannot listen. */
 export async function startFetchListener(opts: FetchListenerOptions): Promise<FetchListener> {
@@ -73,6 +84,11 @@ export async function startFetchListener(opts: FetchListenerOptions): Promise<Fe
   const secure = opts.tls ? tls.createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }) : undefined;
 
   async function answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Aborted when the client goes away before the response is complete.
+    const gone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) gone.abort();
+    });
     const body = await readBody(req, maxBody);
     if (body === "too large") {
       res.writeHead(413, { "content-type": "application/json" });
@@ -90,6 +106,7 @@ export async function startFetchListener(opts: FetchListenerOptions): Promise<Fe
         method: req.method,
         headers,
         body: body && body.length > 0 ? body : undefined,
+        signal: gone.signal,
       },
     );
     const socket = req.socket;
@@ -105,14 +122,7 @@ export async function startFetchListener(opts: FetchListenerOptions): Promise<Fe
     } catch (err) {
       response = opts.onError?.(err) ?? Response.json({ error: errorMessage(err) }, { status: 500 });
     }
-    const out = Buffer.from(await response.arrayBuffer());
-    const head: Record<string, string | string[]> = {};
-    response.headers.forEach((v, k) => {
-      head[k] = k === "set-cookie" ? response.headers.getSetCookie() : v;
-    });
-    head["content-length"] = String(out.length);
-    res.writeHead(response.status, head);
-    res.end(req.method === "HEAD" ? undefined : out);
+    await send(req, res, response, gone);
   }
 
   const addr = await guard.listen({ host: opts.host, port: opts.port }, (socket) => {
@@ -150,4 +160,115 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer 
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/** The response's headers for node:http (set-cookie kept as a list). */
+function headersOf(response: Response): Record<string, string | string[]> {
+  const head: Record<string, string | string[]> = {};
+  response.headers.forEach((v, k) => {
+    head[k] = k === "set-cookie" ? response.headers.getSetCookie() : v;
+  });
+  return head;
+}
+
+/** One read of a response body. */
+type Chunk = { done: true; value?: undefined } | { done: false; value: Uint8Array };
+
+/** `read` settled within `ms`: its result; else "slow" (the read stays in flight). */
+async function within(read: Promise<Chunk>, ms: number): Promise<Chunk | "slow"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slow = new Promise<"slow">((resolve) => {
+    timer = setTimeout(() => resolve("slow"), ms);
+  });
+  try {
+    return await Promise.race([read, slow]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Writes `chunk` and waits until it drained or the response closed. */
+function write(res: http.ServerResponse, chunk: Uint8Array): Promise<void> {
+  if (res.write(chunk) || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/**
+ * Sends `response` on `res`: whole with a content-length when its body is complete at once,
+ * else streamed with backpressure (see the module comment). `gone` aborts when the client left.
+ */
+async function send(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  response: Response,
+  gone: AbortController,
+): Promise<void> {
+  const head = headersOf(response);
+  const eventStream = (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
+  if (response.body === null || (req.method === "HEAD" && !eventStream)) {
+    const out = response.body === null ? 0 : (await response.arrayBuffer()).byteLength;
+    head["content-length"] = String(out);
+    res.writeHead(response.status, head);
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  gone.signal.addEventListener("abort", cancel, { once: true });
+  try {
+    if (req.method === "HEAD") {
+      cancel();
+      res.writeHead(response.status, head);
+      res.end();
+      return;
+    }
+    // Gather a body that is complete at once; stop at the first slow chunk or past the size cap.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let pending = reader.read() as Promise<Chunk>;
+    let got: Chunk | "slow" = eventStream ? "slow" : await pending;
+    while (got !== "slow" && !got.done && size <= STREAM_AFTER_BYTES) {
+      chunks.push(got.value);
+      size += got.value.length;
+      pending = reader.read() as Promise<Chunk>;
+      got = await within(pending, STREAM_AFTER_MS);
+    }
+    if (got !== "slow" && got.done) {
+      head["content-length"] = String(size);
+      res.writeHead(response.status, head);
+      res.end(Buffer.concat(chunks));
+      return;
+    }
+    // Streamed: headers now (no content-length: chunked), then each chunk once the last drained.
+    delete head["content-length"];
+    res.writeHead(response.status, head);
+    res.flushHeaders();
+    for (const c of chunks) await write(res, c);
+    if (got !== "slow") await write(res, got.value);
+    else {
+      const first = await pending;
+      if (first.done) {
+        res.end();
+        return;
+      }
+      await write(res, first.value);
+    }
+    while (!res.destroyed) {
+      const r = await reader.read();
+      if (r.done) break;
+      await write(res, r.value);
+    }
+    res.end();
+  } finally {
+    gone.signal.removeEventListener("abort", cancel);
+    if (!res.writableFinished) cancel();
+  }
 }

@@ -49,6 +49,16 @@ describe("parseCommandLine()", () => {
     expect(settings.list("modules")).toEqual(["pilot"]);
   });
 
+  test("a list flag given again adds to the list; the environment does not add to flags", () => {
+    const { settings } = parse(["--modules", "pilot", "--modules=galley"], { MESHD_MODULES: "pilot" });
+    expect(settings.list("modules")).toEqual(["pilot", "galley"]);
+    expect(parse([], { MESHD_MODULES: "galley,pilot" }).settings.list("modules")).toEqual([
+      "galley",
+      "pilot",
+    ]);
+    expect(parse(["--workers", "2", "--workers", "3"]).settings.number("workers")).toBe(3);
+  });
+
   test("an unknown flag names the flag and suggests the closest one", () => {
     expect(usageError(() => parse(["--grpc-adr", "x"]))).toBe(
       "meshd serve: unknown flag --grpc-adr (did you mean --grpc-addr?)",

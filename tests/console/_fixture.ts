@@ -7,10 +7,15 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { analyze } from "../../mod/galley/analyze.ts";
 import { createConfigStore, type WritableConfigStore } from "../../mod/galley/store.ts";
-import { createServiceGraph, type ServiceGraph } from "../../mod/mixer/service_graph.ts";
+import { createServiceGraph, type ServiceGraph, windowOf } from "../../mod/mixer/service_graph.ts";
+import { endpointzHandler } from "../../mod/pilot/endpointz.ts";
+import { createPushContext } from "../../mod/pilot/model/push_context.ts";
+import type { Workload } from "../../mod/pilot/model/registry.ts";
+import { simulateDebugHandler } from "../../mod/pilot/simulate/debug.ts";
+import { createPilotProvider } from "../../mod/pilot/xds/generator.ts";
 import type { DebugHandler } from "../../mod/runtime/module.ts";
 import { type Console, createConsole, daemonConsoleSource } from "../../mod/console/mod.ts";
-import { systemClock } from "../../mod/shared/clock.ts";
+import { type Clock, systemClock } from "../../mod/shared/clock.ts";
 import { createLogger } from "../../mod/shared/logger.ts";
 import { createMetricsRegistry } from "../../mod/shared/metrics.ts";
 import { ROOT } from "../e2e/_meshd.ts";
@@ -38,6 +43,18 @@ export function sampleOrigins(): { origin: string; content: Uint8Array }[] {
   }));
 }
 
+/** A VM of the reviews service registered by its agent, as pilot's auto-registry keeps it. */
+export const AUTO_VM: Workload = {
+  key: "networking.istio.io/WorkloadEntry/bookinfo/reviews-vms-198.18.7.9",
+  namespace: "bookinfo",
+  spec: {
+    address: "198.18.7.9",
+    labels: { app: "reviews", version: "v2" },
+    serviceAccount: "bookinfo-reviews",
+  },
+  healthy: true,
+};
+
 /** A proxy that NACKed RDS, in /debug/syncz's shape. */
 export const NACKED_PROXY = {
   proxy: "sidecar~10.0.0.9~reviews-v1.bookinfo~bookinfo.svc.cluster.local",
@@ -62,21 +79,43 @@ export interface ConsoleFixture {
   readonly graph: ServiceGraph;
   /** Debug answers by path, changeable by tests. */
   readonly answers: Map<string, unknown>;
+  /** The debug handlers the console calls (tests may replace or remove one). */
+  readonly handlers: DebugHandler[];
   close(): void;
 }
 
 /** Builds the fixture; `token` makes the console want the admin token. */
-export function consoleFixture(opts: { token?: string; tickMs?: number } = {}): ConsoleFixture {
+export function consoleFixture(
+  opts: { token?: string; tickMs?: number; maxWaitMs?: number; maxWatchers?: number; clock?: Clock } = {},
+): ConsoleFixture {
   const store = createConfigStore({ logger: createLogger({ write: () => {} }) });
   store.sink("dir").replace([...sampleOrigins(), {
     origin: "/cfg/broken.yaml",
     content: new TextEncoder().encode(BROKEN_YAML),
   }]);
-  const graph = createServiceGraph({ clock: systemClock, windowMs: 60_000 });
+  const graph = createServiceGraph({ clock: opts.clock ?? systemClock, windowMs: 60_000 });
   const answers = new Map<string, unknown>([["syncz", [NACKED_PROXY]]]);
+  // Pilot's provider over the config plus a VM its agent registered (not in config), for
+  // /debug/simulate and /debug/endpointz as pilot serves them.
+  const pushOf = () =>
+    createPushContext({
+      config: store.snapshot(),
+      registries: [{ services: [], endpoints: [], workloads: [AUTO_VM] }],
+    });
+  const provider = createPilotProvider({ initial: pushOf(), logger: createLogger({ write: () => {} }) });
+  store.subscribe(() => provider.update(pushOf(), { configs: new Map(), full: true, reasons: ["config"] }));
   const handlers: DebugHandler[] = [
-    { path: "servicegraph", description: "", handle: () => Response.json(graph.view()) },
-    ...["syncz", "ca", "registrationz", "config_dump"].map((path): DebugHandler => ({
+    {
+      path: "servicegraph",
+      description: "",
+      handle(req) {
+        const w = windowOf(new URL(req.url).searchParams.get("window"), 60_000, graph.longestWindowMs);
+        return typeof w === "number" ? Response.json(graph.view(w)) : Response.json(w, { status: 400 });
+      },
+    },
+    simulateDebugHandler(provider),
+    endpointzHandler(() => provider.push()),
+    ...["syncz", "ca", "registrationz", "config_dump", "certz"].map((path): DebugHandler => ({
       path,
       description: "",
       handle: () =>
@@ -96,9 +135,10 @@ export function consoleFixture(opts: { token?: string; tickMs?: number } = {}): 
     }),
     token: opts.token,
     graphTickMs: opts.tickMs ?? 20,
-    graphMaxWaitMs: 2000,
+    graphMaxWaitMs: opts.maxWaitMs ?? 2000,
+    graphMaxWatchers: opts.maxWatchers,
   });
-  return { console, store, graph, answers, close: () => console.close() };
+  return { console, store, graph, answers, handlers, close: () => console.close() };
 }
 
 /** Records `n` requests from `source` ("name.namespace") to `host` into the graph. */
@@ -112,5 +152,39 @@ export function report(graph: ServiceGraph, source: string, host: string, n: num
       "response.code": code,
       "response.duration": 5 + i,
     });
+  }
+}
+
+/** One server-sent event as a browser's EventSource sees it. */
+export interface SseEvent {
+  readonly id: string;
+  readonly event: string;
+  readonly data: string;
+}
+
+/** The events of a server-sent-events body, read as they arrive (comments and retry skipped). */
+export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+  const reader = body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  try {
+    for (;;) {
+      let end = buf.indexOf("\n\n");
+      while (end < 0) {
+        const r = await reader.read();
+        if (r.done) return;
+        buf += dec.decode(r.value, { stream: true });
+        end = buf.indexOf("\n\n");
+      }
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      const field = (name: string) =>
+        block.split("\n").find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2) ?? "";
+      if (field("data") !== "" || field("event") !== "") {
+        yield { id: field("id"), event: field("event") || "message", data: field("data") };
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
   }
 }

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { APP_JS, APP_JS_HASH } from "../../mod/console/assets.ts";
-import { type ConsoleFixture, consoleFixture, report } from "./_fixture.ts";
+import { createManualClock } from "../../mod/shared/clock.ts";
+import { type ConsoleFixture, consoleFixture, report, sseEvents } from "./_fixture.ts";
 
 let fx: ConsoleFixture;
 afterEach(() => fx?.close());
@@ -73,7 +74,12 @@ describe("console pages", () => {
   test("a service's page lists its endpoints, subsets, the rules routing to it and the policies applying", async () => {
     fx = consoleFixture();
     const { text } = await get("/ui/services?host=reviews.bookinfo.svc.cluster.local");
-    expect(text).toContain("Endpoints (3)");
+    // The three WorkloadEntries of the config and the VM its agent registered, as pilot serves them.
+    expect(text).toContain("Endpoints (4)");
+    expect(text).toContain("as pilot serves them");
+    expect(text).toMatch(/<td>198\.18\.7\.9<\/td>.*auto-registered/);
+    expect(text).toMatch(/<td>192\.0\.2\.12<\/td>(?:(?!<\/tr>).)*VM(?:(?!<\/tr>).)*<\/tr>/s);
+    expect(text).not.toMatch(/<td>192\.0\.2\.12<\/td>(?:(?!<\/tr>).)*auto-registered/s);
     expect(text).toMatch(/<td>v3<\/td>/);
     expect(text).toContain("VirtualService bookinfo/reviews");
     expect(text).toContain("PeerAuthentication istio-system/default");
@@ -90,6 +96,67 @@ describe("console pages", () => {
     expect(one.status).toBe(200);
     expect(one.text).toContain("outbound|9080|");
     expect(one.text).toContain("reviews.bookinfo.svc.cluster.local");
+  });
+
+  test("simulate runs through pilot's /debug/simulate when pilot is here, else over the console's model", async () => {
+    fx = consoleFixture();
+    const id = "sidecar~10.0.0.9~productpage-v1.bookinfo~bookinfo.svc.cluster.local";
+    const q = `/ui/proxies?id=${encodeURIComponent(id)}&host=reviews&port=9080&path=/`;
+    const viaPilot = await get(q);
+    expect(viaPilot.text).toContain("outbound|9080|");
+    // Pilot's answer is what the page shows: make pilot's handler say something recognisable.
+    fx.answers.set("simulate", { listener: "from-pilot", cluster: "pilot-cluster" });
+    fx.handlers.splice(fx.handlers.findIndex((h) => h.path === "simulate"), 1, {
+      path: "simulate",
+      description: "",
+      handle: () => Response.json(fx.answers.get("simulate")),
+    });
+    const shown = await get(q);
+    expect(shown.text).toContain("from-pilot");
+    expect(shown.text).toContain("pilot-cluster");
+    // Without pilot, the console simulates over its own model and reaches the same cluster.
+    fx.handlers.splice(fx.handlers.findIndex((h) => h.path === "simulate"), 1);
+    const local = await get(q);
+    expect(local.text).toContain("outbound|9080|");
+    expect(local.text).not.toContain("from-pilot");
+  });
+
+  test("the security page lists certificates issued and the CA's refusals with reasons", async () => {
+    fx = consoleFixture();
+    fx.answers.set("certz", {
+      limit: 1000,
+      issued: [
+        {
+          identity: "spiffe://cluster.local/ns/bookinfo/sa/reviews",
+          serial: "0a1b2c",
+          issuedAt: "2026-06-01T00:00:00.000Z",
+          notAfter: "2026-06-02T00:00:00.000Z",
+          via: "certificate",
+        },
+        {
+          identity: "spiffe://cluster.local/ns/bookinfo/sa/ratings",
+          serial: "0d0e0f",
+          issuedAt: "2026-06-01T00:00:00.000Z",
+          notAfter: "2026-06-02T00:00:00.000Z",
+          via: "token",
+        },
+      ],
+      refused: [{
+        at: "2026-06-01T00:00:01.000Z",
+        reason: "identity_mismatch",
+        caller: "token ns/app sa/web",
+        requested: "spiffe://cluster.local/ns/app/sa/db",
+        message: "the CSR asks for another identity",
+      }],
+    });
+    const all = await get("/ui/security");
+    expect(all.text).toContain("Issued (2 of the last 2, at most 1000 kept)");
+    expect(all.text).toContain("<code>0a1b2c</code>");
+    expect(all.text).toContain("identity_mismatch");
+    expect(all.text).toContain("the CSR asks for another identity");
+    const one = await get("/ui/security?q=ratings");
+    expect(one.text).toContain("Issued (1 of the last 2");
+    expect(one.text).not.toContain("0a1b2c");
   });
 
   test("the graph shows each edge with its request count, error rate and mTLS mode", async () => {
@@ -111,21 +178,43 @@ describe("console pages", () => {
     expect(node.text).toContain("reviews.bookinfo.svc.cluster.local");
   });
 
-  test("graph events: the current graph at once, then the next change", async () => {
+  test("graph events: one stream, the current graph at once, then the next change", async () => {
     fx = consoleFixture({ tickMs: 10 });
-    const first = await get("/ui/graph/events");
-    expect(first.res.headers.get("content-type")).toContain("text/event-stream");
-    const id = Number(/^id: (\d+)$/m.exec(first.text)![1]);
-    expect(first.text).toContain("event: graph");
-    expect(JSON.parse(/^data: (.*)$/m.exec(first.text)![1]!).edges).toEqual([]);
-    const next = get("/ui/graph/events", { "last-event-id": String(id) });
-    await Bun.sleep(30);
+    const gone = new AbortController();
+    const res = await fx.console.app.request("/ui/graph/events", { signal: gone.signal });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = sseEvents(res.body!);
+    const first = (await events.next()).value!;
+    expect(first.event).toBe("graph");
+    expect(JSON.parse(first.data).edges).toEqual([]);
+    expect(fx.console.graphWatchers()).toBe(1);
     report(fx.graph, "a.ns", "b.ns.svc.cluster.local", 2);
-    const r = await next;
-    expect(Number(/^id: (\d+)$/m.exec(r.text)![1])).toBe(id + 1);
-    const data = JSON.parse(/^data: (.*)$/m.exec(r.text)![1]!);
+    const second = (await events.next()).value!;
+    expect(Number(second.id)).toBe(Number(first.id) + 1);
+    const data = JSON.parse(second.data);
     expect(data.edges[0].id).toBe("a.ns->b.ns.svc.cluster.local");
     expect(data.edges[0].label).toContain("rps");
+    gone.abort();
+    await events.return(undefined);
+    expect(fx.console.graphWatchers()).toBe(0);
+  });
+
+  test("the graph's window changes its numbers: 1m, 5m and 15m each count their own requests", async () => {
+    const clock = createManualClock(Date.now());
+    fx = consoleFixture({ clock });
+    report(fx.graph, "a.ns", "b.ns.svc.cluster.local", 5);
+    clock.advance(4 * 60_000);
+    report(fx.graph, "a.ns", "b.ns.svc.cluster.local", 2);
+    const row = (text: string) =>
+      /a\.ns<\/td><td>b\.ns\.svc\.cluster\.local<\/td><td>(\d+)<\/td>/.exec(text)?.[1];
+    expect(row((await get("/ui/graph?window=1m")).text)).toBe("2");
+    expect(row((await get("/ui/graph?window=5m")).text)).toBe("7");
+    expect(row((await get("/ui/graph?window=15m")).text)).toBe("7");
+    const page = (await get("/ui/graph?window=5m")).text;
+    expect(page).toContain('<option value="5m" selected>');
+    expect(page).toContain('data-window="5m"');
+    // A window the page does not offer falls back to the default one.
+    expect(row((await get("/ui/graph?window=7h")).text)).toBe("2");
   });
 
   test("with a token, requests without it are refused and ?token= sets the cookie", async () => {

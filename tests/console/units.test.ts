@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { callDepths, layoutGraph } from "../../mod/console/graph_layout.ts";
-import { createGraphFeed, sseBody } from "../../mod/console/graph_feed.ts";
+import { createGraphFeed, SSE_HEARTBEAT, sseEvent, sseStream } from "../../mod/console/graph_feed.ts";
 import { lineDiff } from "../../mod/console/history.ts";
 import { browserAtHand, consoleUrl, dashboardCommand } from "../../mod/console/dashboard_command.ts";
 import { startAdminServer } from "../../mod/admin/mod.ts";
@@ -57,8 +57,37 @@ describe("graph feed", () => {
     const got = await Promise.all(waiters);
     expect(got.every((g) => g?.seq === 2 && g.data === "2")).toBe(true);
     expect(reads - readsBefore).toBeLessThanOrEqual(2);
-    expect(sseBody(got[0], 1, 250)).toBe("retry: 250\nid: 2\nevent: graph\ndata: 2\n\n");
-    expect(sseBody(undefined, 2, 250)).toBe("retry: 250\nid: 2\n: no change\n\n");
+    expect(sseEvent(got[0]!)).toBe("id: 2\nevent: graph\ndata: 2\n\n");
+    // An id the feed did not give (an older feed's, say) gets the current update at once.
+    expect(await feed.next(99)).toEqual({ seq: 2, data: "2" });
+    feed.close();
+  });
+
+  test("sseStream() sends retry, the current update, a heartbeat, then the change, and ends on abort", async () => {
+    let value = "a";
+    const feed = createGraphFeed({ read: () => Promise.resolve(value), tickMs: 5, maxWaitMs: 30 });
+    const gone = new AbortController();
+    let closed = 0;
+    const reader = sseStream(() => feed, {
+      after: -1,
+      retryMs: 1000,
+      maxAgeMs: 60_000,
+      signal: gone.signal,
+      onClose: () => closed++,
+    }).getReader();
+    const dec = new TextDecoder();
+    const next = async () => dec.decode((await reader.read()).value);
+    expect(await next()).toBe("retry: 1000\n\n");
+    expect(await next()).toBe("id: 1\nevent: graph\ndata: a\n\n");
+    expect(await next()).toBe(SSE_HEARTBEAT);
+    value = "b";
+    let got = await next();
+    while (got === SSE_HEARTBEAT) got = await next();
+    expect(got).toBe("id: 2\nevent: graph\ndata: b\n\n");
+    gone.abort();
+    expect(closed).toBe(1);
+    expect(feed.waiting()).toBe(0);
+    expect((await reader.read()).done).toBe(true);
     feed.close();
   });
 });

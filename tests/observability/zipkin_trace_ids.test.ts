@@ -27,8 +27,7 @@ const config = (url: string, traceId = 'request.headers["x-b3-traceid"]') =>
         parentSpanId: '"x-b3-parentspanid" in request.headers ? request.headers["x-b3-parentspanid"] : ""',
         spanName: "request.path",
         startTime: "request.time",
-        // ALS entries carry the start and the duration (attributes.ts sets no response.time).
-        endTime: "request.time + response.duration",
+        endTime: "response.time",
         clientSpan: "false",
         httpStatusCode: "response.code",
       },

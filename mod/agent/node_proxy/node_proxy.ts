@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { NodeProxyXdsOptions } from "./xds_client.ts";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
 import type { Clock } from "../../shared/clock.ts";
 import { errorMessage } from "../../shared/errors.ts";
@@ -51,7 +52,7 @@ export type ViewSource =
   | {
     readonly kind: "xds";
     readonly discoveryAddr: string;
-    readonly tls?: { readonly ca: string; readonly cert: () => { certChain: string; key: string } };
+    readonly tls?: NodeProxyXdsOptions["tls"];
     readonly node: Node;
   }
   | { readonly kind: "static"; readonly view: () => NodeProxyView };
@@ -261,6 +262,7 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<NodeProxy> {
           )
         );
       };
+      onViewChange(currentView()); // a view that arrived while the rules were being installed
       log.info("node proxy capture installed", { backend: capture.backend, mode: s.capture });
     }
 

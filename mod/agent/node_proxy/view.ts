@@ -22,7 +22,10 @@ export interface MeshService {
   /** Its host name, fully qualified, lower case, no trailing dot. */
   readonly host: string;
   readonly namespace: string;
-  /** Its virtual IPs: declared addresses, or the one pilot allocated where none was declared. */
+  /**
+   * Its virtual IPs: declared addresses (which may be CIDR blocks), or the one pilot allocated
+   * where none was declared.
+   */
   readonly addresses: readonly string[];
   readonly ports: readonly ServicePort[];
 }
@@ -38,6 +41,7 @@ export type EndpointTransport =
 
 /** One endpoint of a cluster. */
 export interface Endpoint {
+  /** An IP address, or a DNS name for a ServiceEntry with DNS resolution. */
   readonly address: string;
   readonly port: number;
   /** Load-balancing weight, at least 1. */
@@ -48,6 +52,7 @@ export interface Endpoint {
   readonly transport: EndpointTransport;
   /** The SPIFFE identities the endpoint may present (checked for "hbone" and "mtls"). */
   readonly identities: readonly string[];
+  /** Always true from pilot, which leaves unhealthy endpoints out of EDS as for sidecars. */
   readonly healthy: boolean;
 }
 
@@ -72,7 +77,10 @@ export interface InboundPort {
    * LOG for AUDIT); empty allows everything.
    */
   readonly rbac: readonly RBAC[];
-  /** Where accepted connections go (the local application). */
+  /**
+   * Where accepted connections go (the local application). An empty address or port 0 (as in the
+   * rule for port 0) means the address or port the connection was for.
+   */
   readonly target: { readonly address: string; readonly port: number };
 }
 

@@ -58,10 +58,21 @@ const CODE_INVALID_ARGUMENT = 3;
 
 /** Options for startNodeProxyXds. */
 export interface NodeProxyXdsOptions {
-  /** HOST:PORT of pilot. */
+  /**
+   * HOST:PORT of pilot, or several separated by commas (replicas): a stream that fails or ends
+   * moves on to the next one.
+   */
   discoveryAddr: string;
-  /** PEM trust roots and the workload certificate (read at every connect); undefined: plaintext (15010). */
-  tls?: { ca: string; cert: () => { certChain: string; key: string } };
+  /**
+   * PEM trust roots and the workload certificate, both read at every connect (so a stream after
+   * a root rotation or a renewal uses the new ones), and the name the server certificate must
+   * carry when it is not the address's host; undefined: plaintext (15010).
+   */
+  tls?: {
+    ca: string | (() => string);
+    cert: () => { certChain: string; key: string };
+    serverName?: string;
+  };
   /** The agent's node; GENERATOR "node-proxy" is added to its metadata. */
   node: Node;
   logger: Logger;
@@ -288,21 +299,27 @@ export function startNodeProxyXds(o: NodeProxyXdsOptions): NodeProxyXds {
   let abort: AbortController | undefined;
   let wait: { timer: Timer; wake: () => void } | undefined;
 
+  const addrs = o.discoveryAddr.split(",").map((a) => a.trim()).filter((a) => a !== "");
+  let turn = 0;
+  const addrNow = () => addrs[turn % addrs.length]!;
+
   async function runOnce(): Promise<void> {
     const tls = o.tls;
-    const url = `${tls ? "https" : "http"}://${o.discoveryAddr}`;
-    const host = o.discoveryAddr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    const addr = addrNow();
+    const url = `${tls ? "https" : "http"}://${addr}`;
+    const host = addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
     const pair = tls?.cert();
+    const serverName = tls?.serverName ?? (isIP(host) ? undefined : host);
     const manager = new Http2SessionManager(
       url,
       { pingIntervalMs: 30_000 },
       tls && pair
         ? {
-          ca: tls.ca,
+          ca: typeof tls.ca === "string" ? tls.ca : tls.ca(),
           cert: pair.certChain,
           key: pair.key,
           ALPNProtocols: ["h2"],
-          ...(isIP(host) ? {} : { servername: host }),
+          ...(serverName ? { servername: serverName } : {}),
         }
         : {},
     );
@@ -343,19 +360,25 @@ export function startNodeProxyXds(o: NodeProxyXdsOptions): NodeProxyXds {
   const loop = (async () => {
     while (!stopped) {
       let ms: number;
+      const addr = addrNow();
       try {
         await runOnce();
         if (stopped) break;
-        ms = backoff.next();
+        turn++;
+        // The next replica at once; the backoff once every replica was tried in turn.
+        ms = turn % addrs.length === 0 ? backoff.next() : 0;
         log.info("node proxy xDS stream ended by pilot; reconnecting", {
-          addr: o.discoveryAddr,
+          addr,
+          next: addrNow(),
           retryInMs: ms,
         });
       } catch (err) {
         if (stopped) break;
-        ms = backoff.next();
+        turn++;
+        ms = turn % addrs.length === 0 ? backoff.next() : 0;
         log.warn("node proxy xDS stream failed; retrying", {
-          addr: o.discoveryAddr,
+          addr,
+          next: addrNow(),
           err: errorMessage(err),
           retryInMs: ms,
         });

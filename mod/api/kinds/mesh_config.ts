@@ -9,6 +9,10 @@
  * names, and `zipkin`, which Telemetry tracing names. The other tracing, metrics, logging and SDS
  * kinds are accepted with a "not supported" warning: meshd does not use them.
  *
+ * `defaultConfig.tracing` is the tracing part of Istio's ProxyConfig, kept to `zipkin.address`
+ * (`host:port`) and `sampling` (percent, default 1): pilot reports spans there where no Telemetry
+ * names a tracing provider. Without it, tracing stays off unless Telemetry sets it.
+ *
  * `meshNetworks` is Istio's MeshNetworks (`istio.io/api` mesh/v1alpha1 `MeshNetworks`): per
  * network, which endpoints belong to it (`fromCidr`) and the gateways (`address` or
  * `registryServiceName`, and `port`, usually 15443) through which proxies of other networks reach
@@ -384,6 +388,53 @@ export type MeshNetworks = Infer<typeof meshNetworksSchema>;
 // MeshConfig
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Splits `host:port` (an IPv6 host in brackets) where the host is an IP address or a DNS name
+ * and the port 1..65535; undefined otherwise.
+ */
+export function splitMeshAddress(v: string): { readonly host: string; readonly port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(v);
+  const port = m ? Number(m[3]) : NaN;
+  const host = m ? (m[1] ?? m[2]!) : "";
+  const bracketed = m?.[1] !== undefined;
+  if (!m || !(port >= 1 && port <= 65535)) return undefined;
+  if (bracketed ? !(isIP(host) && host.includes(":")) : !isIP(host) && hostProblem(host)) return undefined;
+  return { host, port };
+}
+
+/** A field check that `field` is `host:port`, quoting `example` in its message. */
+function addressCheck(field: string, example: string) {
+  return (v: string, path: string, report: Reporter): void => {
+    if (!splitMeshAddress(v)) {
+      report.error(path, `${field} ${JSON.stringify(v)} must be host:port, e.g. "${example}"`);
+    }
+  };
+}
+
+/** Istio's sampling percentage when neither Telemetry nor the mesh sets one. */
+export const DEFAULT_TRACING_SAMPLING = 1;
+
+const proxyTracingSchema = t.object({
+  /** The Zipkin collector's `host:port`: a mesh service's host and port, or any address. */
+  zipkin: t.object({
+    address: t.string({
+      required: true,
+      check: addressCheck("zipkin address", "zipkin.istio-system.svc.cluster.local:9411"),
+    }),
+  }),
+  /** Percentage of requests traced at random, 0 to 100 (default 1). */
+  sampling: t.number({ min: 0, max: 100 }),
+});
+
+/** The mesh's default tracing as written (Istio's ProxyConfig `tracing`, zipkin and sampling only). */
+export type ProxyTracingSpec = Infer<typeof proxyTracingSchema>;
+
+/** The mesh's default tracing in force: the collector address, if any, and the sampling percentage. */
+export interface ProxyTracing {
+  readonly zipkin?: { readonly address: string };
+  readonly sampling: number;
+}
+
 const meshMtlsModeSchema = t.enum(["STRICT", "PERMISSIVE", "DISABLE"]);
 
 /** Mesh-wide default for peer authentication. */
@@ -429,19 +480,9 @@ const meshConfigSchema = t.object({
   }),
   /** Defaults for proxies; an empty discoveryAddress leaves it to the agent's flags. */
   defaultConfig: t.object({
-    discoveryAddress: t.string({
-      check: (v, path, report) => {
-        const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(v);
-        const port = m ? Number(m[3]) : NaN;
-        const host = m ? (m[1] ?? m[2]!) : "";
-        if (!m || !(port >= 1 && port <= 65535) || (!isIP(host) && hostProblem(host))) {
-          report.error(
-            path,
-            `discoveryAddress ${JSON.stringify(v)} must be host:port, e.g. "meshd.example.internal:15012"`,
-          );
-        }
-      },
-    }),
+    discoveryAddress: t.string({ check: addressCheck("discoveryAddress", "meshd.example.internal:15012") }),
+    /** Where sidecars report spans when no Telemetry names a tracing provider (Istio's ProxyConfig tracing). */
+    tracing: proxyTracingSchema,
   }),
   /** External services pilot configures proxies to call (Istio's extensionProviders). */
   extensionProviders: t.array(extensionProviderSchema, { check: uniqueProviderNames }),
@@ -477,8 +518,10 @@ type Complete<T> = { readonly [K in keyof T]-?: Complete<NonNullable<T[K]>> };
  * providers as written (none by default).
  */
 export type MeshConfig =
-  & Complete<Omit<MeshConfigSpec, "extensionProviders" | "meshNetworks">>
+  & Complete<Omit<MeshConfigSpec, "extensionProviders" | "meshNetworks" | "defaultConfig">>
   & {
+    /** Proxy defaults; `tracing` is absent unless a MeshConfig sets it (then no default tracer). */
+    readonly defaultConfig: { readonly discoveryAddress: string; readonly tracing?: ProxyTracing };
     readonly extensionProviders: readonly ExtensionProvider[];
     readonly meshNetworks: { readonly networks: Readonly<Record<string, MeshNetwork>> };
   };
@@ -523,12 +566,31 @@ export function mergeMeshConfig(
     accessLogFile: spec.accessLogFile ?? base.accessLogFile,
     defaultConfig: {
       discoveryAddress: spec.defaultConfig?.discoveryAddress ?? base.defaultConfig.discoveryAddress,
+      ...optionalTracing(mergeProxyTracing(spec.defaultConfig?.tracing, base.defaultConfig.tracing)),
     },
     extensionProviders: spec.extensionProviders ?? base.extensionProviders,
     meshNetworks: { networks: spec.meshNetworks?.networks ?? base.meshNetworks.networks },
     autoAllocateVipRange: spec.autoAllocateVipRange ?? base.autoAllocateVipRange,
   };
 }
+
+/**
+ * The default tracing of `spec` over `base`, field by field (sampling defaulting to
+ * {@link DEFAULT_TRACING_SAMPLING}); undefined when neither sets tracing.
+ */
+export function mergeProxyTracing(
+  spec: ProxyTracingSpec | undefined,
+  base: ProxyTracing | undefined,
+): ProxyTracing | undefined {
+  if (spec === undefined) return base;
+  const zipkin = spec.zipkin ?? base?.zipkin;
+  return {
+    ...(zipkin ? { zipkin: { address: zipkin.address } } : {}),
+    sampling: spec.sampling ?? base?.sampling ?? DEFAULT_TRACING_SAMPLING,
+  };
+}
+
+const optionalTracing = (tracing: ProxyTracing | undefined) => (tracing ? { tracing } : {});
 
 function isResource(v: MeshConfigSpec | Resource): v is Resource {
   return "kind" in v && "metadata" in v;

@@ -195,7 +195,7 @@ function routeOutcome(route: Route): Partial<SimulationResult> {
 
 function simulateHttp(
   hcm: HttpConnectionManager,
-  routes: ReadonlyMap<string, RouteConfiguration>,
+  routes: { get(name: string): RouteConfiguration | undefined },
   req: SimulationRequest,
 ): Partial<SimulationResult> {
   const rs = hcm.routeSpecifier;
@@ -227,13 +227,28 @@ function simulateHttp(
   return { routeConfig: rc.name, virtualHost: vh.name, ...routeOutcome(route) };
 }
 
+/** A proxy's listeners and route configurations already translated (pilot's served set, say). */
+export interface SimulationConfig {
+  readonly listeners: readonly Listener[];
+  /** The route configuration named, or undefined; asked only for the one a request reaches. */
+  route(name: string): RouteConfiguration | undefined;
+}
+
 /**
  * Routes `request` through the proxy's generated listeners and routes and reports the
- * outcome. Never throws for requests that go nowhere; `error` says why.
+ * outcome. Never throws for requests that go nowhere; `error` says why. `translated` gives the
+ * translation when the caller has it; otherwise it is built from `push`.
  */
-export function simulate(push: PushContext, proxy: Proxy, request: SimulationRequest): SimulationResult {
-  const listeners = buildListeners(push, proxy);
-  const routes = new Map(buildRoutes(push, proxy).map((r) => [r.name, r]));
+export function simulate(
+  push: PushContext,
+  proxy: Proxy,
+  request: SimulationRequest,
+  translated?: SimulationConfig,
+): SimulationResult {
+  const listeners = translated?.listeners ?? buildListeners(push, proxy);
+  const routes = translated
+    ? { get: (name: string) => translated.route(name) }
+    : new Map(buildRoutes(push, proxy).map((r) => [r.name, r]));
   const inbound = request.direction === "inbound";
   const ip = inbound
     ? (isIP(request.host) !== 0 ? request.host : proxy.ip || undefined)

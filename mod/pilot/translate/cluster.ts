@@ -6,7 +6,9 @@
  * DestinationRule's `proxyProtocol` wraps the cluster's transport socket (TLS, or plain bytes
  * when there is none) in Envoy's upstream PROXY protocol socket, as Istio does, so every
  * connection to an endpoint starts with a PROXY header (V1 text or V2 binary) naming the
- * original client.
+ * original client. When the mesh's default tracing names a Zipkin address that is not a
+ * registry service, sidecars and routers also get the `zipkin` cluster dialling it
+ * (telemetry.ts).
  *
  * @module
  */
@@ -45,6 +47,9 @@ import { sniDnatClusters } from "./sni_dnat.ts";
 import type { ClientTLSSettings, TrafficPolicy } from "../../api/kinds/networking.ts";
 import { effectiveMtlsMode } from "./authn.ts";
 import { upstreamTlsContext, upstreamTransportSocket } from "./tls.ts";
+import { isIP } from "../../api/schema.ts";
+import { lookupProviderTarget } from "./ext_authz.ts";
+import { meshZipkinTarget } from "./telemetry.ts";
 
 /** What an outbound cluster configurer may read besides the plan. */
 export interface ClusterContext {
@@ -269,8 +274,39 @@ export function passthroughCluster(push: PushContext): Cluster {
 }
 
 /**
+ * The `zipkin` cluster for the mesh's default Zipkin address when no registry service visible to
+ * `proxy` has that host and port (none otherwise): STATIC for an IP address, STRICT_DNS for a
+ * name, as Istio's bootstrap builds it.
+ */
+export function meshZipkinClusters(push: PushContext, proxy: Proxy): Cluster[] {
+  const target = meshZipkinTarget(push.mesh, (s, p) => lookupProviderTarget(push, proxy, s, p));
+  if (!target?.direct) return [];
+  const { host, port } = target.direct;
+  const name = target.collector.cluster;
+  const ip = isIP(host);
+  return [create(ClusterSchema, {
+    name,
+    clusterDiscoveryType: {
+      case: "type",
+      value: ip ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS,
+    },
+    connectTimeout: durationFromString(push.mesh.connectTimeout),
+    ...(ip ? {} : { dnsLookupFamily: Cluster_DnsLookupFamily.V4_ONLY, respectDnsTtl: true }),
+    loadAssignment: create(ClusterLoadAssignmentSchema, {
+      clusterName: name,
+      endpoints: [{
+        lbEndpoints: [{
+          hostIdentifier: { case: "endpoint", value: { address: socketAddress(host, port) } },
+        }],
+      }],
+    }),
+  })];
+}
+
+/**
  * Every cluster of a sidecar or router, sorted by name: outbound per reachable service port
- * and subset, inbound per served port (sidecars only), BlackHoleCluster and PassthroughCluster.
+ * and subset, inbound per served port (sidecars only), BlackHoleCluster and PassthroughCluster,
+ * and the mesh's `zipkin` cluster when it needs one.
  */
 export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
   const ctx: ClusterContext = { push, proxy, locality: proxyLocality(push, proxy) };
@@ -278,6 +314,6 @@ export function buildClusters(push: PushContext, proxy: Proxy): Cluster[] {
   if (proxy.type === "sidecar") clusters.push(...inboundClusters(push, proxy));
   // A router's AUTO_PASSTHROUGH servers forward by SNI to outbound_.PORT_.SUBSET_.HOST clusters.
   if (proxy.type === "router") clusters.push(...sniDnatClusters(push, proxy, clusters));
-  clusters.push(blackHoleCluster(push), passthroughCluster(push));
+  clusters.push(blackHoleCluster(push), passthroughCluster(push), ...meshZipkinClusters(push, proxy));
   return clusters.sort((a, b) => byString(a.name, b.name));
 }

@@ -1,10 +1,11 @@
 /**
  * The HTTP connection manager network filter: codec detection, the route table (over RDS, or
  * inline for inbound ports), the HTTP filters, and the settings Istio uses (paths normalised,
- * slashes merged, websockets allowed, no stream idle timeout, tracing off unless Telemetry sets
- * it, spans reported to the Zipkin provider Telemetry names). Access logs and tracing follow the Telemetry API (telemetry.ts); without it, the mesh's
- * access log file, and when mixer runs, sidecars' connection managers (not gateways') also log
- * to it over gRPC.
+ * slashes merged, websockets allowed, no stream idle timeout, tracing off unless Telemetry or the
+ * mesh's `defaultConfig.tracing` sets it, spans reported to the Zipkin provider Telemetry names or
+ * else to the mesh's Zipkin address). Access logs and tracing follow the Telemetry API
+ * (telemetry.ts); without it, the mesh's access log file, and when mixer runs, sidecars'
+ * connection managers (not gateways') also log to it over gRPC.
  *
  * @module
  */

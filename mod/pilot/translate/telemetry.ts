@@ -24,6 +24,14 @@
  * cannot be used (another kind, service not found or not visible), no tracer is configured and
  * the settings decide only sampling and tags as propagated to applications.
  *
+ * The mesh's default tracing (MeshConfig `defaultConfig.tracing`, Istio's ProxyConfig tracing)
+ * is the base the Telemetry entries override: its `sampling` is the random sampling unless an
+ * entry sets `randomSamplingPercentage`, and where no entry names a provider, spans go to its
+ * `zipkin.address`: to the outbound cluster of the registry service of that host and port
+ * (looked up as providers are), or else to the cluster `zipkin` that pilot builds for the
+ * address itself (STATIC for an IP, STRICT_DNS for a name), as Istio's bootstrap does.
+ * `disableSpanReporting` turns either off.
+ *
  * @module
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
@@ -42,7 +50,12 @@ import {
   type CustomTag as EnvoyCustomTag,
   CustomTagSchema,
 } from "#gen/envoy/type/tracing/v3/custom_tag_pb.ts";
-import type { ExtensionProvider, MeshConfig } from "../../api/kinds/mesh_config.ts";
+import {
+  DEFAULT_TRACING_SAMPLING,
+  type ExtensionProvider,
+  type MeshConfig,
+  splitMeshAddress,
+} from "../../api/kinds/mesh_config.ts";
 import type {
   AccessLogging,
   CustomTag,
@@ -62,7 +75,7 @@ export const ENVOY_PROVIDER = "envoy";
 export const MIXER_PROVIDER = "mixer";
 
 /** Istio's sampling percentage when neither Telemetry nor the mesh sets one. */
-export const DEFAULT_SAMPLING_PERCENTAGE = 1;
+export const DEFAULT_SAMPLING_PERCENTAGE = DEFAULT_TRACING_SAMPLING;
 
 /** The side of a connection a connection manager serves: CLIENT outbound and at gateways, SERVER inbound. */
 export function workloadModeOf(direction: TrafficDirection): Exclude<WorkloadMode, "CLIENT_AND_SERVER"> {
@@ -215,14 +228,20 @@ export interface TracingSpec {
 /**
  * Istio's Tracing merge for one side: entries of the applicable Telemetries in order, those whose
  * mode matches; `randomSamplingPercentage`, `customTags` (replaced as a whole), `providers` and
- * `disableSpanReporting` override. Undefined when no Telemetry sets tracing.
+ * `disableSpanReporting` override what came before, starting from `base` (the mesh's default
+ * tracing, see {@link meshTracingBase}). Undefined when no Telemetry sets tracing and there is
+ * no base.
  */
-export function mergeTracing(entries: readonly Tracing[], mode: WorkloadMode): TracingSpec | undefined {
-  if (entries.length === 0) return undefined;
-  let sampling = DEFAULT_SAMPLING_PERCENTAGE;
-  let tags: Readonly<Record<string, CustomTag>> = {};
-  let provider: string | undefined;
-  let disabled = false;
+export function mergeTracing(
+  entries: readonly Tracing[],
+  mode: WorkloadMode,
+  base?: TracingSpec,
+): TracingSpec | undefined {
+  if (entries.length === 0 && base === undefined) return undefined;
+  let sampling = base?.randomSamplingPercentage ?? DEFAULT_SAMPLING_PERCENTAGE;
+  let tags: Readonly<Record<string, CustomTag>> = base?.customTags ?? {};
+  let provider: string | undefined = base?.provider;
+  let disabled = base?.disableSpanReporting ?? false;
   for (const e of entries) {
     if (!modeMatches(e.match, mode)) continue;
     if (e.randomSamplingPercentage !== undefined) sampling = e.randomSamplingPercentage;
@@ -236,6 +255,17 @@ export function mergeTracing(entries: readonly Tracing[], mode: WorkloadMode): T
     ...(provider !== undefined ? { provider } : {}),
     disableSpanReporting: disabled,
   };
+}
+
+/**
+ * The tracing settings the mesh's default tracing gives before any Telemetry applies: its
+ * sampling, no tags, no named provider (spans go to the mesh's Zipkin address, if any); undefined
+ * when the mesh sets no default tracing.
+ */
+export function meshTracingBase(mesh: MeshConfig): TracingSpec | undefined {
+  const tracing = mesh.defaultConfig.tracing;
+  if (!tracing) return undefined;
+  return { randomSamplingPercentage: tracing.sampling, customTags: {}, disableSpanReporting: false };
 }
 
 /** Envoy's name for its Zipkin tracer. */
@@ -278,6 +308,33 @@ export function zipkinCollector(
     path: p.zipkin.path || ZIPKIN_DEFAULT_PATH,
     traceId128bit: !(p.zipkin.enable64bitTraceId ?? false),
   };
+}
+
+/** The cluster pilot builds for the mesh's Zipkin address when no registry service has it. */
+export const ZIPKIN_CLUSTER = "zipkin";
+
+/** Where the mesh's default tracer reports: the collector, and the address to dial when it is not a mesh service. */
+export interface MeshZipkinTarget {
+  readonly collector: ZipkinCollector;
+  /** Set when the collector is {@link ZIPKIN_CLUSTER}, built for this host and port. */
+  readonly direct?: { readonly host: string; readonly port: number };
+}
+
+/**
+ * The collector of the mesh's default `zipkin.address`, or undefined when the mesh sets none: the
+ * cluster of the registry service `lookup` finds for its host and port, else
+ * {@link ZIPKIN_CLUSTER} dialling the address (`direct`). Spans are JSON v2 at
+ * {@link ZIPKIN_DEFAULT_PATH} with 128-bit trace ids.
+ */
+export function meshZipkinTarget(mesh: MeshConfig, lookup: ProviderLookup): MeshZipkinTarget | undefined {
+  const address = mesh.defaultConfig.tracing?.zipkin?.address;
+  const hostPort = address === undefined ? undefined : splitMeshAddress(address);
+  if (!hostPort) return undefined;
+  const found = lookup(hostPort.host, hostPort.port);
+  const common = { path: ZIPKIN_DEFAULT_PATH, traceId128bit: true };
+  return "reason" in found
+    ? { collector: { cluster: ZIPKIN_CLUSTER, hostname: hostPort.host, ...common }, direct: hostPort }
+    : { collector: { cluster: found.cluster, hostname: found.hostname, ...common } };
 }
 
 /** Envoy's Zipkin tracer reporting JSON v2 spans to `c`. */
@@ -336,20 +393,27 @@ export interface TracingContext {
 }
 
 /**
- * The connection manager's tracing settings from Telemetry, or undefined when none sets
- * tracing: client and overall sampling 100%, random sampling as merged, custom tags sorted by
- * name, and the Zipkin tracer of the merged provider unless span reporting is disabled or the
+ * The connection manager's tracing settings from Telemetry over the mesh's default tracing, or
+ * undefined when neither sets tracing: client and overall sampling 100%, random sampling as
+ * merged, custom tags sorted by name, and the Zipkin tracer of the merged provider (or, when no
+ * Telemetry names one, of the mesh's Zipkin address) unless span reporting is disabled or the
  * provider cannot be used (then no spans are reported).
  */
 export function telemetryTracing(
   telemetries: readonly Resource<TelemetrySpec>[],
   ctx: TracingContext,
 ): HttpConnectionManager_Tracing | undefined {
-  const spec = mergeTracing(telemetries.flatMap((t) => t.spec.tracing ?? []), workloadModeOf(ctx.direction));
+  const spec = mergeTracing(
+    telemetries.flatMap((t) => t.spec.tracing ?? []),
+    workloadModeOf(ctx.direction),
+    meshTracingBase(ctx.mesh),
+  );
   if (!spec) return undefined;
-  const collector = spec.provider !== undefined && !spec.disableSpanReporting
+  const collector = spec.disableSpanReporting
+    ? undefined
+    : spec.provider !== undefined
     ? zipkinCollector(ctx.mesh, spec.provider, ctx.lookup)
-    : undefined;
+    : meshZipkinTarget(ctx.mesh, ctx.lookup)?.collector;
   return create(HttpConnectionManager_TracingSchema, {
     clientSampling: { value: 100 },
     randomSampling: { value: spec.randomSamplingPercentage },

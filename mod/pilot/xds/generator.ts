@@ -64,7 +64,8 @@ export const TYPE_SHORT: Readonly<Record<string, "CDS" | "EDS" | "LDS" | "RDS">>
   [PILOT_TYPES.route]: "RDS",
 };
 
-type Resources = Map<string, XdsResource>;
+/** Encoded resources by name. */
+export type Resources = Map<string, XdsResource>;
 
 /** One proxy's complete set of Envoy resources for one push. */
 interface EnvoySet {
@@ -100,6 +101,12 @@ export interface PilotProvider extends ResourceProvider {
   proxyOf(client: XdsClient): Proxy;
   /** Translates a proxy's whole configuration now (for /debug/config_dump). */
   configOf(proxy: Proxy): ProxyConfig;
+  /**
+   * The listeners and routes an Envoy proxy is served this push, encoded, from the translation
+   * shared by every proxy with the same key (computed now when no such proxy asked yet);
+   * undefined for proxyless gRPC.
+   */
+  servedOf(proxy: Proxy): { readonly listeners: Resources; readonly routes: Resources } | undefined;
   /**
    * For a proxyless gRPC proxy or a node proxy, what its resources leave out or approximate of
    * what Envoy would get from the same config (empty for Envoy proxies); computed once per push
@@ -511,6 +518,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     proxyOf,
     unsupportedOf,
     violationsOf: (proxy) => refused.get(setKey(proxy)) ?? [],
+    servedOf: (proxy) => (proxy.generator === "grpc" ? undefined : envoySet(proxy)),
     configOf(proxy) {
       if (proxy.generator === "grpc") {
         return {

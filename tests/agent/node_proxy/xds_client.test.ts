@@ -142,6 +142,23 @@ describe("startNodeProxyXds() against meshd pilot", () => {
     expect(text).toContain("outbound|9000||web.shop.svc.cluster.local");
   });
 
+  test("with replicas listed, a replica that cannot be reached is passed over for the next at once", async () => {
+    const got: NodeProxyView[] = [];
+    const second = startNodeProxyXds({
+      // Nothing listens on port 1; the backoff is long, so only moving on at once gets the view.
+      discoveryAddr: `127.0.0.1:1, ${meshd.grpcAddr}`,
+      node: node(),
+      logger: quiet,
+      backoff: { initialMs: 60_000, maxMs: 60_000 },
+      onView: (v) => got.push(v),
+    });
+    try {
+      expect(await eventually(() => (got.at(-1)?.services.length ?? 0) > 0)).toBe(true);
+    } finally {
+      await second.stop();
+    }
+  });
+
   test("a config change produces a new view", async () => {
     const before = views.length;
     writeFileSync(join(dir, "reviews.yaml"), REVIEWS);
