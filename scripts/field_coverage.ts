@@ -688,6 +688,11 @@ export const NO_TRANSLATION: ReadonlyMap<string, string> = new Map<string, strin
     "merged by auto-registration (mod/pilot/autoregister.ts) into the labels of the WorkloadEntry it makes",
   ],
   [
+    "WorkloadGroup.spec.metadata.annotations",
+    "copied by auto-registration (mod/pilot/autoregister.ts) into the annotations of the WorkloadEntry " +
+    "it makes, as Istio does (shown by /debug/registrationz)",
+  ],
+  [
     "WorkloadGroup.spec.probe",
     "sent by auto-registration to the node agent, which runs the probe (mod/agent/health.ts); " +
     "unhealthy workloads leave EDS",

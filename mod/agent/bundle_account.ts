@@ -27,18 +27,40 @@ export interface ServiceAccountOptions {
 }
 
 interface ConfigzResource {
-  readonly spec?: { readonly template?: { readonly serviceAccount?: unknown } };
+  readonly spec?: {
+    readonly metadata?: { readonly labels?: unknown };
+    readonly template?: { readonly serviceAccount?: unknown; readonly network?: unknown };
+  };
   readonly error?: string;
+}
+
+/** What the bundle takes from the WorkloadGroup: the identity, and what the VM's agent sends as its own. */
+export interface GroupChoice {
+  readonly serviceAccount: string;
+  /** The group's `metadata.labels` (the labels its workloads carry), when it was read. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** The template's network, when it names one. */
+  readonly network?: string;
+}
+
+/** The string-valued entries of `value`, or undefined when it is not an object or has none. */
+function stringMap(value: unknown): Record<string, string> | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const out = Object.fromEntries(
+    Object.entries(value).filter((e): e is [string, string] => typeof e[1] === "string"),
+  );
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /**
  * The service account for the bundle: `--service-account` when given and the group's template
- * names the same one or none; otherwise the template's (or `default` when it names none).
+ * names the same one or none; otherwise the template's (or `default` when it names none). With
+ * it, the group's labels and the template's network, which the VM's agent then sends as its own.
  * Throws a UsageError, naming the flags, when the given one differs from the template's, when
  * the daemon's config has no such group, or when the daemon cannot be asked and no
  * `--service-account` was given; with one given it only warns then.
  */
-export async function chooseServiceAccount(opts: ServiceAccountOptions): Promise<string> {
+export async function chooseServiceAccount(opts: ServiceAccountOptions): Promise<GroupChoice> {
   const ref = `${opts.namespace}/${opts.group}`;
   const key = `networking.istio.io/WorkloadGroup/${ref}`;
   let answer;
@@ -50,8 +72,11 @@ export async function chooseServiceAccount(opts: ServiceAccountOptions): Promise
   } catch (err) {
     const why = `cannot read WorkloadGroup ${ref} (--admin-addr): ${(err as Error).message}`;
     if (opts.explicit !== undefined) {
-      opts.warn(`${why}; --service-account ${opts.explicit} is not checked against the group's template`);
-      return opts.explicit;
+      opts.warn(
+        `${why}; --service-account ${opts.explicit} is not checked against the group's template, and the ` +
+          "group's labels and network are not written into cluster.env",
+      );
+      return { serviceAccount: opts.explicit };
     }
     throw new UsageError(
       `meshd vm bundle: ${why}; run this where meshd serve runs, point --admin-addr at its admin address, ` +
@@ -78,5 +103,11 @@ export async function chooseServiceAccount(opts: ServiceAccountOptions): Promise
         `template.serviceAccount is ${template}; pilot would not register the VM (leave --service-account out to use ${template})`,
     );
   }
-  return opts.explicit ?? template ?? DEFAULT_SERVICE_ACCOUNT;
+  const labels = stringMap(answer.body.spec?.metadata?.labels);
+  const network = answer.body.spec?.template?.network;
+  return {
+    serviceAccount: opts.explicit ?? template ?? DEFAULT_SERVICE_ACCOUNT,
+    ...(labels ? { labels } : {}),
+    ...(typeof network === "string" && network !== "" ? { network } : {}),
+  };
 }

@@ -89,6 +89,10 @@ export interface BundleValues {
   readonly namespace: string;
   readonly group: string;
   readonly serviceAccount: string;
+  /** The group's labels, which the agent sends as its own (Istio's ISTIO_METAJSON_LABELS). */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** The template's network (ISTIO_META_NETWORK). */
+  readonly network?: string;
   readonly trustDomain: string;
   readonly caTlsAddr: string;
   readonly caAddr?: string;
@@ -108,6 +112,8 @@ export function clusterEnv(v: BundleValues, madeAt: Date): string {
     `POD_NAMESPACE=${v.namespace}`,
     `SERVICE_ACCOUNT=${v.serviceAccount}`,
     `ISTIO_META_WORKLOAD_GROUP=${v.group}`,
+    ...(v.labels ? [`ISTIO_METAJSON_LABELS='${JSON.stringify(v.labels)}'`] : []),
+    ...(v.network ? [`ISTIO_META_NETWORK=${v.network}`] : []),
     `TRUST_DOMAIN=${v.trustDomain}`,
     `TOKEN_FILE=${v.installDir}/token`,
     `CA_ROOT_CA=${v.installDir}/root-cert.pem`,
@@ -405,13 +411,14 @@ export const vmCommand: Command = {
       ...items("--ca-tls-addr", caTlsAddr),
     ]);
     const warn = (m: string) => inv.err(`warning: ${m}\n`);
-    const serviceAccount = await chooseServiceAccount({
+    const choice = await chooseServiceAccount({
       adminAddr: s.string("admin-addr"),
       namespace,
       group,
       explicit: s.optionalString("service-account"),
       warn,
     });
+    const serviceAccount = choice.serviceAccount;
     const binary = bundleBinary(s.optionalString("binary"), warn);
     const now = Date.now();
     const ttl = s.number("token-ttl");
@@ -433,6 +440,8 @@ export const vmCommand: Command = {
       namespace,
       group,
       serviceAccount,
+      ...(choice.labels ? { labels: choice.labels } : {}),
+      ...(choice.network ? { network: choice.network } : {}),
       trustDomain,
       caTlsAddr,
       caAddr,

@@ -21,13 +21,10 @@ import { randomBytes } from "node:crypto";
 import { type Clock, sleep } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { Replica } from "../store/mod.ts";
+import type { Election, ElectionStatus } from "../store/mod.ts";
 import { KubeApiError, type KubeClient } from "./client.ts";
 
-/** The store's election contract (store/election.ts), as its replicas hand it out. */
-export type Election = ReturnType<Replica["elect"]>;
-/** One duty's election, as /debug/leaderz shows it. */
-export type ElectionStatus = ReturnType<Election["status"]>;
+export type { Election, ElectionStatus };
 
 /** Options for createLeaseElection. */
 export interface LeaseElectionOptions {

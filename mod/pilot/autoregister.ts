@@ -7,7 +7,9 @@
  *   NAMESPACE, or "NAMESPACE/NAME") is registered as a workload of that WorkloadGroup: the
  *   group's template with the proxy's first IP as address and labels merged as Istio merges them
  *   (template < group metadata < node LABELS), locality from the node when it has one. The
- *   workload is named as Istio names the WorkloadEntry it would create (`GROUP-IP`).
+ *   workload is named as Istio names the WorkloadEntry it would create (`GROUP-IP`), and that
+ *   entry's annotations (the group's name, the group's `metadata.annotations`, the health-check
+ *   mark) are shown by `/debug/registrationz`.
  * - Every connection of the same workload (Envoy, the agent's own stream, proxyless apps:
  *   same group, namespace and IP) keeps it registered; `graceMs` after the last one closes it
  *   is removed, unless one reconnected meanwhile.
@@ -130,6 +132,8 @@ export interface RegistrationStatus {
   readonly refusedAt?: string;
   /** Whether the group exists in config (otherwise nothing is registered yet). */
   readonly groupFound: boolean;
+  /** The annotations of its WorkloadEntry ({@link autoRegisteredAnnotations}), when the group is found. */
+  readonly annotations?: Readonly<Record<string, string>>;
   readonly hasProbe: boolean;
   readonly healthy: boolean;
   /** The last unhealthy report's message. */
@@ -197,6 +201,24 @@ function groupRef(ref: string, proxyNs: string): { namespace: string; name: stri
 /** Istio's name of the WorkloadEntry of an auto-registered workload. */
 export function autoRegisteredName(group: string, ip: string): string {
   return `${group}-${ip.replaceAll(":", "-")}`;
+}
+
+/** Istio's annotation naming the WorkloadGroup of an auto-registered WorkloadEntry. */
+export const AUTO_REGISTRATION_GROUP_ANNOTATION = "istio.io/autoRegistrationGroup";
+/** Istio's annotation on a WorkloadEntry whose health the workload's agent reports. */
+export const HEALTH_CHECKS_ANNOTATION = "proxy.istio.io/health-checks-enabled";
+
+/**
+ * The annotations of the WorkloadEntry auto-registered for group `name`, as Istio writes them:
+ * the group's name, then the group's `metadata.annotations` (which win), then the health-check
+ * mark when the group has a probe.
+ */
+export function autoRegisteredAnnotations(name: string, group: WorkloadGroupSpec): Record<string, string> {
+  return {
+    [AUTO_REGISTRATION_GROUP_ANNOTATION]: name,
+    ...group.metadata?.annotations,
+    ...(group.probe ? { [HEALTH_CHECKS_ANNOTATION]: "true" } : {}),
+  };
 }
 
 function locality(node: XdsClient["node"]): string | undefined {
@@ -583,6 +605,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
       return [...regs.values()].map((r): RegistrationStatus => {
         const h = healthOf(r);
         const refusal = refusalOf(r);
+        const g = groupOf(r);
         return {
           workload: autoRegisteredName(r.group, r.ip),
           group: `${r.namespace}/${r.group}`,
@@ -592,7 +615,8 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
           ...(refusal ?? (configLoaded() ? {} : { reason: "pilot's config is still loading" })),
           nodes: r.nodes,
           ...(r.identity ? { identity: r.identity.uri } : {}),
-          groupFound: groupOf(r) !== undefined,
+          groupFound: g !== undefined,
+          ...(g ? { annotations: autoRegisteredAnnotations(r.group, g.spec) } : {}),
           hasProbe: probeOf(r) !== undefined,
           healthy: h.healthy,
           ...(h.message ? { message: h.message } : {}),
@@ -659,7 +683,7 @@ export function createAutoRegistry(o: AutoRegistryOptions): AutoRegistry {
   o.debug?.({
     path: "registrationz",
     description:
-      "auto-registered workloads and refused attempts: group, address, nodes, state (REGISTERED, PENDING, REFUSED with the reason), probe and health",
+      "auto-registered workloads and refused attempts: group, address, nodes, state (REGISTERED, PENDING, REFUSED with the reason), the WorkloadEntry's annotations, probe and health",
     handle: () => Response.json([...registry.registrations(), ...registry.refusals(), ...heldElsewhere()]),
   });
   return registry;

@@ -21,10 +21,11 @@ import {
 } from "./autoregister.ts";
 import { checkEnvoySet, configuredSecretNames, proxyKindOf } from "./check/mod.ts";
 import { createPushContext } from "./model/push_context.ts";
-import type { ServiceRegistry } from "./model/registry.ts";
+import type { RegistryState, ServiceRegistry } from "./model/registry.ts";
 import {
   createPlatformRegistries,
   createPlatformRegistrySet,
+  endpointChanges,
   guardedWatchers,
   parseRegistries,
   registriesVersion,
@@ -35,7 +36,12 @@ import { endpointzHandler } from "./endpointz.ts";
 import { simulateDebugHandler } from "./simulate/debug.ts";
 import { debouncePushes } from "./xds/debounce.ts";
 import { createPilotProvider, PILOT_TYPES, TYPE_SHORT } from "./xds/generator.ts";
-import { type PushRequest, type PushRequestSummary, summarizePushRequest } from "./xds/push_request.ts";
+import {
+  narrowRegistryRequest,
+  type PushRequest,
+  type PushRequestSummary,
+  summarizePushRequest,
+} from "./xds/push_request.ts";
 import { syncStatus } from "./xds/sync_status.ts";
 import type { Violation } from "./check/mod.ts";
 
@@ -197,9 +203,12 @@ export const pilotModule: ModuleDefinition = {
       mixer: ctx.settings.entries().some((e) => e.name === "modules") &&
         ctx.settings.list("modules").includes("mixer"),
     };
+    /** The registries' states the newest push was built from. */
+    let builtStates: RegistryState[] = [];
     const buildPush = () => {
       const config = store.snapshot();
       const states = [...registries.map((r) => r.state()), ...platform.states(config)];
+      builtStates = states;
       return createPushContext({
         config,
         registries: states,
@@ -285,10 +294,13 @@ export const pilotModule: ModuleDefinition = {
     let lastPush: ({ at: string; version: string } & PushRequestSummary) | undefined;
     const rebuild = (request: PushRequest, firstAt: number) => {
       const t0 = performance.now();
+      const before = builtStates;
       const push = buildPush();
       contextTime.observe((performance.now() - t0) / 1000);
       pushStartedAt = ctx.clock.now();
       changeAt = firstAt;
+      // A registry change that moved only endpoints becomes an EDS-only push of those hosts.
+      request = narrowRegistryRequest(request, endpointChanges(before, builtStates));
       provider.update(push, request);
       lastPush = {
         at: new Date(pushStartedAt).toISOString(),

@@ -27,4 +27,5 @@ export type { EtcdSource, EtcdSourceStatus } from "./etcd_source.ts";
 export type { OpenStoreOptions } from "./open_store.ts";
 export type { LeaseKeeper } from "./lease_keeper.ts";
 export type { Replica } from "./replica.ts";
+export type { Election, ElectionStatus } from "./election.ts";
 export { EtcdCompactedError, StoreUnavailableError } from "./errors.ts";

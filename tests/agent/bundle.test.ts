@@ -31,8 +31,8 @@ const GROUPS = `apiVersion: networking.istio.io/v1
 kind: WorkloadGroup
 metadata: { name: ratings, namespace: vms }
 spec:
-  metadata: { labels: { app: ratings } }
-  template: { serviceAccount: ratings-sa }
+  metadata: { labels: { app: ratings, version: v1 } }
+  template: { serviceAccount: ratings-sa, network: vm-net }
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadGroup
@@ -125,6 +125,8 @@ describe("meshd vm bundle", () => {
       POD_NAMESPACE: "vms",
       SERVICE_ACCOUNT: "ratings-sa",
       ISTIO_META_WORKLOAD_GROUP: "ratings",
+      ISTIO_METAJSON_LABELS: '{"app":"ratings","version":"v1"}',
+      ISTIO_META_NETWORK: "vm-net",
       TRUST_DOMAIN: "example.org",
       TOKEN_FILE: "/etc/meshd/token",
       CA_ROOT_CA: "/etc/meshd/root-cert.pem",

@@ -14,7 +14,7 @@ export interface E2eCoverage {
   /** The test's name, or the describe block's when every test there shares the fields. */
   readonly scenario: string;
   /** The real client that carries the traffic. */
-  readonly client: "grpc-js-xds" | "python-grpcio";
+  readonly client: "grpc-js-xds" | "python-grpcio" | "curl, redis-cli and nc through node proxies";
   readonly fields: readonly string[];
 }
 
@@ -146,6 +146,26 @@ export const E2E_COVERAGE: readonly E2eCoverage[] = [
       "AuthorizationPolicy.spec.selector.matchLabels",
       "AuthorizationPolicy.spec.action",
       "AuthorizationPolicy.spec.rules[].from[].source.principals",
+    ],
+  },
+  {
+    file: "tests/e2e/node_proxy.test.ts",
+    scenario: "node proxy across machines",
+    client: "curl, redis-cli and nc through node proxies",
+    fields: [
+      "ServiceEntry.spec.hosts",
+      "ServiceEntry.spec.ports[].number",
+      "ServiceEntry.spec.ports[].name",
+      "ServiceEntry.spec.ports[].protocol",
+      "ServiceEntry.spec.location",
+      "ServiceEntry.spec.resolution",
+      "ServiceEntry.spec.workloadSelector.labels",
+      "WorkloadGroup.spec.template.serviceAccount",
+      "PeerAuthentication.spec.mtls.mode",
+      "AuthorizationPolicy.spec.selector.matchLabels",
+      "AuthorizationPolicy.spec.action",
+      "AuthorizationPolicy.spec.rules[].from[].source.principals",
+      "AuthorizationPolicy.spec.rules[].from[].source.namespaces",
     ],
   },
 ];

@@ -5,7 +5,11 @@ import { join } from "node:path";
 import { createConfigStore } from "../../mod/galley/store.ts";
 import { createPushContext } from "../../mod/pilot/model/push_context.ts";
 import type { PlatformRegistry } from "../../mod/pilot/registry/platform.ts";
-import { createConsulRegistry, SERVICE_REQUEST_LIMIT } from "../../mod/pilot/registry/consul.ts";
+import {
+  createConsulRegistry,
+  SERVICE_REQUEST_LIMIT,
+  SHARED_WAIT_MS,
+} from "../../mod/pilot/registry/consul.ts";
 import { nextIndex, requestUrl } from "../../mod/pilot/registry/consul_client.ts";
 import { type ConsulHealthEntry, consulServiceView } from "../../mod/pilot/registry/consul_convert.ts";
 import { parseConsulUrl } from "../../mod/pilot/registry/consul_url.ts";
@@ -177,7 +181,7 @@ describe("consul registry against the test Consul", () => {
     const waits = new Set(
       s.requests.filter((q) => q.path.startsWith("/v1/health/") && q.query.wait).map((q) => q.query.wait),
     );
-    expect([...waits]).toEqual(["5s"]);
+    expect([...waits]).toEqual([`${SHARED_WAIT_MS / 1000}s`]);
   });
 
   test("answers of 500 keep the last good view, say stale with the error, then recover", async () => {

@@ -42,9 +42,9 @@ function registry(s: KubeServer, query = ""): PlatformRegistry {
   return r;
 }
 
-/** Waits (polling) until `pred` holds; fails naming `what` after 5 s. */
+/** Waits (polling) until `pred` holds; fails naming `what` after 20 s (a loaded machine is slow, never wrong). */
 async function until(pred: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 20_000;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(10);

@@ -28,10 +28,36 @@ import type { InboundDecision, InboundRequest } from "./inbound.ts";
 import { relay } from "./relay.ts";
 import { dial, hostPort, listen, splitHostPort } from "./sockets.ts";
 import type { TcpTelemetry } from "./telemetry.ts";
-import { peerIdentity, type TlsMaterial } from "./tls_material.ts";
+import {
+  type PeerCertificateInfo,
+  peerCertificateInfo,
+  peerIdentity,
+  type TlsMaterial,
+} from "./tls_material.ts";
 
 /** The header carrying the client workload's name and namespace (W3C baggage, as ztunnel sends). */
 export const BAGGAGE_HEADER = "baggage";
+
+/**
+ * The HTTP/2 flow-control window of a tunnel, bytes: each stream's (SETTINGS_INITIAL_WINDOW_SIZE)
+ * and the connection's. HTTP/2's 64 KiB default lets a sender put only that much in flight per
+ * round trip, which caps a tunnelled TCP stream well below what the machines can carry.
+ */
+export const HBONE_WINDOW_BYTES = 8 * 1024 * 1024;
+
+/** The SETTINGS both ends of a tunnel send. */
+const HBONE_SETTINGS = { initialWindowSize: HBONE_WINDOW_BYTES } as const;
+
+/**
+ * Opens the connection-level receive window of a tunnel to HBONE_WINDOW_BYTES. It must not exceed
+ * the streams' window announced in HBONE_SETTINGS: Bun's HTTP/2 raises its own record of the
+ * streams' initial window to the size given here without telling the peer, and a stream whose
+ * peer believes in a smaller window than ours stalls, waiting for a WINDOW_UPDATE we send only
+ * after half of our larger window has arrived.
+ */
+function openConnectionWindow(session: { setLocalWindowSize(size: number): void }): void {
+  session.setLocalWindowSize(HBONE_WINDOW_BYTES);
+}
 
 /** Why an HBONE connect failed. */
 export class HboneError extends Error {
@@ -97,6 +123,7 @@ export function createHbonePool(o: { tls: TlsMaterial; logger: Logger }): HboneP
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
     const snap = o.tls.current();
     const session = h2connect(`https://${key}`, {
+      settings: HBONE_SETTINGS,
       createConnection: () =>
         tlsConnect({
           host: peer,
@@ -125,6 +152,7 @@ export function createHbonePool(o: { tls: TlsMaterial; logger: Logger }): HboneP
       }, timeoutMs);
       session.once("connect", () => {
         clearTimeout(timer);
+        openConnectionWindow(session);
         const id = peerIdentity(session.socket as TLSSocket);
         if (id === undefined) {
           session.destroy();
@@ -284,7 +312,9 @@ export async function startHboneServer(o: HboneServerOptions): Promise<HboneServ
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ["h2"],
+    settings: HBONE_SETTINGS,
   });
+  server.on("session", openConnectionWindow);
   const unsubscribe = o.tls.onChange((s) => {
     // Bun reads the server's client-certificate settings from the new options too.
     server.setSecureContext(
@@ -333,7 +363,8 @@ async function serveStream(
     return;
   }
   const socket = stream.session?.socket as TLSSocket | undefined;
-  const peer = socket ? peerIdentity(socket) : undefined;
+  const cert: PeerCertificateInfo = socket ? peerCertificateInfo(socket) : {};
+  const peer = cert.identity;
   const source = socket?.remoteAddress ?? "";
   const baggage = parseBaggage(headers[BAGGAGE_HEADER] as string | undefined);
   if (peer === undefined) {
@@ -345,9 +376,7 @@ async function serveStream(
     reporter: "destination",
     sourceAddress: source,
     sourcePrincipal: peer,
-    ...(socket?.getPeerCertificate?.()?.serialNumber
-      ? { sourceCertSerial: socket.getPeerCertificate().serialNumber }
-      : {}),
+    ...(cert.serial !== undefined ? { sourceCertSerial: cert.serial } : {}),
     ...(baggage.workload !== undefined ? { sourceWorkload: baggage.workload } : {}),
     ...(baggage.namespace !== undefined ? { sourceNamespace: baggage.namespace } : {}),
     destinationAddress: target.host,

@@ -68,10 +68,41 @@ export function createTlsMaterial(source: () => CertBundle | undefined): TlsMate
   };
 }
 
+/** What the node proxy reads from a peer's certificate. */
+export interface PeerCertificateInfo {
+  /** The SPIFFE identity (URI SAN), if the certificate has one. */
+  readonly identity?: string;
+  /** The certificate's serial number (hex), if known. */
+  readonly serial?: string;
+}
+
+/**
+ * The peer certificate facts of each TLS socket, read once: a connection's peer certificate is
+ * fixed by its handshake, and decoding it is the costliest step of opening a tunnelled stream.
+ */
+const peerInfoBySocket = new WeakMap<TLSSocket, PeerCertificateInfo>();
+
+/**
+ * The identity and serial of the peer's certificate on a TLS socket; empty when the socket has
+ * no peer certificate (yet). Read once per socket and remembered.
+ */
+export function peerCertificateInfo(socket: TLSSocket): PeerCertificateInfo {
+  const known = peerInfoBySocket.get(socket);
+  if (known) return known;
+  const cert = socket.getPeerCertificate?.();
+  if (!cert || Object.keys(cert).length === 0) return {};
+  const identity = spiffeFromSubjectAltName(cert.subjectaltname ?? "");
+  const info: PeerCertificateInfo = {
+    ...(identity !== undefined ? { identity } : {}),
+    ...(cert.serialNumber ? { serial: cert.serialNumber } : {}),
+  };
+  peerInfoBySocket.set(socket, info);
+  return info;
+}
+
 /** The SPIFFE URI SAN of the peer's certificate on a TLS socket, if it has one. */
 export function peerIdentity(socket: TLSSocket): string | undefined {
-  const cert = socket.getPeerCertificate?.();
-  return cert ? spiffeFromSubjectAltName(cert.subjectaltname ?? "") : undefined;
+  return peerCertificateInfo(socket).identity;
 }
 
 /** The first `URI:spiffe://...` entry of a subjectaltname string (`URI:a, DNS:b`). */

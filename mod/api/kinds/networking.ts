@@ -1557,12 +1557,7 @@ export type ServerTLSSettings = Infer<typeof serverTLSSchema>;
 
 function serverTLSCheck(tls: InferFields<typeof serverTLSFields>, path: string, report: Reporter): void {
   const at = (f: string) => fieldPath(path, f);
-  if (tls.ecdhCurves?.length) {
-    report.warning(
-      at("ecdhCurves"),
-      "ecdhCurves is not supported by meshd; ignored (Envoy's default curves apply)",
-    );
-  }
+  if (tls.ecdhCurves?.length) ecdhCurvesCheck(tls.ecdhCurves, tls.mode, at("ecdhCurves"), report);
   const hasCredential = !!(tls.credentialName || tls.credentialNames?.length || tls.tlsCertificates?.length);
   if (tls.mode === "ISTIO_MUTUAL") {
     for (const f of ["serverCertificate", "privateKey", "caCertificates", "credentialName"] as const) {
@@ -1606,6 +1601,51 @@ function serverTLSCheck(tls: InferFields<typeof serverTLSFields>, path: string, 
       report.error(path, `${tls.mode} TLS needs caCertificates (the client CA bundle)`);
     }
   }
+}
+
+/** The ECDH curve names Istio recognises (Envoy refuses a listener naming another). */
+const ECDH_CURVES = new Set([
+  "P-224",
+  "P-256",
+  "P-384",
+  "P-521",
+  "X25519",
+  "X25519Kyber768Draft00",
+  "X25519MLKEM768",
+]);
+
+/**
+ * ecdhCurves: honoured (Envoy's `tls_params.ecdh_curves`) where the server terminates TLS with its
+ * own certificate (SIMPLE, MUTUAL, OPTIONAL_MUTUAL); ISTIO_MUTUAL uses the mesh's TLS settings,
+ * which have no curves, and passthrough modes terminate nothing, as in Istio.
+ * Unknown or repeated curve names are warned about, as Istio does for MeshConfig's tlsDefaults.
+ */
+function ecdhCurvesCheck(
+  curves: readonly string[],
+  mode: string | undefined,
+  path: string,
+  report: Reporter,
+): void {
+  if (mode !== "SIMPLE" && mode !== "MUTUAL" && mode !== "OPTIONAL_MUTUAL") {
+    report.warning(
+      path,
+      `ecdhCurves is ignored with ${mode ?? "PASSTHROUGH"} TLS: it applies to SIMPLE, MUTUAL and ` +
+        "OPTIONAL_MUTUAL, as in Istio",
+    );
+    return;
+  }
+  const seen = new Set<string>();
+  curves.forEach((c, i) => {
+    if (!ECDH_CURVES.has(c)) {
+      report.warning(
+        indexPath(path, i),
+        `unrecognized ECDH curve ${JSON.stringify(c)} (known: ${
+          [...ECDH_CURVES].join(", ")
+        }); Envoy may refuse it`,
+      );
+    } else if (seen.has(c)) report.warning(indexPath(path, i), `duplicate ECDH curve ${JSON.stringify(c)}`);
+    seen.add(c);
+  });
 }
 
 /** `namespace/host` (or a plain host on gateways) as Gateway and Sidecar hosts are written. */

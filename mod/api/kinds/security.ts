@@ -212,13 +212,6 @@ const jwtRuleSchema = t.object(
       if (!rule.issuer && !rule.jwksUri) {
         report.error(fieldPath(path, "issuer"), "issuer or jwksUri must be set");
       }
-      if (rule.presence !== undefined) {
-        report.warning(
-          fieldPath(path, "presence"),
-          "presence is not supported by meshd; ignored (a request without a token is not rejected by " +
-            "this rule: require one with an AuthorizationPolicy on requestPrincipals)",
-        );
-      }
     },
   },
 );

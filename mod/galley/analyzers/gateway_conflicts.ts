@@ -1,6 +1,7 @@
 /**
  * Gateways that share proxies and contradict each other. Gateways whose selectors pick the same
- * workload (or are the same selector) configure one proxy together: a server on the same port
+ * workload (or where one selector's labels are all in the other, so the proxies the other picks
+ * run both) configure one proxy together: a server on the same port
  * and bind as another gateway's, for the same host, makes which one serves that host undefined;
  * and two gateways serving the same certificate let HTTP/2 clients reuse one connection for the
  * other gateway's hosts, which that connection's server does not route (404).
@@ -19,13 +20,32 @@ function name(r: Resource): string {
   return `${r.metadata.namespace}/${r.metadata.name}`;
 }
 
-/** True when two gateways configure a common proxy: equal selectors, or a workload both select. */
+/**
+ * True when every label `some` requires, `more` requires too with the same value: then `some`
+ * selects every workload `more` selects, whatever workloads exist.
+ */
+export function selectorIncludes(
+  some: Readonly<Record<string, string>> | undefined,
+  more: Readonly<Record<string, string>> | undefined,
+): boolean {
+  return Object.entries(some ?? {}).every(([k, v]) => more?.[k] === v);
+}
+
+/**
+ * True when two gateways configure a common proxy: one selector's labels are all in the other
+ * (equal selectors included), so every proxy the one with more labels selects runs both; or a workload
+ * both select.
+ */
 export function shareProxies(
   ctx: AnalysisContext,
   a: Resource<GatewaySpec>,
   b: Resource<GatewaySpec>,
 ): boolean {
-  if (formatLabels(a.spec.selector) === formatLabels(b.spec.selector)) return true;
+  if (
+    selectorIncludes(a.spec.selector, b.spec.selector) || selectorIncludes(b.spec.selector, a.spec.selector)
+  ) {
+    return true;
+  }
   return ctx.workloadsSelected(a.spec.selector).some((w) => selectorMatches(b.spec.selector, w.labels));
 }
 
@@ -40,8 +60,8 @@ export const conflictingGateways = defineAnalyzer({
   istioCode: "IST0145",
   name: "ConflictingGateways",
   severity: "error",
-  description: "Two Gateways that select the same workload have servers on the same port and bind " +
-    "for the same host; which one serves it is undefined.",
+  description: "Two Gateways on the same proxies (a workload both select, or one selector's labels all in " +
+    "the other's) have servers on the same port and bind for the same host; which one serves it is undefined.",
 }, (ctx, report) => {
   const gateways = ctx.ofKind<GatewaySpec>("Gateway");
   for (const gw of gateways) {
@@ -93,8 +113,8 @@ export const gatewayDuplicateCertificate = defineAnalyzer({
   istioCode: "IST0138",
   name: "GatewayDuplicateCertificate",
   severity: "warning",
-  description: "Two Gateways that select the same workload serve the same certificate; HTTP/2 " +
-    "clients reusing a connection across them get 404s.",
+  description: "Two Gateways on the same proxies (a workload both select, or one selector's labels all in " +
+    "the other's) serve the same certificate; HTTP/2 clients reusing a connection across them get 404s.",
 }, (ctx, report) => {
   const gateways = ctx.ofKind<GatewaySpec>("Gateway");
   for (const gw of gateways) {

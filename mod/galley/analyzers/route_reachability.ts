@@ -4,7 +4,8 @@
  * every request such as uri prefix "/") is dead, and a match block that repeats an earlier one,
  * or that an earlier one overlaps (takes every request it would take: uri prefix "/api" before
  * "/api/v2", with no other condition the later one lacks), never decides anything. A route all
- * of whose match blocks are repeated or overlapped is dead.
+ * of whose match blocks are repeated or overlapped is dead; a repeated block is reported as well
+ * (as istioctl reports both for a duplicate route).
  *
  * @module
  */
@@ -187,7 +188,8 @@ function walkSection(
       seen.set(key, field);
       tried.push({ match: m, field });
     });
-    if (duplicates.length === matches.length) {
+    const dead = duplicates.length === matches.length;
+    if (dead) {
       const overlap = duplicates.some((d) => d.overlap);
       unreachable.push({
         field: at,
@@ -195,15 +197,17 @@ function walkSection(
           overlap ? "repeats or is overlapped by" : "repeats"
         } an earlier one (${duplicates.map((d) => d.earlier).join(", ")})`,
       });
-    } else {
-      for (const d of duplicates) {
-        ineffective.push({
-          field: d.field,
-          message: d.overlap
-            ? `${d.field} is never used: ${d.earlier}, which is tried first, takes every request it matches`
-            : `${d.field} is never used: it repeats ${d.earlier}, which is tried first`,
-        });
-      }
+    }
+    // A repeated block is reported at the block even in a dead route (the route finding names
+    // the route); an overlapped block in a dead route is left to the route finding.
+    for (const d of duplicates) {
+      if (dead && d.overlap) continue;
+      ineffective.push({
+        field: d.field,
+        message: d.overlap
+          ? `${d.field} is never used: ${d.earlier}, which is tried first, takes every request it matches`
+          : `${d.field} is never used: it repeats ${d.earlier}, which is tried first`,
+      });
     }
     const all = matches.findIndex(matchesEverything);
     if (all >= 0) catchAll = { index: i, why: `matches every request (${at}.match[${all}])` };

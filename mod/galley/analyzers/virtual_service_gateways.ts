@@ -1,6 +1,7 @@
 /**
- * VirtualServices against the Gateways they are bound to: each named gateway must exist, and
- * each host of a VirtualService that is not bound to the mesh must be accepted by one of them.
+ * VirtualServices against the Gateways they are bound to: each named gateway must exist, each
+ * host of a VirtualService that is not bound to the mesh must be accepted by one of them, and
+ * each gateway must accept one of its hosts.
  *
  * @module
  */
@@ -68,37 +69,92 @@ function boundGatewayResources(
   return out;
 }
 
-/** MSH0132: each host of a gateway-bound VirtualService is accepted by one of its gateways. */
+/** The hosts of a VirtualService, resolved against its namespace. */
+function resolvedHosts(ctx: AnalysisContext, vs: Resource<VirtualServiceSpec>): string[] {
+  return (vs.spec.hosts ?? []).map((h) => ctx.resolveHost(h, vs.metadata.namespace));
+}
+
+/** "ns/name" of a resource. */
+function fullName(r: Resource): string {
+  return `${r.metadata.namespace}/${r.metadata.name}`;
+}
+
+/**
+ * Hosts of a VirtualService bound only to gateways that none of those gateways accepts: no
+ * traffic reaches them.
+ */
+function hostsNoGatewayAccepts(
+  ctx: AnalysisContext,
+  vs: Resource<VirtualServiceSpec>,
+): { field: string; message: string }[] {
+  const refs = vs.spec.gateways ?? [];
+  if (refs.length === 0 || refs.includes(MESH_GATEWAY)) return [];
+  const gateways = boundGatewayResources(ctx, vs);
+  if (gateways.length === 0) return [];
+  const ns = vs.metadata.namespace;
+  const accepted = gateways.flatMap((gw) => hostsAcceptedFor(gw, ns));
+  const names = gateways.map(fullName).join(", ");
+  const many = gateways.length > 1;
+  const verb = many ? "accept" : "accepts";
+  const offer = accepted.length > 0
+    ? `${verb} only ${[...new Set(accepted)].join(", ")}`
+    : `${verb} no host from namespace ${ns}`;
+  const out: { field: string; message: string }[] = [];
+  resolvedHosts(ctx, vs).forEach((host, i) => {
+    if (accepted.some((a) => hostsOverlap(a, host))) return;
+    out.push({
+      field: `spec.hosts[${i}]`,
+      message: `host ${host} is not accepted by gateway${many ? "s" : ""} ${names}, which ${offer}; ` +
+        "no traffic reaches it",
+    });
+  });
+  return out;
+}
+
+/**
+ * Gateways a VirtualService is bound to that accept none of its hosts, so the binding does
+ * nothing, while another of its gateways accepts one. When none does, {@link hostsNoGatewayAccepts}
+ * already reports each host; a VirtualService bound to the mesh as well is left alone, as one
+ * VirtualService often serves a mesh host and a gateway host together.
+ */
+function gatewaysAcceptingNoHost(
+  ctx: AnalysisContext,
+  vs: Resource<VirtualServiceSpec>,
+): { field: string; message: string }[] {
+  const ns = vs.metadata.namespace;
+  const hosts = resolvedHosts(ctx, vs);
+  if (hosts.length === 0) return [];
+  const bound = (vs.spec.gateways ?? []).flatMap((ref, i) => {
+    if (ref === MESH_GATEWAY) return [];
+    const g = parseGatewayRef(ref, ns);
+    const gw = ctx.get<GatewaySpec>("Gateway", g.namespace, g.name);
+    if (!gw) return [];
+    const accepted = hostsAcceptedFor(gw, ns);
+    return [{ i, gw, accepted, useful: hosts.some((h) => accepted.some((a) => hostsOverlap(a, h))) }];
+  });
+  if (!bound.some((b) => b.useful)) return [];
+  return bound.filter((b) => !b.useful).map((b) => ({
+    field: `spec.gateways[${b.i}]`,
+    message: `gateway ${fullName(b.gw)} accepts none of the hosts ${hosts.join(", ")} (it accepts ${
+      b.accepted.length > 0 ? [...new Set(b.accepted)].join(", ") : `no host from namespace ${ns}`
+    }); binding to it routes nothing`,
+  }));
+}
+
+/**
+ * MSH0132: each host of a gateway-bound VirtualService is accepted by one of its gateways, and
+ * each gateway it is bound to accepts one of its hosts.
+ */
 export const gatewayHostNotFound = defineAnalyzer({
   code: "MSH0132",
   istioCode: "IST0132",
   name: "VirtualServiceHostNotFoundInGateway",
   severity: "warning",
-  description: "A host of a VirtualService bound only to gateways is accepted by none of those gateways.",
+  description: "A host of a VirtualService bound only to gateways is accepted by none of those gateways, " +
+    "or a gateway the VirtualService is bound to accepts none of its hosts.",
 }, (ctx, report) => {
   for (const vs of ctx.ofKind<VirtualServiceSpec>("VirtualService")) {
-    const refs = vs.spec.gateways ?? [];
-    if (refs.length === 0 || refs.includes(MESH_GATEWAY)) continue;
-    const gateways = boundGatewayResources(ctx, vs);
-    if (gateways.length === 0) continue;
-    const ns = vs.metadata.namespace;
-    const accepted = gateways.flatMap((gw) => hostsAcceptedFor(gw, ns));
-    (vs.spec.hosts ?? []).forEach((h, i) => {
-      const host = ctx.resolveHost(h, ns);
-      if (accepted.some((a) => hostsOverlap(a, host))) return;
-      const names = gateways.map((gw) => `${gw.metadata.namespace}/${gw.metadata.name}`).join(", ");
-      const many = gateways.length > 1;
-      const verb = many ? "accept" : "accepts";
-      const offer = accepted.length > 0
-        ? `${verb} only ${[...new Set(accepted)].join(", ")}`
-        : `${verb} no host from namespace ${ns}`;
-      report(
-        vs,
-        `spec.hosts[${i}]`,
-        `host ${host} is not accepted by gateway${
-          many ? "s" : ""
-        } ${names}, which ${offer}; no traffic reaches it`,
-      );
-    });
+    for (const f of hostsNoGatewayAccepts(ctx, vs)) report(vs, f.field, f.message);
+    for (const f of gatewaysAcceptingNoHost(ctx, vs)) report(vs, f.field, f.message);
   }
 });

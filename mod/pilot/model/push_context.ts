@@ -701,3 +701,21 @@ export function createPushContext(inputs: PushContextInputs): PushContext {
     },
   };
 }
+
+/**
+ * A view of `push` in which proxies see only the services whose host name is in `hosts` (and
+ * otherwise the same context), for translating the part of a proxy's configuration that
+ * concerns those services alone, such as their load assignments.
+ */
+export function scopedToHosts(push: PushContext, hosts: ReadonlySet<string>): PushContext {
+  const memo = new WeakMap<readonly Service[], readonly Service[]>();
+  return {
+    ...push,
+    visibleServices(proxy) {
+      const all = push.visibleServices(proxy);
+      let scoped = memo.get(all);
+      if (!scoped) memo.set(all, scoped = all.filter((s) => hosts.has(s.hostname)));
+      return scoped;
+    },
+  };
+}

@@ -12,8 +12,9 @@
  *
  * A failed request (no answer in time, a 5xx, a 403, a connection refused) keeps the last good
  * view, marks the registry stale with the error, and is retried with backoff from index 0 (the
- * server may be another one now). An answer whose index did not move is followed by a pause of
- * {@link UNCHANGED_PAUSE_MS}, so a server that answers at once cannot make the watcher spin.
+ * server may be another one now). After an answer whose index did not move, the next request
+ * waits until {@link UNCHANGED_PAUSE_MS} passed since the last one was sent, so a server that
+ * answers at once cannot make the watcher spin.
  * The view is published once the catalog and every service in it were read a first time.
  *
  * @module
@@ -47,9 +48,16 @@ export interface ConsulRegistryOptions {
 
 /** Service health requests one registry has in flight at most. */
 export const SERVICE_REQUEST_LIMIT = 64;
-/** The blocking wait used while more services are watched than {@link SERVICE_REQUEST_LIMIT}. */
-export const SHARED_WAIT_MS = 5_000;
-/** The pause after an answer whose index did not move. */
+/**
+ * The blocking wait used while more services are watched than {@link SERVICE_REQUEST_LIMIT}: a
+ * service waiting for a request slot gets one within about (waiting / limit) of this, so a
+ * change to it is read within about a second.
+ */
+export const SHARED_WAIT_MS = 1_000;
+/**
+ * The least time from one request of a watch to its next after an answer whose index did not
+ * move (a query Consul held that long already waited; one answered at once pauses).
+ */
 export const UNCHANGED_PAUSE_MS = 1_000;
 const BACKOFF = { initialMs: 250, maxMs: 30_000 } as const;
 
@@ -166,6 +174,7 @@ export function createConsulRegistry(opts: ConsulRegistryOptions): PlatformRegis
       const shared = limited && (watches.size > SERVICE_REQUEST_LIMIT || limit.waiting > 0);
       const waitMs = shared ? Math.min(settings.waitMs, SHARED_WAIT_MS) : settings.waitMs;
       let pause = 0;
+      const startedAt = clock.now();
       try {
         const answer = await consulGet({
           fetch: doFetch,
@@ -185,7 +194,7 @@ export function createConsulRegistry(opts: ConsulRegistryOptions): PlatformRegis
         onBody(answer.body);
         succeeded(key);
         backoff.reset();
-        if (!next.changed) pause = UNCHANGED_PAUSE_MS;
+        if (!next.changed) pause = Math.max(0, UNCHANGED_PAUSE_MS - (clock.now() - startedAt));
         index = next.index;
       } catch (e) {
         release();

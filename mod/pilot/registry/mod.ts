@@ -12,6 +12,7 @@ export {
   configHosts,
   createPlatformRegistries,
   createPlatformRegistrySet,
+  endpointChanges,
   guardedWatchers,
   parseRegistries,
   parseRegistry,

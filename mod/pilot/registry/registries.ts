@@ -232,13 +232,63 @@ export function applyCollisionRule(
   });
 }
 
-const versions = new WeakMap<RegistryState, string>();
+/** A state's content in parts: what besides endpoints it declares, and its endpoints per host. */
+interface StateDigest {
+  /** A hash of the whole state. */
+  readonly version: string;
+  /** A hash of its services and workloads. */
+  readonly shape: string;
+  /** A hash of each host name's endpoints, in the state's order. */
+  readonly hosts: ReadonlyMap<string, string>;
+}
+
+const digests = new WeakMap<RegistryState, StateDigest>();
+
+/** The state's digest, computed once per state object (states are immutable). */
+function digestOf(state: RegistryState): StateDigest {
+  let d = digests.get(state);
+  if (d !== undefined) return d;
+  const byHost = new Map<string, RegistryState["endpoints"][number][]>();
+  for (const e of state.endpoints) {
+    const list = byHost.get(e.hostname);
+    if (list) list.push(e);
+    else byHost.set(e.hostname, [e]);
+  }
+  const hosts = new Map<string, string>();
+  for (const [host, list] of byHost) hosts.set(host, contentVersion(JSON.stringify(list)));
+  const shape = contentVersion(JSON.stringify([state.services, state.workloads]));
+  const parts = [shape];
+  for (const [host, v] of hosts) parts.push(`${host}=${v}`);
+  d = { version: contentVersion(parts.join("\n")), shape, hosts };
+  digests.set(state, d);
+  return d;
+}
 
 /** A content hash of a state, computed once per state object (states are immutable). */
 export function stateVersion(state: RegistryState): string {
-  let v = versions.get(state);
-  if (v === undefined) versions.set(state, v = contentVersion(JSON.stringify(state)));
-  return v;
+  return digestOf(state).version;
+}
+
+/**
+ * The host names whose endpoints differ between two lists of states (the same registries, in
+ * order), when nothing else differs: undefined when a registry was added or removed or its
+ * services or workloads changed. Endpoints that only moved within a state count as changed.
+ */
+export function endpointChanges(
+  before: readonly RegistryState[],
+  after: readonly RegistryState[],
+): ReadonlySet<string> | undefined {
+  if (before.length !== after.length) return undefined;
+  const changed = new Set<string>();
+  for (let i = 0; i < after.length; i++) {
+    if (before[i] === after[i]) continue;
+    const a = digestOf(before[i]!);
+    const b = digestOf(after[i]!);
+    if (a.shape !== b.shape) return undefined;
+    for (const [host, v] of b.hosts) if (a.hosts.get(host) !== v) changed.add(host);
+    for (const host of a.hosts.keys()) if (!b.hosts.has(host)) changed.add(host);
+  }
+  return changed;
 }
 
 /** The registries' part of a push's version, from each state's cached hash. */

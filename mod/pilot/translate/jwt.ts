@@ -17,7 +17,11 @@
  * - The requirement is "any provider, or no token at all" (`requires_any` of every provider plus
  *   `allow_missing`): a request without a token passes, a request with a token that no provider
  *   can verify is rejected with 401. Whether a token is required at all is left to
- *   AuthorizationPolicy (`requestPrincipals: ["*"]`), as in current Istio.
+ *   AuthorizationPolicy (`requestPrincipals: ["*"]`), as in Istio, unless a rule says
+ *   `presence: REQUIRED` (istio/api's JWTRule): then that rule's token must be present and
+ *   valid, whatever other rules accept, so the requirement becomes `requires_all` of each
+ *   required rule's provider and the "any provider or none" requirement above; a request
+ *   without that token is rejected with 401 ({@link jwtRequirement}).
  * - Keys: `jwks` given inline becomes `local_jwks { inline_string }`. Otherwise `jwksUri` becomes
  *   `remote_jwks` fetched through the outbound cluster of the URI's host and port
  *   (`outbound|443||issuer.example.com`). That cluster only exists when a service (e.g. a
@@ -186,8 +190,8 @@ function provider(push: PushContext, proxy: Proxy, rule: JWTRule): JwtProvider {
 }
 
 /**
- * The JWT authentication config for `policies`, or undefined when they have no jwtRules. The
- * requirement is `requires_any` of every provider and `allow_missing` (see the module notes).
+ * The JWT authentication config for `policies`, or undefined when they have no jwtRules, with the
+ * requirement of {@link jwtRequirement} (see the module notes).
  */
 export function buildJwtAuthentication(
   push: PushContext,
@@ -198,24 +202,44 @@ export function buildJwtAuthentication(
   if (rules.length === 0) return undefined;
   const providers: Record<string, JwtProvider> = {};
   for (const r of rules) providers[r.name] = provider(push, proxy, r.rule);
-  const requirements: JwtRequirement[] = [
-    ...rules.map((r) =>
-      create(JwtRequirementSchema, { requiresType: { case: "providerName", value: r.name } })
-    ),
-    create(JwtRequirementSchema, { requiresType: { case: "allowMissing", value: create(EmptySchema) } }),
-  ];
   return create(JwtAuthenticationSchema, {
     providers,
     rules: [{
       match: { pathSpecifier: { case: "prefix", value: "/" } },
-      requirementType: {
-        case: "requires",
-        value: create(JwtRequirementSchema, {
-          requiresType: { case: "requiresAny", value: { requirements } },
-        }),
-      },
+      requirementType: { case: "requires", value: jwtRequirement(rules) },
     }],
     bypassCorsPreflight: true,
+  });
+}
+
+/**
+ * The requirement for providers named after `rules`: `requires_any` of every provider and
+ * `allow_missing`; with rules of `presence: REQUIRED`, `requires_all` of each of their providers
+ * and that.
+ */
+export function jwtRequirement(rules: readonly NamedJwtRule[]): JwtRequirement {
+  const byName = (name: string) =>
+    create(JwtRequirementSchema, { requiresType: { case: "providerName", value: name } });
+  const anyOrNone = create(JwtRequirementSchema, {
+    requiresType: {
+      case: "requiresAny",
+      value: {
+        requirements: [
+          ...rules.map((r) => byName(r.name)),
+          create(JwtRequirementSchema, {
+            requiresType: { case: "allowMissing", value: create(EmptySchema) },
+          }),
+        ],
+      },
+    },
+  });
+  const required = rules.filter((r) => r.rule.presence === "REQUIRED");
+  if (required.length === 0) return anyOrNone;
+  return create(JwtRequirementSchema, {
+    requiresType: {
+      case: "requiresAll",
+      value: { requirements: [...required.map((r) => byName(r.name)), anyOrNone] },
+    },
   });
 }
 

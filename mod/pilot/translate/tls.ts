@@ -208,12 +208,20 @@ const TLS_VERSIONS: Readonly<Record<TLSProtocol, TlsParameters_TlsProtocol>> = {
   TLSV1_3: TlsParameters_TlsProtocol.TLSv1_3,
 };
 
+/**
+ * The server's TLS parameters. ecdhCurves count only where the server terminates TLS with its own
+ * certificate (not ISTIO_MUTUAL, whose mesh settings have no curves), as Istio applies them.
+ */
 function tlsParameters(tls: ServerTLSSettings): TlsParameters | undefined {
-  if (!tls.minProtocolVersion && !tls.maxProtocolVersion && !tls.cipherSuites?.length) return undefined;
+  const curves = tls.mode === "ISTIO_MUTUAL" ? [] : [...new Set(tls.ecdhCurves ?? [])];
+  if (!tls.minProtocolVersion && !tls.maxProtocolVersion && !tls.cipherSuites?.length && !curves.length) {
+    return undefined;
+  }
   return create(TlsParametersSchema, {
     ...(tls.minProtocolVersion ? { tlsMinimumProtocolVersion: TLS_VERSIONS[tls.minProtocolVersion] } : {}),
     ...(tls.maxProtocolVersion ? { tlsMaximumProtocolVersion: TLS_VERSIONS[tls.maxProtocolVersion] } : {}),
     cipherSuites: [...(tls.cipherSuites ?? [])],
+    ecdhCurves: curves,
   });
 }
 
@@ -288,6 +296,8 @@ function serverCaFile(tls: ServerTLSSettings): string | undefined {
  *   clients verified against `caCertificates`, else the first pair's `caCertificates`.
  * - `insecureSkipVerify` on MUTUAL/OPTIONAL_MUTUAL asks for a client certificate but accepts
  *   an untrusted one (Envoy's ACCEPT_UNTRUSTED), as Istio renders it.
+ * - `minProtocolVersion`, `maxProtocolVersion`, `cipherSuites` and `ecdhCurves` (the latter not
+ *   for ISTIO_MUTUAL, as in Istio) become `common_tls_context.tls_params`.
  */
 export function downstreamTlsContext(tls: ServerTLSSettings): DownstreamTlsContext | undefined {
   if (!terminatesTls(tls)) return undefined;

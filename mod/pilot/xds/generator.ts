@@ -28,7 +28,7 @@ import type { Logger } from "../../shared/logger.ts";
 import type { ResourceProvider, XdsClient, XdsResource } from "../../xds/mod.ts";
 import { contentVersion } from "../../shared/content_version.ts";
 import { type Proxy, proxyConfigKey, proxyFromNode, ProxyIdError } from "../model/proxy.ts";
-import type { PushContext } from "../model/push_context.ts";
+import { type PushContext, scopedToHosts } from "../model/push_context.ts";
 import {
   buildClusters,
   buildEndpoints,
@@ -44,7 +44,7 @@ import {
   type GrpcUnsupported,
   grpcUnsupported,
 } from "../translate/grpc/mod.ts";
-import { isRoutingOnly, type PushRequest } from "./push_request.ts";
+import { isEndpointsOnly, isRoutingOnly, type PushRequest } from "./push_request.ts";
 import type { EnvoyResourceSet, Violation } from "../check/mod.ts";
 
 const T = "type.googleapis.com/";
@@ -236,6 +236,34 @@ function decodeType(typeUrl: string, resources: Resources): EnvoyResourceSet {
   }
 }
 
+/**
+ * The load assignments of `previous` (built from `before`) brought up to `after` when only the
+ * endpoints of `hosts` changed between the two: those of other hosts are kept as they are, those
+ * `hosts` had in `before` are replaced by what `build` makes of them in `after`. Sorted by name,
+ * as a complete build is.
+ */
+export function patchEndpoints(
+  previous: Resources,
+  before: PushContext,
+  after: PushContext,
+  hosts: ReadonlySet<string>,
+  build: (push: PushContext) => Resources,
+): Resources {
+  const stale = build(scopedToHosts(before, hosts));
+  const fresh = build(scopedToHosts(after, hosts));
+  const names = new Set([...previous.keys()].filter((n) => !stale.has(n)));
+  for (const n of fresh.keys()) names.add(n);
+  const out: Resources = new Map();
+  for (const n of [...names].sort()) out.set(n, fresh.get(n) ?? previous.get(n)!);
+  return out;
+}
+
+/** Whether two pushes' network gateways are the same (they decide every load assignment). */
+function sameGateways(a: PushContext, b: PushContext): boolean {
+  return a.networkGateways === b.networkGateways ||
+    JSON.stringify(a.networkGateways) === JSON.stringify(b.networkGateways);
+}
+
 /** A key naming every resource of a set with its content version. */
 function setSignature(parts: readonly Resources[]): string {
   return parts.map((m) => [...m.values()].map((r) => `${r.name}@${r.version}`).join(",")).join("|");
@@ -261,6 +289,15 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   let previousEnvoySets = new Map<string, EnvoySet>();
   /** Whether the current push changed only routing config since the previous one. */
   let routingOnly = false;
+  /**
+   * When the current push changed only these hosts' endpoints since `previousPush`, load
+   * assignments of other hosts are kept from the previous push's builds.
+   */
+  let endpointsOnly: ReadonlySet<string> | undefined;
+  let previousPush = opts.initial;
+  /** The load assignments built (before any check) per proxy set key, this push's and the previous. */
+  let builtEndpoints = new Map<string, Resources>();
+  let previousBuiltEndpoints = new Map<string, Resources>();
   let previousGrpcResults = new Map<string, Resources>();
   /** Last consistent Envoy set per proxy key, across pushes. */
   const lastGood = new Map<string, EnvoySet>();
@@ -345,6 +382,12 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     return key;
   }
 
+  /** Records that a set kept its load assignments from the previous push (routing-only). */
+  function carryBuiltEndpoints(key: string): void {
+    const built = previousBuiltEndpoints.get(key);
+    if (built) builtEndpoints.set(key, built);
+  }
+
   function envoySet(proxy: Proxy): EnvoySet {
     const key = setKey(proxy);
     let set = envoySets.get(key);
@@ -363,16 +406,22 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       needs = consistencyNeeds(clusterMsgs, listenerMsgs);
       clusters = unchanged(before?.clusters, encodeAll(ClusterSchema, clusterMsgs, (c) => c.name));
       listeners = unchanged(before?.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
-      endpoints = unchanged(
-        before?.endpoints,
-        encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(current, proxy), (e) => e.clusterName),
-      );
+      const build = (push: PushContext) =>
+        encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(push, proxy), (e) => e.clusterName);
+      const built = previousBuiltEndpoints.get(key);
+      const eds = endpointsOnly && built && proxy.generator === "envoy"
+        ? patchEndpoints(built, previousPush, current, endpointsOnly, build)
+        : build(current);
+      builtEndpoints.set(key, eds);
+      endpoints = unchanged(before?.endpoints, eds);
     } else if (proxy.type === "sidecar") {
       ({ clusters, endpoints, listeners, needs } = keep);
+      carryBuiltEndpoints(key);
     } else {
       // Gateways' listeners follow the VirtualServices bound to them.
       const listenerMsgs = buildListeners(current, proxy);
       ({ clusters, endpoints } = keep);
+      carryBuiltEndpoints(key);
       needs = { eds: keep.needs.eds, rds: consistencyNeeds([], listenerMsgs).rds };
       listeners = unchanged(keep.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
     }
@@ -498,7 +547,14 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     },
     update(push, request) {
       routingOnly = isRoutingOnly(request);
+      endpointsOnly =
+        isEndpointsOnly(request) && push.config === current.config && sameGateways(current, push)
+          ? request.endpoints
+          : undefined;
+      previousPush = current;
       current = push;
+      previousBuiltEndpoints = builtEndpoints;
+      builtEndpoints = new Map();
       setKeys = new WeakMap();
       previousEnvoySets = envoySets;
       previousGrpcResults = grpcResults;

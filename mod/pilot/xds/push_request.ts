@@ -22,6 +22,13 @@ export interface PushRequest {
   readonly full: boolean;
   /** What triggered the push ("config", "registry:NAME", ...), each once, in order of arrival. */
   readonly reasons: readonly string[];
+  /**
+   * Host names whose endpoints changed in the service registries, when that is all the
+   * registries changed (no service, port or workload). A request that is not full, names no
+   * config and has this set changes EDS only, and only these hosts' load assignments
+   * ({@link isEndpointsOnly}).
+   */
+  readonly endpoints?: ReadonlySet<string>;
 }
 
 /** Kinds ("group/kind") whose changes reach only route configurations and gateways' listeners. */
@@ -54,13 +61,42 @@ export function mergePushRequests(requests: readonly PushRequest[]): PushRequest
   if (requests.length === 1) return requests[0]!;
   const configs = new Map<string, string>();
   const reasons = new Set<string>();
+  let endpoints: Set<string> | undefined;
   let full = false;
   for (const r of requests) {
     for (const [key, kind] of r.configs) configs.set(key, kind);
     for (const reason of r.reasons) reasons.add(reason);
+    if (r.endpoints) {
+      endpoints ??= new Set();
+      for (const host of r.endpoints) endpoints.add(host);
+    }
     full ||= r.full;
   }
-  return { configs, full, reasons: [...reasons] };
+  return { configs, full, reasons: [...reasons], ...(endpoints ? { endpoints } : {}) };
+}
+
+/**
+ * The request for a push whose only trigger was the service registries (`registry:` reasons,
+ * full, naming no config), narrowed to an endpoints-only request when `hosts` (from comparing
+ * the registries' states with the previous push's) says only those hosts' endpoints changed.
+ * Any other request, or `hosts` undefined, is returned as it is.
+ */
+export function narrowRegistryRequest(
+  request: PushRequest,
+  hosts: ReadonlySet<string> | undefined,
+): PushRequest {
+  if (hosts === undefined || !request.full || request.configs.size > 0) return request;
+  if (!request.reasons.every((r) => r.startsWith("registry:"))) return request;
+  return { configs: request.configs, full: false, reasons: request.reasons, endpoints: hosts };
+}
+
+/**
+ * Whether a request changes only the endpoints of the hosts it names (see
+ * {@link PushRequest.endpoints}): clusters, listeners and routes are translated again as
+ * usual, but load assignments of other hosts may be kept from the previous push.
+ */
+export function isEndpointsOnly(request: PushRequest): boolean {
+  return !request.full && request.configs.size === 0 && request.endpoints !== undefined;
 }
 
 /**

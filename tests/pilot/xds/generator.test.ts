@@ -16,10 +16,13 @@ import { createPilotProvider, PILOT_TYPES, type PilotProvider } from "../../../m
 import {
   configPushRequest,
   fullPushRequest,
+  isEndpointsOnly,
   isRoutingOnly,
   mergePushRequests,
+  narrowRegistryRequest,
   type PushRequest,
 } from "../../../mod/pilot/xds/push_request.ts";
+import { endpointChanges } from "../../../mod/pilot/registry/mod.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
 import type { XdsClient } from "../../../mod/xds/provider.ts";
 
@@ -335,5 +338,89 @@ spec:
     const third = m.push();
     p.update(third.ctx, third.request);
     expect(p.unsupportedOf(proxy).some((g) => g.field === "loadBalancer.warmup")).toBe(false);
+  });
+});
+
+describe("createPilotProvider() and endpoints-only registry changes", () => {
+  const port = { name: "http", number: 8080, protocol: "HTTP" as const };
+  const state = (
+    byHost: Record<string, readonly string[]>,
+    resolution: "STATIC" | "NONE",
+  ): RegistryState => ({
+    services: Object.keys(byHost).map((hostname) => ({
+      hostname,
+      namespace: "default",
+      ports: [port],
+      addresses: [],
+      resolution,
+      location: "MESH_INTERNAL" as const,
+      exportTo: ["*"],
+      subjectAltNames: [],
+      source: "test",
+    })),
+    endpoints: Object.entries(byHost).flatMap(([hostname, addresses]) =>
+      addresses.map((address) => ({
+        hostname,
+        namespace: "default",
+        servicePort: port,
+        address,
+        port: 8080,
+        labels: {},
+        weight: 1,
+        healthy: true,
+        tlsMode: "disabled" as const,
+        source: "test",
+      }))
+    ),
+    workloads: [],
+  });
+
+  for (const resolution of ["STATIC", "NONE"] as const) {
+    test(`serves what a fresh translation gives, ${resolution} services losing and gaining endpoints`, () => {
+      const store = createConfigStore({ logger: quiet });
+      store.sink("test").replace(
+        readdirSync(SAMPLES).filter((f) => f.endsWith(".yaml")).map((f) => ({
+          origin: f,
+          content: sample(f),
+        })),
+      );
+      const config = store.snapshot();
+      const steps = [
+        { "orders.example": ["10.0.0.1"], "pay.example": ["10.0.1.1"] },
+        { "orders.example": ["10.0.0.1", "10.0.0.2"], "pay.example": ["10.0.1.1"] },
+        { "orders.example": [], "pay.example": ["10.0.1.1"] },
+        { "orders.example": ["10.0.0.3"], "pay.example": ["10.0.1.2"] },
+      ];
+      let states = [state(steps[0]!, resolution)];
+      const p = createPilotProvider({
+        initial: createPushContext({ config, registries: states }),
+        logger: quiet,
+      });
+      served(p);
+      for (const step of steps.slice(1)) {
+        const next = [state(step, resolution)];
+        const request = narrowRegistryRequest(
+          fullPushRequest("registry:test"),
+          endpointChanges(states, next),
+        );
+        expect(isEndpointsOnly(request)).toBe(true);
+        states = next;
+        const ctx = createPushContext({ config, registries: states });
+        p.update(ctx, request);
+        expect(served(p)).toEqual(served(createPilotProvider({ initial: ctx, logger: quiet })));
+      }
+    });
+  }
+
+  test("a registry change of services or workloads stays full", () => {
+    const a = state({ "orders.example": ["10.0.0.1"] }, "STATIC");
+    const b = state({ "orders.example": ["10.0.0.1"], "pay.example": [] }, "STATIC");
+    const c = state({ "orders.example": ["10.0.0.2"] }, "STATIC");
+    expect(endpointChanges([a], [b])).toBeUndefined();
+    expect([...endpointChanges([a], [c])!]).toEqual(["orders.example"]);
+    const request = fullPushRequest("registry:test");
+    expect(narrowRegistryRequest(request, undefined)).toBe(request);
+    const mixed = mergePushRequests([request, fullPushRequest("config synced")]);
+    expect(narrowRegistryRequest(mixed, new Set(["orders.example"]))).toBe(mixed);
   });
 });
