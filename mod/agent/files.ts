@@ -7,7 +7,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic as writeStateFile } from "../shared/state_files.ts";
+import { writeFileAtomic as writeStateFile, writeFilesAtomic } from "../shared/state_files.ts";
 import { applyReceiptRecord, type CertBundle, makeBundle, receiptRecord, splitPem } from "./certs.ts";
 
 /** The certificate chain file (leaf and intermediates). */
@@ -41,15 +41,18 @@ export function ensureDir(dir: string, mode: number, what: string): void {
 }
 
 /**
- * Writes the bundle's three files into `dir` (the key with mode 0600), each atomically, then
+ * Writes the bundle's three files into `dir` (the key with mode 0600), renamed into place
+ * together (writeFilesAtomic, so a reader rarely sees a key and a chain that do not match), then
  * the record of when it was received (or removes a record left from an earlier certificate
  * when the bundle has none). The record names its leaf, so one that is stale after a crash
  * between these writes is recognised and ignored by readBundle.
  */
 export function writeBundle(dir: string, b: CertBundle): void {
-  writeFileAtomic(join(dir, KEY_FILE), b.keyPem, 0o600);
-  writeFileAtomic(join(dir, CERT_CHAIN_FILE), b.chainPem, 0o644);
-  writeFileAtomic(join(dir, ROOT_CERT_FILE), b.rootPem, 0o644);
+  writeFilesAtomic([
+    { path: join(dir, KEY_FILE), data: b.keyPem, mode: 0o600 },
+    { path: join(dir, CERT_CHAIN_FILE), data: b.chainPem, mode: 0o644 },
+    { path: join(dir, ROOT_CERT_FILE), data: b.rootPem, mode: 0o644 },
+  ]);
   const receipt = receiptRecord(b);
   if (receipt === undefined) rmSync(join(dir, RECEIPT_FILE), { force: true });
   else writeFileAtomic(join(dir, RECEIPT_FILE), receipt, 0o644);

@@ -97,6 +97,27 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode: n
 }
 
 /**
+ * Writes several files so that a reader sees the new set as nearly at once as a file system
+ * allows: every new content is written (and synced) to a temporary file first, then all are
+ * renamed into place back to back, so the window in which some are new and some old is a few
+ * renames, not a write and sync (a certificate and its key read between two writes would not
+ * match).
+ */
+export function writeFilesAtomic(
+  files: ReadonlyArray<{ readonly path: string; readonly data: string | Uint8Array; readonly mode: number }>,
+): void {
+  const temps: string[] = [];
+  try {
+    for (const f of files) temps.push(writeTemp(f.path, f.data, f.mode));
+    files.forEach((f, i) => renameSync(temps[i]!, f.path));
+  } catch (err) {
+    for (const t of temps) rmSync(t, { force: true });
+    throw err;
+  }
+  for (const dir of new Set(files.map((f) => dirname(f.path)))) syncDir(dir);
+}
+
+/**
  * Creates `path` with `data` and `mode` only if it does not exist yet, atomically. Returns false
  * (and leaves the existing file alone) when another writer got there first.
  */

@@ -4,11 +4,21 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createLogger } from "../../mod/shared/logger.ts";
-import { removeLeftoverTempFiles } from "../../mod/shared/state_files.ts";
+import { removeLeftoverTempFiles, writeFilesAtomic } from "../../mod/shared/state_files.ts";
 
 const STATE_FILES = resolve(import.meta.dir, "../../mod/shared/state_files.ts");
 const dirs: string[] = [];
@@ -146,4 +156,24 @@ describe("writeFileAtomic()", () => {
       expect(existsSync(join(dir, "key.pem"))).toBe(false); // the tmpfs is gone with its namespace
     },
   );
+});
+
+describe("writeFilesAtomic()", () => {
+  test("replaces every file with its mode and leaves no temporary file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "meshd-write-files-"));
+    try {
+      writeFileSync(join(dir, "key.pem"), "old key");
+      writeFileSync(join(dir, "cert.pem"), "old cert");
+      writeFilesAtomic([
+        { path: join(dir, "key.pem"), data: "new key", mode: 0o600 },
+        { path: join(dir, "cert.pem"), data: "new cert", mode: 0o644 },
+      ]);
+      expect(readFileSync(join(dir, "key.pem"), "utf8")).toBe("new key");
+      expect(readFileSync(join(dir, "cert.pem"), "utf8")).toBe("new cert");
+      expect(statSync(join(dir, "key.pem")).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir).sort()).toEqual(["cert.pem", "key.pem"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
