@@ -29,10 +29,9 @@
  */
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { anyUnpack, StructSchema } from "@bufbuild/protobuf/wkt";
-import { Code, createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Code } from "@connectrpc/connect";
 import type { Node } from "#gen/envoy/config/core/v3/base_pb.ts";
-import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
+import { openAdsClient } from "./ads_client.ts";
 import {
   type DiscoveryRequest,
   DiscoveryRequestSchema,
@@ -161,25 +160,12 @@ export function startRegistration(o: RegistrationOptions): Registration {
     target = undefined;
     const ep = await endpoints.current();
     target = ep;
-    const url = `${tls ? "https" : "http"}://${ep.dialAddr}`;
     const serverName = tls?.serverName ?? ep.serverName;
-    const manager = new Http2SessionManager(
-      url,
-      { pingIntervalMs: 30_000 },
-      tls
-        ? {
-          ca: tls.ca,
-          cert: tls.cert,
-          key: tls.key,
-          ALPNProtocols: ["h2"],
-          ...(serverName ? { servername: serverName } : {}),
-        }
-        : {},
+    const ads = openAdsClient(
+      ep.dialAddr,
+      tls ? { ca: tls.ca, cert: tls.cert, key: tls.key, ...(serverName ? { serverName } : {}) } : undefined,
     );
-    const client = createClient(
-      AggregatedDiscoveryService,
-      createGrpcTransport({ baseUrl: url, sessionManager: manager }),
-    );
+    const client = ads.client;
     const requests = createChannel<DiscoveryRequest>();
     abort = new AbortController();
     requests.push(create(DiscoveryRequestSchema, { node: o.node, typeUrl: HEALTH_TYPE_URL }));
@@ -211,7 +197,7 @@ export function startRegistration(o: RegistrationOptions): Registration {
       send = undefined;
       last = undefined;
       requests.close();
-      manager.abort();
+      ads.close();
     }
   }
 

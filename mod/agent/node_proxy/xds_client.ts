@@ -15,8 +15,6 @@
  */
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { isIP } from "node:net";
 import {
   type Cluster,
@@ -29,7 +27,7 @@ import {
   ClusterLoadAssignmentSchema,
 } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import { type Listener, ListenerSchema } from "#gen/envoy/config/listener/v3/listener_pb.ts";
-import { AggregatedDiscoveryService } from "#gen/envoy/service/discovery/v3/ads_pb.ts";
+import { openAdsClient } from "../ads_client.ts";
 import {
   type DiscoveryRequest,
   DiscoveryRequestSchema,
@@ -306,27 +304,21 @@ export function startNodeProxyXds(o: NodeProxyXdsOptions): NodeProxyXds {
   async function runOnce(): Promise<void> {
     const tls = o.tls;
     const addr = addrNow();
-    const url = `${tls ? "https" : "http"}://${addr}`;
     const host = addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
     const pair = tls?.cert();
     const serverName = tls?.serverName ?? (isIP(host) ? undefined : host);
-    const manager = new Http2SessionManager(
-      url,
-      { pingIntervalMs: 30_000 },
+    const ads = openAdsClient(
+      addr,
       tls && pair
         ? {
           ca: typeof tls.ca === "string" ? tls.ca : tls.ca(),
           cert: pair.certChain,
           key: pair.key,
-          ALPNProtocols: ["h2"],
-          ...(serverName ? { servername: serverName } : {}),
+          ...(serverName ? { serverName } : {}),
         }
-        : {},
+        : undefined,
     );
-    const client = createClient(
-      AggregatedDiscoveryService,
-      createGrpcTransport({ baseUrl: url, sessionManager: manager }),
-    );
+    const client = ads.client;
     const requests = createChannel<DiscoveryRequest>();
     abort = new AbortController();
     const session = createNodeProxySession({
@@ -353,7 +345,7 @@ export function startNodeProxyXds(o: NodeProxyXdsOptions): NodeProxyXds {
       }
     } finally {
       requests.close();
-      manager.abort();
+      ads.close();
     }
   }
 

@@ -22,6 +22,7 @@ import {
   unpackHcm,
   violation,
 } from "./semantic_context.ts";
+import { retryOnPolicies } from "../../api/kinds/networking.ts";
 import type { Violation } from "./violation.ts";
 
 /** A route configuration to check, where it sits, and whether Envoy validates its clusters. */
@@ -40,24 +41,7 @@ export interface RouteConfigAt {
  * parseRetryGrpcOn; docs: config/http/http_conn_man/headers "x-envoy-retry-on" and
  * "x-envoy-retry-grpc-on").
  */
-const RETRY_ON = new Set([
-  "5xx",
-  "gateway-error",
-  "reset",
-  "reset-before-request",
-  "connect-failure",
-  "envoy-ratelimited",
-  "retriable-4xx",
-  "refused-stream",
-  "retriable-status-codes",
-  "retriable-headers",
-  "http3-post-connect-failure",
-  "cancelled",
-  "deadline-exceeded",
-  "internal",
-  "resource-exhausted",
-  "unavailable",
-]);
+const RETRY_ON: ReadonlySet<string> = new Set(retryOnPolicies);
 
 /** Route configurations inlined in the HTTP connection managers of `listeners`. */
 export function inlineRouteConfigs(listeners: readonly Listener[]): RouteConfigAt[] {

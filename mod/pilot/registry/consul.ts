@@ -34,7 +34,8 @@ import {
   parseCatalogServices,
   parseHealthEntries,
 } from "./consul_convert.ts";
-import { consulRegistryName, type ConsulSettings, parseConsulUrl } from "./consul_url.ts";
+import { type ConsulSettings, parseConsulUrl } from "./consul_url.ts";
+import { registryDisplayName } from "./platform.ts";
 
 /** What {@link createConsulRegistry} takes. */
 export interface ConsulRegistryOptions {
@@ -101,7 +102,7 @@ interface Watch {
 export function createConsulRegistry(opts: ConsulRegistryOptions): PlatformRegistry {
   const settings: ConsulSettings = parseConsulUrl(opts.url);
   const token = settings.tokenFile !== undefined ? readToken(settings.tokenFile) : undefined;
-  const name = consulRegistryName(opts.url);
+  const name = registryDisplayName(opts.url);
   const { clock, logger } = opts;
   const doFetch = opts.fetch ?? fetch;
   const limit = createRequestLimit(SERVICE_REQUEST_LIMIT);

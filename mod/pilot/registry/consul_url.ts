@@ -83,12 +83,3 @@ export function parseConsulUrl(url: URL): ConsulSettings {
     timeoutMs: durationParam(url, "timeout", DEFAULT_TIMEOUT_MS, CONSUL_MAX_WAIT_MS),
   };
 }
-
-/** The registry's name: the URL without user info (as `--registry` values are shown). */
-export function consulRegistryName(url: URL): string {
-  if (url.username === "" && url.password === "") return url.href;
-  const copy = new URL(url.href);
-  copy.username = "";
-  copy.password = "";
-  return copy.href;
-}

@@ -41,3 +41,12 @@ export interface PlatformRegistry extends ServiceRegistry {
   /** Stops watching; the state stays as it was. */
   stop(): Promise<void>;
 }
+
+/** A `--registry` value's text without user info, for messages and status. */
+export function registryDisplayName(url: URL): string {
+  if (url.username === "" && url.password === "") return url.href;
+  const copy = new URL(url.href);
+  copy.username = "";
+  copy.password = "";
+  return copy.href;
+}

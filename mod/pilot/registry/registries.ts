@@ -22,7 +22,14 @@ import { contentVersion } from "../../shared/content_version.ts";
 import { errorMessage, UsageError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { RegistryState, ServiceRegistry } from "../model/registry.ts";
-import type { PlatformKind, PlatformRegistry, RegistryStatus } from "./platform.ts";
+import {
+  type PlatformKind,
+  type PlatformRegistry,
+  registryDisplayName,
+  type RegistryStatus,
+} from "./platform.ts";
+
+export { registryDisplayName };
 
 /** The `--registry` setting of `meshd serve` (pilot). */
 export const REGISTRY_SETTING: SettingSpec = {
@@ -43,15 +50,6 @@ export interface RegistryTarget {
 }
 
 const KINDS: readonly PlatformKind[] = ["consul", "eureka", "kubernetes"];
-
-/** The value's text without user info, for messages and status. */
-export function registryDisplayName(url: URL): string {
-  if (url.username === "" && url.password === "") return url.href;
-  const copy = new URL(url.href);
-  copy.username = "";
-  copy.password = "";
-  return copy.href;
-}
 
 /**
  * Reads one `--registry` value. Throws a UsageError naming the flag and the value when the
