@@ -162,6 +162,8 @@ describe("etcd config source", () => {
     await etcd.ctl(["put", key(p, "new")], vsDoc("new"));
     expect(store.snapshot().version).toBe(version);
     expect(names(store)).toEqual(["goes", "stays"]);
+    // The watch's own end is reported first; the reconnect that fails follows.
+    await eventually(() => /cannot connect/.test(source.status().lastError ?? ""));
     expect(source.status().lastError).toMatch(/cannot connect/);
     await etcd.restart(0);
     expect(await eventually(() => names(store).join() === "new,stays", 20_000)).toBe(true);
