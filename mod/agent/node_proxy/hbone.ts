@@ -24,6 +24,7 @@ import type { Socket } from "node:net";
 import { connect as tlsConnect, type SecureContextOptions, type TLSSocket } from "node:tls";
 import { errorMessage } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { BAGGAGE_HEADER, parseBaggage } from "./baggage.ts";
 import type { InboundDecision, InboundRequest } from "./inbound.ts";
 import { relay } from "./relay.ts";
 import { dial, hostPort, listen, splitHostPort } from "./sockets.ts";
@@ -34,9 +35,6 @@ import {
   peerIdentity,
   type TlsMaterial,
 } from "./tls_material.ts";
-
-/** The header carrying the client workload's name and namespace (W3C baggage, as ztunnel sends). */
-export const BAGGAGE_HEADER = "baggage";
 
 /**
  * The HTTP/2 flow-control window of a tunnel, bytes: each stream's (SETTINGS_INITIAL_WINDOW_SIZE)
@@ -283,25 +281,6 @@ export interface HboneServer {
   readonly port: number;
   /** Stops accepting and closes every tunnel. */
   close(): Promise<void>;
-}
-
-/** Parses a baggage header into workload and namespace. */
-export function parseBaggage(value: string | undefined): { workload?: string; namespace?: string } {
-  const out: { workload?: string; namespace?: string } = {};
-  for (const item of (value ?? "").split(",")) {
-    const [k, v] = item.trim().split("=", 2);
-    if (v === undefined) continue;
-    if (k === "k8s.workload.name" || k === "k8s.deployment.name") out.workload = decodeURIComponent(v);
-    if (k === "k8s.namespace.name") out.namespace = decodeURIComponent(v);
-  }
-  return out;
-}
-
-/** The baggage header value for a workload. */
-export function formatBaggage(workload: string, namespace: string): string {
-  return `k8s.workload.name=${encodeURIComponent(workload)},k8s.namespace.name=${
-    encodeURIComponent(namespace)
-  }`;
 }
 
 /** Starts the HBONE server. Rejects when there is no certificate yet or the address cannot be bound. */
