@@ -18,7 +18,16 @@ import { errorMessage } from "../mod/shared/errors.ts";
 import type { Logger } from "../mod/shared/logger.ts";
 import { createMetricsRegistry, type MetricsRegistry } from "../mod/shared/metrics.ts";
 import { removeLeftoverTempFiles } from "../mod/shared/state_files.ts";
-import { STORE, type Store, STORE_SETTINGS, storeDebugHandler, storeRequested } from "../mod/store/mod.ts";
+import {
+  createElectionBoard,
+  ELECTIONS,
+  leaderzHandler,
+  STORE,
+  type Store,
+  STORE_SETTINGS,
+  storeDebugHandler,
+  storeRequested,
+} from "../mod/store/mod.ts";
 import { ADS_SERVER, createAdsServer } from "../mod/xds/mod.ts";
 import { createLinks } from "../mod/runtime/links.ts";
 import { LISTENER_SETTINGS, listenerLimits } from "../mod/runtime/listener_settings.ts";
@@ -99,6 +108,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetricsRegistry();
   const links = createLinks();
+  const elections = createElectionBoard();
+  links.offer(ELECTIONS, elections);
   const limits = listenerLimits(settings);
   const grpc = createGrpcServer({ logger: logger.child({ module: "grpc" }), limits, metrics });
   const debugHandlers: DebugHandler[] = [settingsDebugHandler(settings)];
@@ -195,6 +206,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       });
       built.push({ name: def.name, module });
     }
+    // Galley's status Lease is an election too, also without --store.
+    if (!debugHandlers.some((h) => h.path === "leaderz")) debugHandlers.push(leaderzHandler(elections));
     // The token guards the handlers that change state; without any, nothing needs it.
     const adminToken = debugHandlers.some((h) => h.mutates)
       ? loadOrCreateAdminToken(dataDir, (msg) => logger.warn(msg))

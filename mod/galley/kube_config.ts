@@ -52,6 +52,11 @@ export interface KubeConfigOptions {
   };
   /** Status writer timing. */
   readonly status?: { readonly debounceMs?: number; readonly resyncMs?: number };
+  /**
+   * Where the daemon lists its elections (the store's ElectionBoard): the Lease election is
+   * listed there while it runs, so /debug/leaderz shows which replica writes status.
+   */
+  readonly elections?: { add(election: Election): () => void };
 }
 
 /** The source with its election and status writer. */
@@ -87,6 +92,7 @@ export function createKubeConfig(opts: KubeConfigOptions): KubeConfig {
   });
   let election: Election | undefined;
   let writer: KubeStatusWriter | undefined;
+  let unlist: (() => void) | undefined;
   const namespace = target.leaseNamespace ?? connection.namespace ?? "default";
   const makeElection = () =>
     createLeaseElection({
@@ -118,6 +124,7 @@ export function createKubeConfig(opts: KubeConfigOptions): KubeConfig {
     async start(sink: SourceSink) {
       await source.start(sink);
       election = makeElection();
+      unlist = opts.elections?.add(election);
       writer = startKubeStatusWriter({
         client,
         source,
@@ -131,6 +138,7 @@ export function createKubeConfig(opts: KubeConfigOptions): KubeConfig {
     async stop() {
       await writer?.stop();
       await election?.close();
+      unlist?.();
       await source.stop();
     },
     status: () => ({

@@ -6,7 +6,7 @@ import type { SettingSpec } from "../cli/setting.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
 import { listenerLimits } from "../runtime/listener_settings.ts";
 import { errorMessage } from "../shared/errors.ts";
-import { STORE } from "../store/mod.ts";
+import { ELECTIONS, STORE } from "../store/mod.ts";
 import { ADS_SERVER } from "../xds/mod.ts";
 import { createDirSource, defaultMaxFiles } from "./dir_source.ts";
 import { CONFIG_READY, CONFIG_STORE, MCP_COLLECTIONS } from "./links.ts";
@@ -139,7 +139,14 @@ export const galleyModule: ModuleDefinition = {
     const kubeSources: KubeConfig[] = [];
     for (const url of s.list("config-source")) {
       if (isKubeSourceUrl(url)) {
-        const src = createKubeConfig({ url, store, logger: ctx.logger, clock: ctx.clock, maxBytes });
+        const src = createKubeConfig({
+          url,
+          store,
+          logger: ctx.logger,
+          clock: ctx.clock,
+          maxBytes,
+          elections: ctx.links.find(ELECTIONS),
+        });
         kubeSources.push(src);
         sources.push(src);
         continue;

@@ -6,9 +6,13 @@
  * last good cache meanwhile. Shared by the Kubernetes service registry and the Kubernetes config
  * source.
  *
+ * Over HTTPS the server's certificate is checked against the connection's CA (a refusal names the
+ * CA's file and the server); a token file is read again as soon as it changes (the kubelet
+ * rotates service account tokens) and after a 401, whose message names the credentials refused.
+ *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { createBackoff } from "../shared/backoff.ts";
@@ -26,6 +30,11 @@ export interface KubeConnection {
   readonly tokenFile?: string;
   /** PEM of the CA that signs the server's certificate. */
   readonly ca?: string;
+  /**
+   * Where `ca` was read from, for messages: a file, or `certificate-authority-data of kubeconfig
+   * FILE`. Without `ca`, the system's trust store is used.
+   */
+  readonly caSource?: string;
   /** PEM client certificate and key, for certificate authentication. */
   readonly cert?: string;
   readonly key?: string;
@@ -102,8 +111,15 @@ export function parseKubeconfig(text: string, opts: KubeconfigParseOptions): Kub
     const data = str(where, dataKey);
     if (data) return Buffer.from(data, "base64").toString("utf8");
     const ref = str(where, fileKey);
-    return ref ? read(resolve(ref)) : undefined;
+    if (!ref) return undefined;
+    try {
+      return read(resolve(ref));
+    } catch (e) {
+      throw new Error(`${file}: ${fileKey} ${resolve(ref)}: ${errorMessage(e)}`);
+    }
   };
+  const caData = str(cluster, "certificate-authority-data");
+  const caRef = str(cluster, "certificate-authority");
   for (const unsupported of ["exec", "auth-provider", "username", "password"]) {
     if (field(user, unsupported) !== undefined) {
       throw new Error(
@@ -123,7 +139,9 @@ export function parseKubeconfig(text: string, opts: KubeconfigParseOptions): Kub
     server: server.replace(/\/+$/, ""),
     ...(token ? { token } : {}),
     ...(tokenFile ? { tokenFile: resolve(tokenFile) } : {}),
-    ...(ca ? { ca } : {}),
+    ...(ca
+      ? { ca, caSource: caData ? `certificate-authority-data of kubeconfig ${file}` : resolve(caRef!) }
+      : {}),
     ...(cert ? { cert } : {}),
     ...(key ? { key } : {}),
     ...(field(cluster, "insecure-skip-tls-verify") === true ? { insecureSkipTlsVerify: true } : {}),
@@ -177,8 +195,9 @@ export function inClusterConfig(opts: InClusterOptions = {}): KubeConnection {
   }
   let ca: string | undefined;
   let namespace: string | undefined;
+  const caFile = join(dir, "ca.crt");
   try {
-    ca = readFileSync(join(dir, "ca.crt"), "utf8");
+    ca = readFileSync(caFile, "utf8");
   } catch {
     ca = undefined;
   }
@@ -191,7 +210,7 @@ export function inClusterConfig(opts: InClusterOptions = {}): KubeConnection {
   return {
     server: `https://${h}:${port}`,
     tokenFile,
-    ...(ca ? { ca } : {}),
+    ...(ca ? { ca, caSource: caFile } : {}),
     ...(namespace ? { namespace } : {}),
     origin: "in-cluster",
   };
@@ -253,6 +272,84 @@ export interface KubeClientOptions {
 
 const TOKEN_REREAD_MS = 60_000;
 
+/** The bearer token of a connection: inline, or read from its file as that file changes. */
+interface TokenSource {
+  /** The token to send now; throws (code 0) when the file was never readable. */
+  current(): string | undefined;
+  /** Reads the file again before the next request (the server refused the token). */
+  invalidate(): void;
+}
+
+/** What tells a token file's versions apart: a rotation replaces the file (or its symlink's target). */
+function fileVersion(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.ino}|${st.size}|${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads `conn.tokenFile` again whenever the file changed (the kubelet swaps a projected token in
+ * by renaming a symlink), each minute in any case, and after the server refused it; between
+ * reads, and when a read fails, the last token read stays in use.
+ */
+function tokenSource(conn: KubeConnection, clock: Clock): TokenSource {
+  let token = conn.token;
+  const file = conn.tokenFile;
+  if (file === undefined) return { current: () => token, invalidate: () => {} };
+  let readAt = -Infinity;
+  let version: string | undefined;
+  return {
+    current() {
+      const v = fileVersion(file);
+      if (v === version && clock.now() - readAt < TOKEN_REREAD_MS) return token;
+      try {
+        token = readFileSync(file, "utf8").trim();
+        readAt = clock.now();
+        version = v;
+      } catch (e) {
+        if (token === undefined) throw new KubeApiError(`token file ${file}: ${errorMessage(e)}`, 0);
+      }
+      return token;
+    },
+    invalidate() {
+      readAt = -Infinity;
+      version = undefined;
+    },
+  };
+}
+
+/** Verification failures of the server's certificate, as node:tls and Bun name them. */
+const UNTRUSTED_CERT_CODES = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "HOSTNAME_MISMATCH",
+]);
+
+/**
+ * Explains a failed verification of the server's certificate: which CA it was checked against
+ * (the file, or the system's trust store) and which server sent it; undefined for other errors.
+ */
+export function untrustedServerMessage(e: unknown, conn: KubeConnection): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !UNTRUSTED_CERT_CODES.has(code)) return undefined;
+  const against = conn.ca
+    ? `the CA in ${conn.caSource ?? "the connection"}`
+    : "the system's trust store (no CA given)";
+  return `the certificate of ${conn.server} is not trusted by ${against}: ${errorMessage(e)} (${code})`;
+}
+
 function queryString(q: KubeRequestOptions["query"]): string {
   if (!q) return "";
   const p = new URLSearchParams();
@@ -261,7 +358,25 @@ function queryString(q: KubeRequestOptions["query"]): string {
   return s ? `?${s}` : "";
 }
 
-async function errorFrom(res: Response, method: string, path: string): Promise<KubeApiError> {
+/** The credentials a connection presents, for messages about a refusal. */
+export function credentialsOf(conn: KubeConnection): string {
+  const parts = [
+    ...(conn.tokenFile
+      ? [`the bearer token in ${conn.tokenFile}`]
+      : conn.token
+      ? [`the bearer token of ${conn.origin}`]
+      : []),
+    ...(conn.cert ? [`the client certificate of ${conn.origin}`] : []),
+  ];
+  return parts.length > 0 ? parts.join(" and ") : "no credentials";
+}
+
+async function errorFrom(
+  res: Response,
+  method: string,
+  path: string,
+  conn: KubeConnection,
+): Promise<KubeApiError> {
   let reason: string | undefined;
   let message = `${res.status} ${res.statusText}`;
   try {
@@ -273,6 +388,8 @@ async function errorFrom(res: Response, method: string, path: string): Promise<K
   } catch {
     // Not a Status: the status line says enough.
   }
+  // A 401 is about who is calling: say what was presented (an expired or rotated token shows here).
+  if (res.status === 401) message += ` (${conn.server} refused ${credentialsOf(conn)})`;
   return new KubeApiError(`${method} ${path}: ${message}`, res.status, reason);
 }
 
@@ -280,21 +397,7 @@ async function errorFrom(res: Response, method: string, path: string): Promise<K
 export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions): KubeClient {
   const doFetch = opts.fetch ?? fetch;
   const timeoutDefault = opts.requestTimeoutMs ?? 10_000;
-  let token = conn.token;
-  let tokenReadAt = -Infinity;
-  const bearer = (): string | undefined => {
-    if (conn.tokenFile && opts.clock.now() - tokenReadAt >= TOKEN_REREAD_MS) {
-      try {
-        token = readFileSync(conn.tokenFile, "utf8").trim();
-        tokenReadAt = opts.clock.now();
-      } catch (e) {
-        if (token === undefined) {
-          throw new KubeApiError(`token file ${conn.tokenFile}: ${errorMessage(e)}`, 0);
-        }
-      }
-    }
-    return token;
-  };
+  const tokens = tokenSource(conn, opts.clock);
   const tls = conn.server.startsWith("https:")
     ? {
       tls: {
@@ -312,6 +415,10 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
     ro: KubeRequestOptions,
     streaming: boolean,
   ): Promise<Response> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    const t = tokens.current();
+    if (t) headers.authorization = `Bearer ${t}`;
+    if (ro.body !== undefined) headers["content-type"] = ro.contentType ?? "application/json";
     const ctl = new AbortController();
     const outer = ro.signal;
     const onAbort = () => ctl.abort(outer?.reason);
@@ -323,10 +430,6 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
       timedOut = true;
       ctl.abort(new Error("timeout"));
     });
-    const headers: Record<string, string> = { accept: "application/json" };
-    const t = bearer();
-    if (t) headers.authorization = `Bearer ${t}`;
-    if (ro.body !== undefined) headers["content-type"] = ro.contentType ?? "application/json";
     const url = `${conn.server}${path}${queryString(ro.query)}`;
     try {
       const res = await doFetch(url, {
@@ -336,6 +439,8 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
         ...(ro.body !== undefined ? { body: JSON.stringify(ro.body) } : {}),
         ...tls,
       } as RequestInit);
+      // A refused token may have been rotated since it was read: read the file before the next request.
+      if (res.status === 401) tokens.invalidate();
       if (!streaming) return new Response(await res.arrayBuffer(), res);
       return res;
     } catch (e) {
@@ -343,6 +448,8 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
         throw new KubeApiError(`${method} ${path}: no answer from ${conn.server} within ${ms} ms`, 0);
       }
       if (outer?.aborted) throw new KubeApiError(`${method} ${path}: cancelled`, 0, "Cancelled");
+      const untrusted = untrustedServerMessage(e, conn);
+      if (untrusted !== undefined) throw new KubeApiError(`${method} ${path}: ${untrusted}`, 0);
       throw new KubeApiError(`${method} ${path}: ${conn.server}: ${errorMessage(e)}`, 0);
     } finally {
       timer.cancel();
@@ -354,7 +461,7 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
     connection: conn,
     async request<T>(method: string, path: string, ro: KubeRequestOptions = {}): Promise<T> {
       const res = await send(method, path, ro, false);
-      if (!res.ok) throw await errorFrom(res, method, path);
+      if (!res.ok) throw await errorFrom(res, method, path, conn);
       try {
         return await res.json() as T;
       } catch {
@@ -363,7 +470,7 @@ export function createKubeClient(conn: KubeConnection, opts: KubeClientOptions):
     },
     async stream(path, ro = {}) {
       const res = await send("GET", path, ro, true);
-      if (!res.ok) throw await errorFrom(res, "GET", path);
+      if (!res.ok) throw await errorFrom(res, "GET", path, conn);
       return res;
     },
   };

@@ -128,6 +128,8 @@ export function createLeaseElection(opts: LeaseElectionOptions): Election {
   let observed: { key: string; at: number } | undefined;
   /** When this replica last renewed successfully. */
   let renewedAt = -Infinity;
+  /** spec.renewTime of the record last read or written. */
+  let lastRenew: string | undefined;
 
   function see(next: string | undefined): void {
     if (next === leader) return;
@@ -155,6 +157,7 @@ export function createLeaseElection(opts: LeaseElectionOptions): Election {
         signal: stop.signal,
       });
       observed = { key: recordKey(made), at: now };
+      lastRenew = made.spec?.renewTime;
       return true;
     } catch (e) {
       if (e instanceof KubeApiError && e.code === 409) return false; // another replica created it first
@@ -174,6 +177,7 @@ export function createLeaseElection(opts: LeaseElectionOptions): Election {
     }
     const key = recordKey(lease);
     if (observed?.key !== key) observed = { key, at: now };
+    lastRenew = lease.spec?.renewTime;
     const holder = lease.spec?.holderIdentity || undefined;
     if (holder !== undefined && holder !== id && now < observed.at + validFor(lease.spec)) {
       see(holder);
@@ -184,6 +188,7 @@ export function createLeaseElection(opts: LeaseElectionOptions): Election {
     try {
       const written = await client.request<Lease>("PUT", path, { body: next, signal: stop.signal });
       observed = { key: recordKey(written), at: now };
+      lastRenew = written.spec?.renewTime;
       return true;
     } catch (e) {
       if (e instanceof KubeApiError && e.code === 409) {
@@ -260,6 +265,9 @@ export function createLeaseElection(opts: LeaseElectionOptions): Election {
       self: id,
       leading: leader === id && clock.now() - renewedAt <= renewDeadlineMs,
       ...(error === undefined ? {} : { error }),
+      via: "kubernetes",
+      lease: { namespace: opts.namespace, name: opts.name },
+      ...(lastRenew === undefined ? {} : { lastRenew }),
     }),
     async close() {
       const wasLeading = leader === id;

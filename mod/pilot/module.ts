@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram } from "prom-client";
 import type { SettingSpec } from "../cli/setting.ts";
 import { CONFIG_READY, CONFIG_STORE } from "../galley/mod.ts";
 import type { ModuleDefinition } from "../runtime/module.ts";
-import { STORE, STORE_COMPACT_INTERVAL_SETTING } from "../store/mod.ts";
+import { ELECTIONS, STORE, STORE_COMPACT_INTERVAL_SETTING } from "../store/mod.ts";
 import type { Replica } from "../store/mod.ts";
 import { ADS_SERVER, type XdsClient } from "../xds/mod.ts";
 import {
@@ -155,6 +155,7 @@ export const pilotModule: ModuleDefinition = {
       replica = createReplica(etcd, {
         ttlSeconds: Math.max(3, graceMs / 1000),
         compactIntervalMs: ctx.settings.number("store-compact-interval"),
+        board: ctx.links.find(ELECTIONS),
         logger: log,
         clock: ctx.clock,
         metrics: m,

@@ -9,8 +9,14 @@
  * each tries to create it again and one wins. A replica that loses etcd stops counting itself
  * leader until etcd confirms the key is still its own.
  *
+ * Elections that campaign elsewhere (a Kubernetes Lease, mod/kube) keep the same contract; an
+ * `ElectionBoard` lists every election of one daemon, whatever it campaigns through, and
+ * `/debug/leaderz` is served from it.
+ *
  * @module
  */
+import type { DebugHandler } from "../runtime/module.ts";
+import { linkKey } from "../runtime/links.ts";
 import { type Clock, sleep, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -47,6 +53,12 @@ export interface ElectionStatus {
   readonly leading: boolean;
   /** Why the leader is unknown (etcd unreachable). */
   readonly error?: string;
+  /** What the election campaigns through. */
+  readonly via?: "etcd" | "kubernetes";
+  /** The Lease campaigned for (Kubernetes elections). */
+  readonly lease?: { readonly namespace: string; readonly name: string };
+  /** The holder's last renewal as the record last read says (ISO; Kubernetes elections). */
+  readonly lastRenew?: string;
 }
 
 /** A running campaign for one duty. */
@@ -57,6 +69,44 @@ export interface Election {
   status(): ElectionStatus;
   /** Stops campaigning; a leader deletes its key so another takes over at once. */
   close(): Promise<void>;
+}
+
+/** The elections of one daemon, whatever each campaigns through, as /debug/leaderz lists them. */
+export interface ElectionBoard {
+  /** Lists `election` until the returned function is called (calling it again does nothing). */
+  add(election: Election): () => void;
+  /** The status of every listed election, in the order they were added. */
+  statuses(): ElectionStatus[];
+}
+
+/** The link under which the daemon offers its board, so every module lists its elections there. */
+export const ELECTIONS = linkKey<ElectionBoard>("store.elections");
+
+/** Creates an empty board. */
+export function createElectionBoard(): ElectionBoard {
+  const listed = new Set<{ readonly election: Election }>();
+  return {
+    add(election) {
+      const entry = { election };
+      listed.add(entry);
+      return () => void listed.delete(entry);
+    },
+    statuses: () => [...listed].map((e) => e.election.status()),
+  };
+}
+
+/**
+ * `/debug/leaderz`: each listed duty with its leader (the holder), whether this replica leads,
+ * and for a Lease its name and last renewal; `self` is this replica's id in the store, when it
+ * has one.
+ */
+export function leaderzHandler(board: ElectionBoard, self?: string): DebugHandler {
+  return {
+    path: "leaderz",
+    description:
+      "duties that run on one replica (--store, a Kubernetes Lease): the leader of each, since when, and this replica",
+    handle: () => Response.json({ ...(self === undefined ? {} : { self }), duties: board.statuses() }),
+  };
 }
 
 /** The key of a duty's leader. */
@@ -143,6 +193,7 @@ export function createElection(client: EtcdClient, opts: ElectionOptions): Elect
       self: opts.id,
       leading: leader === opts.id,
       ...(error === undefined ? {} : { error }),
+      via: "etcd",
     }),
     async close() {
       const wasLeading = leader === opts.id;

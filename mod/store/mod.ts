@@ -28,4 +28,5 @@ export type { OpenStoreOptions } from "./open_store.ts";
 export type { LeaseKeeper } from "./lease_keeper.ts";
 export type { Replica } from "./replica.ts";
 export type { Election, ElectionStatus } from "./election.ts";
+export { createElectionBoard, type ElectionBoard, ELECTIONS, leaderzHandler } from "./election.ts";
 export { EtcdCompactedError, StoreUnavailableError } from "./errors.ts";

@@ -13,7 +13,13 @@ import type { Clock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { MetricsRegistry } from "../shared/metrics.ts";
 import { startCompactor } from "./compactor.ts";
-import { createElection, type Election } from "./election.ts";
+import {
+  createElection,
+  createElectionBoard,
+  type Election,
+  type ElectionBoard,
+  leaderzHandler,
+} from "./election.ts";
 import { createLeaseKeeper, type LeaseKeeper } from "./lease_keeper.ts";
 import type { Store } from "./links.ts";
 
@@ -26,6 +32,11 @@ export interface ReplicaOptions {
   readonly metrics: MetricsRegistry;
   /** How often the housekeeping leader compacts etcd's history; 0: never. */
   readonly compactIntervalMs: number;
+  /**
+   * Where the replica lists its elections, shared with the daemon's other elections (a
+   * Kubernetes Lease) so /debug/leaderz shows them all (default a board of its own).
+   */
+  readonly board?: ElectionBoard;
 }
 
 /** One replica. */
@@ -37,7 +48,7 @@ export interface Replica {
   elect(duty: string): Election;
   /** Records how long a write of this replica took to come back on its watch. */
   watchLag(seconds: number): void;
-  /** The /debug/leaderz handler. */
+  /** The /debug/leaderz handler: every election on the replica's board. */
   readonly leaderz: DebugHandler;
   /** Resigns every duty and stops renewing the lease (its keys lapse after the TTL). */
   close(): Promise<void>;
@@ -52,6 +63,8 @@ export function createReplica(store: Store, opts: ReplicaOptions): Replica {
     clock: opts.clock,
   });
   const elections = new Map<string, Election>();
+  const board = opts.board ?? createElectionBoard();
+  const unlist: Array<() => void> = [];
   const leaderChanges = new Counter({
     name: "meshd_store_leader_changes_total",
     help: "Changes of the leader this replica sees, by duty",
@@ -80,18 +93,15 @@ export function createReplica(store: Store, opts: ReplicaOptions): Replica {
         onLeaderChange: () => leaderChanges.inc({ duty }),
       });
       elections.set(duty, e);
+      unlist.push(board.add(e));
       return e;
     },
     watchLag: (seconds) => lag.observe(seconds),
-    leaderz: {
-      path: "leaderz",
-      description:
-        "duties that run on one replica (--store): the leader of each, since when, and this replica",
-      handle: () => Response.json({ self: id, duties: [...elections.values()].map((e) => e.status()) }),
-    },
+    leaderz: leaderzHandler(board, id),
     async close() {
       compactor.stop();
       await Promise.all([...elections.values()].map((e) => e.close()));
+      for (const remove of unlist) remove();
       await keeper.close();
     },
   };

@@ -1,5 +1,5 @@
 /**
- * A Kubernetes API server for tests, on 127.0.0.1 over HTTP, written from the Kubernetes API
+ * A Kubernetes API server for tests, on 127.0.0.1 over HTTP or HTTPS, written from the Kubernetes API
  * documentation ("API Concepts": efficient detection of changes, watch bookmarks, resource
  * versions, 410 Gone with reason `Expired`, retrieving large results in chunks; "Kubernetes API
  * reference": the Status kind; RFC 7386 merge patch and RFC 6902 JSON patch as the API accepts them).
@@ -19,6 +19,11 @@
  * its status alone, a write to `/status` changes only the status). Every request needs
  * `Authorization: Bearer TOKEN` (401 `Unauthorized` otherwise).
  *
+ * Over HTTPS (`tls`: a serving certificate and key) it authenticates as the API server does: a
+ * client certificate that chains to `tls.clientCa` is enough on its own, else the bearer token
+ * must match; `setToken()` changes the accepted token (a rotated service account token, or an
+ * expired one when the client keeps the old).
+ *
  * Limits: no discovery documents, no OpenAPI, no admission or validation, no server-side
  * apply, no protobuf; `resourceVersion` on a list is served as "not older than" (the current
  * state), `resourceVersionMatch=Exact` only for the current version or an expired one.
@@ -32,6 +37,7 @@
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,6 +65,16 @@ export interface KubeRequest {
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
   readonly status: number;
+  /** How the request authenticated: a verified client certificate, the bearer token, or neither. */
+  readonly auth: "certificate" | "token" | "none";
+}
+
+/** The serving side of HTTPS: PEM certificate (chain) and key, and the CA of client certificates. */
+export interface KubeServerTls {
+  readonly cert: string;
+  readonly key: string;
+  /** Client certificates chaining to this CA authenticate without a token. */
+  readonly clientCa?: string;
 }
 
 /** Options for startKubeServer. */
@@ -74,15 +90,19 @@ export interface KubeServerOptions {
    * the API server's watch cache does, the default) or `status` (a 410 response).
    */
   readonly expiredWatch?: "event" | "status";
+  /** Serve HTTPS with this certificate instead of HTTP. */
+  readonly tls?: KubeServerTls;
 }
 
 /** A running test API server. */
 export interface KubeServer {
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT`, or `https://...` when serving TLS. */
   readonly url: string;
   readonly port: number;
   /** The accepted bearer token (empty when any is accepted). */
   readonly token: string;
+  /** Accepts `token` from now on and refuses the old one (null: accept any request). */
+  setToken(token: string | null): void;
   /** The current resourceVersion (the last write's). */
   readonly resourceVersion: number;
   /** Requests answered so far, oldest first. */
@@ -375,7 +395,7 @@ function singular(resource: string): string {
 
 /** Starts a test API server on 127.0.0.1. */
 export async function startKubeServer(opts: KubeServerOptions = {}): Promise<KubeServer> {
-  const token = opts.token === null ? "" : opts.token ?? crypto.randomUUID();
+  let token = opts.token === null ? "" : opts.token ?? crypto.randomUUID();
   const bookmarkEvery = opts.bookmarkIntervalMs ?? 1000;
   const expiredAs = opts.expiredWatch ?? "event";
   const store = new Map<string, Stored>();
@@ -719,11 +739,16 @@ export async function startKubeServer(opts: KubeServerOptions = {}): Promise<Kub
     });
   }
 
-  async function handle(req: Request): Promise<Response> {
+  async function handle(req: Request, certified: boolean): Promise<Response> {
     const url = new URL(req.url);
     const q = url.searchParams;
+    const auth = certified
+      ? "certificate"
+      : token !== "" && req.headers.get("authorization") === `Bearer ${token}`
+      ? "token"
+      : "none";
     const log = (status: number) =>
-      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(q), status });
+      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(q), status, auth });
     if (delayMs > 0) await Bun.sleep(delayMs);
     if (failures > 0) {
       failures--;
@@ -733,7 +758,7 @@ export async function startKubeServer(opts: KubeServerOptions = {}): Promise<Kub
         kubeStatus(failCode, "InternalError", "Internal error occurred: injected by the test"),
       );
     }
-    if (token !== "" && req.headers.get("authorization") !== `Bearer ${token}`) {
+    if (token !== "" && auth === "none") {
       log(401);
       return json(401, kubeStatus(401, "Unauthorized", "Unauthorized"));
     }
@@ -762,7 +787,14 @@ export async function startKubeServer(opts: KubeServerOptions = {}): Promise<Kub
   const sockets = new Set<Socket>();
   async function up(): Promise<void> {
     if (server) return;
-    const s = createServer((req, res) => void serveNode(req, res));
+    const tls = opts.tls;
+    const s = tls
+      ? createHttpsServer({
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+      }, (req, res) => void serveNode(req, res))
+      : createServer((req, res) => void serveNode(req, res));
     s.on("connection", (sock) => {
       sockets.add(sock);
       sock.on("close", () => sockets.delete(sock));
@@ -802,7 +834,10 @@ export async function startKubeServer(opts: KubeServerOptions = {}): Promise<Kub
       signal: abort.signal,
       ...(method === "GET" || method === "HEAD" ? {} : { body: Buffer.concat(chunks) }),
     });
-    const answer = await handle(request);
+    // A client certificate the TLS layer verified against tls.clientCa (never over plain HTTP).
+    const certified = opts.tls?.clientCa !== undefined &&
+      (req.socket as { authorized?: boolean }).authorized === true;
+    const answer = await handle(request, certified);
     if (res.destroyed) return;
     res.writeHead(answer.status, Object.fromEntries(answer.headers));
     res.flushHeaders();
@@ -831,12 +866,17 @@ export async function startKubeServer(opts: KubeServerOptions = {}): Promise<Kub
 
   return {
     get url() {
-      return `http://127.0.0.1:${port}`;
+      return `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`;
     },
     get port() {
       return port;
     },
-    token,
+    get token() {
+      return token;
+    },
+    setToken(next) {
+      token = next ?? "";
+    },
     get resourceVersion() {
       return rv;
     },
@@ -919,6 +959,12 @@ export interface KubeconfigOptions {
   readonly tokenFile?: boolean;
   /** The context's default namespace. */
   readonly namespace?: string;
+  /** PEM of the CA to trust, written as `certificate-authority-data`. */
+  readonly ca?: string;
+  /** A client certificate and key, written as `client-certificate-data` and `client-key-data`. */
+  readonly clientCert?: { readonly cert: string; readonly key: string };
+  /** Leave the bearer token out (with `clientCert`: certificate authentication alone). */
+  readonly noToken?: boolean;
 }
 
 /** Writes a kubeconfig whose current context points at `server` with its bearer token; returns its path. */
@@ -927,11 +973,18 @@ export function writeKubeconfig(
   opts: KubeconfigOptions = {},
 ): string {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "meshd-kubeconfig-"));
-  let user = `    token: ${server.token}`;
-  if (opts.tokenFile) {
+  const b64 = (pem: string) => Buffer.from(pem).toString("base64");
+  const user: string[] = [];
+  if (opts.noToken) {
+    // Certificate authentication only.
+  } else if (opts.tokenFile) {
     const tokenPath = join(dir, "token");
     writeFileSync(tokenPath, server.token + "\n");
-    user = `    tokenFile: ${tokenPath}`;
+    user.push(`    tokenFile: ${tokenPath}`);
+  } else user.push(`    token: ${server.token}`);
+  if (opts.clientCert) {
+    user.push(`    client-certificate-data: ${b64(opts.clientCert.cert)}`);
+    user.push(`    client-key-data: ${b64(opts.clientCert.key)}`);
   }
   const text = [
     "apiVersion: v1",
@@ -943,6 +996,7 @@ export function writeKubeconfig(
     "- name: test",
     "  cluster:",
     `    server: ${server.url}`,
+    ...(opts.ca ? [`    certificate-authority-data: ${b64(opts.ca)}`] : []),
     "contexts:",
     "- name: other",
     "  context: {cluster: other, user: nobody}",
@@ -956,8 +1010,8 @@ export function writeKubeconfig(
     "- name: nobody",
     "  user: {token: wrong}",
     "- name: tester",
-    "  user:",
-    user,
+    user.length > 0 ? "  user:" : "  user: {}",
+    ...user,
     "",
   ].join("\n");
   const path = join(dir, "kubeconfig");

@@ -179,6 +179,7 @@ users:
       server: "https://10.96.0.1:443",
       tokenFile: join(dir, "token"),
       ca: CA,
+      caSource: join(dir, "ca.crt"),
       namespace: "istio-system",
       origin: "in-cluster",
     });
