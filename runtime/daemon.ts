@@ -11,6 +11,7 @@ import { CONFIG_STORE } from "../mod/galley/mod.ts";
 import { analyze } from "../mod/galley/analyze.ts";
 import { type AdminServer, startAdminServer } from "../mod/admin/server.ts";
 import { loadOrCreateAdminToken } from "../mod/admin/token.ts";
+import { type MetricsServer, startMetricsServer } from "../mod/admin/mod.ts";
 import { createGrpcServer, GRPC_SERVER } from "../mod/grpc/server.ts";
 import { registerHealthService } from "../mod/grpc/health.ts";
 import { type Clock, systemClock } from "../mod/shared/clock.ts";
@@ -47,6 +48,12 @@ export const DAEMON_SETTINGS: readonly SettingSpec[] = [
     kind: { type: "addr" },
     default: "127.0.0.1:15014",
     help: "admin HTTP address (/healthz/ready, /metrics, /debug/)",
+  },
+  {
+    name: "metrics-addr",
+    kind: { type: "addr" },
+    help:
+      "read-only HTTP address for scrapers (GET /metrics, /healthz/ready, /healthz/live; nothing else), e.g. 0.0.0.0:15020; unset: off",
   },
   {
     name: "admin-allowed-hosts",
@@ -93,6 +100,8 @@ export interface DaemonOptions {
 export interface Daemon {
   readonly adminAddr: string;
   readonly grpcAddr: string;
+  /** The metrics listener's address (--metrics-addr); undefined when it is off. */
+  readonly metricsAddr?: string;
   /** True when every module is ready and shutdown has not begun. */
   ready(): boolean;
   /** Shuts down once (later calls return the same promise); resolves when all is closed. */
@@ -116,6 +125,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const running: Array<{ name: string; module: Module }> = [];
   let stopping = false;
   let admin: AdminServer | undefined;
+  let metricsServer: MetricsServer | undefined;
   let store: Store | undefined;
   let ui: Console | undefined;
 
@@ -171,6 +181,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }
       store?.close();
       ui?.close();
+      await metricsServer?.stop();
       await admin?.stop();
       logger.info("stopped");
     })();
@@ -226,8 +237,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }),
       token: isLoopbackHost(adminHost) ? undefined : adminToken ?? loadOrCreateAdminToken(dataDir),
     });
-    // gRPC, gRPC over TLS, admin and webhook each hold up to --max-connections.
-    checkFileLimit(limits, 4, logger);
+    // gRPC, gRPC over TLS, admin, webhook and the metrics listener each hold up to --max-connections.
+    const metricsAddrSetting = settings.optionalString("metrics-addr");
+    checkFileLimit(limits, metricsAddrSetting === undefined ? 4 : 5, logger);
     admin = await startAdminServer(settings.string("admin-addr"), {
       metrics,
       readiness,
@@ -239,6 +251,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }, { limits });
     const adminAddr = `${admin.host}:${admin.port}`;
     logger.info("admin server listening", { addr: adminAddr });
+    let metricsAddr: string | undefined;
+    if (metricsAddrSetting !== undefined) {
+      metricsServer = await startMetricsServer(metricsAddrSetting, {
+        metrics,
+        readiness,
+        logger: logger.child({ module: "metrics" }),
+      }, { limits });
+      metricsAddr = hostPort(metricsServer);
+      logger.info("metrics server listening", { addr: metricsAddr });
+    }
     const g = await grpc.listen(settings.string("grpc-addr"));
     const grpcAddr = `${g.host.includes(":") ? `[${g.host}]` : g.host}:${g.port}`;
     logger.info("gRPC server listening", { addr: grpcAddr });
@@ -248,11 +270,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger.debug("module started", { module: b.name });
     }
     logger.info("modules started", { modules: built.map((b) => b.name) });
-    return { adminAddr, grpcAddr, ready: isReady, shutdown };
+    return { adminAddr, grpcAddr, ...(metricsAddr ? { metricsAddr } : {}), ready: isReady, shutdown };
   } catch (err) {
     await shutdown().catch(() => {});
     throw err;
   }
+}
+
+/** HOST:PORT of a listener, with an IPv6 host in brackets. */
+function hostPort(l: { readonly host: string; readonly port: number }): string {
+  return `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`;
 }
 
 function safeReady(m: Module): boolean {

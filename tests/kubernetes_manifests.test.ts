@@ -5,7 +5,8 @@
  * a client-side dry run, so the test serves them (the legacy `/api` and `/apis` documents of
  * Kubernetes' discovery API, for the resources of Kubernetes 1.32 the manifests may use) on
  * 127.0.0.1; nothing is created anywhere. Then structural checks: probes the kubelet can reach
- * without the admin port, no admin port exposed, RBAC read-only except status and leases.
+ * without the admin port, no admin port exposed, the read-only metrics port exposed to scrapers
+ * (and the Dockerfile doing the same), RBAC read-only except status and leases.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -177,7 +178,40 @@ describe.skipIf(!kubectl)("config/kubernetes/ (kubectl create --dry-run=client)"
     expect(c.livenessProbe.tcpSocket.port).toBe(15010);
     for (const probe of [c.readinessProbe, c.livenessProbe]) expect(probe.httpGet).toBeUndefined();
     const containerPorts = c.ports.map((p: { containerPort: number }) => p.containerPort).sort();
-    expect(containerPorts).toEqual([15010, 15012, 15017]);
+    expect(containerPorts).toEqual([15010, 15012, 15017, 15020]);
+  });
+
+  test("Prometheus scrapes the read-only metrics listener on the pod address, never the admin port", () => {
+    const template = one("Deployment").spec.template;
+    const c = template.spec.containers[0];
+    const data = one("ConfigMap").data;
+    const admin = Number(data.MESHD_ADMIN_ADDR.split(":").pop());
+    expect(data.MESHD_METRICS_ADDR).toMatch(/^0\.0\.0\.0:\d+$/);
+    const metricsPort = Number(data.MESHD_METRICS_ADDR.split(":").pop());
+    expect(metricsPort).not.toBe(admin);
+    // Neither the args nor env move the listeners elsewhere.
+    expect(c.args.some((a: string) => /^--(admin|metrics)-addr/.test(a))).toBe(false);
+    expect((c.env ?? []).map((e: { name: string }) => e.name)).not.toContain("MESHD_ADMIN_ADDR");
+    expect((c.env ?? []).map((e: { name: string }) => e.name)).not.toContain("MESHD_METRICS_ADDR");
+    const ports = c.ports.map((p: { containerPort: number }) => p.containerPort);
+    expect(ports).toContain(metricsPort);
+    expect(ports).not.toContain(admin);
+    expect(template.metadata.annotations).toEqual({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": String(metricsPort),
+      "prometheus.io/path": "/metrics",
+    });
+  });
+
+  test("the Dockerfile keeps the admin server on loopback and exposes the metrics listener", () => {
+    const dockerfile = readFileSync(resolve(ROOT, "Dockerfile"), "utf8");
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]!) as string[];
+    expect(cmd).toContain("--admin-addr=127.0.0.1:15014");
+    const metrics = cmd.find((a) => a.startsWith("--metrics-addr="));
+    expect(metrics).toBe(`--metrics-addr=${one("ConfigMap").data.MESHD_METRICS_ADDR}`);
+    const exposed = /^EXPOSE (.+)$/m.exec(dockerfile)![1]!.trim().split(/\s+/).map(Number);
+    expect(exposed).toContain(Number(metrics!.split(":").pop()));
+    expect(exposed).not.toContain(15014);
   });
 
   test("the Service exposes 15010, 15012 and the webhook, never the admin port", () => {
@@ -191,6 +225,7 @@ describe.skipIf(!kubectl)("config/kubernetes/ (kubectl create --dry-run=client)"
     ).sort();
     expect(targets).toEqual([15010, 15012, 15017]);
     expect(svc.spec.ports.map((p: { port: number }) => p.port)).not.toContain(15014);
+    expect(svc.spec.ports.map((p: { port: number }) => p.port)).not.toContain(15020);
     expect(svc.spec.selector).toEqual(one("Deployment").spec.selector.matchLabels);
   });
 

@@ -9,16 +9,13 @@ import { splitHostPort } from "../cli/setting.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../shared/conn_guard.ts";
 import { startFetchListener } from "../shared/fetch_listener.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
-import type { MetricsRegistry } from "../shared/metrics.ts";
 import { versionInfo } from "../shared/version.ts";
 import type { DebugHandler } from "../runtime/module.ts";
 import { createAdminGuard, isReadOnlyMethod } from "./guard.ts";
+import { addProbeRoutes, type ProbeSource } from "./probe_routes.ts";
 
 /** What the admin server reads from the daemon. */
-export interface AdminSource {
-  metrics: MetricsRegistry;
-  /** Names of started modules that are not ready yet, and whether shutdown began. */
-  readiness(): { notReady: string[]; stopping: boolean };
+export interface AdminSource extends ProbeSource {
   debugHandlers(): readonly DebugHandler[];
   /** The token state-changing requests must carry (admin-token); unset: only GET and HEAD are served. */
   readonly adminToken?: string;
@@ -55,17 +52,7 @@ export function createAdminApp(src: AdminSource): Hono {
     if (refusal !== undefined) return refusal;
     await next();
   });
-  app.get("/healthz/ready", (c) => {
-    const { notReady, stopping } = src.readiness();
-    if (stopping) return c.text("shutting down\n", 503);
-    if (notReady.length > 0) return c.text(`not ready: ${notReady.join(", ")}\n`, 503);
-    return c.text("ready\n", 200);
-  });
-  app.get("/healthz/live", (c) => c.text("alive\n"));
-  app.get("/metrics", async (c) => {
-    const body = await src.metrics.metrics();
-    return c.body(body, 200, { "content-type": src.metrics.contentType });
-  });
+  addProbeRoutes(app, src);
   app.get("/version", (c) => c.json(versionInfo()));
   app.get("/debug", (c) => c.redirect("/debug/"));
   app.get("/debug/", (c) => {

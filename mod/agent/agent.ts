@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Counter, Gauge } from "prom-client";
-import { type AdminServer, startAdminServer } from "../admin/mod.ts";
+import { type AdminServer, startAdminServer, startMetricsServer } from "../admin/mod.ts";
 import type { DebugHandler } from "../runtime/module.ts";
 import type { Clock, Timer } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -52,6 +52,8 @@ export interface AgentDeps {
 export interface Agent {
   /** The admin server's bound address. */
   readonly adminAddr: string;
+  /** The metrics listener's bound address (--metrics-addr); undefined when it is off. */
+  readonly metricsAddr?: string;
   readonly sdsSocket: string;
   /** The certificate in service, if any. */
   certificate(): CertBundle | undefined;
@@ -508,10 +510,22 @@ export async function startAgent(cfg: AgentConfig, deps: AgentDeps): Promise<Age
     cleanups.push(() => admin.stop());
     const adminAddr = `${admin.host}:${admin.port}`;
     log.info("agent admin server listening", { addr: adminAddr });
+    let metricsAddr: string | undefined;
+    if (cfg.metricsAddr !== undefined) {
+      const scrape = await startMetricsServer(cfg.metricsAddr, {
+        metrics: m,
+        readiness: () => ({ notReady: notReady(), stopping }),
+        logger: log.child({ component: "metrics" }),
+      });
+      cleanups.push(() => scrape.stop());
+      metricsAddr = `${scrape.host}:${scrape.port}`;
+      log.info("agent metrics server listening", { addr: metricsAddr });
+    }
 
     let stopPromise: Promise<void> | undefined;
     return {
       adminAddr,
+      ...(metricsAddr === undefined ? {} : { metricsAddr }),
       sdsSocket: sds.path,
       certificate: () => certs.current(),
       ready,

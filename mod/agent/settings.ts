@@ -142,6 +142,12 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
     help: "agent admin HTTP address (/healthz/ready, /metrics, /debug/)",
   },
   {
+    name: "metrics-addr",
+    kind: { type: "addr" },
+    help:
+      "read-only HTTP address for scrapers (GET /metrics, /healthz/ready, /healthz/live; nothing else) on a port free on the machine; unset: off",
+  },
+  {
     name: "node-proxy",
     kind: { type: "bool" },
     default: false,
@@ -293,6 +299,8 @@ export interface AgentConfig {
   readonly sdsSocket: string;
   readonly certTtlMs: number;
   readonly adminAddr: string;
+  /** The read-only metrics listener's address (--metrics-addr); undefined: off. */
+  readonly metricsAddr?: string;
   /** The node proxy's settings with --node-proxy; undefined without. */
   readonly nodeProxy?: NodeProxySettings;
   readonly logLevel: LogLevel;
@@ -498,6 +506,7 @@ export function resolveAgentConfig(
     sdsSocket: str("sds-socket") ?? join(outputDir, "sds.sock"),
     certTtlMs: values.get("cert-ttl") as number,
     adminAddr: values.get("admin-addr") as string,
+    ...(str("metrics-addr") === undefined ? {} : { metricsAddr: str("metrics-addr")! }),
     ...(nodeProxy ? { nodeProxy } : {}),
     logLevel: values.get("log-level") as LogLevel,
     logFormat: values.get("log-format") as AgentConfig["logFormat"],

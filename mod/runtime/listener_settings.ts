@@ -1,6 +1,6 @@
 /**
  * The settings that bound what peers may hold on every listener of `meshd serve` (gRPC, gRPC
- * over TLS, admin, webhook): connections in total and per source address, handshake and idle
+ * over TLS, admin, webhook, metrics): connections in total and per source address, handshake and idle
  * timeouts, HTTP/2 streams, unread output and gRPC keepalive. Each listener has its own count,
  * so an attack on one leaves the others served. The daemon and galley's webhook both read them.
  */
@@ -17,7 +17,7 @@ export const LISTENER_SETTINGS: readonly SettingSpec[] = [
     kind: { type: "int", min: 1 },
     default: D.maxConnections,
     help:
-      "most connections open at once on each listener (gRPC, gRPC TLS, admin, webhook); more are closed at once",
+      "most connections open at once on each listener (gRPC, gRPC TLS, admin, webhook, metrics); more are closed at once",
   },
   {
     name: "max-connections-per-source",

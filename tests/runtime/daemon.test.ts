@@ -106,6 +106,7 @@ describe("startDaemon()", () => {
       "/debug/grpcz",
       "/debug/storez",
       "/debug/alphaz",
+      "/debug/leaderz",
     ]);
     const state = await (await fetch(`http://${d.adminAddr}/debug/alphaz`)).json() as { started: number };
     expect(state.started).toBe(1);
