@@ -37,7 +37,8 @@ function outputRules(f: IptablesFamily, p: CapturePlan, t: CaptureTargets): stri
   const v = (s: { v4: readonly string[]; v6: readonly string[] }) => (f.family === 4 ? s.v4 : s.v6);
   return [
     ...p.excludeUids.map((u) => `${c} -m owner --uid-owner ${u} -j RETURN`),
-    ...(p.captureDns && f.family === 4 // the DNS proxy listens on 127.0.0.1 only
+    // Both families: REDIRECT sends IPv4 DNS to 127.0.0.1 and IPv6 DNS to ::1, where the proxy also listens.
+    ...(p.captureDns
       ? ["udp", "tcp"].map((proto) => `${c} -p ${proto} --dport 53 -j REDIRECT --to-ports ${p.dnsPort}`)
       : []),
     `${c} -d ${f.loopback} -j RETURN`,

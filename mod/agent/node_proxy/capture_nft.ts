@@ -4,7 +4,7 @@
  * Mesh addresses and inbound ports are named sets, so an update changes only set elements, also
  * in one transaction.
  *
- * Outbound (nat output): excluded uids pass; DNS to port 53 goes to the DNS proxy; loopback
+ * Outbound (nat output): excluded uids pass; DNS to port 53 (IPv4 and IPv6) goes to the DNS proxy; loopback
  * destinations, excluded ports (and the proxy's own), excluded CIDRs pass; then TCP to mesh
  * addresses ("mesh") or all TCP ("all") goes to the outbound port. Inbound (nat prerouting): TCP
  * to a local address on an inbound port goes to the inbound port.
@@ -30,10 +30,8 @@ function outputRules(p: CapturePlan): string[] {
   const to = `redirect to :${p.outboundPort}`;
   return [
     "meta skuid @exclude_uids return",
-    // IPv4 only: the DNS proxy listens on 127.0.0.1, and IPv6 DNS would be redirected to ::1.
-    ...(p.captureDns
-      ? ["udp", "tcp"].map((proto) => `meta nfproto ipv4 ${proto} dport 53 redirect to :${p.dnsPort}`)
-      : []),
+    // Both families: IPv4 DNS is redirected to 127.0.0.1, IPv6 DNS to ::1, where the proxy also listens.
+    ...(p.captureDns ? ["udp", "tcp"].map((proto) => `${proto} dport 53 redirect to :${p.dnsPort}`) : []),
     "ip daddr 127.0.0.0/8 return",
     "ip6 daddr ::1 return",
     "tcp dport @exclude_ports return",

@@ -31,7 +31,7 @@ export interface CaptureOptions {
   inboundPorts: number[];
   /** Addresses (VIPs and endpoint addresses) or CIDRs captured in "mesh" mode. */
   meshCidrs: string[];
-  /** Redirect DNS (UDP and TCP port 53) to `dnsPort`. */
+  /** Redirect DNS (UDP and TCP port 53, IPv4 and IPv6) to `dnsPort` on 127.0.0.1 and ::1. */
   captureDns: boolean;
   logger: Logger;
   /** Runs the firewall tools; defaults to running them on this machine. */

@@ -6,7 +6,9 @@
  *   and addresses; `port`, `protocol`, `subset`); their hosts come from EDS (or, for DNS
  *   clusters, the inline assignment), each with its transport in
  *   `filter_metadata["envoy.transport_socket_match"]` (`tunnel: "http"`: HBONE, `tlsMode:
- *   "istio"`: mTLS, else plaintext) and identities in `filter_metadata["istio"]["identities"]`.
+ *   "istio"`: mTLS, else plaintext) and identities in `filter_metadata["istio"]["identities"]`,
+ *   with the workload behind it in `filter_metadata["istio"]` (Istio's `workload` string
+ *   `NAME;NAMESPACE;CANONICAL_SERVICE;CANONICAL_REVISION;CLUSTER`, `app`, `version`).
  * - `inbound|PORT||` clusters (STATIC, one host) are where accepted connections go; ORIGINAL_DST
  *   clusters (the inbound passthrough) send them to the original port on loopback.
  * - The TCP listener's filter chains give each inbound port (no destination port: the rule for
@@ -14,6 +16,9 @@
  *   `tls` and `raw_buffer`: PERMISSIVE; one plaintext chain: DISABLE) and its network RBAC
  *   filters, in order, before a TCP proxy.
  * - The UDP listener with Envoy's DNS filter gives the DNS table.
+ * - The TCP listener with traffic direction OUTBOUND (`virtualOutbound`) gives the VirtualService
+ *   `tcp` routes: per filter chain a `destination_port`, `prefix_ranges` and a TCP proxy to a
+ *   cluster or `weighted_clusters`, the service in the chain's `filter_metadata["istio"]`.
  *
  * Anything else is refused with an error naming the resource and field, so the client NACKs the
  * update and keeps its last good view rather than running a config it would misread.
@@ -34,7 +39,12 @@ import {
   Cluster_LbPolicy,
   ClusterSchema,
 } from "#gen/envoy/config/cluster/v3/cluster_pb.ts";
-import { type Address, SocketAddress_Protocol } from "#gen/envoy/config/core/v3/address_pb.ts";
+import {
+  type Address,
+  type CidrRange,
+  SocketAddress_Protocol,
+} from "#gen/envoy/config/core/v3/address_pb.ts";
+import { TrafficDirection } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { HealthStatus } from "#gen/envoy/config/core/v3/health_check_pb.ts";
 import {
   type ClusterLoadAssignment,
@@ -54,7 +64,9 @@ import type {
   MeshService,
   NodeProxyView,
   ServicePort,
+  TcpRoute,
   UpstreamCluster,
+  WorkloadLabels,
 } from "./view.ts";
 
 /** The resources of one consistent update. */
@@ -167,6 +179,26 @@ function transportOf(md: JsonObject | undefined, where: string): EndpointTranspo
   return md?.tlsMode === "istio" ? "mtls" : "plaintext";
 }
 
+/**
+ * The workload in an endpoint's `filter_metadata["istio"]`: Istio's `workload` string and the
+ * `app` and `version` labels (the canonical service and revision where those are missing).
+ */
+export function workloadOf(md: JsonObject | undefined, where: string): WorkloadLabels | undefined {
+  const text = md?.workload;
+  if (text === undefined) return undefined;
+  if (typeof text !== "string") fail(`${where}.workload`, "want NAME;NAMESPACE;SERVICE;REVISION;CLUSTER");
+  const [name = "", namespace = "", canonicalService = "", canonicalRevision = ""] = text.split(";");
+  const label = (k: string) => (typeof md?.[k] === "string" ? md[k] as string : "");
+  return {
+    name,
+    namespace,
+    app: label("app") || canonicalService,
+    version: label("version") || canonicalRevision,
+    canonicalService,
+    canonicalRevision,
+  };
+}
+
 function endpointsOf(cla: ClusterLoadAssignment, where: string): Endpoint[] {
   const out: Endpoint[] = [];
   cla.endpoints.forEach((group, g) => {
@@ -184,6 +216,7 @@ function endpointsOf(cla: ClusterLoadAssignment, where: string): Endpoint[] {
       const md = lb.metadata?.filterMetadata;
       const weight = lb.loadBalancingWeight ?? 1;
       if (weight < 1) fail(`${at}.load_balancing_weight`, "want at least 1");
+      const workload = workloadOf(obj(md?.[ISTIO]), `${at}.metadata.filter_metadata.istio`);
       out.push({
         address,
         port,
@@ -196,6 +229,7 @@ function endpointsOf(cla: ClusterLoadAssignment, where: string): Endpoint[] {
         ),
         identities: strings(obj(md?.[ISTIO])?.identities, `${at}.metadata.filter_metadata.istio.identities`),
         healthy: lb.healthStatus === HealthStatus.UNKNOWN || lb.healthStatus === HealthStatus.HEALTHY,
+        ...(workload ? { workload } : {}),
       });
     });
   });
@@ -369,6 +403,62 @@ function inboundOf(l: Listener, targets: Targets): Map<number, InboundPort> {
   return out;
 }
 
+function cidrText(r: CidrRange, where: string): string {
+  const len = r.prefixLen ?? (r.addressPrefix.includes(":") ? 128 : 32);
+  if (r.addressPrefix === "") fail(`${where}.address_prefix`, "missing");
+  return `${r.addressPrefix}/${len}`;
+}
+
+/** One route chain of the outbound listener (see the module notes). */
+function routeOf(l: Listener, fc: FilterChain, index: number): TcpRoute {
+  const where = `listener ${l.name} filter_chains[${index}] (${fc.name || "unnamed"})`;
+  const m = fc.filterChainMatch;
+  if (!m?.destinationPort || m.prefixRanges.length === 0) {
+    fail(`${where}.filter_chain_match`, "want destination_port and prefix_ranges");
+  }
+  const narrower = [m.sourcePrefixRanges, m.directSourcePrefixRanges, m.sourcePorts, m.serverNames]
+    .some((list) => list.length > 0) || m.transportProtocol !== "" || m.applicationProtocols.length > 0;
+  if (narrower) {
+    fail(`${where}.filter_chain_match`, "only destination_port and prefix_ranges are supported");
+  }
+  const md = obj(fc.metadata?.filterMetadata[ISTIO]);
+  if (!md || typeof md.host !== "string" || md.host === "" || typeof md.namespace !== "string") {
+    fail(`${where}.metadata.filter_metadata.istio`, "want host and namespace");
+  }
+  if (fc.filters.length !== 1) fail(`${where}.filters`, "want exactly one TCP proxy");
+  const f = fc.filters[0]!;
+  const at = `${where}.filters[0] (${f.name})`;
+  const t = unpack(f.configType.case === "typedConfig" ? f.configType.value : undefined, TcpProxySchema, at);
+  let clusters: TcpRoute["clusters"];
+  if (t.clusterSpecifier.case === "cluster") clusters = [{ name: t.clusterSpecifier.value, weight: 1 }];
+  else if (t.clusterSpecifier.case === "weightedClusters") {
+    clusters = t.clusterSpecifier.value.clusters.map((c) => ({ name: c.name, weight: c.weight }));
+    if (clusters.length === 0 || clusters.every((c) => c.weight < 1)) {
+      fail(`${at}.weighted_clusters`, "want at least one cluster with a weight");
+    }
+  } else fail(`${at}.cluster_specifier`, "want cluster or weighted_clusters");
+  return {
+    host: md.host.toLowerCase().replace(/\.$/, ""),
+    namespace: md.namespace,
+    port: m.destinationPort,
+    destinations: m.prefixRanges.map((r, i) =>
+      cidrText(r, `${where}.filter_chain_match.prefix_ranges[${i}]`)
+    ),
+    clusters,
+  };
+}
+
+/** The routes of the outbound listener, in chain order. */
+function routesOf(l: Listener): TcpRoute[] {
+  if (l.listenerFilters.some((f) => f.name !== "envoy.filters.listener.original_dst")) {
+    fail(`listener ${l.name}.listener_filters`, "only original_dst is supported on the outbound listener");
+  }
+  if (l.defaultFilterChain) {
+    fail(`listener ${l.name}.default_filter_chain`, "not supported by the node proxy");
+  }
+  return l.filterChains.map((fc, i) => routeOf(l, fc, i));
+}
+
 /** The DNS table of the UDP listener's DNS filter. */
 function dnsOf(l: Listener): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -448,11 +538,16 @@ export function decodeNodeProxyView(r: NodeProxyResources): NodeProxyView {
   let inbound = new Map<number, InboundPort>();
   let dns = new Map<string, string[]>();
   let tcpListeners = 0;
+  let tcpRoutes: TcpRoute[] = [];
+  let outboundListeners = 0;
   for (const l of r.listeners) {
     const sa = l.address?.address.case === "socketAddress" ? l.address.address.value : undefined;
     if (!sa) fail(`listener ${l.name}.address`, "want a socket_address");
     if (sa.protocol === SocketAddress_Protocol.UDP) {
       for (const [name, addresses] of dnsOf(l)) dns.set(name, [...(dns.get(name) ?? []), ...addresses]);
+    } else if (l.trafficDirection === TrafficDirection.OUTBOUND) {
+      if (++outboundListeners > 1) fail(`listener ${l.name}`, "a node proxy takes one outbound TCP listener");
+      tcpRoutes = routesOf(l);
     } else {
       if (++tcpListeners > 1) fail(`listener ${l.name}`, "a node proxy takes one inbound TCP listener");
       inbound = inboundOf(l, targets);
@@ -465,5 +560,6 @@ export function decodeNodeProxyView(r: NodeProxyResources): NodeProxyView {
     clusters,
     inbound,
     dns,
+    tcpRoutes,
   };
 }

@@ -1,6 +1,7 @@
 /**
  * The node proxy's DNS proxy (Istio's DNS proxying, for VMs): UDP and TCP on one address
- * (127.0.0.1:15053 by contract), answering mesh host names from the view (dns_answer.ts) and
+ * (127.0.0.1:15053 by contract) and, when that is 127.0.0.1, on the same port of ::1 too, where
+ * capture sends IPv6 DNS (skipped with a warning where IPv6 loopback cannot be bound), answering mesh host names from the view (dns_answer.ts) and
  * forwarding everything else to the machine's resolvers (dns_forward.ts), SERVFAIL when none
  * answers. Packets that do not decode as a DNS query are dropped and logged (at most a few lines
  * a minute per source), never answered.
@@ -35,6 +36,8 @@ export interface DnsProxyOptions {
   ttl?: number;
   /** Queries being forwarded at once, past which new ones are dropped; default 1024. */
   maxInFlight?: number;
+  /** Also serve on ::1 (same port) when `addr` is 127.0.0.1; default true. */
+  ipv6Loopback?: boolean;
 }
 
 /** A running DNS proxy. */
@@ -43,6 +46,8 @@ export interface DnsProxy {
   stop(): Promise<void>;
   /** The address it serves on (`IP:PORT`, the real port when 0 was asked). */
   readonly addr: string;
+  /** Every address it serves on: `addr`, and `[::1]:PORT` when it serves IPv6 loopback too. */
+  readonly addrs: readonly string[];
 }
 
 const TCP_IDLE_MS = 10_000;
@@ -175,34 +180,62 @@ export async function startDnsProxy(o: DnsProxyOptions): Promise<DnsProxy> {
       }
     });
   }
+  function serveUdp(sock: UdpSocket): void {
+    sock.on("error", (err) => logger.warn("dns proxy UDP socket error", { error: errorMessage(err) }));
+    sock.on("message", (msg, rinfo) => {
+      void answer(msg, rinfo.address, false).then((out) => {
+        if (out !== undefined) sock.send(out, rinfo.port, rinfo.address, () => {});
+      });
+    });
+  }
 
   const udp = await bindBoth(listen.host, listen.port, tcp);
-  const addr = formatHostPort({ host: listen.host, port: udp.address().port });
+  const port = udp.address().port;
+  const addr = formatHostPort({ host: listen.host, port });
+  const sockets: { udp: UdpSocket; tcp: Server }[] = [{ udp, tcp }];
+  if (listen.host === "127.0.0.1" && o.ipv6Loopback !== false) {
+    const tcp6 = createServer((sock) => serveTcp(sock));
+    try {
+      sockets.push({ udp: await bindBoth("::1", port, tcp6), tcp: tcp6 });
+    } catch (err) {
+      tcp6.close();
+      logger.warn("dns proxy: cannot serve on IPv6 loopback; IPv6 DNS is not answered", {
+        addr: formatHostPort({ host: "::1", port }),
+        error: errorMessage(err),
+      });
+    }
+  }
+  const closeAll = () => {
+    for (const s of sockets) {
+      s.udp.close();
+      s.tcp.close();
+    }
+  };
   let upstreams: Upstream[];
   try {
     upstreams = await resolveUpstreams(o, addr);
   } catch (err) {
-    udp.close();
-    tcp.close();
+    closeAll();
     throw err;
   }
-  udp.on("error", (err) => logger.warn("dns proxy UDP socket error", { error: errorMessage(err) }));
-  udp.on("message", (msg, rinfo) => {
-    void answer(msg, rinfo.address, false).then((out) => {
-      if (out !== undefined) udp.send(out, rinfo.port, rinfo.address, () => {});
-    });
-  });
-  logger.info("dns proxy listening", { addr, upstreams: upstreams.map(formatHostPort) });
+  for (const s of sockets) serveUdp(s.udp);
+  const addrs = sockets.map((s) => formatHostPort({ host: s.udp.address().address, port }));
+  logger.info("dns proxy listening", { addrs, upstreams: upstreams.map(formatHostPort) });
 
   let stopped: Promise<void> | undefined;
   return {
     addr,
+    addrs,
     stop() {
-      stopped ??= new Promise<void>((resolve) => {
+      stopped ??= (async () => {
         for (const c of conns) c.destroy();
-        udp.close();
-        tcp.close(() => resolve());
-      });
+        await Promise.all(sockets.map((s) =>
+          new Promise<void>((resolve) => {
+            s.udp.close();
+            s.tcp.close(() => resolve());
+          })
+        ));
+      })();
       return stopped;
     },
   };

@@ -11,20 +11,20 @@
  *
  * @module
  */
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect as h2connect,
-  constants,
-  createSecureServer,
-  type Http2SecureServer,
-  type ServerHttp2Stream,
-} from "node:http2";
 import type { Socket } from "node:net";
-import { connect as tlsConnect, type SecureContextOptions, type TLSSocket } from "node:tls";
+import type { Readable, Writable } from "node:stream";
+import {
+  connect as tlsConnect,
+  createServer as createTlsServer,
+  type SecureContextOptions,
+  type TLSSocket,
+} from "node:tls";
 import { errorMessage } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
-import { BAGGAGE_HEADER, parseBaggage } from "./baggage.ts";
+import { BAGGAGE_HEADER, baggageSource, parseBaggage } from "./baggage.ts";
+import { H2Connection, type H2Settings, H2Stream, H2StreamError, TUNNEL_SETTINGS } from "./h2/connection.ts";
+import { ErrorCode } from "./h2/frames.ts";
+import type { HeaderList } from "./h2/hpack.ts";
 import type { InboundDecision, InboundRequest } from "./inbound.ts";
 import { relay } from "./relay.ts";
 import { dial, hostPort, listen, splitHostPort } from "./sockets.ts";
@@ -37,24 +37,93 @@ import {
 } from "./tls_material.ts";
 
 /**
- * The HTTP/2 flow-control window of a tunnel, bytes: each stream's (SETTINGS_INITIAL_WINDOW_SIZE)
- * and the connection's. HTTP/2's 64 KiB default lets a sender put only that much in flight per
- * round trip, which caps a tunnelled TCP stream well below what the machines can carry.
+ * The HTTP/2 flow-control window of each tunnelled stream (SETTINGS_INITIAL_WINDOW_SIZE), bytes.
+ * HTTP/2's 64 KiB default lets a sender put only that much in flight per round trip, which caps
+ * a tunnelled TCP stream well below what the machines can carry. It bounds what one stream
+ * buffers on the receiving side when its application reads slowly.
  */
 export const HBONE_WINDOW_BYTES = 8 * 1024 * 1024;
 
-/** The SETTINGS both ends of a tunnel send. */
-const HBONE_SETTINGS = { initialWindowSize: HBONE_WINDOW_BYTES } as const;
+/** The HTTP/2 settings of both ends of a tunnel. */
+export const HBONE_SETTINGS: H2Settings = { ...TUNNEL_SETTINGS, streamWindow: HBONE_WINDOW_BYTES };
+
+/** The most bytes of a downstream connection sent ahead of its tunnel's answer (and kept for a retry). */
+export const EARLY_DATA_LIMIT = 64 * 1024;
 
 /**
- * Opens the connection-level receive window of a tunnel to HBONE_WINDOW_BYTES. It must not exceed
- * the streams' window announced in HBONE_SETTINGS: Bun's HTTP/2 raises its own record of the
- * streams' initial window to the size given here without telling the peer, and a stream whose
- * peer believes in a smaller window than ours stalls, waiting for a WINDOW_UPDATE we send only
- * after half of our larger window has arrived.
+ * What a downstream connection sends before its upstream is answered. Through a tunnel the bytes
+ * go out at once as DATA after the CONNECT (saving the round trip of waiting for the answer when
+ * the client speaks first); they are also kept, EARLY_DATA_LIMIT at most (beyond it the downstream
+ * pauses), until the answer, so that a stream that fails before it can be asked again elsewhere
+ * with the same bytes. Other transports receive the kept bytes once connected (`commitTo`).
  */
-function openConnectionWindow(session: { setLocalWindowSize(size: number): void }): void {
-  session.setLocalWindowSize(HBONE_WINDOW_BYTES);
+export class EarlyData {
+  private kept: Buffer[] = [];
+  private keptBytes = 0;
+  private target: Writable | undefined;
+  /** Whether the downstream ended (FIN) while the bytes were kept. */
+  private ended = false;
+  /** Bytes taken from the downstream so far. */
+  bytes = 0;
+
+  /** `first`: bytes already read from the downstream (the rest of an explicit proxy request). */
+  constructor(private readonly source: Readable, first?: Buffer) {
+    if (first && first.length > 0) this.keep(first);
+  }
+
+  /** Sends what was kept to `target`, then what the downstream sends, until `detach`. */
+  attach(target: Writable): void {
+    this.target = target;
+    for (const b of this.kept) target.write(b);
+    if (this.ended) {
+      target.end();
+      return;
+    }
+    if (this.keptBytes >= EARLY_DATA_LIMIT) return;
+    this.source.on("data", this.onData);
+    this.source.once("end", this.onEnd);
+    this.source.resume();
+  }
+
+  /** Stops sending and pauses the downstream; the kept bytes stay for another attempt. */
+  detach(): void {
+    this.source.off("data", this.onData);
+    this.source.off("end", this.onEnd);
+    this.source.pause();
+    this.target = undefined;
+  }
+
+  /** The attached stream was answered: it has the kept bytes, which are dropped. */
+  commit(): void {
+    this.detach();
+    this.kept = [];
+    this.keptBytes = 0;
+    this.ended = false;
+  }
+
+  /** Hands the kept bytes (and the downstream's end, if it came) to a connected upstream. */
+  commitTo(target: Writable): void {
+    for (const b of this.kept) target.write(b);
+    if (this.ended) target.end();
+    this.commit();
+  }
+
+  private keep(b: Buffer): void {
+    this.kept.push(b);
+    this.keptBytes += b.length;
+    this.bytes += b.length;
+  }
+
+  private readonly onData = (b: Buffer): void => {
+    this.keep(b);
+    this.target?.write(b);
+    if (this.keptBytes >= EARLY_DATA_LIMIT) this.source.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.target?.end();
+  };
 }
 
 /** Why an HBONE connect failed. */
@@ -73,7 +142,7 @@ export class HboneError extends Error {
 
 /** One CONNECT stream opened. */
 export interface HboneStream {
-  readonly stream: ClientHttp2Stream;
+  readonly stream: H2Stream;
   /** The peer node proxy's SPIFFE identity. */
   readonly peerIdentity: string;
 }
@@ -90,6 +159,8 @@ export interface HboneConnect {
   readonly timeoutMs: number;
   /** The client workload, sent in the baggage header. */
   readonly baggage?: string;
+  /** The downstream's bytes to send right after the CONNECT, before the answer. */
+  readonly early?: EarlyData;
 }
 
 /** The client side: pooled HTTP/2 connections to peer node proxies. */
@@ -104,131 +175,142 @@ export interface HbonePool {
   close(): void;
 }
 
-interface PooledSession {
-  readonly session: ClientHttp2Session;
-  readonly ready: Promise<string>;
+/** A pooled tunnel: the TLS connection, its HTTP/2 connection and the peer's identity once up. */
+interface Pooled {
+  readonly key: string;
+  readonly socket: TLSSocket;
+  readonly ready: Promise<{ conn: H2Connection; identity: string }>;
+  conn?: H2Connection;
+  /** Streams opened on it so far. */
+  opened: number;
 }
 
 /** Creates the client pool over the node proxy's TLS material. */
 export function createHbonePool(o: { tls: TlsMaterial; logger: Logger }): HbonePool {
-  const pool = new Map<string, PooledSession>();
-  const all = new Set<ClientHttp2Session>();
-  const streamsOpened = new WeakMap<ClientHttp2Session, number>();
+  const pool = new Map<string, Pooled>();
+  const all = new Set<Pooled>();
 
-  const open = (peer: string, port: number, timeoutMs: number): PooledSession => {
+  const forget = (p: Pooled) => {
+    if (pool.get(p.key) === p) pool.delete(p.key);
+  };
+
+  const dialPeer = (peer: string, port: number, timeoutMs: number): Pooled => {
     const key = hostPort(peer, port);
-    const existing = pool.get(key);
-    if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
-    const snap = o.tls.current();
-    const session = h2connect(`https://${key}`, {
-      settings: HBONE_SETTINGS,
-      createConnection: () =>
-        tlsConnect({
-          host: peer,
-          port,
-          secureContext: snap.context,
-          ALPNProtocols: ["h2"],
-          // The peer is checked by its SPIFFE identity per stream, not by a host name.
-          checkServerIdentity: () => undefined,
-        }),
+    const socket = tlsConnect({
+      host: peer,
+      port,
+      secureContext: o.tls.current().context,
+      ALPNProtocols: ["h2"],
+      // The peer is checked by its SPIFFE identity per stream, not by a host name.
+      checkServerIdentity: () => undefined,
     });
-    all.add(session);
-    const forget = () => {
-      all.delete(session);
-      if (pool.get(key)?.session === session) pool.delete(key);
-    };
-    session.on("close", forget);
-    session.on("goaway", forget);
-    session.on("error", (err) => {
-      forget();
-      o.logger.debug("HBONE connection failed", { peer: key, err: errorMessage(err) });
-    });
-    const ready = new Promise<string>((resolve, reject) => {
+    socket.setNoDelay(true);
+    const ready = new Promise<{ conn: H2Connection; identity: string }>((resolve, reject) => {
       const timer = setTimeout(() => {
-        session.destroy();
+        socket.destroy();
         reject(new HboneError("connect", `HBONE to ${key}: no TLS connection within ${timeoutMs} ms`));
       }, timeoutMs);
-      session.once("connect", () => {
+      const onError = (err: Error) => {
         clearTimeout(timer);
-        openConnectionWindow(session);
-        const id = peerIdentity(session.socket as TLSSocket);
-        if (id === undefined) {
-          session.destroy();
+        reject(new HboneError("connect", `HBONE to ${key}: ${errorMessage(err)}`));
+      };
+      socket.once("error", onError);
+      socket.once("close", () => onError(new Error("the connection closed during the TLS handshake")));
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        socket.off("error", onError);
+        const identity = peerIdentity(socket);
+        if (identity === undefined) {
+          socket.destroy();
           reject(
             new HboneError("identity", `HBONE to ${key}: the peer's certificate has no SPIFFE identity`),
           );
-        } else resolve(id);
-      });
-      session.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new HboneError("connect", `HBONE to ${key}: ${errorMessage(err)}`));
+          return;
+        }
+        const conn = new H2Connection({
+          role: "client",
+          socket,
+          logger: o.logger,
+          settings: HBONE_SETTINGS,
+          onGoaway: () => forget(p),
+          onClose: (err) => {
+            forget(p);
+            all.delete(p);
+            if (err) o.logger.debug("HBONE connection failed", { peer: key, err: errorMessage(err) });
+          },
+        });
+        p.conn = conn;
+        resolve({ conn, identity });
       });
     });
-    ready.catch(() => {});
-    const pooled = { session, ready };
-    pool.set(key, pooled);
-    return pooled;
+    ready.catch(() => {
+      forget(p);
+      all.delete(p);
+    });
+    const p: Pooled = { key, socket, ready, opened: 0 };
+    all.add(p);
+    pool.set(key, p);
+    return p;
   };
 
-  /** Retires a pooled connection: no new streams, closed once its streams end. */
-  const retire = (key: string, session: ClientHttp2Session) => {
-    if (pool.get(key)?.session === session) pool.delete(key);
-    session.close();
+  /** The pooled tunnel to the peer, or a new one when there is none that takes streams. */
+  const open = (peer: string, port: number, timeoutMs: number): Pooled => {
+    const existing = pool.get(hostPort(peer, port));
+    if (existing && (!existing.conn || existing.conn.canOpen())) return existing;
+    if (existing) retire(existing);
+    return dialPeer(peer, port, timeoutMs);
   };
 
-  /** One CONNECT on the pooled connection to the peer (a new one with `fresh`). */
+  /** Retires a pooled tunnel: no new streams, closed once its streams end. */
+  const retire = (p: Pooled) => {
+    forget(p);
+    if (p.conn) p.conn.drain();
+    else void p.ready.then(({ conn }) => conn.drain(), () => {});
+  };
+
+  /** One CONNECT on the pooled tunnel to the peer (a new one with `fresh`). */
   const request = async (c: HboneConnect, fresh: boolean): Promise<HboneStream> => {
     const key = hostPort(c.peer, c.peerPort);
     if (fresh) {
       const old = pool.get(key);
-      if (old) retire(key, old.session);
+      if (old) retire(old);
     }
-    const { session, ready } = open(c.peer, c.peerPort, c.timeoutMs);
-    const id = await ready;
-    if (c.identities.length > 0 && !c.identities.includes(id)) {
+    let p = open(c.peer, c.peerPort, c.timeoutMs);
+    let { conn, identity } = await p.ready;
+    if (!conn.canOpen()) {
+      // Full, or draining since: one more, new tunnel.
+      retire(p);
+      p = dialPeer(c.peer, c.peerPort, c.timeoutMs);
+      ({ conn, identity } = await p.ready);
+    }
+    if (c.identities.length > 0 && !c.identities.includes(identity)) {
       throw new HboneError(
         "identity",
-        `HBONE to ${key}: the peer is ${id}, not one of ${c.identities.join(", ")}`,
+        `HBONE to ${key}: the peer is ${identity}, not one of ${c.identities.join(", ")}`,
       );
     }
-    const reused = streamsOpened.get(session) ?? 0;
-    streamsOpened.set(session, reused + 1);
-    const stream = session.request({
-      ":method": "CONNECT",
-      ":authority": c.authority,
-      ...(c.baggage ? { [BAGGAGE_HEADER]: c.baggage } : {}),
-    });
-    stream.on("error", () => {});
-    const status = await new Promise<number>((resolve, reject) => {
-      const fail = (e: HboneError) => {
-        clearTimeout(timer);
-        reject(e);
-      };
-      const timer = setTimeout(() => {
-        stream.close(constants.NGHTTP2_CANCEL);
-        fail(new HboneError("connect", `HBONE CONNECT ${c.authority}: no answer within ${c.timeoutMs} ms`));
-      }, c.timeoutMs);
-      const early = (what: string) => () => {
-        if (reused > 0) retire(key, session);
-        fail(
-          new HboneError(
-            reused > 0 && !fresh ? "reset" : "connect",
-            `HBONE CONNECT ${c.authority}: stream ${what} before an answer`,
-          ),
+    const reused = p.opened++ > 0;
+    const headers: HeaderList = [[":method", "CONNECT"], [":authority", c.authority]];
+    if (c.baggage) headers.push([BAGGAGE_HEADER, c.baggage]);
+    const stream = conn.request(headers);
+    c.early?.attach(stream);
+    let status: number;
+    try {
+      status = await answer(stream, c, (err) => {
+        const retryable = !fresh && (reused || (err instanceof H2StreamError && err.refused));
+        if (reused) retire(p);
+        return new HboneError(
+          retryable ? "reset" : "connect",
+          `HBONE CONNECT ${c.authority}: stream ${err ? errorMessage(err) : "closed"} before an answer`,
         );
-      };
-      const onAborted = early("reset");
-      const onClose = early("closed");
-      stream.once("aborted", onAborted);
-      stream.once("close", onClose);
-      stream.once("response", (h) => {
-        clearTimeout(timer);
-        stream.off("aborted", onAborted);
-        stream.off("close", onClose);
-        resolve(Number(h[":status"]));
       });
-    });
-    if (status === 200) return { stream, peerIdentity: id };
+    } finally {
+      c.early?.detach();
+    }
+    if (status === 200) {
+      c.early?.commit();
+      return { stream, peerIdentity: identity };
+    }
     // The peer ended its side with the answer; end ours so the stream closes without a reset.
     stream.resume();
     stream.end();
@@ -242,24 +324,67 @@ export function createHbonePool(o: { tls: TlsMaterial; logger: Logger }): HboneP
       try {
         return await request(c, false);
       } catch (err) {
-        // A stream reset before any answer on a connection that carried earlier streams: the
-        // connection is suspect (Bun's HTTP/2 client can misattribute a late reset of a closed
-        // stream to a newer one). Retire it and ask once more on a fresh connection.
+        // A stream reset before any answer on a tunnel that carried earlier streams, or one the
+        // peer did not process: the tunnel is suspect. Retire it and ask once more on a fresh one.
         if (!(err instanceof HboneError) || err.kind !== "reset") throw err;
         return await request(c, true);
       }
     },
     peers: () => [...pool.keys()],
     drain() {
-      for (const { session } of pool.values()) session.close();
+      for (const p of [...pool.values()]) retire(p);
       pool.clear();
     },
     close() {
-      for (const s of all) s.destroy();
+      for (const p of all) {
+        p.conn?.destroy();
+        p.socket.destroy();
+      }
       all.clear();
       pool.clear();
     },
   };
+}
+
+/**
+ * The status of the answer to a CONNECT stream; rejects with `early(err)` when the stream ends
+ * before an answer, and after `timeoutMs` without one (the stream is then cancelled).
+ */
+function answer(
+  stream: H2Stream,
+  c: HboneConnect,
+  early: (err?: Error) => HboneError,
+): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      stream.cancel(ErrorCode.CANCEL);
+      reject(new HboneError("connect", `HBONE CONNECT ${c.authority}: no answer within ${c.timeoutMs} ms`));
+    }, c.timeoutMs);
+    const onError = (err: Error) => {
+      cleanup();
+      reject(early(err));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(early());
+    };
+    const onResponse = (h: HeaderList) => {
+      cleanup();
+      resolve(Number(h.find(([n]) => n === ":status")?.[1] ?? 0));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      stream.off("error", onError);
+      stream.off("close", onClose);
+      stream.off("response", onResponse);
+    };
+    // Errors after the answer are the relay's; never let one go unhandled.
+    stream.on("error", () => {});
+    stream.once("error", onError);
+    stream.once("close", onClose);
+    stream.once("response", onResponse);
+  });
 }
 
 /** Options of startHboneServer. */
@@ -286,14 +411,34 @@ export interface HboneServer {
 /** Starts the HBONE server. Rejects when there is no certificate yet or the address cannot be bound. */
 export async function startHboneServer(o: HboneServerOptions): Promise<HboneServer> {
   const snap = o.tls.current();
-  const server: Http2SecureServer = createSecureServer({
+  const sockets = new Set<Socket>();
+  const server = createTlsServer({
     ...snap.options,
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ["h2"],
-    settings: HBONE_SETTINGS,
+  }, (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    new H2Connection({
+      role: "server",
+      socket,
+      logger: o.logger,
+      settings: HBONE_SETTINGS,
+      onStream: (stream, headers) => {
+        stream.on("error", () => {});
+        void serveStream(o, socket, stream, headers).catch((err) => {
+          o.logger.warn("HBONE stream failed", { err: errorMessage(err) });
+          stream.cancel(ErrorCode.INTERNAL_ERROR);
+        });
+      },
+    });
   });
-  server.on("session", openConnectionWindow);
+  server.on(
+    "tlsClientError",
+    (err: Error) => o.logger.debug("HBONE TLS handshake failed", { err: errorMessage(err) }),
+  );
   const unsubscribe = o.tls.onChange((s) => {
     // Bun reads the server's client-certificate settings from the new options too.
     server.setSecureContext(
@@ -301,19 +446,6 @@ export async function startHboneServer(o: HboneServerOptions): Promise<HboneServ
     );
     o.logger.info("HBONE server certificate updated", { identity: s.bundle.identity });
   });
-  const sockets = new Set<Socket>();
-  server.on("secureConnection", (s: Socket) => {
-    sockets.add(s);
-    s.once("close", () => sockets.delete(s));
-  });
-  server.on("stream", (stream, headers) => {
-    stream.on("error", () => {});
-    void serveStream(o, stream, headers).catch((err) => {
-      o.logger.warn("HBONE stream failed", { err: errorMessage(err) });
-      stream.destroy();
-    });
-  });
-  server.on("sessionError", () => {});
   const port = await listen(server as never, o.host, o.port, "HBONE");
   return {
     addr: hostPort(o.host, port),
@@ -327,37 +459,38 @@ export async function startHboneServer(o: HboneServerOptions): Promise<HboneServ
   };
 }
 
+/** The value of header `name` (the first one), if present. */
+function header(headers: HeaderList, name: string): string | undefined {
+  return headers.find(([n]) => n === name)?.[1];
+}
+
+/** Answers `status` with END_STREAM and asks the peer to send nothing more (RST_STREAM NO_ERROR). */
+function refuse(stream: H2Stream, status: number): void {
+  stream.respond(status, true);
+  stream.cancel(ErrorCode.NO_ERROR);
+}
+
 async function serveStream(
   o: HboneServerOptions,
-  stream: ServerHttp2Stream,
-  headers: Record<string, string | string[] | undefined>,
+  socket: TLSSocket,
+  stream: H2Stream,
+  headers: HeaderList,
 ): Promise<void> {
-  if (headers[":method"] !== "CONNECT") {
-    stream.respond({ ":status": 405 }, { endStream: true });
-    return;
-  }
-  const target = splitHostPort(String(headers[":authority"] ?? ""));
-  if (!target) {
-    stream.respond({ ":status": 400 }, { endStream: true });
-    return;
-  }
-  const socket = stream.session?.socket as TLSSocket | undefined;
-  const cert: PeerCertificateInfo = socket ? peerCertificateInfo(socket) : {};
+  if (header(headers, ":method") !== "CONNECT") return refuse(stream, 405);
+  const target = splitHostPort(header(headers, ":authority") ?? "");
+  if (!target) return refuse(stream, 400);
+  const cert: PeerCertificateInfo = peerCertificateInfo(socket);
   const peer = cert.identity;
-  const source = socket?.remoteAddress ?? "";
-  const baggage = parseBaggage(headers[BAGGAGE_HEADER] as string | undefined);
-  if (peer === undefined) {
-    stream.respond({ ":status": 403 }, { endStream: true });
-    return;
-  }
+  const source = socket.remoteAddress ?? "";
+  const baggage = parseBaggage(header(headers, BAGGAGE_HEADER));
+  if (peer === undefined) return refuse(stream, 403);
   const d = o.decide({ port: target.port, destinationAddress: target.host, sourceAddress: source, peer });
   const t = o.telemetry.open({
     reporter: "destination",
     sourceAddress: source,
     sourcePrincipal: peer,
     ...(cert.serial !== undefined ? { sourceCertSerial: cert.serial } : {}),
-    ...(baggage.workload !== undefined ? { sourceWorkload: baggage.workload } : {}),
-    ...(baggage.namespace !== undefined ? { sourceNamespace: baggage.namespace } : {}),
+    ...baggageSource(baggage),
     destinationAddress: target.host,
     destinationPort: target.port,
     ...(o.tls.identity() !== undefined ? { destinationPrincipal: o.tls.identity()! } : {}),
@@ -370,7 +503,7 @@ async function serveStream(
     ...(d.allowed ? {} : { responseFlags: "UAEX" }),
   });
   if (!d.allowed) {
-    stream.respond({ ":status": 403 }, { endStream: true });
+    refuse(stream, 403);
     t.close({ received: 0, sent: 0 });
     return;
   }
@@ -378,7 +511,7 @@ async function serveStream(
   try {
     upstream = await dial(d.target.address, d.target.port, o.connectTimeoutMs ?? 10_000);
   } catch (err) {
-    if (!stream.destroyed) stream.respond({ ":status": 503 }, { endStream: true });
+    if (!stream.destroyed) refuse(stream, 503);
     t.update({ responseFlags: "UF" });
     t.close({ received: 0, sent: 0 }, errorMessage(err));
     return;
@@ -388,7 +521,7 @@ async function serveStream(
     t.close({ received: 0, sent: 0 }, "the tunnel closed before the target answered");
     return;
   }
-  stream.respond({ ":status": 200 });
+  stream.respond(200);
   const r = await relay(stream, upstream).done;
   t.close({ received: r.aToB, sent: r.bToA }, r.error);
 }

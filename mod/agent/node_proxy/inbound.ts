@@ -133,6 +133,7 @@ export interface InboundListener {
 /** Starts the plaintext inbound listener. Rejects naming the address when it cannot bind. */
 export async function startInboundListener(o: InboundListenerOptions): Promise<InboundListener> {
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    socket.setNoDelay(true);
     void handle(o, socket).catch((err) => {
       o.logger.warn("inbound connection failed", { err: errorMessage(err) });
       socket.destroy();

@@ -20,6 +20,7 @@ import { decideInbound, isLocalAddress, startInboundListener } from "./inbound.t
 import { startOutboundListener } from "./outbound.ts";
 import { splitHostPort } from "./sockets.ts";
 import { type AccessLogEntry, createTcpTelemetry } from "./telemetry.ts";
+import { workloadLabels, workloadTelemetry } from "./telemetry_workloads.ts";
 import { createMixerReporter } from "./mixer_report.ts";
 import { createTlsMaterial } from "./tls_material.ts";
 import { EMPTY_VIEW, type NodeProxyView } from "./view.ts";
@@ -63,8 +64,15 @@ export interface NodeProxyOptions {
   /** The agent's certificate in service (the cert manager's `current`). */
   readonly certs: () => CertBundle | undefined;
   readonly view: ViewSource;
-  /** This machine's workload (telemetry, baggage). */
-  readonly workload: { readonly name: string; readonly namespace: string };
+  /**
+   * This machine's workload (telemetry, baggage). Its labels (cluster.env's
+   * ISTIO_METAJSON_LABELS) default to the xDS node's LABELS metadata.
+   */
+  readonly workload: {
+    readonly name: string;
+    readonly namespace: string;
+    readonly labels?: Readonly<Record<string, string>>;
+  };
   /**
    * Addresses of this machine besides its interfaces' (the instance IP). A tunnel whose target
    * the view does not give must name one of them.
@@ -107,6 +115,16 @@ export function meshCidrs(view: NodeProxyView): string[] {
   return [...out].sort();
 }
 
+/** The workload's labels: given, else the string values of the xDS node's LABELS metadata. */
+export function selfLabels(o: Pick<NodeProxyOptions, "workload" | "view">): Record<string, string> {
+  if (o.workload.labels) return { ...o.workload.labels };
+  const md = o.view.kind === "xds" ? o.view.node.metadata?.["LABELS"] : undefined;
+  if (!md || typeof md !== "object" || Array.isArray(md)) return {};
+  return Object.fromEntries(
+    Object.entries(md).filter((e): e is [string, string] => typeof e[1] === "string"),
+  );
+}
+
 /** Ports capture redirects inbound: those the view has rules for (not the rule for every port). */
 export function inboundPorts(view: NodeProxyView): number[] {
   return [...view.inbound.keys()].filter((p) => p !== 0).sort((a, b) => a - b);
@@ -138,7 +156,7 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<NodeProxy> {
     ? await createMixerReporter(o.settings.mixerAddr, log.child({ component: "mixer" }))
     : undefined;
   if (mixer) cleanups.push(() => mixer.close());
-  const telemetry = createTcpTelemetry({
+  const counted = createTcpTelemetry({
     registry: o.metrics,
     clock: o.clock,
     accessLog: mixer
@@ -147,6 +165,11 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<NodeProxy> {
         mixer.report(e);
       }
       : writeLog,
+  });
+  const self = workloadLabels(o.workload.name, o.workload.namespace, selfLabels(o));
+  const telemetry = workloadTelemetry(counted, {
+    self,
+    view: () => currentView(),
   });
   const tls = createTlsMaterial(o.certs);
   const pool = createHbonePool({ tls, logger: log.child({ component: "hbone" }) });
@@ -180,7 +203,12 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<NodeProxy> {
         telemetry,
         logger: log.child({ component: "outbound" }),
         peerTunnelPort: s.peerTunnelPort ?? s.tunnelPort,
-        workload: o.workload,
+        workload: {
+          name: o.workload.name,
+          namespace: o.workload.namespace,
+          service: self.canonicalService,
+          version: self.canonicalRevision,
+        },
       },
     });
     cleanups.push(() => outbound.close());

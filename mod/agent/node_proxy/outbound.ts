@@ -17,9 +17,10 @@ import { errorMessage } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { endpointKey, type EndpointPicker } from "./endpoint_pick.ts";
 import { formatBaggage } from "./baggage.ts";
-import { HboneError, type HbonePool } from "./hbone.ts";
+import { EarlyData, HboneError, type HbonePool } from "./hbone.ts";
 import { connectResponse, readConnectRequest } from "./http_connect.ts";
 import { originalDestination } from "./original_dst.ts";
+import { matchTcpRoute, pickRouteCluster, routeService } from "./outbound_route.ts";
 import { relay } from "./relay.ts";
 import { closeServer, dial, hostPort, listen, trackConnections } from "./sockets.ts";
 import type { ConnectionTelemetry, TcpTelemetry } from "./telemetry.ts";
@@ -51,12 +52,27 @@ function isDefaultSubset(name: string): boolean {
 }
 
 /**
- * Routes a destination (an address or a mesh host name, and a port) in `view`: a service's
- * virtual IP or host name with one of its ports, else an endpoint address of some cluster
- * (preferring the port's default subset), else passthrough.
+ * Routes a destination (an address or a mesh host name, and a port) in `view`: a VirtualService
+ * `tcp` route that takes it (outbound_route.ts; its cluster picked by weight with `o.random`),
+ * else a service's virtual IP or host name with one of its ports, else an endpoint address of
+ * some cluster (preferring the port's default subset), else passthrough.
  */
-export function routeOutbound(view: NodeProxyView, host: string, port: number): OutboundRoute {
+export function routeOutbound(
+  view: NodeProxyView,
+  host: string,
+  port: number,
+  o: { readonly random?: () => number } = {},
+): OutboundRoute {
   const h = host.toLowerCase().replace(/\.$/, "");
+  const tcp = matchTcpRoute(view.tcpRoutes ?? [], h, port);
+  if (tcp) {
+    const name = pickRouteCluster(tcp, (o.random ?? Math.random)());
+    const service = routeService(view, tcp, name);
+    const cluster = view.clusters.get(name);
+    return cluster
+      ? { kind: "service", service, cluster }
+      : { kind: "no-cluster", service, clusterName: name };
+  }
   for (const service of view.services) {
     if (service.host !== h && !service.addresses.includes(h)) continue;
     const sp = service.ports.find((p) => p.port === port);
@@ -96,8 +112,16 @@ export interface OutboundContext {
   readonly logger: Logger;
   /** The port peers' node proxies take HBONE on (15008). */
   readonly peerTunnelPort: number;
-  /** This machine's workload, for telemetry and the baggage header. */
-  readonly workload: { readonly name: string; readonly namespace: string };
+  /**
+   * This machine's workload, for telemetry and the baggage header (with its canonical service and
+   * revision, which the peer reports as the source's app and version).
+   */
+  readonly workload: {
+    readonly name: string;
+    readonly namespace: string;
+    readonly service?: string;
+    readonly version?: string;
+  };
 }
 
 /** An upstream connection made. */
@@ -159,11 +183,12 @@ function tlsDial(ctx: OutboundContext, e: Endpoint, sni: string, timeoutMs: numb
   });
 }
 
-/** One connect to one endpoint by its transport. */
+/** One connect to one endpoint by its transport; a tunnel sends `early` ahead of its answer. */
 async function connectEndpoint(
   ctx: OutboundContext,
   cluster: UpstreamCluster,
   e: Endpoint,
+  early?: EarlyData,
 ): Promise<Upstream> {
   const timeoutMs = cluster.connectTimeoutMs > 0 ? cluster.connectTimeoutMs : 10_000;
   switch (e.transport) {
@@ -174,7 +199,11 @@ async function connectEndpoint(
         authority: hostPort(e.address, e.port),
         identities: e.identities,
         timeoutMs,
-        baggage: formatBaggage(ctx.workload.name, ctx.workload.namespace),
+        baggage: formatBaggage(ctx.workload.name, ctx.workload.namespace, {
+          ...(ctx.workload.service ? { service: ctx.workload.service } : {}),
+          ...(ctx.workload.version ? { version: ctx.workload.version } : {}),
+        }),
+        ...(early ? { early } : {}),
       });
       return { stream: s.stream, endpoint: e, transport: "hbone", peerIdentity: s.peerIdentity };
     }
@@ -194,11 +223,13 @@ function optional<K extends string, V>(k: K, v: V | undefined): { [P in K]?: V }
 /**
  * Connects to an endpoint of `route`'s cluster, trying others after a connect failure (at most
  * MAX_CONNECT_ATTEMPTS); a refusal by the destination's policy is final. Rejects with an
- * UpstreamError.
+ * UpstreamError. A tunnel sends the downstream's `early` bytes ahead of its answer; they are kept
+ * for the next attempt when it fails.
  */
 export async function connectRoute(
   ctx: OutboundContext,
   route: Extract<OutboundRoute, { kind: "service" }>,
+  early?: EarlyData,
 ): Promise<Upstream> {
   const tried = new Set<string>();
   const errors: string[] = [];
@@ -208,7 +239,7 @@ export async function connectRoute(
     if (!e || tried.has(endpointKey(e))) break;
     tried.add(endpointKey(e));
     try {
-      const up = await connectEndpoint(ctx, cluster, e);
+      const up = await connectEndpoint(ctx, cluster, e, early);
       ctx.picker.report(cluster, e, true);
       return up;
     } catch (err) {
@@ -250,6 +281,8 @@ export async function proxyOutbound(
       destinationServiceNamespace: route.service.namespace,
     }),
   };
+  // The downstream's first bytes go ahead of a tunnel's answer, saving a round trip.
+  const early = new EarlyData(downstream, target.first);
   let up: Upstream;
   try {
     if (route.kind === "passthrough") {
@@ -260,7 +293,7 @@ export async function proxyOutbound(
         `no cluster ${route.clusterName} for ${route.service.host}:${target.port}`,
       );
     } else {
-      up = await connectRoute(ctx, route);
+      up = await connectRoute(ctx, route, early);
     }
   } catch (err) {
     const e = err instanceof UpstreamError ? err : new UpstreamError("UF", errorMessage(err));
@@ -281,11 +314,11 @@ export async function proxyOutbound(
     decision: "allow",
   });
   hooks.accepted?.();
-  if (target.first && target.first.length > 0) up.stream.write(target.first);
+  early.commitTo(up.stream);
   downstream.resume();
   const r = await relay(downstream, up.stream).done;
   if (cluster && up.endpoint) ctx.picker.track(cluster, up.endpoint, -1);
-  t.close({ received: r.aToB + (target.first?.length ?? 0), sent: r.bToA }, r.error);
+  t.close({ received: r.aToB + early.bytes, sent: r.bToA }, r.error);
 }
 
 /** Options of startOutboundListener. */
@@ -312,6 +345,7 @@ export async function startOutboundListener(o: OutboundListenerOptions): Promise
   let boundPort = o.port;
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
     socket.on("error", () => {});
+    socket.setNoDelay(true);
     const work = o.mode === "explicit" ? explicit(socket) : captured(socket);
     void work.catch((err) => {
       log.warn("outbound connection failed", { err: errorMessage(err) });

@@ -23,6 +23,7 @@ export function dial(host: string, port: number, timeoutMs: number): Promise<Soc
     s.once("connect", () => {
       clearTimeout(timer);
       s.off("error", onError);
+      s.setNoDelay(true);
       // Errors after this point are the relay's to handle; never let one go unhandled.
       s.on("error", () => {});
       resolve(s);

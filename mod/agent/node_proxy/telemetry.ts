@@ -1,7 +1,8 @@
 /**
  * The node proxy's TCP telemetry: Istio's TCP metrics (istio_tcp_connections_opened_total,
  * istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total)
- * with Istio's labels on the agent's metrics registry, and one JSON access-log entry per
+ * with Istio's labels on the agent's metrics registry (the workloads' app, version and canonical
+ * labels filled by telemetry_workloads.ts), and one JSON access-log entry per
  * connection with both identities, bytes, duration, the decision and the audit flag. Bytes are
  * counted from the downstream's side as Istio does: received is what the connection's client
  * sent, sent is what it was sent back.
@@ -19,10 +20,16 @@ export const TCP_LABELS = [
   "source_workload_namespace",
   "source_principal",
   "source_app",
+  "source_version",
+  "source_canonical_service",
+  "source_canonical_revision",
   "destination_workload",
   "destination_workload_namespace",
   "destination_principal",
   "destination_app",
+  "destination_version",
+  "destination_canonical_service",
+  "destination_canonical_revision",
   "destination_service",
   "destination_service_name",
   "destination_service_namespace",
@@ -41,13 +48,21 @@ export interface ConnectionInfo {
   readonly sourcePrincipal?: string;
   /** Serial number (hex) of the peer's certificate on a tunnelled inbound connection. */
   readonly sourceCertSerial?: string;
+  /** The source workload's `app` label (else its canonical service), and the rest of its labels. */
   readonly sourceApp?: string;
+  readonly sourceVersion?: string;
+  readonly sourceCanonicalService?: string;
+  readonly sourceCanonicalRevision?: string;
   readonly destinationAddress: string;
   readonly destinationPort: number;
   readonly destinationWorkload?: string;
   readonly destinationNamespace?: string;
   readonly destinationPrincipal?: string;
+  /** The destination workload's `app` label (else its canonical service), and the rest of its labels. */
   readonly destinationApp?: string;
+  readonly destinationVersion?: string;
+  readonly destinationCanonicalService?: string;
+  readonly destinationCanonicalRevision?: string;
   /** The service's host name, when the destination is a mesh service. */
   readonly destinationService?: string;
   readonly destinationServiceNamespace?: string;
@@ -107,10 +122,16 @@ export function tcpLabels(i: ConnectionInfo): Record<(typeof TCP_LABELS)[number]
     source_workload_namespace: u(i.sourceNamespace ?? namespaceOf(i.sourcePrincipal)),
     source_principal: u(i.sourcePrincipal),
     source_app: u(i.sourceApp),
+    source_version: u(i.sourceVersion),
+    source_canonical_service: u(i.sourceCanonicalService),
+    source_canonical_revision: u(i.sourceCanonicalRevision),
     destination_workload: u(i.destinationWorkload),
     destination_workload_namespace: u(i.destinationNamespace ?? namespaceOf(i.destinationPrincipal)),
     destination_principal: u(i.destinationPrincipal),
     destination_app: u(i.destinationApp),
+    destination_version: u(i.destinationVersion),
+    destination_canonical_service: u(i.destinationCanonicalService),
+    destination_canonical_revision: u(i.destinationCanonicalRevision),
     destination_service: u(i.destinationService ?? `${i.destinationAddress}:${i.destinationPort}`),
     destination_service_name: u(i.destinationService?.split(".")[0]),
     destination_service_namespace: u(i.destinationServiceNamespace),

@@ -39,6 +39,21 @@ export type EndpointTransport =
   /** Plain TCP (outside the mesh, or mTLS disabled by a DestinationRule). */
   | "plaintext";
 
+/**
+ * The workload behind an endpoint (or this machine's), as Istio's telemetry labels it. Empty
+ * strings for what is not known.
+ */
+export interface WorkloadLabels {
+  readonly name: string;
+  readonly namespace: string;
+  /** Its `app` label, else its canonical service. */
+  readonly app: string;
+  /** Its `version` label, else its canonical revision. */
+  readonly version: string;
+  readonly canonicalService: string;
+  readonly canonicalRevision: string;
+}
+
 /** One endpoint of a cluster. */
 export interface Endpoint {
   /** An IP address, or a DNS name for a ServiceEntry with DNS resolution. */
@@ -54,6 +69,8 @@ export interface Endpoint {
   readonly identities: readonly string[];
   /** Always true from pilot, which leaves unhealthy endpoints out of EDS as for sidecars. */
   readonly healthy: boolean;
+  /** The workload behind it, when pilot said (endpoint metadata `istio.workload`). */
+  readonly workload?: WorkloadLabels;
 }
 
 /** One cluster: a service port (or a subset of it) and its endpoints. */
@@ -84,6 +101,21 @@ export interface InboundPort {
   readonly target: { readonly address: string; readonly port: number };
 }
 
+/**
+ * A VirtualService `tcp` route: connections to one of `destinations` on `port` go to one of
+ * `clusters`, chosen per connection by weight.
+ */
+export interface TcpRoute {
+  /** The service the route belongs to (lower case, no trailing dot). */
+  readonly host: string;
+  readonly namespace: string;
+  readonly port: number;
+  /** Destination addresses as CIDRs (`IP/LEN`). */
+  readonly destinations: readonly string[];
+  /** Clusters (`outbound|PORT|SUBSET|HOST`) with weights; one cluster has weight 1. */
+  readonly clusters: readonly { readonly name: string; readonly weight: number }[];
+}
+
 /** Everything the node proxy's data plane reads. Immutable; a new view replaces the old. */
 export interface NodeProxyView {
   /** A version that changes whenever the content does (for logs and /debug). */
@@ -93,6 +125,8 @@ export interface NodeProxyView {
   readonly inbound: ReadonlyMap<number, InboundPort>;
   /** Mesh host names (lower case, no trailing dot) to their addresses, for the DNS proxy. */
   readonly dns: ReadonlyMap<string, readonly string[]>;
+  /** VirtualService `tcp` routes in pilot's order (none: every service goes to its own cluster). */
+  readonly tcpRoutes?: readonly TcpRoute[];
 }
 
 /** An empty view: nothing known yet (every destination passes through, nothing in DNS). */
@@ -102,4 +136,5 @@ export const EMPTY_VIEW: NodeProxyView = {
   clusters: new Map(),
   inbound: new Map(),
   dns: new Map(),
+  tcpRoutes: [],
 };

@@ -10,8 +10,11 @@
  * - EDS: per EDS cluster its endpoints with locality, priority and weight, each with its
  *   transport (HBONE, mTLS or plaintext) and identities in endpoint metadata.
  * - LDS: the inbound side of the machine's workload (PeerAuthentication as filter chains,
- *   AuthorizationPolicy as network RBAC filters) and the DNS table (node_proxy_listener.ts).
- * - RDS: none; a node proxy carries every protocol as TCP.
+ *   AuthorizationPolicy as network RBAC filters), the DNS table (node_proxy_listener.ts) and
+ *   VirtualService `tcp` routes as `virtualOutbound` chains by destination address and port with
+ *   (weighted) TCP proxies (node_proxy_route.ts).
+ * - RDS: none; a node proxy carries every protocol as TCP (`http` and `tls` routes are reported
+ *   by `nodeProxyUnsupported`).
  *
  * @module
  */
@@ -40,6 +43,7 @@ export {
 } from "./node_proxy_listener.ts";
 
 export { type NodeProxyUnsupported, nodeProxyUnsupported } from "./node_proxy_unsupported.ts";
+export { nodeProxyOutboundListener, nodeProxyRouteChains } from "./node_proxy_route.ts";
 
 /** The node metadata GENERATOR value of a node proxy. */
 export const NODE_PROXY_GENERATOR = "node-proxy";

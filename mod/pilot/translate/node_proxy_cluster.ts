@@ -10,7 +10,10 @@
  * - Endpoint `filter_metadata["envoy.transport_socket_match"]`: `tlsMode` (`istio` when the node
  *   proxy speaks mTLS to it, else `disabled`) and `tunnel: "http"` for workloads behind a node
  *   proxy (label `networking.istio.io/tunnel: http`), reached over HBONE; endpoint
- *   `filter_metadata["istio"]["identities"]`: the SPIFFE identities it may present.
+ *   `filter_metadata["istio"]`: `identities`, the SPIFFE identities it may present, and, for
+ *   the destination labels of telemetry, Istio's `workload`
+ *   (`NAME;NAMESPACE;CANONICAL_SERVICE;CANONICAL_REVISION;CLUSTER`, see {@link workloadMetadata})
+ *   with the workload's `app` and `version` labels where it has them.
  *
  * Clusters carry Istio's transport socket matches (mTLS for `tlsMode: istio`, else plaintext),
  * so a real Envoy reads the same choice. What an L4 proxy cannot do is left out: clusters that
@@ -106,6 +109,52 @@ function endpointIdentities(plan: OutboundClusterPlan, e: Endpoint | undefined, 
   ];
 }
 
+/** Istio's label naming a workload's canonical service. */
+export const CANONICAL_NAME_LABEL = "service.istio.io/canonical-name";
+/** Istio's label naming a workload's canonical revision. */
+export const CANONICAL_REVISION_LABEL = "service.istio.io/canonical-revision";
+/** Istio's label naming the workload an entry belongs to. */
+export const WORKLOAD_NAME_LABEL = "service.istio.io/workload-name";
+
+/**
+ * A workload's canonical service and revision as Istio derives them from its labels: the
+ * canonical-name label, else `app.kubernetes.io/name`, else `app`, else the workload name; the
+ * canonical-revision label, else `app.kubernetes.io/version`, else `version`, else "latest".
+ */
+export function canonicalLabels(
+  labels: Readonly<Record<string, string>>,
+  workload: string,
+): { service: string; revision: string } {
+  return {
+    service: labels[CANONICAL_NAME_LABEL] ?? labels["app.kubernetes.io/name"] ?? labels["app"] ?? workload,
+    revision: labels[CANONICAL_REVISION_LABEL] ?? labels["app.kubernetes.io/version"] ?? labels["version"] ??
+      "latest",
+  };
+}
+
+/** The workload an endpoint belongs to: its workload-name label, else its WorkloadEntry's name. */
+function workloadName(e: Endpoint): string {
+  const label = e.labels[WORKLOAD_NAME_LABEL];
+  if (label) return label;
+  const m = /\/WorkloadEntry\/[^/]+\/([^/]+)$/.exec(e.source);
+  return m?.[1] ?? "";
+}
+
+/**
+ * An endpoint's workload metadata for telemetry (see the module notes): Istio's `workload`
+ * string (the registry does not say which cluster an endpoint is in, so that part is empty) and
+ * the `app` and `version` labels it has.
+ */
+export function workloadMetadata(e: Endpoint): JsonObject {
+  const name = workloadName(e);
+  const canonical = canonicalLabels(e.labels, name);
+  return {
+    workload: [name, e.namespace, canonical.service, canonical.revision, ""].join(";"),
+    ...(e.labels["app"] ? { app: e.labels["app"] } : {}),
+    ...(e.labels["version"] ? { version: e.labels["version"] } : {}),
+  };
+}
+
 /** Plans the node proxy serves: every one whose traffic does not pass through as addressed. */
 export function nodeProxyPlans(push: PushContext, proxy: Proxy): OutboundClusterPlan[] {
   return outboundClusterPlans(push, proxy).filter((p) =>
@@ -182,7 +231,10 @@ function decorateAssignment(cla: ClusterLoadAssignment, plan: OutboundClusterPla
             tlsMode: transport === "plaintext" ? "disabled" : "istio",
             ...(transport === "hbone" ? { tunnel: TUNNEL_HTTP } : {}),
           },
-          [ISTIO_METADATA_KEY]: { identities: endpointIdentities(plan, e, push) },
+          [ISTIO_METADATA_KEY]: {
+            identities: endpointIdentities(plan, e, push),
+            ...(e ? workloadMetadata(e) : {}),
+          },
         },
       });
     }

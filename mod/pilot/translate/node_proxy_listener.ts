@@ -8,6 +8,8 @@
  *   selecting the workload (CUSTOM, DENY... see {@link nodeProxyRbac}) and a TCP proxy to
  *   `inbound|PORT||`. The passthrough chains (no destination port) hold the rule for every
  *   other port and go to `InboundPassthroughCluster`.
+ * - `virtualOutbound` (0.0.0.0:15001), only when VirtualService `tcp` routes apply: their chains
+ *   by destination address and port (node_proxy_route.ts).
  * - `127.0.0.1_15053` (UDP): Envoy's DNS filter with an inline table of every host name the
  *   proxy can reach and its addresses (declared, or allocated, see node_proxy_cluster.ts).
  *
@@ -43,6 +45,7 @@ import {
   VIRTUAL_INBOUND_PORT,
 } from "./listener_inbound.ts";
 import { INBOUND_PASSTHROUGH_CLUSTER, serviceAddresses } from "./node_proxy_cluster.ts";
+import { nodeProxyOutboundListener } from "./node_proxy_route.ts";
 import { reachableServices } from "./proxy_scope.ts";
 import { tcpProxy, tcpProxyFilter } from "./tcp_proxy.ts";
 
@@ -181,9 +184,15 @@ export function nodeProxyDnsListener(push: PushContext, proxy: Proxy): Listener 
   });
 }
 
-/** A node proxy's listeners, sorted by name. */
+/**
+ * A node proxy's listeners, sorted by name: the DNS listener, `virtualInbound` and, when a
+ * VirtualService's `tcp` routes apply, `virtualOutbound` (node_proxy_route.ts).
+ */
 export function buildNodeProxyListeners(push: PushContext, proxy: Proxy): Listener[] {
-  return [nodeProxyDnsListener(push, proxy), nodeProxyInboundListener(push, proxy)].sort((a, b) =>
-    byString(a.name, b.name)
-  );
+  const outbound = nodeProxyOutboundListener(push, proxy);
+  return [
+    nodeProxyDnsListener(push, proxy),
+    nodeProxyInboundListener(push, proxy),
+    ...(outbound ? [outbound] : []),
+  ].sort((a, b) => byString(a.name, b.name));
 }

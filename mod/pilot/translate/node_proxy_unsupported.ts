@@ -2,8 +2,10 @@
  * What a node proxy's resources leave out or approximate of what a sidecar would get from the
  * same config, per resource and field (node_proxy_cluster.ts and node_proxy_listener.ts say why):
  * it carries every protocol as TCP, so it has no request to hash or route on, cannot originate
- * TLS for the application, write PROXY headers, or ask an external authorizer. Pure; sorted by
- * resource then field.
+ * TLS for the application, write PROXY headers, or ask an external authorizer. A VirtualService's
+ * `http` rules (on HTTP ports) and `tls` rules (on TLS and HTTPS ports), which a sidecar would
+ * apply there, are not: such connections go to the service's own cluster (its `tcp` rules are
+ * applied, node_proxy_route.ts). Pure; sorted by resource then field.
  *
  * @module
  */
@@ -12,10 +14,13 @@ import type { Proxy } from "../model/proxy.ts";
 import { byString } from "./conversion.ts";
 import { planCustomAuthz } from "./ext_authz.ts";
 import { nodeProxyPlans } from "./node_proxy_cluster.ts";
+import { routesByHttp, routesByTls } from "./node_proxy_route.ts";
+import { reachableServices } from "./proxy_scope.ts";
+import { virtualServiceFor } from "./route_plan.ts";
 
 /** One thing a node proxy cannot express (the shape of grpc/unsupported.ts's gaps). */
 export interface NodeProxyUnsupported {
-  /** `cluster NAME` or `inbound listener`. */
+  /** `cluster NAME`, `inbound listener` or `outbound HOST:PORT`. */
   readonly resource: string;
   /** The config field, relative to the merged traffic policy or to the AuthorizationPolicy. */
   readonly field: string;
@@ -47,6 +52,7 @@ export function nodeProxyUnsupported(push: PushContext, proxy: Proxy): NodeProxy
       out.push({ resource, field: "proxyProtocol", reason: "the node proxy sends no PROXY protocol header" });
     }
   }
+  out.push(...unsupportedRoutes(push, proxy));
   for (const p of planCustomAuthz(push, proxy, "tcp").providers) {
     out.push({
       resource: "inbound listener",
@@ -55,4 +61,33 @@ export function nodeProxyUnsupported(push: PushContext, proxy: Proxy): NodeProxy
     });
   }
   return out.sort((a, b) => byString(a.resource, b.resource) || byString(a.field, b.field));
+}
+
+/** The `http` and `tls` rules a sidecar would apply to a service port and a node proxy does not. */
+function unsupportedRoutes(push: PushContext, proxy: Proxy): NodeProxyUnsupported[] {
+  const out: NodeProxyUnsupported[] = [];
+  const virtualServices = push.virtualServices(proxy, "mesh");
+  for (const s of reachableServices(push, proxy)) {
+    const vs = virtualServiceFor(s.hostname, virtualServices);
+    if (!vs) continue;
+    const name = `VirtualService ${vs.metadata.namespace}/${vs.metadata.name}`;
+    for (const port of s.ports) {
+      const resource = `outbound ${s.hostname}:${port.number}`;
+      if (routesByHttp(port) && (vs.spec.http ?? []).length > 0) {
+        out.push({
+          resource,
+          field: `${name} http`,
+          reason: "the node proxy carries HTTP as TCP; connections go to the service's own cluster",
+        });
+      }
+      if (routesByTls(port) && (vs.spec.tls ?? []).length > 0) {
+        out.push({
+          resource,
+          field: `${name} tls`,
+          reason: "the node proxy does not read SNI; connections go to the service's own cluster",
+        });
+      }
+    }
+  }
+  return out;
 }

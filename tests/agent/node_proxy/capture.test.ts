@@ -82,12 +82,11 @@ describe("capture plan", () => {
     expect(text).toStartWith("add table inet meshd\ndelete table inet meshd\ntable inet meshd {");
     const rules = text.split("\n").map((l) => l.trim());
     const at = (r: string) => rules.indexOf(r);
-    expect(at("meta skuid @exclude_uids return")).toBeLessThan(
-      at("meta nfproto ipv4 udp dport 53 redirect to :15053"),
-    );
-    expect(at("meta nfproto ipv4 udp dport 53 redirect to :15053")).toBeLessThan(
-      at("ip daddr 127.0.0.0/8 return"),
-    );
+    // DNS of both families (inet table, no nfproto): IPv6 DNS goes to the proxy on ::1.
+    expect(at("meta skuid @exclude_uids return")).toBeLessThan(at("udp dport 53 redirect to :15053"));
+    expect(at("udp dport 53 redirect to :15053")).toBeLessThan(at("ip daddr 127.0.0.0/8 return"));
+    expect(at("tcp dport 53 redirect to :15053")).toBeLessThan(at("ip6 daddr ::1 return"));
+    expect(text).not.toContain("nfproto");
     expect(at("tcp dport @exclude_ports return")).toBeLessThan(
       at("ip daddr @mesh_v4 meta l4proto tcp redirect to :15001"),
     );
@@ -125,7 +124,8 @@ describe("capture plan", () => {
     );
     expect(v6).toContain("-A MESHD_OUTPUT -p tcp -d fd00:0:0:0:0:0:0:10 -j REDIRECT --to-ports 15001");
     expect(v6).toContain("-A MESHD_OUTPUT -d ::1/128 -j RETURN");
-    expect(v6).not.toContain("--dport 53");
+    expect(v6).toContain("-A MESHD_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053");
+    expect(v6).toContain("-A MESHD_OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports 15053");
     expect(v4).toContain(
       "-A MESHD_PREROUTING -p tcp --dport 8080 -m addrtype --dst-type LOCAL -j REDIRECT --to-ports 15006",
     );
@@ -159,7 +159,7 @@ const CONNECT = `
 const [host, port, proto] = process.argv.slice(-3);
 setTimeout(() => { console.log("ERR TIMEOUT"); process.exit(0); }, 3000);
 if (proto === "udp") {
-  const s = require("node:dgram").createSocket("udp4");
+  const s = require("node:dgram").createSocket(host.includes(":") ? "udp6" : "udp4");
   s.on("message", (m) => { console.log("OK " + m); process.exit(0); });
   s.send("q", Number(port), host);
 } else {
@@ -201,12 +201,16 @@ describe.skipIf(unavailable !== undefined)("capture in network namespaces", () =
     // The "mesh service" 198.19.0.10 lives on machine 3 and answers "direct".
     await net.run(server, ["ip", "addr", "add", "198.19.0.10/32", "dev", "eth0"]);
     for (const port of ["80", "81"]) await serve(server, ["198.19.0.10", port, "direct", "tcp"]);
-    for (const m of net.machines.slice(0, 2)) {
+    for (const [i, m] of net.machines.slice(0, 2).entries()) {
       await runChecked(inside(m), ["ip", "route", "add", "198.19.0.0/16", "dev", "eth0"]);
       await serve(m, ["0.0.0.0", "15001", "outbound", "tcp"]);
       await serve(m, ["0.0.0.0", "15006", "inbound", "tcp"]);
       await serve(m, ["0.0.0.0", "8080", "app", "tcp"]);
       await serve(m, ["127.0.0.1", "15053", "dns-proxy", "udp"]);
+      await serve(m, ["::1", "15053", "dns-proxy-v6", "udp"]);
+      // An IPv6 address (no duplicate detection, so it is usable at once) and with it a route,
+      // so a resolver on fd00::53 is reachable as far as the capture rules.
+      await runChecked(inside(m), ["ip", "-6", "addr", "add", `fd00::${i + 1}/64`, "dev", "eth0", "nodad"]);
     }
   });
   afterAll(() => net?.cleanup());
@@ -271,6 +275,7 @@ describe.skipIf(unavailable !== undefined)("capture in network namespaces", () =
         expect(await connect(m, NOBODY, "198.19.0.10", 81)).toBe("OK direct"); // port 81 is excluded
         expect(await connect(m, NOBODY, "127.0.0.1", 8080)).toBe("OK app"); // loopback passes
         expect(await connect(m, NOBODY, "198.18.0.3", 53, "udp")).toBe("OK dns-proxy");
+        expect(await connect(m, NOBODY, "fd00::53", 53, "udp")).toBe("OK dns-proxy-v6");
         expect(await connect(server, [], m.ip, 8080)).toBe("OK inbound");
         await cap.update({ inboundPorts: [], meshCidrs: [] });
         expect(await connect(m, NOBODY, "198.19.0.10", 80)).toBe("OK direct");

@@ -11,6 +11,8 @@ import { readCase } from "../../pilot/translate/_golden.ts";
 
 const mesh = readCase("node_proxy/mesh");
 const resources = () => buildNodeProxy(mesh.push, mesh.proxy);
+const routed = readCase("node_proxy/tcp_routes");
+const routedResources = () => buildNodeProxy(routed.push, routed.proxy);
 
 describe("decodeNodeProxyView() of the node-proxy generator's output", () => {
   const view = decodeNodeProxyView(resources());
@@ -46,6 +48,14 @@ describe("decodeNodeProxyView() of the node-proxy generator's output", () => {
         transport: "hbone",
         identities: ["spiffe://cluster.local/ns/shop/sa/web"],
         healthy: true,
+        workload: {
+          name: "",
+          namespace: "shop",
+          app: "web",
+          version: "latest",
+          canonicalService: "web",
+          canonicalRevision: "latest",
+        },
       },
       {
         address: "198.18.0.2",
@@ -56,6 +66,14 @@ describe("decodeNodeProxyView() of the node-proxy generator's output", () => {
         transport: "hbone",
         identities: ["spiffe://cluster.local/ns/shop/sa/web"],
         healthy: true,
+        workload: {
+          name: "",
+          namespace: "shop",
+          app: "web",
+          version: "latest",
+          canonicalService: "web",
+          canonicalRevision: "latest",
+        },
       },
     ]);
     const reviews = view.clusters.get("outbound|9080||reviews.shop.svc.cluster.local")!;
@@ -119,6 +137,67 @@ describe("decodeNodeProxyView() of the node-proxy generator's output", () => {
     const r = resources();
     r.clusters[0]!.connectTimeout = { $typeName: "google.protobuf.Duration", seconds: 3n, nanos: 0 };
     expect(decodeNodeProxyView(r).version).not.toBe(view.version);
+  });
+});
+
+describe("decodeNodeProxyView() of VirtualService tcp routes", () => {
+  test("virtualOutbound chains become routes by destination and port with weighted clusters", () => {
+    const view = decodeNodeProxyView(routedResources());
+    expect(view.tcpRoutes).toEqual([
+      {
+        host: "cache.shop.svc.cluster.local",
+        namespace: "shop",
+        port: 6379,
+        destinations: ["198.18.200.2/32"],
+        clusters: [{ name: "outbound|6379||cache-next.shop.svc.cluster.local", weight: 1 }],
+      },
+      {
+        host: "db.shop.svc.cluster.local",
+        namespace: "shop",
+        port: 5432,
+        destinations: ["198.18.200.1/32"],
+        clusters: [
+          { name: "outbound|5432|v1|db.shop.svc.cluster.local", weight: 80 },
+          { name: "outbound|5432|v2|db.shop.svc.cluster.local", weight: 20 },
+        ],
+      },
+    ]);
+    // Every cluster a route names is in the view, subsets included.
+    for (const r of view.tcpRoutes!) for (const c of r.clusters) expect(view.clusters.has(c.name)).toBe(true);
+  });
+
+  test("endpoints carry their workload's version and canonical labels", () => {
+    const view = decodeNodeProxyView(routedResources());
+    const v2 = view.clusters.get("outbound|5432|v2|db.shop.svc.cluster.local")!;
+    expect(v2.endpoints.map((e) => e.workload)).toEqual([
+      {
+        name: "",
+        namespace: "shop",
+        app: "db",
+        version: "v2",
+        canonicalService: "db",
+        canonicalRevision: "v2",
+      },
+    ]);
+  });
+
+  test("without routes there are none", () => {
+    expect(decodeNodeProxyView(resources()).tcpRoutes).toEqual([]);
+  });
+
+  test("a route chain matching on SNI or without destination ranges is refused", () => {
+    const r = routedResources();
+    const l = r.listeners.find((x) => x.name === "virtualOutbound")!;
+    l.filterChains[0]!.filterChainMatch!.serverNames = ["x.example"];
+    expect(() => decodeNodeProxyView(r)).toThrow(
+      /^listener virtualOutbound filter_chains\[0\] .*filter_chain_match: only destination_port and prefix_ranges/,
+    );
+    const r2 = routedResources();
+    r2.listeners.find((x) => x.name === "virtualOutbound")!.filterChains[1]!.filterChainMatch!.prefixRanges =
+      [];
+    expect(() => decodeNodeProxyView(r2)).toThrow(
+      /filter_chains\[1\].*want destination_port and prefix_ranges/,
+    );
   });
 });
 

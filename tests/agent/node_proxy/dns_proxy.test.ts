@@ -97,7 +97,7 @@ function resolverFor(p: DnsProxy): dns.Resolver {
 function udpExchange(addr: string, bytes: Uint8Array, waitMs: number): Promise<Buffer | undefined> {
   const { host, port } = parseHostPort("addr", addr);
   return new Promise((resolve) => {
-    const s: UdpSocket = createSocket("udp4");
+    const s: UdpSocket = createSocket(host.includes(":") ? "udp6" : "udp4");
     const timer = setTimeout(() => {
       s.close();
       resolve(undefined);
@@ -207,6 +207,47 @@ describe("startDnsProxy()", () => {
     expect(await ask(8, "TXT", "reviews.default")).toEqual([8, "NOERROR", [], true, true]);
     expect(await ask(9, "AAAA", "db.example.com")).toEqual([9, "NOERROR", [], true, true]);
     expect(upstream.seen.filter((s) => /reviews|db\.example/.test(s))).toEqual([]);
+  });
+
+  test("serves IPv6 loopback on the same port too (where capture sends IPv6 DNS): UDP and TCP", async () => {
+    const port = parseHostPort("addr", proxy.addr).port;
+    expect(proxy.addrs).toEqual([proxy.addr, `[::1]:${port}`]);
+    const r = new dns.Resolver({ timeout: 3000, tries: 1 });
+    r.setServers([`[::1]:${port}`]);
+    expect(await r.resolve6("reviews.default.svc.cluster.local")).toEqual(["fd00::10"]);
+    const q = packet.encode({ id: 11, type: "query", questions: [{ type: "AAAA", name: "db.example.com" }] });
+    const a = packet.decode((await udpExchange(`[::1]:${port}`, q, 3000))!);
+    expect([a.id, rcodeOf(a), a.answers]).toEqual([11, "NOERROR", []]);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(q.length);
+    const viaTcp = await new Promise<Buffer>((resolve, reject) => {
+      const s = connect({ host: "::1", port }, () => s.write(Buffer.concat([len, q])));
+      let buf = Buffer.alloc(0);
+      s.on("data", (c) => {
+        buf = Buffer.concat([buf, c]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          s.destroy();
+          resolve(buf.subarray(2));
+        }
+      });
+      s.on("error", reject);
+    });
+    expect(packet.decode(viaTcp).id).toBe(11);
+  });
+
+  test("with ipv6Loopback false it serves only the address given", async () => {
+    const only = await startDnsProxy({
+      addr: "127.0.0.1:0",
+      view: () => view,
+      upstreams: [upstream.addr],
+      logger,
+      ipv6Loopback: false,
+    });
+    try {
+      expect(only.addrs).toEqual([only.addr]);
+    } finally {
+      await only.stop();
+    }
   });
 
   test("forwards other names to the next resolver when the first does not answer", async () => {

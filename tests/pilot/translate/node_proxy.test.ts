@@ -1,8 +1,8 @@
 /**
  * Node-proxy translation (GENERATOR "node-proxy"): golden files under
  * `tests/pilot/golden/node_proxy/` (refresh with `UPDATE_GOLDEN=1`), and the rules behind them:
- * transports per endpoint, PeerAuthentication per port, AuthorizationPolicy stages, allocated
- * VIPs in cluster metadata and the DNS table.
+ * transports per endpoint, workload metadata, PeerAuthentication per port, AuthorizationPolicy
+ * stages, allocated VIPs in cluster metadata, the DNS table and VirtualService tcp routes.
  */
 import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -11,6 +11,7 @@ import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { RBAC_Action } from "#gen/envoy/config/rbac/v3/rbac_pb.ts";
 import { RBACSchema as NetworkRbacSchema } from "#gen/envoy/extensions/filters/network/rbac/v3/rbac_pb.ts";
 import { DnsFilterConfigSchema } from "#gen/envoy/extensions/filters/udp/dns_filter/v3/dns_filter_pb.ts";
+import { TcpProxySchema } from "#gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.ts";
 import { checkEnvoySet } from "../../../mod/pilot/check/mod.ts";
 import { proxyFromNode } from "../../../mod/pilot/model/proxy.ts";
 import {
@@ -82,17 +83,71 @@ describe("buildClusters() and buildEndpoints() for a node proxy", () => {
   test("endpoints behind a node proxy are HBONE, sidecars mTLS, others plaintext", () => {
     expect(endpointMeta("outbound|9000||web.shop.svc.cluster.local")[0]![1]).toEqual({
       "envoy.transport_socket_match": { tlsMode: "istio", tunnel: "http" },
-      istio: { identities: ["spiffe://cluster.local/ns/shop/sa/web"] },
+      istio: {
+        identities: ["spiffe://cluster.local/ns/shop/sa/web"],
+        workload: ";shop;web;latest;",
+        app: "web",
+      },
     });
     expect(endpointMeta("outbound|9080||reviews.shop.svc.cluster.local").map(([a, m]) => [a, m])).toEqual([
       ["198.18.0.3", {
         "envoy.transport_socket_match": { tlsMode: "istio" },
-        istio: { identities: ["spiffe://cluster.local/ns/shop/sa/reviews"] },
+        istio: {
+          identities: ["spiffe://cluster.local/ns/shop/sa/reviews"],
+          workload: ";shop;reviews;v1;",
+          app: "reviews",
+          version: "v1",
+        },
       }],
       ["198.18.0.4", {
         "envoy.transport_socket_match": { tlsMode: "disabled" },
-        istio: { identities: ["spiffe://cluster.local/ns/shop/sa/reviews"] },
+        istio: {
+          identities: ["spiffe://cluster.local/ns/shop/sa/reviews"],
+          workload: ";shop;reviews;v2;",
+          app: "reviews",
+          version: "v2",
+        },
       }],
+    ]);
+  });
+
+  test("endpoints carry Istio's workload metadata: WorkloadEntry name, canonical labels first", () => {
+    const push = pushFrom(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: db, namespace: data }
+spec:
+  hosts: [db.data.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 5432, name: tcp, protocol: TCP }]
+  workloadSelector: { labels: { app: db } }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: db-vm-1, namespace: data }
+spec:
+  address: 198.18.7.1
+  labels:
+    app: db
+    version: v3
+    service.istio.io/canonical-name: database
+    service.istio.io/canonical-revision: r3
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: db-vm-2, namespace: data }
+spec:
+  address: 198.18.7.2
+  labels: { app: db, service.istio.io/workload-name: db-group }`);
+    const cla = buildEndpoints(push, mesh.proxy).find((e) =>
+      e.clusterName === "outbound|5432||db.data.svc.cluster.local"
+    )!;
+    const meta = cla.endpoints.flatMap((g) => g.lbEndpoints).map((lb) =>
+      lb.metadata?.filterMetadata["istio"]
+    );
+    expect(meta.map((m) => [m?.workload, m?.app, m?.version])).toEqual([
+      ["db-vm-1;data;database;r3;", "db", "v3"],
+      ["db-group;data;db;latest;", "db", undefined],
     ]);
   });
 
@@ -239,6 +294,74 @@ spec:
     ]);
     expect(nodeProxyUnsupported(mesh.push, mesh.proxy).map((g) => g.field)).toEqual([
       "loadBalancer.consistentHash",
+    ]);
+  });
+});
+
+describe("VirtualService tcp routes for a node proxy", () => {
+  const routes = readCase("node_proxy/tcp_routes");
+
+  function outboundChains(push = routes.push, proxy = routes.proxy) {
+    const l = buildListeners(push, proxy).find((x) => x.name === "virtualOutbound");
+    return (l?.filterChains ?? []).map((fc) => {
+      const t = anyUnpack(fc.filters[0]!.configType.value as never, TcpProxySchema)!;
+      const clusters = t.clusterSpecifier.case === "weightedClusters"
+        ? t.clusterSpecifier.value.clusters.map((c) => `${c.name}=${c.weight}`)
+        : [`${t.clusterSpecifier.value}=1`];
+      const m = fc.filterChainMatch!;
+      return {
+        match: `${
+          m.prefixRanges.map((r) => `${r.addressPrefix}/${r.prefixLen}`).join(",")
+        }:${m.destinationPort}`,
+        clusters,
+        service: fc.metadata?.filterMetadata[ISTIO_METADATA_KEY],
+      };
+    });
+  }
+
+  test("weighted subsets and a route to another host become chains by VIP and port", () => {
+    expect(outboundChains()).toEqual([
+      {
+        match: "198.18.200.2/32:6379",
+        clusters: ["outbound|6379||cache-next.shop.svc.cluster.local=1"],
+        service: { host: "cache.shop.svc.cluster.local", namespace: "shop" },
+      },
+      {
+        match: "198.18.200.1/32:5432",
+        clusters: [
+          "outbound|5432|v1|db.shop.svc.cluster.local=80",
+          "outbound|5432|v2|db.shop.svc.cluster.local=20",
+        ],
+        service: { host: "db.shop.svc.cluster.local", namespace: "shop" },
+      },
+    ]);
+  });
+
+  test("sourceLabels and sourceSubnet decide per machine: a matching rule comes first", () => {
+    const other = readCase("node_proxy/tcp_routes");
+    const proxy = proxyFromNode({
+      id: "sidecar~10.9.0.5~other.shop~shop.svc.cluster.local",
+      metadata: { NAMESPACE: "shop", GENERATOR: "node-proxy", LABELS: { app: "other" } },
+    });
+    const chains = outboundChains(other.push, proxy);
+    expect(chains.find((c) => c.match.endsWith(":5432"))!.clusters).toEqual([
+      "outbound|5432|v2|db.shop.svc.cluster.local=1",
+    ]);
+    // Not in 198.18.0.0/24: the cache's only rule does not apply, so it keeps its own cluster.
+    expect(chains.some((c) => c.match.endsWith(":6379"))).toBe(false);
+  });
+
+  test("no tcp routes, no virtualOutbound listener", () => {
+    expect(buildListeners(mesh.push, mesh.proxy).some((l) => l.name === "virtualOutbound")).toBe(false);
+  });
+
+  test("http rules on HTTP ports and tls rules on TLS ports are reported as not applied", () => {
+    expect(
+      nodeProxyUnsupported(routes.push, routes.proxy).filter((g) => g.resource.startsWith("outbound "))
+        .map((g) => `${g.resource}: ${g.field}`),
+    ).toEqual([
+      "outbound cache.shop.svc.cluster.local:7000: VirtualService shop/cache http",
+      "outbound cache.shop.svc.cluster.local:7443: VirtualService shop/cache tls",
     ]);
   });
 });
