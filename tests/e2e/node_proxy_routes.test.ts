@@ -63,11 +63,9 @@ const once = () => new Promise((resolve) => {
 `;
 
 /**
- * The ServiceEntry, its DestinationRule subsets and the VirtualService with weights v1/v2. The
- * DestinationRule carries the weights in an annotation so that each change also changes it:
- * pilot's generator keeps a sidecar-typed proxy's listeners on a push that changes only
- * VirtualServices (xds/generator.ts, `isRoutingOnly`), which leaves a node proxy's (and a
- * sidecar's) TCP routes stale until that is fixed there.
+ * The ServiceEntry, its DestinationRule subsets and the VirtualService with weights v1/v2. Only
+ * the VirtualService changes between steps, so each step is a routing-only push, which must
+ * still carry the new TCP routes (they are listener filter chains).
  */
 function routedConfig(v1: number, v2: number): string {
   return `apiVersion: networking.istio.io/v1
@@ -86,10 +84,7 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata:
-  name: routed
-  namespace: ${APPS_NS}
-  annotations: { weights: "${v1}-${v2}" }
+metadata: { name: routed, namespace: ${APPS_NS} }
 spec:
   host: ${HOST}
   subsets:

@@ -180,6 +180,19 @@ export function startConsulServer(opts: ConsulServerOptions = {}): Promise<Consu
   const nodes = new Map<string, NodeRecord>();
   const instances = new Map<string, Instance>();
   const checks = new Map<string, CheckRecord>();
+  /** `checks` by node, in `checks`' order; dropped on every change to `checks`. */
+  let checksByNode: Map<string, CheckRecord[]> | undefined;
+  const nodeChecks = (node: string): readonly CheckRecord[] => {
+    if (!checksByNode) {
+      checksByNode = new Map();
+      for (const c of checks.values()) {
+        const list = checksByNode.get(c.node);
+        if (list) list.push(c);
+        else checksByNode.set(c.node, [c]);
+      }
+    }
+    return checksByNode.get(node) ?? [];
+  };
   const requests: LoggedRequest[] = [];
   let slowMs = 0;
   let failure: { status: number; message: string } | undefined;
@@ -215,6 +228,7 @@ export function startConsulServer(opts: ConsulServerOptions = {}): Promise<Consu
         createIndex: next,
         modifyIndex: next,
       });
+      checksByNode = undefined;
       checks.set(`${reg.Node}/serfHealth`, {
         node: reg.Node,
         check: { CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", ServiceID: "" },
@@ -243,6 +257,7 @@ export function startConsulServer(opts: ConsulServerOptions = {}): Promise<Consu
     }
     for (const c of [...(reg.Check ? [reg.Check] : []), ...(reg.Checks ?? [])]) {
       const key = `${reg.Node}/${c.CheckID}`;
+      checksByNode = undefined;
       checks.set(key, {
         node: reg.Node,
         check: { ServiceID: "", ...c },
@@ -264,6 +279,7 @@ export function startConsulServer(opts: ConsulServerOptions = {}): Promise<Consu
     const inst = instances.get(key);
     if (!inst) return;
     instances.delete(key);
+    checksByNode = undefined;
     for (const [k, c] of checks) if (c.node === node && c.check.ServiceID === serviceId) checks.delete(k);
     bump([inst.service.Service], true);
   }
@@ -292,8 +308,8 @@ export function startConsulServer(opts: ConsulServerOptions = {}): Promise<Consu
   }
 
   function checksOf(node: string, serviceId: string) {
-    return [...checks.values()]
-      .filter((c) => c.node === node && (!c.check.ServiceID || c.check.ServiceID === serviceId))
+    return nodeChecks(node)
+      .filter((c) => !c.check.ServiceID || c.check.ServiceID === serviceId)
       .map((c) => {
         const inst = c.check.ServiceID ? instances.get(instanceKey(node, c.check.ServiceID)) : undefined;
         return {

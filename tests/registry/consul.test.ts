@@ -11,6 +11,7 @@ import {
   SHARED_WAIT_MS,
 } from "../../mod/pilot/registry/consul.ts";
 import { nextIndex, requestUrl } from "../../mod/pilot/registry/consul_client.ts";
+import { formatDuration } from "../../mod/shared/duration.ts";
 import { type ConsulHealthEntry, consulServiceView } from "../../mod/pilot/registry/consul_convert.ts";
 import { parseConsulUrl } from "../../mod/pilot/registry/consul_url.ts";
 import { createPlatformRegistries, parseRegistries } from "../../mod/pilot/registry/registries.ts";
@@ -181,7 +182,7 @@ describe("consul registry against the test Consul", () => {
     const waits = new Set(
       s.requests.filter((q) => q.path.startsWith("/v1/health/") && q.query.wait).map((q) => q.query.wait),
     );
-    expect([...waits]).toEqual([`${SHARED_WAIT_MS / 1000}s`]);
+    expect([...waits]).toEqual([formatDuration(SHARED_WAIT_MS)]);
   });
 
   test("answers of 500 keep the last good view, say stale with the error, then recover", async () => {

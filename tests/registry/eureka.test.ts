@@ -273,6 +273,26 @@ describe("createEurekaRegistry() against the test server", () => {
     expect(r.status().deltaReads).toBeGreaterThan(1);
   });
 
+  test("a delta answered again unchanged is not applied again; the next change still arrives", async () => {
+    const s = await server();
+    await s.register(ratings(1));
+    const r = registry(s.registryUrl("interval=20ms"));
+    await until(() => r.status().synced, "first sync");
+    let changes = 0;
+    r.watch(() => changes++);
+    await s.register(ratings(2));
+    await until(() => addrs(r, "ratings.eureka.local").length === 2, "the ADDED delta");
+    const seen = r.state();
+    // The server keeps answering the same recent change; polls go on without a new view.
+    await until(() => r.status().deltaRepeats >= 3, "repeated deltas");
+    expect(r.state()).toBe(seen);
+    expect(changes).toBe(1);
+    await s.register(ratings(3));
+    await until(() => addrs(r, "ratings.eureka.local").length === 3, "the next delta");
+    expect(changes).toBe(2);
+    expect(r.status().fullReads).toBe(1);
+  });
+
   test("a lost delta makes the hash codes differ and the whole registry is read again", async () => {
     const s = await server();
     await s.register(ratings(1));

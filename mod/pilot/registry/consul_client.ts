@@ -26,13 +26,23 @@ export interface ConsulRequest {
   readonly timeoutMs: number;
   /** Aborts the request (the registry stopping, or a watcher removed). */
   readonly signal: AbortSignal;
+  /**
+   * The body of the previous answer to the same query: an answer with the very same body is not
+   * parsed again (its `body` is undefined and `same` true).
+   */
+  readonly previousText?: string;
 }
 
 /** A successful answer. */
 export interface ConsulAnswer {
+  /** The parsed body; undefined when `same`. */
   readonly body: unknown;
   /** `X-Consul-Index`. */
   readonly index: number;
+  /** The body as sent. */
+  readonly text: string;
+  /** Whether the body equals the request's `previousText` (and so was not parsed). */
+  readonly same: boolean;
 }
 
 /** The URL of a request (without the token, which goes in a header). */
@@ -75,13 +85,16 @@ export async function consulGet(req: ConsulRequest): Promise<ConsulAnswer> {
     if (!Number.isSafeInteger(index) || index < 0) {
       throw new Error(`GET ${req.path}: no valid X-Consul-Index header (got ${JSON.stringify(header)})`);
     }
+    if (req.previousText !== undefined && text === req.previousText) {
+      return { body: undefined, index, text, same: true };
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
       throw new Error(`GET ${req.path}: the body is not JSON`);
     }
-    return { body, index };
+    return { body, index, text, same: false };
   } catch (e) {
     if (timeout.signal.aborted && !req.signal.aborted) {
       throw new Error(`GET ${req.path}: no answer within ${formatDuration(deadline)}`);

@@ -25,7 +25,6 @@ import { type EurekaHostMode, eurekaState } from "./eureka_convert.ts";
 import {
   applyDelta,
   copyFromFull,
-  type EurekaApplications,
   type EurekaCopy,
   parseApplications,
   reconcileHashCode,
@@ -109,6 +108,26 @@ async function getJson(
   clock: Clock,
   stop: AbortSignal,
 ): Promise<unknown> {
+  return parseJson(await getText(doFetch, url, settings, clock, stop), url);
+}
+
+/** The JSON in a body read from `url`; throws naming the URL when it is not JSON. */
+function parseJson(body: string, url: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    throw new Error(`GET ${url}: the answer is not JSON`);
+  }
+}
+
+/** GET `url`'s body as text, with the timeout and errors of {@link getJson}. */
+async function getText(
+  doFetch: typeof fetch,
+  url: string,
+  settings: EurekaSettings,
+  clock: Clock,
+  stop: AbortSignal,
+): Promise<string> {
   const ac = new AbortController();
   const onStop = () => ac.abort(new Error("stopped"));
   stop.addEventListener("abort", onStop, { once: true });
@@ -129,11 +148,7 @@ async function getJson(
     if (res.status !== 200) {
       throw Object.assign(new Error(`GET ${url}: HTTP ${res.status}`), { status: res.status });
     }
-    try {
-      return JSON.parse(body);
-    } catch {
-      throw new Error(`GET ${url}: the answer is not JSON`);
-    }
+    return body;
   } finally {
     timer.cancel();
     stop.removeEventListener("abort", onStop);
@@ -144,6 +159,8 @@ async function getJson(
 export interface EurekaStatus extends RegistryStatus {
   readonly fullReads: number;
   readonly deltaReads: number;
+  /** Delta reads that answered what the last applied delta did, so nothing was parsed or applied. */
+  readonly deltaRepeats: number;
 }
 
 /** A Eureka registry. */
@@ -177,6 +194,13 @@ export function createEurekaRegistry(opts: EurekaRegistryOptions): EurekaRegistr
   let lastError: { message: string; at: number } | undefined;
   let fullReads = 0;
   let deltaReads = 0;
+  let deltaRepeats = 0;
+  /**
+   * The last delta applied, as the server sent it, and the copy it gave. A server answers the
+   * same delta (its recent changes) for minutes; read again onto that same copy it changes
+   * nothing and reconciles as before, so it is neither parsed nor applied again.
+   */
+  let lastDelta: { body: string; copy: EurekaCopy } | undefined;
 
   function publish(next: EurekaCopy): void {
     copy = next;
@@ -210,15 +234,21 @@ export function createEurekaRegistry(opts: EurekaRegistryOptions): EurekaRegistr
   /** Reads and applies a delta; returns false when the whole registry must be read again. */
   async function readDelta(current: EurekaCopy): Promise<boolean> {
     const url = `${settings.base}/apps/delta`;
-    let doc: EurekaApplications;
+    let body: string;
     try {
-      doc = parseApplications(await getJson(doFetch, url, settings, clock, stopper.signal), `GET ${url}`);
+      body = await getText(doFetch, url, settings, clock, stopper.signal);
     } catch (err) {
       // A server with deltas disabled answers 403; its clients read the whole registry instead.
       if ((err as { status?: number }).status === 403) return false;
       throw err;
     }
     deltaReads++;
+    if (lastDelta !== undefined && lastDelta.body === body && lastDelta.copy === current) {
+      deltaRepeats++;
+      lastSyncMs = clock.now();
+      return true;
+    }
+    const doc = parseApplications(parseJson(body, url), `GET ${url}`);
     const next = applyDelta(current, doc);
     const mine = reconcileHashCode(next.values());
     if (doc.hashCode !== mine) {
@@ -229,6 +259,7 @@ export function createEurekaRegistry(opts: EurekaRegistryOptions): EurekaRegistr
       return false;
     }
     publish(next);
+    lastDelta = { body, copy: next };
     return true;
   }
 
@@ -282,6 +313,7 @@ export function createEurekaRegistry(opts: EurekaRegistryOptions): EurekaRegistr
         endpoints: state.endpoints.length,
         fullReads,
         deltaReads,
+        deltaRepeats,
       };
     },
     async stop() {

@@ -91,8 +91,8 @@ export interface PilotProvider extends ResourceProvider {
    * Installs a new PushContext and tells the xDS server every pilot type may have changed.
    * `request` must name every config change between the PushContext installed before and
    * `push` (naming more is allowed), and be full when anything else changed (registries, mesh
-   * features); a routing-only request lets the provider keep clusters, endpoints and sidecars'
-   * listeners from the previous push.
+   * features); a routing-only request lets the provider keep clusters and endpoints from the
+   * previous push.
    */
   update(push: PushContext, request: PushRequest): void;
   /** The current PushContext. */
@@ -119,7 +119,19 @@ export interface PilotProvider extends ResourceProvider {
    * asked for in this push.
    */
   violationsOf(proxy: Proxy): readonly Violation[];
+  /**
+   * How many last good sets (Envoy, and gRPC per type and names) are held for proxies that may
+   * fall back to them. Sets not built for {@link LAST_GOOD_PUSHES} pushes are dropped.
+   */
+  lastGoodCount(): number;
 }
+
+/**
+ * Pushes after which a proxy set key nobody asked for loses its last good set: a connected
+ * proxy is asked for on every push, and a few pushes' margin covers pushes merged in a busy
+ * push queue.
+ */
+export const LAST_GOOD_PUSHES = 8;
 
 /**
  * Checks a generated set before it is served (checkEnvoySet, bound to the proxy's kind and
@@ -202,9 +214,44 @@ export function consistencyProblems(
  * encoding it leaves nothing to share with the push after it.
  */
 function unchanged(before: Resources | undefined, after: Resources): Resources {
-  if (!before || before.size !== after.size) return after;
-  for (const [name, r] of after) if (before.get(name)?.version !== r.version) return after;
-  return before;
+  return before && sameResources(before, after) ? before : after;
+}
+
+/** Whether two encoded sets hold the same names with the same content versions. */
+function sameResources(a: Resources, b: Resources): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, r] of b) if (a.get(name)?.version !== r.version) return false;
+  return true;
+}
+
+/**
+ * Whether `build` makes the same resources of the services `hosts` names in both pushes, each
+ * seen through {@link scopedToHosts}. When only those hosts' endpoints changed between the two
+ * pushes, this tells whether the complete build changed at all: clusters, listeners and routes
+ * read endpoints only per service (discovery type, inline load assignments, identities and
+ * auto-mTLS of its clusters), never across services. A proxy's own instances are the exception;
+ * {@link touchesOwnInstances} covers them.
+ */
+export function sameForHosts(
+  before: PushContext,
+  after: PushContext,
+  hosts: ReadonlySet<string>,
+  build: (push: PushContext) => Resources,
+): boolean {
+  return sameResources(build(scopedToHosts(before, hosts)), build(scopedToHosts(after, hosts)));
+}
+
+/**
+ * Whether the proxy is an instance of one of `hosts` in either push: its inbound listeners and
+ * clusters, locality and network come from those instances, so they are translated again.
+ */
+export function touchesOwnInstances(
+  proxy: Proxy,
+  before: PushContext,
+  after: PushContext,
+  hosts: ReadonlySet<string>,
+): boolean {
+  return [before, after].some((push) => push.instancesOf(proxy).some((e) => hosts.has(e.hostname)));
 }
 
 const NO_RESOURCES: Resources = new Map();
@@ -295,9 +342,12 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
    */
   let endpointsOnly: ReadonlySet<string> | undefined;
   let previousPush = opts.initial;
-  /** The load assignments built (before any check) per proxy set key, this push's and the previous. */
-  let builtEndpoints = new Map<string, Resources>();
-  let previousBuiltEndpoints = new Map<string, Resources>();
+  /**
+   * The sets built (before any check) per proxy set key, this push's and the previous: what an
+   * endpoints-only push patches, rather than a set the checks refused or the last good one.
+   */
+  let builtSets = new Map<string, EnvoySet>();
+  let previousBuiltSets = new Map<string, EnvoySet>();
   let previousGrpcResults = new Map<string, Resources>();
   /** Last consistent Envoy set per proxy key, across pushes. */
   const lastGood = new Map<string, EnvoySet>();
@@ -313,6 +363,19 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
   const refusedLogged = new Map<string, string>();
   /** Last gRPC result per key that passed the self-check, across pushes. */
   const lastGoodGrpc = new Map<string, Resources>();
+  /** The push (counted by update) in which each last good key was last built. */
+  const lastGoodUsed = new Map<string, number>();
+  let pushCount = 0;
+
+  /** Drops the last good sets of keys not built for LAST_GOOD_PUSHES pushes. */
+  function pruneLastGood(): void {
+    for (const [key, at] of lastGoodUsed) {
+      if (pushCount - at <= LAST_GOOD_PUSHES) continue;
+      lastGoodUsed.delete(key);
+      lastGood.delete(key);
+      lastGoodGrpc.delete(key);
+    }
+  }
 
   /** Runs the self-check over `parts` (cached by content), recording and logging violations. */
   function selfCheck(
@@ -362,8 +425,25 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     nameOf: (m: MessageShape<D>) => string,
   ): Resources {
     const out: Resources = new Map();
-    for (const m of msgs) out.set(nameOf(m), encode(schema, nameOf(m), m));
+    for (const m of msgs) {
+      const name = nameOf(m);
+      if (out.has(name)) warnDuplicate(schema.typeName, name);
+      out.set(name, encode(schema, name, m));
+    }
     return out;
+  }
+
+  /** Type and name pairs warned about this push (a duplicate is logged once per push). */
+  let duplicates = new Set<string>();
+  /** Logs that a translation made two resources of one type with the same name (the last is served). */
+  function warnDuplicate(typeName: string, name: string): void {
+    const key = `${typeName}\u0000${name}`;
+    if (duplicates.has(key)) return;
+    duplicates.add(key);
+    log.warn("translation made two resources with the same name; serving the last one", {
+      type: typeName,
+      name,
+    });
   }
 
   /** Set keys by proxy for the current push (a proxy's key is asked for on every push of every type). */
@@ -382,10 +462,34 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     return key;
   }
 
-  /** Records that a set kept its load assignments from the previous push (routing-only). */
-  function carryBuiltEndpoints(key: string): void {
-    const built = previousBuiltEndpoints.get(key);
-    if (built) builtEndpoints.set(key, built);
+  /**
+   * The set of an Envoy proxy when the current push changed only the endpoints of `hosts` since
+   * the previous push, built from the previous push's build of the same key: load assignments of
+   * those hosts are built again, and clusters, listeners and routes are kept wherever building
+   * them for those hosts alone gives the same result in both pushes (see sameForHosts).
+   */
+  function endpointsOnlySet(
+    proxy: Proxy,
+    hosts: ReadonlySet<string>,
+    built: EnvoySet,
+  ): Omit<EnvoySet, "needs"> & { needs?: ConsistencyNeeds } {
+    const keepShape = !touchesOwnInstances(proxy, previousPush, current, hosts);
+    const same = (build: (push: PushContext) => Resources) =>
+      keepShape && sameForHosts(previousPush, current, hosts, build);
+    const buildEds = (push: PushContext) =>
+      encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(push, proxy), (e) => e.clusterName);
+    const endpoints = patchEndpoints(built.endpoints, previousPush, current, hosts, buildEds);
+    const routes =
+      same((push) => encodeAll(RouteConfigurationSchema, buildRoutes(push, proxy), (r) => r.name))
+        ? built.routes
+        : encodeAll(RouteConfigurationSchema, buildRoutes(current, proxy), (r) => r.name);
+    if (
+      same((push) => encodeAll(ClusterSchema, buildClusters(push, proxy), (c) => c.name)) &&
+      same((push) => encodeAll(ListenerSchema, buildListeners(push, proxy), (l) => l.name))
+    ) {
+      return { clusters: built.clusters, listeners: built.listeners, routes, endpoints, needs: built.needs };
+    }
+    return { clusters: NO_RESOURCES, listeners: NO_RESOURCES, routes, endpoints };
   }
 
   function envoySet(proxy: Proxy): EnvoySet {
@@ -393,39 +497,55 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     let set = envoySets.get(key);
     if (set) return set;
     const before = previousEnvoySets.get(key);
-    // A routing-only change keeps clusters and endpoints, and a sidecar's listeners too.
+    const previousBuilt = previousBuiltSets.get(key);
+    // A routing-only change keeps clusters and endpoints.
     const keep = routingOnly ? before : undefined;
+    const patched = endpointsOnly && previousBuilt && proxy.generator === "envoy"
+      ? endpointsOnlySet(proxy, endpointsOnly, previousBuilt)
+      : undefined;
     const routes = unchanged(
       before?.routes,
-      encodeAll(RouteConfigurationSchema, buildRoutes(current, proxy), (r) => r.name),
+      patched?.routes ?? encodeAll(RouteConfigurationSchema, buildRoutes(current, proxy), (r) => r.name),
     );
-    let clusters: Resources, endpoints: Resources, listeners: Resources, needs: ConsistencyNeeds;
-    if (!keep) {
+    let clusters: Resources,
+      endpoints: Resources,
+      listeners: Resources,
+      needs: ConsistencyNeeds,
+      /** What was built for this push, unchecked (kept parts from the previous build). */
+      built: EnvoySet | undefined;
+    if (patched?.needs) {
+      // Only load assignments changed for this proxy.
+      ({ needs } = patched);
+      clusters = unchanged(before?.clusters, patched.clusters);
+      listeners = unchanged(before?.listeners, patched.listeners);
+      built = { ...patched, needs };
+      endpoints = unchanged(before?.endpoints, patched.endpoints);
+    } else if (!keep) {
       const clusterMsgs = buildClusters(current, proxy);
       const listenerMsgs = buildListeners(current, proxy);
       needs = consistencyNeeds(clusterMsgs, listenerMsgs);
       clusters = unchanged(before?.clusters, encodeAll(ClusterSchema, clusterMsgs, (c) => c.name));
       listeners = unchanged(before?.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
-      const build = (push: PushContext) =>
-        encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(push, proxy), (e) => e.clusterName);
-      const built = previousBuiltEndpoints.get(key);
-      const eds = endpointsOnly && built && proxy.generator === "envoy"
-        ? patchEndpoints(built, previousPush, current, endpointsOnly, build)
-        : build(current);
-      builtEndpoints.set(key, eds);
+      const eds = patched?.endpoints ??
+        encodeAll(ClusterLoadAssignmentSchema, buildEndpoints(current, proxy), (e) => e.clusterName);
       endpoints = unchanged(before?.endpoints, eds);
-    } else if (proxy.type === "sidecar") {
-      ({ clusters, endpoints, listeners, needs } = keep);
-      carryBuiltEndpoints(key);
+      built = { clusters, endpoints: eds, listeners, routes, needs };
     } else {
-      // Gateways' listeners follow the VirtualServices bound to them.
+      // Listeners follow VirtualServices too: a gateway's servers bind them, and a sidecar's
+      // (and a node proxy's) TCP and TLS routes are filter chains, not route configurations.
       const listenerMsgs = buildListeners(current, proxy);
       ({ clusters, endpoints } = keep);
-      carryBuiltEndpoints(key);
       needs = { eds: keep.needs.eds, rds: consistencyNeeds([], listenerMsgs).rds };
       listeners = unchanged(keep.listeners, encodeAll(ListenerSchema, listenerMsgs, (l) => l.name));
+      built = previousBuilt && {
+        ...previousBuilt,
+        listeners,
+        routes,
+        needs: { eds: previousBuilt.needs.eds, rds: needs.rds },
+      };
     }
     set = { clusters, endpoints, listeners, routes, needs };
+    if (built) builtSets.set(key, built);
     const problems = consistencyProblems(needs, endpoints, routes);
     if (problems.length > 0) {
       log.error("generated config is inconsistent; keeping the proxy on its last good config", {
@@ -446,6 +566,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     } else {
       lastGood.set(key, set);
     }
+    lastGoodUsed.set(key, pushCount);
     envoySets.set(key, set);
     return set;
   }
@@ -478,6 +599,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     if (selfCheck(proxy, setKey(proxy), [built], () => decodeType(typeUrl, built), true).length > 0) {
       r = lastGoodGrpc.get(key) ?? NO_RESOURCES;
     } else if (opts.selfCheck) lastGoodGrpc.set(key, r);
+    lastGoodUsed.set(key, pushCount);
     grpcResults.set(key, r);
     return r;
   }
@@ -553,8 +675,8 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
           : undefined;
       previousPush = current;
       current = push;
-      previousBuiltEndpoints = builtEndpoints;
-      builtEndpoints = new Map();
+      previousBuiltSets = builtSets;
+      builtSets = new Map();
       setKeys = new WeakMap();
       previousEnvoySets = envoySets;
       previousGrpcResults = grpcResults;
@@ -567,6 +689,9 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
       previousChecked = checked;
       checked = new Map();
       refused = new Map();
+      duplicates = new Set();
+      pushCount++;
+      pruneLastGood();
       const all = new Set<string>(Object.values(PILOT_TYPES));
       for (const l of listeners) l(all);
     },
@@ -574,6 +699,7 @@ export function createPilotProvider(opts: PilotProviderOptions): PilotProvider {
     proxyOf,
     unsupportedOf,
     violationsOf: (proxy) => refused.get(setKey(proxy)) ?? [],
+    lastGoodCount: () => lastGood.size + lastGoodGrpc.size,
     servedOf: (proxy) => (proxy.generator === "grpc" ? undefined : envoySet(proxy)),
     configOf(proxy) {
       if (proxy.generator === "grpc") {

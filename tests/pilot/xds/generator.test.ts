@@ -12,7 +12,12 @@ import { NodeSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { createConfigStore } from "../../../mod/galley/store.ts";
 import { createPushContext, type PushContext } from "../../../mod/pilot/model/push_context.ts";
 import type { RegistryState } from "../../../mod/pilot/model/registry.ts";
-import { createPilotProvider, PILOT_TYPES, type PilotProvider } from "../../../mod/pilot/xds/generator.ts";
+import {
+  createPilotProvider,
+  LAST_GOOD_PUSHES,
+  PILOT_TYPES,
+  type PilotProvider,
+} from "../../../mod/pilot/xds/generator.ts";
 import {
   configPushRequest,
   fullPushRequest,
@@ -24,6 +29,13 @@ import {
 } from "../../../mod/pilot/xds/push_request.ts";
 import { endpointChanges } from "../../../mod/pilot/registry/mod.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
+import type { Proxy } from "../../../mod/pilot/model/proxy.ts";
+import {
+  checkEnvoySet,
+  configuredSecretNames,
+  type EnvoyResourceSet,
+  proxyKindOf,
+} from "../../../mod/pilot/check/mod.ts";
 import type { XdsClient } from "../../../mod/xds/provider.ts";
 
 const quiet = createLogger({ write: () => {} });
@@ -119,7 +131,7 @@ spec:
 `;
 
 describe("createPilotProvider() across pushes", () => {
-  test("a routing-only change reuses clusters, endpoints and sidecar listeners, and serves what a fresh translation gives", () => {
+  test("a routing-only change reuses clusters, endpoints and unchanged sidecar listeners, and serves what a fresh translation gives", () => {
     const m = mesh();
     const first = m.push().ctx;
     const p = createPilotProvider({ initial: first, logger: quiet });
@@ -157,6 +169,51 @@ describe("createPilotProvider() across pushes", () => {
         }
       });
     }
+  });
+
+  test("a routing-only change of a TCP route reaches sidecars' listeners (TCP routes are filter chains)", () => {
+    const m = mesh();
+    const entry = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: tcp-db, namespace: bookinfo }
+spec:
+  hosts: [db.bookinfo.svc.cluster.local]
+  addresses: [10.99.0.10]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 5432, name: tcp-db, protocol: TCP }]
+  endpoints:
+  - { address: 10.99.1.1, labels: { version: v1 } }
+  - { address: 10.99.1.2, labels: { version: v2 } }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: tcp-db, namespace: bookinfo }
+spec:
+  host: db.bookinfo.svc.cluster.local
+  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+`;
+    const route = (v1: number, v2: number) =>
+      `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: tcp-db, namespace: bookinfo }
+spec:
+  hosts: [db.bookinfo.svc.cluster.local]
+  tcp:
+  - route:
+    - { destination: { host: db.bookinfo.svc.cluster.local, subset: v1 }, weight: ${v1} }
+    - { destination: { host: db.bookinfo.svc.cluster.local, subset: v2 }, weight: ${v2} }
+`;
+    m.files.set("tcp_db.yaml", entry + "---\n" + route(100, 0));
+    const p = createPilotProvider({ initial: m.push().ctx, logger: quiet });
+    const sidecar = clients.find((c) => c.connectionId !== "gateway")!;
+    const before = p.resources(sidecar, PILOT_TYPES.listener, "*");
+    m.files.set("tcp_db.yaml", entry + "---\n" + route(0, 100));
+    const { ctx: next, request } = m.push();
+    expect(isRoutingOnly(request)).toBe(true);
+    p.update(next, request);
+    expect(served(p)).toEqual(served(createPilotProvider({ initial: next, logger: quiet })));
+    expect(p.resources(sidecar, PILOT_TYPES.listener, "*")).not.toBe(before);
   });
 
   test("any other change translates everything again, and equal results stay the same maps", () => {
@@ -288,6 +345,25 @@ describe("createPilotProvider() across pushes", () => {
   });
 });
 
+describe("createPilotProvider() and last good sets", () => {
+  test("a proxy set nobody asks for any more loses its last good set after LAST_GOOD_PUSHES pushes", () => {
+    const m = mesh();
+    const first = m.push();
+    const p = createPilotProvider({ initial: first.ctx, logger: quiet });
+    served(p);
+    expect(p.lastGoodCount()).toBe(3);
+    for (let i = 1; i <= LAST_GOOD_PUSHES + 1; i++) {
+      p.update(first.ctx, fullPushRequest("registry:test"));
+      p.resources(clients[0]!, PILOT_TYPES.cluster, "*");
+      // Within the margin every set is kept, for proxies a busy push queue has not asked yet.
+      if (i <= LAST_GOOD_PUSHES) expect(p.lastGoodCount()).toBe(3);
+    }
+    expect(p.lastGoodCount()).toBe(1);
+    served(p);
+    expect(p.lastGoodCount()).toBe(3);
+  });
+});
+
 describe("createPilotProvider() and what proxyless gRPC cannot express", () => {
   const grpcClient: XdsClient = {
     connectionId: "grpc-productpage",
@@ -411,6 +487,182 @@ describe("createPilotProvider() and endpoints-only registry changes", () => {
       }
     });
   }
+
+  /** Endpoints given with the fields a step changes; the rest as `state` makes them. */
+  type Ep = {
+    address: string;
+    serviceAccount?: string;
+    tlsMode?: "istio" | "disabled";
+    labels?: Record<string, string>;
+  };
+  const richState = (
+    byHost: Record<string, readonly Ep[]>,
+    resolution: "STATIC" | "NONE" | "DNS" | "DNS_ROUND_ROBIN",
+  ): RegistryState => {
+    const base = state(Object.fromEntries(Object.keys(byHost).map((h) => [h, []])), "STATIC");
+    return {
+      ...base,
+      services: base.services.map((s) => ({ ...s, resolution })),
+      endpoints: Object.entries(byHost).flatMap(([hostname, eps]) =>
+        eps.map((e) => ({
+          hostname,
+          namespace: "default",
+          servicePort: port,
+          address: e.address,
+          port: 8080,
+          labels: e.labels ?? {},
+          weight: 1,
+          healthy: true,
+          tlsMode: e.tlsMode ?? ("disabled" as const),
+          ...(e.serviceAccount ? { serviceAccount: e.serviceAccount } : {}),
+          source: "test",
+        }))
+      ),
+    };
+  };
+  /** Runs endpoints-only pushes through `steps` and checks each against a fresh translation. */
+  const walk = (
+    steps: readonly Record<string, readonly Ep[]>[],
+    resolution: "STATIC" | "NONE" | "DNS" | "DNS_ROUND_ROBIN",
+  ) => {
+    const store = createConfigStore({ logger: quiet });
+    store.sink("test").replace(
+      readdirSync(SAMPLES).filter((f) => f.endsWith(".yaml")).map((f) => ({ origin: f, content: sample(f) })),
+    );
+    const config = store.snapshot();
+    let states = [richState(steps[0]!, resolution)];
+    const p = createPilotProvider({
+      initial: createPushContext({ config, registries: states }),
+      logger: quiet,
+    });
+    served(p);
+    const kept: Record<string, boolean>[] = [];
+    for (const step of steps.slice(1)) {
+      const next = [richState(step, resolution)];
+      const request = narrowRegistryRequest(fullPushRequest("registry:test"), endpointChanges(states, next));
+      expect(isEndpointsOnly(request)).toBe(true);
+      states = next;
+      const before = Object.fromEntries(
+        clients.map((c) => [c.connectionId, p.resources(c, PILOT_TYPES.cluster, "*")]),
+      );
+      const ctx = createPushContext({ config, registries: states });
+      p.update(ctx, request);
+      expect(served(p)).toEqual(served(createPilotProvider({ initial: ctx, logger: quiet })));
+      kept.push(
+        Object.fromEntries(
+          clients.map((
+            c,
+          ) => [c.connectionId, p.resources(c, PILOT_TYPES.cluster, "*") === before[c.connectionId]]),
+        ),
+      );
+    }
+    return kept;
+  };
+
+  test("an endpoints-only change keeps every proxy's clusters, listeners and routes as they were", () => {
+    const kept = walk([
+      { "orders.example": [{ address: "10.0.0.1" }], "pay.example": [{ address: "10.0.1.1" }] },
+      {
+        "orders.example": [{ address: "10.0.0.1" }, { address: "10.0.0.2" }],
+        "pay.example": [{ address: "10.0.1.1" }],
+      },
+      { "orders.example": [{ address: "10.0.0.2" }], "pay.example": [{ address: "10.0.1.1" }] },
+    ], "STATIC");
+    expect(kept.every((k) => Object.values(k).every(Boolean))).toBe(true);
+  });
+
+  for (const resolution of ["DNS", "DNS_ROUND_ROBIN"] as const) {
+    test(`${resolution} services carry their endpoints in the cluster: a change there rebuilds it`, () => {
+      const kept = walk([
+        { "orders.example": [{ address: "a.orders.example" }] },
+        { "orders.example": [{ address: "b.orders.example" }] },
+        { "orders.example": [] },
+        { "orders.example": [{ address: "c.orders.example" }, { address: "d.orders.example" }] },
+      ], resolution);
+      expect(kept.some((k) => Object.values(k).some((x) => !x))).toBe(true);
+    });
+  }
+
+  test("a service without endpoints gaining some (NONE resolution) changes its cluster's discovery", () => {
+    walk([
+      { "orders.example": [], "pay.example": [{ address: "10.0.1.1" }] },
+      { "orders.example": [{ address: "10.0.0.1" }], "pay.example": [{ address: "10.0.1.1" }] },
+      { "orders.example": [], "pay.example": [{ address: "10.0.1.1" }] },
+    ], "NONE");
+  });
+
+  test("endpoints' identities and mTLS capability reach clusters (SANs, auto-mTLS)", () => {
+    const kept = walk([
+      { "orders.example": [{ address: "10.0.0.1", tlsMode: "istio", serviceAccount: "orders" }] },
+      { "orders.example": [{ address: "10.0.0.1", tlsMode: "istio", serviceAccount: "orders-v2" }] },
+      {
+        "orders.example": [
+          { address: "10.0.0.1", tlsMode: "istio", serviceAccount: "orders-v2" },
+          { address: "10.0.0.2", tlsMode: "disabled" },
+        ],
+      },
+      { "orders.example": [{ address: "10.0.0.2", tlsMode: "istio", serviceAccount: "orders" }] },
+    ], "STATIC");
+    expect(kept.some((k) => Object.values(k).some((x) => !x))).toBe(true);
+  });
+
+  test("a change to a proxy's own instances translates its inbound side again", () => {
+    // productpage's sidecar is at 192.0.2.10: its instance of orders.example changes labels
+    // and identity while its set key (host, ports, locality) stays the same.
+    walk([
+      { "orders.example": [{ address: "192.0.2.10" }, { address: "10.0.0.1" }] },
+      {
+        "orders.example": [
+          { address: "192.0.2.10", tlsMode: "istio", serviceAccount: "pp", labels: { app: "x" } },
+          { address: "10.0.0.1" },
+        ],
+      },
+      { "orders.example": [{ address: "192.0.2.10", labels: { app: "y" } }, { address: "10.0.0.2" }] },
+    ], "STATIC");
+  });
+
+  test("registrations undone one registry at a time, under the self-check: every step is served, back to the start", () => {
+    const store = createConfigStore({ logger: quiet });
+    store.sink("test").replace(
+      readdirSync(SAMPLES).filter((f) => f.endsWith(".yaml")).map((f) => ({ origin: f, content: sample(f) })),
+    );
+    const config = store.snapshot();
+    const consul = (extra: boolean) =>
+      state({ "svc-0.consul": ["10.0.0.1", ...(extra ? ["10.0.9.1"] : [])] }, "STATIC");
+    const eureka = (extra: boolean) =>
+      state({ "app-0.eureka": ["10.1.0.1", ...(extra ? ["10.1.9.1"] : [])] }, "STATIC");
+    const steps = [
+      [consul(true), eureka(false)],
+      [consul(true), eureka(true)],
+      [consul(false), eureka(true)],
+      [consul(false), eureka(false)],
+    ];
+    let states = [consul(false), eureka(false)];
+    const selfCheck = (proxy: Proxy, set: EnvoyResourceSet, partial: boolean) =>
+      checkEnvoySet(set, {
+        proxyKind: proxyKindOf(proxy),
+        secretNames: configuredSecretNames(config),
+        partial,
+      });
+    const p = createPilotProvider({
+      initial: createPushContext({ config, registries: states }),
+      logger: quiet,
+      selfCheck,
+    });
+    served(p);
+    for (const next of steps) {
+      const request = narrowRegistryRequest(fullPushRequest("registry:test"), endpointChanges(states, next));
+      expect(isEndpointsOnly(request)).toBe(true);
+      const held = clients.map((c) => p.resources(c, PILOT_TYPES.endpoint, "*"));
+      states = next;
+      const ctx = createPushContext({ config, registries: states });
+      p.update(ctx, request);
+      expect(served(p)).toEqual(served(createPilotProvider({ initial: ctx, logger: quiet })));
+      // A changed load assignment is a new map: the xDS server sends it.
+      clients.forEach((c, i) => expect(p.resources(c, PILOT_TYPES.endpoint, "*")).not.toBe(held[i]));
+      for (const c of clients) expect(p.violationsOf(p.proxyOf(c))).toEqual([]);
+    }
+  });
 
   test("a registry change of services or workloads stays full", () => {
     const a = state({ "orders.example": ["10.0.0.1"] }, "STATIC");
