@@ -23,6 +23,14 @@
  * 5. concurrent connections: after the idle time every one of them carries another 1 KiB each
  *    way; the successes are counted (goal: all).
  *
+ * Beside them, two reference paths over the same three TCP legs (A's loopback, the veth, B's
+ * loopback) show what any user-space relay costs on this machine: two bare relays in A and B
+ * (`relay`: accept, connect, pipe both ways; run as root, outside capture), once in plain TCP and
+ * once with TLS between them (ECDSA P-256, the verified CA, the same cipher suites as the node
+ * proxies), measured in the same rounds (bulk) and, for plain relays, for latency too. They have
+ * no capture, no policy, no telemetry and no tunnel multiplexing; the TLS relays' handshake is
+ * per connection, so they are left out of the latency measure.
+ *
  * Every loop is bounded in count and in time. The machines, processes and files are removed on
  * return and on failure.
  *
@@ -32,10 +40,15 @@
  * printing one JSON result line).
  */
 import type { Subprocess } from "bun";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect as tlsConnect, createServer as createTlsServer } from "node:tls";
 import { benchArgs } from "./_args.ts";
+
+/** The reference relays' ports (A listens on loopback, B on its test address). */
+const RELAY = { plainA: 9101, plainB: 9102, tlsB: 9103, tlsA: 9104 } as const;
 
 /** Goals the issue sets. */
 export const GOALS = {
@@ -99,6 +112,17 @@ export interface NodeProxyBenchResult {
     readonly bytesPerConn: number;
   };
   readonly concurrent: { readonly connections: number; readonly ok: number; readonly failed: number };
+  /** The reference relays (see the file's comment). */
+  readonly reference: {
+    /** Median MiB/s through two plain relays, and every round. */
+    readonly plainMBps: number;
+    readonly plainRounds: readonly number[];
+    /** Median MiB/s through two relays with TLS between them, and every round. */
+    readonly tlsMBps: number;
+    readonly tlsRounds: readonly number[];
+    /** New connections through two plain relays. */
+    readonly plainLatency: Latency;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,6 +148,56 @@ function serve(ports: readonly number[]): void {
       s.on("error", () => s.destroy());
     }).listen(port, "0.0.0.0", () => process.stdout.write(JSON.stringify({ listening: port }) + "\n"));
   }
+  process.on("SIGTERM", () => process.exit(0));
+}
+
+/**
+ * A bare relay: accepts on `listenPort` and pipes each connection to `target`, with TLS on the
+ * inbound side (`tls-in`, the certificate and key in `dir`), the outbound side (`tls-out`,
+ * verifying against `dir`'s CA) or neither (`plain`).
+ */
+function relayProgram(
+  listenHost: string,
+  listenPort: number,
+  target: { host: string; port: number },
+  mode: "plain" | "tls-in" | "tls-out",
+  dir: string,
+): void {
+  const file = (name: string) => readFileSync(join(dir, name), "utf8");
+  const onConnection = (s: Socket) => {
+    s.setNoDelay(true);
+    const up = mode === "tls-out"
+      ? tlsConnect({
+        host: target.host,
+        port: target.port,
+        ca: file("ca.pem"),
+        cert: file("client.pem"),
+        key: file("client.key"),
+        checkServerIdentity: () => undefined,
+        allowHalfOpen: true,
+      })
+      : connect({ port: target.port, host: target.host, allowHalfOpen: true });
+    up.setNoDelay(true);
+    s.pipe(up);
+    up.pipe(s);
+    s.on("error", () => up.destroy());
+    up.on("error", () => s.destroy());
+  };
+  const server = mode === "tls-in"
+    ? createTlsServer({
+      cert: file("server.pem"),
+      key: file("server.key"),
+      ca: file("ca.pem"),
+      requestCert: true,
+      rejectUnauthorized: true,
+      allowHalfOpen: true,
+    }, onConnection)
+    : createServer({ allowHalfOpen: true }, onConnection);
+  server.listen(
+    listenPort,
+    listenHost,
+    () => process.stdout.write(JSON.stringify({ listening: listenPort }) + "\n"),
+  );
   process.on("SIGTERM", () => process.exit(0));
 }
 
@@ -302,6 +376,8 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
   const m = await import("../tests/e2e/_node_proxy_mesh.ts");
   const { eventually } = await import("../tests/e2e/_meshd.ts");
   const { waitForLine } = m;
+  const { createTestCa } = await import("../tests/kube/_pki.ts");
+  const certDir = mkdtempSync(join(tmpdir(), "meshd-np-bench-"));
   const mesh = await m.startNodeProxyMesh({ extraConfig: { peer: m.peerAuthentication("STRICT") } });
   try {
     const self = resolve(import.meta.path);
@@ -348,6 +424,37 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
     const direct = { host: mesh.b.ip, port: m.DIRECT_PORT, asRoot: true };
     const viaMesh = { host: vip, port: m.BULK_PORT, asRoot: false };
 
+    // The reference relays: plain A 9101 → B 9102, TLS A 9104 → B 9103, both to B's load server.
+    const ca = await createTestCa("node-proxy-bench-ca");
+    const [serverPem, clientPem] = await Promise.all([ca.server(), ca.client("relay")]);
+    writeFileSync(join(certDir, "ca.pem"), ca.cert);
+    writeFileSync(join(certDir, "server.pem"), serverPem.cert);
+    writeFileSync(join(certDir, "server.key"), serverPem.key);
+    writeFileSync(join(certDir, "client.pem"), clientPem.cert);
+    writeFileSync(join(certDir, "client.key"), clientPem.key);
+    const relays = [
+      [mesh.b, "0.0.0.0", RELAY.plainB, "127.0.0.1", m.DIRECT_PORT, "plain"],
+      [mesh.b, "0.0.0.0", RELAY.tlsB, "127.0.0.1", m.DIRECT_PORT, "tls-in"],
+      [mesh.a, "127.0.0.1", RELAY.plainA, mesh.b.ip, RELAY.plainB, "plain"],
+      [mesh.a, "127.0.0.1", RELAY.tlsA, mesh.b.ip, RELAY.tlsB, "tls-out"],
+    ] as const;
+    for (const [machine, host, port, toHost, toPort, mode] of relays) {
+      const p = mesh.net.exec(machine, [
+        process.execPath,
+        self,
+        "relay",
+        host,
+        String(port),
+        toHost,
+        String(toPort),
+        mode,
+        certDir,
+      ]);
+      await waitForLine(p, "stdout", new RegExp(`"listening":${port}`));
+    }
+    const plainRelays = { host: "127.0.0.1", port: RELAY.plainA, asRoot: true };
+    const tlsRelays = { host: "127.0.0.1", port: RELAY.tlsA, asRoot: true };
+
     // 1 and 3: bulk, alternating rounds, agents' CPU over the node-proxy rounds.
     const bytes = o.mb * 1024 * 1024;
     const mbps = async (t: typeof direct) => {
@@ -362,6 +469,8 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
     };
     const directRounds: number[] = [];
     const meshRounds: number[] = [];
+    const plainRounds: number[] = [];
+    const tlsRounds: number[] = [];
     let cpuA = 0;
     let cpuB = 0;
     for (let i = 0; i < o.rounds; i++) {
@@ -370,9 +479,13 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
       meshRounds.push(await mbps(viaMesh));
       cpuA += cpuSeconds(agentA.pid) - a0;
       cpuB += cpuSeconds(agentB.pid) - b0;
+      tlsRounds.push(await mbps(tlsRelays));
+      plainRounds.push(await mbps(plainRelays));
       log(
         `bulk round ${i + 1}: direct ${directRounds.at(-1)!.toFixed(1)} MiB/s, node proxy ${
           meshRounds.at(-1)!.toFixed(1)
+        } MiB/s, TLS relays ${tlsRounds.at(-1)!.toFixed(1)} MiB/s, plain relays ${
+          plainRounds.at(-1)!.toFixed(1)
         } MiB/s`,
       );
     }
@@ -386,6 +499,7 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
       ))[0] as Latency;
     const latDirect = await lat(direct);
     const latMesh = await lat(viaMesh);
+    const latPlain = await lat(plainRelays);
     log(`latency: direct p50 ${latDirect.p50.toFixed(3)} ms, node proxy p50 ${latMesh.p50.toFixed(3)} ms`);
 
     // 4 and 5: idle connections, then all carry bytes again.
@@ -441,10 +555,18 @@ export async function runNodeProxyBench(o: NodeProxyBenchOptions): Promise<NodeP
         bytesPerConn: perConn(rssA1 - rssA0 + rssB1 - rssB0),
       },
       concurrent: { connections: o.connections, ok: done.ok ?? 0, failed: o.connections - (done.ok ?? 0) },
+      reference: {
+        plainMBps: median(plainRounds),
+        plainRounds,
+        tlsMBps: median(tlsRounds),
+        tlsRounds,
+        plainLatency: latPlain,
+      },
     };
     return result;
   } finally {
     await mesh.cleanup();
+    rmSync(certDir, { recursive: true, force: true });
   }
 }
 
@@ -499,6 +621,25 @@ export function formatNodeProxyResults(r: NodeProxyBenchResult): string {
       } × goal, B ${f1(r.idle.bytesPerConnB / GOALS.bytesPerIdleConnection)} × goal`,
     ],
     [
+      `bulk stream, two bare relays with TLS between them (reference)`,
+      `${f1(r.reference.tlsMBps)} MiB/s (rounds ${r.reference.tlsRounds.map(f1).join(", ")})`,
+      `${f3(r.reference.tlsMBps / r.bulk.directMBps)} of direct; node proxy ÷ TLS relays ${
+        f3(r.bulk.meshMBps / r.reference.tlsMBps)
+      }`,
+    ],
+    [
+      `bulk stream, two bare plain relays (reference)`,
+      `${f1(r.reference.plainMBps)} MiB/s (rounds ${r.reference.plainRounds.map(f1).join(", ")})`,
+      `${f3(r.reference.plainMBps / r.bulk.directMBps)} of direct`,
+    ],
+    [
+      "new connection, two bare plain relays (reference)",
+      `p50 ${f3(r.reference.plainLatency.p50)} ms, p99 ${f3(r.reference.plainLatency.p99)} ms`,
+      `added p50 ${f3(r.reference.plainLatency.p50 - r.latency.direct.p50)} ms, p99 ${
+        f3(r.reference.plainLatency.p99 - r.latency.direct.p99)
+      } ms`,
+    ],
+    [
       `${r.concurrent.connections} concurrent connections, 1 KiB each way twice`,
       `${r.concurrent.ok} ok, ${r.concurrent.failed} failed`,
       r.concurrent.failed === 0 ? "all carried bytes" : "not all",
@@ -514,7 +655,10 @@ export function formatNodeProxyResults(r: NodeProxyBenchResult): string {
 if (import.meta.main) {
   const [mode, ...rest] = process.argv.slice(2);
   if (mode === "serve") serve(rest.map(Number));
-  else if (mode === "bulk" || mode === "latency" || mode === "hold") {
+  else if (mode === "relay") {
+    const [host, port, toHost, toPort, how, dir] = rest;
+    relayProgram(host!, Number(port), { host: toHost!, port: Number(toPort) }, how as "plain", dir!);
+  } else if (mode === "bulk" || mode === "latency" || mode === "hold") {
     const [host, port, n, extra] = [rest[0]!, Number(rest[1]), Number(rest[2]), rest[3]];
     if (mode === "bulk") await bulk(host, port, n);
     else if (mode === "latency") await latency(host, port, n, Number(extra ?? 60_000));

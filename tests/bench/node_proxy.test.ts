@@ -10,7 +10,7 @@ const unavailable = netnsUnavailable();
 if (unavailable !== undefined) console.warn(`skipping the node proxy benchmark test: ${unavailable}`);
 
 test.skipIf(unavailable !== undefined)(
-  "bench/node_proxy.ts runs its scenarios (small): bulk both ways, latency, CPU, idle memory, concurrent connections",
+  "bench/node_proxy.ts runs its scenarios (small): bulk both ways, latency, CPU, idle memory, concurrent connections, reference relays",
   async () => {
     const r = await runNodeProxyBench({
       mb: 4,
@@ -30,7 +30,11 @@ test.skipIf(unavailable !== undefined)(
     expect(r.idle.connections).toBe(50);
     expect(Number.isFinite(r.idle.bytesPerConn)).toBe(true);
     expect(r.concurrent).toEqual({ connections: 50, ok: 50, failed: 0 });
+    expect(r.reference.plainMBps).toBeGreaterThan(0);
+    expect(r.reference.tlsMBps).toBeGreaterThan(0);
+    expect(r.reference.plainLatency).toMatchObject({ n: 20, failed: 0 });
     const table = formatNodeProxyResults(r);
+    expect(table).toContain("two bare relays with TLS between them");
     expect(table).toContain("| bulk stream (4 MiB), through two node proxies |");
     expect(table).toContain("50 concurrent connections");
   },
