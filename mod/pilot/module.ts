@@ -63,6 +63,13 @@ const SETTINGS: readonly SettingSpec[] = [
   STORE_COMPACT_INTERVAL_SETTING,
   REGISTRY_SETTING,
   {
+    name: "registry-sync-timeout",
+    kind: { type: "duration" },
+    default: 30_000,
+    help:
+      "longest pilot waits at start for every --registry to be read once before serving proxies (and reporting ready); after it, proxies get config without the registries not yet read, and each is added as it syncs",
+  },
+  {
     name: "xds-self-check",
     kind: { type: "bool" },
     help:
@@ -206,8 +213,17 @@ export const pilotModule: ModuleDefinition = {
     };
     /** The registries' states the newest push was built from. */
     let builtStates: RegistryState[] = [];
+    /**
+     * Whether a push built once every platform registry had been read (or after
+     * --registry-sync-timeout) has been installed: until then proxies are served nothing, so a
+     * restarted pilot never hands them a mesh without the registries' services.
+     */
+    let registriesServed = false;
+    const syncDeadline = ctx.clock.now() + ctx.settings.number("registry-sync-timeout");
+    const unsynced = () => platform.statuses().filter((s) => !s.synced).map((s) => s.name);
     const buildPush = () => {
       const config = store.snapshot();
+      registriesServed ||= unsynced().length === 0 || ctx.clock.now() >= syncDeadline;
       const states = [...registries.map((r) => r.state()), ...platform.states(config)];
       builtStates = states;
       return createPushContext({
@@ -250,7 +266,8 @@ export const pilotModule: ModuleDefinition = {
         }
         : {}),
     });
-    const readyProvider = Object.assign(provider, { ready: () => configReady.now() });
+    const servable = () => configReady.now() && registriesServed;
+    const readyProvider = Object.assign(provider, { ready: servable });
     ads.addProvider(readyProvider);
 
     /** Each type's labelled metrics, resolved once (they are updated per stream and push). */
@@ -326,6 +343,14 @@ export const pilotModule: ModuleDefinition = {
       push: rebuild,
     });
     configReady.promise.then(() => pushTriggers.pushNow("config synced"));
+    const syncTimer = ctx.clock.setTimer(ctx.settings.number("registry-sync-timeout"), () => {
+      const waiting = unsynced();
+      if (waiting.length === 0) return;
+      ctx.logger.warn("serving proxies without registries not read yet (--registry-sync-timeout)", {
+        registries: waiting,
+      });
+      pushTriggers.pushNow("registry sync timeout");
+    });
 
     const pilotStreams = () =>
       ads.streams().filter((s) => s.types.some((t) => TYPE_SHORT[t.typeUrl] !== undefined));
@@ -428,8 +453,9 @@ export const pilotModule: ModuleDefinition = {
 
     return {
       start: () => Promise.resolve(),
-      ready: () => configReady.now(),
+      ready: servable,
       async stop() {
+        syncTimer.cancel();
         pushTriggers.stop();
         autoRegistry.close();
         await platform.stop();

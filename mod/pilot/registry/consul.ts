@@ -47,8 +47,14 @@ export interface ConsulRegistryOptions {
   readonly fetch?: typeof fetch;
 }
 
-/** Service health requests one registry has in flight at most. */
-export const SERVICE_REQUEST_LIMIT = 64;
+/**
+ * Service health requests one registry has in flight at most, each holding one connection while
+ * Consul blocks it. Consul refuses a client address more than `limits.http_max_conns_per_client`
+ * connections (200 by default), so this leaves room for the catalog watch, other registries'
+ * reads from the same machine and the operator's tools; up to this many services are watched
+ * with their full blocking wait, so a change is read as soon as Consul answers.
+ */
+export const SERVICE_REQUEST_LIMIT = 128;
 /**
  * The blocking wait used while more services are watched than {@link SERVICE_REQUEST_LIMIT}: a
  * service waiting for a request slot gets one within about (waiting / limit) of this. Half of
