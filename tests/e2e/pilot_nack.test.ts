@@ -247,8 +247,16 @@ describe("NACKs from real gRPC xDS clients (ADS server, gRPC translation, a prov
       for (const { kind } of CLIENTS) {
         expect(await eventually(() => status(kind)?.types.RDS?.state === "SYNCED")).toBe(true);
         expect(status(kind)!.types.RDS!.ackedVersion).not.toBe(good[kind]);
-        const s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
-        expect(s.byBackend).toEqual({ "echo-v2": 20 });
+        // Lifting the poison pushes v1's good routes again before v2's may arrive, and both are
+        // ACKed: wait (bounded) until the client routes with v2.
+        let s: Awaited<ReturnType<XdsClientProcess["calls"]>> | undefined;
+        const onV2 = await eventually(async () => {
+          s = await clients.get(kind)!.calls({ n: 20, concurrency: 5 });
+          return s.byBackend["echo-v2"] === 20;
+        }, 10_000);
+        expect(onV2).toBe(true);
+        expect(s?.byBackend).toEqual({ "echo-v2": 20 });
+        expect(status(kind)!.types.RDS!.state).toBe("SYNCED");
       }
     },
     30_000,
