@@ -11,12 +11,10 @@
  * @module
  */
 import { Hono } from "hono";
-import { splitHostPort } from "../cli/setting.ts";
-import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../shared/conn_guard.ts";
-import { startFetchListener } from "../shared/fetch_listener.ts";
-import { createLogger, type Logger } from "../shared/logger.ts";
+import type { ConnectionLimits } from "../shared/conn_guard.ts";
+import type { Logger } from "../shared/logger.ts";
 import { isReadOnlyMethod } from "./guard.ts";
-import { addProbeRoutes, type ProbeSource } from "./probe_routes.ts";
+import { addProbeRoutes, type HttpListener, listenApp, type ProbeSource } from "./probe_routes.ts";
 
 /** The setting that names the listener's address (named in errors). */
 const SETTING = "--metrics-addr";
@@ -28,12 +26,7 @@ export interface MetricsSource extends ProbeSource {
 }
 
 /** A running metrics listener. */
-export interface MetricsServer {
-  readonly host: string;
-  readonly port: number;
-  /** Stops listening and closes open connections. */
-  stop(): Promise<void>;
-}
+export type MetricsServer = HttpListener;
 
 /** Builds the metrics listener's Hono app; exported so tests can call it without a socket. */
 export function createMetricsApp(src: ProbeSource): Hono {
@@ -68,19 +61,5 @@ export async function startMetricsServer(
   src: MetricsSource,
   opts: { readonly limits?: ConnectionLimits } = {},
 ): Promise<MetricsServer> {
-  const hp = splitHostPort(addr);
-  if (hp === undefined) throw new Error(`${SETTING} ${addr}: want HOST:PORT`);
-  const app = createMetricsApp(src);
-  const server = await startFetchListener({
-    name: "metrics",
-    host: hp.host || "0.0.0.0",
-    port: hp.port,
-    fetch: (req, peer) => app.fetch(req, peer),
-    limits: opts.limits ?? DEFAULT_CONNECTION_LIMITS,
-    logger: src.logger ?? createLogger({ level: "error" }),
-    metrics: src.metrics,
-  }).catch((err: Error) => {
-    throw new Error(`${SETTING} ${addr}: ${err.message}`);
-  });
-  return { host: server.host, port: server.port, stop: () => server.stop() };
+  return await listenApp("metrics", SETTING, addr, createMetricsApp(src), src, opts.limits);
 }

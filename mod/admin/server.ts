@@ -5,14 +5,12 @@
  * only by GET and HEAD.
  */
 import { type Context, Hono } from "hono";
-import { splitHostPort } from "../cli/setting.ts";
-import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../shared/conn_guard.ts";
-import { startFetchListener } from "../shared/fetch_listener.ts";
-import { createLogger, type Logger } from "../shared/logger.ts";
+import type { ConnectionLimits } from "../shared/conn_guard.ts";
+import type { Logger } from "../shared/logger.ts";
 import { versionInfo } from "../shared/version.ts";
 import type { DebugHandler } from "../runtime/module.ts";
 import { createAdminGuard, isReadOnlyMethod } from "./guard.ts";
-import { addProbeRoutes, type ProbeSource } from "./probe_routes.ts";
+import { addProbeRoutes, type HttpListener, listenApp, type ProbeSource } from "./probe_routes.ts";
 
 /** What the admin server reads from the daemon. */
 export interface AdminSource extends ProbeSource {
@@ -30,12 +28,7 @@ export interface AdminSource extends ProbeSource {
 }
 
 /** A running admin server. */
-export interface AdminServer {
-  readonly host: string;
-  readonly port: number;
-  /** Stops listening and closes open connections. */
-  stop(): Promise<void>;
-}
+export type AdminServer = HttpListener;
 
 /** Builds the Hono app; exported so tests can call it without a socket. */
 export function createAdminApp(src: AdminSource): Hono {
@@ -105,20 +98,7 @@ export async function startAdminServer(
   src: AdminSource,
   opts: { readonly limits?: ConnectionLimits } = {},
 ): Promise<AdminServer> {
-  const hp = splitHostPort(addr);
-  if (hp === undefined) throw new Error(`bad admin address ${addr}`);
-  const app = createAdminApp(src);
-  // On node:http behind a connection guard: Bun.serve cannot cap connections (fetch_listener.ts).
-  const server = await startFetchListener({
-    name: "admin",
-    host: hp.host || "0.0.0.0",
-    port: hp.port,
-    fetch: (req, peer) => app.fetch(req, peer),
-    limits: opts.limits ?? DEFAULT_CONNECTION_LIMITS,
-    logger: src.logger ?? createLogger({ level: "error" }),
-    metrics: src.metrics,
-  });
-  return { host: server.host, port: server.port, stop: () => server.stop() };
+  return await listenApp("admin", "--admin-addr", addr, createAdminApp(src), src, opts.limits);
 }
 
 /** The client's address, from the `requestIP` of Hono's environment ("unknown" without one). */

@@ -31,6 +31,7 @@ export {
   type Visibility,
   visibilityOf,
 } from "./visibility.ts";
+export { CANONICAL_NAME_LABEL, CANONICAL_REVISION_LABEL, canonicalLabels } from "./canonical.ts";
 export { type ClusterPolicy, mergeTrafficPolicy } from "./traffic_policy.ts";
 export {
   type EffectiveMtlsMode,

@@ -57,18 +57,24 @@ describe("pilot waits for --registry before serving proxies", () => {
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  test("not ready and nothing served while Consul fails; served once it answers", async () => {
-    consul.fail(500, "No cluster leader");
+  /** meshd's pilot reading the test Consul, waiting at most `syncTimeout` for it at start. */
+  const startPilot = async (syncTimeout: string): Promise<MeshdProcess> => {
     const meshd = await startMeshd({
       args: [
         "--modules=pilot",
         `--config-dir=${join(root, "config")}`,
         "--push-debounce=10ms",
-        "--registry-sync-timeout=120s",
+        `--registry-sync-timeout=${syncTimeout}`,
         `--registry=${consul.url}?timeout=1s`,
       ],
     });
     stops.push(() => meshd.stop());
+    return meshd;
+  };
+
+  test("not ready and nothing served while Consul fails; served once it answers", async () => {
+    consul.fail(500, "No cluster leader");
+    const meshd = await startPilot("120s");
     const client: XdsClientProcess = startClient("grpc-js", meshd.grpcAddr, {
       dir: root,
       nodeId: nodeId("gate-client"),
@@ -107,16 +113,7 @@ describe("pilot waits for --registry before serving proxies", () => {
 
   test("after --registry-sync-timeout pilot serves without the registry and says so", async () => {
     consul.fail(500, "No cluster leader");
-    const meshd = await startMeshd({
-      args: [
-        "--modules=pilot",
-        `--config-dir=${join(root, "config")}`,
-        "--push-debounce=10ms",
-        "--registry-sync-timeout=2s",
-        `--registry=${consul.url}?timeout=1s`,
-      ],
-    });
-    stops.push(() => meshd.stop());
+    const meshd = await startPilot("2s");
     expect(await eventually(async () => (await readyStatus(meshd)) === 200, 20_000)).toBe(true);
     expect(meshd.logs.some((l) => String(l.msg).includes("--registry-sync-timeout"))).toBe(true);
     const r = (await (await fetch(`http://${meshd.adminAddr}/debug/registryz`)).json()) as Array<

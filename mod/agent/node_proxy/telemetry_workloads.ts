@@ -13,30 +13,22 @@
  *
  * @module
  */
+import { canonicalLabels } from "../../api/mod.ts";
 import { endpointKey } from "./endpoint_pick.ts";
 import type { ConnectionInfo, ConnectionTelemetry, TcpTelemetry } from "./telemetry.ts";
 import type { NodeProxyView, WorkloadLabels } from "./view.ts";
 
-/** Istio's labels naming a workload's canonical service and revision. */
-const CANONICAL_NAME = "service.istio.io/canonical-name";
-const CANONICAL_REVISION = "service.istio.io/canonical-revision";
-
 /**
  * A workload's telemetry labels from its name, namespace and labels: the canonical service and
- * revision as Istio derives them (the canonical-name label, else `app.kubernetes.io/name`, else
- * `app`, else the workload name; the canonical-revision label, else `app.kubernetes.io/version`,
- * else `version`, else "latest"), app and version from the `app` and `version` labels, else the
- * canonical ones.
+ * revision as Istio derives them (mod/api `canonicalLabels`), app and version from the `app` and
+ * `version` labels, else the canonical ones.
  */
 export function workloadLabels(
   name: string,
   namespace: string,
   labels: Readonly<Record<string, string>>,
 ): WorkloadLabels {
-  const canonicalService = labels[CANONICAL_NAME] ?? labels["app.kubernetes.io/name"] ?? labels["app"] ??
-    name;
-  const canonicalRevision = labels[CANONICAL_REVISION] ?? labels["app.kubernetes.io/version"] ??
-    labels["version"] ?? "latest";
+  const { service: canonicalService, revision: canonicalRevision } = canonicalLabels(labels, name);
   return {
     name,
     namespace,

@@ -35,6 +35,7 @@ import {
 import type { ClusterLoadAssignment } from "#gen/envoy/config/endpoint/v3/endpoint_pb.ts";
 import { MetadataSchema, TransportSocketSchema } from "#gen/envoy/config/core/v3/base_pb.ts";
 import { RawBufferSchema } from "#gen/envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer_pb.ts";
+import { canonicalLabels } from "../../api/mod.ts";
 import type { PushContext } from "../model/push_context.ts";
 import type { Proxy } from "../model/proxy.ts";
 import type { Endpoint, Service } from "../model/service.ts";
@@ -109,28 +110,8 @@ function endpointIdentities(plan: OutboundClusterPlan, e: Endpoint | undefined, 
   ];
 }
 
-/** Istio's label naming a workload's canonical service. */
-export const CANONICAL_NAME_LABEL = "service.istio.io/canonical-name";
-/** Istio's label naming a workload's canonical revision. */
-export const CANONICAL_REVISION_LABEL = "service.istio.io/canonical-revision";
 /** Istio's label naming the workload an entry belongs to. */
 export const WORKLOAD_NAME_LABEL = "service.istio.io/workload-name";
-
-/**
- * A workload's canonical service and revision as Istio derives them from its labels: the
- * canonical-name label, else `app.kubernetes.io/name`, else `app`, else the workload name; the
- * canonical-revision label, else `app.kubernetes.io/version`, else `version`, else "latest".
- */
-export function canonicalLabels(
-  labels: Readonly<Record<string, string>>,
-  workload: string,
-): { service: string; revision: string } {
-  return {
-    service: labels[CANONICAL_NAME_LABEL] ?? labels["app.kubernetes.io/name"] ?? labels["app"] ?? workload,
-    revision: labels[CANONICAL_REVISION_LABEL] ?? labels["app.kubernetes.io/version"] ?? labels["version"] ??
-      "latest",
-  };
-}
 
 /** The workload an endpoint belongs to: its workload-name label, else its WorkloadEntry's name. */
 function workloadName(e: Endpoint): string {

@@ -4,6 +4,7 @@
  * for one SPIFFE identity, as agent bundles. Also a free port on two loopback addresses at once
  * (the HBONE port is the same on every machine).
  */
+import type { Duplex } from "node:stream";
 import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { createServer } from "node:net";
 import { makeRoot } from "../../../mod/citadel/ca_store.ts";
@@ -69,4 +70,14 @@ export async function commonFreePort(hosts: readonly string[]): Promise<number> 
     if (ok) return port;
   }
   throw new Error(`no port free on all of ${hosts.join(", ")}`);
+}
+
+/** Everything `s` sends until it ends, as one buffer. */
+export function readAll(s: Duplex): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.once("end", () => resolve(Buffer.concat(chunks)));
+    s.once("error", reject);
+  });
 }

@@ -24,7 +24,7 @@ import type { CertBundle } from "../../../mod/agent/certs.ts";
 import { H2Connection, type H2Stream } from "../../../mod/agent/node_proxy/h2/connection.ts";
 import type { HeaderList } from "../../../mod/agent/node_proxy/h2/hpack.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
-import { createTestCa } from "./_mesh.ts";
+import { createTestCa, readAll } from "./_mesh.ts";
 
 const HOST = "127.0.0.1";
 const MIB = 1024 * 1024;
@@ -56,16 +56,6 @@ async function writeAll(s: Duplex, data: Buffer): Promise<void> {
     if (!s.write(data.subarray(at, at + 64 * 1024))) await new Promise((r) => s.once("drain", r));
   }
   s.end();
-}
-
-/** Everything `s` sends until it ends. */
-function readAll(s: Duplex): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on("data", (c: Buffer) => chunks.push(c));
-    s.once("end", () => resolve(Buffer.concat(chunks)));
-    s.once("error", reject);
-  });
 }
 
 /** The peer's side of a CONNECT stream: reads everything until the client ends, then answers. */

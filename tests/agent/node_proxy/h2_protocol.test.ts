@@ -8,7 +8,6 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
-import type { Duplex } from "node:stream";
 import {
   connect as tlsConnect,
   createServer as createTlsServer,
@@ -44,7 +43,7 @@ import { createTcpTelemetry } from "../../../mod/agent/node_proxy/telemetry.ts";
 import { createTlsMaterial } from "../../../mod/agent/node_proxy/tls_material.ts";
 import { systemClock } from "../../../mod/shared/clock.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
-import { createTestCa } from "./_mesh.ts";
+import { createTestCa, readAll } from "./_mesh.ts";
 
 const HOST = "127.0.0.1";
 const ID_A = "spiffe://cluster.local/ns/foo/sa/client";
@@ -93,16 +92,6 @@ afterAll(async () => {
   await hbone?.close();
   echo?.close();
 });
-
-/** Everything `s` sends until it ends. */
-function readAll(s: Duplex): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on("data", (c: Buffer) => chunks.push(c));
-    s.once("end", () => resolve(Buffer.concat(chunks)));
-    s.once("error", reject);
-  });
-}
 
 /** A fresh HBONE stream through the server to the echo application carries `text` back. */
 async function echoes(text: string): Promise<string> {

@@ -19,7 +19,7 @@ import { createTcpTelemetry } from "../../../mod/agent/node_proxy/telemetry.ts";
 import { createTlsMaterial } from "../../../mod/agent/node_proxy/tls_material.ts";
 import { systemClock } from "../../../mod/shared/clock.ts";
 import { createLogger } from "../../../mod/shared/logger.ts";
-import { createTestCa } from "./_mesh.ts";
+import { createTestCa, readAll } from "./_mesh.ts";
 
 const HOST = "127.0.0.1";
 const ID_A = "spiffe://cluster.local/ns/foo/sa/client";
@@ -76,16 +76,6 @@ afterAll(async () => {
   await server?.close();
   app?.close();
 });
-
-/** Everything `s` sends until it ends, as one buffer. */
-function readAll(s: Duplex): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on("data", (c: Buffer) => chunks.push(c));
-    s.once("end", () => resolve(Buffer.concat(chunks)));
-    s.once("error", reject);
-  });
-}
 
 /** Writes `total` bytes to `s` in 64 KiB chunks, minding backpressure, then ends it. */
 async function writeBytes(s: Duplex, total: number): Promise<void> {
